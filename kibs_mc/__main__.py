@@ -1,0 +1,3 @@
+from kibs_mc.cli import main
+
+main()

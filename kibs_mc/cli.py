@@ -1,0 +1,89 @@
+"""The ``kibs-mc`` command: Hydra overrides in, one experiment out.
+
+Exit status: 0 success; 2 bad configuration or input (one message, no traceback);
+130 interrupted (completed chunks stay on disk for ``resume=true``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import polars as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from kibs_mc.config import CONF_DIR, load_config, to_config
+from kibs_mc.errors import UserError
+from kibs_mc.experiment import ExperimentResult, run_experiment
+
+#: Outcomes shown in the terminal table, per model; every outcome is in summary.parquet.
+HEADLINE = ["knowledge_mean", "knowledge_cv", "meetings", "converged"]
+
+
+def fail(error: UserError) -> None:
+    print(f"kibs-mc: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def print_summary(result: ExperimentResult, console: Console) -> None:
+    shown = [o for o in HEADLINE if o in result.outcomes] or result.outcomes[:4]
+    table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
+    table.add_column("scenario")
+    for outcome in shown:
+        table.add_column(outcome, justify="right")
+    summary = result.summary
+    for sc in result.scenarios:
+        cells = []
+        for outcome in shown:
+            row = summary.filter((pl.col("scenario") == sc.name) & (pl.col("outcome") == outcome))
+            if row.height == 0:
+                cells.append("-")
+                continue
+            r = row.row(0, named=True)
+            half = (r["ci_high"] - r["ci_low"]) / 2 if r["ci_low"] is not None else float("nan")
+            cells.append(f"{r['mean']:.4g} ± {half:.2g}" if half == half else f"{r['mean']:.4g}")
+        table.add_row(sc.name, *cells)
+    console.print(table)
+    console.print(f"results: {result.run_dir}")
+    if result.mlflow_run_id:
+        console.print(f"mlflow run: {result.mlflow_run_id}")
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
+def hydra_main(cfg: DictConfig) -> None:
+    console = Console()
+    try:
+        config = to_config(cfg)
+        hc = HydraConfig.get()
+        run_dir = Path(hc.runtime.output_dir)
+        result = run_experiment(config, list(hc.overrides.task), run_dir)
+    except UserError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        print(
+            f"kibs-mc: interrupted; completed chunks are kept in {run_dir}. Continue with the "
+            f"same overrides plus resume=true hydra.run.dir={run_dir}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    print_summary(result, console)
+
+
+def main() -> None:
+    """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
+    exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
+    argv = sys.argv[1:]
+    if all(not a.startswith("-") for a in argv):
+        try:
+            load_config([a for a in argv if not a.partition("=")[0].startswith("hydra.")])
+        except UserError as error:
+            fail(error)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Typed, validated configuration: the Hydra structured-config schemas and their checks.
+
+The YAML groups in ``conf/`` extend the dataclasses registered here, so Hydra rejects unknown
+keys and wrong types while composing; :func:`validate` then checks ranges and choices that
+types cannot express (declared next to each field with :func:`setting`), so a bad value fails
+before any work starts, with its full key, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from kibs_mc.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Sequence[Any] | None = None,
+    default_factory: Any = None,
+) -> Any:
+    """A dataclass field with its allowed range or choices, checked by :func:`validate`."""
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _allowed_text(meta: dict[str, Any], integer: bool = False) -> str:
+    if meta.get("choices") is not None:
+        return "allowed: one of " + ", ".join(repr(c) for c in meta["choices"])
+
+    def fmt(x: float) -> str:
+        return str(int(x)) if integer else f"{x:g}"
+
+    low = f"[{fmt(meta['ge'])}" if meta.get("ge") is not None else (
+        f"({fmt(meta['gt'])}" if meta.get("gt") is not None else "(-inf")
+    high = f"{fmt(meta['le'])}]" if meta.get("le") is not None else (
+        f"{fmt(meta['lt'])})" if meta.get("lt") is not None else "inf)")
+    kind = "an integer" if integer else "a finite number"
+    return f"allowed: {kind} in {low}, {high}"
+
+
+def _check_field(key: str, value: Any, meta: dict[str, Any]) -> None:
+    if value is None:
+        return
+    if meta.get("choices") is not None:
+        if value not in meta["choices"]:
+            raise ConfigError(key, value, _allowed_text(meta))
+        return
+    bounds = [meta.get(b) for b in ("ge", "gt", "le", "lt")]
+    if all(b is None for b in bounds) or isinstance(value, bool):
+        return
+    integer = isinstance(value, int)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, value, _allowed_text(meta))
+    ok = (
+        (meta["ge"] is None or value >= meta["ge"])
+        and (meta["gt"] is None or value > meta["gt"])
+        and (meta["le"] is None or value <= meta["le"])
+        and (meta["lt"] is None or value < meta["lt"])
+    )
+    if not ok:
+        raise ConfigError(key, value, _allowed_text(meta, integer))
+
+
+def validate(obj: Any, path: str = "") -> None:
+    """Check every declared range and choice, then each dataclass's own ``check`` method."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            key = f"{path}.{f.name}" if path else f.name
+            value = getattr(obj, f.name)
+            _check_field(key, value, dict(f.metadata))
+            validate(value, key)
+        check = getattr(obj, "check", None)
+        if callable(check):
+            check(path)
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            validate(item, f"{path}[{i}]")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class CowanJonardConfig:
+    """The Cowan-Jonard (2004) barter model, MODEL.md section 2."""
+
+    name: str = "cowan_jonard"
+    agents: int = setting(500, ge=2, le=10_000_000)
+    degree: int = setting(10, ge=2)
+    categories: int = setting(10, ge=1, le=10_000)
+    alpha: float = setting(0.1, gt=0.0, le=1.0)
+    tolerance: float = setting(0.01, ge=0.0, lt=1.0)
+    rewire_p: float = setting(0.1, ge=0.0, le=1.0)
+    max_meetings: int = setting(10_000_000, ge=1)
+    initial_max: float = setting(10.0, gt=0.0)
+
+    def check(self, path: str) -> None:
+        if self.degree % 2:
+            raise ConfigError(f"{path}.degree", self.degree, "allowed: an even number (degree/2 ties a side)")
+        if self.degree >= self.agents:
+            raise ConfigError(
+                f"{path}.degree", self.degree, f"allowed: an even number below {path}.agents={self.agents}"
+            )
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class ScenarioConfig:
+    """A named scenario: overrides in command-line syntax, applied on top of the invocation's."""
+
+    name: str = MISSING
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "single"
+    scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
+
+    def check(self, path: str) -> None:
+        if not self.scenarios:
+            raise ConfigError(f"{path}.scenarios", [], "allowed: at least one scenario")
+        names = [s.name for s in self.scenarios]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"{path}.scenarios", name, "allowed: scenario names that are unique")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where chunks of replicates run: ``serial`` in this process, or ``ray``."""
+
+    kind: str = setting("ray", choices=("serial", "ray"))
+    num_cpus: int | None = setting(None, ge=1)  # None: all cores of this machine
+    address: str | None = None  # Ray cluster to attach to; None: RAY_ADDRESS or a new local one
+    chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
+    max_in_flight: int = setting(0, ge=0)  # tasks submitted ahead; 0: 2 per worker
+    max_retries: int = setting(3, ge=0)  # re-runs of a task whose worker died
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking: the driver logs once, after aggregation."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "kibs-mc"
+
+
+@dataclass
+class Config:
+    model: Any = MISSING
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
+    seed: int = setting(20261127, ge=0, lt=2**63)
+    resume: bool = False
+
+
+MODEL_SCHEMAS: dict[str, type] = {"cowan_jonard": CowanJonardConfig}
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (the YAML files extend them)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"{name}_schema", node=schema)
+    cs.store(group="executor", name="executor_schema", node=ExecutorConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+
+
+register_configs()
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Turn a composed DictConfig (without Hydra's own node) into validated dataclasses."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, Config)
+    validate(obj)
+    return obj
+
+
+def group_options(group: str) -> list[str]:
+    """Names of the YAML options of a config group in ``conf/``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def leaf_keys(cfg: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted keys of every leaf of a DictConfig."""
+    for key in cfg.keys():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            yield from leaf_keys(node, full)
+        else:
+            yield full
+
+
+def effective_cpus() -> int:
+    """Cores this process may use (respects affinity masks of batch schedulers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str:
+    for text in overrides:
+        name, _, value = text.lstrip("+~").partition("=")
+        if name == key:
+            return value
+    return "?"
+
+
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
+def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
+    """One clear ConfigError from Hydra's and OmegaConf's composition errors."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if isinstance(exc, OverrideParseException):
+        bad = next((o for o in overrides if "=" not in o), " ".join(overrides))
+        return ConfigError("override", bad, "allowed: key=value (e.g. replicates=200 or model=cowan_jonard)")
+    if isinstance(exc, MissingConfigException):
+        missing = str(exc).split("Could not find '", 1)[-1].split("'", 1)[0]
+        group, _, option = missing.rpartition("/")
+        if group:
+            choices = ", ".join(group_options(group))
+            return ConfigError(group, option, f"allowed: one of {choices}")
+        return ConfigError("config", missing, "allowed: a config file in conf/")
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
+        parent, _, leaf = full_key.rpartition(".")
+        known = _known_keys(parent)
+        return ConfigError(
+            full_key, _override_value(overrides, full_key),
+            f"'{leaf}' is not a known key" + (f" under '{parent}'" if parent else "")
+            + (f"; known keys: {', '.join(known)}" if known else ""),
+        )
+    if isinstance(cause, ValidationError) and full_key:
+        expected = str(cause).split(" could not be converted to ", 1)[-1].split("\n", 1)[0].strip()
+        if "valid bool" in str(cause):
+            expected = "Boolean"
+        kind = _TYPE_WORDS.get(expected, f"a value of type {expected}")
+        return ConfigError(full_key, _override_value(overrides, full_key), f"allowed: {kind}")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError("overrides", " ".join(overrides), first_line.rstrip("."))
+
+
+def _known_keys(parent: str) -> list[str]:
+    try:
+        cfg = _compose([])
+    except Exception:  # noqa: BLE001 - the default config itself failed: list nothing
+        return []
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with command-line style overrides.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for text in overrides:
+        if text[:1] in "+~":
+            raise ConfigError(
+                "override", text, "allowed: overrides of existing keys only (no '+' or '~' prefix)"
+            )
+    try:
+        return _compose(overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise _translate(exc, overrides) from None
+
+
+def load_config(overrides: Sequence[str] = ()) -> Config:
+    """Composed and validated configuration, as dataclasses."""
+    return to_config(compose_config(overrides))

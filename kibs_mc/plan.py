@@ -1,0 +1,101 @@
+"""The experiment plan: scenarios x replicate seeds, cut into chunks.
+
+Replicate r of an experiment with root seed s uses the seed drawn from
+``numpy.random.SeedSequence(s, spawn_key=(r,))`` (the r-th child of ``SeedSequence(s)``), so
+it depends on (s, r) alone. Every scenario reuses the same seeds: common random numbers make
+scenario differences paired (MODEL.md section 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kibs_mc.config import Config, load_config
+from kibs_mc.simulate import Chunk
+
+#: Upper bound on replicates per task when chosen automatically: keeps the work lost to a
+#: dead worker small and the progress bar moving, while tasks stay far above Ray's overhead.
+MAX_AUTO_CHUNK = 50
+
+
+def replicate_seeds(root_seed: int, count: int, start: int = 0) -> np.ndarray:
+    """64-bit seeds of replicates ``start .. start+count-1``."""
+    return np.array(
+        [
+            np.random.SeedSequence(root_seed, spawn_key=(r,)).generate_state(1, np.uint64)[0]
+            for r in range(start, start + count)
+        ],
+        dtype=np.uint64,
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    index: int
+    name: str
+    overrides: tuple[str, ...]
+    config: Config
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
+    """Compose and validate every scenario: the invocation's overrides, then the scenario's.
+
+    Raises ConfigError (naming the scenario's key) before any work starts.
+    """
+    base = [o for o in overrides if not _key(o).startswith("hydra.")]
+    scenarios = []
+    for index, spec in enumerate(config.experiment.scenarios):
+        if spec.overrides:
+            own = {_key(o) for o in spec.overrides}
+            composed = load_config([o for o in base if _key(o) not in own] + list(spec.overrides))
+        else:
+            composed = config
+        scenarios.append(Scenario(index, spec.name, tuple(spec.overrides), composed))
+    return scenarios
+
+
+def auto_chunk_size(replicates: int, scenarios: int, workers: int) -> int:
+    """At least four tasks per worker for load balance, at most MAX_AUTO_CHUNK replicates."""
+    per_task = math.ceil(replicates * scenarios / (4 * max(1, workers)))
+    return max(1, min(MAX_AUTO_CHUNK, per_task, replicates))
+
+
+@dataclass(frozen=True)
+class Plan:
+    scenarios: list[Scenario]
+    replicates: int
+    seed: int
+    chunk_size: int
+
+    @property
+    def total(self) -> int:
+        return self.replicates * len(self.scenarios)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Chunks interleaved across scenarios, so partial results cover every scenario."""
+        seeds = replicate_seeds(self.seed, self.replicates)
+        for start in range(0, self.replicates, self.chunk_size):
+            stop = min(start + self.chunk_size, self.replicates)
+            reps = np.arange(start, stop, dtype=np.int64)
+            for sc in self.scenarios:
+                yield Chunk(sc.index, sc.name, sc.config.model, reps, seeds[start:stop])
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the results and the chunk boundaries."""
+        payload = {
+            "replicates": self.replicates,
+            "seed": self.seed,
+            "chunk_size": self.chunk_size,
+            "scenarios": [(s.name, asdict(s.config.model)) for s in self.scenarios],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

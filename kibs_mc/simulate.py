@@ -1,0 +1,83 @@
+"""Run a chunk of replicates of one scenario: the unit of work an executor ships to a worker.
+
+This layer knows the models; the executor above it knows only "run this chunk".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kibs_mc import cowan_jonard
+
+#: model name -> (simulate_replicate(model_cfg, seed) -> (row, timeseries | None), outcomes)
+MODELS: dict[str, tuple[Callable[[Any, int], tuple[dict, dict | None]], dict[str, type]]] = {
+    "cowan_jonard": (cowan_jonard.simulate_replicate, cowan_jonard.OUTCOMES),
+}
+
+
+def outcome_columns(model_name: str) -> dict[str, type]:
+    return MODELS[model_name][1]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Replicates ``replicates`` (with their ``seeds``) of one scenario."""
+
+    scenario_index: int
+    scenario: str
+    model: Any  # the scenario's model config dataclass
+    replicates: np.ndarray  # int64 replicate numbers
+    seeds: np.ndarray  # uint64 seeds, one per replicate
+
+    @property
+    def key(self) -> str:
+        """Stable name of the chunk, for its part file and for resume."""
+        return f"s{self.scenario_index:04d}-r{int(self.replicates[0]):09d}-n{len(self.replicates)}"
+
+
+@dataclass
+class ChunkResult:
+    """Columns of per-replicate rows and of time-series rows (None when the model has none)."""
+
+    key: str
+    rows: dict[str, np.ndarray]
+    timeseries: dict[str, np.ndarray] | None
+    seconds: float
+    worker: int
+
+
+def run_chunk(chunk: Chunk) -> ChunkResult:
+    """Simulate every replicate of ``chunk``; rows in replicate order."""
+    import time
+
+    simulate, outcomes = MODELS[chunk.model.name]
+    started = time.perf_counter()
+    columns: dict[str, list] = {name: [] for name in outcomes}
+    series: dict[str, list] = {}
+    for replicate, seed in zip(chunk.replicates, chunk.seeds, strict=True):
+        row, ts = simulate(chunk.model, int(seed))
+        for name in outcomes:
+            columns[name].append(row[name])
+        if ts is not None:
+            n = len(next(iter(ts.values())))
+            series.setdefault("replicate", []).append(np.full(n, replicate, dtype=np.int64))
+            for name, values in ts.items():
+                series.setdefault(name, []).append(np.asarray(values))
+    n = len(chunk.replicates)
+    rows: dict[str, np.ndarray] = {
+        "scenario": np.full(n, chunk.scenario, dtype=object),
+        "replicate": np.asarray(chunk.replicates, dtype=np.int64),
+        "seed": np.asarray(chunk.seeds, dtype=np.uint64),
+    }
+    for name, dtype in outcomes.items():
+        rows[name] = np.asarray(columns[name], dtype=dtype)
+    timeseries = None
+    if series:
+        timeseries = {name: np.concatenate(parts) for name, parts in series.items()}
+        timeseries["scenario"] = np.full(len(timeseries["replicate"]), chunk.scenario, dtype=object)
+    return ChunkResult(chunk.key, rows, timeseries, time.perf_counter() - started, os.getpid())

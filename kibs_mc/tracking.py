@@ -1,0 +1,78 @@
+"""MLflow tracking: one parent run per invocation, one child run per scenario.
+
+Only the driver logs, once, after aggregation (an SQLite store does not like many writers).
+Results live in the run directory first; MLflow gets summaries, the resolved config and the
+files. If the store cannot be reached, nothing is lost: the caller reports how to log later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kibs_mc.config import Config, TrackingConfig
+from kibs_mc.plan import Scenario
+
+ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "config.yaml")
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a dataclass tree (lists of scenarios are summarised, not expanded)."""
+    out: dict[str, Any] = {}
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            out.update(flatten(getattr(obj, f.name), f"{prefix}{f.name}."))
+        return out
+    if isinstance(obj, list) and obj and dataclasses.is_dataclass(obj[0]):
+        out[prefix.rstrip(".")] = ",".join(getattr(x, "name", str(x)) for x in obj)
+        return out
+    out[prefix.rstrip(".")] = obj
+    return out
+
+
+def scenario_metrics(summary: pl.DataFrame, scenario: str) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for row in summary.filter(pl.col("scenario") == scenario).iter_rows(named=True):
+        for stat in ("mean", "sd", "ci_low", "ci_high"):
+            value = row[stat]
+            if value is not None:
+                metrics[f"{row['outcome']}_{stat}"] = float(value)
+        metrics["n"] = float(row["n"])
+    return metrics
+
+
+def log_experiment(
+    tracking: TrackingConfig,
+    config: Config,
+    scenarios: Sequence[Scenario],
+    summary: pl.DataFrame,
+    run_dir: Path,
+    extra_artifacts: Sequence[Path] = (),
+) -> str:
+    """Log the experiment; returns the parent run id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_experiment(tracking.experiment_name)
+    run_dir = Path(run_dir)
+    tags = {"kibs_mc.experiment": config.experiment.name, "kibs_mc.run_dir": str(run_dir.resolve())}
+    with mlflow.start_run(run_name=f"{config.experiment.name}", tags=tags) as parent:
+        mlflow.log_params(flatten(config))
+        for sc in scenarios:
+            with mlflow.start_run(run_name=sc.name, nested=True,
+                                  tags={**tags, "kibs_mc.scenario": sc.name}):
+                params = {f"model.{k}": v for k, v in flatten(sc.config.model).items()}
+                params["scenario"] = sc.name
+                params["overrides"] = " ".join(sc.overrides) or "(none)"
+                mlflow.log_params(params)
+                mlflow.log_metrics(scenario_metrics(summary, sc.name))
+        for name in ARTIFACTS:
+            if (run_dir / name).exists():
+                mlflow.log_artifact(str(run_dir / name))
+        for path in extra_artifacts:
+            mlflow.log_artifact(str(path))
+        return str(parent.info.run_id)
