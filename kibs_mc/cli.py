@@ -34,7 +34,7 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
     table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
     table.add_column("scenario")
     for outcome in shown:
-        table.add_column(outcome, justify="right")
+        table.add_column(outcome, justify="right", no_wrap=True)
     summary = result.summary
     for sc in result.scenarios:
         cells = []
