@@ -21,9 +21,8 @@ meetings), or after ``max_meetings``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
 from kibs_mc.kernels.rng import bounded_bits, step, uniform
+from numba import njit
 
 
 @njit(cache=True)

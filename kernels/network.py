@@ -7,9 +7,8 @@ in which ties were made, so a graph depends only on its parameters and the rando
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
 from kibs_mc.kernels.rng import integer, uniform
+from numba import njit
 
 
 @njit(cache=True)
@@ -72,7 +71,7 @@ def watts_strogatz(
             deg[v] += 1
             e += 1
     e = 0
-    for d in range(1, half + 1):
+    for _d in range(1, half + 1):
         for u in range(n):
             draw = uniform(rng_state)
             if draw < rewire_p and deg[u] < n - 1:

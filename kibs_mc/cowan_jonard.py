@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kibs_mc.config import CowanJonardConfig
+from kibs_mc.config import Config, CowanJonardConfig
 from kibs_mc.kernels import cowan_jonard as kernel
 from kibs_mc.kernels.network import watts_strogatz
 from kibs_mc.kernels.rng import new_state
@@ -34,9 +34,10 @@ def knowledge_outcomes(knowledge: np.ndarray) -> dict[str, float]:
     }
 
 
-def simulate_replicate(model: CowanJonardConfig, seed: int) -> tuple[dict, None]:
+def simulate_replicate(config: Config, seed: int) -> tuple[dict, None]:
     """Run one replicate to steady state; the random stream is drawn in this order:
     network rewiring, initial knowledge, meetings."""
+    model: CowanJonardConfig = config.model
     rng_state = new_state(seed)
     indptr, indices = watts_strogatz(model.agents, model.degree, model.rewire_p, rng_state)
     knowledge = kernel.initial_knowledge(model.agents, model.categories, rng_state, model.initial_max)

@@ -70,6 +70,15 @@ def auto_chunk_size(replicates: int, scenarios: int, workers: int) -> int:
     return max(1, min(MAX_AUTO_CHUNK, per_task, replicates))
 
 
+#: Config keys that do not change what a replicate computes.
+NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed")
+
+
+def simulation_inputs(config: Config) -> dict:
+    """The part of a scenario's config that determines its replicates' results."""
+    return {k: v for k, v in asdict(config).items() if k not in NOT_INPUTS}
+
+
 @dataclass(frozen=True)
 class Plan:
     scenarios: list[Scenario]
@@ -88,7 +97,7 @@ class Plan:
             stop = min(start + self.chunk_size, self.replicates)
             reps = np.arange(start, stop, dtype=np.int64)
             for sc in self.scenarios:
-                yield Chunk(sc.index, sc.name, sc.config.model, reps, seeds[start:stop])
+                yield Chunk(sc.index, sc.name, sc.config, reps, seeds[start:stop])
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the results and the chunk boundaries."""
@@ -96,6 +105,6 @@ class Plan:
             "replicates": self.replicates,
             "seed": self.seed,
             "chunk_size": self.chunk_size,
-            "scenarios": [(s.name, asdict(s.config.model)) for s in self.scenarios],
+            "scenarios": [(s.name, simulation_inputs(s.config)) for s in self.scenarios],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -14,7 +14,10 @@ import numpy as np
 
 from kibs_mc import cowan_jonard
 
-#: model name -> (simulate_replicate(model_cfg, seed) -> (row, timeseries | None), outcomes)
+#: model name -> (simulate_replicate(config, seed) -> (row, timeseries | None), outcomes).
+#: ``config`` is the scenario's whole validated Config (model, and whatever groups the model
+#: reads); ``row`` maps each outcome to a scalar; ``timeseries`` maps column names (including
+#: ``step``) to equal-length arrays, or is None.
 MODELS: dict[str, tuple[Callable[[Any, int], tuple[dict, dict | None]], dict[str, type]]] = {
     "cowan_jonard": (cowan_jonard.simulate_replicate, cowan_jonard.OUTCOMES),
 }
@@ -30,7 +33,7 @@ class Chunk:
 
     scenario_index: int
     scenario: str
-    model: Any  # the scenario's model config dataclass
+    config: Any  # the scenario's validated Config
     replicates: np.ndarray  # int64 replicate numbers
     seeds: np.ndarray  # uint64 seeds, one per replicate
 
@@ -55,12 +58,12 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     """Simulate every replicate of ``chunk``; rows in replicate order."""
     import time
 
-    simulate, outcomes = MODELS[chunk.model.name]
+    simulate, outcomes = MODELS[chunk.config.model.name]
     started = time.perf_counter()
     columns: dict[str, list] = {name: [] for name in outcomes}
     series: dict[str, list] = {}
     for replicate, seed in zip(chunk.replicates, chunk.seeds, strict=True):
-        row, ts = simulate(chunk.model, int(seed))
+        row, ts = simulate(chunk.config, int(seed))
         for name in outcomes:
             columns[name].append(row[name])
         if ts is not None:

@@ -15,20 +15,23 @@ from typing import Any
 import polars as pl
 
 from kibs_mc.config import Config, TrackingConfig
-from kibs_mc.plan import Scenario
+from kibs_mc.plan import Scenario, simulation_inputs
 
 ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "config.yaml")
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of a dataclass tree (lists of scenarios are summarised, not expanded)."""
+    """Dotted keys of a dataclass or dict tree (lists of scenarios are summarised by name)."""
     out: dict[str, Any] = {}
     if dataclasses.is_dataclass(obj):
-        for f in dataclasses.fields(obj):
-            out.update(flatten(getattr(obj, f.name), f"{prefix}{f.name}."))
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
-    if isinstance(obj, list) and obj and dataclasses.is_dataclass(obj[0]):
-        out[prefix.rstrip(".")] = ",".join(getattr(x, "name", str(x)) for x in obj)
+    if isinstance(obj, list) and obj and (dataclasses.is_dataclass(obj[0]) or isinstance(obj[0], dict)):
+        names = (x.get("name", "?") if isinstance(x, dict) else getattr(x, "name", "?") for x in obj)
+        out[prefix.rstrip(".")] = ",".join(str(n) for n in names)
         return out
     out[prefix.rstrip(".")] = obj
     return out
@@ -65,7 +68,7 @@ def log_experiment(
         for sc in scenarios:
             with mlflow.start_run(run_name=sc.name, nested=True,
                                   tags={**tags, "kibs_mc.scenario": sc.name}):
-                params = {f"model.{k}": v for k, v in flatten(sc.config.model).items()}
+                params = flatten(simulation_inputs(sc.config))
                 params["scenario"] = sc.name
                 params["overrides"] = " ".join(sc.overrides) or "(none)"
                 mlflow.log_params(params)
