@@ -1,0 +1,46 @@
+"""Shared fixtures: a real local Ray cluster for the session, a run directory, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KIBS_MC = [sys.executable, "-m", "kibs_mc"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (2 CPUs) shared by the tests of this session."""
+    import ray
+
+    from kibs_mc.executor import WORKER_ENV
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
+                 logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(*overrides: str, cwd: Path, timeout: float = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``python -m kibs_mc`` with overrides in ``cwd``; returns the completed process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("RAY_ADDRESS", None) if env is None or "RAY_ADDRESS" not in env else None
+    return subprocess.run([*KIBS_MC, *overrides], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """``cli(*overrides)`` runs kibs-mc in a fresh temporary working directory."""
+
+    def _run(*overrides: str, **kw):
+        return run_cli(*overrides, cwd=kw.pop("cwd", tmp_path), **kw)
+
+    return _run
