@@ -48,14 +48,19 @@ def can_trade(knowledge: np.ndarray, i: int, j: int, tolerance: float) -> bool:
 
 @njit(cache=True)
 def barter(knowledge: np.ndarray, i: int, j: int, alpha: float) -> None:
-    """Each side gains alpha times the gap in every category where it lags."""
+    """Each side gains alpha times the gap in every category where it lags.
+
+    Written as ``v + alpha * max(0, gap)`` for both sides, without branches (a trade is
+    close to a coin toss per category); where a side does not lag it gains ``alpha * 0.0``,
+    and ``x + 0.0 == x`` exactly, so the result is bit for bit that of the branching form.
+    """
     for k in range(knowledge.shape[1]):
         x = knowledge[i, k]
         y = knowledge[j, k]
-        if y > x:
-            knowledge[i, k] = x + alpha * (y - x)
-        elif x > y:
-            knowledge[j, k] = y + alpha * (x - y)
+        i_gap = y - x
+        j_gap = x - y
+        knowledge[i, k] = x + alpha * (i_gap if i_gap > 0.0 else 0.0)
+        knowledge[j, k] = y + alpha * (j_gap if j_gap > 0.0 else 0.0)
 
 
 @njit(cache=True)
