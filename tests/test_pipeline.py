@@ -1,0 +1,140 @@
+"""The pipeline end to end: plan, executors, Parquet results, MLflow, and the CLI contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kibs_mc.config import load_config
+from kibs_mc.experiment import run_experiment
+from kibs_mc.plan import auto_chunk_size, build_scenarios, replicate_seeds
+
+SMALL_CJ = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
+            "tracking=none"]
+
+
+def run(tmp_path, name, *overrides):
+    overrides = [*SMALL_CJ, *overrides]
+    config = load_config(overrides)
+    return run_experiment(config, overrides, tmp_path / name)
+
+
+# ------------------------------------------------------------------ plan
+
+
+def test_replicate_seed_depends_on_root_seed_and_index_alone():
+    assert np.array_equal(replicate_seeds(7, 5, start=3), replicate_seeds(7, 10)[3:8])
+    assert not np.array_equal(replicate_seeds(7, 5), replicate_seeds(8, 5))
+    assert len(set(replicate_seeds(7, 1000).tolist())) == 1000
+
+
+def test_docking_scenarios_compose_their_overrides_on_top_of_the_invocation():
+    overrides = ["experiment=cj_docking", "model.alpha=0.5", "model.rewire_p=0.7"]
+    scenarios = build_scenarios(load_config(overrides), overrides)
+    assert [s.config.model.rewire_p for s in scenarios] == [0.0, 0.01, 0.03, 0.1, 0.3, 1.0]
+    assert {s.config.model.alpha for s in scenarios} == {0.5}
+
+
+@pytest.mark.parametrize("replicates,scenarios,workers", [(1, 1, 1), (20, 6, 2), (10_000, 6, 2), (7, 1, 64)])
+def test_auto_chunk_size_covers_every_replicate(replicates, scenarios, workers):
+    size = auto_chunk_size(replicates, scenarios, workers)
+    assert 1 <= size <= replicates
+
+
+# ------------------------------------------------------------------ executors
+
+
+def test_serial_and_ray_give_identical_replicates_whatever_the_chunking(tmp_path, ray_cluster, cli):
+    common = ["experiment=cj_docking", "replicates=9"]
+    serial = run(tmp_path, "serial", *common, "executor=serial", "executor.chunk_size=4")
+    ray_one = run(tmp_path, "ray1", *common, "executor=ray", "executor.chunk_size=1")
+    ray_seven = run(tmp_path, "ray7", *common, "executor=ray", "executor.chunk_size=7")
+    # A fresh process with its own one-CPU Ray cluster and the automatic chunk size.
+    proc = cli(*SMALL_CJ, *common, "executor=ray", "executor.num_cpus=1", "hydra.run.dir=fresh")
+    assert proc.returncode == 0, proc.stderr
+    fresh = pl.read_parquet(tmp_path / "fresh" / "replicates.parquet")
+    want = pl.read_parquet(serial.run_dir / "replicates.parquet")
+    assert want.height == 6 * 9
+    assert want.columns[:3] == ["scenario", "replicate", "seed"]
+    for other in (ray_one.run_dir, ray_seven.run_dir):
+        assert pl.read_parquet(other / "replicates.parquet").equals(want)
+    assert fresh.equals(want)
+    assert ray_one.computed_chunks == 6 * 9 and ray_seven.computed_chunks == 6 * 2
+
+
+def test_scenarios_share_replicate_seeds(tmp_path):
+    result = run(tmp_path, "crn", "experiment=cj_docking", "replicates=4", "executor=serial")
+    seeds = result.rows.group_by("scenario").agg(pl.col("seed").sort()).get_column("seed").to_list()
+    assert all(s == seeds[0] for s in seeds)
+    # ... and different rewiring changes outcomes on the same seeds
+    means = result.rows.group_by("scenario").agg(pl.col("knowledge_mean").mean())
+    assert means.get_column("knowledge_mean").n_unique() > 1
+
+
+def test_summary_has_a_confidence_interval_per_scenario_and_outcome(tmp_path):
+    result = run(tmp_path, "summary", "replicates=12", "executor=serial")
+    summary = pl.read_parquet(result.run_dir / "summary.parquet")
+    row = summary.filter(pl.col("outcome") == "knowledge_mean").row(0, named=True)
+    values = result.rows.get_column("knowledge_mean").to_numpy()
+    assert row["n"] == 12
+    assert row["mean"] == pytest.approx(values.mean())
+    assert row["sd"] == pytest.approx(values.std(ddof=1))
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
+    # t(0.975, 11) = 2.201
+    assert row["ci_high"] - row["mean"] == pytest.approx(2.201 * values.std(ddof=1) / np.sqrt(12), rel=1e-3)
+
+
+# ------------------------------------------------------------------ CLI and MLflow
+
+
+def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli):
+    db = tmp_path / "mlflow.db"
+    proc = cli("model=cowan_jonard", "experiment=cj_docking", "replicates=20", "hydra.run.dir=run",
+               f"tracking.uri=sqlite:///{db}", "executor.num_cpus=2")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "run"
+    for name in ("replicates.parquet", "timeseries.parquet", "summary.parquet"):
+        assert (run_dir / name).exists(), name
+    rows = pl.read_parquet(run_dir / "replicates.parquet")
+    assert rows.height == 120
+    assert rows.columns == ["scenario", "replicate", "seed", "knowledge_mean", "knowledge_var",
+                            "knowledge_cv", "meetings", "trades", "converged"]
+    assert rows.get_column("converged").all()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("kibs-mc")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 6
+    assert parents[0].data.params["replicates"] == "20"
+    by_name = {c.data.tags["kibs_mc.scenario"]: c for c in children}
+    assert by_name["p=0.3"].data.params["model.rewire_p"] == "0.3"
+    summary = pl.read_parquet(run_dir / "summary.parquet")
+    want = summary.filter((pl.col("scenario") == "p=0.3") & (pl.col("outcome") == "knowledge_mean"))
+    assert by_name["p=0.3"].data.metrics["knowledge_mean_mean"] == pytest.approx(want["mean"][0])
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"replicates.parquet", "summary.parquet", "config.yaml"} <= artifacts
+
+
+@pytest.mark.parametrize(
+    "override,key,value",
+    [
+        ("model.nonsense=3", "model.nonsense", "3"),
+        ("replicates=-5", "replicates", "-5"),
+        ("model.alpha=1.5", "model.alpha", "1.5"),
+        ("executor=warp_drive", "executor", "warp_drive"),
+        ("model.degree=7", "model.degree", "7"),
+        ("seed=abc", "seed", "abc"),
+    ],
+)
+def test_bad_overrides_exit_2_with_one_clear_message(cli, override, key, value):
+    proc = cli("model=cowan_jonard", override, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    message = proc.stderr.strip()
+    assert key in message and value in message and "allowed" in message
+    assert len(message.splitlines()) == 1
