@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from kibs_mc.kernels import cowan_jonard as cj
 from kibs_mc.kernels.network import edges_to_csr, watts_strogatz
 from kibs_mc.kernels.rng import integer, new_state, uniform
+
 from tests import reference as ref
 
 
