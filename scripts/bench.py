@@ -1,0 +1,328 @@
+#!/usr/bin/env python
+"""Benchmarks of kibs-mc. Each figure is printed as one JSON object per line with the keys
+``name``, ``value`` and ``unit`` (plus context), the contract in ARCHITECTURE.md.
+
+Subcommands (``all``, the default, runs each with its quick defaults):
+
+- ``cj``: the raw Cowan-Jonard meeting loop on one thread, the same work as
+  ``shared/bench/cj_anchor.c``: ring lattice (p=0), knowledge Uniform[0,10), alpha 0.1,
+  tolerance 0.01, a fixed number of meetings, no steady-state checks. Compilation excluded.
+- ``startup``: seconds from process start to a first finished replicate, with an empty
+  (cold) and then a filled (warm) Numba on-disk cache, and how many kernels the warm run
+  compiled (should be none).
+- ``pipeline``: replicates/s of the kernel alone on one thread, and of whole ``kibs-mc`` runs
+  (process start, imports, Ray start-up and Numba cache loading included) on the serial
+  executor and on a local Ray cluster with 1 and 2 CPUs; efficiencies against the kernel;
+  Ray's per-task overhead and the driver's cost per chunk, for scaling estimates.
+- ``memory``: the driver's peak resident memory for a small and a large number of
+  replicates (serial executor: the driver is the only process), and their difference.
+
+Speed is shown here, never asserted in tests. The machine may be shared: compare figures
+from the same run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def emit(name: str, value: float, unit: str, **context: object) -> None:
+    """Print one figure as a JSON line (flushed, so partial output survives a kill)."""
+    print(json.dumps({"name": name, "value": value, "unit": unit, **context}), flush=True)
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on (the load average says whether it was shared)."""
+    import platform
+
+    return {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "machine": platform.machine(), "python": platform.python_version()}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # always a local cluster
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+# --------------------------------------------------------------------------- cj
+
+
+def bench_cj(agents: int, degree: int, categories: int, meetings: int, replicates: int) -> None:
+    """Meetings per second of ``kernels/cowan_jonard.run_replicate`` with ``check_every=0``."""
+    from kibs_mc.kernels import cowan_jonard as cj
+    from kibs_mc.kernels.network import watts_strogatz
+    from kibs_mc.kernels.rng import new_state
+
+    alpha, tolerance, high = 0.1, 0.01, 10.0
+    indptr, indices = watts_strogatz(agents, degree, 0.0, new_state(0))
+    warm = cj.initial_knowledge(agents, categories, new_state(1), high)
+    cj.run_replicate(indptr, indices, warm, new_state(1), alpha, tolerance, 1000, 0)  # compile
+    seconds = 0.0
+    trades = 0
+    for r in range(replicates):
+        state = new_state(1234 + r)
+        knowledge = cj.initial_knowledge(agents, categories, state, high)
+        started = time.perf_counter()
+        _, traded, _ = cj.run_replicate(indptr, indices, knowledge, state, alpha, tolerance, meetings, 0)
+        seconds += time.perf_counter() - started
+        trades += traded
+    emit("cj_meetings_per_s", meetings * replicates / seconds, "meetings/s", agents=agents,
+         degree=degree, categories=categories, meetings=meetings * replicates,
+         seconds=round(seconds, 4), trades=trades, threads=1, **machine())
+
+
+# --------------------------------------------------------------------------- startup
+
+#: Run in a fresh interpreter: import, one replicate of the default Cowan-Jonard model, and
+#: how many of the kernels called from Python were compiled rather than loaded from cache.
+STARTUP_CHILD = r"""
+import json, time
+t0 = time.perf_counter()
+from numba.core.registry import CPUDispatcher
+from kibs_mc.config import load_config
+from kibs_mc.cowan_jonard import simulate_replicate
+from kibs_mc.kernels import cowan_jonard, network, rng
+t1 = time.perf_counter()
+simulate_replicate(load_config(["executor=serial", "tracking=none"]), 12345)
+t2 = time.perf_counter()
+misses = hits = 0
+for module in (cowan_jonard, network, rng):
+    for f in vars(module).values():
+        if isinstance(f, CPUDispatcher):
+            misses += sum(f.stats.cache_misses.values())
+            hits += sum(f.stats.cache_hits.values())
+print(json.dumps({"import_s": t1 - t0, "first_replicate_s": t2 - t1,
+                  "compiled": misses, "loaded_from_cache": hits}))
+"""
+
+
+def _timed(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def bench_startup() -> None:
+    """Cold (empty NUMBA_CACHE_DIR) and warm start of a kernel run and of a one-replicate CLI run."""
+    with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
+        work = Path(tmp)
+        for label, cmd in (
+            ("kernel", [sys.executable, "-c", STARTUP_CHILD]),
+            ("cli", [sys.executable, "-m", "kibs_mc", "replicates=1", "executor=serial",
+                     "tracking=none", f"hydra.run.dir={work}/run"]),
+        ):
+            cache = work / f"numba-cache-{label}"
+            for phase in ("cold", "warm"):
+                shutil.rmtree(work / "run", ignore_errors=True)
+                seconds, out = _timed(cmd, child_env(NUMBA_CACHE_DIR=str(cache)), REPO)
+                detail = json.loads(out.strip().splitlines()[-1]) if label == "kernel" else {}
+                emit(f"startup_{label}_{phase}_s", round(seconds, 3), "s",
+                     what="process start to first replicate done" if label == "kernel"
+                     else "kibs-mc replicates=1 executor=serial tracking=none, whole process",
+                     **{k: round(v, 3) if isinstance(v, float) else v for k, v in detail.items()},
+                     **machine())
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 3.0) -> tuple[float, int]:
+    """Replicates/s of ``simulate_replicate`` in this process, one thread, compile excluded."""
+    from kibs_mc.config import load_config
+    from kibs_mc.plan import replicate_seeds
+    from kibs_mc.simulate import MODELS
+
+    config = load_config([*overrides, "executor=serial", "tracking=none"])
+    simulate = MODELS[config.model.name][0]
+    seeds = replicate_seeds(config.seed, replicates)
+    simulate(config, int(seeds[0]))  # compile / load from cache
+    started = time.perf_counter()
+    done = 0
+    for seed in seeds:
+        simulate(config, int(seed))
+        done += 1
+        if time.perf_counter() - started > min_seconds and done >= 50:
+            break
+    return done / (time.perf_counter() - started), done
+
+
+def cli_run(overrides: Sequence[str], run_dir: Path) -> float:
+    """Wall seconds of a whole ``kibs-mc`` process."""
+    cmd = [sys.executable, "-m", "kibs_mc", *overrides, "tracking=none", f"hydra.run.dir={run_dir}"]
+    seconds, _ = _timed(cmd, child_env(), REPO)
+    return seconds
+
+
+def ray_overheads(tasks: int = 2000) -> dict[str, float]:
+    """Ray start-up, and driver-side seconds per no-op task (submit, wait, get) on 2 CPUs."""
+    import ray
+
+    from kibs_mc.executor import WORKER_ENV
+
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
+             logging_level="WARNING")
+    init_s = time.perf_counter() - started
+    try:
+        @ray.remote(num_cpus=1)
+        def noop(x: int) -> int:
+            return x
+
+        ray.get([noop.remote(i) for i in range(20)])  # start the workers
+        started = time.perf_counter()
+        ray.get([noop.remote(i) for i in range(tasks)])
+        batch = (time.perf_counter() - started) / tasks
+        started = time.perf_counter()
+        for i in range(200):  # one at a time: the latency of a task round trip
+            ray.get(noop.remote(i))
+        latency = (time.perf_counter() - started) / 200
+    finally:
+        ray.shutdown()
+    return {"ray_init_s": init_s, "ray_task_overhead_s": batch, "ray_task_latency_s": latency}
+
+
+def driver_chunk_cost(chunk_size: int, chunks: int = 100) -> float:
+    """Driver seconds to persist one chunk's rows (ResultStore.write), the serial part per task."""
+    import numpy as np
+
+    from kibs_mc.results import ResultStore
+    from kibs_mc.simulate import ChunkResult
+
+    rows = {"scenario": np.full(chunk_size, "default", dtype=object),
+            "replicate": np.arange(chunk_size, dtype=np.int64),
+            "seed": np.arange(chunk_size, dtype=np.uint64),
+            **{f"outcome_{i}": np.random.default_rng(i).random(chunk_size) for i in range(8)}}
+    with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
+        store = ResultStore(Path(tmp))
+        store.parts.mkdir(parents=True)
+        started = time.perf_counter()
+        for c in range(chunks):
+            store.write(ChunkResult(f"s0000-r{c:09d}-n{chunk_size}", rows, None, 0.0, 0))
+        return (time.perf_counter() - started) / chunks
+
+
+def bench_pipeline(replicates: int, overrides: Sequence[str]) -> None:
+    from kibs_mc.config import effective_cpus
+    from kibs_mc.plan import auto_chunk_size
+
+    rate, measured = kernel_rate(overrides, replicates)
+    context = {"replicates": replicates, "overrides": list(overrides), **machine()}
+    emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
+         threads=1, **context)
+    runs = {
+        "serial": (["executor=serial"], 1),
+        "ray_1cpu": (["executor=ray", "executor.num_cpus=1"], 1),
+        "ray_2cpu": (["executor=ray", "executor.num_cpus=2"], 2),
+    }
+    with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
+        for label, (executor, cpus) in runs.items():
+            if cpus > effective_cpus():
+                continue
+            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label)
+            run_rate = replicates / seconds
+            emit(f"pipeline_{label}_replicates_per_s", run_rate, "replicates/s", seconds=round(seconds, 3),
+                 chunk_size=auto_chunk_size(replicates, 1, cpus), **context)
+            emit(f"pipeline_{label}_efficiency", run_rate / (cpus * rate), "ratio",
+                 definition=f"run replicates/s / ({cpus} x kernel-only replicates/s)", **context)
+    chunk = auto_chunk_size(replicates, 1, 2)
+    over = ray_overheads()
+    emit("ray_init_s", over["ray_init_s"], "s", cpus=2, **machine())
+    emit("ray_task_overhead_s", over["ray_task_overhead_s"], "s",
+         definition="driver wall per no-op task, 2000 submitted at once, 2 CPUs", **machine())
+    emit("ray_task_latency_s", over["ray_task_latency_s"], "s",
+         definition="round trip of one no-op task at a time", **machine())
+    emit("driver_chunk_write_s", driver_chunk_cost(chunk), "s", chunk_size=chunk,
+         definition="ResultStore.write of one chunk's rows (11 columns)", **machine())
+    emit("chunk_task_s", chunk / rate, "s", chunk_size=chunk,
+         definition="kernel seconds of one auto-sized chunk", **context)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def peak_rss_mb(cmd: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """(peak RSS in MB, wall seconds) of a child process, from wait4's resource usage."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
+def bench_memory(small: int, large: int, overrides: Sequence[str]) -> None:
+    """Driver peak RSS for ``small`` vs ``large`` replicates, serial executor, whole CLI run."""
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
+        for replicates in (small, large):
+            cmd = [sys.executable, "-m", "kibs_mc", *overrides, f"replicates={replicates}",
+                   "executor=serial", "tracking=none", f"hydra.run.dir={tmp}/r{replicates}"]
+            peak, seconds = peak_rss_mb(cmd, child_env())
+            peaks[replicates] = peak
+            emit("memory_driver_peak_rss_mb", round(peak, 1), "MB", replicates=replicates,
+                 seconds=round(seconds, 2), overrides=list(overrides), **machine())
+    emit("memory_driver_growth_mb", round(peaks[large] - peaks[small], 1), "MB",
+         definition=f"peak RSS at {large} minus at {small} replicates", **machine())
+
+
+# --------------------------------------------------------------------------- CLI
+
+#: Cheap Cowan-Jonard replicates for the memory benchmark: the cost is all in the pipeline.
+TINY_CJ = ["model.agents=20", "model.degree=4", "model.categories=3", "model.max_meetings=2000"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    cj = sub.add_parser("cj", help="raw Cowan-Jonard meeting loop, one thread")
+    cj.add_argument("--agents", type=int, default=500)
+    cj.add_argument("--degree", type=int, default=10)
+    cj.add_argument("--categories", type=int, default=10)
+    cj.add_argument("--meetings", type=int, default=2_000_000)
+    cj.add_argument("--replicates", type=int, default=5)
+    sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
+    pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
+    pipe.add_argument("--replicates", type=int, default=10_000)
+    pipe.add_argument("overrides", nargs="*", help="Hydra overrides for the model, e.g. model.agents=200")
+    mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
+    mem.add_argument("--small", type=int, default=1_000)
+    mem.add_argument("--large", type=int, default=100_000)
+    mem.add_argument("overrides", nargs="*", default=None,
+                     help="Hydra overrides for the model (default: a tiny Cowan-Jonard model)")
+    sub.add_parser("all", help="every benchmark with quick defaults (the default command)")
+    args = parser.parse_args(argv)
+    command = args.command or "all"
+    if command == "cj":
+        bench_cj(args.agents, args.degree, args.categories, args.meetings, args.replicates)
+    elif command == "startup":
+        bench_startup()
+    elif command == "pipeline":
+        bench_pipeline(args.replicates, args.overrides)
+    elif command == "memory":
+        bench_memory(args.small, args.large, args.overrides or TINY_CJ)
+    else:
+        bench_cj(500, 10, 10, 2_000_000, 5)
+        bench_startup()
+        bench_pipeline(2_000, [])
+        bench_memory(1_000, 20_000, TINY_CJ)
+
+
+if __name__ == "__main__":
+    main()
