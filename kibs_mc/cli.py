@@ -1,6 +1,7 @@
 """The ``kibs-mc`` command: Hydra overrides in, one experiment out.
 
 Exit status: 0 success; 2 bad configuration or input (one message, no traceback);
+3 finished, but some replicates raised (listed in ``errors.parquet``; the others are kept);
 130 interrupted (completed chunks stay on disk for ``resume=true``).
 """
 
@@ -32,7 +33,7 @@ def fail(error: UserError) -> None:
 def print_summary(result: ExperimentResult, console: Console) -> None:
     shown = [o for o in HEADLINE if o in result.outcomes] or result.outcomes[:4]
     table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
-    table.add_column("scenario")
+    table.add_column("scenario", no_wrap=True)
     for outcome in shown:
         table.add_column(outcome, justify="right", no_wrap=True)
     summary = result.summary
@@ -48,7 +49,8 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
             cells.append(f"{r['mean']:.4g} ± {half:.2g}" if half == half else f"{r['mean']:.4g}")
         table.add_row(sc.name, *cells)
     console.print(table)
-    console.print(f"results: {result.run_dir}")
+    console.print(f"results: {result.run_dir} (chunks: {result.computed_chunks} computed, "
+                  f"{result.reused_chunks} reused)")
     if result.mlflow_run_id:
         console.print(f"mlflow run: {result.mlflow_run_id}")
 
@@ -71,6 +73,25 @@ def hydra_main(cfg: DictConfig) -> None:
         )
         sys.exit(130)
     print_summary(result, console)
+    if result.failed is not None:
+        sys.exit(3)
+
+
+def check_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir`` that cannot be created is a bad input (Hydra would crash)."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "hydra.run.dir" and value and "${" not in value:
+            try:
+                Path(value).mkdir(parents=True, exist_ok=True)
+                probe = Path(value) / ".kibs-mc-write-test"
+                probe.write_text("")
+                probe.unlink()
+            except OSError as exc:
+                raise UserError(
+                    f"bad configuration: hydra.run.dir={value!r} cannot be used as the run directory "
+                    f"({exc.strerror or exc}); allowed: a directory path that can be created and written."
+                ) from None
 
 
 def main() -> None:
@@ -80,6 +101,7 @@ def main() -> None:
     if all(not a.startswith("-") for a in argv):
         try:
             load_config([a for a in argv if not a.partition("=")[0].startswith("hydra.")])
+            check_run_dir(argv)
         except UserError as error:
             fail(error)
     hydra_main()

@@ -21,6 +21,7 @@ from rich.progress import (
 
 from kibs_mc.config import Config
 from kibs_mc.executor import make_executor
+from kibs_mc.limits import check_resources, local_workers
 from kibs_mc.plan import Plan, Scenario, auto_chunk_size, build_scenarios
 from kibs_mc.results import ResultStore, summarize, write_summary
 from kibs_mc.simulate import outcome_columns, run_chunk
@@ -36,6 +37,7 @@ class ExperimentResult:
     mlflow_run_id: str | None
     computed_chunks: int
     reused_chunks: int
+    failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
 
 
 def _progress(console: Console) -> Progress:
@@ -67,22 +69,34 @@ def run_experiment(
         for name in outcome_columns(sc.config.model.name):
             if name not in outcomes:
                 outcomes.append(name)
+    check_resources([sc.config.model for sc in scenarios], len(outcomes), config.replicates,
+                    local_workers(config.executor), run_dir)
     store = ResultStore(run_dir)
     with make_executor(config.executor) as executor:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
             auto_chunk_size(config.replicates, len(scenarios), executor.workers)
         plan = Plan(scenarios, config.replicates, config.seed, chunk_size)
-        done = store.open(plan.fingerprint(), chunk_size, config.resume)
+        done = store.open(plan.fingerprint(), chunk_size, config.resume, overrides)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
         todo = [c for c in plan.chunks() if c.key not in done]
         reused = len(done)
         with _progress(console) as progress:
             task = progress.add_task("run", total=plan.total,
                                      completed=plan.total - sum(len(c.replicates) for c in todo))
-            for chunk, result in executor.map_unordered(run_chunk, todo):
-                store.write(result)
-                progress.advance(task, len(chunk.replicates))
+            try:
+                for chunk, result in executor.map_unordered(run_chunk, todo):
+                    store.write(result)
+                    progress.advance(task, len(chunk.replicates))
+            finally:
+                store.flush()  # interrupted or failed: what completed stays on disk for resume
     rows = store.finalize([s.name for s in scenarios])
+    failed = store.errors()
+    for error in failed.head(10).iter_rows(named=True):
+        print(f"kibs-mc: replicate failed: scenario={error['scenario']} replicate={error['replicate']} "
+              f"seed={error['seed']}: {error['error']}", file=sys.stderr)
+    if failed.height:
+        print(f"kibs-mc: {failed.height} replicates failed (all listed in {run_dir / 'errors.parquet'}); "
+              "the other results are kept.", file=sys.stderr)
     summary = summarize(rows, outcomes)
     write_summary(summary, run_dir)
     run_id = None
@@ -95,8 +109,9 @@ def run_experiment(
             print(
                 f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                f"The results are safe in {run_dir}.",
+                f"The results are safe in {run_dir}; log them later with: "
+                f"python -m kibs_mc.tracking {run_dir} tracking.uri=<uri>",
                 file=sys.stderr,
             )
     return ExperimentResult(run_dir, rows, summary, scenarios, outcomes, run_id,
-                            len(todo), reused)
+                            len(todo), reused, failed if failed.height else None)

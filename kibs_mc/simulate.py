@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,9 @@ class ChunkResult:
     timeseries: dict[str, np.ndarray] | None
     seconds: float
     worker: int
+    #: Replicates that raised instead of finishing (they have no row): one dict each with
+    #: scenario, replicate, seed and error, so the other replicates' results are kept.
+    errors: list[dict] = field(default_factory=list)
 
 
 def run_chunk(chunk: Chunk) -> ChunkResult:
@@ -62,8 +65,14 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     started = time.perf_counter()
     columns: dict[str, list] = {name: [] for name in outcomes}
     series: dict[str, list] = {}
+    errors: list[dict] = []
     for replicate, seed in zip(chunk.replicates, chunk.seeds, strict=True):
-        row, ts = simulate(chunk.config, int(seed))
+        try:
+            row, ts = simulate(chunk.config, int(seed))
+        except Exception as exc:  # noqa: BLE001 - one replicate's failure must not cost the others
+            errors.append({"scenario": chunk.scenario, "replicate": int(replicate), "seed": int(seed),
+                           "error": f"{type(exc).__name__}: {exc}"})
+            continue
         for name in outcomes:
             columns[name].append(row[name])
         if ts is not None:
@@ -71,11 +80,11 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
             series.setdefault("replicate", []).append(np.full(n, replicate, dtype=np.int64))
             for name, values in ts.items():
                 series.setdefault(name, []).append(np.asarray(values))
-    n = len(chunk.replicates)
+    ok = np.isin(chunk.replicates, [e["replicate"] for e in errors], invert=True)
     rows: dict[str, np.ndarray] = {
-        "scenario": np.full(n, chunk.scenario, dtype=object),
-        "replicate": np.asarray(chunk.replicates, dtype=np.int64),
-        "seed": np.asarray(chunk.seeds, dtype=np.uint64),
+        "scenario": np.full(int(ok.sum()), chunk.scenario, dtype=object),
+        "replicate": np.asarray(chunk.replicates, dtype=np.int64)[ok],
+        "seed": np.asarray(chunk.seeds, dtype=np.uint64)[ok],
     }
     for name, dtype in outcomes.items():
         rows[name] = np.asarray(columns[name], dtype=dtype)
@@ -83,4 +92,4 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     if series:
         timeseries = {name: np.concatenate(parts) for name, parts in series.items()}
         timeseries["scenario"] = np.full(len(timeseries["replicate"]), chunk.scenario, dtype=object)
-    return ChunkResult(chunk.key, rows, timeseries, time.perf_counter() - started, os.getpid())
+    return ChunkResult(chunk.key, rows, timeseries, time.perf_counter() - started, os.getpid(), errors)

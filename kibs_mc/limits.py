@@ -1,0 +1,121 @@
+"""Refuse, before any work starts, an experiment this machine cannot hold.
+
+The estimates are deliberately simple upper-ish bounds: memory of one replicate in a worker
+(the network in CSR form, the knowledge matrix and the edge list the network is built from),
+times the workers on this machine, plus the driver's merged result frame; disk for the chunk
+parts and the merged Parquet files. They catch typos such as ``replicates=100000000`` or
+``model.agents=10000000 model.categories=10000``, not runs that are merely tight.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kibs_mc.errors import UserError
+
+#: A Ray worker process with NumPy, Numba and the compiled kernels loaded.
+WORKER_BASE_BYTES = 400 * 2**20
+#: Bytes of one replicate row in memory: scenario, replicate, seed and the outcomes.
+ROW_OVERHEAD_BYTES = 3 * 8 + 16
+GiB = 2**30
+
+
+def replicate_bytes(model: Any) -> int:
+    """Peak memory of one replicate: knowledge (agents x categories float64), CSR network
+    (indptr + indices) and the edge list it is built from, with 50% slack."""
+    agents = int(getattr(model, "agents", 0) or 0)
+    degree = int(getattr(model, "degree", 0) or 0)
+    categories = int(getattr(model, "categories", 1) or 1)
+    knowledge = agents * categories * 8
+    network = (agents + 1) * 8 + agents * degree * 8 + agents * degree * 8
+    return int(1.5 * (knowledge + network))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    worker_bytes: int  # one worker: process base + one replicate
+    workers: int  # workers on this machine (0 when they run on a remote cluster)
+    driver_bytes: int  # merged results in the driver (with a copy for sorting)
+    disk_bytes: int  # chunk parts + merged files
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.workers * self.worker_bytes + self.driver_bytes
+
+
+def estimate(models: Sequence[Any], outcomes: int, replicates: int, workers: int) -> Estimate:
+    rows = replicates * len(models)
+    row_bytes = ROW_OVERHEAD_BYTES + 8 * outcomes
+    worst = max((replicate_bytes(m) for m in models), default=0)
+    return Estimate(WORKER_BASE_BYTES + worst, workers, 3 * rows * row_bytes, 2 * rows * row_bytes)
+
+
+def available_memory() -> int:
+    """Memory this process may still use: MemAvailable, capped by a cgroup limit (Slurm)."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    if available is None:  # pragma: no cover
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max":
+                used = int(Path(usage_file).read_text().strip())
+                available = min(available, int(limit) - used)
+        except (OSError, ValueError):
+            pass
+    return available
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_resources(models: Sequence[Any], outcomes: int, replicates: int, workers: int,
+                    run_dir: Path) -> Estimate:
+    """Raise UserError (exit 2) with the estimate when the experiment cannot fit."""
+    est = estimate(models, outcomes, replicates, workers)
+    memory = available_memory()
+    if est.memory_bytes > memory:
+        where = (f"{est.workers} local workers x {est.worker_bytes / GiB:.3g} GiB per replicate "
+                 "in flight + " if est.workers else "")
+        raise UserError(
+            f"this experiment needs about {est.memory_bytes / GiB:.3g} GiB of memory ({where}"
+            f"{est.driver_bytes / GiB:.3g} GiB for {replicates * len(models)} result rows in the "
+            f"driver), but only {memory / GiB:.3g} GiB is available. Lower replicates or the "
+            "model size, use fewer local workers (executor.num_cpus), or run it on a Ray cluster "
+            "(executor.address)."
+        )
+    disk = free_disk(run_dir)
+    if est.disk_bytes > disk:
+        raise UserError(
+            f"this experiment needs about {est.disk_bytes / GiB:.3g} GiB of disk for its results in "
+            f"{run_dir}, but only {disk / GiB:.3g} GiB is free there. Lower replicates or pick a "
+            "hydra.run.dir on a larger file system."
+        )
+    return est
+
+
+def local_workers(executor: Any) -> int:
+    """Workers that will run on this machine: 0 when chunks go to an existing Ray cluster."""
+    if executor.kind == "serial":
+        return 1
+    if executor.address or os.environ.get("RAY_ADDRESS"):
+        return 0
+    from kibs_mc.config import effective_cpus
+
+    return int(executor.num_cpus or effective_cpus())
