@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -58,31 +57,32 @@ def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
 
 
 class RunningSummary:
-    """Per scenario and outcome: count, mean and M2, merged chunk by chunk (Chan et al. 1979),
-    so the driver knows the estimates while results stream in."""
+    """Per scenario and outcome: count, mean and M2, merged batch by batch with the pairwise
+    update of Chan, Golub and LeVeque (1979), so the driver knows the estimates while results
+    stream in (rows of this invocation; a resumed run's earlier chunks are not included)."""
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], tuple[int, float, float]] = {}
 
-    def update(self, rows: dict[str, np.ndarray]) -> None:
-        scenarios = rows["scenario"]
-        if len(scenarios) == 0:
+    def update(self, rows: pl.DataFrame) -> None:
+        """Merge the rows of a batch of chunks (grouped by scenario in one pass)."""
+        outcomes = [c for c in rows.columns if c not in NOT_OUTCOMES]
+        if not outcomes or rows.height == 0:
             return
-        if (scenarios == scenarios[0]).all():  # the usual case: a chunk is one scenario
-            groups: list[tuple[str, Any]] = [(scenarios[0], slice(None))]
-        else:
-            groups = [(s, scenarios == s) for s in dict.fromkeys(scenarios.tolist())]
-        for scenario, where in groups:
-            for name, values in rows.items():
-                if name in NOT_OUTCOMES:
-                    continue
-                x = np.asarray(values[where], dtype=np.float64)
-                n_b, mean_b = len(x), float(x.mean())
-                m2_b = float(((x - mean_b) ** 2).sum())
-                n_a, mean_a, m2_a = self.stats.get((scenario, name), (0, 0.0, 0.0))
+        stats = rows.group_by("scenario").agg(
+            pl.len().alias("_n"),
+            *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}\0mean") for c in outcomes],
+            *[((pl.col(c).cast(pl.Float64) - pl.col(c).cast(pl.Float64).mean()) ** 2).sum()
+              .alias(f"{c}\0m2") for c in outcomes],
+        )
+        for batch in stats.iter_rows(named=True):
+            n_b = batch["_n"]
+            for name in outcomes:
+                mean_b, m2_b = batch[f"{name}\0mean"], batch[f"{name}\0m2"]
+                n_a, mean_a, m2_a = self.stats.get((batch["scenario"], name), (0, 0.0, 0.0))
                 n = n_a + n_b
                 delta = mean_b - mean_a
-                self.stats[(scenario, name)] = (
+                self.stats[(batch["scenario"], name)] = (
                     n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
 
     def frame(self) -> pl.DataFrame:
@@ -176,7 +176,6 @@ class ResultStore:
         n = len(result.rows["replicate"])
         self._buffered_rows += n
         self.ingested_rows += n
-        self.summary.update(result.rows)
         if self._buffered_rows >= self.flush_rows or \
                 time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
@@ -192,7 +191,9 @@ class ResultStore:
         errors = [e for r in self._buffer for e in getattr(r, "errors", ())]
         if errors:
             _write_atomic(pl.DataFrame(errors), self.parts / f"{name}.errors.parquet")
-        _write_atomic(_frame(self._buffer, "rows"), self.parts / f"{name}.parquet")
+        rows = _frame(self._buffer, "rows")
+        _write_atomic(rows, self.parts / f"{name}.parquet")
+        self.summary.update(rows)
         self._buffer.clear()
         self._buffered_rows = 0
 
@@ -214,8 +215,6 @@ class ResultStore:
         row_parts = self._row_parts()
         rows = pl.concat([pl.read_parquet(p) for p in row_parts]) if row_parts else pl.DataFrame()
         if rows.height:
-            # A chunk is in at most one part, but keep the merge safe against repeats anyway.
-            rows = rows.unique(subset=["scenario", "replicate"], keep="first", maintain_order=True)
             rows = rows.drop(CHUNK_COLUMN).sort(rank, "replicate")
         _write_atomic(rows, self.run_dir / "replicates.parquet")
         ts_parts = sorted(self.parts.glob("*.timeseries.parquet"))
