@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -19,11 +20,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from kibs_mc.config import Config
+from kibs_mc.config import Config, PrecisionConfig
+from kibs_mc.effects import add_effects_to_summary, choose_baseline, paired_effects
+from kibs_mc.errors import ConfigError
 from kibs_mc.executor import make_executor
 from kibs_mc.limits import check_resources, local_workers
 from kibs_mc.plan import Plan, Scenario, auto_chunk_size, build_scenarios
-from kibs_mc.results import ResultStore, summarize, write_summary
+from kibs_mc.plots import make_plots
+from kibs_mc.report import write_report
+from kibs_mc.results import ResultStore, summarize, write_parquet, write_summary
 from kibs_mc.simulate import outcome_columns, run_chunk
 
 
@@ -38,6 +43,10 @@ class ExperimentResult:
     computed_chunks: int
     reused_chunks: int
     failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
+    effects: pl.DataFrame | None = None  # paired effects against the baseline
+    baseline: str | None = None
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
 
 
 def _progress(console: Console) -> Progress:
@@ -71,24 +80,45 @@ def run_experiment(
                 outcomes.append(name)
     check_resources([sc.config.model for sc in scenarios], len(outcomes), config.replicates,
                     local_workers(config.executor), run_dir)
+    precision = config.experiment.precision
+    if precision.outcome is not None and precision.outcome not in outcomes:
+        raise ConfigError("experiment.precision.outcome", precision.outcome,
+                          "allowed: one of " + ", ".join(outcomes))
     store = ResultStore(run_dir)
+    notes: list[str] = []
     with make_executor(config.executor) as executor:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
             auto_chunk_size(config.replicates, len(scenarios), executor.workers)
         plan = Plan(scenarios, config.replicates, config.seed, chunk_size)
         done = store.open(plan.fingerprint(), chunk_size, config.resume, overrides)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-        todo = [c for c in plan.chunks() if c.key not in done]
         reused = len(done)
+        computed = 0
+        counts = {sc.index: 0 for sc in scenarios}
+        targets = {sc.index: config.replicates for sc in scenarios}
         with _progress(console) as progress:
-            task = progress.add_task("run", total=plan.total,
-                                     completed=plan.total - sum(len(c.replicates) for c in todo))
-            try:
-                for chunk, result in executor.map_unordered(run_chunk, todo):
-                    store.write(result)
-                    progress.advance(task, len(chunk.replicates))
-            finally:
-                store.flush()  # interrupted or failed: what completed stays on disk for resume
+            task = progress.add_task("run", total=sum(targets.values()))
+            while True:
+                ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
+                todo = [c for c in plan.chunks(ranges) if c.key not in done]
+                progress.update(task, total=sum(targets.values()),
+                                completed=sum(targets.values()) - sum(len(c.replicates) for c in todo))
+                try:
+                    for chunk, result in executor.map_unordered(run_chunk, todo):
+                        store.write(result)
+                        computed += 1
+                        progress.advance(task, len(chunk.replicates))
+                finally:
+                    store.flush()  # interrupted or failed: what completed stays on disk for resume
+                counts.update({i: b for i, (_, b) in ranges.items()})
+                if precision.outcome is None:
+                    break
+                rows = store.finalize([s.name for s in scenarios])
+                targets, status = next_targets(rows, scenarios, counts, precision,
+                                               config.experiment.max_replicates, chunk_size)
+                if all(targets[i] <= counts[i] for i in counts):
+                    notes = precision_notes(status, precision)
+                    break
     rows = store.finalize([s.name for s in scenarios])
     failed = store.errors()
     for error in failed.head(10).iter_rows(named=True):
@@ -98,13 +128,24 @@ def run_experiment(
         print(f"kibs-mc: {failed.height} replicates failed (all listed in {run_dir / 'errors.parquet'}); "
               "the other results are kept.", file=sys.stderr)
     summary = summarize(rows, outcomes)
+    names = [sc.name for sc in scenarios]
+    baseline = choose_baseline(names, config.experiment.baseline)
+    effects = paired_effects(rows, outcomes, baseline, seed=config.seed)
+    write_parquet(effects, run_dir / "effects.parquet")
+    summary = add_effects_to_summary(summary, effects)
     write_summary(summary, run_dir)
+    figures = make_plots(run_dir, rows, effects, names, outcomes)
+    report_md, report_html = write_report(
+        run_dir, f"kibs-mc experiment `{config.experiment.name}`: {len(rows)} replicates",
+        (run_dir / "config.yaml").read_text(), summary, effects, outcomes, figures, notes)
     run_id = None
     if config.tracking.enabled:
         from kibs_mc.tracking import log_experiment
 
         try:
-            run_id = log_experiment(config.tracking, config, scenarios, summary, run_dir)
+            run_id = log_experiment(config.tracking, config, scenarios, summary, run_dir,
+                                    extra_artifacts=[*figures, report_md, report_html,
+                                                     run_dir / "effects.parquet"])
         except Exception as exc:  # noqa: BLE001 - tracking must never cost results
             print(
                 f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
@@ -114,4 +155,43 @@ def run_experiment(
                 file=sys.stderr,
             )
     return ExperimentResult(run_dir, rows, summary, scenarios, outcomes, run_id,
-                            len(todo), reused, failed if failed.height else None)
+                            computed, reused, failed if failed.height else None,
+                            effects=effects, baseline=baseline, report=report_md, notes=notes)
+
+
+def next_targets(
+    rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int],
+    precision: PrecisionConfig, max_replicates: int, chunk_size: int,
+) -> tuple[dict[int, int], list[dict]]:
+    """Replicates each scenario should reach next, from its current CI half-width.
+
+    A scenario short of its target gets n * (h / target)^2 replicates (the CI half-width
+    shrinks as 1/sqrt(n)), at least one more chunk, at most four times as many as it has (a
+    noisy early estimate must not launch a huge round), and never more than max_replicates.
+    """
+    summary = summarize(rows, [precision.outcome])
+    targets = dict(counts)
+    status = []
+    for sc in scenarios:
+        r = summary.filter(pl.col("scenario") == sc.name).row(0, named=True)
+        n = counts[sc.index]
+        half = (r["ci_high"] - r["ci_low"]) / 2 if r["n"] > 1 else float("inf")
+        goal = precision.half_width * abs(r["mean"]) if precision.relative else precision.half_width
+        reached = half <= goal
+        if not reached and n < max_replicates:
+            wanted = math.ceil(n * (half / goal) ** 2) if goal > 0 and math.isfinite(half) else 4 * n
+            targets[sc.index] = min(max_replicates, max(wanted, n + chunk_size), 4 * n)
+        status.append({"scenario": sc.name, "n": n, "half_width": half, "target": goal,
+                       "reached": reached})
+    return targets, status
+
+
+def precision_notes(status: list[dict], precision: PrecisionConfig) -> list[str]:
+    """Which scenarios reached the precision target and which stopped at max_replicates."""
+    kind = "relative " if precision.relative else ""
+    notes = []
+    for s in status:
+        verdict = "reached the target" if s["reached"] else "stopped at experiment.max_replicates"
+        notes.append(f"`{s['scenario']}`: {verdict}: 95% CI half-width of `{precision.outcome}` "
+                     f"{s['half_width']:.4g} vs {kind}target {s['target']:.4g} with n={s['n']}.")
+    return notes

@@ -90,14 +90,30 @@ class Plan:
     def total(self) -> int:
         return self.replicates * len(self.scenarios)
 
-    def chunks(self) -> Iterator[Chunk]:
-        """Chunks interleaved across scenarios, so partial results cover every scenario."""
-        seeds = replicate_seeds(self.seed, self.replicates)
-        for start in range(0, self.replicates, self.chunk_size):
-            stop = min(start + self.chunk_size, self.replicates)
-            reps = np.arange(start, stop, dtype=np.int64)
+    def chunks(self, ranges: dict[int, tuple[int, int]] | None = None) -> Iterator[Chunk]:
+        """Chunks interleaved across scenarios, so partial results cover every scenario.
+
+        Args:
+            ranges: scenario index -> replicates [start, stop) to run; default: every
+                scenario's ``[0, replicates)``. Chunks are cut from ``start``, so a range that
+                continues an earlier one (adaptive replicate counts) gives new chunk keys.
+        """
+        if ranges is None:
+            ranges = {sc.index: (0, self.replicates) for sc in self.scenarios}
+        if not ranges:
+            return
+        low = min(a for a, _ in ranges.values())
+        high = max(b for _, b in ranges.values())
+        seeds = replicate_seeds(self.seed, high - low, start=low)
+        cuts = {i: range(a, b, self.chunk_size) for i, (a, b) in ranges.items()}
+        for position in range(max(len(c) for c in cuts.values())):
             for sc in self.scenarios:
-                yield Chunk(sc.index, sc.name, sc.config, reps, seeds[start:stop])
+                if sc.index not in cuts or position >= len(cuts[sc.index]):
+                    continue
+                start = cuts[sc.index][position]
+                stop = min(start + self.chunk_size, ranges[sc.index][1])
+                reps = np.arange(start, stop, dtype=np.int64)
+                yield Chunk(sc.index, sc.name, sc.config, reps, seeds[start - low:stop - low])
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the results and the chunk boundaries."""

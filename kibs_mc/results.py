@@ -258,3 +258,9 @@ def write_summary(summary: pl.DataFrame, run_dir: Path) -> Path:
     path = Path(run_dir) / "summary.parquet"
     _write_atomic(summary, path)
     return path
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` atomically (temporary name, then rename)."""
+    _write_atomic(frame, Path(path))
+    return Path(path)

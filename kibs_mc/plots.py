@@ -1,0 +1,121 @@
+"""Figures of an experiment, as PNG files in the run directory (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs on batch nodes without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from scipy import stats  # noqa: E402
+
+COLORS = plt.get_cmap("tab10").colors
+
+
+def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, np.ndarray]:
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def timeseries_plot(ts: pl.DataFrame, scenarios: Sequence[str], path: Path) -> Path | None:
+    """Mean trajectory per scenario with its 95% confidence band, one panel per series."""
+    series = [c for c in ts.columns if c not in ("scenario", "replicate", "step")]
+    if ts.height == 0 or not series:
+        return None
+    agg = ts.group_by("scenario", "step").agg(
+        *[pl.col(c).mean().alias(f"{c}__mean") for c in series],
+        *[pl.col(c).std().alias(f"{c}__sd") for c in series],
+        pl.len().alias("n"),
+    ).sort("step")
+    fig, axes = _grid(len(series))
+    for ax, name in zip(axes, series, strict=False):
+        for i, scenario in enumerate(scenarios):
+            part = agg.filter(pl.col("scenario") == scenario)
+            if part.height == 0:
+                continue
+            step = part["step"].to_numpy()
+            mean = part[f"{name}__mean"].to_numpy()
+            n = part["n"].to_numpy()
+            half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nan_to_num(
+                part[f"{name}__sd"].to_numpy()) / np.sqrt(n)
+            color = COLORS[i % len(COLORS)]
+            ax.plot(step, mean, color=color, label=scenario, lw=1.6)
+            ax.fill_between(step, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("step (month)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle("Time series: mean and 95% CI band across replicates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> Path | None:
+    """Paired effect of each scenario against the baseline, with its 95% CI, per outcome."""
+    if effects.height == 0:
+        return None
+    shown = [o for o in outcomes if o in set(effects["outcome"].to_list())]
+    fig, axes = _grid(len(shown), width=4.2, height=0.45 * effects["scenario"].n_unique() + 1.4)
+    baseline = effects["baseline"][0]
+    for ax, outcome in zip(axes, shown, strict=False):
+        part = effects.filter(pl.col("outcome") == outcome)
+        y = np.arange(part.height)[::-1]
+        effect = part["effect"].to_numpy()
+        low, high = part["ci_low"].to_numpy(), part["ci_high"].to_numpy()
+        colors = ["tab:blue" if s else "tab:gray" for s in part["significant"].to_list()]
+        ax.hlines(y, low, high, colors=colors, lw=1.6)
+        ax.scatter(effect, y, c=colors, zorder=3, s=18)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, part["scenario"].to_list(), fontsize=8)
+        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str],
+                      path: Path) -> Path | None:
+    """Box plots of each outcome across replicates, per scenario."""
+    shown = [o for o in outcomes if rows.schema[o] != pl.Boolean]
+    if rows.height == 0 or not shown:
+        return None
+    fig, axes = _grid(len(shown), height=0.35 * len(scenarios) + 1.6)
+    for ax, outcome in zip(axes, shown, strict=False):
+        data = [rows.filter(pl.col("scenario") == s)[outcome].cast(pl.Float64).to_numpy() for s in scenarios]
+        ax.boxplot(data, vert=False, tick_labels=list(scenarios), showfliers=False, widths=0.6)
+        ax.set_yticks(range(1, len(scenarios) + 1), list(scenarios), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Outcome distributions across replicates (box: quartiles, whiskers: 1.5 IQR)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenarios: Sequence[str],
+               outcomes: Sequence[str]) -> list[Path]:
+    """Every figure that applies to this run; returns the files written."""
+    run_dir = Path(run_dir)
+    written = []
+    ts_file = run_dir / "timeseries.parquet"
+    if ts_file.exists():
+        written.append(timeseries_plot(pl.read_parquet(ts_file), scenarios, run_dir / "timeseries.png"))
+    written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
+    written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
+    return [p for p in written if p is not None]
