@@ -20,9 +20,8 @@ from rich.table import Table
 from kibs_mc.config import CONF_DIR, load_config, to_config
 from kibs_mc.errors import UserError
 from kibs_mc.experiment import ExperimentResult, run_experiment
+from kibs_mc.report import headline
 
-#: Outcomes shown in the terminal table, per model; every outcome is in summary.parquet.
-HEADLINE = ["knowledge_mean", "knowledge_cv", "meetings", "converged"]
 
 
 def fail(error: UserError) -> None:
@@ -31,7 +30,7 @@ def fail(error: UserError) -> None:
 
 
 def print_summary(result: ExperimentResult, console: Console) -> None:
-    shown = [o for o in HEADLINE if o in result.outcomes] or result.outcomes[:4]
+    shown = headline(result.outcomes, limit=4)
     table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
     table.add_column("scenario", no_wrap=True)
     for outcome in shown:
@@ -49,6 +48,31 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
             cells.append(f"{r['mean']:.4g} ± {half:.2g}" if half == half else f"{r['mean']:.4g}")
         table.add_row(sc.name, *cells)
     console.print(table)
+    if result.effects is not None and result.effects.height:
+        effects = Table(title=f"paired effect vs {result.baseline!r} ± 95% bootstrap CI "
+                              "half-width (coloured: CI excludes 0)")
+        effects.add_column("scenario", no_wrap=True)
+        for outcome in shown:
+            effects.add_column(outcome, justify="right", no_wrap=True)
+        for sc in result.scenarios:
+            if sc.name == result.baseline:
+                continue
+            cells = []
+            for outcome in shown:
+                part = result.effects.filter((pl.col("scenario") == sc.name) & (pl.col("outcome") == outcome))
+                if part.height == 0:
+                    cells.append("-")
+                    continue
+                r = part.row(0, named=True)
+                style = ("green" if r["effect"] > 0 else "red") if r["significant"] else "dim"
+                half = (r["ci_high"] - r["ci_low"]) / 2
+                cells.append(f"[{style}]{r['effect']:+.3g} ± {half:.2g}[/]")
+            effects.add_row(sc.name, *cells)
+        console.print(effects)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if result.report is not None:
+        console.print(f"report: {result.report} (and report.html)")
     console.print(f"results: {result.run_dir} (chunks: {result.computed_chunks} computed, "
                   f"{result.reused_chunks} reused)")
     if result.mlflow_run_id:

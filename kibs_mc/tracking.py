@@ -38,14 +38,30 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def scenario_metrics(summary: pl.DataFrame, scenario: str) -> dict[str, float]:
+    """``<outcome>_<stat>`` for the summary statistics, and the paired effect when present."""
     metrics: dict[str, float] = {}
+    stats = ("mean", "sd", "ci_low", "ci_high", "effect", "effect_ci_low", "effect_ci_high", "effect_size")
     for row in summary.filter(pl.col("scenario") == scenario).iter_rows(named=True):
-        for stat in ("mean", "sd", "ci_low", "ci_high"):
+        for stat in (s for s in stats if s in row):
             value = row[stat]
-            if value is not None:
+            if value is not None and value == value:
                 metrics[f"{row['outcome']}_{stat}"] = float(value)
         metrics["n"] = float(row["n"])
     return metrics
+
+
+def scenario_tags(scenario: Scenario) -> dict[str, str]:
+    """Tags that make child runs comparable in the UI: the scenario, its overrides and, for
+    models with governance, the four lever values."""
+    tags = {"kibs_mc.scenario": scenario.name}
+    for text in scenario.overrides:
+        key, _, value = text.partition("=")
+        tags[f"override.{key}"] = value
+    governance = getattr(scenario.config, "governance", None)
+    if governance is not None:
+        for key, value in flatten(governance).items():
+            tags[f"governance.{key}"] = str(value)
+    return tags
 
 
 def log_experiment(
@@ -66,8 +82,7 @@ def log_experiment(
     with mlflow.start_run(run_name=f"{config.experiment.name}", tags=tags) as parent:
         mlflow.log_params(flatten(config))
         for sc in scenarios:
-            with mlflow.start_run(run_name=sc.name, nested=True,
-                                  tags={**tags, "kibs_mc.scenario": sc.name}):
+            with mlflow.start_run(run_name=sc.name, nested=True, tags={**tags, **scenario_tags(sc)}):
                 params = flatten(simulation_inputs(sc.config))
                 params["scenario"] = sc.name
                 params["overrides"] = " ".join(sc.overrides) or "(none)"
