@@ -86,3 +86,150 @@ def watts_strogatz(
                 dst[e] = w
             e += 1
     return edges_to_csr(n, src, dst)
+
+
+@njit(cache=True)
+def erdos_renyi(n: int, ties: int, rng_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """G(n, m) random graph: ``ties`` distinct ties between uniform pairs (Erdos & Renyi 1959),
+    drawn until that many distinct non-loop pairs are found (``ties`` <= n(n-1)/2)."""
+    src = np.empty(ties, dtype=np.int64)
+    dst = np.empty(ties, dtype=np.int64)
+    seen = set()
+    e = 0
+    while e < ties:
+        u = integer(rng_state, n)
+        v = integer(rng_state, n)
+        if u == v:
+            continue
+        key = min(u, v) * n + max(u, v)
+        if key in seen:
+            continue
+        seen.add(key)
+        src[e] = u
+        dst[e] = v
+        e += 1
+    return edges_to_csr(n, src, dst)
+
+
+@njit(cache=True)
+def barabasi_albert(n: int, m: int, rng_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Preferential attachment (Barabasi & Albert 1999): a clique of m + 1 agents, then each new
+    agent ties to m distinct earlier agents drawn with probability proportional to degree
+    (uniform draws from the list of tie ends)."""
+    m0 = m + 1
+    total = m0 * m // 2 + (n - m0) * m
+    src = np.empty(total, dtype=np.int64)
+    dst = np.empty(total, dtype=np.int64)
+    ends = np.empty(2 * total, dtype=np.int64)
+    e = 0
+    for u in range(m0):
+        for v in range(u + 1, m0):
+            src[e] = u
+            dst[e] = v
+            ends[2 * e] = u
+            ends[2 * e + 1] = v
+            e += 1
+    chosen = np.empty(m, dtype=np.int64)
+    for u in range(m0, n):
+        c = 0
+        while c < m:
+            v = ends[integer(rng_state, 2 * e)]
+            dup = False
+            for k in range(c):
+                if chosen[k] == v:
+                    dup = True
+            if not dup:
+                chosen[c] = v
+                c += 1
+        for k in range(m):
+            src[e] = u
+            dst[e] = chosen[k]
+            ends[2 * e] = u
+            ends[2 * e + 1] = chosen[k]
+            e += 1
+    return edges_to_csr(n, src, dst)
+
+
+@njit(cache=True)
+def spatial_typed(
+    position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray, sociability: np.ndarray,
+    distance_scale: float, similarity_weight: float, mean_degree: float, rng_state: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial, type-aware random graph (MODEL.md s.3, "Initial network").
+
+    Each pair i < j gets the score
+
+        s_ij = sigma_{t_i} sigma_{t_j} exp(-dist_ij / s) (1 - delta_ij)^gamma,
+
+    falling with geographic distance and rising with field similarity (1 - delta_ij, delta the
+    L1 cognitive distance) -- geographic and organizational proximity (Boschma 2005) -- with a
+    density sigma_a sigma_b per pair of types. Ties are drawn independently with probability
+    min(1, c s_ij), c chosen so the expected number of ties is n * mean_degree / 2 (exact
+    unless some probabilities are capped at 1). One uniform per pair, pairs in (i, j) order.
+    """
+    n = agent_type.shape[0]
+    d = knowledge.shape[1]
+    score_sum = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            score_sum += _spatial_score(position, knowledge, agent_type, sociability, distance_scale,
+                                        similarity_weight, i, j, d)
+    target = n * mean_degree / 2.0
+    c = target / score_sum if score_sum > 0.0 else 0.0
+    cap = max(16, int(2 * target) + 16)
+    src = np.empty(cap, dtype=np.int64)
+    dst = np.empty(cap, dtype=np.int64)
+    e = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            s = _spatial_score(position, knowledge, agent_type, sociability, distance_scale,
+                               similarity_weight, i, j, d)
+            if uniform(rng_state) < c * s:
+                if e == src.shape[0]:
+                    src = np.concatenate((src, np.empty(src.shape[0], dtype=np.int64)))
+                    dst = np.concatenate((dst, np.empty(dst.shape[0], dtype=np.int64)))
+                src[e] = i
+                dst[e] = j
+                e += 1
+    return edges_to_csr(n, src[:e], dst[:e])
+
+
+@njit(cache=True)
+def _spatial_score(position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray,
+                   sociability: np.ndarray, distance_scale: float, similarity_weight: float,
+                   i: int, j: int, d: int) -> float:
+    dx = position[i, 0] - position[j, 0]
+    dy = position[i, 1] - position[j, 1]
+    num = 0.0
+    den = 0.0
+    for f in range(d):
+        num += abs(knowledge[i, f] - knowledge[j, f])
+        den += knowledge[i, f] + knowledge[j, f]
+    similarity = 1.0 - num / den if den > 0.0 else 1.0
+    return (sociability[agent_type[i]] * sociability[agent_type[j]]
+            * np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * similarity ** similarity_weight)
+
+
+@njit(cache=True)
+def pad_csr(
+    indptr: np.ndarray, indices: np.ndarray, capacity: np.ndarray, initial_weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Padded CSR with room to grow: row i gets max(capacity[i], degree_i) slots.
+
+    Returns (indptr, row_len, indices, weights, partner) as the cluster kernels use them; every
+    tie gets ``initial_weight`` and no partnership flag. Unused slots hold -1.
+    """
+    n = indptr.shape[0] - 1
+    padded = np.zeros(n + 1, dtype=np.int64)
+    row_len = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        row_len[i] = indptr[i + 1] - indptr[i]
+        padded[i + 1] = padded[i] + max(capacity[i], row_len[i])
+    out = np.full(padded[n], -1, dtype=np.int64)
+    weights = np.zeros(padded[n])
+    partner = np.zeros(padded[n], dtype=np.bool_)
+    for i in range(n):
+        for k in range(row_len[i]):
+            out[padded[i] + k] = indices[indptr[i] + k]
+            weights[padded[i] + k] = initial_weight
+    return padded, row_len, out, weights, partner

@@ -220,9 +220,9 @@ class KibsConfig:
     rd_gain: float = setting(0.02, ge=0.0)
     rd_cost: float = setting(0.05, ge=0.0)
     innovation: bool = True
-    innovation_rate: float = setting(0.1, ge=0.0)
+    innovation_rate: float = setting(0.01, ge=0.0)
     conversion_management_weight: float = setting(0.7, ge=0.0, le=1.0)
-    innovation_reward: float = setting(1.0, ge=0.0)
+    innovation_reward: float = setting(3.0, ge=0.0)
     innovation_knowledge: float = setting(0.3, ge=0.0)
     finance: bool = True
     fixed_cost: float = setting(0.1, ge=0.0)
@@ -232,10 +232,10 @@ class KibsConfig:
     startup_capital: float = setting(5.0)
     startup_search: int = setting(20, ge=0)
     network_dynamics: bool = True
-    tie_decay: float = setting(0.02, ge=0.0, le=1.0)
+    tie_decay: float = setting(0.05, ge=0.0, le=1.0)
     tie_floor: float = setting(0.05, ge=0.0, lt=1.0)
     new_tie_weight: float = setting(0.3, gt=0.0, le=1.0)
-    triadic_p: float = setting(0.05, ge=0.0, le=1.0)
+    triadic_p: float = setting(0.02, ge=0.0, le=1.0)
     proximity_p: float = setting(0.05, ge=0.0, le=1.0)
     broker_p: float = setting(0.3, ge=0.0, le=1.0)
 
@@ -262,7 +262,7 @@ class LeverEffects:
     partnership_reach: float = setting(0.5, ge=0.0, le=1.0)  # share of HTEs partnered at lever 1
     goal_alignment: float = setting(0.3, ge=0.0, le=1.0)  # cut in partners' cognitive distance
     benefit_share: float = setting(0.1, ge=0.0, le=1.0)  # share of rewards to the partner
-    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # share of losses the partner covers
+    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # share of fixed cost the partner bears
     consulting_boost: float = setting(0.1, ge=0.0, le=1.0)  # added consulting rate at lever 1
     platform_reach: float = setting(0.5, ge=0.0, le=1.0)  # share of HTEs on the platform
     rd_cost_cut: float = setting(0.5, ge=0.0, le=1.0)  # cut in members' R&D cost

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from kibs_mc import cowan_jonard
+from kibs_mc import cluster_model, cowan_jonard
 
 #: model name -> (simulate_replicate(config, seed) -> (row, timeseries | None), outcomes).
 #: ``config`` is the scenario's whole validated Config (model, and whatever groups the model
@@ -20,6 +20,7 @@ from kibs_mc import cowan_jonard
 #: ``step``) to equal-length arrays, or is None.
 MODELS: dict[str, tuple[Callable[[Any, int], tuple[dict, dict | None]], dict[str, type]]] = {
     "cowan_jonard": (cowan_jonard.simulate_replicate, cowan_jonard.OUTCOMES),
+    "kibs": (cluster_model.simulate_replicate, cluster_model.OUTCOMES),
 }
 
 

@@ -1,0 +1,115 @@
+"""One replicate of the cluster model ``kibs``: build a cluster, run it, measure it.
+
+MODEL.md section 3; the kernels are in ``kibs_mc.kernels.kibs``, cluster generation in
+``kibs_mc.cluster``, the governance mapping in ``kibs_mc.governance``; ``docs/ODD.md`` is the
+full description. :func:`simulate_replicate` is the unit that ``scripts/bench.py kibs`` times
+(agent-steps = agents x steps per replicate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kibs_mc.cluster import ClusterState, build_cluster, type_traits
+from kibs_mc.config import Config
+from kibs_mc.governance import governance_cost, kernel_parameters
+from kibs_mc.kernels import kibs as kernel
+from kibs_mc.kernels.kibs import HTE, P_KIBS, T_KIBS
+from kibs_mc.kernels.rng import new_state
+
+#: Outcome columns of ``replicates.parquet`` with their dtypes, in order (MODEL.md s.3).
+OUTCOMES: dict[str, type] = {
+    "innovations_total": np.int64,
+    "innovations_per_hte": np.float64,
+    "hte_knowledge_mean": np.float64,
+    "hte_knowledge_gini": np.float64,
+    "kibs_knowledge_mean": np.float64,
+    "kibs_revenue": np.float64,
+    "hte_exits": np.int64,
+    "diffusion_time": np.float64,
+    "network_density": np.float64,
+    "network_clustering": np.float64,
+    "governance_cost": np.float64,
+}
+
+
+@dataclass
+class Run:
+    """A finished replicate: final state and per-step series (index 0 = initial state)."""
+
+    state: ClusterState
+    hte_mean: np.ndarray
+    innovations_cumulative: np.ndarray
+    ties: np.ndarray
+    kibs_revenue: float
+    hte_exits: int
+
+
+def run(config: Config, seed: int) -> Run:
+    """Build and run one replicate. Stream order: cluster (see ``kibs_mc.cluster``), steps."""
+    prm = kernel_parameters(config.model, config.cluster, config.governance)
+    rng_state = new_state(seed)
+    state = build_cluster(config.cluster, prm, rng_state)
+    hte_mean, cumulative, ties, totals = kernel.run_replicate(
+        *state.arrays(), type_traits(config.cluster), rng_state, prm, config.model.steps)
+    return Run(state, hte_mean, cumulative, ties, float(totals[0]), int(totals[1]))
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient of non-negative values: sum_ij |x_i - x_j| / (2 n^2 mean); 0 if empty."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = x.shape[0]
+    if n == 0 or x.sum() <= 0.0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float((2.0 * (ranks * x).sum()) / (n * x.sum()) - (n + 1.0) / n)
+
+
+def diffusion_time(hte_mean: np.ndarray) -> float:
+    """Steps until HTE mean knowledge first reaches half its final gain over the initial level
+    (0 when there is no gain)."""
+    gain = hte_mean - hte_mean[0]
+    half = 0.5 * gain[-1]
+    if half <= 0.0:
+        return 0.0
+    return float(np.argmax(gain >= half))
+
+
+def outcomes(config: Config, result: Run) -> dict:
+    """The outcome row of a finished replicate (MODEL.md s.3)."""
+    s = result.state
+    living = s.alive
+    hte = living & (s.agent_type == HTE)
+    kibs = living & ((s.agent_type == T_KIBS) | (s.agent_type == P_KIBS))
+    hte_levels = s.knowledge[hte].mean(axis=1)
+    n_alive = int(living.sum())
+    ties = s.ties()
+    total = int(result.innovations_cumulative[-1])
+    return {
+        "innovations_total": total,
+        "innovations_per_hte": total / config.cluster.hte,
+        "hte_knowledge_mean": float(hte_levels.mean()) if hte_levels.size else 0.0,
+        "hte_knowledge_gini": gini(hte_levels),
+        "kibs_knowledge_mean": float(s.knowledge[kibs].mean()) if kibs.any() else 0.0,
+        "kibs_revenue": result.kibs_revenue,
+        "hte_exits": result.hte_exits,
+        "diffusion_time": diffusion_time(result.hte_mean),
+        "network_density": 2.0 * ties / (n_alive * (n_alive - 1)) if n_alive > 1 else 0.0,
+        "network_clustering": float(kernel.average_clustering(s.indptr, s.row_len, s.indices, s.alive)),
+        "governance_cost": governance_cost(config.governance),
+    }
+
+
+def simulate_replicate(config: Config, seed: int) -> tuple[dict, dict]:
+    """One replicate: the outcome row and the time series (every ``record_every`` steps)."""
+    result = run(config, seed)
+    steps = np.arange(0, config.model.steps + 1, config.model.record_every, dtype=np.int64)
+    series = {
+        "step": steps,
+        "hte_knowledge_mean": result.hte_mean[steps],
+        "innovations_cumulative": result.innovations_cumulative[steps].astype(np.int64),
+        "ties": result.ties[steps].astype(np.int64),
+    }
+    return outcomes(config, result), series
