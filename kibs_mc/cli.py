@@ -23,7 +23,6 @@ from kibs_mc.experiment import ExperimentResult, run_experiment
 from kibs_mc.report import headline
 
 
-
 def fail(error: UserError) -> None:
     print(f"kibs-mc: {error}", file=sys.stderr)
     sys.exit(2)

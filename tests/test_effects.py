@@ -1,0 +1,130 @@
+"""Paired effects, adaptive replicate counts and the report (issue: governance comparison)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kibs_mc.config import load_config
+from kibs_mc.effects import choose_baseline, paired_effects
+from kibs_mc.experiment import run_experiment
+from kibs_mc.results import summarize
+
+
+def synthetic(n: int, effect: float, rng: np.random.Generator, shared_sd: float = 3.0,
+              own_sd: float = 0.5) -> pl.DataFrame:
+    """Two scenarios on common replicates: a large shared component plus small own noise."""
+    shared = rng.normal(10, shared_sd, n)
+    base = shared + rng.normal(0, own_sd, n)
+    treated = shared + effect + rng.normal(0, own_sd, n)
+    return pl.DataFrame({
+        "scenario": ["baseline"] * n + ["treated"] * n,
+        "replicate": np.tile(np.arange(n), 2),
+        "y": np.concatenate([base, treated]),
+    })
+
+
+def test_ci_of_a_planted_effect_covers_it_at_about_the_nominal_rate():
+    rng = np.random.default_rng(2024)
+    covered = []
+    for rep in range(200):
+        effects = paired_effects(synthetic(40, 1.5, rng), ["y"], "baseline", seed=rep)
+        row = effects.row(0, named=True)
+        covered.append(row["ci_low"] <= 1.5 <= row["ci_high"])
+    assert 0.88 <= np.mean(covered) <= 0.99
+
+
+def test_no_planted_effect_is_mostly_not_significant():
+    rng = np.random.default_rng(7)
+    flagged = [paired_effects(synthetic(40, 0.0, rng), ["y"], "baseline", seed=i)["significant"][0]
+               for i in range(100)]
+    assert np.mean(flagged) < 0.12
+
+
+def test_pairing_narrows_the_interval_on_the_same_data():
+    effects = paired_effects(synthetic(60, 0.3, np.random.default_rng(1)), ["y"], "baseline", seed=3)
+    r = effects.row(0, named=True)
+    paired = r["ci_high"] - r["ci_low"]
+    unpaired = r["unpaired_ci_high"] - r["unpaired_ci_low"]
+    assert paired < unpaired / 3
+    assert r["significant"]  # the 0.3 effect is invisible unpaired, clear paired
+    assert r["unpaired_ci_low"] < 0 < r["unpaired_ci_high"]
+
+
+def test_effect_size_and_cost_columns():
+    rng = np.random.default_rng(5)
+    rows = synthetic(50, 2.0, rng).with_columns(
+        governance_cost=pl.when(pl.col("scenario") == "treated").then(4.0).otherwise(0.0))
+    r = paired_effects(rows, ["y"], "baseline").row(0, named=True)
+    base = rows.filter(pl.col("scenario") == "baseline")["y"].to_numpy()
+    assert r["effect_size"] == pytest.approx(r["effect"] / base.std(ddof=1))
+    assert r["effect_per_cost"] == pytest.approx(r["effect"] / 4.0)
+
+
+def test_bootstrap_is_seeded():
+    rows = synthetic(30, 1.0, np.random.default_rng(0))
+    assert paired_effects(rows, ["y"], "baseline", seed=9).equals(paired_effects(rows, ["y"], "baseline", seed=9))
+
+
+def test_baseline_choice():
+    assert choose_baseline(["a", "baseline", "c"]) == "baseline"
+    assert choose_baseline(["p=0", "p=1"]) == "p=0"
+    assert choose_baseline(["a", "b"], "b") == "b"
+
+
+# ------------------------------------------------------------------ adaptive replicate counts
+
+SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
+         "experiment=cj_docking", "executor=serial", "tracking=none", "executor.chunk_size=5"]
+
+
+def run(tmp_path, name, *extra):
+    overrides = [*SMALL, *extra]
+    return run_experiment(load_config(overrides), overrides, tmp_path / name)
+
+
+def test_adaptive_counts_stop_at_the_target_or_at_max_replicates(tmp_path):
+    result = run(tmp_path, "adaptive", "replicates=10", "experiment.max_replicates=80",
+                 "experiment.precision.outcome=knowledge_mean", "experiment.precision.half_width=0.0015")
+    counts = dict(result.rows.group_by("scenario").len().iter_rows())
+    summary = summarize(result.rows, ["knowledge_mean"])
+    assert max(counts.values()) <= 80
+    assert max(counts.values()) > 10, "the target should need more than the first round"
+    for r in summary.iter_rows(named=True):
+        half = (r["ci_high"] - r["ci_low"]) / 2
+        assert half <= 0.0015 * abs(r["mean"]) or counts[r["scenario"]] == 80
+    assert len(result.notes) == 6 and all("knowledge_mean" in n for n in result.notes)
+    assert (result.run_dir / "report.md").read_text().count("reached the target") + \
+        (result.run_dir / "report.md").read_text().count("stopped at experiment.max_replicates") == 6
+    # Replicates are numbered without gaps, and each scenario's seeds are the shared ones.
+    for scenario, n in counts.items():
+        reps = result.rows.filter(pl.col("scenario") == scenario)["replicate"].to_list()
+        assert reps == list(range(n))
+
+
+def test_loose_target_needs_no_extra_round(tmp_path):
+    result = run(tmp_path, "loose", "replicates=10", "experiment.max_replicates=80",
+                 "experiment.precision.outcome=knowledge_mean", "experiment.precision.half_width=0.5")
+    assert result.rows.height == 60
+    assert all("reached the target" in n for n in result.notes)
+
+
+def test_unknown_precision_outcome_is_a_config_error(tmp_path):
+    from kibs_mc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="experiment.precision.outcome"):
+        run(tmp_path, "bad", "replicates=4", "experiment.precision.outcome=nope")
+
+
+def test_run_writes_effects_plots_and_report(tmp_path):
+    result = run(tmp_path, "report", "replicates=8")
+    for name in ("effects.parquet", "effects.png", "distributions.png", "report.md", "report.html"):
+        assert (result.run_dir / name).exists(), name
+    effects = pl.read_parquet(result.run_dir / "effects.parquet")
+    assert set(effects["scenario"]) == {"p=0.01", "p=0.03", "p=0.1", "p=0.3", "p=1"}
+    assert (effects["baseline"] == "p=0").all()
+    summary = pl.read_parquet(result.run_dir / "summary.parquet")
+    assert {"effect", "effect_ci_low", "effect_ci_high"} <= set(summary.columns)
+    text = (result.run_dir / "report.md").read_text()
+    assert "![effects](effects.png)" in text and "## What the scenarios do" in text
