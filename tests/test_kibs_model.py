@@ -1,0 +1,327 @@
+"""The cluster model `kibs` (MODEL.md s.3): kernels against their twin, invariants, the
+docking property, lever signs on paired replicates, and bad configurations exiting 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from kibs_mc.kernels import kibs as kernel
+from kibs_mc.kernels.rng import new_state
+from scipy import stats
+
+from kibs_mc import cluster_model, cowan_jonard
+from kibs_mc.cluster import build_cluster, type_traits
+from kibs_mc.config import load_config
+from kibs_mc.errors import ConfigError
+from kibs_mc.governance import kernel_parameters
+from tests.conftest import REPO
+from tests.kibs_reference import Twin
+
+FAST = ["executor=serial", "tracking=none", "cluster=small"]
+TINY = FAST + ["cluster.hte=30", "cluster.t_kibs=6", "cluster.p_kibs=5", "cluster.uni=2",
+               "cluster.intermediaries=2", "cluster.fin=2", "cluster.mean_degree=6"]
+ALL_LEVERS = ["governance.strategic=1", "governance.management=1", "governance.business=1",
+              "governance.information=1"]
+#: Much exit and start-up, strong network dynamics: every branch of the step kernels runs.
+TURBULENT = ["model.fixed_cost=1.5", "model.startup_prob=0.8", "model.triadic_p=0.5",
+             "model.proximity_p=0.5", "model.broker_p=1", "model.tie_decay=0.3",
+             "governance.effects.long_range_search=0.5"]
+
+
+def config(*overrides: str):
+    return load_config([*FAST, *overrides])
+
+
+def outcomes_over(seeds, *overrides: str) -> dict[str, np.ndarray]:
+    cfg = config(*overrides)
+    rows = [cluster_model.simulate_replicate(cfg, int(s))[0] for s in seeds]
+    return {k: np.array([r[k] for r in rows], dtype=float) for k in cluster_model.OUTCOMES}
+
+
+def paired_t(a: np.ndarray, b: np.ndarray) -> float:
+    """Paired t statistic of b - a (common random numbers: same seeds)."""
+    d = b - a
+    return float(d.mean() / (d.std(ddof=1) / np.sqrt(len(d))))
+
+
+SEEDS = np.arange(101, 121)  # 20 paired replicates
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return outcomes_over(SEEDS)
+
+
+# --------------------------------------------------------------------------- kernels vs twin
+
+
+def run_both(overrides: list[str], seed: int, steps: int):
+    cfg = load_config([*TINY, *overrides])
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    rng = new_state(seed)
+    state = build_cluster(cfg.cluster, prm, rng)
+    twin = Twin(state, type_traits(cfg.cluster), prm, int(rng[0]))
+    traits = type_traits(cfg.cluster)
+    _, cumulative, _, totals = kernel.run_replicate(*state.arrays(), traits, rng, prm, steps)
+    twin.run(steps)
+    return state, twin, cumulative, totals
+
+
+@pytest.mark.parametrize("overrides", [
+    ALL_LEVERS + TURBULENT,
+    ["governance=all_four"],
+    ["model.schedule=random_draw", "model.barter=true", "model.absorption=fixed"] + ALL_LEVERS,
+    ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
+], ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi"])
+def test_step_kernels_match_python_twin(overrides):
+    state, twin, cumulative, totals = run_both(overrides, seed=7, steps=12)
+    np.testing.assert_allclose(state.knowledge, np.array(twin.k), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.capital, twin.cap, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.manage, twin.m, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.potential, twin.pot, rtol=1e-9, atol=1e-12)
+    assert state.alive.tolist() == twin.alive
+    assert state.member.tolist() == twin.member
+    assert state.innovations.tolist() == twin.innov
+    assert int(cumulative[-1]) == twin.innovations_total
+    assert int(totals[1]) == twin.exits
+    assert totals[0] == pytest.approx(twin.revenue, rel=1e-9)
+    for i, row in enumerate(twin.rows):
+        a = state.indptr[i]
+        b = a + state.row_len[i]
+        assert state.indices[a:b].tolist() == [t[0] for t in row]
+        np.testing.assert_allclose(state.weights[a:b], [t[1] for t in row], rtol=1e-9)
+        assert state.partner[a:b].tolist() == [t[2] for t in row]
+
+
+def test_turbulent_twin_run_exercises_exits_and_ties():
+    """The twin comparison above is only as good as what it exercises."""
+    state, twin, cumulative, totals = run_both(ALL_LEVERS + TURBULENT, seed=7, steps=12)
+    assert totals[1] > 0  # exits (and start-ups) happened
+    assert cumulative[-1] > 0
+    assert state.partner.any()
+
+
+def test_learning_is_an_inverted_u_whose_optimum_grows_with_absorptive_capacity():
+    deltas = np.linspace(0, 1, 201)
+    for b in (0.5, 0.8):
+        phi = np.array([kernel.learning(d, b) for d in deltas])
+        assert phi[0] == 0 and phi.max() == pytest.approx(1.0, abs=1e-3)
+        assert deltas[phi.argmax()] == pytest.approx(b / 2, abs=0.01)
+        assert np.all(phi[deltas >= b] == 0)
+    k = np.array([[1.0, 1.0], [3.0, 3.0], [1.0, 1.0]])
+    assert kernel.cognitive_distance(k, 0, 1) == pytest.approx(0.5)  # same profile, deeper
+    assert kernel.cognitive_distance(k, 0, 2) == 0.0
+
+
+# --------------------------------------------------------------------------- cluster and invariants
+
+
+@pytest.mark.parametrize("network", ["spatial", "watts_strogatz", "erdos_renyi", "barabasi_albert"])
+def test_cluster_counts_and_network_are_consistent(network):
+    cfg = config(f"cluster.network={network}")
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    state = build_cluster(cfg.cluster, prm, new_state(3))
+    assert np.bincount(state.agent_type, minlength=6).tolist() == cfg.cluster.counts
+    assert state.n == sum(cfg.cluster.counts)
+    ties = set()
+    for i in range(state.n):
+        row = state.indices[state.indptr[i]:state.indptr[i] + state.row_len[i]]
+        assert len(set(row.tolist())) == len(row) and i not in row
+        ties |= {(min(i, j), max(i, j)) for j in row.tolist()}
+    assert 2 * len(ties) == state.row_len.sum()  # every tie in both rows
+    mean_degree = state.row_len.mean()
+    assert 0.6 * cfg.cluster.mean_degree < mean_degree < 1.4 * cfg.cluster.mean_degree
+    hte = state.agent_type == 0
+    assert np.all((state.position >= 0) & (state.position <= 1))
+    uniform_spread = np.abs(np.random.default_rng(0).random(1000) - 0.5).mean()
+    assert np.abs(state.position[hte] - 0.5).mean() < uniform_spread  # HTEs crowd the park
+
+
+def test_invariants_after_a_run():
+    cfg = config(*ALL_LEVERS)
+    for seed in (1, 2, 3):
+        result = cluster_model.run(cfg, seed)
+        s = result.state
+        assert np.all(np.isfinite(s.knowledge)) and np.all(s.knowledge >= 0)
+        assert np.all(np.isfinite(s.capital))
+        assert np.all((s.manage >= 0) & (s.manage <= 1))
+        assert np.bincount(s.agent_type, minlength=6).tolist() == cfg.cluster.counts
+        live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(s.n)])
+        assert np.all((s.weights[live] > 0) & (s.weights[live] <= 1))
+        assert s.partner[live].any()
+        assert np.all(s.weights[live][s.partner[live]] == 1.0)  # a partnership never decays
+        assert np.all(np.diff(result.innovations_cumulative) >= 0)
+
+
+def test_partnership_ties_survive_decay_that_removes_all_others():
+    cfg = config("governance=strategic", "model.tie_decay=1", "model.triadic_p=0", "model.proximity_p=0",
+                 "model.broker_p=0", "model.finance=false")
+    s = cluster_model.run(cfg, 5).state
+    live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(s.n)])
+    assert len(live) > 0 and np.all(s.partner[live]) and np.all(s.weights[live] == 1.0)
+
+
+def test_knowledge_never_decreases_without_exits():
+    cfg = config(*ALL_LEVERS, "model.finance=false", "model.steps=1")
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    rng = new_state(11)
+    state = build_cluster(cfg.cluster, prm, rng)
+    for _ in range(10):
+        before = state.knowledge.copy()
+        kernel.run_replicate(*state.arrays(), type_traits(cfg.cluster), rng, prm, 1)
+        assert np.all(state.knowledge >= before)
+
+
+def test_outcome_row_and_time_series_have_model_md_names():
+    row, series = cluster_model.simulate_replicate(config("model.steps=20", "model.record_every=5"), 1)
+    assert list(row) == list(cluster_model.OUTCOMES)
+    assert series["step"].dtype == np.int64 and series["step"].tolist() == [0, 5, 10, 15, 20]
+    assert set(series) == {"step", "hte_knowledge_mean", "innovations_cumulative", "ties"}
+    assert np.all(np.diff(series["innovations_cumulative"]) >= 0)
+    assert row["innovations_total"] == series["innovations_cumulative"][-1]
+
+
+# --------------------------------------------------------------------------- governance
+
+
+@pytest.mark.parametrize("lever", ["strategic", "management", "business", "information"])
+def test_lever_at_zero_is_the_baseline(lever, baseline):
+    zero = outcomes_over(SEEDS[:4], f"governance={lever}", f"governance.{lever}=0")
+    for name, values in zero.items():
+        np.testing.assert_array_equal(values, baseline[name][:4], err_msg=name)
+    one = outcomes_over(SEEDS[:4], f"governance={lever}")
+    assert not np.array_equal(one["hte_knowledge_mean"], baseline["hte_knowledge_mean"][:4])
+    assert np.all(one["governance_cost"] == 1.0) and np.all(zero["governance_cost"] == 0.0)
+
+
+def test_information_raises_transfer_per_meeting():
+    """One step of meetings on identical states: a higher tau moves more knowledge."""
+    gains = []
+    for level in (0.0, 1.0):
+        cfg = config(f"governance.information={level}")
+        prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+        rng = new_state(9)
+        s = build_cluster(cfg.cluster, prm, rng)
+        before = s.knowledge.sum()
+        kernel.meetings(s.agent_type, s.knowledge, s.manage, s.capital, s.alive, np.zeros(s.n), s.indptr,
+                        s.row_len, s.indices, s.weights, s.partner, type_traits(cfg.cluster).absorptive_base,
+                        np.arange(s.n), rng, prm, np.zeros(1))
+        gains.append(s.knowledge.sum() - before)
+    assert gains[1] > gains[0] * 1.2
+
+
+@pytest.mark.parametrize("governance, outcome, sign", [
+    ("information", "hte_knowledge_mean", +1),  # more transfer per meeting, long-range ties
+    ("information", "network_density", +1),  # long-range search makes ties
+    ("strategic", "kibs_revenue", +1),  # benefit sharing pays the partner KIBS
+    ("strategic", "hte_exits", -1),  # risk sharing cushions losses
+    ("management", "innovations_per_hte", +1),  # managerial capability converts potential
+    ("business", "hte_exits", -1),  # cheaper R&D on the platform
+    ("business", "hte_knowledge_mean", +1),  # technology transfer from the pooled UNI knowledge
+])
+def test_lever_effect_has_the_sign_of_its_mechanism(governance, outcome, sign, baseline):
+    treated = outcomes_over(SEEDS, f"governance={governance}")
+    assert sign * paired_t(baseline[outcome], treated[outcome]) > 2.5
+
+
+def test_without_kibs_innovation_and_diffusion_fall(baseline):
+    """KIBS as bridges (Vermeulen & Pyka 2018): fewer innovations, slower knowledge gain."""
+    none = outcomes_over(SEEDS, "cluster.t_kibs=0", "cluster.p_kibs=0")
+    assert paired_t(baseline["innovations_per_hte"], none["innovations_per_hte"]) < -2.5
+    assert paired_t(baseline["hte_knowledge_mean"], none["hte_knowledge_mean"]) < -2.5
+    assert np.all(none["kibs_revenue"] == 0)
+
+
+def test_without_universities_knowledge_growth_falls(baseline):
+    """Universities as the source of new knowledge (Ahrweiler, Pyka & Gilbert 2011)."""
+    none = outcomes_over(SEEDS, "cluster.uni=0")
+    assert paired_t(baseline["hte_knowledge_mean"], none["hte_knowledge_mean"]) < -2.5
+
+
+# --------------------------------------------------------------------------- docking
+
+
+DOCK_KIBS = ["cluster=docking", "cluster.hte=100", "cluster.mean_degree=6", "cluster.fields=5",
+             "model.schedule=random_draw", "model.barter=true", "model.absorption=fixed",
+             "model.fixed_absorption=0.1", "model.distance_learning=false", "model.transfer_efficiency=1",
+             "model.production=false", "model.innovation=false", "model.finance=false",
+             "model.network_dynamics=false"]
+DOCK_CJ = ["model=cowan_jonard", "model.agents=100", "model.degree=6", "model.categories=5"]
+
+
+def docking_samples(steps: int, kibs_extra: tuple[str, ...] = (), reps: int = 40) -> tuple[dict, dict]:
+    """Knowledge outcomes of Cowan-Jonard and of the reduced kibs model after steps x N meetings
+    (independent seeds: two samples, one per model)."""
+    cj_cfg = load_config([*FAST, *DOCK_CJ, f"model.max_meetings={steps * 100}"])
+    kibs_cfg = load_config([*FAST, *DOCK_KIBS, f"model.steps={steps}", *kibs_extra])
+    cj = [cowan_jonard.simulate_replicate(cj_cfg, s)[0] for s in range(reps)]
+    kb = [cowan_jonard.knowledge_outcomes(cluster_model.run(kibs_cfg, 10_000 + s).state.knowledge)
+          for s in range(reps)]
+    keys = ("knowledge_mean", "knowledge_cv")
+    return ({k: np.array([r[k] for r in cj]) for k in keys}, {k: np.array([r[k] for r in kb]) for k in keys})
+
+
+@pytest.mark.parametrize("steps", [30, 150], ids=["transient", "steady-state"])
+def test_reduced_kibs_kernel_docks_with_cowan_jonard(steps):
+    cj, kb = docking_samples(steps)
+    for key in cj:
+        assert stats.ks_2samp(cj[key], kb[key]).pvalue > 0.001, key
+        assert abs(stats.ttest_ind(cj[key], kb[key], equal_var=False).statistic) < 4, key
+
+
+@pytest.mark.parametrize("change", ["model.fixed_absorption=0.13", "model.barter=false"])
+def test_docking_test_detects_a_different_model(change):
+    """Power check: the same comparison rejects a slightly different kibs kernel."""
+    cj, kb = docking_samples(30, (change,))
+    assert stats.ks_2samp(cj["knowledge_mean"], kb["knowledge_mean"]).pvalue < 0.001
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("override, key", [
+    ("governance.strategic=1.5", "governance.strategic"),
+    ("governance.information=-0.1", "governance.information"),
+    ("cluster.hte=0", "cluster.hte"),
+    ("governance.unit_cost.business=-1", "governance.unit_cost.business"),
+    ("cluster.sociability=[1,2]", "cluster.sociability"),
+    ("cluster.network=lattice", "cluster.network"),
+    ("model.schedule=random", "model.schedule"),
+])
+def test_bad_cluster_or_governance_value_is_a_config_error(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config([override])
+    assert err.value.key == key
+
+
+@pytest.mark.parametrize("override", ["governance.strategic=1.5", "cluster.hte=0",
+                                      "governance.unit_cost.business=-1"])
+def test_cli_exits_2_on_bad_values(override, tmp_path):
+    proc = subprocess.run([str(REPO / ".venv/bin/kibs-mc"), override, "executor=serial", "tracking=none"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    message = proc.stderr.strip()
+    assert override.split("=")[0] in message and "allowed" in message
+    assert "Traceback" not in message and "\n\n" not in message
+
+
+def test_compare_governance_runs_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kibs_mc", "experiment=compare_governance", "replicates=3", *FAST,
+         "model.steps=30", "hydra.run.dir=run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = pl.read_parquet(tmp_path / "run" / "replicates.parquet")
+    assert rows["scenario"].unique(maintain_order=True).to_list() == [
+        "baseline", "strategic", "management", "business", "information", "all_four"]
+    assert set(cluster_model.OUTCOMES) <= set(rows.columns)
+    cost = dict(rows.group_by("scenario").agg(pl.col("governance_cost").first()).iter_rows())
+    assert cost["baseline"] == 0 and all(cost[s] == pytest.approx(1.0) for s in cost if s != "baseline")
+    # common random numbers: every scenario used the same seeds
+    assert rows.group_by("replicate").agg(pl.col("seed").n_unique())["seed"].max() == 1
+    series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
+    assert {"step", "hte_knowledge_mean", "innovations_cumulative", "ties"} <= set(series.columns)
