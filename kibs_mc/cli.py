@@ -35,7 +35,9 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
     for outcome in shown:
         table.add_column(outcome, justify="right", no_wrap=True)
     summary = result.summary
-    for sc in result.scenarios:
+    sampled = set(result.sampled)
+    listed = [sc for sc in result.scenarios if sc.name not in sampled]
+    for sc in listed:
         cells = []
         for outcome in shown:
             row = summary.filter((pl.col("scenario") == sc.name) & (pl.col("outcome") == outcome))
@@ -53,7 +55,7 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
         effects.add_column("scenario", no_wrap=True)
         for outcome in shown:
             effects.add_column(outcome, justify="right", no_wrap=True)
-        for sc in result.scenarios:
+        for sc in listed:
             if sc.name == result.baseline:
                 continue
             cells = []
@@ -68,6 +70,9 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
                 cells.append(f"[{style}]{r['effect']:+.3g} ± {half:.2g}[/]")
             effects.add_row(sc.name, *cells)
         console.print(effects)
+    if sampled:
+        console.print(f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
+                      "sensitivity.parquet in the run directory")
     for note in result.notes:
         console.print(f"note: {note}")
     if result.report is not None:

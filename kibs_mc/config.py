@@ -306,12 +306,44 @@ class PrecisionConfig:
 
 
 @dataclass
+class SweepFactor:
+    """One swept parameter: a config key (e.g. ``governance.strategic``) over [low, high]."""
+
+    key: str = MISSING
+    low: float = 0.0
+    high: float = 1.0
+
+    def check(self, path: str) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low}")
+
+
+@dataclass
+class SweepConfig:
+    """Scenarios sampled over factors, added after the listed scenarios.
+
+    ``sobol``: Saltelli's sample of ``samples`` x (factors + 2) points, first-order and total
+    Sobol indices; ``lhs``: a Latin hypercube of ``samples`` points, first-order indices by
+    RBD-FAST; ``grid``: ``samples`` evenly spaced values per factor (no indices).
+    """
+
+    method: str | None = setting(None, choices=(None, "sobol", "lhs", "grid"))
+    samples: int = setting(8, ge=2, le=100_000)
+    factors: list[SweepFactor] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        if self.method is not None and not self.factors:
+            raise ConfigError(f"{path}.factors", [], "allowed: at least one factor when sweeping")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "single"
     scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
     baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     max_replicates: int = setting(10_000, ge=1)  # per scenario, with adaptive counts
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def check(self, path: str) -> None:
         if not self.scenarios:
@@ -499,3 +531,19 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
 def load_config(overrides: Sequence[str] = ()) -> Config:
     """Composed and validated configuration, as dataclasses."""
     return to_config(compose_config(overrides))
+
+
+def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:
+    """``cfg`` with plain ``dotted.key=value`` overrides merged in, validated.
+
+    Much faster than a new composition, for the many sampled scenarios of a sweep; group
+    selections (``governance=strategic``) still need :func:`compose_config`.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise _translate(exc, overrides) from None
+    assert isinstance(merged, DictConfig)
+    return to_config(merged)

@@ -30,6 +30,7 @@ from kibs_mc.plots import make_plots
 from kibs_mc.report import write_report
 from kibs_mc.results import ResultStore, summarize, write_parquet, write_summary
 from kibs_mc.simulate import outcome_columns, run_chunk
+from kibs_mc.sweep import points_frame, sensitivity
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ExperimentResult:
     baseline: str | None = None
     report: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
+    sampled: list[str] = field(default_factory=list)  # scenarios that are sweep points
 
 
 def _progress(console: Console) -> Progress:
@@ -134,10 +136,20 @@ def run_experiment(
     write_parquet(effects, run_dir / "effects.parquet")
     summary = add_effects_to_summary(summary, effects)
     write_summary(summary, run_dir)
-    figures = make_plots(run_dir, rows, effects, names, outcomes)
+    sweep = config.experiment.sweep
+    points = indices = None
+    if sweep.method is not None:
+        points = points_frame(sweep, config.seed)
+        numeric = [o for o in outcomes if rows.height and rows.schema[o] != pl.Boolean]
+        indices = sensitivity(rows, sweep, config.seed, numeric)
+        write_parquet(indices, run_dir / "sensitivity.parquet")
+    figures = make_plots(run_dir, rows, effects, names, outcomes, points, indices)
+    sampled = set(points["scenario"].to_list()) if points is not None else set()
     report_md, report_html = write_report(
         run_dir, f"kibs-mc experiment `{config.experiment.name}`: {len(rows)} replicates",
-        (run_dir / "config.yaml").read_text(), summary, effects, outcomes, figures, notes)
+        (run_dir / "config.yaml").read_text(),
+        summary.filter(~pl.col("scenario").is_in(sampled)),
+        effects.filter(~pl.col("scenario").is_in(sampled)), outcomes, figures, notes, indices)
     run_id = None
     if config.tracking.enabled:
         from kibs_mc.tracking import log_experiment
@@ -145,7 +157,8 @@ def run_experiment(
         try:
             run_id = log_experiment(config.tracking, config, scenarios, summary, run_dir,
                                     extra_artifacts=[*figures, report_md, report_html,
-                                                     run_dir / "effects.parquet"])
+                                                     *run_dir.glob("effects.parquet"),
+                                                     *run_dir.glob("sensitivity.parquet")])
         except Exception as exc:  # noqa: BLE001 - tracking must never cost results
             print(
                 f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
@@ -156,7 +169,8 @@ def run_experiment(
             )
     return ExperimentResult(run_dir, rows, summary, scenarios, outcomes, run_id,
                             computed, reused, failed if failed.height else None,
-                            effects=effects, baseline=baseline, report=report_md, notes=notes)
+                            effects=effects, baseline=baseline, report=report_md, notes=notes,
+                            sampled=sorted(sampled))
 
 
 def next_targets(

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kibs_mc.config import Config, load_config
+from kibs_mc.config import Config, apply_values, compose_config, load_config
 from kibs_mc.simulate import Chunk
+from kibs_mc.sweep import point_scenarios
 
 #: Upper bound on replicates per task when chosen automatically: keeps the work lost to a
 #: dead worker small and the progress bar moving, while tasks stay far above Ray's overhead.
@@ -53,14 +54,21 @@ def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
     Raises ConfigError (naming the scenario's key) before any work starts.
     """
     base = [o for o in overrides if not _key(o).startswith("hydra.")]
+    specs = [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
+    specs += point_scenarios(config.experiment.sweep, config.seed)
     scenarios = []
-    for index, spec in enumerate(config.experiment.scenarios):
-        if spec.overrides:
-            own = {_key(o) for o in spec.overrides}
-            composed = load_config([o for o in base if _key(o) not in own] + list(spec.overrides))
+    composed_base = None
+    for index, (name, own_overrides) in enumerate(specs):
+        if own_overrides and all("." in _key(o) for o in own_overrides):
+            # Values only (e.g. sampled levers): merge into the composed base, no recomposition.
+            composed_base = composed_base if composed_base is not None else compose_config(base)
+            composed = apply_values(composed_base, own_overrides)
+        elif own_overrides:
+            own = {_key(o) for o in own_overrides}
+            composed = load_config([o for o in base if _key(o) not in own] + own_overrides)
         else:
             composed = config
-        scenarios.append(Scenario(index, spec.name, tuple(spec.overrides), composed))
+        scenarios.append(Scenario(index, name, tuple(own_overrides), composed))
     return scenarios
 
 

@@ -109,13 +109,83 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
 
 
 def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenarios: Sequence[str],
-               outcomes: Sequence[str]) -> list[Path]:
-    """Every figure that applies to this run; returns the files written."""
+               outcomes: Sequence[str], points: pl.DataFrame | None = None,
+               indices: pl.DataFrame | None = None) -> list[Path]:
+    """Every figure that applies to this run; returns the files written.
+
+    Args:
+        points: for sweeps, the sampled scenarios' factor values (``scenario`` + one column each).
+        indices: for sweeps, the sensitivity indices.
+    """
     run_dir = Path(run_dir)
+    numeric = [o for o in outcomes if rows.height and rows.schema[o] != pl.Boolean]
+    listed = [s for s in scenarios if points is None or s not in set(points["scenario"].to_list())]
     written = []
     ts_file = run_dir / "timeseries.parquet"
-    if ts_file.exists():
-        written.append(timeseries_plot(pl.read_parquet(ts_file), scenarios, run_dir / "timeseries.png"))
-    written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
-    written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
+    if ts_file.exists() and len(listed) <= MAX_LISTED_SCENARIOS:
+        written.append(timeseries_plot(pl.read_parquet(ts_file), listed, run_dir / "timeseries.png"))
+    if len(scenarios) <= MAX_LISTED_SCENARIOS:
+        written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
+        written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
+    if points is not None and points.height:
+        from kibs_mc.report import headline
+
+        written.append(sweep_plot(rows, points, headline(numeric, limit=4), run_dir / "sweep.png"))
+    if indices is not None:
+        written.append(sensitivity_plot(indices, run_dir / "sensitivity.png"))
     return [p for p in written if p is not None]
+
+
+#: Above this many scenarios, per-scenario panels are unreadable: sweeps get scatter plots.
+MAX_LISTED_SCENARIOS = 12
+
+
+def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str], path: Path) -> Path | None:
+    """Scenario means of each outcome against each swept factor (one row of panels per outcome)."""
+    factors = [c for c in points.columns if c != "scenario"]
+    if points.height == 0 or not factors or not outcomes:
+        return None
+    means = rows.group_by("scenario").agg([pl.col(o).cast(pl.Float64).mean() for o in outcomes])
+    data = points.join(means, on="scenario", how="inner")
+    fig, axes = plt.subplots(len(outcomes), len(factors), figsize=(3.2 * len(factors), 2.6 * len(outcomes)),
+                             squeeze=False)
+    for i, outcome in enumerate(outcomes):
+        for j, factor in enumerate(factors):
+            ax = axes[i, j]
+            ax.scatter(data[factor].to_numpy(), data[outcome].to_numpy(), s=12, alpha=0.7)
+            if i == len(outcomes) - 1:
+                ax.set_xlabel(factor.split(".")[-1])
+            if j == 0:
+                ax.set_ylabel(outcome.replace("_", " "), fontsize=9)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Sweep: scenario means against each factor")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sensitivity_plot(indices: pl.DataFrame, path: Path) -> Path | None:
+    """First-order and total sensitivity indices with their bootstrap CIs, per outcome."""
+    if indices.height == 0:
+        return None
+    outcomes = indices["outcome"].unique(maintain_order=True).to_list()
+    fig, axes = _grid(len(outcomes))
+    for ax, outcome in zip(axes, outcomes, strict=False):
+        part = indices.filter(pl.col("outcome") == outcome)
+        x = np.arange(part.height)
+        ax.bar(x - 0.2, part["S1"].to_numpy(), 0.4, yerr=part["S1_conf"].to_numpy(), label="first order S1",
+               capsize=2)
+        if part["ST"].null_count() < part.height:
+            ax.bar(x + 0.2, part["ST"].to_numpy(), 0.4, yerr=part["ST_conf"].to_numpy(), label="total ST",
+                   capsize=2)
+        ax.set_xticks(x, [f.split(".")[-1] for f in part["factor"].to_list()], fontsize=8)
+        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle("Sensitivity indices (bars: 95% bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -66,6 +66,7 @@ def write_report(
     outcomes: Sequence[str],
     figures: Sequence[Path],
     notes: Sequence[str] = (),
+    sensitivity: pl.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Write report.md and report.html; returns both paths."""
     import markdown
@@ -84,6 +85,12 @@ def write_report(
                   "Mean paired difference over common-random-number replicates, 95% percentile "
                   "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
                   "`effect_per_cost` divides by the extra governance cost.", "", _table(eff), ""]
+    if sensitivity is not None and sensitivity.height:
+        parts += ["## Sensitivity to the swept factors", "",
+                  "Sobol indices of the scenario means: `S1` the share of variance a factor explains "
+                  "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
+                  "whose CI spans zero are not distinguishable from replicate noise.", "",
+                  _table(sensitivity.filter(pl.col("outcome").is_in(shown))), ""]
     summ = summary.filter(pl.col("outcome").is_in(shown)).select(
         "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high")
     parts += ["## Outcomes per scenario", "", "Mean across replicates with the 95% t interval.", "",
