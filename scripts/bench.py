@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,20 +86,20 @@ def bench_cj(agents: int, degree: int, categories: int, meetings: int, replicate
 
 # --------------------------------------------------------------------------- startup
 
-#: Run in a fresh interpreter: import, one replicate of the default Cowan-Jonard model, and
-#: how many of the kernels called from Python were compiled rather than loaded from cache.
+#: Run in a fresh interpreter: imports, one replicate of the model named in argv[1], and how
+#: many of the kernels called from Python were compiled rather than loaded from the cache.
 STARTUP_CHILD = r"""
-import json, time
+import json, sys, time
 t0 = time.perf_counter()
 from numba.core.registry import CPUDispatcher
 from kibs_mc.config import load_config
-from kibs_mc.cowan_jonard import simulate_replicate
-from kibs_mc.kernels import cowan_jonard, network, rng
+from kibs_mc.simulate import MODELS
+from kibs_mc.kernels import cowan_jonard, kibs, network, rng
 t1 = time.perf_counter()
-simulate_replicate(load_config(["executor=serial", "tracking=none"]), 12345)
+MODELS[sys.argv[1]][0](load_config([f"model={sys.argv[1]}", "executor=serial", "tracking=none"]), 12345)
 t2 = time.perf_counter()
 misses = hits = 0
-for module in (cowan_jonard, network, rng):
+for module in (cowan_jonard, kibs, network, rng):
     for f in vars(module).values():
         if isinstance(f, CPUDispatcher):
             misses += sum(f.stats.cache_misses.values())
@@ -118,11 +119,13 @@ def _timed(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, s
 
 
 def bench_startup() -> None:
-    """Cold (empty NUMBA_CACHE_DIR) and warm start of a kernel run and of a one-replicate CLI run."""
+    """Cold (empty NUMBA_CACHE_DIR), then warm (same directory) start of one replicate of each
+    model in a fresh interpreter, and of a whole one-replicate ``kibs-mc`` run."""
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         work = Path(tmp)
         for label, cmd in (
-            ("kernel", [sys.executable, "-c", STARTUP_CHILD]),
+            ("cowan_jonard", [sys.executable, "-c", STARTUP_CHILD, "cowan_jonard"]),
+            ("kibs", [sys.executable, "-c", STARTUP_CHILD, "kibs"]),
             ("cli", [sys.executable, "-m", "kibs_mc", "replicates=1", "executor=serial",
                      "tracking=none", f"hydra.run.dir={work}/run"]),
         ):
@@ -130,12 +133,91 @@ def bench_startup() -> None:
             for phase in ("cold", "warm"):
                 shutil.rmtree(work / "run", ignore_errors=True)
                 seconds, out = _timed(cmd, child_env(NUMBA_CACHE_DIR=str(cache)), REPO)
-                detail = json.loads(out.strip().splitlines()[-1]) if label == "kernel" else {}
+                detail = json.loads(out.strip().splitlines()[-1]) if label != "cli" else {}
                 emit(f"startup_{label}_{phase}_s", round(seconds, 3), "s",
-                     what="process start to first replicate done" if label == "kernel"
-                     else "kibs-mc replicates=1 executor=serial tracking=none, whole process",
+                     what=f"fresh process: imports + one {label} replicate" if label != "cli"
+                     else "kibs-mc replicates=1 executor=serial tracking=none (default model), whole process",
                      **{k: round(v, 3) if isinstance(v, float) else v for k, v in detail.items()},
                      **machine())
+
+
+# --------------------------------------------------------------------------- kibs
+
+#: The default cluster's composition (conf/cluster/default.yaml), scaled for the growth series.
+DEFAULT_CLUSTER = {"hte": 300, "t_kibs": 40, "p_kibs": 30, "uni": 6, "intermediaries": 8, "fin": 5}
+
+
+def kibs_config(agents: int | None, steps: int | None, extra: Sequence[str] = ()):
+    """The kibs model's config, its default cluster scaled to about ``agents`` agents."""
+    from kibs_mc.config import load_config
+
+    overrides = ["model=kibs", "cluster=default", "executor=serial", "tracking=none", *extra]
+    if agents is not None:
+        scale = agents / sum(DEFAULT_CLUSTER.values())
+        overrides += [f"cluster.{k}={max(1, round(v * scale))}" for k, v in DEFAULT_CLUSTER.items()]
+    if steps is not None:
+        overrides += [f"model.steps={steps}", "model.record_every=1"]
+    return load_config(overrides)
+
+
+def time_kibs(config, replicates: int) -> dict[str, float]:
+    """Mean seconds of cluster building and of the step loop, and mean ties, over replicates
+    (after one untimed replicate that compiles or loads the kernels)."""
+    import numpy as np
+    from kibs_mc.kernels import kibs as kernel
+    from kibs_mc.kernels.rng import new_state
+
+    from kibs_mc.cluster import build_cluster, type_traits
+    from kibs_mc.governance import kernel_parameters
+
+    prm = kernel_parameters(config.model, config.cluster, config.governance)
+    traits = type_traits(config.cluster)
+    build = steps = ties = 0.0
+    agents = 0
+    for r in range(replicates + 1):
+        rng_state = new_state(1000 + r)
+        t0 = time.perf_counter()
+        state = build_cluster(config.cluster, prm, rng_state)
+        t1 = time.perf_counter()
+        series = kernel.run_replicate(*state.arrays(), traits, rng_state, prm, config.model.steps)
+        t2 = time.perf_counter()
+        if r:
+            build += t1 - t0
+            steps += t2 - t1
+            ties += float(np.mean(series[2]))
+            agents = state.agent_type.shape[0]
+    return {"agents": agents, "build_s": build / replicates, "run_s": steps / replicates,
+            "ties": ties / replicates, "steps": config.model.steps}
+
+
+def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int) -> None:
+    """Agent-steps/s of the cluster kernel for the default cluster on one thread, and the cost
+    of one step as the cluster grows (ties here are undirected ties, averaged over steps)."""
+    import math
+
+    default = time_kibs(kibs_config(None, None), replicates)
+    agent_steps = default["agents"] * default["steps"]
+    emit("kibs_agent_steps_per_s", agent_steps / default["run_s"], "agent-steps/s",
+         cluster="default", agents=default["agents"], steps=default["steps"], replicates=replicates,
+         run_s=round(default["run_s"], 5), build_s=round(default["build_s"], 5), threads=1, **machine())
+    points = []
+    for agents in sizes:
+        reps = max(1, min(replicates, round(50_000 / agents)))
+        t = time_kibs(kibs_config(agents, scaling_steps), reps)
+        per_step = t["run_s"] / t["steps"]
+        points.append((t["agents"], t["ties"], per_step, t["build_s"]))
+        emit("kibs_step_s", per_step, "s", agents=t["agents"], ties=round(t["ties"], 1),
+             steps=t["steps"], replicates=reps, ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
+             ns_per_tie_step=round(per_step / t["ties"] * 1e9, 1), build_s=round(t["build_s"], 4),
+             **machine())
+    if len(points) > 1:
+        (a0, e0, s0, b0), (a1, e1, s1, b1) = points[0], points[-1]
+        emit("kibs_step_growth_exponent_agents", math.log(s1 / s0) / math.log(a1 / a0), "exponent",
+             definition=f"log(step cost ratio)/log(agents ratio), {a0} -> {a1} agents; 1 = linear")
+        emit("kibs_step_growth_exponent_ties", math.log(s1 / s0) / math.log(e1 / e0), "exponent",
+             definition=f"log(step cost ratio)/log(ties ratio), {a0} -> {a1} agents; 1 = linear")
+        emit("kibs_build_growth_exponent_agents", math.log(b1 / b0) / math.log(a1 / a0), "exponent",
+             definition=f"cluster building (initial network) cost, {a0} -> {a1} agents; 2 = quadratic")
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -258,36 +340,57 @@ def bench_pipeline(replicates: int, overrides: Sequence[str]) -> None:
 
 
 def peak_rss_mb(cmd: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
-    """(peak RSS in MB, wall seconds) of a child process, from wait4's resource usage."""
+    """(peak resident MB of the child process itself, wall seconds): its VmHWM, polled.
+
+    VmHWM is the kernel's high-water mark of the process's own RSS, so Ray's raylet and
+    workers (separate processes) are not counted; it only grows, so the last reading before
+    exit holds the peak up to the last 50 ms.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    status = Path(f"/proc/{proc.pid}/status")
+    peak_kb = 0
+    stderr_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    reader.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{b''.join(stderr_chunks)[-2000:]}")
+    return peak_kb / 1024, time.perf_counter() - started
 
 
-def bench_memory(small: int, large: int, overrides: Sequence[str]) -> None:
-    """Driver peak RSS for ``small`` vs ``large`` replicates, serial executor, whole CLI run."""
+def bench_memory(small: int, large: int, executor: str, overrides: Sequence[str]) -> None:
+    """Driver peak RSS of whole ``kibs-mc`` runs with ``small`` and ``large`` replicates."""
     peaks = {}
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for replicates in (small, large):
             cmd = [sys.executable, "-m", "kibs_mc", *overrides, f"replicates={replicates}",
-                   "executor=serial", "tracking=none", f"hydra.run.dir={tmp}/r{replicates}"]
+                   f"executor={executor}", "tracking=none", f"hydra.run.dir={tmp}/r{replicates}"]
             peak, seconds = peak_rss_mb(cmd, child_env())
             peaks[replicates] = peak
             emit("memory_driver_peak_rss_mb", round(peak, 1), "MB", replicates=replicates,
-                 seconds=round(seconds, 2), overrides=list(overrides), **machine())
-    emit("memory_driver_growth_mb", round(peaks[large] - peaks[small], 1), "MB",
-         definition=f"peak RSS at {large} minus at {small} replicates", **machine())
+                 executor=executor, seconds=round(seconds, 2), overrides=list(overrides), **machine())
+    emit("memory_driver_growth_mb", round(peaks[large] - peaks[small], 1), "MB", executor=executor,
+         definition=f"driver peak RSS at {large} minus at {small} replicates", **machine())
 
 
 # --------------------------------------------------------------------------- CLI
 
-#: Cheap Cowan-Jonard replicates for the memory benchmark: the cost is all in the pipeline.
-TINY_CJ = ["model.agents=20", "model.degree=4", "model.categories=3", "model.max_meetings=2000"]
+#: The small cluster with 24 monthly steps recorded every step: the same 25 time-series rows
+#: per replicate as the default 120 steps recorded every 5, at a fifth of the compute, so the
+#: benchmark measures what the driver holds rather than how long the kernel runs.
+MEMORY_MODEL = ["model=kibs", "cluster=small", "model.steps=24", "model.record_every=1"]
+#: The model of the pipeline benchmark: Cowan-Jonard's short replicates (about 3 ms) are the
+#: hard case for per-task overhead.
+PIPELINE_MODEL = ["model=cowan_jonard"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -299,31 +402,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     cj.add_argument("--categories", type=int, default=10)
     cj.add_argument("--meetings", type=int, default=2_000_000)
     cj.add_argument("--replicates", type=int, default=5)
+    kibs = sub.add_parser("kibs", help="cluster kernel: agent-steps/s, step cost as the cluster grows")
+    kibs.add_argument("--sizes", type=int, nargs="+", default=[500, 5_000])
+    kibs.add_argument("--steps", type=int, default=20, help="steps per replicate of the growth series")
+    kibs.add_argument("--replicates", type=int, default=5)
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
-    pipe.add_argument("overrides", nargs="*", help="Hydra overrides for the model, e.g. model.agents=200")
+    pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
     mem.add_argument("--small", type=int, default=1_000)
     mem.add_argument("--large", type=int, default=100_000)
-    mem.add_argument("overrides", nargs="*", default=None,
-                     help="Hydra overrides for the model (default: a tiny Cowan-Jonard model)")
+    mem.add_argument("--executor", choices=("serial", "ray"), default="serial")
+    mem.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(MEMORY_MODEL)})")
     sub.add_parser("all", help="every benchmark with quick defaults (the default command)")
     args = parser.parse_args(argv)
     command = args.command or "all"
     if command == "cj":
         bench_cj(args.agents, args.degree, args.categories, args.meetings, args.replicates)
+    elif command == "kibs":
+        bench_kibs(args.sizes, args.steps, args.replicates)
     elif command == "startup":
         bench_startup()
     elif command == "pipeline":
-        bench_pipeline(args.replicates, args.overrides)
+        bench_pipeline(args.replicates, args.overrides or PIPELINE_MODEL)
     elif command == "memory":
-        bench_memory(args.small, args.large, args.overrides or TINY_CJ)
+        bench_memory(args.small, args.large, args.executor, args.overrides or MEMORY_MODEL)
     else:
         bench_cj(500, 10, 10, 2_000_000, 5)
+        bench_kibs([500, 5_000], 20, 5)
         bench_startup()
-        bench_pipeline(2_000, [])
-        bench_memory(1_000, 20_000, TINY_CJ)
+        bench_pipeline(2_000, PIPELINE_MODEL)
+        bench_memory(1_000, 10_000, "serial", MEMORY_MODEL)
 
 
 if __name__ == "__main__":
