@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/kibs-mc experiment=cj_docking
+	$(BIN)/kibs-mc experiment=compare_governance
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -14,8 +14,8 @@ import polars as pl
 
 #: Outcomes read out in the text and the terminal, in this order, when the model has them.
 HEADLINE = [
-    "innovations_total", "innovations_per_hte", "hte_knowledge_mean", "diffusion_time",
-    "kibs_revenue", "kibs_knowledge_mean", "hte_exits", "governance_cost",
+    "innovations_total", "hte_knowledge_mean", "diffusion_time", "kibs_revenue",
+    "innovations_per_hte", "kibs_knowledge_mean", "hte_exits", "governance_cost",
     "knowledge_mean", "knowledge_cv", "meetings", "converged",
 ]
 

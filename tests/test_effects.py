@@ -129,3 +129,33 @@ def test_run_writes_effects_plots_and_report(tmp_path):
     assert {"effect", "effect_ci_low", "effect_ci_high"} <= set(summary.columns)
     text = (result.run_dir / "report.md").read_text()
     assert "![effects](effects.png)" in text and "## What the scenarios do" in text
+
+
+# ------------------------------------------------------------------ on the cluster model
+
+KIBS_SMALL = ["model=kibs", "cluster=small", "executor=serial", "tracking=none", "model.steps=36"]
+
+
+def test_common_random_numbers_pair_governance_effects(tmp_path):
+    overrides = [*KIBS_SMALL, "experiment=compare_governance", "replicates=16"]
+    result = run_experiment(load_config(overrides), overrides, tmp_path / "crn")
+    effects = result.effects.filter(pl.col("outcome").is_in(["hte_knowledge_mean", "innovations_total"]))
+    assert effects.height == 10
+    paired = (effects["ci_high"] - effects["ci_low"]).to_numpy()
+    unpaired = (effects["unpaired_ci_high"] - effects["unpaired_ci_low"]).to_numpy()
+    assert np.all(paired < unpaired)
+    assert np.median(paired / unpaired) < 0.7
+
+
+def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
+    overrides = [*KIBS_SMALL, "model.steps=6", "experiment=lever_sweep", "replicates=1",
+                 "experiment.sweep.samples=32", "governance.unit_cost.business=0"]
+    result = run_experiment(load_config(overrides), overrides, tmp_path / "sobol")
+    assert len(result.sampled) == 32 * (4 + 2)
+    indices = pl.read_parquet(result.run_dir / "sensitivity.parquet")
+    cost_rows = indices.filter(pl.col("outcome") == "governance_cost").iter_rows(named=True)
+    cost = {r["factor"]: r for r in cost_rows}
+    assert cost["governance.business"]["ST"] < 0.05
+    for lever in ("strategic", "management", "information"):
+        assert cost[f"governance.{lever}"]["ST"] > 0.15
+    assert (result.run_dir / "sensitivity.png").exists() and (result.run_dir / "sweep.png").exists()
