@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ def run_experiment(
         overrides: the invocation's command-line overrides (scenarios are composed on top).
         run_dir: where Parquet files, the resolved config and chunk parts go.
     """
+    started = time.monotonic()
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
     scenarios = build_scenarios(config, overrides)  # validates every scenario before any work
@@ -158,7 +160,11 @@ def run_experiment(
             run_id = log_experiment(config.tracking, config, scenarios, summary, run_dir,
                                     extra_artifacts=[*figures, report_md, report_html,
                                                      *run_dir.glob("effects.parquet"),
-                                                     *run_dir.glob("sensitivity.parquet")])
+                                                     *run_dir.glob("sensitivity.parquet")],
+                                    run_metrics={"wall_seconds": time.monotonic() - started,
+                                                 "replicates_total": float(rows.height),
+                                                 "chunks_computed": float(computed),
+                                                 "chunks_reused": float(reused)})
         except Exception as exc:  # noqa: BLE001 - tracking must never cost results
             print(
                 f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "

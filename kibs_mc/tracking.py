@@ -71,8 +71,12 @@ def log_experiment(
     summary: pl.DataFrame,
     run_dir: Path,
     extra_artifacts: Sequence[Path] = (),
+    run_metrics: dict[str, float] | None = None,
 ) -> str:
-    """Log the experiment; returns the parent run id."""
+    """Log the experiment; returns the parent run id.
+
+    ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(tracking.uri)
@@ -81,6 +85,8 @@ def log_experiment(
     tags = {"kibs_mc.experiment": config.experiment.name, "kibs_mc.run_dir": str(run_dir.resolve())}
     with mlflow.start_run(run_name=f"{config.experiment.name}", tags=tags) as parent:
         mlflow.log_params(flatten(config))
+        if run_metrics:
+            mlflow.log_metrics(run_metrics)
         for sc in scenarios:
             with mlflow.start_run(run_name=sc.name, nested=True, tags={**tags, **scenario_tags(sc)}):
                 params = flatten(simulation_inputs(sc.config))
