@@ -44,3 +44,8 @@ def cli(tmp_path):
         return run_cli(*overrides, cwd=kw.pop("cwd", tmp_path), **kw)
 
     return _run
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts real Ray clusters or processes (seconds to a minute); "
+                            "still part of `make test`")

@@ -1,0 +1,140 @@
+"""Real multi-node Ray: a head and a second node started with `ray start`, kibs-mc attached via
+``executor.address`` and via ``ray job submit``; faults (worker processes and a whole node
+killed, the driver SIGKILLed) leave the final replicates.parquet equal to the serial oracle's.
+
+Slow (~1-2 min on 2 cores): it starts real Ray processes. It runs in ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kibs_mc.config import load_config
+from kibs_mc.experiment import run_experiment
+from tests.raycluster import RAY, LocalRayCluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none"]
+#: Replicates of ~50 ms each (no convergence: tolerance 0, a fixed number of meetings), in
+#: chunks of 4, so tasks last ~0.2 s and a fault lands while chunks are in flight.
+SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.tolerance=0.0",
+        "model.max_meetings=1000000", "tracking=none", "replicates=96", "executor.chunk_size=4"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalRayCluster()
+    try:
+        c.start_head(num_cpus=1)
+        c.wait_for_cpus(1)
+        c.add_node(num_cpus=1)
+        c.wait_for_cpus(2)
+        yield c
+    finally:
+        c.stop()
+
+
+def oracle(tmp_path: Path, overrides: list[str]) -> pl.DataFrame:
+    """The serial executor's replicates, in this process."""
+    args = [*overrides, "executor=serial"]
+    result = run_experiment(load_config(args), args, tmp_path / "serial")
+    return pl.read_parquet(result.run_dir / "replicates.parquet")
+
+
+def kibs_mc(cluster: LocalRayCluster, overrides: list[str], cwd: Path) -> subprocess.Popen:
+    """The CLI as a driver attached to the cluster."""
+    args = [sys.executable, "-m", "kibs_mc", *overrides, f"executor.address={cluster.address}"]
+    return subprocess.Popen(args,
+                            cwd=cwd, env={**cluster.client_env(), "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(what)
+
+
+def test_address_and_job_submit_match_the_serial_executor(cluster, tmp_path):
+    overrides = [*SMALL, "experiment=cj_docking", "replicates=10", "executor.chunk_size=3"]
+    want = oracle(tmp_path, overrides)
+    finish(kibs_mc(cluster, [*overrides, f"hydra.run.dir={tmp_path / 'address'}"], tmp_path))
+    assert pl.read_parquet(tmp_path / "address" / "replicates.parquet").equals(want)
+    # `ray job submit`: the same CLI as the job's entrypoint, RAY_ADDRESS set by Ray.
+    job = subprocess.run(
+        [RAY, "job", "submit", f"--address={cluster.dashboard_url}", "--",
+         sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
+        env=cluster.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "succeeded" in job.stdout + job.stderr
+    assert pl.read_parquet(tmp_path / "job" / "replicates.parquet").equals(want)
+
+
+def test_killed_worker_processes_lose_nothing(cluster, tmp_path):
+    want = oracle(tmp_path, SLOW)
+    proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    killed = []
+    for _ in range(3):  # SIGKILL a worker in the middle of a chunk, three times
+        wait_for(lambda: proc.poll() is not None or cluster.task_pids(), what="a running chunk")
+        pids = cluster.task_pids()
+        if not pids:
+            break
+        time.sleep(0.1)
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+        time.sleep(0.3)
+    out = finish(proc)
+    assert killed, out
+    assert pl.read_parquet(tmp_path / "run" / "replicates.parquet").equals(want)
+
+
+def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path):
+    want = oracle(tmp_path, SLOW)
+    run_dir = tmp_path / "run"
+    args = [*SLOW, f"hydra.run.dir={run_dir}"]
+    proc = kibs_mc(cluster, args, tmp_path)
+    wait_for(lambda: len(list((run_dir / "chunks").glob("part-*.parquet"))) >= 2, what="two parts")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    parts = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "chunks").glob("*.parquet")}
+    for part in parts:  # every part left by the killed driver is complete Parquet
+        pl.read_parquet(part)
+    done = pl.concat([pl.read_parquet(p, columns=["_chunk"]) for p in parts])["_chunk"].n_unique()
+    assert 0 < done < 24
+    out = finish(kibs_mc(cluster, [*args, "resume=true"], tmp_path))
+    assert f"chunks: {24 - done} computed, {done} reused" in out, out[-2000:]
+    for part, stamp in parts.items():  # reused, not rewritten
+        assert (part.stat().st_ino, part.stat().st_mtime_ns) == stamp
+    assert not list(run_dir.rglob("*.tmp"))
+    assert pl.read_parquet(run_dir / "replicates.parquet").equals(want)
+
+
+def test_killed_worker_node_loses_nothing(cluster, tmp_path):
+    """Last in the module: the second node dies and does not come back."""
+    want = oracle(tmp_path, SLOW)
+    node = cluster.nodes[1]
+    proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    wait_for(lambda: proc.poll() is not None or cluster.task_pids(node=node),
+             what="a chunk running on the second node")
+    assert proc.poll() is None
+    cluster.kill_node(node)
+    out = finish(proc)
+    assert pl.read_parquet(tmp_path / "run" / "replicates.parquet").equals(want), out[-2000:]
