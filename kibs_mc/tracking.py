@@ -100,3 +100,58 @@ def log_experiment(
         for path in extra_artifacts:
             mlflow.log_artifact(str(path))
         return str(parent.info.run_id)
+
+
+def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
+    """Log a finished run directory afterwards (e.g. when the store was unreachable during the run).
+
+    The configuration is composed again from the invocation's overrides recorded in
+    ``plan.json``, then ``overrides`` (e.g. ``tracking.uri=...``) on top; the summary and files
+    come from the run directory. Returns the parent run id.
+    """
+    import json
+
+    from kibs_mc.config import load_config
+    from kibs_mc.errors import UserError
+    from kibs_mc.plan import build_scenarios
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "plan.json").exists() or not (run_dir / "summary.parquet").exists():
+        raise UserError(f"{run_dir} is not a finished kibs-mc run directory (no plan.json or "
+                        "summary.parquet); finish it first with the same overrides plus resume=true.")
+    recorded = json.loads((run_dir / "plan.json").read_text()).get("overrides", [])
+    keys = {o.partition("=")[0] for o in overrides}
+    args = [o for o in recorded if not o.startswith("hydra.") and o.partition("=")[0] not in keys]
+    args += list(overrides)
+    config = load_config(args)
+    scenarios = build_scenarios(config, args)
+    summary = pl.read_parquet(run_dir / "summary.parquet")
+    return log_experiment(config.tracking, config, scenarios, summary, run_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI ...]``: log a finished run later."""
+    import sys
+
+    from kibs_mc.errors import UserError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-"):
+        print("usage: python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI] [tracking.experiment_name=NAME]",
+              file=sys.stderr)
+        sys.exit(2)
+    try:
+        run_id = log_run_dir(Path(args[0]), args[1:])
+    except UserError as error:
+        print(f"kibs-mc: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - the store failed again: say so in one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"kibs-mc: MLflow logging failed ({type(exc).__name__}: {first}); "
+              f"the results stay in {args[0]}.", file=sys.stderr)
+        sys.exit(1)
+    print(f"logged {args[0]} as MLflow run {run_id}")
+
+
+if __name__ == "__main__":
+    main()
