@@ -26,16 +26,23 @@ def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figu
     return fig, axes.flat
 
 
-def timeseries_plot(ts: pl.DataFrame, scenarios: Sequence[str], path: Path) -> Path | None:
-    """Mean trajectory per scenario with its 95% confidence band, one panel per series."""
-    series = [c for c in ts.columns if c not in ("scenario", "replicate", "step")]
-    if ts.height == 0 or not series:
+def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], path: Path) -> Path | None:
+    """Mean trajectory per scenario with its 95% confidence band, one panel per series.
+
+    ``ts`` may be lazy (``pl.scan_parquet``): the per-step means are then computed streaming,
+    without holding every replicate's series in memory.
+    """
+    ts = ts.lazy()
+    series = [c for c in ts.collect_schema().names() if c not in ("scenario", "replicate", "step")]
+    if not series:
         return None
     agg = ts.group_by("scenario", "step").agg(
         *[pl.col(c).mean().alias(f"{c}__mean") for c in series],
         *[pl.col(c).std().alias(f"{c}__sd") for c in series],
         pl.len().alias("n"),
-    ).sort("step")
+    ).sort("step").collect(engine="streaming")
+    if agg.height == 0:
+        return None
     fig, axes = _grid(len(series))
     for ax, name in zip(axes, series, strict=False):
         for i, scenario in enumerate(scenarios):
@@ -123,7 +130,7 @@ def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenari
     written = []
     ts_file = run_dir / "timeseries.parquet"
     if ts_file.exists() and len(listed) <= MAX_LISTED_SCENARIOS:
-        written.append(timeseries_plot(pl.read_parquet(ts_file), listed, run_dir / "timeseries.png"))
+        written.append(timeseries_plot(pl.scan_parquet(ts_file), listed, run_dir / "timeseries.png"))
     if len(scenarios) <= MAX_LISTED_SCENARIOS:
         written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
         written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
