@@ -72,10 +72,29 @@ def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
     return scenarios
 
 
-def auto_chunk_size(replicates: int, scenarios: int, workers: int) -> int:
-    """At least four tasks per worker for load balance, at most MAX_AUTO_CHUNK replicates."""
+#: Driver seconds per task (Ray submit, wait and get, plus ingesting the rows), measured by
+#: ``scripts/bench.py pipeline`` at about 0.7 ms (docs/performance.md); rounded up.
+TASK_OVERHEAD_S = 0.001
+#: Share of the driver's time that per-task work may take when every worker is busy.
+DRIVER_SHARE = 0.05
+
+
+def auto_chunk_size(replicates: int, scenarios: int, workers: int,
+                    replicate_seconds: float | None = None) -> int:
+    """At least four tasks per worker for load balance, at most MAX_AUTO_CHUNK replicates.
+
+    With ``replicate_seconds`` (a measured replicate's duration) the cap rises as far as
+    needed for the driver to keep up: W workers finishing a task of T seconds each send the
+    driver W / T tasks per second, so its busy share is W * TASK_OVERHEAD_S / T, which must stay
+    under DRIVER_SHARE. That matters for short replicates on large clusters (3 200 workers
+    need tasks of at least 64 s); on a laptop the cap stays MAX_AUTO_CHUNK.
+    """
     per_task = math.ceil(replicates * scenarios / (4 * max(1, workers)))
-    return max(1, min(MAX_AUTO_CHUNK, per_task, replicates))
+    cap = MAX_AUTO_CHUNK
+    if replicate_seconds is not None and replicate_seconds > 0:
+        min_task_seconds = max(1, workers) * TASK_OVERHEAD_S / DRIVER_SHARE
+        cap = max(MAX_AUTO_CHUNK, math.ceil(min_task_seconds / replicate_seconds))
+    return max(1, min(cap, per_task, replicates))
 
 
 #: Config keys that do not change what a replicate computes.
