@@ -526,11 +526,20 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         return _compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         raise _translate(exc, overrides) from None
+    except (ValueError, TypeError) as exc:  # e.g. Hydra on `model=0`: a group option that is not a name
+        raise ConfigError("overrides", " ".join(overrides),
+                          f"allowed: group=option with an option from conf/ ({exc})") from None
 
 
 def load_config(overrides: Sequence[str] = ()) -> Config:
     """Composed and validated configuration, as dataclasses."""
-    return to_config(compose_config(overrides))
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = compose_config(overrides)
+    try:
+        return to_config(cfg)
+    except OmegaConfBaseException as exc:  # e.g. an interpolation ${...} that does not resolve
+        raise _translate(exc, overrides) from None
 
 
 def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:
