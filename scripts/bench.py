@@ -258,7 +258,7 @@ def ray_overheads(tasks: int = 2000) -> dict[str, float]:
     from kibs_mc.executor import WORKER_ENV
 
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
              logging_level="WARNING")
     init_s = time.perf_counter() - started
     try:
