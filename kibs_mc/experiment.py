@@ -92,7 +92,8 @@ def run_experiment(
     notes: list[str] = []
     with make_executor(config.executor) as executor:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
-            auto_chunk_size(config.replicates, len(scenarios), executor.workers)
+            auto_chunk_size(config.replicates, len(scenarios), executor.workers,
+                            replicate_seconds(scenarios[0], config.seed, executor.workers))
         plan = Plan(scenarios, config.replicates, config.seed, chunk_size)
         done = store.open(plan.fingerprint(), chunk_size, config.resume, overrides)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
@@ -177,6 +178,25 @@ def run_experiment(
                             computed, reused, failed if failed.height else None,
                             effects=effects, baseline=baseline, report=report_md, notes=notes,
                             sampled=sorted(sampled))
+
+
+#: From this many workers on, the automatic chunk size depends on a measured replicate time
+#: (below it, four tasks per worker and at most plan.MAX_AUTO_CHUNK replicates already keep
+#: the driver's share of the work small; docs/performance.md).
+TIMED_CHUNKS_FROM_WORKERS = 16
+
+
+def replicate_seconds(scenario: Scenario, seed: int, workers: int) -> float | None:
+    """Seconds one replicate of ``scenario`` takes here, for sizing chunks on big clusters.
+
+    Runs replicate 0 twice in the driver (the first call loads or compiles the kernels); its
+    result is discarded. None below TIMED_CHUNKS_FROM_WORKERS workers, where it is not needed.
+    """
+    if workers < TIMED_CHUNKS_FROM_WORKERS:
+        return None
+    probe = next(Plan([scenario], 1, seed, 1).chunks())
+    run_chunk(probe)
+    return run_chunk(probe).seconds
 
 
 def next_targets(

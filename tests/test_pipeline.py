@@ -138,3 +138,15 @@ def test_bad_overrides_exit_2_with_one_clear_message(cli, override, key, value):
     message = proc.stderr.strip()
     assert key in message and value in message and "allowed" in message
     assert len(message.splitlines()) == 1
+
+
+def test_big_clusters_size_chunks_from_a_measured_replicate():
+    from kibs_mc.experiment import replicate_seconds
+
+    overrides = [*SMALL_CJ, "replicates=100000"]
+    scenario = build_scenarios(load_config(overrides), overrides)[0]
+    assert replicate_seconds(scenario, 1, workers=2) is None
+    seconds = replicate_seconds(scenario, 1, workers=3200)
+    assert 0 < seconds < 5
+    # 3 200 workers must get tasks long enough for the driver to keep up: beyond the laptop cap.
+    assert auto_chunk_size(100_000, 1, 3200, seconds) > auto_chunk_size(100_000, 1, 3200)
