@@ -149,4 +149,4 @@ def test_big_clusters_size_chunks_from_a_measured_replicate():
     seconds = replicate_seconds(scenario, 1, workers=3200)
     assert 0 < seconds < 5
     # 3 200 workers must get tasks long enough for the driver to keep up: beyond the laptop cap.
-    assert auto_chunk_size(100_000, 1, 3200, seconds) > auto_chunk_size(100_000, 1, 3200)
+    assert auto_chunk_size(10_000_000, 1, 3200, seconds) > auto_chunk_size(10_000_000, 1, 3200)
