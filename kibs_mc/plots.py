@@ -17,6 +17,14 @@ from scipy import stats  # noqa: E402
 COLORS = plt.get_cmap("tab10").colors
 
 
+def _save(fig: plt.Figure, title: str, path: Path) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, np.ndarray]:
     cols = min(3, count)
     rows = math.ceil(count / cols)
@@ -61,11 +69,7 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
         ax.set_xlabel("step (month)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, frameon=False)
-    fig.suptitle("Time series: mean and 95% CI band across replicates")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Time series: mean and 95% CI band across replicates", path)
 
 
 def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> Path | None:
@@ -87,11 +91,7 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
         ax.set_yticks(y, part["scenario"].to_list(), fontsize=8)
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)", path)
 
 
 def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str],
@@ -108,11 +108,7 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
         ax.invert_yaxis()
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Outcome distributions across replicates (box: quartiles, whiskers: 1.5 IQR)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Outcome distributions across replicates (box: quartiles, whiskers: 1.5 IQR)", path)
 
 
 def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenarios: Sequence[str],
@@ -165,11 +161,7 @@ def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str]
             if j == 0:
                 ax.set_ylabel(outcome.replace("_", " "), fontsize=9)
             ax.grid(alpha=0.3)
-    fig.suptitle("Sweep: scenario means against each factor")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Sweep: scenario means against each factor", path)
 
 
 def sensitivity_plot(indices: pl.DataFrame, path: Path) -> Path | None:
@@ -191,8 +183,4 @@ def sensitivity_plot(indices: pl.DataFrame, path: Path) -> Path | None:
         ax.axhline(0, color="black", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, frameon=False)
-    fig.suptitle("Sensitivity indices (bars: 95% bootstrap CI)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Sensitivity indices (bars: 95% bootstrap CI)", path)
