@@ -130,6 +130,23 @@ class LocalRayCluster:
             time.sleep(1)
         raise TimeoutError(f"cluster did not reach {cpus} CPUs: {last[-2000:]}")
 
+    def wait_for_dashboard(self, timeout: float = 120) -> None:
+        """Wait until the job submission API answers (the dashboard starts after the nodes)."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=5):
+                    return
+            except urllib.error.HTTPError:  # it answers (401 without the token): it is up
+                return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"the dashboard at {self.dashboard_url} did not answer")
+
     def node_pids(self, node: subprocess.Popen) -> list[int]:
         return session_pids(node.pid)
 

@@ -43,6 +43,11 @@ def cluster():
         c.stop()
 
 
+@pytest.fixture(scope="module")
+def slow_oracle(tmp_path_factory) -> pl.DataFrame:
+    return oracle(tmp_path_factory.mktemp("oracle"), SLOW)
+
+
 def oracle(tmp_path: Path, overrides: list[str]) -> pl.DataFrame:
     """The serial executor's replicates, in this process."""
     args = [*overrides, "executor=serial"]
@@ -79,6 +84,7 @@ def test_address_and_job_submit_match_the_serial_executor(cluster, tmp_path):
     finish(kibs_mc(cluster, [*overrides, f"hydra.run.dir={tmp_path / 'address'}"], tmp_path))
     assert pl.read_parquet(tmp_path / "address" / "replicates.parquet").equals(want)
     # `ray job submit`: the same CLI as the job's entrypoint, RAY_ADDRESS set by Ray.
+    cluster.wait_for_dashboard()
     job = subprocess.run(
         [RAY, "job", "submit", f"--address={cluster.dashboard_url}", "--",
          sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
@@ -88,8 +94,8 @@ def test_address_and_job_submit_match_the_serial_executor(cluster, tmp_path):
     assert pl.read_parquet(tmp_path / "job" / "replicates.parquet").equals(want)
 
 
-def test_killed_worker_processes_lose_nothing(cluster, tmp_path):
-    want = oracle(tmp_path, SLOW)
+def test_killed_worker_processes_lose_nothing(cluster, tmp_path, slow_oracle):
+    want = slow_oracle
     proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     killed = []
     for _ in range(3):  # SIGKILL a worker in the middle of a chunk, three times
@@ -106,8 +112,8 @@ def test_killed_worker_processes_lose_nothing(cluster, tmp_path):
     assert pl.read_parquet(tmp_path / "run" / "replicates.parquet").equals(want)
 
 
-def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path):
-    want = oracle(tmp_path, SLOW)
+def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path, slow_oracle):
+    want = slow_oracle
     run_dir = tmp_path / "run"
     args = [*SLOW, f"hydra.run.dir={run_dir}"]
     proc = kibs_mc(cluster, args, tmp_path)
@@ -127,9 +133,9 @@ def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path):
     assert pl.read_parquet(run_dir / "replicates.parquet").equals(want)
 
 
-def test_killed_worker_node_loses_nothing(cluster, tmp_path):
+def test_killed_worker_node_loses_nothing(cluster, tmp_path, slow_oracle):
     """Last in the module: the second node dies and does not come back."""
-    want = oracle(tmp_path, SLOW)
+    want = slow_oracle
     node = cluster.nodes[1]
     proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     wait_for(lambda: proc.poll() is not None or cluster.task_pids(node=node),
