@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kibs_mc.config import CONF_DIR, load_config, to_config
-from kibs_mc.errors import UserError
+from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiment import ExperimentResult, run_experiment
 from kibs_mc.report import headline
 
@@ -93,6 +93,10 @@ def hydra_main(cfg: DictConfig) -> None:
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
         fail(error)
+    except ExecutionError as error:
+        print(f"kibs-mc: {error} Completed chunks are kept in {run_dir}; continue with the same "
+              f"overrides plus resume=true hydra.run.dir={run_dir}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(
             f"kibs-mc: interrupted; completed chunks are kept in {run_dir}. Continue with the "

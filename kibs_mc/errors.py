@@ -20,3 +20,8 @@ class ConfigError(UserError):
         if hint:
             message += f" {hint}"
         super().__init__(message)
+
+
+class ExecutionError(Exception):
+    """Work that failed for good (e.g. a task whose retries are spent). The CLI exits with
+    status 1 and one message; completed chunks stay on disk for ``resume=true``."""

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from kibs_mc.config import ExecutorConfig, effective_cpus
+from kibs_mc.errors import ExecutionError, UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +70,16 @@ class RayExecutor(Executor):
                 log_to_driver=True,
             )
             if address:
-                ray.init(address=address, **common)
+                _check_reachable(address)
+                try:
+                    ray.init(address=address, **common)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise UserError(
+                        f"cannot attach to the Ray cluster at executor.address={address!r} "
+                        f"({type(exc).__name__}: {_first_line(exc)}); allowed: the address of a running "
+                        "cluster (ray start --head prints it), 'auto' on one of its nodes, or null "
+                        "for a new local cluster."
+                    ) from None
             else:
                 ray.init(num_cpus=cfg.num_cpus or effective_cpus(), include_dashboard=False, **common)
             self._started_here = True
@@ -92,7 +102,14 @@ class RayExecutor(Executor):
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     item = pending.pop(ref)
-                    result = ray.get(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        raise ExecutionError(
+                            f"task {getattr(item, 'key', item)} failed for good after "
+                            f"executor.max_retries={self._cfg.max_retries} retries "
+                            f"({type(exc).__name__}: {_first_line(exc)})."
+                        ) from None
                     submit(1)
                     yield item, result
         finally:
@@ -102,6 +119,28 @@ class RayExecutor(Executor):
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address where nothing listens at once (Ray itself would retry for minutes)."""
+    import socket
+
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(
+            f"bad configuration: executor.address={address!r} is not allowed; nothing answers there "
+            f"({exc.strerror or exc}). Allowed: the address of a running Ray cluster "
+            "(`ray start --head` prints it), 'auto' on one of its nodes, or null for a new local cluster."
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def make_executor(cfg: ExecutorConfig) -> Executor:

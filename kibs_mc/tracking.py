@@ -77,6 +77,11 @@ def log_experiment(
 
     ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run.
     """
+    import os
+
+    # MLflow's default HTTP retries back off for minutes on a dead server; a few seconds are
+    # enough here, since results are already on disk and can be logged later.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     import mlflow
 
     mlflow.set_tracking_uri(tracking.uri)

@@ -129,6 +129,7 @@ def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli
         ("executor=warp_drive", "executor", "warp_drive"),
         ("model.degree=7", "model.degree", "7"),
         ("seed=abc", "seed", "abc"),
+        ("executor.address=127.0.0.1:1", "executor.address", "127.0.0.1:1"),  # nothing listens
     ],
 )
 def test_bad_overrides_exit_2_with_one_clear_message(cli, override, key, value):
