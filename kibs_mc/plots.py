@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only: runs on batch nodes without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from scipy import stats  # noqa: E402
+from scipy.special import stdtrit  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -60,7 +60,7 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
             step = part["step"].to_numpy()
             mean = part[f"{name}__mean"].to_numpy()
             n = part["n"].to_numpy()
-            half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nan_to_num(
+            half = stdtrit(np.maximum(n - 1, 1), 0.975) * np.nan_to_num(
                 part[f"{name}__sd"].to_numpy()) / np.sqrt(n)
             color = COLORS[i % len(COLORS)]
             ax.plot(step, mean, color=color, label=scenario, lw=1.6)
