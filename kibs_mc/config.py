@@ -102,7 +102,7 @@ def validate(obj: Any, path: str = "") -> None:
 class CowanJonardConfig:
     """The Cowan-Jonard (2004) barter model, MODEL.md section 2."""
 
-    name: str = "cowan_jonard"
+    name: str = setting("cowan_jonard", choices=("cowan_jonard",))  # names the model: model=<name>
     agents: int = setting(500, ge=2, le=10_000_000)
     degree: int = setting(10, ge=2)
     categories: int = setting(10, ge=1, le=10_000)
@@ -197,7 +197,7 @@ class ClusterConfig:
 class KibsConfig:
     """Dynamics of the cluster model (MODEL.md s.3); switches reduce it to Cowan-Jonard."""
 
-    name: str = "kibs"
+    name: str = setting("kibs", choices=("kibs",))  # names the model: choose it with model=<name>
     steps: int = setting(120, ge=1, le=1_000_000)
     record_every: int = setting(5, ge=1)
     schedule: str = setting("random_sequential", choices=("random_sequential", "random_draw"))
@@ -473,7 +473,7 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     full_key = str(getattr(cause, "full_key", "") or "")
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
         parent, _, leaf = full_key.rpartition(".")
-        known = _known_keys(parent)
+        known = _known_keys(parent, overrides)
         return ConfigError(
             full_key, _override_value(overrides, full_key),
             f"'{leaf}' is not a known key" + (f" under '{parent}'" if parent else "")
@@ -489,9 +489,11 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     return ConfigError("overrides", " ".join(overrides), first_line.rstrip("."))
 
 
-def _known_keys(parent: str) -> list[str]:
+def _known_keys(parent: str, overrides: Sequence[str] = ()) -> list[str]:
+    # The user's group choices (model=..., cluster=...) decide which keys exist.
+    groups = [o for o in overrides if "=" in o and "." not in o.partition("=")[0] and o[:1] not in "+~"]
     try:
-        cfg = _compose([])
+        cfg = _compose(groups)
     except Exception:  # noqa: BLE001 - the default config itself failed: list nothing
         return []
     node = OmegaConf.select(cfg, parent) if parent else cfg

@@ -209,12 +209,22 @@ def next_targets(
     shrinks as 1/sqrt(n)), at least one more chunk, at most four times as many as it has (a
     noisy early estimate must not launch a huge round), and never more than max_replicates.
     """
+    # Only the replicates each scenario has reached so far count: a resumed run may find more
+    # on disk, and must take the same decisions as the run it continues.
+    reached = {sc.name: counts[sc.index] for sc in scenarios}
+    limit = pl.col("scenario").replace_strict(reached, return_dtype=pl.Int64)
+    rows = rows.filter(pl.col("replicate") < limit)
     summary = summarize(rows, [precision.outcome])
     targets = dict(counts)
     status = []
     for sc in scenarios:
-        r = summary.filter(pl.col("scenario") == sc.name).row(0, named=True)
+        found = summary.filter(pl.col("scenario") == sc.name)
         n = counts[sc.index]
+        if found.height == 0:  # every replicate so far failed: nothing to estimate from
+            status.append({"scenario": sc.name, "n": n, "half_width": float("inf"),
+                           "target": float("nan"), "reached": False})
+            continue
+        r = found.row(0, named=True)
         half = (r["ci_high"] - r["ci_low"]) / 2 if r["n"] > 1 else float("inf")
         goal = precision.half_width * abs(r["mean"]) if precision.relative else precision.half_width
         reached = half <= goal

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kibs_mc.config import Config, apply_values, compose_config, load_config
+from kibs_mc.errors import ConfigError
 from kibs_mc.simulate import Chunk
 from kibs_mc.sweep import point_scenarios
 
@@ -69,6 +70,11 @@ def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
         else:
             composed = config
         scenarios.append(Scenario(index, name, tuple(own_overrides), composed))
+    models = sorted({sc.config.model.name for sc in scenarios})
+    if len(models) > 1:
+        raise ConfigError("experiment.scenarios", ", ".join(models),
+                          "allowed: scenarios of one model (their outcomes are compared column by "
+                          "column); run one experiment per model")
     return scenarios
 
 

@@ -36,14 +36,20 @@ CHUNK_COLUMN = "_chunk"
 NOT_OUTCOMES = ("scenario", "replicate", "seed", CHUNK_COLUMN)
 
 
+#: Columns of errors.parquet; seeds are 64-bit unsigned like the replicates' ``seed`` column.
+ERROR_SCHEMA = {"scenario": pl.String, "replicate": pl.Int64, "seed": pl.UInt64, "error": pl.String}
+
+
 def _frame(results: Sequence[ChunkResult], attr: str) -> pl.DataFrame:
     """One frame from the ``rows`` (or ``timeseries``) columns of many chunk results."""
     parts = [(r.key, getattr(r, attr)) for r in results if getattr(r, attr) is not None]
     data: dict[str, pl.Series] = {}
     for name in parts[0][1]:
         values = np.concatenate([cols[name] for _, cols in parts])
-        # pl.Series takes an object array of str directly (much faster than .tolist()).
-        data[name] = pl.Series(name, values)
+        # pl.Series takes an object array of str directly (much faster than .tolist()); the
+        # dtype keeps an empty object array (a batch whose replicates all failed) writable.
+        data[name] = pl.Series(name, values, dtype=pl.String) if values.dtype == object else \
+            pl.Series(name, values)
     counts = [len(next(iter(cols.values()))) for _, cols in parts]
     keys = pl.Series(CHUNK_COLUMN, [k for k, _ in parts])
     data[CHUNK_COLUMN] = keys.gather(np.repeat(np.arange(len(parts)), counts))
@@ -190,7 +196,7 @@ class ResultStore:
             _write_atomic(_frame(self._buffer, "timeseries"), self.parts / f"{name}.timeseries.parquet")
         errors = [e for r in self._buffer for e in getattr(r, "errors", ())]
         if errors:
-            _write_atomic(pl.DataFrame(errors), self.parts / f"{name}.errors.parquet")
+            _write_atomic(pl.DataFrame(errors, schema=ERROR_SCHEMA), self.parts / f"{name}.errors.parquet")
         rows = _frame(self._buffer, "rows")
         _write_atomic(rows, self.parts / f"{name}.parquet")
         self.summary.update(rows)
@@ -214,8 +220,10 @@ class ResultStore:
         rank = pl.col("scenario").replace_strict(order, return_dtype=pl.Int64)
         row_parts = self._row_parts()
         rows = pl.concat([pl.read_parquet(p) for p in row_parts]) if row_parts else pl.DataFrame()
+        if CHUNK_COLUMN in rows.columns:
+            rows = rows.drop(CHUNK_COLUMN)
         if rows.height:
-            rows = rows.drop(CHUNK_COLUMN).sort(rank, "replicate")
+            rows = rows.sort(rank, "replicate")
         _write_atomic(rows, self.run_dir / "replicates.parquet")
         ts_parts = sorted(self.parts.glob("*.timeseries.parquet"))
         if ts_parts:

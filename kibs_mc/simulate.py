@@ -41,7 +41,7 @@ class Chunk:
     @property
     def key(self) -> str:
         """Stable name of the chunk, for its part file and for resume."""
-        return f"s{self.scenario_index:04d}-r{int(self.replicates[0]):09d}-n{len(self.replicates)}"
+        return f"s{self.scenario_index:08d}-r{int(self.replicates[0]):09d}-n{len(self.replicates)}"
 
 
 @dataclass

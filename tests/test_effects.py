@@ -159,3 +159,28 @@ def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
     for lever in ("strategic", "management", "information"):
         assert cost[f"governance.{lever}"]["ST"] > 0.15
     assert (result.run_dir / "sensitivity.png").exists() and (result.run_dir / "sweep.png").exists()
+
+
+def test_resumed_adaptive_run_takes_the_same_decisions(tmp_path):
+    """Interrupted in a later round, a resumed adaptive run ends with the uninterrupted rows."""
+    import shutil
+
+    adaptive = ["replicates=5", "executor.chunk_size=2", "experiment.max_replicates=200",
+                "experiment=single", "experiment.precision.outcome=knowledge_cv",
+                "experiment.precision.half_width=0.1"]
+    full = run(tmp_path, "full", *adaptive)
+    assert full.rows.height > 30, "the target should need several rounds"
+    cut = tmp_path / "cut"
+    shutil.copytree(full.run_dir, cut)
+    for part in (cut / "chunks").glob("*.parquet"):
+        if "timeseries" in part.name or "errors" in part.name:
+            continue
+        kept = pl.read_parquet(part).filter(pl.col("replicate") < 30)  # as if killed mid-run
+        if kept.height:
+            kept.write_parquet(part)
+        else:
+            part.unlink()
+    overrides = [*SMALL, *adaptive, "resume=true"]
+    resumed = run_experiment(load_config(overrides), overrides, cut)
+    assert resumed.reused_chunks > 0
+    assert resumed.rows.equals(full.rows)

@@ -36,3 +36,30 @@ def test_a_failing_replicate_is_reported_and_the_others_kept(tmp_path, monkeypat
     clean = run_experiment(load_config(SMALL), SMALL, tmp_path / "clean").rows
     keep = ~((pl.col("scenario") == "p=0.1") & (pl.col("replicate") == 2))
     assert clean.filter(keep).equals(result.rows)
+
+
+def test_a_scenario_whose_replicates_all_fail_keeps_the_others(tmp_path, monkeypatch):
+    """A flush holding only failed replicates (no rows at all) is written, not a crash."""
+    real, outcomes = simulate.MODELS["cowan_jonard"]
+
+    def broken_at_p0(config, seed):
+        if config.model.rewire_p == 0.0:
+            raise FloatingPointError("diverged")
+        return real(config, seed)
+
+    monkeypatch.setitem(simulate.MODELS, "cowan_jonard", (broken_at_p0, outcomes))
+    from kibs_mc import results
+
+    monkeypatch.setattr(results.ResultStore, "__init__",  # flush after every chunk
+                        _with_flush_rows(results.ResultStore.__init__, 1))
+    result = run_experiment(load_config(SMALL), SMALL, tmp_path / "run")
+    assert result.rows.height == 5 * 6
+    assert set(result.rows["scenario"]) == {"p=0.01", "p=0.03", "p=0.1", "p=0.3", "p=1"}
+    assert result.failed is not None and result.failed.height == 6
+    assert "_chunk" not in pl.read_parquet(tmp_path / "run" / "replicates.parquet").columns
+
+
+def _with_flush_rows(init, flush_rows):
+    def patched(self, run_dir, flush_seconds=1.0, flush_rows_=flush_rows):
+        init(self, run_dir, flush_seconds=0.0, flush_rows=flush_rows_)
+    return patched

@@ -17,7 +17,7 @@ def chunk_result(scenario_index: int, scenario: str, first: int, n: int, steps: 
     ts = {"replicate": np.repeat(reps, steps), "step": np.tile(np.arange(steps, dtype=np.int64), n),
           "level": np.repeat(reps, steps) + np.tile(np.arange(steps), n) / 10}
     ts["scenario"] = np.full(n * steps, scenario, dtype=object)
-    key = f"s{scenario_index:04d}-r{first:09d}-n{n}"
+    key = f"s{scenario_index:08d}-r{first:09d}-n{n}"
     return ChunkResult(key, rows, ts, 0.0, 0)
 
 
