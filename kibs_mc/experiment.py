@@ -82,7 +82,9 @@ def run_experiment(
         for name in outcome_columns(sc.config.model.name):
             if name not in outcomes:
                 outcomes.append(name)
-    check_resources([sc.config.model for sc in scenarios], len(outcomes), config.replicates,
+    most = max(config.replicates, config.experiment.max_replicates) if precision_on(config) \
+        else config.replicates
+    check_resources([sc.config for sc in scenarios], len(outcomes), most,
                     local_workers(config.executor), run_dir)
     precision = config.experiment.precision
     if precision.outcome is not None and precision.outcome not in outcomes:
@@ -197,6 +199,10 @@ def replicate_seconds(scenario: Scenario, seed: int, workers: int) -> float | No
     probe = next(Plan([scenario], 1, seed, 1).chunks())
     run_chunk(probe)
     return run_chunk(probe).seconds
+
+
+def precision_on(config: Config) -> bool:
+    return config.experiment.precision.outcome is not None
 
 
 def next_targets(

@@ -25,9 +25,23 @@ ROW_OVERHEAD_BYTES = 3 * 8 + 16
 GiB = 2**30
 
 
-def replicate_bytes(model: Any) -> int:
-    """Peak memory of one replicate: knowledge (agents x categories float64), CSR network
-    (indptr + indices) and the edge list it is built from, with 50% slack."""
+def replicate_bytes(config: Any) -> int:
+    """Peak memory of one replicate, with 50% slack.
+
+    Cowan-Jonard: knowledge (agents x categories float64), CSR network and the edge list it is
+    built from. Cluster model: knowledge (agents x fields), the padded tie slots (``max_ties``
+    per agent of each type: index, weight and partnership flag) and about a dozen per-agent
+    state arrays.
+    """
+    model = getattr(config, "model", config)
+    cluster = getattr(config, "cluster", None)
+    if getattr(model, "name", "") == "kibs" and cluster is not None:
+        counts = list(cluster.counts)
+        agents = sum(counts)
+        slots = sum(c * t for c, t in zip(counts, cluster.max_ties, strict=False))
+        state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 12 * 8
+        edges = agents * cluster.mean_degree * 8 * 2
+        return int(1.5 * (state + edges))
     agents = int(getattr(model, "agents", 0) or 0)
     degree = int(getattr(model, "degree", 0) or 0)
     categories = int(getattr(model, "categories", 1) or 1)
@@ -49,6 +63,7 @@ class Estimate:
 
 
 def estimate(models: Sequence[Any], outcomes: int, replicates: int, workers: int) -> Estimate:
+    """``models``: each scenario's Config (or model config)."""
     rows = replicates * len(models)
     row_bytes = ROW_OVERHEAD_BYTES + 8 * outcomes
     worst = max((replicate_bytes(m) for m in models), default=0)

@@ -151,3 +151,11 @@ def test_big_clusters_size_chunks_from_a_measured_replicate():
     assert 0 < seconds < 5
     # 3 200 workers must get tasks long enough for the driver to keep up: beyond the laptop cap.
     assert auto_chunk_size(10_000_000, 1, 3200, seconds) > auto_chunk_size(10_000_000, 1, 3200)
+
+
+def test_a_cluster_too_big_for_the_machine_is_refused_up_front(cli, tmp_path):
+    proc = cli("cluster.hte=10000000", "cluster.fields=1000", "tracking=none", "hydra.run.dir=big",
+               timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "GiB of memory" in proc.stderr and "per replicate" in proc.stderr
+    assert not list((tmp_path / "big").glob("chunks/*.parquet"))
