@@ -1,8 +1,10 @@
 """The ``kibs-mc`` command: Hydra overrides in, one experiment out.
 
-Exit status: 0 success; 2 bad configuration or input (one message, no traceback);
-3 finished, but some replicates raised (listed in ``errors.parquet``; the others are kept);
-130 interrupted (completed chunks stay on disk for ``resume=true``).
+Exit status: 0 success; 1 a task failed for good after its retries (completed chunks kept);
+2 bad configuration or input (one message, no traceback); 3 finished, but some replicates
+raised (listed in ``errors.parquet``; the others are kept); 130 interrupted (completed chunks
+stay on disk for ``resume=true``). A Hydra multirun (``-m``) runs every job and exits with the
+highest status of its jobs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import hydra
 import polars as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -22,10 +25,24 @@ from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiment import ExperimentResult, run_experiment
 from kibs_mc.report import headline
 
+#: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
+_multirun_status = 0
+
+
+def finish(status: int) -> None:
+    """End a job with ``status``: exit now, or in a multirun, remember it and go on."""
+    global _multirun_status
+    if status == 0:
+        return
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        _multirun_status = max(_multirun_status, status)
+        return
+    sys.exit(status)
+
 
 def fail(error: UserError) -> None:
     print(f"kibs-mc: {error}", file=sys.stderr)
-    sys.exit(2)
+    finish(2)
 
 
 def print_summary(result: ExperimentResult, console: Console) -> None:
@@ -93,10 +110,12 @@ def hydra_main(cfg: DictConfig) -> None:
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
         fail(error)
+        return
     except ExecutionError as error:
         print(f"kibs-mc: {error} Completed chunks are kept in {run_dir}; continue with the same "
               f"overrides plus resume=true hydra.run.dir={run_dir}", file=sys.stderr)
-        sys.exit(1)
+        finish(1)
+        return
     except KeyboardInterrupt:
         print(
             f"kibs-mc: interrupted; completed chunks are kept in {run_dir}. Continue with the "
@@ -106,7 +125,7 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(130)
     print_summary(result, console)
     if result.failed is not None:
-        sys.exit(3)
+        finish(3)
 
 
 def check_run_dir(argv: list[str]) -> None:
@@ -137,6 +156,8 @@ def main() -> None:
         except UserError as error:
             fail(error)
     hydra_main()
+    if _multirun_status:
+        sys.exit(_multirun_status)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def run_experiment(
         write_parquet(indices, run_dir / "sensitivity.parquet")
     figures = make_plots(run_dir, rows, effects, names, outcomes, points, indices)
     sampled = set(points["scenario"].to_list()) if points is not None else set()
-    report_md, report_html = write_report(
+    report_md, _ = write_report(
         run_dir, f"kibs-mc experiment `{config.experiment.name}`: {len(rows)} replicates",
         (run_dir / "config.yaml").read_text(),
         summary.filter(~pl.col("scenario").is_in(sampled)),
@@ -161,9 +161,6 @@ def run_experiment(
 
         try:
             run_id = log_experiment(config.tracking, config, scenarios, summary, run_dir,
-                                    extra_artifacts=[*figures, report_md, report_html,
-                                                     *run_dir.glob("effects.parquet"),
-                                                     *run_dir.glob("sensitivity.parquet")],
                                     run_metrics={"wall_seconds": time.monotonic() - started,
                                                  "replicates_total": float(rows.height),
                                                  "chunks_computed": float(computed),

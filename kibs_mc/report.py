@@ -87,7 +87,8 @@ def write_report(
                   "`effect_per_cost` divides by the extra governance cost.", "", _table(eff), ""]
     if sensitivity is not None and sensitivity.height:
         parts += ["## Sensitivity to the swept factors", "",
-                  "Sobol indices of the scenario means: `S1` the share of variance a factor explains "
+                  "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
+                  "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
                   "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
                   "whose CI spans zero are not distinguishable from replicate noise.", "",
                   _table(sensitivity.filter(pl.col("outcome").is_in(shown))), ""]

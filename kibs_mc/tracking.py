@@ -17,7 +17,10 @@ import polars as pl
 from kibs_mc.config import Config, TrackingConfig
 from kibs_mc.plan import Scenario, simulation_inputs
 
-ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "config.yaml")
+#: Files of a run directory logged on the parent run (patterns), whether logged at the end of the
+#: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
+ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "effects.parquet",
+             "sensitivity.parquet", "errors.parquet", "config.yaml", "report.md", "report.html", "*.png")
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -30,7 +33,8 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out
     if isinstance(obj, list) and obj and (dataclasses.is_dataclass(obj[0]) or isinstance(obj[0], dict)):
-        names = (x.get("name", "?") if isinstance(x, dict) else getattr(x, "name", "?") for x in obj)
+        names = (x.get("name", x.get("key", "?")) if isinstance(x, dict)
+                 else getattr(x, "name", getattr(x, "key", "?")) for x in obj)
         out[prefix.rstrip(".")] = ",".join(str(n) for n in names)
         return out
     out[prefix.rstrip(".")] = obj
@@ -70,7 +74,6 @@ def log_experiment(
     scenarios: Sequence[Scenario],
     summary: pl.DataFrame,
     run_dir: Path,
-    extra_artifacts: Sequence[Path] = (),
     run_metrics: dict[str, float] | None = None,
 ) -> str:
     """Log the experiment; returns the parent run id.
@@ -99,11 +102,9 @@ def log_experiment(
                 params["overrides"] = " ".join(sc.overrides) or "(none)"
                 mlflow.log_params(params)
                 mlflow.log_metrics(scenario_metrics(summary, sc.name))
-        for name in ARTIFACTS:
-            if (run_dir / name).exists():
-                mlflow.log_artifact(str(run_dir / name))
-        for path in extra_artifacts:
-            mlflow.log_artifact(str(path))
+        for pattern in ARTIFACTS:
+            for path in sorted(run_dir.glob(pattern)):
+                mlflow.log_artifact(str(path))
         return str(parent.info.run_id)
 
 

@@ -159,3 +159,12 @@ def test_a_cluster_too_big_for_the_machine_is_refused_up_front(cli, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "GiB of memory" in proc.stderr and "per replicate" in proc.stderr
     assert not list((tmp_path / "big").glob("chunks/*.parquet"))
+
+
+def test_a_bad_job_does_not_stop_a_multirun(cli, tmp_path):
+    proc = cli("-m", *SMALL_CJ, "replicates=2", "executor=serial", "model.alpha=0.1,2,0.3",
+               "hydra.sweep.dir=sweep", timeout=240)
+    assert proc.returncode == 2  # the worst job's status
+    assert "model.alpha=2.0 is not allowed" in proc.stderr
+    for job in ("0", "2"):  # the jobs before and after the bad one both ran
+        assert (tmp_path / "sweep" / job / "replicates.parquet").exists()
