@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,17 +419,6 @@ def to_config(cfg: DictConfig) -> Config:
 def group_options(group: str) -> list[str]:
     """Names of the YAML options of a config group in ``conf/``."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def leaf_keys(cfg: Any, prefix: str = "") -> Iterator[str]:
-    """Dotted keys of every leaf of a DictConfig."""
-    for key in cfg.keys():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        node = cfg._get_node(key)
-        if isinstance(node, DictConfig):
-            yield from leaf_keys(node, full)
-        else:
-            yield full
 
 
 def effective_cpus() -> int:

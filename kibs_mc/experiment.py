@@ -77,19 +77,15 @@ def run_experiment(
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
     scenarios = build_scenarios(config, overrides)  # validates every scenario before any work
-    outcomes: list[str] = []
-    for sc in scenarios:
-        for name in outcome_columns(sc.config.model.name):
-            if name not in outcomes:
-                outcomes.append(name)
-    most = max(config.replicates, config.experiment.max_replicates) if precision_on(config) \
-        else config.replicates
-    check_resources([sc.config for sc in scenarios], len(outcomes), most,
-                    local_workers(config.executor), run_dir)
+    outcomes = list(outcome_columns(scenarios[0].config.model.name))  # one model per experiment
     precision = config.experiment.precision
     if precision.outcome is not None and precision.outcome not in outcomes:
         raise ConfigError("experiment.precision.outcome", precision.outcome,
                           "allowed: one of " + ", ".join(outcomes))
+    most = config.replicates if precision.outcome is None else \
+        max(config.replicates, config.experiment.max_replicates)
+    check_resources([sc.config for sc in scenarios], len(outcomes), most,
+                    local_workers(config.executor), run_dir)
     store = ResultStore(run_dir)
     notes: list[str] = []
     with make_executor(config.executor) as executor:
@@ -196,10 +192,6 @@ def replicate_seconds(scenario: Scenario, seed: int, workers: int) -> float | No
     probe = next(Plan([scenario], 1, seed, 1).chunks())
     run_chunk(probe)
     return run_chunk(probe).seconds
-
-
-def precision_on(config: Config) -> bool:
-    return config.experiment.precision.outcome is not None
 
 
 def next_targets(
