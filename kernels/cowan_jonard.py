@@ -25,7 +25,7 @@ from kibs_mc.kernels.rng import bounded_bits, step, uniform
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def can_trade(knowledge: np.ndarray, i: int, j: int, tolerance: float) -> bool:
     """Double coincidence of wants between agents i and j (see module docstring).
 
@@ -46,7 +46,7 @@ def can_trade(knowledge: np.ndarray, i: int, j: int, tolerance: float) -> bool:
     return i_ahead and j_ahead
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def barter(knowledge: np.ndarray, i: int, j: int, alpha: float) -> None:
     """Each side gains alpha times the gap in every category where it lags.
 
@@ -63,7 +63,7 @@ def barter(knowledge: np.ndarray, i: int, j: int, alpha: float) -> None:
         knowledge[j, k] = y + alpha * (j_gap if j_gap > 0.0 else 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def find_trading_pair(
     indptr: np.ndarray, indices: np.ndarray, knowledge: np.ndarray, tolerance: float, start: int
 ) -> int:
@@ -83,7 +83,7 @@ def find_trading_pair(
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_replicate(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -141,7 +141,7 @@ def run_replicate(
     return meetings, trades, converged
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def initial_knowledge(n: int, categories: int, rng_state: np.ndarray, high: float) -> np.ndarray:
     """Knowledge levels i.i.d. Uniform[0, high), drawn agent by agent, category by category."""
     v = np.empty((n, categories), dtype=np.float64)

@@ -111,7 +111,7 @@ class TypeTraits(NamedTuple):
 # --------------------------------------------------------------------------- agents
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def draw_agent(
     i: int, t: int, agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray,
     core: np.ndarray, manage: np.ndarray, capital: np.ndarray, rng_state: np.ndarray,
@@ -148,7 +148,7 @@ def draw_agent(
 # --------------------------------------------------------------------------- ties
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def find_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, i: int, j: int) -> int:
     """Position of j in i's row, or -1 when i and j are not tied."""
     start = indptr[i]
@@ -158,7 +158,7 @@ def find_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, i: i
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def add_tie(
     indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
     partner: np.ndarray, i: int, j: int, w: float, is_partner: bool,
@@ -182,7 +182,7 @@ def add_tie(
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _drop_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                partner: np.ndarray, i: int, p: int) -> None:
     last = indptr[i] + row_len[i] - 1
@@ -192,7 +192,7 @@ def _drop_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, wei
     row_len[i] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def remove_tie(
     indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
     partner: np.ndarray, i: int, p: int,
@@ -206,7 +206,7 @@ def remove_tie(
         _drop_slot(indptr, row_len, indices, weights, partner, j, q)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def set_weight(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                i: int, p: int, w: float) -> None:
     """Set the weight of the tie in slot p of i's row and of its mirror."""
@@ -217,7 +217,7 @@ def set_weight(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, wei
         weights[q] = w
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def first_partner(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, partner: np.ndarray,
                   i: int) -> int:
     """The first strategic partner of i, or -1."""
@@ -231,7 +231,7 @@ def first_partner(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, 
 # --------------------------------------------------------------------------- learning
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: float,
                         knowledge_half: float, management_weight: float) -> float:
     """Absorptive capacity a_i = A_t * kbar_i / (kbar_i + K_half) * (1 - omega_m + omega_m m_i).
@@ -250,7 +250,7 @@ def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: fl
     return base * kbar / (kbar + knowledge_half) * (1.0 - management_weight + management_weight * manage_i)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     """delta_ij = ||k_i - k_j||_1 / (||k_i||_1 + ||k_j||_1), in [0, 1].
 
@@ -267,7 +267,7 @@ def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     return num / den if den > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def learning(delta: float, optimum_width: float) -> float:
     """Inverted U of learning in cognitive distance (Nooteboom et al. 2007):
 
@@ -283,7 +283,7 @@ def learning(delta: float, optimum_width: float) -> float:
     return v / (0.25 * optimum_width * optimum_width)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float) -> tuple[float, float]:
     """Non-rival transfer: in every field the lagging side closes a share of the gap,
 
@@ -308,7 +308,7 @@ def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float
     return gain_i, gain_j
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def choose_partner(indptr: np.ndarray, row_len: np.ndarray, weights: np.ndarray, i: int, u: float) -> int:
     """Slot of the partner of i, drawn with probability w_ij / sum_k w_ik from u ~ U[0, 1);
     -1 when i has no ties."""
@@ -328,7 +328,7 @@ def choose_partner(indptr: np.ndarray, row_len: np.ndarray, weights: np.ndarray,
     return start + n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learning_rate(knowledge: np.ndarray, i: int, manage: np.ndarray, agent_type: np.ndarray,
                    absorptive_base: np.ndarray, delta: float, prm: KibsParams) -> float:
     if prm.adaptive_absorption:
@@ -343,7 +343,7 @@ def _learning_rate(knowledge: np.ndarray, i: int, manage: np.ndarray, agent_type
     return a * prm.transfer_efficiency * phi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def meet(
     i: int, p: int, agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray,
     capital: np.ndarray, gained: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
@@ -395,7 +395,7 @@ def meet(
     return moved
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def meetings(
     agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, capital: np.ndarray,
     alive: np.ndarray, gained: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
@@ -436,7 +436,7 @@ def meetings(
 # --------------------------------------------------------------------------- production
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def produce_knowledge(
     agent_type: np.ndarray, knowledge: np.ndarray, core: np.ndarray, capital: np.ndarray,
     alive: np.ndarray, member: np.ndarray, gained: np.ndarray, prm: KibsParams,
@@ -464,7 +464,7 @@ def produce_knowledge(
             capital[i] -= prm.rd_cost_member if member[i] else prm.rd_cost
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def platform_transfer(
     agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, alive: np.ndarray,
     member: np.ndarray, gained: np.ndarray, absorptive_base: np.ndarray, pool: np.ndarray,
@@ -511,7 +511,7 @@ def platform_transfer(
 # --------------------------------------------------------------------------- innovation
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def innovate(
     agent_type: np.ndarray, knowledge: np.ndarray, core: np.ndarray, manage: np.ndarray,
     capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray, alive: np.ndarray,
@@ -553,7 +553,7 @@ def innovate(
 # --------------------------------------------------------------------------- finance
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def credit_limit(agent_type: np.ndarray, indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray,
                  weights: np.ndarray, i: int, credit_line: float) -> float:
     """Credit an HTE can draw: the credit line times its tie strength to banks, capped at 1:
@@ -566,7 +566,7 @@ def credit_limit(agent_type: np.ndarray, indptr: np.ndarray, row_len: np.ndarray
     return credit_line * min(1.0, total)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def form_partnership(
     i: int, agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, alive: np.ndarray,
     indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
@@ -611,7 +611,7 @@ def form_partnership(
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def proximity_accept(position: np.ndarray, knowledge: np.ndarray, i: int, j: int,
                      distance_scale: float) -> float:
     """Probability that a search by i ties it to j: exp(-dist_ij / s) (1 - delta_ij)
@@ -621,7 +621,7 @@ def proximity_accept(position: np.ndarray, knowledge: np.ndarray, i: int, j: int
     return np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * (1.0 - cognitive_distance(knowledge, i, j))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def finance(
     agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, core: np.ndarray,
     manage: np.ndarray, capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray,
@@ -685,7 +685,7 @@ def finance(
 # --------------------------------------------------------------------------- network
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decay_ties(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                partner: np.ndarray, alive: np.ndarray, decay: float, floor: float) -> int:
     """Ties that are not partnerships decay, w <- (1 - epsilon) w, and vanish below the floor
@@ -708,7 +708,7 @@ def decay_ties(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, wei
     return removed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def form_ties(
     agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, alive: np.ndarray,
     indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
@@ -762,7 +762,7 @@ def form_ties(
 # --------------------------------------------------------------------------- measures
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hte_mean_knowledge(agent_type: np.ndarray, knowledge: np.ndarray, alive: np.ndarray) -> float:
     """Mean of k_id over living HTEs and fields (0 if none)."""
     total = 0.0
@@ -775,7 +775,7 @@ def hte_mean_knowledge(agent_type: np.ndarray, knowledge: np.ndarray, alive: np.
     return total / (count * knowledge.shape[1]) if count > 0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def average_clustering(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray,
                        alive: np.ndarray) -> float:
     """Mean local clustering coefficient over living agents (0 for degree < 2, as networkx's
@@ -807,7 +807,7 @@ def average_clustering(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndar
 # --------------------------------------------------------------------------- replicate
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_replicate(
     agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, core: np.ndarray,
     manage: np.ndarray, capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray,

@@ -11,7 +11,7 @@ from kibs_mc.kernels.rng import integer, uniform
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def edges_to_csr(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR arrays of the undirected graph with ties (src[e], dst[e])."""
     m = src.shape[0]
@@ -34,7 +34,7 @@ def edges_to_csr(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, 
     return indptr, indices
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def watts_strogatz(
     n: int, degree: int, rewire_p: float, rng_state: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +88,7 @@ def watts_strogatz(
     return edges_to_csr(n, src, dst)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def erdos_renyi(n: int, ties: int, rng_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """G(n, m) random graph: ``ties`` distinct ties between uniform pairs (Erdos & Renyi 1959),
     drawn until that many distinct non-loop pairs are found (``ties`` <= n(n-1)/2)."""
@@ -111,7 +111,7 @@ def erdos_renyi(n: int, ties: int, rng_state: np.ndarray) -> tuple[np.ndarray, n
     return edges_to_csr(n, src, dst)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def barabasi_albert(n: int, m: int, rng_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Preferential attachment (Barabasi & Albert 1999): a clique of m + 1 agents, then each new
     agent ties to m distinct earlier agents drawn with probability proportional to degree
@@ -157,7 +157,7 @@ EXACT_NORMALISATION_PAIRS = 4_000_000
 NORMALISATION_SAMPLE = 1_000_000
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def spatial_typed(
     position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray, sociability: np.ndarray,
     distance_scale: float, similarity_weight: float, mean_degree: float, rng_state: np.ndarray,
@@ -280,7 +280,7 @@ def spatial_typed(
     return edges_to_csr(n, src[:e], dst[:e])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _spatial_score(position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray,
                    sociability: np.ndarray, distance_scale: float, similarity_weight: float,
                    i: int, j: int, d: int) -> float:
@@ -296,7 +296,7 @@ def _spatial_score(position: np.ndarray, knowledge: np.ndarray, agent_type: np.n
             * np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * similarity ** similarity_weight)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_csr(
     indptr: np.ndarray, indices: np.ndarray, capacity: np.ndarray, initial_weight: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ def new_state(seed: int) -> np.ndarray:
     return np.array([seed], dtype=np.uint64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mix(s: np.uint64) -> np.uint64:
     """SplitMix64 output function of a state value."""
     z = s
@@ -46,26 +46,26 @@ def mix(s: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step(s: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Advance a local state; returns (new state, 64 random bits)."""
     s = s + GOLDEN
     return s, mix(s)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bounded_bits(z: np.uint64, n: np.int64) -> np.int64:
     """Map 64 random bits to an integer in [0, n) by multiply-shift (n < 2**32)."""
     return np.int64(((z >> _S32) * np.uint64(n)) >> _S32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unit_bits(z: np.uint64) -> float:
     """Map 64 random bits to a float in [0, 1) with 53 bits of precision."""
     return np.float64(z >> _S11) * _TWO_M53
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def next_u64(state: np.ndarray) -> np.uint64:
     """Next 64 random bits from an array state (advances it)."""
     s, z = step(state[0])
@@ -73,13 +73,13 @@ def next_u64(state: np.ndarray) -> np.uint64:
     return z
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def uniform(state: np.ndarray) -> float:
     """Uniform float in [0, 1)."""
     return unit_bits(next_u64(state))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def integer(state: np.ndarray, n: np.int64) -> np.int64:
     """Uniform integer in [0, n), n < 2**32."""
     return bounded_bits(next_u64(state), n)

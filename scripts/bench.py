@@ -224,8 +224,14 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int) -> Non
 # --------------------------------------------------------------------------- pipeline
 
 
-def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 3.0) -> tuple[float, int]:
-    """Replicates/s of ``simulate_replicate`` in this process, one thread, compile excluded."""
+def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 8.0) -> tuple[float, int]:
+    """Replicates/s of ``simulate_replicate`` in this process, one thread, compile excluded.
+
+    The replicates are spread evenly over the experiment's ``replicates`` seeds (every k-th),
+    so their mean cost is the experiment's, and run for at least ``min_seconds``.
+    """
+    import numpy as np
+
     from kibs_mc.config import load_config
     from kibs_mc.plan import replicate_seeds
     from kibs_mc.simulate import MODELS
@@ -234,14 +240,36 @@ def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 
     simulate = MODELS[config.model.name][0]
     seeds = replicate_seeds(config.seed, replicates)
     simulate(config, int(seeds[0]))  # compile / load from cache
+    order = np.concatenate([seeds[offset::7] for offset in range(7)])  # spread, then fill in
     started = time.perf_counter()
     done = 0
-    for seed in seeds:
+    for seed in order:
         simulate(config, int(seed))
         done += 1
         if time.perf_counter() - started > min_seconds and done >= 50:
             break
     return done / (time.perf_counter() - started), done
+
+
+KERNEL_RATE_CHILD = """
+import json, sys
+sys.path.insert(0, {scripts!r})
+from bench import kernel_rate
+print(json.dumps(kernel_rate({overrides!r}, {replicates}, {seconds})))
+"""
+
+
+def concurrent_kernel_rate(overrides: Sequence[str], replicates: int, processes: int,
+                           min_seconds: float = 8.0) -> float:
+    """Summed replicates/s of ``processes`` kernel-only loops running at the same time in
+    separate processes: what the hardware gives when every core computes (shared caches,
+    memory bandwidth, clock), without any pipeline."""
+    code = KERNEL_RATE_CHILD.format(scripts=str(REPO / "scripts"), overrides=list(overrides),
+                                    replicates=replicates, seconds=min_seconds)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=child_env(), cwd=REPO,
+                              stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    rates = [json.loads(proc.communicate()[0].strip().splitlines()[-1])[0] for proc in procs]
+    return float(sum(rates))
 
 
 def cli_run(overrides: Sequence[str], run_dir: Path) -> float:
@@ -301,14 +329,21 @@ def driver_chunk_cost(chunk_size: int, chunks: int = 2000) -> float:
         return (time.perf_counter() - started) / chunks
 
 
-def bench_pipeline(replicates: int, overrides: Sequence[str]) -> None:
+def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str] = ()) -> None:
+    """Whole runs against the kernel alone. The machine's speed drifts by a few percent over
+    minutes, so the kernel-only rate is measured right before and right after each whole run
+    and the run is compared with their mean."""
     from kibs_mc.config import effective_cpus
     from kibs_mc.plan import auto_chunk_size
 
-    rate, measured = kernel_rate(overrides, replicates)
     context = {"replicates": replicates, "overrides": list(overrides), **machine()}
+    rate, measured = kernel_rate(overrides, replicates)
     emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
          threads=1, **context)
+    if effective_cpus() >= 2 and (not only or "ray_2cpu" in only):
+        emit("pipeline_kernel_2proc_replicates_per_s", concurrent_kernel_rate(overrides, replicates, 2),
+             "replicates/s", definition="sum of 2 kernel-only processes running at once",
+             single_thread_x2=2 * rate, **context)
     runs = {
         "serial": (["executor=serial"], 1),
         "ray_1cpu": (["executor=ray", "executor.num_cpus=1"], 1),
@@ -316,14 +351,20 @@ def bench_pipeline(replicates: int, overrides: Sequence[str]) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for label, (executor, cpus) in runs.items():
-            if cpus > effective_cpus():
+            if cpus > effective_cpus() or (only and label not in only):
                 continue
             seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label)
+            before, (rate, measured) = rate, kernel_rate(overrides, replicates)
+            emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
+                 threads=1, after=label, **context)
+            reference = (before + rate) / 2
             run_rate = replicates / seconds
             emit(f"pipeline_{label}_replicates_per_s", run_rate, "replicates/s", seconds=round(seconds, 3),
                  chunk_size=auto_chunk_size(replicates, 1, cpus), **context)
-            emit(f"pipeline_{label}_efficiency", run_rate / (cpus * rate), "ratio",
-                 definition=f"run replicates/s / ({cpus} x kernel-only replicates/s)", **context)
+            emit(f"pipeline_{label}_efficiency", run_rate / (cpus * reference), "ratio",
+                 kernel_replicates_per_s=round(reference, 2),
+                 definition=f"run replicates/s / ({cpus} x kernel-only replicates/s, mean of the "
+                 "measurements right before and after the run)", **context)
     chunk = auto_chunk_size(replicates, 1, 2)
     over = ray_overheads()
     emit("ray_init_s", over["ray_init_s"], "s", definition="ray.init(num_cpus=2) wall", **machine())
@@ -412,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
+    pipe.add_argument("--runs", nargs="+", choices=("serial", "ray_1cpu", "ray_2cpu"), default=(),
+                      help="only these whole runs (default: all three)")
     pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
     mem.add_argument("--small", type=int, default=1_000)
@@ -428,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "startup":
         bench_startup()
     elif command == "pipeline":
-        bench_pipeline(args.replicates, args.overrides or PIPELINE_MODEL)
+        bench_pipeline(args.replicates, args.overrides or PIPELINE_MODEL, args.runs)
     elif command == "memory":
         bench_memory(args.small, args.large, args.executor, args.overrides or MEMORY_MODEL)
     else:

@@ -1,0 +1,108 @@
+"""The Ray executor's own start-up and shutdown: a local cluster starts while the driver
+computes, and what the driver computed is never lost.
+
+Each test runs a small script in a fresh interpreter: a local cluster is only started where
+none is running, and the test session may already hold one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+COMMON = """
+import json, os, sys, threading, time
+import ray
+from kibs_mc.config import ExecutorConfig
+from kibs_mc.executor import RayExecutor, wait_for_shutdown
+
+finished = []  # items whose work ran to the end, in any process's copy of this list
+
+def work(i):
+    time.sleep(0.05)
+    finished.append(i)
+    return i, os.getpid(), threading.current_thread().name
+"""
+
+
+def run_script(body: str, timeout: float = 180) -> dict:
+    code = textwrap.dedent(COMMON) + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
+                                                "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_driver_computes_while_the_local_cluster_starts_and_every_item_runs_once():
+    out = run_script("""
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        started_before_work = ray.is_initialized()
+        results = [r for _, r in ex.map_unordered(work, range(200))]
+        raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+        ex.close()
+        wait_for_shutdown()
+        print(json.dumps({"items": [r[0] for r in results], "pids": [r[1] for r in results],
+                          "threads": [r[2] for r in results], "driver": os.getpid(),
+                          "started_before_work": started_before_work, "raylet": raylet,
+                          "raylet_alive": os.path.exists(f"/proc/{raylet}"),
+                          "initialized_after": ray.is_initialized()}))
+    """)
+    assert sorted(out["items"]) == list(range(200))
+    in_driver = [t for p, t in zip(out["pids"], out["threads"], strict=True) if p == out["driver"]]
+    assert in_driver, "the driver computed nothing while the cluster started"
+    assert set(in_driver) == {"kibs-mc-local-chunks"}  # in the helper thread, not the main one
+    assert any(p != out["driver"] for p in out["pids"]), "no item ran on the Ray cluster"
+    assert not out["started_before_work"]  # the cluster starts when work is asked for
+    assert not out["initialized_after"] and not out["raylet_alive"]
+
+
+def test_a_failed_start_hands_over_what_the_driver_finished_before_raising():
+    out = run_script("""
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+
+        def failing_start():
+            time.sleep(1.0)
+            raise KeyboardInterrupt  # e.g. Ctrl-C while Ray starts
+
+        ex._init_local = failing_start
+        handed = []
+        try:
+            for _, result in ex.map_unordered(work, range(1000)):
+                handed.append(result[0])
+        except KeyboardInterrupt:
+            raised = True
+        else:
+            raised = False
+        print(json.dumps({"handed": handed, "finished": finished, "raised": raised,
+                          "initialized": ray.is_initialized()}))
+    """)
+    assert out["raised"]
+    assert len(out["finished"]) >= 5  # about 1 s of 0.05 s items
+    assert sorted(out["handed"]) == sorted(out["finished"])  # nothing computed is lost
+    assert not out["initialized"]
+
+
+def test_after_a_background_shutdown_the_next_executor_starts_a_fresh_cluster():
+    out = run_script("""
+        sessions = []
+        for attempt in range(2):
+            ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1))
+            items = sorted(r[0] for _, r in ex.map_unordered(work, range(80)))
+            sessions.append(ray._private.worker._global_node.session_name)
+            ex.close()  # returns at once; the next RayExecutor waits for it
+        wait_for_shutdown()
+        print(json.dumps({"items": items, "sessions": sessions, "initialized": ray.is_initialized()}))
+    """)
+    assert out["items"] == list(range(80))
+    assert len(set(out["sessions"])) == 2
+    assert not out["initialized"]
