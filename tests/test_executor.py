@@ -30,7 +30,7 @@ finished = []  # items whose work ran to the end, in any process's copy of this 
 def work(i):
     time.sleep(0.05)
     finished.append(i)
-    return i, os.getpid(), threading.current_thread().name
+    return i, os.getpid(), threading.current_thread().name, os.environ.get("NUMBA_NUM_THREADS")
 """
 
 
@@ -55,13 +55,18 @@ def test_driver_computes_while_the_local_cluster_starts_and_every_item_runs_once
                           "threads": [r[2] for r in results], "driver": os.getpid(),
                           "started_before_work": started_before_work, "raylet": raylet,
                           "raylet_alive": os.path.exists(f"/proc/{raylet}"),
-                          "initialized_after": ray.is_initialized()}))
+                          "initialized_after": ray.is_initialized(),
+                          "threads_env": [r[3] for r in results],
+                          "driver_env": os.environ.get("NUMBA_NUM_THREADS")}))
     """)
     assert sorted(out["items"]) == list(range(200))
     in_driver = [t for p, t in zip(out["pids"], out["threads"], strict=True) if p == out["driver"]]
     assert in_driver, "the driver computed nothing while the cluster started"
     assert set(in_driver) == {"kibs-mc-local-chunks"}  # in the helper thread, not the main one
     assert any(p != out["driver"] for p in out["pids"]), "no item ran on the Ray cluster"
+    # Ray workers run Numba single-threaded; the driver's own environment is left as it was.
+    assert {e for p, e in zip(out["pids"], out["threads_env"], strict=True) if p != out["driver"]} == {"1"}
+    assert out["driver_env"] is None
     assert not out["started_before_work"]  # the cluster starts when work is asked for
     assert not out["initialized_after"] and not out["raylet_alive"]
 
