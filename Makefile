@@ -20,6 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy kibs_mc
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py

@@ -130,9 +130,9 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
                          np.zeros(n, dtype=np.int64), alive, np.zeros(n, dtype=np.bool_),
                          indptr, row_len, indices, weights, partner)
     hte = np.flatnonzero(agent_type == HTE)
-    for i in hte:
+    for i in hte.tolist():
         state.member[i] = uniform(rng_state) < prm.platform_share
-    for i in hte:
+    for i in hte.tolist():
         if uniform(rng_state) < prm.partnership_share:
             kernel.form_partnership(int(i), agent_type, knowledge, manage, alive, indptr, row_len,
                                     indices, weights, partner, traits.absorptive_base, prm)

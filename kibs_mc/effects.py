@@ -77,7 +77,8 @@ def paired_effects(
         other = rows.filter(pl.col("scenario") == scenario)
         paired = other.join(base, on="replicate", suffix="__base")
         if has_cost:
-            extra_cost = float((paired["governance_cost"] - paired["governance_cost__base"]).mean() or 0.0)
+            gap = (paired["governance_cost"] - paired["governance_cost__base"]).mean()
+            extra_cost = float(gap) if isinstance(gap, int | float) else 0.0
         for outcome in outcomes:
             y = paired[outcome].cast(pl.Float64).to_numpy()
             y0 = paired[f"{outcome}__base"].cast(pl.Float64).to_numpy()

@@ -206,9 +206,10 @@ def next_targets(
     """
     # Only the replicates each scenario has reached so far count: a resumed run may find more
     # on disk, and must take the same decisions as the run it continues.
-    reached = {sc.name: counts[sc.index] for sc in scenarios}
-    limit = pl.col("scenario").replace_strict(reached, return_dtype=pl.Int64)
+    reached_counts = {sc.name: counts[sc.index] for sc in scenarios}
+    limit = pl.col("scenario").replace_strict(reached_counts, return_dtype=pl.Int64)
     rows = rows.filter(pl.col("replicate") < limit)
+    assert precision.outcome is not None  # only adaptive runs come here
     summary = summarize(rows, [precision.outcome])
     targets = dict(counts)
     status = []

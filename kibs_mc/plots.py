@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from scipy.special import stdtrit  # noqa: E402
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
 
 
 def _save(fig: plt.Figure, title: str, path: Path) -> Path:
@@ -25,13 +25,13 @@ def _save(fig: plt.Figure, title: str, path: Path) -> Path:
     return path
 
 
-def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, np.ndarray]:
+def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, list]:
     cols = min(3, count)
     rows = math.ceil(count / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
-    return fig, axes.flat
+    return fig, list(axes.flat)
 
 
 def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], path: Path) -> Path | None:
@@ -103,7 +103,7 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
     fig, axes = _grid(len(shown), height=0.35 * len(scenarios) + 1.6)
     for ax, outcome in zip(axes, shown, strict=False):
         data = [rows.filter(pl.col("scenario") == s)[outcome].cast(pl.Float64).to_numpy() for s in scenarios]
-        ax.boxplot(data, vert=False, tick_labels=list(scenarios), showfliers=False, widths=0.6)
+        ax.boxplot(data, orientation="horizontal", tick_labels=list(scenarios), showfliers=False, widths=0.6)
         ax.set_yticks(range(1, len(scenarios) + 1), list(scenarios), fontsize=8)
         ax.invert_yaxis()
         ax.set_title(outcome.replace("_", " "), fontsize=10)
