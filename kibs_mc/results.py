@@ -109,7 +109,8 @@ class ResultStore:
     Args:
         run_dir: the run directory (``hydra.run.dir``).
         flush_seconds: longest time a completed chunk waits in memory before it is on disk.
-        flush_rows: most rows held in memory before they are written.
+        flush_rows: most rows (replicate and time-series rows) held in memory before they
+            are written.
     """
 
     def __init__(self, run_dir: Path, flush_seconds: float = 1.0, flush_rows: int = 200_000) -> None:
@@ -180,7 +181,8 @@ class ResultStore:
         """Ingest one completed chunk; it is on disk within ``flush_seconds``."""
         self._buffer.append(result)
         n = len(result.rows["replicate"])
-        self._buffered_rows += n
+        # Time-series rows count too: at 25 per replicate they are most of what is buffered.
+        self._buffered_rows += n + (len(result.timeseries["replicate"]) if result.timeseries else 0)
         self.ingested_rows += n
         if self._buffered_rows >= self.flush_rows or \
                 time.monotonic() - self._last_flush >= self.flush_seconds:

@@ -42,3 +42,15 @@ def test_timeseries_are_merged_in_plan_order_block_by_block(tmp_path, monkeypatc
     assert merged["replicate"].to_list() == [r for r in range(12) for _ in range(3)] * 2
     assert merged["step"].to_list() == [0, 1, 2] * 24
     assert np.allclose(merged["level"], merged["replicate"] + merged["step"] / 10)
+
+
+def test_time_series_rows_count_towards_a_flush(tmp_path):
+    """A buffer is written once it holds flush_rows rows, time-series rows included: a big
+    chunk of long series must not wait in memory because it has few replicate rows."""
+    store = ResultStore(tmp_path, flush_seconds=1e9, flush_rows=100)
+    store.open("fp", 10, resume=False)
+    store.write(chunk_result(0, "a", 0, 10, steps=3))  # 10 + 30 rows: stays buffered
+    assert not list(store.parts.glob("*.parquet"))
+    store.write(chunk_result(0, "a", 10, 10, steps=20))  # + 10 + 200 rows: written
+    assert len(list(store.parts.glob("*.timeseries.parquet"))) == 1
+    assert store.completed() == {"s00000000-r000000000-n10", "s00000000-r000000010-n10"}
