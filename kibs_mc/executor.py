@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, TypeVar
 
 from kibs_mc.config import ExecutorConfig, effective_cpus
@@ -59,10 +60,12 @@ class RayExecutor(Executor):
 
     A local cluster takes seconds to start (Ray's daemons, then its workers: about 3 s on a
     laptop, mostly waiting), so it starts when the first chunks are asked for, and meanwhile
-    a helper thread of the driver runs chunks (the kernels release the GIL). It is shut down
-    in the background, while the driver aggregates; the next executor, and the interpreter's
-    exit, wait for that shutdown. Ray itself is only ever called from the thread that
-    started it (a cluster started from another thread hangs on first use).
+    a helper thread of the driver runs chunks (the kernels release the GIL). Ray is started
+    and used only from the thread that asked for the chunks (a cluster started from another
+    thread hangs on its first task). After a successful run it is shut down in a background
+    thread, while the driver aggregates; the next executor, and the interpreter's exit, wait
+    for that shutdown. After a failure it is shut down before the error propagates (a Ray
+    error freed during a shutdown in progress kills the process).
     """
 
     def __init__(self, cfg: ExecutorConfig) -> None:
@@ -96,33 +99,32 @@ class RayExecutor(Executor):
 
     def _init_local(self) -> None:
         """Start the local cluster (blocking, in the calling thread)."""
-        # Workers inherit the raylet's environment, which is this process's at start: set
-        # through os.environ rather than a runtime_env, Ray's pre-started workers match the
-        # tasks' environment and serve them at once (with a runtime_env Ray starts other
-        # workers on the first task, about a second later).
-        saved = {k: os.environ.get(k) for k in WORKER_ENV}
-        os.environ.update(WORKER_ENV)
-        try:
-            self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
-            self._started_here = True
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        self._started_here = True  # from here on, close() must stop whatever did start
+        self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         ray = self._ray
-        todo = _Shared(iter(items))
+        iterator = iter(items)
+        first = next(iterator, _END)
+        if first is _END:  # e.g. a resumed run with nothing left: no cluster to start
+            return
+        todo = _Shared(chain([first], iterator))
         local: _LocalRunner | None = None
+        saved_env: dict[str, str | None] | None = None
         if self._start_locally:
             self._start_locally = False
+            # Workers inherit the raylet's environment, which is this process's when it starts:
+            # set through os.environ rather than a runtime_env, Ray's pre-started workers match
+            # the tasks and serve them at once (with a runtime_env Ray starts other workers on
+            # the first task, about a second later). Set before the helper thread starts and
+            # restored once it has finished, so no thread sees the environment change.
+            saved_env = _set_env(WORKER_ENV)
             local = _LocalRunner(fn, todo)
             try:
                 self._init_local()
             except BaseException:
                 yield from local.stop_and_drain()
+                _restore_env(saved_env)
                 raise
             local.stop()
         remote = ray.remote(num_cpus=1, max_retries=self._cfg.max_retries)(fn)
@@ -133,45 +135,89 @@ class RayExecutor(Executor):
             for item in todo.take(count):
                 pending[remote.remote(item)] = item
 
-        submit(limit)
         try:
+            submit(limit)
             while pending or (local is not None and not local.finished()):
                 if local is not None:
                     yield from local.drain()
+                    if saved_env is not None and local.finished():
+                        _restore_env(saved_env)
+                        saved_env = None
                 if not pending:
                     assert local is not None
                     local.wait(0.05)  # only the helper's last chunk is left
                     continue
                 # While the helper still runs a chunk, wake up now and then to hand it over.
                 timeout = None if local is None or local.finished() else 0.05
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+                done, not_done = ray.wait(list(pending), num_returns=1, timeout=timeout)
                 for ref in done:
                     item = pending.pop(ref)
+                    failure = None
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        raise ExecutionError(
-                            f"task {getattr(item, 'key', item)} failed for good after "
-                            f"executor.max_retries={self._cfg.max_retries} retries "
-                            f"({type(exc).__name__}: {_first_line(exc)})."
-                        ) from None
+                        failure = (f"task {getattr(item, 'key', item)} failed for good after "
+                                   f"executor.max_retries={self._cfg.max_retries} retries "
+                                   f"({type(exc).__name__}: {_first_line(exc)}).")
+                    if failure is not None:
+                        # Neither the error (raised outside the except block, so without Ray's
+                        # exception as its context) nor this frame, which its traceback keeps,
+                        # may hold object references: freeing one while Ray shuts down kills
+                        # the process.
+                        done.clear()
+                        del not_done, ref
+                        raise ExecutionError(failure)
                     submit(1)
                     yield item, result
             if local is not None:
                 yield from local.drain()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            if local is not None:  # interrupted or failed: hand over what the helper finished
+                yield from local.drain(raise_error=False)
+            raise
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            _cancel(ray, pending)  # in a function: no object reference stays in this frame
+            if saved_env is not None:
+                _restore_env(saved_env)
 
-    def close(self) -> None:
-        """Shut down what this executor started, in the background (see the class doc)."""
+    def __exit__(self, *exc: object) -> None:
+        self.close(background=exc[0] is None)
+
+    def close(self, background: bool = True) -> None:
+        """Shut down what this executor started (see the class doc)."""
         global _closing
         if not self._started_here:
             return
         self._started_here = False
+        if not background:
+            self._ray.shutdown()
+            return
         # Not a daemon: the interpreter waits for it at exit, so no Ray process outlives us.
         _closing = threading.Thread(target=self._ray.shutdown, name="kibs-mc-ray-shutdown")
         _closing.start()
+
+
+def _cancel(ray: Any, pending: dict) -> None:
+    """Cancel the tasks still in flight and forget their references."""
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    pending.clear()
+
+
+def _set_env(values: dict[str, str]) -> dict[str, str | None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class _Shared:
@@ -189,24 +235,31 @@ class _Shared:
 class _LocalRunner:
     """Runs items in a helper thread of the driver until stopped; results wait in a queue."""
 
+    #: How long an interrupted or failed start waits for the helper's current chunk.
+    FINISH_SECONDS = 2.0
+
     def __init__(self, fn: Callable[[T], R], todo: _Shared) -> None:
         self._fn = fn
         self._todo = todo
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._error: BaseException | None = None
+        self._error: ExecutionError | None = None
         self._thread = threading.Thread(target=self._run, name="kibs-mc-local-chunks", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                taken = self._todo.take(1)
-                if not taken:
-                    return
+        while not self._stop.is_set():
+            taken = self._todo.take(1)
+            if not taken:
+                return
+            try:
                 self._results.put((taken[0], self._fn(taken[0])))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
-            self._error = exc
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
+                # The same error a chunk failing on a Ray worker gives (exit 1, resume hint).
+                self._error = ExecutionError(
+                    f"task {getattr(taken[0], 'key', taken[0])} failed in the driver while the "
+                    f"local Ray cluster started ({type(exc).__name__}: {_first_line(exc)}).")
+                return
 
     def stop(self) -> None:
         """Take no new item (the current one finishes)."""
@@ -218,27 +271,29 @@ class _LocalRunner:
     def wait(self, seconds: float) -> None:
         self._thread.join(seconds)
 
-    def drain(self) -> Iterator[tuple]:
-        """Results finished so far; the helper's error, once its results are handed over."""
+    def drain(self, raise_error: bool = True) -> Iterator[tuple]:
+        """Results finished so far; then the helper's error, if it stopped on one."""
         while True:
             try:
                 yield self._results.get_nowait()
             except queue.Empty:
                 break
-        if self._error is not None and self.finished():
+        if raise_error and self._error is not None and self.finished():
             error, self._error = self._error, None
             raise error
 
     def stop_and_drain(self) -> Iterator[tuple]:
-        """Stop, wait for the current item, and hand over everything finished (on failure or
-        interrupt of the driver: nothing computed is lost)."""
+        """On a failed or interrupted start: stop, give the current chunk a moment to finish,
+        and hand over everything finished (nothing computed is lost)."""
         self.stop()
-        self._thread.join()
-        yield from self.drain()
+        self._thread.join(self.FINISH_SECONDS)
+        yield from self.drain(raise_error=False)
 
 
 #: ray.init arguments common to attaching and starting.
 RAY_INIT: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+
+_END = object()
 
 #: The background shutdown of the last local cluster, if one is in progress.
 _closing: threading.Thread | None = None
@@ -268,8 +323,13 @@ def _check_reachable(address: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The gist of an error: a failed Ray task's own exception, first line, no colour codes."""
+    cause = getattr(exc, "cause", None)  # a RayTaskError wraps the task's exception
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {line}" if cause is not None else (line or type(exc).__name__)
 
 
 def make_executor(cfg: ExecutorConfig) -> Executor:

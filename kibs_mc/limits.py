@@ -133,4 +133,6 @@ def local_workers(executor: Any) -> int:
         return 0
     from kibs_mc.config import effective_cpus
 
-    return int(executor.num_cpus or effective_cpus())
+    # + 1: the driver computes chunks while a local cluster starts, and its last one may run
+    # beside the workers' (kibs_mc.executor.RayExecutor).
+    return int(executor.num_cpus or effective_cpus()) + 1

@@ -111,3 +111,74 @@ def test_after_a_background_shutdown_the_next_executor_starts_a_fresh_cluster():
     assert out["items"] == list(range(80))
     assert len(set(out["sessions"])) == 2
     assert not out["initialized"]
+
+
+def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
+    """The error of a task that failed on Ray is raised with no object references left in it
+    (freeing one during a shutdown in progress killed the process), and a failed run's
+    cluster is shut down before the error leaves the executor."""
+    out = run_script("""
+        from kibs_mc.errors import ExecutionError
+        DRIVER = os.getpid()
+
+        def fails_on_ray(i):
+            time.sleep(0.02)
+            if os.getpid() != DRIVER and i >= 150:
+                raise ValueError("boom")
+            return i
+
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
+        err = None
+        try:
+            with ex:
+                for _ in ex.map_unordered(fails_on_ray, range(400)):
+                    pass
+        except ExecutionError as exc:
+            err = exc
+        message = str(err)
+        shut_down_at_once = not ray.is_initialized()
+        # ... and the same error dropped during a background shutdown of another cluster:
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
+        try:
+            for _ in ex.map_unordered(fails_on_ray, range(400)):
+                pass
+        except ExecutionError as exc:
+            err = exc
+        ex.close()  # in the background
+        time.sleep(0.1)  # Ray is shutting down now
+        del err
+        wait_for_shutdown()
+        print(json.dumps({"message": message, "shut_down_at_once": shut_down_at_once}))
+    """)
+    assert "failed for good" in out["message"] and "ValueError: boom" in out["message"]
+    assert "\x1b[" not in out["message"]  # no terminal colour codes in the message
+    assert out["shut_down_at_once"]
+
+
+def test_a_chunk_failing_in_the_driver_gives_the_executors_error():
+    """A chunk that fails while the driver computes during start-up ends the run like one
+    failing on a Ray worker (ExecutionError: exit 1 with the resume hint), after the chunks
+    finished before it are handed over."""
+    out = run_script("""
+        from kibs_mc.errors import ExecutionError
+        DRIVER = os.getpid()
+
+        def fails_in_driver(i):
+            time.sleep(0.05)
+            if os.getpid() == DRIVER and i == 3:
+                raise ValueError("bad chunk")
+            return i
+
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        handed, message = [], None
+        try:
+            with ex:
+                for _, result in ex.map_unordered(fails_in_driver, range(200)):
+                    handed.append(result)
+        except ExecutionError as exc:
+            message = str(exc)
+        print(json.dumps({"handed": handed, "message": message}))
+    """)
+    assert out["message"] is not None and "failed in the driver" in out["message"]
+    assert "ValueError: bad chunk" in out["message"]
+    assert {0, 1, 2} <= set(out["handed"])
