@@ -10,10 +10,12 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``startup``: seconds from process start to a first finished replicate, with an empty
   (cold) and then a filled (warm) Numba on-disk cache, and how many kernels the warm run
   compiled (should be none).
-- ``pipeline``: replicates/s of the kernel alone on one thread, and of whole ``kibs-mc`` runs
+- ``pipeline``: replicates/s of the kernel alone on one thread (measured right before and
+  after each whole run), of two kernel processes at once, and of whole ``kibs-mc`` runs
   (process start, imports, Ray start-up and Numba cache loading included) on the serial
-  executor and on a local Ray cluster with 1 and 2 CPUs; efficiencies against the kernel;
-  Ray's per-task overhead and the driver's cost per chunk, for scaling estimates.
+  executor and on a local Ray cluster with 1 and 2 CPUs (``--runs`` picks some); efficiencies
+  against the kernel; Ray's per-task overhead and the driver's cost per chunk, for scaling
+  estimates. Default model: the default experiment's (``model=kibs``).
 - ``memory``: the driver's peak resident memory for a small and a large number of
   replicates (serial executor: the driver is the only process), and their difference.
 
