@@ -28,7 +28,7 @@ from kibs_mc.executor import make_executor
 from kibs_mc.limits import check_resources, local_workers
 from kibs_mc.plan import Plan, Scenario, auto_chunk_size, build_scenarios
 from kibs_mc.plots import make_plots
-from kibs_mc.report import write_report
+from kibs_mc.report import headline, write_report
 from kibs_mc.results import ResultStore, summarize, write_parquet, write_summary
 from kibs_mc.simulate import outcome_columns, run_chunk
 from kibs_mc.sweep import points_frame, sensitivity
@@ -55,9 +55,17 @@ class ExperimentResult:
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]replicates"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[ci]}"),
         console=console, transient=False,
     )
+
+
+def running_precision(store: ResultStore, outcome: str) -> str:
+    """The progress display's precision so far: the widest 95% CI half-width of ``outcome``
+    over the scenarios, from the summaries kept while results are written (this invocation's
+    replicates)."""
+    half = store.summary.widest_half_width(outcome)
+    return "" if half is None else f"{outcome} ±{half:.3g}"
 
 
 def run_experiment(
@@ -100,7 +108,8 @@ def run_experiment(
         counts = {sc.index: 0 for sc in scenarios}
         targets = {sc.index: config.replicates for sc in scenarios}
         with _progress(console) as progress:
-            task = progress.add_task("run", total=sum(targets.values()))
+            task = progress.add_task("run", total=sum(targets.values()), ci="")
+            watched = precision.outcome or headline(outcomes, limit=1)[0]
             while True:
                 ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
                 todo = [c for c in plan.chunks(ranges) if c.key not in done]
@@ -110,7 +119,8 @@ def run_experiment(
                     for chunk, result in executor.map_unordered(run_chunk, todo):
                         store.write(result)
                         computed += 1
-                        progress.advance(task, len(chunk.replicates))
+                        progress.update(task, advance=len(chunk.replicates),
+                                        ci=running_precision(store, watched))
                 finally:
                     store.flush()  # interrupted or failed: what completed stays on disk for resume
                 counts.update({i: b for i, (_, b) in ranges.items()})

@@ -17,6 +17,7 @@ number of workers and the order chunks finished in.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -90,6 +91,16 @@ class RunningSummary:
                 delta = mean_b - mean_a
                 self.stats[(batch["scenario"], name)] = (
                     n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
+
+    def widest_half_width(self, outcome: str) -> float | None:
+        """Largest 95% t-interval half-width of ``outcome``'s mean over the scenarios (None
+        before any scenario has two replicates): how precise the run is so far."""
+        widest = None
+        for (_, name), (n, _, m2) in self.stats.items():
+            if name == outcome and n > 1:
+                half = float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
+                widest = half if widest is None else max(widest, half)
+        return widest
 
     def frame(self) -> pl.DataFrame:
         """Columns scenario, outcome, n, mean, sd."""
