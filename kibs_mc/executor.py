@@ -323,13 +323,11 @@ def _check_reachable(address: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The gist of an error: a failed Ray task's own exception, first line, no colour codes."""
+    """The first line of an error's message, without colour codes; for a failed Ray task, of
+    the task's own exception (callers name the type, e.g. ``RayTaskError(ValueError)``)."""
     cause = getattr(exc, "cause", None)  # a RayTaskError wraps the task's exception
-    if isinstance(cause, BaseException):
-        exc = cause
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {line}" if cause is not None else (line or type(exc).__name__)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause if isinstance(cause, BaseException) else exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def make_executor(cfg: ExecutorConfig) -> Executor:

@@ -70,12 +70,14 @@ class RunningSummary:
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], tuple[int, float, float]] = {}
+        self._widest: dict[str, float | None] = {}
 
     def update(self, rows: pl.DataFrame) -> None:
         """Merge the rows of a batch of chunks (grouped by scenario in one pass)."""
         outcomes = [c for c in rows.columns if c not in NOT_OUTCOMES]
         if not outcomes or rows.height == 0:
             return
+        self._widest.clear()
         stats = rows.group_by("scenario").agg(
             pl.len().alias("_n"),
             *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}\0mean") for c in outcomes],
@@ -94,13 +96,13 @@ class RunningSummary:
 
     def widest_half_width(self, outcome: str) -> float | None:
         """Largest 95% t-interval half-width of ``outcome``'s mean over the scenarios (None
-        before any scenario has two replicates): how precise the run is so far."""
-        widest = None
-        for (_, name), (n, _, m2) in self.stats.items():
-            if name == outcome and n > 1:
-                half = float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
-                widest = half if widest is None else max(widest, half)
-        return widest
+        before any scenario has two replicates): how precise the run is so far. Asked for
+        after every chunk, it changes only when a batch is merged: computed once per batch."""
+        if outcome not in self._widest:
+            halves = [float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
+                      for (_, name), (n, _, m2) in self.stats.items() if name == outcome and n > 1]
+            self._widest[outcome] = max(halves) if halves else None
+        return self._widest[outcome]
 
     def frame(self) -> pl.DataFrame:
         """Columns scenario, outcome, n, mean, sd."""

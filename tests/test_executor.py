@@ -150,7 +150,7 @@ def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
         wait_for_shutdown()
         print(json.dumps({"message": message, "shut_down_at_once": shut_down_at_once}))
     """)
-    assert "failed for good" in out["message"] and "ValueError: boom" in out["message"]
+    assert "failed for good" in out["message"] and "(RayTaskError(ValueError): boom)" in out["message"]
     assert "\x1b[" not in out["message"]  # no terminal colour codes in the message
     assert out["shut_down_at_once"]
 
