@@ -8,3 +8,5 @@ Every kernel is ``@njit(cache=True, nogil=True)``: compiled once and cached on d
 releases the GIL while it runs, so other threads of the same process (the start-up of a local
 Ray cluster, progress display) proceed while a replicate computes.
 """
+
+__all__ = ["cowan_jonard", "kibs", "network", "rng"]

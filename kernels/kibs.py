@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 from kibs_mc.kernels.cowan_jonard import can_trade
-from kibs_mc.kernels.rng import integer, uniform
+from kibs_mc.kernels.rng import integer, shuffle, uniform
 from numba import njit
 
 HTE = 0
@@ -39,7 +39,6 @@ INT = 4
 FIN = 5
 #: Type names in type order (the order of every per-type list in ``conf/cluster``).
 TYPE_NAMES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
-N_TYPES = 6
 
 
 class KibsParams(NamedTuple):
@@ -251,20 +250,24 @@ def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: fl
 
 
 @njit(cache=True, nogil=True)
+def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b||_1 / (||a||_1 + ||b||_1) of two non-negative knowledge vectors, in [0, 1]."""
+    num = 0.0
+    den = 0.0
+    for f in range(a.shape[0]):
+        num += abs(a[f] - b[f])
+        den += a[f] + b[f]
+    return num / den if den > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
 def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     """delta_ij = ||k_i - k_j||_1 / (||k_i||_1 + ||k_j||_1), in [0, 1].
 
     Grows with differences in level as well as in profile (MODEL.md s.3), so a deeper expert in
     one's own field is distant, not identical (Nooteboom et al. 2007, Research Policy 36:1016).
     """
-    num = 0.0
-    den = 0.0
-    for f in range(knowledge.shape[1]):
-        x = knowledge[i, f]
-        y = knowledge[j, f]
-        num += abs(x - y)
-        den += x + y
-    return num / den if den > 0.0 else 0.0
+    return profile_distance(knowledge[i], knowledge[j])
 
 
 @njit(cache=True, nogil=True)
@@ -413,11 +416,7 @@ def meetings(
     held = 0
     moved = 0
     if not prm.random_draw:
-        for k in range(n - 1, 0, -1):
-            r = integer(rng_state, k + 1)
-            tmp = order[k]
-            order[k] = order[r]
-            order[r] = tmp
+        shuffle(order, rng_state)
     for k in range(n):
         if prm.random_draw:
             i = integer(rng_state, n)
@@ -493,12 +492,7 @@ def platform_transfer(
     for i in range(n):
         if not (alive[i] and member[i] and agent_type[i] == HTE):
             continue
-        num = 0.0
-        den = 0.0
-        for f in range(d):
-            num += abs(knowledge[i, f] - pool[f])
-            den += knowledge[i, f] + pool[f]
-        delta = num / den if den > 0.0 else 0.0
+        delta = profile_distance(knowledge[i], pool)
         rate = prm.platform_transfer * _learning_rate(knowledge, i, manage, agent_type,
                                                       absorptive_base, delta, prm)
         for f in range(d):

@@ -83,3 +83,14 @@ def uniform(state: np.ndarray) -> float:
 def integer(state: np.ndarray, n: np.int64) -> np.int64:
     """Uniform integer in [0, n), n < 2**32."""
     return bounded_bits(next_u64(state), n)
+
+
+@njit(cache=True, nogil=True)
+def shuffle(values: np.ndarray, state: np.ndarray) -> None:
+    """Shuffle ``values`` in place, uniformly (Fisher-Yates: from the last slot down, swap
+    slot k with a uniform slot in [0, k])."""
+    for k in range(values.shape[0] - 1, 0, -1):
+        r = integer(state, k + 1)
+        tmp = values[k]
+        values[k] = values[r]
+        values[r] = tmp

@@ -24,10 +24,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from kibs_mc.analysis.statistics import half_width
 from kibs_mc.config import CONF_DIR, load_config, to_config
 from kibs_mc.errors import ExecutionError, UserError
-from kibs_mc.experiment import ExperimentResult, run_experiment
-from kibs_mc.report import headline
+from kibs_mc.experiments import ExperimentResult, run_experiment
 
 #: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
 _multirun_status = 0
@@ -50,7 +50,7 @@ def fail(error: UserError) -> None:
 
 
 def print_summary(result: ExperimentResult, console: Console) -> None:
-    shown = headline(result.outcomes, limit=4)
+    shown = result.headline[:4]
     table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
     table.add_column("scenario", no_wrap=True)
     for outcome in shown:
@@ -66,7 +66,7 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
                 cells.append("-")
                 continue
             r = row.row(0, named=True)
-            half = (r["ci_high"] - r["ci_low"]) / 2 if r["ci_low"] is not None else float("nan")
+            half = half_width(r)
             cells.append(f"{r['mean']:.4g} ± {half:.2g}" if half == half else f"{r['mean']:.4g}")
         table.add_row(sc.name, *cells)
     console.print(table)
@@ -87,7 +87,7 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
                     continue
                 r = part.row(0, named=True)
                 style = ("green" if r["effect"] > 0 else "red") if r["significant"] else "dim"
-                half = (r["ci_high"] - r["ci_low"]) / 2
+                half = half_width(r)
                 cells.append(f"[{style}]{r['effect']:+.3g} ± {half:.2g}[/]")
             effects.add_row(sc.name, *cells)
         console.print(effects)

@@ -1,7 +1,9 @@
-"""Errors that end a run with exit status 2 and one clear message (no traceback)."""
+"""Errors that end a run with one clear message and no traceback: exit status 2 for bad input
+(:class:`UserError`), 1 for work that failed for good (:class:`ExecutionError`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -25,3 +27,12 @@ class ConfigError(UserError):
 class ExecutionError(Exception):
     """Work that failed for good (e.g. a task whose retries are spent). The CLI exits with
     status 1 and one message; completed chunks stay on disk for ``resume=true``."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, without terminal colour codes (the type's name
+    when the message is empty); for a failed Ray task, of the task's own exception (callers
+    name the type, e.g. ``RayTaskError(ValueError)``)."""
+    cause = getattr(exc, "cause", None)  # a RayTaskError wraps the task's exception
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause if isinstance(cause, BaseException) else exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

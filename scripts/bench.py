@@ -95,10 +95,10 @@ import json, sys, time
 t0 = time.perf_counter()
 from numba.core.registry import CPUDispatcher
 from kibs_mc.config import load_config
-from kibs_mc.simulate import MODELS
+from kibs_mc.models import MODELS
 from kibs_mc.kernels import cowan_jonard, kibs, network, rng
 t1 = time.perf_counter()
-MODELS[sys.argv[1]][0](load_config([f"model={sys.argv[1]}", "executor=serial", "tracking=none"]), 12345)
+MODELS[sys.argv[1]].simulate(load_config([f"model={sys.argv[1]}", "executor=serial", "tracking=none"]), 12345)
 t2 = time.perf_counter()
 misses = hits = 0
 for module in (cowan_jonard, kibs, network, rng):
@@ -169,8 +169,8 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
     from kibs_mc.kernels import kibs as kernel
     from kibs_mc.kernels.rng import new_state
 
-    from kibs_mc.cluster import build_cluster, type_traits
-    from kibs_mc.governance import kernel_parameters
+    from kibs_mc.models.kibs.build import build_cluster, type_traits
+    from kibs_mc.models.kibs.governance import kernel_parameters
 
     prm = kernel_parameters(config.model, config.cluster, config.governance)
     traits = type_traits(config.cluster)
@@ -235,11 +235,11 @@ def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 
     import numpy as np
 
     from kibs_mc.config import load_config
-    from kibs_mc.plan import replicate_seeds
-    from kibs_mc.simulate import MODELS
+    from kibs_mc.models import MODELS
+    from kibs_mc.run.plan import replicate_seeds
 
     config = load_config([*overrides, "executor=serial", "tracking=none"])
-    simulate = MODELS[config.model.name][0]
+    simulate = MODELS[config.model.name].simulate
     seeds = replicate_seeds(config.seed, replicates)
     simulate(config, int(seeds[0]))  # compile / load from cache
     order = np.concatenate([seeds[offset::7] for offset in range(7)])  # spread, then fill in
@@ -285,7 +285,7 @@ def ray_overheads(tasks: int = 2000) -> dict[str, float]:
     """Ray start-up, and driver-side seconds per no-op task (submit, wait, get) on 2 CPUs."""
     import ray
 
-    from kibs_mc.executor import WORKER_ENV
+    from kibs_mc.run.executor.ray import WORKER_ENV
 
     started = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
@@ -314,8 +314,8 @@ def driver_chunk_cost(chunk_size: int, chunks: int = 2000) -> float:
     batched flush, amortized): the driver's serial work per task besides Ray's own."""
     import numpy as np
 
-    from kibs_mc.results import ResultStore
-    from kibs_mc.simulate import ChunkResult
+    from kibs_mc.run.chunk import ChunkResult
+    from kibs_mc.run.store import ResultStore
 
     rows = {"scenario": np.full(chunk_size, "default", dtype=object),
             "replicate": np.arange(chunk_size, dtype=np.int64),
@@ -335,8 +335,8 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
     """Whole runs against the kernel alone. The machine's speed drifts by a few percent over
     minutes, so the kernel-only rate is measured right before and right after each whole run
     and the run is compared with their mean."""
-    from kibs_mc.config import effective_cpus
-    from kibs_mc.plan import auto_chunk_size
+    from kibs_mc.run.limits import effective_cpus
+    from kibs_mc.run.plan import auto_chunk_size
 
     context = {"replicates": replicates, "overrides": list(overrides), **machine()}
     rate, measured = kernel_rate(overrides, replicates)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kibs_mc.cowan_jonard import OUTCOMES
-from kibs_mc.results import ResultStore, summarize, write_summary
-from kibs_mc.simulate import ChunkResult
+from kibs_mc.analysis.statistics import summarize
+from kibs_mc.models.cowan_jonard import OUTCOMES
+from kibs_mc.run.chunk import ChunkResult
+from kibs_mc.run.store import ResultStore, write_summary
 
 
 def synthetic_chunks(rows: int, chunk_size: int, scenarios: int) -> list[bytes]:

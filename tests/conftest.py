@@ -14,11 +14,11 @@ KIBS_MC = [sys.executable, "-m", "kibs_mc"]
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_local():
     """A real local Ray cluster (2 CPUs) shared by the tests of this session."""
     import ray
 
-    from kibs_mc.executor import WORKER_ENV
+    from kibs_mc.run.executor.ray import WORKER_ENV
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},

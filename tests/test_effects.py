@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kibs_mc.analysis.effects import choose_baseline, paired_effects
+from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import load_config
-from kibs_mc.effects import choose_baseline, paired_effects
-from kibs_mc.experiment import run_experiment
-from kibs_mc.results import summarize
+from kibs_mc.experiments.pipeline import run_experiment
 
 
 def synthetic(n: int, effect: float, rng: np.random.Generator, shared_sd: float = 3.0,

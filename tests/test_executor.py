@@ -23,7 +23,7 @@ COMMON = """
 import json, os, sys, threading, time
 import ray
 from kibs_mc.config import ExecutorConfig
-from kibs_mc.executor import RayExecutor, wait_for_shutdown
+from kibs_mc.run.executor.ray import RayExecutor, wait_for_shutdown
 
 finished = []  # items whose work ran to the end, in any process's copy of this list
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from kibs_mc.config import Config, load_config
 from kibs_mc.errors import UserError
-from kibs_mc.experiment import run_experiment
+from kibs_mc.experiments.pipeline import run_experiment
 
 KEYS = ["replicates", "seed", "resume", "model.agents", "model.degree", "model.categories", "model.alpha",
         "model.tolerance", "model.rewire_p", "model.max_meetings", "model.initial_max",

@@ -13,11 +13,12 @@ from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.rng import new_state
 from scipy import stats
 
-from kibs_mc import cluster_model, cowan_jonard
-from kibs_mc.cluster import build_cluster, type_traits
 from kibs_mc.config import load_config
 from kibs_mc.errors import ConfigError
-from kibs_mc.governance import kernel_parameters
+from kibs_mc.models import cowan_jonard
+from kibs_mc.models.kibs import replicate as cluster_model
+from kibs_mc.models.kibs.build import build_cluster, type_traits
+from kibs_mc.models.kibs.governance import kernel_parameters
 from tests.conftest import REPO
 from tests.kibs_reference import Twin
 

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from kibs_mc.config import load_config
-from kibs_mc.experiment import run_experiment
-from kibs_mc.plan import auto_chunk_size, build_scenarios, replicate_seeds
+from kibs_mc.experiments.pipeline import run_experiment
+from kibs_mc.run.plan import auto_chunk_size, build_scenarios, replicate_seeds
 
 SMALL_CJ = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
             "tracking=none"]
@@ -45,7 +45,7 @@ def test_auto_chunk_size_covers_every_replicate(replicates, scenarios, workers):
 # ------------------------------------------------------------------ executors
 
 
-def test_serial_and_ray_give_identical_replicates_whatever_the_chunking(tmp_path, ray_cluster, cli):
+def test_serial_and_ray_give_identical_replicates_whatever_the_chunking(tmp_path, ray_local, cli):
     common = ["experiment=cj_docking", "replicates=9"]
     serial = run(tmp_path, "serial", *common, "executor=serial", "executor.chunk_size=4")
     ray_one = run(tmp_path, "ray1", *common, "executor=ray", "executor.chunk_size=1")
@@ -142,7 +142,7 @@ def test_bad_overrides_exit_2_with_one_clear_message(cli, override, key, value):
 
 
 def test_big_clusters_size_chunks_from_a_measured_replicate():
-    from kibs_mc.experiment import replicate_seconds
+    from kibs_mc.experiments.pipeline import replicate_seconds
 
     overrides = [*SMALL_CJ, "replicates=100000"]
     scenario = build_scenarios(load_config(overrides), overrides)[0]

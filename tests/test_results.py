@@ -7,8 +7,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kibs_mc.results import ResultStore, summarize
-from kibs_mc.simulate import ChunkResult
+from kibs_mc.analysis.statistics import summarize
+from kibs_mc.run.chunk import ChunkResult
+from kibs_mc.run.store import ResultStore
 
 
 def chunk(scenario_index: int, scenario: str, first: int, values: np.ndarray) -> ChunkResult:
@@ -50,7 +51,7 @@ def test_running_summary_matches_the_summary_of_all_rows(tmp_path_factory, sizes
 
 
 def test_progress_shows_the_running_precision(tmp_path):
-    from kibs_mc.experiment import running_precision
+    from kibs_mc.experiments.pipeline import running_precision
 
     store = ResultStore(tmp_path, flush_seconds=1e9, flush_rows=10**9)
     store.open("fp", 1, resume=False)

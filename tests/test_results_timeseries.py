@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from kibs_mc import results
-from kibs_mc.results import ResultStore
-from kibs_mc.simulate import ChunkResult
+from kibs_mc.run import store as results
+from kibs_mc.run.chunk import ChunkResult
+from kibs_mc.run.store import ResultStore
 
 
 def chunk_result(scenario_index: int, scenario: str, first: int, n: int, steps: int = 3) -> ChunkResult:

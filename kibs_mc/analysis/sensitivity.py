@@ -100,3 +100,19 @@ def points_frame(sweep: SweepConfig, seed: int) -> pl.DataFrame:
     for j, factor in enumerate(sweep.factors):
         data[factor.key] = [float(f"{v:.6g}") for v in points[:, j]]
     return pl.DataFrame(data)
+
+
+def report_section(indices: pl.DataFrame, headline: Sequence[str]) -> str:
+    """The report's Markdown section on the indices of the headline outcomes ('' if none)."""
+    from kibs_mc.analysis.report import markdown_table
+
+    shown = indices.filter(pl.col("outcome").is_in(list(headline)))
+    if shown.height == 0:
+        return ""
+    return "\n".join([
+        "## Sensitivity to the swept factors", "",
+        "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
+        "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
+        "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
+        "whose CI spans zero are not distinguishable from replicate noise.", "",
+        markdown_table(shown), ""])

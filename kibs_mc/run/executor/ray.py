@@ -1,7 +1,9 @@
-"""Executors run chunks and hand back results as they complete.
+"""The Ray executor: chunks as Ray tasks on a local or an attached cluster.
 
-The serial executor is tiny and is the oracle: the Ray executor must give the same rows.
-Neither knows anything of models: they map a function over work items.
+Two phases: while a local cluster starts, a helper thread of the driver computes chunks
+(:class:`_LocalRunner`); then results stream from remote tasks, a bounded number in flight
+(:meth:`RayExecutor._stream_remote`). The serial executor (``base.py``) is its oracle: the
+same rows, whatever the workers or the order of completion.
 """
 
 from __future__ import annotations
@@ -9,46 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 from typing import Any, TypeVar
 
-from kibs_mc.config import ExecutorConfig, effective_cpus
-from kibs_mc.errors import ExecutionError, UserError
+from kibs_mc.config import ExecutorConfig
+from kibs_mc.errors import ExecutionError, UserError, first_line
+from kibs_mc.run.executor.base import Executor
+from kibs_mc.run.limits import effective_cpus
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 #: One Numba thread per Ray worker, so workers do not oversubscribe the cores.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-
-
-class Executor:
-    """Base: a context manager with ``map_unordered``; ``workers`` is the parallelism."""
-
-    workers: int = 1
-
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the executor's resources."""
-
-    def __enter__(self) -> Executor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SerialExecutor(Executor):
-    """Runs every item in this process, in order."""
-
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        for item in items:
-            yield item, fn(item)
 
 
 class RayExecutor(Executor):
@@ -86,7 +63,7 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UserError(
                     f"cannot attach to the Ray cluster at executor.address={address!r} "
-                    f"({type(exc).__name__}: {_first_line(exc)}); allowed: the address of a running "
+                    f"({type(exc).__name__}: {first_line(exc)}); allowed: the address of a running "
                     "cluster (ray start --head prints it), 'auto' on one of its nodes, or null "
                     "for a new local cluster."
                 ) from None
@@ -103,30 +80,38 @@ class RayExecutor(Executor):
         self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        ray = self._ray
         iterator = iter(items)
         first = next(iterator, _END)
         if first is _END:  # e.g. a resumed run with nothing left: no cluster to start
             return
         todo = _Shared(chain([first], iterator))
         local: _LocalRunner | None = None
-        saved_env: dict[str, str | None] | None = None
         if self._start_locally:
             self._start_locally = False
-            # Workers inherit the raylet's environment, which is this process's when it starts:
-            # set through os.environ rather than a runtime_env, Ray's pre-started workers match
-            # the tasks and serve them at once (with a runtime_env Ray starts other workers on
-            # the first task, about a second later). Set before the helper thread starts and
-            # restored once it has finished, so no thread sees the environment change.
-            saved_env = _set_env(WORKER_ENV)
             local = _LocalRunner(fn, todo)
             try:
                 self._init_local()
             except BaseException:
                 yield from local.stop_and_drain()
-                _restore_env(saved_env)
                 raise
             local.stop()
+        try:
+            yield from self._stream_remote(fn, todo, local)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            if local is not None:  # interrupted or failed: hand over what the helper finished
+                yield from local.drain(raise_error=False)
+            raise
+        finally:
+            if local is not None:
+                local.restore_env(force=True)
+
+    def _stream_remote(self, fn: Callable[[T], R], todo: _Shared,
+                       local: _LocalRunner | None) -> Iterator[tuple[T, R]]:
+        """Submit items as Ray tasks (at most ``max_in_flight`` at once) and yield results as
+        they complete, interleaved with the results of the helper thread's last chunks."""
+        ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=self._cfg.max_retries)(fn)
         limit = self._cfg.max_in_flight or 2 * self.workers
         pending: dict[Any, T] = {}
@@ -140,9 +125,8 @@ class RayExecutor(Executor):
             while pending or (local is not None and not local.finished()):
                 if local is not None:
                     yield from local.drain()
-                    if saved_env is not None and local.finished():
-                        _restore_env(saved_env)
-                        saved_env = None
+                    if local.finished():
+                        local.restore_env()
                 if not pending:
                     assert local is not None
                     local.wait(0.05)  # only the helper's last chunk is left
@@ -158,7 +142,7 @@ class RayExecutor(Executor):
                     except ray.exceptions.RayError as exc:
                         failure = (f"task {getattr(item, 'key', item)} failed for good after "
                                    f"executor.max_retries={self._cfg.max_retries} retries "
-                                   f"({type(exc).__name__}: {_first_line(exc)}).")
+                                   f"({type(exc).__name__}: {first_line(exc)}).")
                     if failure is not None:
                         # Neither the error (raised outside the except block, so without Ray's
                         # exception as its context) nor this frame, which its traceback keeps,
@@ -171,16 +155,8 @@ class RayExecutor(Executor):
                     yield item, result
             if local is not None:
                 yield from local.drain()
-        except GeneratorExit:
-            raise
-        except BaseException:
-            if local is not None:  # interrupted or failed: hand over what the helper finished
-                yield from local.drain(raise_error=False)
-            raise
         finally:
             _cancel(ray, pending)  # in a function: no object reference stays in this frame
-            if saved_env is not None:
-                _restore_env(saved_env)
 
     def __exit__(self, *exc: object) -> None:
         self.close(background=exc[0] is None)
@@ -239,6 +215,12 @@ class _LocalRunner:
     FINISH_SECONDS = 2.0
 
     def __init__(self, fn: Callable[[T], R], todo: _Shared) -> None:
+        # Workers inherit the raylet's environment, which is this process's when it starts:
+        # set through os.environ rather than a runtime_env, Ray's pre-started workers match
+        # the tasks and serve them at once (with a runtime_env Ray starts other workers on
+        # the first task, about a second later). Set before the helper thread starts and
+        # restored once it has finished (restore_env), so no thread sees the environment change.
+        self._saved_env: dict[str, str | None] | None = _set_env(WORKER_ENV)
         self._fn = fn
         self._todo = todo
         self._results: queue.SimpleQueue = queue.SimpleQueue()
@@ -258,8 +240,15 @@ class _LocalRunner:
                 # The same error a chunk failing on a Ray worker gives (exit 1, resume hint).
                 self._error = ExecutionError(
                     f"task {getattr(taken[0], 'key', taken[0])} failed in the driver while the "
-                    f"local Ray cluster started ({type(exc).__name__}: {_first_line(exc)}).")
+                    f"local Ray cluster started ({type(exc).__name__}: {first_line(exc)}).")
                 return
+
+    def restore_env(self, force: bool = False) -> None:
+        """Give the driver its environment back once the helper thread has finished (or now,
+        when ``force``d: the run is over, whatever the helper still does)."""
+        if self._saved_env is not None and (force or self.finished()):
+            _restore_env(self._saved_env)
+            self._saved_env = None
 
     def stop(self) -> None:
         """Take no new item (the current one finishes)."""
@@ -288,6 +277,7 @@ class _LocalRunner:
         self.stop()
         self._thread.join(self.FINISH_SECONDS)
         yield from self.drain(raise_error=False)
+        self.restore_env(force=True)
 
 
 #: ray.init arguments common to attaching and starting.
@@ -320,17 +310,3 @@ def _check_reachable(address: str) -> None:
             f"({exc.strerror or exc}). Allowed: the address of a running Ray cluster "
             "(`ray start --head` prints it), 'auto' on one of its nodes, or null for a new local cluster."
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error's message, without colour codes; for a failed Ray task, of
-    the task's own exception (callers name the type, e.g. ``RayTaskError(ValueError)``)."""
-    cause = getattr(exc, "cause", None)  # a RayTaskError wraps the task's exception
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause if isinstance(cause, BaseException) else exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def make_executor(cfg: ExecutorConfig) -> Executor:
-    if cfg.kind == "serial":
-        return SerialExecutor()
-    return RayExecutor(cfg)

@@ -18,8 +18,7 @@ import numpy as np
 
 from kibs_mc.config import Config, apply_values, compose_config, load_config
 from kibs_mc.errors import ConfigError
-from kibs_mc.simulate import Chunk
-from kibs_mc.sweep import point_scenarios
+from kibs_mc.run.chunk import Chunk
 
 #: Upper bound on replicates per task when chosen automatically: keeps the work lost to a
 #: dead worker small and the progress bar moving, while tasks stay far above Ray's overhead.
@@ -49,14 +48,27 @@ def _key(override: str) -> str:
     return override.lstrip("+~").partition("=")[0]
 
 
-def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
+#: A scenario before composition: its name and its overrides (command-line syntax).
+ScenarioSpec = tuple[str, Sequence[str]]
+
+
+def listed_scenarios(config: Config) -> list[ScenarioSpec]:
+    """The scenarios ``experiment.scenarios`` lists."""
+    return [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
+
+
+def build_scenarios(config: Config, overrides: Sequence[str],
+                    specs: Sequence[ScenarioSpec] | None = None) -> list[Scenario]:
     """Compose and validate every scenario: the invocation's overrides, then the scenario's.
+
+    Args:
+        specs: the scenarios (an experiment kind's :meth:`scenario_specs`); default: those
+            ``experiment.scenarios`` lists.
 
     Raises ConfigError (naming the scenario's key) before any work starts.
     """
     base = [o for o in overrides if not _key(o).startswith("hydra.")]
-    specs = [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
-    specs += point_scenarios(config.experiment.sweep, config.seed)
+    specs = listed_scenarios(config) if specs is None else specs
     scenarios = []
     composed_base = None
     for index, (name, own_overrides) in enumerate(specs):
@@ -66,7 +78,7 @@ def build_scenarios(config: Config, overrides: Sequence[str]) -> list[Scenario]:
             composed = apply_values(composed_base, own_overrides)
         elif own_overrides:
             own = {_key(o) for o in own_overrides}
-            composed = load_config([o for o in base if _key(o) not in own] + own_overrides)
+            composed = load_config([o for o in base if _key(o) not in own] + list(own_overrides))
         else:
             composed = config
         scenarios.append(Scenario(index, name, tuple(own_overrides), composed))
@@ -118,10 +130,6 @@ class Plan:
     replicates: int
     seed: int
     chunk_size: int
-
-    @property
-    def total(self) -> int:
-        return self.replicates * len(self.scenarios)
 
     def chunks(self, ranges: dict[int, tuple[int, int]] | None = None) -> Iterator[Chunk]:
         """Chunks interleaved across scenarios, so partial results cover every scenario.

@@ -1,31 +1,18 @@
-"""Run a chunk of replicates of one scenario: the unit of work an executor ships to a worker.
+"""A chunk of replicates of one scenario: the unit of work an executor ships to a worker.
 
-This layer knows the models; the executor above it knows only "run this chunk".
+``run_chunk`` reaches the model through the registry (:func:`kibs_mc.models.get_model`); the
+executor above it knows only "run this function on this item".
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from kibs_mc import cluster_model, cowan_jonard
-
-#: model name -> (simulate_replicate(config, seed) -> (row, timeseries | None), outcomes).
-#: ``config`` is the scenario's whole validated Config (model, and whatever groups the model
-#: reads); ``row`` maps each outcome to a scalar; ``timeseries`` maps column names (including
-#: ``step``) to equal-length arrays, or is None.
-MODELS: dict[str, tuple[Callable[[Any, int], tuple[dict, dict | None]], dict[str, type]]] = {
-    "cowan_jonard": (cowan_jonard.simulate_replicate, cowan_jonard.OUTCOMES),
-    "kibs": (cluster_model.simulate_replicate, cluster_model.OUTCOMES),
-}
-
-
-def outcome_columns(model_name: str) -> dict[str, type]:
-    return MODELS[model_name][1]
+from kibs_mc.config import Config
+from kibs_mc.models import get_model
 
 
 @dataclass(frozen=True)
@@ -34,7 +21,7 @@ class Chunk:
 
     scenario_index: int
     scenario: str
-    config: Any  # the scenario's validated Config
+    config: Config  # the scenario's validated configuration
     replicates: np.ndarray  # int64 replicate numbers
     seeds: np.ndarray  # uint64 seeds, one per replicate
 
@@ -52,7 +39,6 @@ class ChunkResult:
     rows: dict[str, np.ndarray]
     timeseries: dict[str, np.ndarray] | None
     seconds: float
-    worker: int
     #: Replicates that raised instead of finishing (they have no row): one dict each with
     #: scenario, replicate, seed and error, so the other replicates' results are kept.
     errors: list[dict] = field(default_factory=list)
@@ -60,16 +46,15 @@ class ChunkResult:
 
 def run_chunk(chunk: Chunk) -> ChunkResult:
     """Simulate every replicate of ``chunk``; rows in replicate order."""
-    import time
-
-    simulate, outcomes = MODELS[chunk.config.model.name]
+    model = get_model(chunk.config.model.name)
+    outcomes = model.outcomes
     started = time.perf_counter()
     columns: dict[str, list] = {name: [] for name in outcomes}
     series: dict[str, list] = {}
     errors: list[dict] = []
     for replicate, seed in zip(chunk.replicates, chunk.seeds, strict=True):
         try:
-            row, ts = simulate(chunk.config, int(seed))
+            row, ts = model.simulate(chunk.config, int(seed))
         except Exception as exc:  # noqa: BLE001 - one replicate's failure must not cost the others
             errors.append({"scenario": chunk.scenario, "replicate": int(replicate), "seed": int(seed),
                            "error": f"{type(exc).__name__}: {exc}"})
@@ -93,4 +78,4 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     if series:
         timeseries = {name: np.concatenate(parts) for name, parts in series.items()}
         timeseries["scenario"] = np.full(len(timeseries["replicate"]), chunk.scenario, dtype=object)
-    return ChunkResult(chunk.key, rows, timeseries, time.perf_counter() - started, os.getpid(), errors)
+    return ChunkResult(chunk.key, rows, timeseries, time.perf_counter() - started, errors)

@@ -112,17 +112,14 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
 
 
 def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenarios: Sequence[str],
-               outcomes: Sequence[str], points: pl.DataFrame | None = None,
-               indices: pl.DataFrame | None = None) -> list[Path]:
-    """Every figure that applies to this run; returns the files written.
+               listed: Sequence[str], outcomes: Sequence[str]) -> list[Path]:
+    """The figures of every experiment that apply to this run; returns the files written.
 
     Args:
-        points: for sweeps, the sampled scenarios' factor values (``scenario`` + one column each).
-        indices: for sweeps, the sensitivity indices.
+        scenarios: every scenario; ``listed``: those shown one by one (a sweep's sampled
+            points are not).
     """
     run_dir = Path(run_dir)
-    numeric = [o for o in outcomes if rows.height and rows.schema[o] != pl.Boolean]
-    listed = [s for s in scenarios if points is None or s not in set(points["scenario"].to_list())]
     written = []
     ts_file = run_dir / "timeseries.parquet"
     if ts_file.exists() and len(listed) <= MAX_LISTED_SCENARIOS:
@@ -130,12 +127,6 @@ def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenari
     if len(scenarios) <= MAX_LISTED_SCENARIOS:
         written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
         written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
-    if points is not None and points.height:
-        from kibs_mc.report import headline
-
-        written.append(sweep_plot(rows, points, headline(numeric, limit=4), run_dir / "sweep.png"))
-    if indices is not None:
-        written.append(sensitivity_plot(indices, run_dir / "sensitivity.png"))
     return [p for p in written if p is not None]
 
 

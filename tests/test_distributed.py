@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 
 from kibs_mc.config import load_config
-from kibs_mc.experiment import run_experiment
-from tests.raycluster import RAY, LocalRayCluster
+from kibs_mc.experiments.pipeline import run_experiment
+from tests.ray_nodes import RAY, RayNodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -31,8 +31,8 @@ SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.toler
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = LocalRayCluster()
+def ray_nodes():
+    c = RayNodes()
     try:
         c.start_head(num_cpus=1)
         c.wait_for_cpus(1)
@@ -55,11 +55,11 @@ def oracle(tmp_path: Path, overrides: list[str]) -> pl.DataFrame:
     return pl.read_parquet(result.run_dir / "replicates.parquet")
 
 
-def kibs_mc(cluster: LocalRayCluster, overrides: list[str], cwd: Path) -> subprocess.Popen:
-    """The CLI as a driver attached to the cluster."""
-    args = [sys.executable, "-m", "kibs_mc", *overrides, f"executor.address={cluster.address}"]
+def kibs_mc(ray_nodes: RayNodes, overrides: list[str], cwd: Path) -> subprocess.Popen:
+    """The CLI as a driver attached to the Ray nodes."""
+    args = [sys.executable, "-m", "kibs_mc", *overrides, f"executor.address={ray_nodes.address}"]
     return subprocess.Popen(args,
-                            cwd=cwd, env={**cluster.client_env(), "PYTHONUNBUFFERED": "1"},
+                            cwd=cwd, env={**ray_nodes.client_env(), "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -78,29 +78,29 @@ def wait_for(predicate, timeout: float = 60, what: str = "") -> None:
     raise TimeoutError(what)
 
 
-def test_address_and_job_submit_match_the_serial_executor(cluster, tmp_path):
+def test_address_and_job_submit_match_the_serial_executor(ray_nodes, tmp_path):
     overrides = [*SMALL, "experiment=cj_docking", "replicates=10", "executor.chunk_size=3"]
     want = oracle(tmp_path, overrides)
-    finish(kibs_mc(cluster, [*overrides, f"hydra.run.dir={tmp_path / 'address'}"], tmp_path))
+    finish(kibs_mc(ray_nodes, [*overrides, f"hydra.run.dir={tmp_path / 'address'}"], tmp_path))
     assert pl.read_parquet(tmp_path / "address" / "replicates.parquet").equals(want)
     # `ray job submit`: the same CLI as the job's entrypoint, RAY_ADDRESS set by Ray.
-    cluster.wait_for_dashboard()
+    ray_nodes.wait_for_dashboard()
     job = subprocess.run(
-        [RAY, "job", "submit", f"--address={cluster.dashboard_url}", "--",
+        [RAY, "job", "submit", f"--address={ray_nodes.dashboard_url}", "--",
          sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
-        env=cluster.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        env=ray_nodes.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout + job.stderr
     assert pl.read_parquet(tmp_path / "job" / "replicates.parquet").equals(want)
 
 
-def test_killed_worker_processes_lose_nothing(cluster, tmp_path, slow_oracle):
+def test_killed_worker_processes_lose_nothing(ray_nodes, tmp_path, slow_oracle):
     want = slow_oracle
-    proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    proc = kibs_mc(ray_nodes, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     killed = []
     for _ in range(3):  # SIGKILL a worker in the middle of a chunk, three times
-        wait_for(lambda: proc.poll() is not None or cluster.task_pids(), what="a running chunk")
-        pids = cluster.task_pids()
+        wait_for(lambda: proc.poll() is not None or ray_nodes.task_pids(), what="a running chunk")
+        pids = ray_nodes.task_pids()
         if not pids:
             break
         time.sleep(0.1)
@@ -112,11 +112,11 @@ def test_killed_worker_processes_lose_nothing(cluster, tmp_path, slow_oracle):
     assert pl.read_parquet(tmp_path / "run" / "replicates.parquet").equals(want)
 
 
-def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path, slow_oracle):
+def test_driver_sigkill_then_resume_reuses_completed_chunks(ray_nodes, tmp_path, slow_oracle):
     want = slow_oracle
     run_dir = tmp_path / "run"
     args = [*SLOW, f"hydra.run.dir={run_dir}"]
-    proc = kibs_mc(cluster, args, tmp_path)
+    proc = kibs_mc(ray_nodes, args, tmp_path)
     wait_for(lambda: len(list((run_dir / "chunks").glob("part-*.parquet"))) >= 2, what="two parts")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -125,7 +125,7 @@ def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path, s
         pl.read_parquet(part)
     done = pl.concat([pl.read_parquet(p, columns=["_chunk"]) for p in parts])["_chunk"].n_unique()
     assert 0 < done < 24
-    out = finish(kibs_mc(cluster, [*args, "resume=true"], tmp_path))
+    out = finish(kibs_mc(ray_nodes, [*args, "resume=true"], tmp_path))
     assert f"chunks: {24 - done} computed, {done} reused" in out, out[-2000:]
     for part, stamp in parts.items():  # reused, not rewritten
         assert (part.stat().st_ino, part.stat().st_mtime_ns) == stamp
@@ -133,14 +133,14 @@ def test_driver_sigkill_then_resume_reuses_completed_chunks(cluster, tmp_path, s
     assert pl.read_parquet(run_dir / "replicates.parquet").equals(want)
 
 
-def test_killed_worker_node_loses_nothing(cluster, tmp_path, slow_oracle):
+def test_killed_worker_node_loses_nothing(ray_nodes, tmp_path, slow_oracle):
     """Last in the module: the second node dies and does not come back."""
     want = slow_oracle
-    node = cluster.nodes[1]
-    proc = kibs_mc(cluster, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    wait_for(lambda: proc.poll() is not None or cluster.task_pids(node=node),
+    node = ray_nodes.nodes[1]
+    proc = kibs_mc(ray_nodes, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    wait_for(lambda: proc.poll() is not None or ray_nodes.task_pids(node=node),
              what="a chunk running on the second node")
     assert proc.poll() is None
-    cluster.kill_node(node)
+    ray_nodes.kill_node(node)
     out = finish(proc)
     assert pl.read_parquet(tmp_path / "run" / "replicates.parquet").equals(want), out[-2000:]

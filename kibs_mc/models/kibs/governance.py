@@ -8,8 +8,8 @@ mechanism below vanishes at lever 0, so a lever at 0 changes nothing.
 
 from __future__ import annotations
 
-from kibs_mc.config import ClusterConfig, GovernanceConfig, KibsConfig
 from kibs_mc.kernels.kibs import KibsParams
+from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
 LEVERS = ("strategic", "management", "business", "information")
 

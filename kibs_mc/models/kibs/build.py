@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kibs_mc.config import ClusterConfig
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import HTE, KibsParams, TypeTraits
 from kibs_mc.kernels.network import barabasi_albert, erdos_renyi, pad_csr, spatial_typed, watts_strogatz
-from kibs_mc.kernels.rng import integer, uniform
+from kibs_mc.kernels.rng import shuffle, uniform
+from kibs_mc.models.kibs.schema import ClusterConfig
 
 
 @dataclass
@@ -87,9 +87,7 @@ def _relabel(indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray) -> tuple
 def _permutation(n: int, rng_state: np.ndarray) -> np.ndarray:
     """Uniform random permutation (Fisher-Yates) from the replicate's stream."""
     perm = np.arange(n, dtype=np.int64)
-    for k in range(n - 1, 0, -1):
-        r = int(integer(rng_state, k + 1))
-        perm[k], perm[r] = perm[r], perm[k]
+    shuffle(perm, rng_state)
     return perm
 
 

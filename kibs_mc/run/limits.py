@@ -14,9 +14,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from kibs_mc.config import Config, ExecutorConfig
 from kibs_mc.errors import UserError
+from kibs_mc.models import get_model
 
 #: A Ray worker process with NumPy, Numba and the compiled kernels loaded.
 WORKER_BASE_BYTES = 400 * 2**20
@@ -25,29 +26,17 @@ ROW_OVERHEAD_BYTES = 3 * 8 + 16
 GiB = 2**30
 
 
-def replicate_bytes(config: Any) -> int:
-    """Peak memory of one replicate, with 50% slack.
+def effective_cpus() -> int:
+    """Cores this process may use (respects affinity masks of batch schedulers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
-    Cowan-Jonard: knowledge (agents x categories float64), CSR network and the edge list it is
-    built from. Cluster model: knowledge (agents x fields), the padded tie slots (``max_ties``
-    per agent of each type: index, weight and partnership flag) and about a dozen per-agent
-    state arrays.
-    """
-    model = getattr(config, "model", config)
-    cluster = getattr(config, "cluster", None)
-    if getattr(model, "name", "") == "kibs" and cluster is not None:
-        counts = list(cluster.counts)
-        agents = sum(counts)
-        slots = sum(c * t for c, t in zip(counts, cluster.max_ties, strict=False))
-        state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 12 * 8
-        edges = agents * cluster.mean_degree * 8 * 2
-        return int(1.5 * (state + edges))
-    agents = int(getattr(model, "agents", 0) or 0)
-    degree = int(getattr(model, "degree", 0) or 0)
-    categories = int(getattr(model, "categories", 1) or 1)
-    knowledge = agents * categories * 8
-    network = (agents + 1) * 8 + agents * degree * 8 + agents * degree * 8
-    return int(1.5 * (knowledge + network))
+
+def replicate_bytes(config: Config) -> int:
+    """Peak memory of one replicate of ``config`` in a worker (the model's own estimate)."""
+    return get_model(config.model.name).replicate_bytes(config)
 
 
 @dataclass(frozen=True)
@@ -62,11 +51,11 @@ class Estimate:
         return self.workers * self.worker_bytes + self.driver_bytes
 
 
-def estimate(models: Sequence[Any], outcomes: int, replicates: int, workers: int) -> Estimate:
-    """``models``: each scenario's Config (or model config)."""
-    rows = replicates * len(models)
+def estimate(configs: Sequence[Config], outcomes: int, replicates: int, workers: int) -> Estimate:
+    """``configs``: each scenario's configuration."""
+    rows = replicates * len(configs)
     row_bytes = ROW_OVERHEAD_BYTES + 8 * outcomes
-    worst = max((replicate_bytes(m) for m in models), default=0)
+    worst = max((replicate_bytes(c) for c in configs), default=0)
     return Estimate(WORKER_BASE_BYTES + worst, workers, 3 * rows * row_bytes, 2 * rows * row_bytes)
 
 
@@ -100,17 +89,17 @@ def free_disk(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_resources(models: Sequence[Any], outcomes: int, replicates: int, workers: int,
-                    run_dir: Path) -> Estimate:
+def check_resources(configs: Sequence[Config], outcomes: int, replicates: int, workers: int,
+                    run_dir: Path) -> None:
     """Raise UserError (exit 2) with the estimate when the experiment cannot fit."""
-    est = estimate(models, outcomes, replicates, workers)
+    est = estimate(configs, outcomes, replicates, workers)
     memory = available_memory()
     if est.memory_bytes > memory:
         where = (f"{est.workers} local workers x {est.worker_bytes / GiB:.3g} GiB per replicate "
                  "in flight + " if est.workers else "")
         raise UserError(
             f"this experiment needs about {est.memory_bytes / GiB:.3g} GiB of memory ({where}"
-            f"{est.driver_bytes / GiB:.3g} GiB for {replicates * len(models)} result rows in the "
+            f"{est.driver_bytes / GiB:.3g} GiB for {replicates * len(configs)} result rows in the "
             f"driver), but only {memory / GiB:.3g} GiB is available. Lower replicates or the "
             "model size, use fewer local workers (executor.num_cpus), or run it on a Ray cluster "
             "(executor.address)."
@@ -122,17 +111,14 @@ def check_resources(models: Sequence[Any], outcomes: int, replicates: int, worke
             f"{run_dir}, but only {disk / GiB:.3g} GiB is free there. Lower replicates or pick a "
             "hydra.run.dir on a larger file system."
         )
-    return est
 
 
-def local_workers(executor: Any) -> int:
+def local_workers(executor: ExecutorConfig) -> int:
     """Workers that will run on this machine: 0 when chunks go to an existing Ray cluster."""
     if executor.kind == "serial":
         return 1
     if executor.address or os.environ.get("RAY_ADDRESS"):
         return 0
-    from kibs_mc.config import effective_cpus
-
     # + 1: the driver computes chunks while a local cluster starts, and its last one may run
-    # beside the workers' (kibs_mc.executor.RayExecutor).
+    # beside the workers' (kibs_mc.run.executor.ray.RayExecutor).
     return int(executor.num_cpus or effective_cpus()) + 1

@@ -12,18 +12,6 @@ from pathlib import Path
 
 import polars as pl
 
-#: Outcomes read out in the text and the terminal, in this order, when the model has them.
-HEADLINE = [
-    "innovations_total", "hte_knowledge_mean", "diffusion_time", "kibs_revenue",
-    "innovations_per_hte", "kibs_knowledge_mean", "hte_exits", "governance_cost",
-    "knowledge_mean", "knowledge_cv", "meetings", "converged",
-]
-
-
-def headline(outcomes: Sequence[str], limit: int = 5) -> list[str]:
-    chosen = [o for o in HEADLINE if o in outcomes]
-    return (chosen or list(outcomes))[:limit]
-
 
 def _num(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -31,10 +19,14 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def reading(effects: pl.DataFrame, outcomes: Sequence[str]) -> list[str]:
-    """One sentence per scenario and headline outcome."""
+#: Headline outcomes read out in sentences (the tables show every headline outcome).
+READ_OUT = 5
+
+
+def reading(effects: pl.DataFrame, headline: Sequence[str]) -> list[str]:
+    """One sentence per scenario and each of the first READ_OUT headline outcomes."""
     lines = []
-    for outcome in headline(outcomes):
+    for outcome in headline[:READ_OUT]:
         for r in effects.filter(pl.col("outcome") == outcome).iter_rows(named=True):
             base = r["baseline_mean"]
             rel = f" ({100 * r['effect'] / base:+.1f}%)" if base not in (0, None) and base == base else ""
@@ -49,7 +41,7 @@ def reading(effects: pl.DataFrame, outcomes: Sequence[str]) -> list[str]:
     return lines
 
 
-def _table(frame: pl.DataFrame) -> str:
+def markdown_table(frame: pl.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join(_num(v) if isinstance(v, float) else str(v) for v in row) + " |"
@@ -63,39 +55,41 @@ def write_report(
     config_yaml: str,
     summary: pl.DataFrame,
     effects: pl.DataFrame,
-    outcomes: Sequence[str],
+    headline: Sequence[str],
     figures: Sequence[Path],
     notes: Sequence[str] = (),
-    sensitivity: pl.DataFrame | None = None,
+    sections: Sequence[str] = (),
 ) -> tuple[Path, Path]:
-    """Write report.md and report.html; returns both paths."""
+    """Write report.md and report.html; returns both paths.
+
+    Args:
+        headline: the outcomes the text reads out and the tables show, in order (the model's
+            headline outcomes, :func:`kibs_mc.models.headline`).
+        sections: Markdown sections of the experiment kind (e.g. a sweep's sensitivity
+            indices), placed after the effects.
+    """
     import markdown
 
     run_dir = Path(run_dir)
-    shown = headline(outcomes, limit=len(outcomes))
+    shown = list(headline)
     parts = [f"# {title}", ""]
     if notes:
         parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     if effects.height:
-        parts += ["## What the scenarios do", "", *reading(effects, outcomes), ""]
+        parts += ["## What the scenarios do", "", *reading(effects, shown), ""]
         eff = effects.filter(pl.col("outcome").is_in(shown)).select(
             "scenario", "outcome", "baseline_mean", "scenario_mean", "effect", "ci_low", "ci_high",
             "effect_size", "effect_per_cost")
         parts += ["## Paired effects against the baseline", "",
                   "Mean paired difference over common-random-number replicates, 95% percentile "
                   "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
-                  "`effect_per_cost` divides by the extra governance cost.", "", _table(eff), ""]
-    if sensitivity is not None and sensitivity.height:
-        parts += ["## Sensitivity to the swept factors", "",
-                  "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
-                  "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
-                  "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
-                  "whose CI spans zero are not distinguishable from replicate noise.", "",
-                  _table(sensitivity.filter(pl.col("outcome").is_in(shown))), ""]
+                  "`effect_per_cost` divides by the extra governance cost.", "", markdown_table(eff), ""]
+    for section in sections:
+        parts += [section.rstrip(), ""]
     summ = summary.filter(pl.col("outcome").is_in(shown)).select(
         "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high")
     parts += ["## Outcomes per scenario", "", "Mean across replicates with the 95% t interval.", "",
-              _table(summ), ""]
+              markdown_table(summ), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{f.stem}]({f.name})\n" for f in figures]
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]

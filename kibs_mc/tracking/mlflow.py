@@ -14,8 +14,10 @@ from typing import Any
 
 import polars as pl
 
-from kibs_mc.config import Config, TrackingConfig
-from kibs_mc.plan import Scenario, simulation_inputs
+from kibs_mc.config import Config, TrackingConfig, load_config
+from kibs_mc.errors import UserError, first_line
+from kibs_mc.run.plan import Scenario, build_scenarios, listed_scenarios, simulation_inputs
+from kibs_mc.run.store import read_plan
 
 #: Files of a run directory logged on the parent run (patterns), whether logged at the end of the
 #: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
@@ -115,22 +117,18 @@ def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     ``plan.json``, then ``overrides`` (e.g. ``tracking.uri=...``) on top; the summary and files
     come from the run directory. Returns the parent run id.
     """
-    import json
-
-    from kibs_mc.config import load_config
-    from kibs_mc.errors import UserError
-    from kibs_mc.plan import build_scenarios
-
     run_dir = Path(run_dir)
-    if not (run_dir / "plan.json").exists() or not (run_dir / "summary.parquet").exists():
+    recorded = read_plan(run_dir)
+    if recorded is None or not (run_dir / "summary.parquet").exists():
         raise UserError(f"{run_dir} is not a finished kibs-mc run directory (no plan.json or "
                         "summary.parquet); finish it first with the same overrides plus resume=true.")
-    recorded = json.loads((run_dir / "plan.json").read_text()).get("overrides", [])
     keys = {o.partition("=")[0] for o in overrides}
-    args = [o for o in recorded if not o.startswith("hydra.") and o.partition("=")[0] not in keys]
+    args = [o for o in recorded.get("overrides", [])
+            if not o.startswith("hydra.") and o.partition("=")[0] not in keys]
     args += list(overrides)
     config = load_config(args)
-    scenarios = build_scenarios(config, args)
+    specs = recorded.get("scenarios") or listed_scenarios(config)  # older runs did not record them
+    scenarios = build_scenarios(config, args, [(name, list(own)) for name, own in specs])
     summary = pl.read_parquet(run_dir / "summary.parquet")
     return log_experiment(config.tracking, config, scenarios, summary, run_dir)
 
@@ -138,8 +136,6 @@ def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI ...]``: log a finished run later."""
     import sys
-
-    from kibs_mc.errors import UserError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0].startswith("-"):
@@ -152,12 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"kibs-mc: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the store failed again: say so in one line
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"kibs-mc: MLflow logging failed ({type(exc).__name__}: {first}); "
+        print(f"kibs-mc: MLflow logging failed ({type(exc).__name__}: {first_line(exc)}); "
               f"the results stay in {args[0]}.", file=sys.stderr)
         sys.exit(1)
     print(f"logged {args[0]} as MLflow run {run_id}")
-
-
-if __name__ == "__main__":
-    main()

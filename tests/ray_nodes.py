@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on this machine, for tests: `ray start` processes, not ray.init.
+"""Real Ray nodes on this machine, for the distributed tests: `ray start` processes, not ray.init.
 
 Each node is one ``ray start --block`` process started in its own session (``setsid``), so
 every process of the node (GCS, raylet, dashboard, agents, workers) carries that session id.
@@ -58,7 +58,7 @@ def process_title(pid: int) -> str:
         return ""
 
 
-class LocalRayCluster:
+class RayNodes:
     """``ray start --head`` on 127.0.0.1 plus worker nodes, each in its own session."""
 
     def __init__(self, dashboard: bool = True) -> None:

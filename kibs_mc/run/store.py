@@ -17,7 +17,6 @@ number of workers and the order chunks finished in.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import uuid
@@ -26,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy.special import stdtrit  # t quantiles; far lighter to import than scipy.stats
 
+from kibs_mc.analysis.statistics import RunningSummary
 from kibs_mc.errors import UserError
-from kibs_mc.simulate import ChunkResult
+from kibs_mc.run.chunk import ChunkResult
 
 PARTS = "chunks"
+#: The run directory's record of its plan: fingerprint, chunk size, the invocation's overrides.
+PLAN_FILE = "plan.json"
 CHUNK_COLUMN = "_chunk"
-#: Columns of a part that are not outcomes (no running summary for them).
-NOT_OUTCOMES = ("scenario", "replicate", "seed", CHUNK_COLUMN)
 
 
 #: Columns of errors.parquet; seeds are 64-bit unsigned like the replicates' ``seed`` column.
@@ -63,57 +62,12 @@ def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class RunningSummary:
-    """Per scenario and outcome: count, mean and M2, merged batch by batch with the pairwise
-    update of Chan, Golub and LeVeque (1979), so the driver knows the estimates while results
-    stream in (rows of this invocation; a resumed run's earlier chunks are not included)."""
-
-    def __init__(self) -> None:
-        self.stats: dict[tuple[str, str], tuple[int, float, float]] = {}
-        self._widest: dict[str, float | None] = {}
-
-    def update(self, rows: pl.DataFrame) -> None:
-        """Merge the rows of a batch of chunks (grouped by scenario in one pass)."""
-        outcomes = [c for c in rows.columns if c not in NOT_OUTCOMES]
-        if not outcomes or rows.height == 0:
-            return
-        self._widest.clear()
-        stats = rows.group_by("scenario").agg(
-            pl.len().alias("_n"),
-            *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}\0mean") for c in outcomes],
-            *[((pl.col(c).cast(pl.Float64) - pl.col(c).cast(pl.Float64).mean()) ** 2).sum()
-              .alias(f"{c}\0m2") for c in outcomes],
-        )
-        for batch in stats.iter_rows(named=True):
-            n_b = batch["_n"]
-            for name in outcomes:
-                mean_b, m2_b = batch[f"{name}\0mean"], batch[f"{name}\0m2"]
-                n_a, mean_a, m2_a = self.stats.get((batch["scenario"], name), (0, 0.0, 0.0))
-                n = n_a + n_b
-                delta = mean_b - mean_a
-                self.stats[(batch["scenario"], name)] = (
-                    n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
-
-    def widest_half_width(self, outcome: str) -> float | None:
-        """Largest 95% t-interval half-width of ``outcome``'s mean over the scenarios (None
-        before any scenario has two replicates): how precise the run is so far. Asked for
-        after every chunk, it changes only when a batch is merged: computed once per batch."""
-        if outcome not in self._widest:
-            halves = [float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
-                      for (_, name), (n, _, m2) in self.stats.items() if name == outcome and n > 1]
-            self._widest[outcome] = max(halves) if halves else None
-        return self._widest[outcome]
-
-    def frame(self) -> pl.DataFrame:
-        """Columns scenario, outcome, n, mean, sd."""
-        keys = list(self.stats)
-        n = np.array([self.stats[k][0] for k in keys], dtype=np.int64)
-        m2 = np.array([self.stats[k][2] for k in keys])
-        return pl.DataFrame({
-            "scenario": [k[0] for k in keys], "outcome": [k[1] for k in keys], "n": n,
-            "mean": [self.stats[k][1] for k in keys],
-            "sd": np.where(n > 1, np.sqrt(m2 / np.maximum(n - 1, 1)), np.nan),
-        })
+def read_plan(run_dir: Path) -> dict | None:
+    """The plan recorded in ``run_dir`` (None when there is none)."""
+    path = Path(run_dir) / PLAN_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
 
 
 class ResultStore:
@@ -135,12 +89,14 @@ class ResultStore:
         self._buffer: list[ChunkResult] = []
         self._buffered_rows = 0
         self._last_flush = time.monotonic()
-        self.ingested_rows = 0
 
     # -- progress on disk
     def open(self, fingerprint: str, chunk_size: int, resume: bool,
-             overrides: Sequence[str] = ()) -> set[str]:
+             overrides: Sequence[str] = (), scenarios: Sequence[tuple[str, Sequence[str]]] = ()) -> set[str]:
         """Prepare the run directory; return the keys of chunks already completed.
+
+        ``plan.json`` records the fingerprint, the chunk size, the invocation's overrides and
+        the scenarios (name, overrides), from which a finished run can be logged later.
 
         Removes temporary files an interrupted run left behind. Raises UserError when the
         directory holds another plan's chunks, or when it holds chunks and ``resume`` is off
@@ -152,10 +108,10 @@ class ResultStore:
             raise UserError(f"cannot create the run directory {self.run_dir}: {exc.strerror}") from None
         for stale in [*self.parts.glob("*.tmp"), *self.run_dir.glob("*.tmp")]:
             stale.unlink(missing_ok=True)
-        plan_file = self.run_dir / "plan.json"
+        plan_file = self.run_dir / PLAN_FILE
         done = self.completed()
-        if plan_file.exists():
-            recorded = json.loads(plan_file.read_text())
+        recorded = read_plan(self.run_dir)
+        if recorded is not None:
             if done and not resume:
                 raise UserError(
                     f"run directory {self.run_dir} already holds {len(done)} completed chunks; "
@@ -167,17 +123,16 @@ class ResultStore:
                     "configuration, seed or replicate count differ); run it with the same "
                     "overrides, or pick another hydra.run.dir."
                 )
-        plan = {"fingerprint": fingerprint, "chunk_size": chunk_size, "overrides": list(overrides)}
-        tmp = plan_file.with_name("plan.json.tmp")
+        plan = {"fingerprint": fingerprint, "chunk_size": chunk_size, "overrides": list(overrides),
+                "scenarios": [[name, list(own)] for name, own in scenarios]}
+        tmp = plan_file.with_name(PLAN_FILE + ".tmp")
         tmp.write_text(json.dumps(plan))
         os.replace(tmp, plan_file)
         return done
 
     def recorded_chunk_size(self) -> int | None:
-        plan_file = self.run_dir / "plan.json"
-        if plan_file.exists():
-            return int(json.loads(plan_file.read_text())["chunk_size"])
-        return None
+        recorded = read_plan(self.run_dir)
+        return None if recorded is None else int(recorded["chunk_size"])
 
     def _row_parts(self) -> list[Path]:
         return sorted(p for p in self.parts.glob("*.parquet")
@@ -196,7 +151,6 @@ class ResultStore:
         n = len(result.rows["replicate"])
         # Time-series rows count too: at 25 per replicate they are most of what is buffered.
         self._buffered_rows += n + (len(result.timeseries["replicate"]) if result.timeseries else 0)
-        self.ingested_rows += n
         if self._buffered_rows >= self.flush_rows or \
                 time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
@@ -310,26 +264,6 @@ def _write_timeseries_in_plan_order(parts: Sequence[Path], path: Path) -> None:
         empty = pl.read_parquet(parts[0]).head(0).drop(CHUNK_COLUMN)
         empty.select("scenario", *[c for c in empty.columns if c != "scenario"]).write_parquet(tmp)
     os.replace(tmp, path)
-
-
-def summarize(rows: pl.DataFrame, outcomes: Sequence[str], confidence: float = 0.95) -> pl.DataFrame:
-    """Per scenario and outcome: n, mean, sd, standard error and the t-based CI of the mean."""
-    long = rows.select(
-        "scenario", *[pl.col(c).cast(pl.Float64) for c in outcomes]
-    ).unpivot(index="scenario", variable_name="outcome", value_name="value")
-    table = long.group_by("scenario", "outcome", maintain_order=True).agg(
-        n=pl.col("value").count(),
-        mean=pl.col("value").mean(),
-        sd=pl.col("value").std(),
-    )
-    n = table["n"].to_numpy()
-    t = np.where(n > 1, stdtrit(np.maximum(n - 1, 1), 0.5 + confidence / 2), np.nan)
-    se = table["sd"].to_numpy() / np.sqrt(np.maximum(n, 1))
-    half = t * se
-    mean = table["mean"].to_numpy()
-    return table.with_columns(
-        se=pl.Series(se), ci_low=pl.Series(mean - half), ci_high=pl.Series(mean + half)
-    )
 
 
 def write_summary(summary: pl.DataFrame, run_dir: Path) -> Path:

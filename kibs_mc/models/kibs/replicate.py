@@ -1,23 +1,25 @@
 """One replicate of the cluster model ``kibs``: build a cluster, run it, measure it.
 
 MODEL.md section 3; the kernels are in ``kibs_mc.kernels.kibs``, cluster generation in
-``kibs_mc.cluster``, the governance mapping in ``kibs_mc.governance``; ``docs/ODD.md`` is the
-full description. :func:`simulate_replicate` is the unit that ``scripts/bench.py kibs`` times
-(agent-steps = agents x steps per replicate).
+``kibs_mc.models.kibs.build``, the governance mapping in ``kibs_mc.models.kibs.governance``;
+``docs/ODD.md`` is the full description. :func:`simulate_replicate` is the unit that
+``scripts/bench.py kibs`` times (agent-steps = agents x steps per replicate).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from kibs_mc.cluster import ClusterState, build_cluster, type_traits
-from kibs_mc.config import Config
-from kibs_mc.governance import governance_cost, kernel_parameters
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import HTE, P_KIBS, T_KIBS
 from kibs_mc.kernels.rng import new_state
+from kibs_mc.models.kibs.build import ClusterState, build_cluster, type_traits
+from kibs_mc.models.kibs.governance import governance_cost, kernel_parameters
+from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
 #: Outcome columns of ``replicates.parquet`` with their dtypes, in order (MODEL.md s.3).
 OUTCOMES: dict[str, type] = {
@@ -35,6 +37,17 @@ OUTCOMES: dict[str, type] = {
 }
 
 
+class KibsScenario(Protocol):
+    """What a replicate reads of a scenario's configuration: the three groups of the model."""
+
+    @property
+    def model(self) -> KibsConfig: ...
+    @property
+    def cluster(self) -> ClusterConfig: ...
+    @property
+    def governance(self) -> GovernanceConfig: ...
+
+
 @dataclass
 class Run:
     """A finished replicate: final state and per-step series (index 0 = initial state)."""
@@ -47,8 +60,8 @@ class Run:
     hte_exits: int
 
 
-def run(config: Config, seed: int) -> Run:
-    """Build and run one replicate. Stream order: cluster (see ``kibs_mc.cluster``), steps."""
+def run(config: KibsScenario, seed: int) -> Run:
+    """Build and run one replicate. Stream order: cluster (see ``kibs_mc.models.kibs.build``), steps."""
     prm = kernel_parameters(config.model, config.cluster, config.governance)
     rng_state = new_state(seed)
     state = build_cluster(config.cluster, prm, rng_state)
@@ -77,7 +90,7 @@ def diffusion_time(hte_mean: np.ndarray) -> float:
     return float(np.argmax(gain >= half))
 
 
-def outcomes(config: Config, result: Run) -> dict:
+def outcomes(config: KibsScenario, result: Run) -> dict:
     """The outcome row of a finished replicate (MODEL.md s.3)."""
     s = result.state
     living = s.alive
@@ -102,7 +115,7 @@ def outcomes(config: Config, result: Run) -> dict:
     }
 
 
-def simulate_replicate(config: Config, seed: int) -> tuple[dict, dict]:
+def simulate_replicate(config: KibsScenario, seed: int) -> tuple[dict, dict]:
     """One replicate: the outcome row and the time series (every ``record_every`` steps)."""
     result = run(config, seed)
     steps = np.arange(0, config.model.steps + 1, config.model.record_every, dtype=np.int64)
@@ -113,3 +126,37 @@ def simulate_replicate(config: Config, seed: int) -> tuple[dict, dict]:
         "ties": result.ties[steps].astype(np.int64),
     }
     return outcomes(config, result), series
+
+
+def replicate_bytes(config: KibsScenario) -> int:
+    """Peak memory of one replicate, with 50% slack: knowledge (agents x fields), the padded
+    tie slots (``max_ties`` per agent of each type: index, weight and partnership flag), about a
+    dozen per-agent state arrays, and the edge list the initial network is built from."""
+    cluster = config.cluster
+    counts = list(cluster.counts)
+    agents = sum(counts)
+    slots = sum(c * t for c, t in zip(counts, cluster.max_ties, strict=False))
+    state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 12 * 8
+    edges = agents * cluster.mean_degree * 8 * 2
+    return int(1.5 * (state + edges))
+
+
+class Kibs:
+    """The model's entry in the registry (:class:`kibs_mc.models.base.Model`)."""
+
+    name: str = "kibs"
+    schema: type = KibsConfig
+    outcomes: Mapping[str, type] = OUTCOMES
+    headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time", "kibs_revenue",
+                "innovations_per_hte", "kibs_knowledge_mean", "hte_exits", "governance_cost")
+    #: Further config groups the model reads, with their schemas (registered with Hydra).
+    groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
+
+    def simulate(self, config: KibsScenario, seed: int) -> tuple[dict, dict]:
+        return simulate_replicate(config, seed)
+
+    def replicate_bytes(self, config: KibsScenario) -> int:
+        return replicate_bytes(config)
+
+
+MODEL = Kibs()

@@ -1,0 +1,27 @@
+"""Typed, validated configuration: the schemas (``schema``), their composition through Hydra
+(``compose``) and the declared ranges they are checked against (:mod:`kibs_mc.fields`).
+
+The YAML groups in ``conf/`` extend the dataclasses registered here, so Hydra rejects unknown
+keys and wrong types while composing; validation then checks ranges and choices that types
+cannot express, so a bad value fails before any work starts, with its full key, its value and
+what is allowed.
+"""
+
+from kibs_mc.config.compose import CONF_DIR, apply_values, compose_config, group_options, load_config
+from kibs_mc.config.schema import (
+    Config,
+    ExecutorConfig,
+    ExperimentConfig,
+    PrecisionConfig,
+    ScenarioConfig,
+    SweepConfig,
+    SweepFactor,
+    TrackingConfig,
+    to_config,
+)
+
+__all__ = [
+    "CONF_DIR", "Config", "ExecutorConfig", "ExperimentConfig", "PrecisionConfig", "ScenarioConfig",
+    "SweepConfig", "SweepFactor", "TrackingConfig", "apply_values", "compose_config", "group_options",
+    "load_config", "to_config",
+]

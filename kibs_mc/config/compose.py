@@ -1,0 +1,137 @@
+"""Composition: ``conf/config.yaml`` plus command-line style overrides, through Hydra, with
+Hydra's and OmegaConf's errors translated into one :class:`~kibs_mc.errors.ConfigError` that
+names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from kibs_mc.config.schema import Config, to_config
+from kibs_mc.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    """Names of the YAML options of a config group in ``conf/``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str:
+    for text in overrides:
+        name, _, value = text.lstrip("+~").partition("=")
+        if name == key:
+            return value
+    return "?"
+
+
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
+def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
+    """One clear ConfigError from Hydra's and OmegaConf's composition errors."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if isinstance(exc, OverrideParseException):
+        bad = next((o for o in overrides if "=" not in o), " ".join(overrides))
+        return ConfigError("override", bad, "allowed: key=value (e.g. replicates=200 or model=cowan_jonard)")
+    if isinstance(exc, MissingConfigException):
+        missing = str(exc).split("Could not find '", 1)[-1].split("'", 1)[0]
+        group, _, option = missing.rpartition("/")
+        if group:
+            choices = ", ".join(group_options(group))
+            return ConfigError(group, option, f"allowed: one of {choices}")
+        return ConfigError("config", missing, "allowed: a config file in conf/")
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key:
+        parent, _, leaf = full_key.rpartition(".")
+        known = _known_keys(parent, overrides)
+        return ConfigError(
+            full_key, _override_value(overrides, full_key),
+            f"'{leaf}' is not a known key" + (f" under '{parent}'" if parent else "")
+            + (f"; known keys: {', '.join(known)}" if known else ""),
+        )
+    if isinstance(cause, ValidationError) and full_key:
+        expected = str(cause).split(" could not be converted to ", 1)[-1].split("\n", 1)[0].strip()
+        if "valid bool" in str(cause):
+            expected = "Boolean"
+        kind = _TYPE_WORDS.get(expected, f"a value of type {expected}")
+        return ConfigError(full_key, _override_value(overrides, full_key), f"allowed: {kind}")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError("overrides", " ".join(overrides), first_line.rstrip("."))
+
+
+def _known_keys(parent: str, overrides: Sequence[str] = ()) -> list[str]:
+    # The user's group choices (model=..., cluster=...) decide which keys exist.
+    groups = [o for o in overrides if "=" in o and "." not in o.partition("=")[0] and o[:1] not in "+~"]
+    try:
+        cfg = _compose(groups)
+    except Exception:  # noqa: BLE001 - the default config itself failed: list nothing
+        return []
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with command-line style overrides.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for text in overrides:
+        if text[:1] in "+~":
+            raise ConfigError(
+                "override", text, "allowed: overrides of existing keys only (no '+' or '~' prefix)"
+            )
+    try:
+        return _compose(overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise _translate(exc, overrides) from None
+    except (ValueError, TypeError) as exc:  # e.g. Hydra on `model=0`: a group option that is not a name
+        raise ConfigError("overrides", " ".join(overrides),
+                          f"allowed: group=option with an option from conf/ ({exc})") from None
+
+
+def load_config(overrides: Sequence[str] = ()) -> Config:
+    """Composed and validated configuration, as dataclasses."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = compose_config(overrides)
+    try:
+        return to_config(cfg)
+    except OmegaConfBaseException as exc:  # e.g. an interpolation ${...} that does not resolve
+        raise _translate(exc, overrides) from None
+
+
+def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:
+    """``cfg`` with plain ``dotted.key=value`` overrides merged in, validated.
+
+    Much faster than a new composition, for the many sampled scenarios of a sweep; group
+    selections (``governance=strategic``) still need :func:`compose_config`.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise _translate(exc, overrides) from None
+    assert isinstance(merged, DictConfig)
+    return to_config(merged)

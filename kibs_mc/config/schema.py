@@ -1,0 +1,180 @@
+"""The pipeline's typed configuration: the root ``Config`` and the experiment, executor and
+tracking groups, registered with Hydra's ConfigStore (the YAML groups in ``conf/`` extend them).
+
+Hydra rejects unknown keys and wrong types while composing; :func:`kibs_mc.fields.validate`
+then checks ranges and choices that types cannot express (declared next to each field with
+:func:`kibs_mc.fields.setting`). Each model declares its own schema in its module
+(``kibs_mc.models``); this module registers every registered model's schema in the group ``model``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, Node, OmegaConf
+
+from kibs_mc.errors import ConfigError
+from kibs_mc.fields import setting, validate
+from kibs_mc.models import MODELS
+from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """A named scenario: overrides in command-line syntax, applied on top of the invocation's."""
+
+    name: str = MISSING
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """Adaptive replicate counts: add replicates until the 95% CI half-width of ``outcome``'s
+    mean is at most ``half_width`` (a share of |mean| when ``relative``) in every scenario."""
+
+    outcome: str | None = None  # None: fixed replicate counts
+    half_width: float = setting(0.01, gt=0.0)
+    relative: bool = True
+
+
+@dataclass(frozen=True)
+class SweepFactor:
+    """One swept parameter: a config key (e.g. ``governance.strategic``) over [low, high]."""
+
+    key: str = MISSING
+    low: float = 0.0
+    high: float = 1.0
+
+    def check(self, path: str) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low}")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Scenarios sampled over factors, added after the listed scenarios.
+
+    ``sobol``: Saltelli's sample of ``samples`` x (factors + 2) points, first-order and total
+    Sobol indices; ``lhs``: a Latin hypercube of ``samples`` points, first-order indices by
+    RBD-FAST; ``grid``: ``samples`` evenly spaced values per factor (no indices).
+    """
+
+    method: str | None = setting(None, choices=(None, "sobol", "lhs", "grid"))
+    samples: int = setting(8, ge=2, le=100_000)
+    factors: list[SweepFactor] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        if self.method is not None and not self.factors:
+            raise ConfigError(f"{path}.factors", [], "allowed: at least one factor when sweeping")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: its kind (``kibs_mc.experiments.KINDS``) and what the kind reads."""
+
+    name: str = "single"
+    kind: str = "compare"  # single | compare | sweep (checked against the registry)
+    scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
+    baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    max_replicates: int = setting(10_000, ge=1)  # per scenario, with adaptive counts
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def check(self, path: str) -> None:
+        if not self.scenarios:
+            raise ConfigError(f"{path}.scenarios", [], "allowed: at least one scenario")
+        names = [s.name for s in self.scenarios]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"{path}.scenarios", name, "allowed: scenario names that are unique")
+        if self.baseline is not None and self.baseline not in names:
+            raise ConfigError(f"{path}.baseline", self.baseline, "allowed: one of " + ", ".join(names))
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where chunks of replicates run: ``serial`` in this process, or ``ray``."""
+
+    kind: str = setting("ray", choices=("serial", "ray"))
+    num_cpus: int | None = setting(None, ge=1)  # None: all cores of this machine
+    address: str | None = None  # Ray cluster to attach to; None: RAY_ADDRESS or a new local one
+    chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
+    max_in_flight: int = setting(0, ge=0)  # tasks submitted ahead; 0: 2 per worker
+    max_retries: int = setting(3, ge=0)  # re-runs of a task whose worker died
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking: the driver logs once, after aggregation."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "kibs-mc"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of an invocation (or of one scenario)."""
+
+    # The registered model's schema (kibs_mc.models): OmegaConf cannot type a field as a union
+    # of dataclasses, so the group's choice decides and validation checks it.
+    model: Any = MISSING
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
+    seed: int = setting(20261127, ge=0, lt=2**63)
+    resume: bool = False
+
+
+def _writable(node: Any) -> Any:
+    """The schema as a Hydra node that YAML files and overrides may fill in.
+
+    The dataclasses are frozen (a validated configuration is never changed afterwards), and
+    OmegaConf makes a frozen dataclass's node read-only, which would refuse every value the
+    YAML groups set while Hydra composes; only the node's flags are cleared, the types and
+    keys still hold, and ``to_config`` builds frozen dataclasses again.
+    """
+    OmegaConf.set_readonly(node, None)
+    children = [node._get_node(k) for k in node.keys()] if isinstance(node, DictConfig) else \
+        [node._get_node(i) for i in range(len(node))] if isinstance(node, ListConfig) else []
+    for child in children:
+        if isinstance(child, DictConfig | ListConfig):
+            _writable(child)
+        elif isinstance(child, Node):
+            child._set_flag("readonly", None)
+    return node
+
+
+def _schema(cls: type) -> DictConfig:
+    return _writable(OmegaConf.structured(cls))
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (the YAML files extend them): the
+    pipeline's, each model's ``model`` schema as ``<name>_schema``, and the further groups models
+    read (``cluster_schema``, ``governance_schema``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=_schema(Config))
+    for name, model in MODELS.items():
+        cs.store(group="model", name=f"{name}_schema", node=_schema(model.schema))
+        for group, schema in getattr(model, "groups", {}).items():
+            cs.store(group=group, name=f"{group}_schema", node=_schema(schema))
+    cs.store(group="executor", name="executor_schema", node=_schema(ExecutorConfig))
+    cs.store(group="tracking", name="tracking_schema", node=_schema(TrackingConfig))
+
+
+register_configs()
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Turn a composed DictConfig (without Hydra's own node) into validated dataclasses."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, Config)
+    validate(obj)
+    return obj

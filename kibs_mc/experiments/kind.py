@@ -1,0 +1,67 @@
+"""The contract of an experiment kind: which scenarios it runs, and what it adds to the
+analysis and the report of every experiment (summary, paired effects, figures, MLflow).
+
+A kind is chosen with ``experiment.kind``; adding one is a module with a subclass of
+:class:`ExperimentKind` and one line in :data:`kibs_mc.experiments.KINDS`
+(docs/architecture.md, "Adding an experiment kind").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from kibs_mc.config import Config
+from kibs_mc.run.plan import ScenarioSpec, listed_scenarios
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished run as the kinds see it: every replicate row, and where to write."""
+
+    config: Config
+    run_dir: Path
+    rows: pl.DataFrame
+    outcomes: Sequence[str]  # every outcome column of the model
+    headline: Sequence[str]  # the model's headline outcomes, in order
+
+
+@dataclass
+class KindOutput:
+    """What a kind adds: files and figures it wrote, report sections (Markdown), and the
+    scenarios that are not listed one by one in tables and per-scenario figures."""
+
+    figures: list[Path] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    unlisted: set[str] = field(default_factory=set)
+
+
+class ExperimentKind:
+    """Base kind: runs the scenarios ``experiment.scenarios`` lists and adds nothing.
+
+    Call order (``kibs_mc.experiments.pipeline``): :meth:`check` before any work,
+    :meth:`scenario_specs` to plan, then after the replicates have run and the summary and
+    paired effects are written, :meth:`analyse`.
+    """
+
+    name = "compare"
+
+    def check(self, config: Config) -> None:
+        """Refuse settings this kind cannot run (ConfigError, exit 2)."""
+        if config.experiment.sweep.method is not None:
+            from kibs_mc.errors import ConfigError
+
+            raise ConfigError("experiment.sweep.method", config.experiment.sweep.method,
+                              f"allowed: null with experiment.kind={self.name} (sampled scenarios "
+                              "need experiment.kind=sweep)")
+
+    def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
+        """The scenarios to run, before composition."""
+        return listed_scenarios(config)
+
+    def analyse(self, finished: Finished) -> KindOutput:
+        """Analysis beyond the summary and the paired effects."""
+        return KindOutput()

@@ -1,0 +1,277 @@
+"""One experiment, end to end: plan -> execute -> analyse -> report -> track.
+
+Each stage is its own function; the experiment kind (``experiment.kind``) decides the
+scenarios and adds its own analysis, the model (``model.name``) the outcomes. Results reach
+the disk as they come (``kibs_mc.run.store``), so an interrupted or failed run keeps every
+completed chunk for ``resume=true``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from kibs_mc.analysis.effects import add_effects_to_summary, choose_baseline, paired_effects
+from kibs_mc.analysis.plots import make_plots
+from kibs_mc.analysis.report import write_report
+from kibs_mc.analysis.statistics import summarize
+from kibs_mc.config import Config
+from kibs_mc.errors import ConfigError, first_line
+from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
+from kibs_mc.experiments.registry import get_kind
+from kibs_mc.models import Model, get_model, headline
+from kibs_mc.run.adaptive import next_targets, precision_notes
+from kibs_mc.run.chunk import run_chunk
+from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.limits import check_resources, local_workers
+from kibs_mc.run.plan import Plan, Scenario, auto_chunk_size, build_scenarios
+from kibs_mc.run.store import ResultStore, write_parquet, write_summary
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    rows: pl.DataFrame
+    summary: pl.DataFrame
+    scenarios: list[Scenario]
+    outcomes: list[str]
+    mlflow_run_id: str | None
+    computed_chunks: int
+    reused_chunks: int
+    failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
+    effects: pl.DataFrame | None = None  # paired effects against the baseline
+    baseline: str | None = None
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
+    sampled: list[str] = field(default_factory=list)  # scenarios not listed one by one (sweep points)
+    headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
+
+
+@dataclass
+class Planned:
+    """The validated plan of an experiment, before any work."""
+
+    config: Config
+    overrides: Sequence[str]
+    run_dir: Path
+    kind: ExperimentKind
+    model: Model
+    scenarios: list[Scenario]
+    outcomes: list[str]
+    most_replicates: int  # per scenario, with adaptive rounds at their cap
+
+
+@dataclass
+class Executed:
+    """What running the plan left in the run directory."""
+
+    store: ResultStore
+    rows: pl.DataFrame
+    failed: pl.DataFrame
+    computed: int
+    reused: int
+    notes: list[str]
+
+
+def run_experiment(
+    config: Config,
+    overrides: Sequence[str],
+    run_dir: Path,
+    console: Console | None = None,
+) -> ExperimentResult:
+    """Run every scenario's replicates and write the results into ``run_dir``.
+
+    Args:
+        config: the validated configuration of the invocation.
+        overrides: the invocation's command-line overrides (scenarios are composed on top).
+        run_dir: where Parquet files, the resolved config and chunk parts go.
+    """
+    started = time.monotonic()
+    planned = plan(config, overrides, Path(run_dir))
+    executed = execute(planned, console or Console(stderr=True))
+    result = analyse(planned, executed)
+    result.mlflow_run_id = track(planned, result, run_metrics={
+        "wall_seconds": time.monotonic() - started,
+        "replicates_total": float(result.rows.height),
+        "chunks_computed": float(executed.computed),
+        "chunks_reused": float(executed.reused)})
+    return result
+
+
+def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
+    """Compose and validate every scenario and check the machine can hold the run (exit 2
+    otherwise), before any work starts."""
+    kind = get_kind(config)
+    scenarios = build_scenarios(config, overrides, kind.scenario_specs(config))
+    model = get_model(scenarios[0].config.model.name)  # one model per experiment
+    outcomes = list(model.outcomes)
+    precision = config.experiment.precision
+    if precision.outcome is not None and precision.outcome not in outcomes:
+        raise ConfigError("experiment.precision.outcome", precision.outcome,
+                          "allowed: one of " + ", ".join(outcomes))
+    most = config.replicates if precision.outcome is None else \
+        max(config.replicates, config.experiment.max_replicates)
+    check_resources([sc.config for sc in scenarios], len(outcomes), most,
+                    local_workers(config.executor), run_dir)
+    return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, most)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]replicates"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[ci]}"),
+        console=console, transient=False,
+    )
+
+
+def running_precision(store: ResultStore, outcome: str) -> str:
+    """The progress display's precision so far: the widest 95% CI half-width of ``outcome``
+    over the scenarios, from the summaries kept while results are written (this invocation's
+    replicates)."""
+    half = store.summary.widest_half_width(outcome)
+    return "" if half is None else f"{outcome} ±{half:.3g}"
+
+
+def execute(planned: Planned, console: Console) -> Executed:
+    """Run the plan's chunks on the configured executor, in adaptive rounds when
+    ``experiment.precision.outcome`` is set, writing each result as it arrives."""
+    config, scenarios = planned.config, planned.scenarios
+    precision = config.experiment.precision
+    store = ResultStore(planned.run_dir)
+    notes: list[str] = []
+    with make_executor(config.executor) as executor:
+        chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
+            auto_chunk_size(config.replicates, len(scenarios), executor.workers,
+                            replicate_seconds(scenarios[0], config.seed, executor.workers))
+        run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size)
+        done = store.open(run_plan.fingerprint(), chunk_size, config.resume, planned.overrides,
+                          [(sc.name, sc.overrides) for sc in scenarios])
+        (planned.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        reused = len(done)
+        computed = 0
+        counts = {sc.index: 0 for sc in scenarios}
+        targets = {sc.index: config.replicates for sc in scenarios}
+        with _progress(console) as progress:
+            task = progress.add_task("run", total=sum(targets.values()), ci="")
+            watched = precision.outcome or headline(planned.model, limit=1)[0]
+            while True:
+                ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
+                todo = [c for c in run_plan.chunks(ranges) if c.key not in done]
+                progress.update(task, total=sum(targets.values()),
+                                completed=sum(targets.values()) - sum(len(c.replicates) for c in todo))
+                computed += _run_round(executor, store, todo, progress, task, watched)
+                counts.update({i: b for i, (_, b) in ranges.items()})
+                if precision.outcome is None:
+                    break
+                rows = store.finalize([s.name for s in scenarios])
+                targets, status = next_targets(rows, scenarios, counts, precision,
+                                               config.experiment.max_replicates, chunk_size)
+                if all(targets[i] <= counts[i] for i in counts):
+                    notes = precision_notes(status, precision)
+                    break
+    rows = store.finalize([s.name for s in scenarios])
+    return Executed(store, rows, store.errors(), computed, reused, notes)
+
+
+def _run_round(executor: Executor, store: ResultStore, todo: list, progress: Progress, task: TaskID,
+               watched: str) -> int:
+    """Run ``todo`` and write each result as it arrives; returns the chunks computed."""
+    computed = 0
+    try:
+        for chunk, result in executor.map_unordered(run_chunk, todo):
+            store.write(result)
+            computed += 1
+            progress.update(task, advance=len(chunk.replicates), ci=running_precision(store, watched))
+    finally:
+        store.flush()  # interrupted or failed: what completed stays on disk for resume
+    return computed
+
+
+def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
+    """Summary, paired effects, the kind's own analysis, figures and the report."""
+    config, run_dir, rows, failed = planned.config, planned.run_dir, executed.rows, executed.failed
+    for error in failed.head(10).iter_rows(named=True):
+        print(f"kibs-mc: replicate failed: scenario={error['scenario']} replicate={error['replicate']} "
+              f"seed={error['seed']}: {error['error']}", file=sys.stderr)
+    if failed.height:
+        print(f"kibs-mc: {failed.height} replicates failed (all listed in {run_dir / 'errors.parquet'}); "
+              "the other results are kept.", file=sys.stderr)
+    outcomes = planned.outcomes
+    shown = headline(planned.model)
+    summary = summarize(rows, outcomes)
+    names = [sc.name for sc in planned.scenarios]
+    baseline = choose_baseline(names, config.experiment.baseline)
+    effects = paired_effects(rows, outcomes, baseline, seed=config.seed)
+    write_parquet(effects, run_dir / "effects.parquet")
+    summary = add_effects_to_summary(summary, effects)
+    write_summary(summary, run_dir)
+    extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown))
+    listed = [n for n in names if n not in extra.unlisted]
+    figures = make_plots(run_dir, rows, effects, names, listed, outcomes) + extra.figures
+    report_md, _ = write_report(
+        run_dir, f"kibs-mc experiment `{config.experiment.name}`: {len(rows)} replicates",
+        (run_dir / "config.yaml").read_text(),
+        summary.filter(pl.col("scenario").is_in(listed)),
+        effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections)
+    return ExperimentResult(run_dir, rows, summary, planned.scenarios, outcomes, None,
+                            executed.computed, executed.reused, failed if failed.height else None,
+                            effects=effects, baseline=baseline, report=report_md, notes=executed.notes,
+                            sampled=sorted(extra.unlisted), headline=shown)
+
+
+def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float]) -> str | None:
+    """Log the experiment to MLflow (when ``tracking.enabled``); returns the parent run id.
+    A store that fails costs nothing: the results are on disk, and the message says how to
+    log them later."""
+    config = planned.config
+    if not config.tracking.enabled:
+        return None
+    from kibs_mc.tracking.mlflow import log_experiment
+
+    try:
+        return log_experiment(config.tracking, config, planned.scenarios, result.summary,
+                              planned.run_dir, run_metrics=run_metrics)
+    except Exception as exc:  # noqa: BLE001 - tracking must never cost results
+        print(
+            f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
+            f"({type(exc).__name__}: {first_line(exc) if str(exc) else ''}). "
+            f"The results are safe in {planned.run_dir}; log them later with: "
+            f"python -m kibs_mc.tracking {planned.run_dir} tracking.uri=<uri>",
+            file=sys.stderr,
+        )
+        return None
+
+
+#: From this many workers on, the automatic chunk size depends on a measured replicate time
+#: (below it, four tasks per worker and at most plan.MAX_AUTO_CHUNK replicates already keep
+#: the driver's share of the work small; docs/performance.md).
+TIMED_CHUNKS_FROM_WORKERS = 16
+
+
+def replicate_seconds(scenario: Scenario, seed: int, workers: int) -> float | None:
+    """Seconds one replicate of ``scenario`` takes here, for sizing chunks on big clusters.
+
+    Runs replicate 0 twice in the driver (the first call loads or compiles the kernels); its
+    result is discarded. None below TIMED_CHUNKS_FROM_WORKERS workers, where it is not needed.
+    """
+    if workers < TIMED_CHUNKS_FROM_WORKERS:
+        return None
+    probe = next(Plan([scenario], 1, seed, 1).chunks())
+    run_chunk(probe)
+    return run_chunk(probe).seconds

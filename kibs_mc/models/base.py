@@ -1,0 +1,44 @@
+"""The contract every model fulfils, so that the pipeline above it never names a model.
+
+A model is one module (plus its ``conf/model/<name>.yaml``) with a module-level ``MODEL`` that
+satisfies :class:`Model`, added to :data:`kibs_mc.models.MODELS`. The run layer calls
+``simulate`` for each replicate; the configuration layer registers ``schema`` (and ``groups``)
+with Hydra; the resource check calls ``replicate_bytes``; the analysis and the terminal read
+``outcomes`` and ``headline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Model(Protocol):
+    """A simulation model of kibs-mc.
+
+    Attributes:
+        name: the value of ``model.name`` and of the Hydra choice ``model=<name>``.
+        schema: the dataclass of the ``model`` config group (declared with
+            :func:`kibs_mc.fields.setting`; its ``name`` field has this model's name as only choice).
+        outcomes: column name -> NumPy dtype of each outcome in ``replicates.parquet``, in order.
+        headline: the outcomes read out first (terminal, report, progress precision), in order.
+        groups: further config groups the model reads (group name -> schema), e.g. ``cluster``.
+    """
+
+    name: str
+    schema: type
+    outcomes: Mapping[str, type]
+    headline: tuple[str, ...]
+
+    def simulate(self, config: Any, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+        """One replicate of ``config`` (a scenario's whole validated configuration) from the
+        64-bit ``seed``: the outcome row (each outcome a scalar) and the time series (column
+        name -> equal-length arrays, ``step`` included), or None when the model has none.
+        Every random draw comes from ``seed`` (MODEL.md s.4)."""
+        ...
+
+    def replicate_bytes(self, config: Any) -> int:
+        """An upper-ish estimate of one replicate's peak memory in a worker (bytes)."""
+        ...

@@ -1,0 +1,67 @@
+"""The executor contract, and the serial executor that is its oracle.
+
+An executor maps a function over work items (chunks of replicates) and hands back each result
+as it completes. It knows nothing of models or of the run directory; the experiment pipeline
+above it writes each result to disk as it arrives.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(abc.ABC):
+    """Runs ``fn`` over items somewhere (this process, a local or an attached Ray cluster).
+
+    Call order: construct (may attach to a cluster, raising ``UserError`` when it cannot), use
+    as a context manager, call :meth:`map_unordered` any number of times, then :meth:`close`
+    (``__exit__`` calls it).
+
+    Contract, checked over every executor by ``tests/test_executor_contract.py``:
+
+    - **Results**: each item is run exactly once and yielded once as ``(item, fn(item))``;
+      the order is unspecified. Results do not depend on the executor, the number of
+      workers or the order of completion (``fn`` must be a pure function of its item).
+    - **Laziness**: items are taken from the iterable as capacity frees up; an empty iterable
+      starts nothing (no cluster).
+    - **Errors**: an exception raised by ``fn`` in this process propagates as is (the serial
+      executor); a task that fails for good on a remote worker (its retries spent) raises
+      :class:`~kibs_mc.errors.ExecutionError` naming the item. Results already yielded stay the
+      caller's; results finished but not yet yielded are yielded before the error where the
+      executor holds them (nothing computed is lost).
+    - **Interruption**: a ``KeyboardInterrupt`` propagates out of the iteration after the
+      results finished locally have been yielded; work in flight elsewhere is cancelled.
+    - **Close**: releases what this executor started (a local Ray cluster), never what it
+      attached to; idempotent.
+
+    Attributes:
+        workers: how many items run at once (for chunk sizing and resource checks).
+    """
+
+    workers: int = 1
+
+    @abc.abstractmethod
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        """Yield ``(item, fn(item))`` for every item, as each completes (see the class doc)."""
+
+    def close(self) -> None:  # noqa: B027 - optional: most executors hold nothing to release
+        """Release the executor's resources (see the class doc)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs every item in this process, in order: the oracle the others must match."""
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        for item in items:
+            yield item, fn(item)

@@ -1,0 +1,3 @@
+from kibs_mc.tracking.mlflow import main
+
+main()

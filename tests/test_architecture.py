@@ -1,0 +1,74 @@
+"""The layers of docs/architecture.md hold: every import of the package goes to its own layer or
+one below it (never upwards), and no two packages import each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+#: Layers from the bottom: a module may import its own layer and those below it.
+LAYERS = ["kernels", "leaves", "models", "config", "analysis", "run", "tracking", "experiments", "cli"]
+LEAVES = {"errors", "fields"}
+
+
+def layer_of(module: str) -> str:
+    """``kibs_mc.run.store`` -> ``run``; ``kibs_mc.errors`` -> ``leaves``; ``kibs_mc.cli`` -> ``cli``."""
+    parts = module.split(".")
+    if len(parts) == 1:  # kibs_mc itself (its lazy public API)
+        return "cli"
+    name = parts[1]
+    if name in LEAVES:
+        return "leaves"
+    return "cli" if name in ("cli", "__main__") else name
+
+
+def package_modules() -> dict[str, Path]:
+    modules = {}
+    for path in (REPO / "kibs_mc").rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    for path in (REPO / "kernels").glob("*.py"):
+        name = "kibs_mc.kernels" if path.stem == "__init__" else f"kibs_mc.kernels.{path.stem}"
+        modules[name] = path
+    return modules
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kibs_mc"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("kibs_mc"))
+    return found
+
+
+def test_every_layer_is_known():
+    assert {layer_of(m) for m in package_modules()} <= set(LAYERS)
+
+
+def test_no_import_runs_up_a_layer():
+    upward = []
+    for module, path in package_modules().items():
+        own = LAYERS.index(layer_of(module))
+        for target in imports(path):
+            if module == "kibs_mc" and target.startswith("kibs_mc."):
+                continue  # the package's lazy public API re-exports from every layer
+            if LAYERS.index(layer_of(target)) > own:
+                upward.append(f"{module} imports {target}")
+    assert not upward, "\n".join(upward)
+
+
+def test_no_two_packages_import_each_other():
+    edges = set()
+    for module, path in package_modules().items():
+        for target in imports(path):
+            a, b = layer_of(module), layer_of(target)
+            if a != b and module != "kibs_mc":
+                edges.add((a, b))
+    assert not [(a, b) for a, b in edges if (b, a) in edges]

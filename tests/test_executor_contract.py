@@ -1,0 +1,181 @@
+"""The executor contract (``kibs_mc.run.executor.base.Executor``), checked over every executor:
+serial, a local Ray cluster the executor starts, and an attached Ray cluster (``ray start``).
+
+As Optuna runs one storage test case over every storage backend, each test here runs once per
+executor. Each check runs in a fresh interpreter: Ray can be started once per process, and a
+local cluster only where none runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.ray_nodes import RayNodes
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+PRELUDE = """
+import json, os, sys, time
+from kibs_mc.config import ExecutorConfig
+from kibs_mc.errors import ExecutionError
+from kibs_mc.run.executor import make_executor
+
+KIND = sys.argv[1]
+
+def executor():
+    if KIND == "serial":
+        return make_executor(ExecutorConfig(kind="serial"))
+    return make_executor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
+
+def square(i):
+    time.sleep(0.01)
+    return i * i
+
+def fails_at_7(i):
+    if i == 7:
+        raise ValueError("item 7 is bad")
+    time.sleep(0.01)
+    return i
+
+def ray_running():
+    import ray
+    return ray.is_initialized()
+
+def out(**values):
+    print(json.dumps(values))
+"""
+
+
+@pytest.fixture(scope="module")
+def attached():
+    """A Ray cluster started with ``ray start`` (2 CPUs), for the ``attached`` executor."""
+    cluster = RayNodes(dashboard=False)
+    try:
+        cluster.start_head(num_cpus=2)
+        cluster.wait_for_cpus(2)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["serial", "local", "attached"])
+def run(request):
+    """``run(body)`` runs the prelude plus ``body`` with the executor kind ``request.param``
+    in a fresh interpreter and returns the JSON its last line prints."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(REPO),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    if request.param == "attached":
+        cluster = request.getfixturevalue("attached")
+        env.update({k: v for k, v in cluster.client_env().items() if k.startswith("RAY_")})
+        env["RAY_ADDRESS"] = cluster.address
+    kind = {"serial": "serial", "local": "ray", "attached": "ray"}[request.param]
+    cluster = request.getfixturevalue("attached") if request.param == "attached" else None
+
+    def _run(body: str) -> dict:
+        code = textwrap.dedent(PRELUDE) + textwrap.dedent(body)
+        proc = subprocess.run([sys.executable, "-c", code, kind], cwd=REPO, capture_output=True,
+                              text=True, timeout=240, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    _run.kind = request.param  # type: ignore[attr-defined]
+    _run.cluster = cluster  # type: ignore[attr-defined]
+    return _run
+
+
+def test_every_item_is_yielded_exactly_once_with_its_own_result(run):
+    got = run("""
+        with executor() as ex:
+            pairs = list(ex.map_unordered(square, range(60)))
+        out(items=[i for i, _ in pairs], results=[r for _, r in pairs], workers=ex.workers)
+    """)
+    assert sorted(got["items"]) == list(range(60))
+    assert all(r == i * i for i, r in zip(got["items"], got["results"], strict=True))
+    assert got["workers"] >= 1
+
+
+def test_an_empty_iterable_yields_nothing_and_starts_nothing(run):
+    got = run("""
+        with executor() as ex:
+            pairs = list(ex.map_unordered(square, []))
+            started = KIND != "serial" and ray_running()
+        out(pairs=pairs, started=started, attaching="RAY_ADDRESS" in os.environ)
+    """)
+    assert got["pairs"] == []
+    # A local cluster is not started for nothing (attaching connects at construction).
+    assert not got["started"] or got["attaching"]
+
+
+def test_items_are_taken_lazily(run):
+    got = run("""
+        taken = []
+        def items():
+            for i in range(10_000):
+                taken.append(i)
+                yield i
+        with executor() as ex:
+            stream = ex.map_unordered(square, items())
+            first = next(stream)
+            drawn = len(taken)
+            stream.close()
+        out(first=first, drawn=drawn)
+    """)
+    assert got["first"][1] == got["first"][0] ** 2
+    assert got["drawn"] < 10_000 // 2, "the executor drew the whole iterable before the first result"
+
+
+def test_a_failing_item_raises_after_the_other_results_it_holds(run):
+    got = run("""
+        seen = []
+        error = None
+        with executor() as ex:
+            try:
+                for i, r in ex.map_unordered(fails_at_7, range(20)):
+                    seen.append(i)
+            except ExecutionError as exc:
+                error = ["ExecutionError", str(exc)]
+            except ValueError as exc:
+                error = ["ValueError", str(exc)]
+        out(seen=seen, error=error)
+    """)
+    assert got["error"] is not None, "the failure of item 7 was swallowed"
+    assert 7 not in got["seen"]
+    if run.kind == "serial":  # the serial oracle lets the function's own error through
+        assert got["error"] == ["ValueError", "item 7 is bad"]
+    else:  # remote (or driver-side) failures are the executor's error, naming the cause
+        assert got["error"][0] == "ExecutionError" and "item 7 is bad" in got["error"][1]
+
+
+def test_an_abandoned_stream_cancels_its_work_and_the_executor_can_be_used_again(run):
+    got = run("""
+        with executor() as ex:
+            stream = ex.map_unordered(square, range(200))
+            next(stream)
+            stream.close()
+            again = sorted(i for i, _ in ex.map_unordered(square, range(30)))
+        out(again=again)
+    """)
+    assert got["again"] == list(range(30))
+
+
+def test_close_releases_only_what_the_executor_started(run):
+    got = run("""
+        ex = executor()
+        list(ex.map_unordered(square, range(10)))
+        ex.close()
+        ex.close()  # idempotent
+        if KIND != "serial":
+            from kibs_mc.run.executor.ray import wait_for_shutdown
+            wait_for_shutdown()
+        out(running=KIND != "serial" and ray_running())
+    """)
+    assert not got["running"]
+    if run.cluster is not None:  # the cluster it attached to still runs, with all its CPUs
+        run.cluster.wait_for_cpus(2, timeout=30)
