@@ -326,7 +326,7 @@ def driver_chunk_cost(chunk_size: int, chunks: int = 2000) -> float:
         store.parts.mkdir(parents=True)
         started = time.perf_counter()
         for c in range(chunks):
-            store.write(ChunkResult(f"s00000000-r{c:09d}-n{chunk_size}", rows, None, 0.0, 0))
+            store.write(ChunkResult(f"s00000000-r{c:09d}-n{chunk_size}", rows, None, 0.0))
         store.flush()
         return (time.perf_counter() - started) / chunks
 

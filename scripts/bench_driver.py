@@ -43,7 +43,7 @@ def synthetic_chunks(rows: int, chunk_size: int, scenarios: int) -> list[bytes]:
             for outcome, dtype in OUTCOMES.items():
                 cols[outcome] = (rng.random(n) * 1e4).astype(dtype)
             key = f"s{index:08d}-r{int(reps[0]):09d}-n{n}"
-            out.append(pickle.dumps(ChunkResult(key, cols, None, 0.01, 0), protocol=5))
+            out.append(pickle.dumps(ChunkResult(key, cols, None, 0.01), protocol=5))
     return out
 
 

@@ -17,7 +17,7 @@ def chunk(scenario_index: int, scenario: str, first: int, values: np.ndarray) ->
     reps = np.arange(first, first + n, dtype=np.int64)
     rows = {"scenario": np.full(n, scenario, dtype=object), "replicate": reps,
             "seed": reps.astype(np.uint64), "level": values}
-    return ChunkResult(f"s{scenario_index:08d}-r{first:09d}-n{n}", rows, None, 0.0, 0)
+    return ChunkResult(f"s{scenario_index:08d}-r{first:09d}-n{n}", rows, None, 0.0)
 
 
 @settings(max_examples=25, deadline=None)

@@ -18,7 +18,7 @@ def chunk_result(scenario_index: int, scenario: str, first: int, n: int, steps: 
           "level": np.repeat(reps, steps) + np.tile(np.arange(steps), n) / 10}
     ts["scenario"] = np.full(n * steps, scenario, dtype=object)
     key = f"s{scenario_index:08d}-r{first:09d}-n{n}"
-    return ChunkResult(key, rows, ts, 0.0, 0)
+    return ChunkResult(key, rows, ts, 0.0)
 
 
 def test_timeseries_are_merged_in_plan_order_block_by_block(tmp_path, monkeypatch):

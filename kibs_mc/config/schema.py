@@ -132,7 +132,7 @@ class Config:
     resume: bool = False
 
 
-def _writable(node: Any) -> Any:
+def _writable(node: DictConfig | ListConfig) -> None:
     """The schema as a Hydra node that YAML files and overrides may fill in.
 
     The dataclasses are frozen (a validated configuration is never changed afterwards), and
@@ -148,11 +148,12 @@ def _writable(node: Any) -> Any:
             _writable(child)
         elif isinstance(child, Node):
             child._set_flag("readonly", None)
-    return node
 
 
 def _schema(cls: type) -> DictConfig:
-    return _writable(OmegaConf.structured(cls))
+    node = OmegaConf.structured(cls)
+    _writable(node)
+    return node
 
 
 def register_configs() -> None:
