@@ -12,7 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 from kibs_mc.config.schema import Config, to_config
 from kibs_mc.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    """The Hydra configuration: shipped inside the package in a wheel (``kibs_mc/conf``, package
+    data), else the source tree's ``conf/`` (an editable install or a checkout)."""
+    package = Path(__file__).resolve().parent.parent
+    shipped, source = package / "conf", package.parent / "conf"
+    return shipped if (shipped / "config.yaml").is_file() else source
+
+
+CONF_DIR = _conf_dir()
 
 
 def group_options(group: str) -> list[str]:
