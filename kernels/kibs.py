@@ -4,14 +4,15 @@ MODEL.md section 3; every equation below is written out in ``docs/ODD.md`` (sect
 "Submodels"), which ties it to the paragraph of the seed paper it represents.
 
 State of a cluster of n agents (one slot per agent; a slot freed by an exit may be reused by a
-start-up):
+start-up), in two NamedTuples that every kernel takes whole (Numba compiles NamedTuples of
+arrays into structs; a field access costs what a separate argument costs):
 
-- ``agent_type`` int64 (n): HTE, T_KIBS, P_KIBS, UNI, INT, FIN (the constants below);
+- :class:`Agents`: ``agent_type`` int64 (n): HTE, T_KIBS, P_KIBS, UNI, INT, FIN (the constants below);
 - ``position`` float64 (n, 2) in the unit square; ``knowledge`` float64 (n, D);
   ``core`` int64 (n), the agent's core field; ``manage`` float64 (n), managerial capability
   m_i in [0, 1]; ``capital``, ``potential`` (innovation potential) float64 (n);
   ``innovations`` int64 (n); ``alive`` and ``member`` (common-platform member) bool (n).
-- The network in *padded* CSR form, so that ties can be made and dropped in place: row i
+- :class:`Ties`: the network in *padded* CSR form, so that ties can be made and dropped in place: row i
   holds ``row_len[i]`` ties in ``indices[indptr[i]:indptr[i] + row_len[i]]``, with capacity
   ``indptr[i + 1] - indptr[i]``; ``weights`` (tie strength w in (0, 1], social capital) and
   ``partner`` (strategic partnership) run parallel to ``indices``. Every undirected tie is
@@ -19,7 +20,9 @@ start-up):
 
 Kernel parameters arrive as one :class:`KibsParams` tuple, built from the validated config
 by ``kibs_mc.governance.kernel_parameters`` (the single place where governance levers become
-kernel parameters). Randomness comes only from the replicate's SplitMix64 state.
+kernel parameters); :class:`TypeTraits` holds what drawing a new agent needs, and
+:class:`Workspace` the per-step scratch arrays and running totals. Randomness comes only from
+the replicate's SplitMix64 state.
 """
 
 from __future__ import annotations
@@ -41,8 +44,45 @@ FIN = 5
 TYPE_NAMES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
 
 
+class Agents(NamedTuple):
+    """Per-agent state, one slot per agent (see the module docstring)."""
+
+    agent_type: np.ndarray  # int64 (n)
+    position: np.ndarray  # float64 (n, 2)
+    knowledge: np.ndarray  # float64 (n, D)
+    core: np.ndarray  # int64 (n)
+    manage: np.ndarray  # float64 (n), managerial capability m_i
+    capital: np.ndarray  # float64 (n)
+    potential: np.ndarray  # float64 (n), innovation potential
+    innovations: np.ndarray  # int64 (n)
+    alive: np.ndarray  # bool (n)
+    member: np.ndarray  # bool (n), common-platform member
+
+
+class Ties(NamedTuple):
+    """The network in padded CSR form; every undirected tie is stored in both rows."""
+
+    indptr: np.ndarray  # int64 (n + 1): row i's capacity is indptr[i + 1] - indptr[i]
+    row_len: np.ndarray  # int64 (n): ties in row i
+    indices: np.ndarray  # int64: the other end of each tie
+    weights: np.ndarray  # float64: tie strength w in (0, 1]
+    partner: np.ndarray  # bool: strategic partnership
+
+
+class Workspace(NamedTuple):
+    """Scratch arrays and running totals of one replicate, allocated once (:func:`workspace`)."""
+
+    gained: np.ndarray  # float64 (n): knowledge gained this step (absorbed and own R&D)
+    order: np.ndarray  # int64 (n): the random-sequential meeting order
+    pool: np.ndarray  # float64 (D): the platform's pooled UNI knowledge
+    revenue: np.ndarray  # float64 (1): KIBS revenue so far
+
+
 class KibsParams(NamedTuple):
-    """Every scalar the step kernels read (see ``docs/ODD.md`` for each symbol)."""
+    """Every parameter the step kernels read (see ``docs/ODD.md`` for each symbol): scalars,
+    and the per-type base of absorptive capacity."""
+
+    absorptive_base: np.ndarray  # A_t per type (length 6, type order): the ceiling of a_i
 
     random_draw: bool  # schedule: True = Cowan-Jonard random draw, False = random sequential
     barter: bool  # trade only on a double coincidence of wants (docking)
@@ -99,7 +139,6 @@ class TypeTraits(NamedTuple):
     spread: np.ndarray  # sd of position around the park centre
     level: np.ndarray  # mean knowledge per field
     manage_mean: np.ndarray
-    absorptive_base: np.ndarray
     capital: np.ndarray
     max_ties: np.ndarray  # int64
     knowledge_spread: float
@@ -111,12 +150,7 @@ class TypeTraits(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def draw_agent(
-    i: int, t: int, agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray,
-    core: np.ndarray, manage: np.ndarray, capital: np.ndarray, rng_state: np.ndarray,
-    spread: np.ndarray, level: np.ndarray, manage_mean: np.ndarray, initial_capital: np.ndarray,
-    knowledge_spread: float, core_boost: float, manage_spread: float,
-) -> None:
+def draw_agent(i: int, t: int, agents: Agents, traits: TypeTraits, rng_state: np.ndarray) -> None:
     """Draw the initial state of agent ``i`` of type ``t`` (also used for start-ups).
 
     Position: the park centre (0.5, 0.5) plus a type-specific spread s_t times a standard
@@ -128,44 +162,47 @@ def draw_agent(
     Managerial capability m_i = clip(mu_t + s_m (2u - 1), 0, 1); HTE founders are engineers with
     weak management (seed paper section IV.B). Capital: the type's initial capital.
     """
-    agent_type[i] = t
+    agents.agent_type[i] = t
+    position = agents.position
+    knowledge = agents.knowledge
     for c in range(2):
         u1 = uniform(rng_state)
         u2 = uniform(rng_state)
         z = np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
-        position[i, c] = min(1.0, max(0.0, 0.5 + spread[t] * z))
+        position[i, c] = min(1.0, max(0.0, 0.5 + traits.spread[t] * z))
     d = knowledge.shape[1]
+    spread = traits.knowledge_spread
     for f in range(d):
-        knowledge[i, f] = level[t] * (1.0 - knowledge_spread + 2.0 * knowledge_spread * uniform(rng_state))
-    core[i] = integer(rng_state, d)
-    knowledge[i, core[i]] *= core_boost
-    m = manage_mean[t] + manage_spread * (2.0 * uniform(rng_state) - 1.0)
-    manage[i] = min(1.0, max(0.0, m))
-    capital[i] = initial_capital[t]
+        knowledge[i, f] = traits.level[t] * (1.0 - spread + 2.0 * spread * uniform(rng_state))
+    c = integer(rng_state, d)
+    agents.core[i] = c
+    knowledge[i, c] *= traits.core_boost
+    m = traits.manage_mean[t] + traits.manage_spread * (2.0 * uniform(rng_state) - 1.0)
+    agents.manage[i] = min(1.0, max(0.0, m))
+    agents.capital[i] = traits.capital[t]
 
 
 # --------------------------------------------------------------------------- ties
 
 
 @njit(cache=True, nogil=True)
-def find_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, i: int, j: int) -> int:
+def find_slot(ties: Ties, i: int, j: int) -> int:
     """Position of j in i's row, or -1 when i and j are not tied."""
-    start = indptr[i]
-    for p in range(start, start + row_len[i]):
+    start = ties.indptr[i]
+    indices = ties.indices
+    for p in range(start, start + ties.row_len[i]):
         if indices[p] == j:
             return p
     return -1
 
 
 @njit(cache=True, nogil=True)
-def add_tie(
-    indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-    partner: np.ndarray, i: int, j: int, w: float, is_partner: bool,
-) -> bool:
+def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
     """Tie i and j with weight w; False (and nothing changed) if i == j, they are already tied,
     or either row is full."""
-    if i == j or find_slot(indptr, row_len, indices, i, j) >= 0:
+    if i == j or find_slot(ties, i, j) >= 0:
         return False
+    indptr, row_len, indices, weights, partner = ties
     if row_len[i] >= indptr[i + 1] - indptr[i] or row_len[j] >= indptr[j + 1] - indptr[j]:
         return False
     p = indptr[i] + row_len[i]
@@ -182,8 +219,8 @@ def add_tie(
 
 
 @njit(cache=True, nogil=True)
-def _drop_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-               partner: np.ndarray, i: int, p: int) -> None:
+def _drop_slot(ties: Ties, i: int, p: int) -> None:
+    indptr, row_len, indices, weights, partner = ties
     last = indptr[i] + row_len[i] - 1
     indices[p] = indices[last]
     weights[p] = weights[last]
@@ -192,38 +229,33 @@ def _drop_slot(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, wei
 
 
 @njit(cache=True, nogil=True)
-def remove_tie(
-    indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-    partner: np.ndarray, i: int, p: int,
-) -> None:
+def remove_tie(ties: Ties, i: int, p: int) -> None:
     """Remove the tie in slot p of i's row, and its mirror in the other row. The last tie of
     each row moves into the freed slot."""
-    j = indices[p]
-    q = find_slot(indptr, row_len, indices, j, i)
-    _drop_slot(indptr, row_len, indices, weights, partner, i, p)
+    j = ties.indices[p]
+    q = find_slot(ties, j, i)
+    _drop_slot(ties, i, p)
     if q >= 0:
-        _drop_slot(indptr, row_len, indices, weights, partner, j, q)
+        _drop_slot(ties, j, q)
 
 
 @njit(cache=True, nogil=True)
-def set_weight(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-               i: int, p: int, w: float) -> None:
+def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
     """Set the weight of the tie in slot p of i's row and of its mirror."""
-    j = indices[p]
-    weights[p] = w
-    q = find_slot(indptr, row_len, indices, j, i)
+    j = ties.indices[p]
+    ties.weights[p] = w
+    q = find_slot(ties, j, i)
     if q >= 0:
-        weights[q] = w
+        ties.weights[q] = w
 
 
 @njit(cache=True, nogil=True)
-def first_partner(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, partner: np.ndarray,
-                  i: int) -> int:
+def first_partner(ties: Ties, i: int) -> int:
     """The first strategic partner of i, or -1."""
-    start = indptr[i]
-    for p in range(start, start + row_len[i]):
-        if partner[p]:
-            return indices[p]
+    start = ties.indptr[i]
+    for p in range(start, start + ties.row_len[i]):
+        if ties.partner[p]:
+            return ties.indices[p]
     return -1
 
 
@@ -312,11 +344,12 @@ def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float
 
 
 @njit(cache=True, nogil=True)
-def choose_partner(indptr: np.ndarray, row_len: np.ndarray, weights: np.ndarray, i: int, u: float) -> int:
+def choose_partner(ties: Ties, i: int, u: float) -> int:
     """Slot of the partner of i, drawn with probability w_ij / sum_k w_ik from u ~ U[0, 1);
     -1 when i has no ties."""
-    start = indptr[i]
-    n = row_len[i]
+    start = ties.indptr[i]
+    n = ties.row_len[i]
+    weights = ties.weights
     if n == 0:
         return -1
     total = 0.0
@@ -332,10 +365,10 @@ def choose_partner(indptr: np.ndarray, row_len: np.ndarray, weights: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def _learning_rate(knowledge: np.ndarray, i: int, manage: np.ndarray, agent_type: np.ndarray,
-                   absorptive_base: np.ndarray, delta: float, prm: KibsParams) -> float:
+def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> float:
     if prm.adaptive_absorption:
-        a = absorptive_capacity(knowledge, i, manage[i], absorptive_base[agent_type[i]],
+        a = absorptive_capacity(agents.knowledge, i, agents.manage[i],
+                                prm.absorptive_base[agents.agent_type[i]],
                                 prm.knowledge_half, prm.absorption_management_weight)
     else:
         a = prm.fixed_absorption
@@ -347,12 +380,7 @@ def _learning_rate(knowledge: np.ndarray, i: int, manage: np.ndarray, agent_type
 
 
 @njit(cache=True, nogil=True)
-def meet(
-    i: int, p: int, agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray,
-    capital: np.ndarray, gained: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
-    indices: np.ndarray, weights: np.ndarray, partner: np.ndarray, absorptive_base: np.ndarray,
-    prm: KibsParams, revenue: np.ndarray,
-) -> bool:
+def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> bool:
     """One meeting of i with the partner in slot p of its row; True if knowledge moved.
 
     1. Barter (docking only): no transfer without a double coincidence of wants.
@@ -363,21 +391,25 @@ def meet(
        m_i += c (m_j - m_i) if m_j > m_i (management interface).
     5. An HTE served by a KIBS (knowledge or consulting received) pays it the service fee.
     """
-    j = indices[p]
+    knowledge = agents.knowledge
+    agent_type = agents.agent_type
+    manage = agents.manage
+    capital = agents.capital
+    j = ties.indices[p]
     if prm.barter and not can_trade(knowledge, i, j, prm.tolerance):
         return False
     delta = cognitive_distance(knowledge, i, j)
-    if partner[p]:
+    if ties.partner[p]:
         delta *= 1.0 - prm.goal_alignment
-    rate_i = _learning_rate(knowledge, i, manage, agent_type, absorptive_base, delta, prm)
-    rate_j = _learning_rate(knowledge, j, manage, agent_type, absorptive_base, delta, prm)
+    rate_i = _learning_rate(agents, i, delta, prm)
+    rate_j = _learning_rate(agents, j, delta, prm)
     gain_i, gain_j = transfer(knowledge, i, j, rate_i, rate_j)
-    gained[i] += gain_i
-    gained[j] += gain_j
+    work.gained[i] += gain_i
+    work.gained[j] += gain_j
     moved = gain_i + gain_j > 0.0
     if moved and prm.network_dynamics and prm.tie_reinforcement > 0.0:
-        set_weight(indptr, row_len, indices, weights, i, p,
-                   weights[p] + prm.tie_reinforcement * (1.0 - weights[p]))
+        w = ties.weights[p]
+        set_weight(ties, i, p, w + prm.tie_reinforcement * (1.0 - w))
     ti = agent_type[i]
     tj = agent_type[j]
     for side in range(2):
@@ -394,17 +426,13 @@ def meet(
         if served:
             capital[h] -= prm.service_fee
             capital[k] += prm.service_fee
-            revenue[0] += prm.service_fee
+            work.revenue[0] += prm.service_fee
     return moved
 
 
 @njit(cache=True, nogil=True)
-def meetings(
-    agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, capital: np.ndarray,
-    alive: np.ndarray, gained: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
-    indices: np.ndarray, weights: np.ndarray, partner: np.ndarray, absorptive_base: np.ndarray,
-    order: np.ndarray, rng_state: np.ndarray, prm: KibsParams, revenue: np.ndarray,
-) -> tuple[int, int]:
+def meetings(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
+             prm: KibsParams) -> tuple[int, int]:
     """One step of meetings (the hot kernel); returns (meetings, transfers).
 
     ``random_sequential``: every living agent, in a fresh random order (Fisher-Yates shuffle of
@@ -412,7 +440,10 @@ def meetings(
     ``random_draw`` (Cowan & Jonard 2004): n meetings, each of an agent drawn uniformly among
     the n slots (a dead one skips its turn) with a partner drawn as above.
     """
-    n = agent_type.shape[0]
+    n = agents.agent_type.shape[0]
+    alive = agents.alive
+    row_len = ties.row_len
+    order = work.order
     held = 0
     moved = 0
     if not prm.random_draw:
@@ -424,10 +455,9 @@ def meetings(
             i = order[k]
         if not alive[i] or row_len[i] == 0:
             continue
-        p = choose_partner(indptr, row_len, weights, i, uniform(rng_state))
+        p = choose_partner(ties, i, uniform(rng_state))
         held += 1
-        if meet(i, p, agent_type, knowledge, manage, capital, gained, indptr, row_len, indices,
-                weights, partner, absorptive_base, prm, revenue):
+        if meet(i, p, agents, ties, work, prm):
             moved += 1
     return held, moved
 
@@ -436,10 +466,7 @@ def meetings(
 
 
 @njit(cache=True, nogil=True)
-def produce_knowledge(
-    agent_type: np.ndarray, knowledge: np.ndarray, core: np.ndarray, capital: np.ndarray,
-    alive: np.ndarray, member: np.ndarray, gained: np.ndarray, prm: KibsParams,
-) -> None:
+def produce_knowledge(agents: Agents, work: Workspace, prm: KibsParams) -> None:
     """Knowledge production, once per step:
 
     - UNI: k_{i,c_i} += r_U (universities are the source of new knowledge; paper s.III.A,
@@ -449,6 +476,8 @@ def produce_knowledge(
       common technology platform, the business interface, paper s.IV.C); the gain counts
       towards innovation potential.
     """
+    agent_type, _, knowledge, core, _, capital, _, _, alive, member = agents
+    gained = work.gained
     for i in range(agent_type.shape[0]):
         if not alive[i]:
             continue
@@ -464,11 +493,7 @@ def produce_knowledge(
 
 
 @njit(cache=True, nogil=True)
-def platform_transfer(
-    agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, alive: np.ndarray,
-    member: np.ndarray, gained: np.ndarray, absorptive_base: np.ndarray, pool: np.ndarray,
-    prm: KibsParams,
-) -> None:
+def platform_transfer(agents: Agents, work: Workspace, prm: KibsParams) -> None:
     """Technology transfer from the common platform (business interface, paper s.IV.C).
 
     The platform pools the knowledge of the living universities, P_d = mean of k_Ud over UNI;
@@ -476,6 +501,12 @@ def platform_transfer(
     intensity pi: k_id += pi a_i tau phi(delta_iP) max(0, P_d - k_id). No UNI, no platform
     knowledge.
     """
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    alive = agents.alive
+    member = agents.member
+    gained = work.gained
+    pool = work.pool
     d = knowledge.shape[1]
     n = agent_type.shape[0]
     count = 0
@@ -493,8 +524,7 @@ def platform_transfer(
         if not (alive[i] and member[i] and agent_type[i] == HTE):
             continue
         delta = profile_distance(knowledge[i], pool)
-        rate = prm.platform_transfer * _learning_rate(knowledge, i, manage, agent_type,
-                                                      absorptive_base, delta, prm)
+        rate = prm.platform_transfer * _learning_rate(agents, i, delta, prm)
         for f in range(d):
             if pool[f] > knowledge[i, f]:
                 g = rate * (pool[f] - knowledge[i, f])
@@ -506,12 +536,7 @@ def platform_transfer(
 
 
 @njit(cache=True, nogil=True)
-def innovate(
-    agent_type: np.ndarray, knowledge: np.ndarray, core: np.ndarray, manage: np.ndarray,
-    capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray, alive: np.ndarray,
-    gained: np.ndarray, indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray,
-    partner: np.ndarray, rng_state: np.ndarray, prm: KibsParams, revenue: np.ndarray,
-) -> int:
+def innovate(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:
     """Innovation by HTEs; returns the number of innovations this step.
 
     Potential accumulates knowledge gained (absorbed and own R&D): P_i += g_i. An innovation
@@ -521,6 +546,8 @@ def innovate(
     passes to the partner (benefit sharing, paper s.III.C and IV.A). One uniform is drawn per
     living HTE per step whatever happens.
     """
+    agent_type, _, knowledge, core, manage, capital, potential, innovations, alive, _ = agents
+    gained = work.gained
     count = 0
     for i in range(agent_type.shape[0]):
         if not alive[i] or agent_type[i] != HTE:
@@ -534,11 +561,11 @@ def innovate(
             potential[i] = 0.0
             knowledge[i, core[i]] += prm.innovation_knowledge
             reward = prm.innovation_reward
-            j = first_partner(indptr, row_len, indices, partner, i)
+            j = first_partner(ties, i)
             if j >= 0 and prm.benefit_share > 0.0:
                 share = prm.benefit_share * reward
                 capital[j] += share
-                revenue[0] += share
+                work.revenue[0] += share
                 reward -= share
             capital[i] += reward
     return count
@@ -548,30 +575,31 @@ def innovate(
 
 
 @njit(cache=True, nogil=True)
-def credit_limit(agent_type: np.ndarray, indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray,
-                 weights: np.ndarray, i: int, credit_line: float) -> float:
+def credit_limit(agent_type: np.ndarray, ties: Ties, i: int, credit_line: float) -> float:
     """Credit an HTE can draw: the credit line times its tie strength to banks, capped at 1:
     CL_i = L min(1, sum of w_ij over FIN neighbours j) (paper s.III.A: financial institutions
     provide financial support)."""
     total = 0.0
-    for p in range(indptr[i], indptr[i] + row_len[i]):
-        if agent_type[indices[p]] == FIN:
-            total += weights[p]
+    start = ties.indptr[i]
+    for p in range(start, start + ties.row_len[i]):
+        if agent_type[ties.indices[p]] == FIN:
+            total += ties.weights[p]
     return credit_line * min(1.0, total)
 
 
 @njit(cache=True, nogil=True)
-def form_partnership(
-    i: int, agent_type: np.ndarray, knowledge: np.ndarray, manage: np.ndarray, alive: np.ndarray,
-    indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-    partner: np.ndarray, absorptive_base: np.ndarray, prm: KibsParams,
-) -> int:
+def form_partnership(i: int, agents: Agents, ties: Ties, prm: KibsParams) -> int:
     """Strategic partnership of HTE i with its most complementary KIBS (paper s.IV.A).
 
     Complementarity of KIBS j for i: the knowledge i would gain from j in one meeting,
     sum_d a_i phi(delta_ij) max(0, k_jd - k_id); the best j with a free slot (or already tied)
     becomes a partner: weight 1, no decay. Returns j, or -1 if none.
     """
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    alive = agents.alive
+    indptr = ties.indptr
+    row_len = ties.row_len
     best = -1
     best_value = 0.0
     d = knowledge.shape[1]
@@ -579,11 +607,11 @@ def form_partnership(
         t = agent_type[j]
         if not alive[j] or (t != T_KIBS and t != P_KIBS):
             continue
-        tied = find_slot(indptr, row_len, indices, i, j) >= 0
+        tied = find_slot(ties, i, j) >= 0
         if not tied and row_len[j] >= indptr[j + 1] - indptr[j]:
             continue
         delta = cognitive_distance(knowledge, i, j)
-        rate = _learning_rate(knowledge, i, manage, agent_type, absorptive_base, delta, prm)
+        rate = _learning_rate(agents, i, delta, prm)
         value = 0.0
         for f in range(d):
             if knowledge[j, f] > knowledge[i, f]:
@@ -593,36 +621,31 @@ def form_partnership(
             best = j
     if best < 0:
         return -1
-    p = find_slot(indptr, row_len, indices, i, best)
+    p = find_slot(ties, i, best)
     if p >= 0:
-        set_weight(indptr, row_len, indices, weights, i, p, 1.0)
-        partner[p] = True
-        q = find_slot(indptr, row_len, indices, best, i)
-        partner[q] = True
+        set_weight(ties, i, p, 1.0)
+        ties.partner[p] = True
+        q = find_slot(ties, best, i)
+        ties.partner[q] = True
         return best
-    if add_tie(indptr, row_len, indices, weights, partner, i, best, 1.0, True):
+    if add_tie(ties, i, best, 1.0, True):
         return best
     return -1
 
 
 @njit(cache=True, nogil=True)
-def proximity_accept(position: np.ndarray, knowledge: np.ndarray, i: int, j: int,
-                     distance_scale: float) -> float:
+def proximity_accept(agents: Agents, i: int, j: int, distance_scale: float) -> float:
     """Probability that a search by i ties it to j: exp(-dist_ij / s) (1 - delta_ij)
     (geographic and organizational proximity, paper s.II.A; Boschma 2005)."""
+    position = agents.position
     dx = position[i, 0] - position[j, 0]
     dy = position[i, 1] - position[j, 1]
-    return np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * (1.0 - cognitive_distance(knowledge, i, j))
+    return np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * (
+        1.0 - cognitive_distance(agents.knowledge, i, j))
 
 
 @njit(cache=True, nogil=True)
-def finance(
-    agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, core: np.ndarray,
-    manage: np.ndarray, capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray,
-    alive: np.ndarray, member: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
-    indices: np.ndarray, weights: np.ndarray, partner: np.ndarray, traits: TypeTraits,
-    rng_state: np.ndarray, prm: KibsParams,
-) -> int:
+def finance(agents: Agents, ties: Ties, traits: TypeTraits, rng_state: np.ndarray, prm: KibsParams) -> int:
     """Finance and selection of HTEs; returns the number of exits this step.
 
     capital -= F (fixed cost), of which a strategic partner bears the share s_r (risk sharing,
@@ -633,11 +656,15 @@ def finance(
     the platform and getting a partnership with the shares of the governance levers.
     Four uniforms are drawn per exit whatever follows (start-up, membership, partnership).
     """
+    agent_type = agents.agent_type
+    capital = agents.capital
+    alive = agents.alive
+    row_len = ties.row_len
     exits = 0
     for i in range(agent_type.shape[0]):
         if not alive[i] or agent_type[i] != HTE:
             continue
-        j = first_partner(indptr, row_len, indices, partner, i)
+        j = first_partner(ties, i)
         if j >= 0:
             capital[i] -= (1.0 - prm.risk_share) * prm.fixed_cost
             capital[j] -= prm.risk_share * prm.fixed_cost
@@ -645,34 +672,31 @@ def finance(
             capital[i] -= prm.fixed_cost
         if capital[i] < 0.0:
             capital[i] -= prm.interest * (-capital[i])
-        if capital[i] >= -credit_limit(agent_type, indptr, row_len, indices, weights, i, prm.credit_line):
+        if capital[i] >= -credit_limit(agent_type, ties, i, prm.credit_line):
             continue
         exits += 1
         alive[i] = False
         while row_len[i] > 0:
-            remove_tie(indptr, row_len, indices, weights, partner, i, indptr[i] + row_len[i] - 1)
+            remove_tie(ties, i, ties.indptr[i] + row_len[i] - 1)
         u_start = uniform(rng_state)
         u_member = uniform(rng_state)
         u_partner = uniform(rng_state)
         uniform(rng_state)  # reserved: keeps the stream aligned should a fourth choice be added
         if u_start >= prm.startup_prob:
             continue
-        draw_agent(i, HTE, agent_type, position, knowledge, core, manage, capital, rng_state,
-                   traits.spread, traits.level, traits.manage_mean, traits.capital,
-                   traits.knowledge_spread, traits.core_boost, traits.manage_spread)
+        draw_agent(i, HTE, agents, traits, rng_state)
         capital[i] = prm.startup_capital
-        potential[i] = 0.0
+        agents.potential[i] = 0.0
         alive[i] = True
-        member[i] = u_member < prm.platform_share
+        agents.member[i] = u_member < prm.platform_share
         n = agent_type.shape[0]
         for _ in range(prm.startup_search):
             j = integer(rng_state, n)
             if alive[j] and j != i and uniform(rng_state) < proximity_accept(
-                    position, knowledge, i, j, prm.distance_scale):
-                add_tie(indptr, row_len, indices, weights, partner, i, j, prm.new_tie_weight, False)
+                    agents, i, j, prm.distance_scale):
+                add_tie(ties, i, j, prm.new_tie_weight, False)
         if u_partner < prm.partnership_share:
-            form_partnership(i, agent_type, knowledge, manage, alive, indptr, row_len, indices,
-                             weights, partner, traits.absorptive_base, prm)
+            form_partnership(i, agents, ties, prm)
     return exits
 
 
@@ -680,10 +704,10 @@ def finance(
 
 
 @njit(cache=True, nogil=True)
-def decay_ties(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-               partner: np.ndarray, alive: np.ndarray, decay: float, floor: float) -> int:
+def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int:
     """Ties that are not partnerships decay, w <- (1 - epsilon) w, and vanish below the floor
     w_min (social capital needs upkeep; Giuliani 2007). Returns the ties removed."""
+    indptr, row_len, indices, weights, partner = ties
     removed = 0
     for i in range(row_len.shape[0]):
         if not alive[i]:
@@ -695,19 +719,15 @@ def decay_ties(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, wei
                 continue  # each tie once, from its lower end; partnerships never decay
             w = weights[p] * (1.0 - decay)
             if w < floor:
-                remove_tie(indptr, row_len, indices, weights, partner, i, p)
+                remove_tie(ties, i, p)
                 removed += 1
             else:
-                set_weight(indptr, row_len, indices, weights, i, p, w)
+                set_weight(ties, i, p, w)
     return removed
 
 
 @njit(cache=True, nogil=True)
-def form_ties(
-    agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, alive: np.ndarray,
-    indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-    partner: np.ndarray, rng_state: np.ndarray, prm: KibsParams,
-) -> int:
+def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams) -> int:
     """New ties, made with weight w_0; returns how many. For every living agent i in slot order:
 
     1. triadic closure with probability p_T: a neighbour j, then a neighbour k of j, uniformly;
@@ -720,6 +740,12 @@ def form_ties(
        candidate j anywhere, accepted with 1 - delta_ij.
     One uniform is drawn per agent for each of 1, 2 and 4 (and for 3 if INT) whatever follows.
     """
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    alive = agents.alive
+    indptr = ties.indptr
+    row_len = ties.row_len
+    indices = ties.indices
     n = agent_type.shape[0]
     made = 0
     w0 = prm.new_tie_weight
@@ -731,24 +757,24 @@ def form_ties(
             j = indices[start + integer(rng_state, row_len[i])]
             if row_len[j] > 0:
                 k = indices[indptr[j] + integer(rng_state, row_len[j])]
-                if add_tie(indptr, row_len, indices, weights, partner, i, k, w0, False):
+                if add_tie(ties, i, k, w0, False):
                     made += 1
         if uniform(rng_state) < prm.proximity_p:
             j = integer(rng_state, n)
             if alive[j] and j != i and uniform(rng_state) < proximity_accept(
-                    position, knowledge, i, j, prm.distance_scale):
-                if add_tie(indptr, row_len, indices, weights, partner, i, j, w0, False):
+                    agents, i, j, prm.distance_scale):
+                if add_tie(ties, i, j, w0, False):
                     made += 1
         if agent_type[i] == INT:
             if uniform(rng_state) < prm.broker_p and row_len[i] > 1:
                 a = indices[start + integer(rng_state, row_len[i])]
                 b = indices[start + integer(rng_state, row_len[i])]
-                if add_tie(indptr, row_len, indices, weights, partner, a, b, w0, False):
+                if add_tie(ties, a, b, w0, False):
                     made += 1
         if uniform(rng_state) < prm.long_range_p:
             j = integer(rng_state, n)
             if alive[j] and j != i and uniform(rng_state) < 1.0 - cognitive_distance(knowledge, i, j):
-                if add_tie(indptr, row_len, indices, weights, partner, i, j, w0, False):
+                if add_tie(ties, i, j, w0, False):
                     made += 1
     return made
 
@@ -757,8 +783,11 @@ def form_ties(
 
 
 @njit(cache=True, nogil=True)
-def hte_mean_knowledge(agent_type: np.ndarray, knowledge: np.ndarray, alive: np.ndarray) -> float:
+def hte_mean_knowledge(agents: Agents) -> float:
     """Mean of k_id over living HTEs and fields (0 if none)."""
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    alive = agents.alive
     total = 0.0
     count = 0
     for i in range(agent_type.shape[0]):
@@ -770,10 +799,12 @@ def hte_mean_knowledge(agent_type: np.ndarray, knowledge: np.ndarray, alive: np.
 
 
 @njit(cache=True, nogil=True)
-def average_clustering(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray,
-                       alive: np.ndarray) -> float:
+def average_clustering(ties: Ties, alive: np.ndarray) -> float:
     """Mean local clustering coefficient over living agents (0 for degree < 2, as networkx's
     ``average_clustering``): C_i = triangles_i / (deg_i (deg_i - 1) / 2)."""
+    indptr = ties.indptr
+    row_len = ties.row_len
+    indices = ties.indices
     n = row_len.shape[0]
     mark = np.full(n, -1, dtype=np.int64)
     total = 0.0
@@ -802,12 +833,15 @@ def average_clustering(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndar
 
 
 @njit(cache=True, nogil=True)
+def workspace(agents: Agents) -> Workspace:
+    """Fresh scratch arrays for a replicate of these agents (order = identity, totals 0)."""
+    n = agents.agent_type.shape[0]
+    return Workspace(np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]), np.zeros(1))
+
+
+@njit(cache=True, nogil=True)
 def run_replicate(
-    agent_type: np.ndarray, position: np.ndarray, knowledge: np.ndarray, core: np.ndarray,
-    manage: np.ndarray, capital: np.ndarray, potential: np.ndarray, innovations: np.ndarray,
-    alive: np.ndarray, member: np.ndarray, indptr: np.ndarray, row_len: np.ndarray,
-    indices: np.ndarray, weights: np.ndarray, partner: np.ndarray, traits: TypeTraits,
-    rng_state: np.ndarray, prm: KibsParams, steps: int,
+    agents: Agents, ties: Ties, traits: TypeTraits, rng_state: np.ndarray, prm: KibsParams, steps: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run ``steps`` steps (months) on the cluster state, in place.
 
@@ -819,40 +853,29 @@ def run_replicate(
     HTE mean knowledge, cumulative innovations, tie count, and a length-2 float array
     (KIBS revenue, HTE exits).
     """
-    n = agent_type.shape[0]
-    gained = np.zeros(n)
-    order = np.arange(n)
-    pool = np.zeros(knowledge.shape[1])
-    revenue = np.zeros(1)
+    work = workspace(agents)
     hte_mean = np.zeros(steps + 1)
     cumulative = np.zeros(steps + 1, dtype=np.int64)
-    ties = np.zeros(steps + 1, dtype=np.int64)
-    hte_mean[0] = hte_mean_knowledge(agent_type, knowledge, alive)
-    ties[0] = row_len.sum() // 2
+    tie_count = np.zeros(steps + 1, dtype=np.int64)
+    hte_mean[0] = hte_mean_knowledge(agents)
+    tie_count[0] = ties.row_len.sum() // 2
     total_innovations = 0
     exits = 0
     for t in range(1, steps + 1):
-        gained[:] = 0.0
-        meetings(agent_type, knowledge, manage, capital, alive, gained, indptr, row_len, indices,
-                 weights, partner, traits.absorptive_base, order, rng_state, prm, revenue)
+        work.gained[:] = 0.0
+        meetings(agents, ties, work, rng_state, prm)
         if prm.production:
-            produce_knowledge(agent_type, knowledge, core, capital, alive, member, gained, prm)
-            platform_transfer(agent_type, knowledge, manage, alive, member, gained,
-                              traits.absorptive_base, pool, prm)
+            produce_knowledge(agents, work, prm)
+            platform_transfer(agents, work, prm)
         if prm.innovation:
-            total_innovations += innovate(agent_type, knowledge, core, manage, capital, potential,
-                                          innovations, alive, gained, indptr, row_len, indices,
-                                          partner, rng_state, prm, revenue)
+            total_innovations += innovate(agents, ties, work, rng_state, prm)
         if prm.finance:
-            exits += finance(agent_type, position, knowledge, core, manage, capital, potential,
-                             innovations, alive, member, indptr, row_len, indices, weights, partner,
-                             traits, rng_state, prm)
+            exits += finance(agents, ties, traits, rng_state, prm)
         if prm.network_dynamics:
-            decay_ties(indptr, row_len, indices, weights, partner, alive, prm.tie_decay, prm.tie_floor)
-            form_ties(agent_type, position, knowledge, alive, indptr, row_len, indices, weights,
-                      partner, rng_state, prm)
-        hte_mean[t] = hte_mean_knowledge(agent_type, knowledge, alive)
+            decay_ties(ties, agents.alive, prm.tie_decay, prm.tie_floor)
+            form_ties(agents, ties, rng_state, prm)
+        hte_mean[t] = hte_mean_knowledge(agents)
         cumulative[t] = total_innovations
-        ties[t] = row_len.sum() // 2
-    totals = np.array([revenue[0], float(exits)])
-    return hte_mean, cumulative, ties, totals
+        tie_count[t] = ties.row_len.sum() // 2
+    totals = np.array([work.revenue[0], float(exits)])
+    return hte_mean, cumulative, tie_count, totals

@@ -182,13 +182,13 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
         t0 = time.perf_counter()
         state = build_cluster(config.cluster, prm, rng_state)
         t1 = time.perf_counter()
-        series = kernel.run_replicate(*state.arrays(), traits, rng_state, prm, config.model.steps)
+        series = kernel.run_replicate(state.agents, state.ties, traits, rng_state, prm, config.model.steps)
         t2 = time.perf_counter()
         if r:
             build += t1 - t0
             steps += t2 - t1
             ties += float(np.mean(series[2]))
-            agents = state.agent_type.shape[0]
+            agents = state.n
     return {"agents": agents, "build_s": build / replicates, "run_s": steps / replicates,
             "ties": ties / replicates, "steps": config.model.steps}
 

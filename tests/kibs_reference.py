@@ -19,6 +19,8 @@ class Twin:
     """The cluster state as Python lists, built from a ClusterState (copied)."""
 
     def __init__(self, state, traits, prm, seed_state: int) -> None:
+        ties = state.ties
+        state = state.agents
         self.t = [int(x) for x in state.agent_type]
         self.pos = [list(map(float, r)) for r in state.position]
         self.k = [list(map(float, r)) for r in state.knowledge]
@@ -29,12 +31,12 @@ class Twin:
         self.innov = [int(x) for x in state.innovations]
         self.alive = [bool(x) for x in state.alive]
         self.member = [bool(x) for x in state.member]
-        self.capacity = [int(state.indptr[i + 1] - state.indptr[i]) for i in range(len(self.t))]
+        self.capacity = [int(ties.indptr[i + 1] - ties.indptr[i]) for i in range(len(self.t))]
         self.rows = []
         for i in range(len(self.t)):
-            a = int(state.indptr[i])
-            b = a + int(state.row_len[i])
-            self.rows.append([[int(state.indices[p]), float(state.weights[p]), bool(state.partner[p])]
+            a = int(ties.indptr[i])
+            b = a + int(ties.row_len[i])
+            self.rows.append([[int(ties.indices[p]), float(ties.weights[p]), bool(ties.partner[p])]
                               for p in range(a, b)])
         self.traits = traits
         self.prm = prm
@@ -94,7 +96,7 @@ class Twin:
         if kbar <= 0:
             return 0.0
         w = prm.absorption_management_weight
-        base = self.traits.absorptive_base[self.t[i]]
+        base = prm.absorptive_base[self.t[i]]
         return base * kbar / (kbar + prm.knowledge_half) * (1 - w + w * self.m[i])
 
     @staticmethod

@@ -67,7 +67,7 @@ def run_both(overrides: list[str], seed: int, steps: int):
     state = build_cluster(cfg.cluster, prm, rng)
     twin = Twin(state, type_traits(cfg.cluster), prm, int(rng[0]))
     traits = type_traits(cfg.cluster)
-    _, cumulative, _, totals = kernel.run_replicate(*state.arrays(), traits, rng, prm, steps)
+    _, cumulative, _, totals = kernel.run_replicate(state.agents, state.ties, traits, rng, prm, steps)
     twin.run(steps)
     return state, twin, cumulative, totals
 
@@ -79,7 +79,8 @@ def run_both(overrides: list[str], seed: int, steps: int):
     ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
 ], ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi"])
 def test_step_kernels_match_python_twin(overrides):
-    state, twin, cumulative, totals = run_both(overrides, seed=7, steps=12)
+    cluster, twin, cumulative, totals = run_both(overrides, seed=7, steps=12)
+    state, ties = cluster.agents, cluster.ties
     np.testing.assert_allclose(state.knowledge, np.array(twin.k), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.capital, twin.cap, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.manage, twin.m, rtol=1e-9, atol=1e-12)
@@ -91,11 +92,11 @@ def test_step_kernels_match_python_twin(overrides):
     assert int(totals[1]) == twin.exits
     assert totals[0] == pytest.approx(twin.revenue, rel=1e-9)
     for i, row in enumerate(twin.rows):
-        a = state.indptr[i]
-        b = a + state.row_len[i]
-        assert state.indices[a:b].tolist() == [t[0] for t in row]
-        np.testing.assert_allclose(state.weights[a:b], [t[1] for t in row], rtol=1e-9)
-        assert state.partner[a:b].tolist() == [t[2] for t in row]
+        a = ties.indptr[i]
+        b = a + ties.row_len[i]
+        assert ties.indices[a:b].tolist() == [t[0] for t in row]
+        np.testing.assert_allclose(ties.weights[a:b], [t[1] for t in row], rtol=1e-9)
+        assert ties.partner[a:b].tolist() == [t[2] for t in row]
 
 
 def test_turbulent_twin_run_exercises_exits_and_ties():
@@ -103,7 +104,7 @@ def test_turbulent_twin_run_exercises_exits_and_ties():
     state, twin, cumulative, totals = run_both(ALL_LEVERS + TURBULENT, seed=7, steps=12)
     assert totals[1] > 0  # exits (and start-ups) happened
     assert cumulative[-1] > 0
-    assert state.partner.any()
+    assert state.ties.partner.any()
 
 
 def test_learning_is_an_inverted_u_whose_optimum_grows_with_absorptive_capacity():
@@ -125,16 +126,17 @@ def test_learning_is_an_inverted_u_whose_optimum_grows_with_absorptive_capacity(
 def test_cluster_counts_and_network_are_consistent(network):
     cfg = config(f"cluster.network={network}")
     prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
-    state = build_cluster(cfg.cluster, prm, new_state(3))
+    cluster = build_cluster(cfg.cluster, prm, new_state(3))
+    state, net = cluster.agents, cluster.ties
     assert np.bincount(state.agent_type, minlength=6).tolist() == cfg.cluster.counts
-    assert state.n == sum(cfg.cluster.counts)
+    assert cluster.n == sum(cfg.cluster.counts)
     ties = set()
-    for i in range(state.n):
-        row = state.indices[state.indptr[i]:state.indptr[i] + state.row_len[i]]
+    for i in range(cluster.n):
+        row = net.indices[net.indptr[i]:net.indptr[i] + net.row_len[i]]
         assert len(set(row.tolist())) == len(row) and i not in row
         ties |= {(min(i, j), max(i, j)) for j in row.tolist()}
-    assert 2 * len(ties) == state.row_len.sum()  # every tie in both rows
-    mean_degree = state.row_len.mean()
+    assert 2 * len(ties) == net.row_len.sum()  # every tie in both rows
+    mean_degree = net.row_len.mean()
     assert 0.6 * cfg.cluster.mean_degree < mean_degree < 1.4 * cfg.cluster.mean_degree
     hte = state.agent_type == 0
     assert np.all((state.position >= 0) & (state.position <= 1))
@@ -146,23 +148,25 @@ def test_invariants_after_a_run():
     cfg = config(*ALL_LEVERS)
     for seed in (1, 2, 3):
         result = cluster_model.run(cfg, seed)
-        s = result.state
+        s, net = result.state.agents, result.state.ties
         assert np.all(np.isfinite(s.knowledge)) and np.all(s.knowledge >= 0)
         assert np.all(np.isfinite(s.capital))
         assert np.all((s.manage >= 0) & (s.manage <= 1))
         assert np.bincount(s.agent_type, minlength=6).tolist() == cfg.cluster.counts
-        live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(s.n)])
-        assert np.all((s.weights[live] > 0) & (s.weights[live] <= 1))
-        assert s.partner[live].any()
-        assert np.all(s.weights[live][s.partner[live]] == 1.0)  # a partnership never decays
+        live = np.concatenate([np.arange(net.indptr[i], net.indptr[i] + net.row_len[i])
+                               for i in range(result.state.n)])
+        assert np.all((net.weights[live] > 0) & (net.weights[live] <= 1))
+        assert net.partner[live].any()
+        assert np.all(net.weights[live][net.partner[live]] == 1.0)  # a partnership never decays
         assert np.all(np.diff(result.innovations_cumulative) >= 0)
 
 
 def test_partnership_ties_survive_decay_that_removes_all_others():
     cfg = config("governance=strategic", "model.tie_decay=1", "model.triadic_p=0", "model.proximity_p=0",
                  "model.broker_p=0", "model.finance=false")
-    s = cluster_model.run(cfg, 5).state
-    live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(s.n)])
+    state = cluster_model.run(cfg, 5).state
+    s = state.ties
+    live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(state.n)])
     assert len(live) > 0 and np.all(s.partner[live]) and np.all(s.weights[live] == 1.0)
 
 
@@ -172,9 +176,9 @@ def test_knowledge_never_decreases_without_exits():
     rng = new_state(11)
     state = build_cluster(cfg.cluster, prm, rng)
     for _ in range(10):
-        before = state.knowledge.copy()
-        kernel.run_replicate(*state.arrays(), type_traits(cfg.cluster), rng, prm, 1)
-        assert np.all(state.knowledge >= before)
+        before = state.agents.knowledge.copy()
+        kernel.run_replicate(state.agents, state.ties, type_traits(cfg.cluster), rng, prm, 1)
+        assert np.all(state.agents.knowledge >= before)
 
 
 def test_outcome_row_and_time_series_have_model_md_names():
@@ -207,11 +211,9 @@ def test_information_raises_transfer_per_meeting():
         prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
         rng = new_state(9)
         s = build_cluster(cfg.cluster, prm, rng)
-        before = s.knowledge.sum()
-        kernel.meetings(s.agent_type, s.knowledge, s.manage, s.capital, s.alive, np.zeros(s.n), s.indptr,
-                        s.row_len, s.indices, s.weights, s.partner, type_traits(cfg.cluster).absorptive_base,
-                        np.arange(s.n), rng, prm, np.zeros(1))
-        gains.append(s.knowledge.sum() - before)
+        before = s.agents.knowledge.sum()
+        kernel.meetings(s.agents, s.ties, kernel.workspace(s.agents), rng, prm)
+        gains.append(s.agents.knowledge.sum() - before)
     assert gains[1] > gains[0] * 1.2
 
 
@@ -260,7 +262,7 @@ def docking_samples(steps: int, kibs_extra: tuple[str, ...] = (), reps: int = 40
     cj_cfg = load_config([*FAST, *DOCK_CJ, f"model.max_meetings={steps * 100}"])
     kibs_cfg = load_config([*FAST, *DOCK_KIBS, f"model.steps={steps}", *kibs_extra])
     cj = [cowan_jonard.simulate_replicate(cj_cfg, s)[0] for s in range(reps)]
-    kb = [cowan_jonard.knowledge_outcomes(cluster_model.run(kibs_cfg, 10_000 + s).state.knowledge)
+    kb = [cowan_jonard.knowledge_outcomes(cluster_model.run(kibs_cfg, 10_000 + s).state.agents.knowledge)
           for s in range(reps)]
     keys = ("knowledge_mean", "knowledge_cv")
     return ({k: np.array([r[k] for r in cj]) for k in keys}, {k: np.array([r[k] for r in kb]) for k in keys})

@@ -14,44 +14,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from kibs_mc.kernels import kibs as kernel
-from kibs_mc.kernels.kibs import HTE, KibsParams, TypeTraits
+from kibs_mc.kernels.kibs import HTE, Agents, KibsParams, Ties, TypeTraits
 from kibs_mc.kernels.network import barabasi_albert, erdos_renyi, pad_csr, spatial_typed, watts_strogatz
 from kibs_mc.kernels.rng import shuffle, uniform
 from kibs_mc.models.kibs.schema import ClusterConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusterState:
-    """Arrays of one cluster, changed in place by ``kernels.kibs.run_replicate``."""
+    """One cluster: its agents and its ties, changed in place by ``kernels.kibs.run_replicate``."""
 
-    agent_type: np.ndarray
-    position: np.ndarray
-    knowledge: np.ndarray
-    core: np.ndarray
-    manage: np.ndarray
-    capital: np.ndarray
-    potential: np.ndarray
-    innovations: np.ndarray
-    alive: np.ndarray
-    member: np.ndarray
-    indptr: np.ndarray
-    row_len: np.ndarray
-    indices: np.ndarray
-    weights: np.ndarray
-    partner: np.ndarray
+    agents: Agents
+    ties: Ties
 
     @property
     def n(self) -> int:
-        return int(self.agent_type.shape[0])
+        return int(self.agents.agent_type.shape[0])
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The state in the argument order of ``kernels.kibs.run_replicate``."""
-        return (self.agent_type, self.position, self.knowledge, self.core, self.manage, self.capital,
-                self.potential, self.innovations, self.alive, self.member, self.indptr, self.row_len,
-                self.indices, self.weights, self.partner)
-
-    def ties(self) -> int:
-        return int(self.row_len.sum() // 2)
+    def tie_count(self) -> int:
+        return int(self.ties.row_len.sum() // 2)
 
 
 def type_traits(cluster: ClusterConfig) -> TypeTraits:
@@ -60,7 +41,6 @@ def type_traits(cluster: ClusterConfig) -> TypeTraits:
         spread=np.asarray(cluster.spread, dtype=np.float64),
         level=np.asarray(cluster.knowledge_level, dtype=np.float64),
         manage_mean=np.asarray(cluster.management_mean, dtype=np.float64),
-        absorptive_base=np.asarray(cluster.absorptive_base, dtype=np.float64),
         capital=np.asarray(cluster.capital, dtype=np.float64),
         max_ties=np.asarray(cluster.max_ties, dtype=np.int64),
         knowledge_spread=float(cluster.knowledge_spread),
@@ -97,15 +77,13 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
     counts = cluster.counts
     n = sum(counts)
     agent_type = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    position = np.zeros((n, 2))
-    knowledge = np.zeros((n, cluster.fields))
-    core = np.zeros(n, dtype=np.int64)
-    manage = np.zeros(n)
-    capital = np.zeros(n)
+    agents = Agents(agent_type=agent_type, position=np.zeros((n, 2)), knowledge=np.zeros((n, cluster.fields)),
+                    core=np.zeros(n, dtype=np.int64), manage=np.zeros(n), capital=np.zeros(n),
+                    potential=np.zeros(n), innovations=np.zeros(n, dtype=np.int64),
+                    alive=np.ones(n, dtype=np.bool_), member=np.zeros(n, dtype=np.bool_))
     for i in range(n):
-        kernel.draw_agent(i, int(agent_type[i]), agent_type, position, knowledge, core, manage, capital,
-                          rng_state, traits.spread, traits.level, traits.manage_mean, traits.capital,
-                          traits.knowledge_spread, traits.core_boost, traits.manage_spread)
+        kernel.draw_agent(i, int(agent_type[i]), agents, traits, rng_state)
+    position, knowledge = agents.position, agents.knowledge
     if cluster.network == "spatial":
         indptr, indices = spatial_typed(position, knowledge, agent_type,
                                         np.asarray(cluster.sociability, dtype=np.float64),
@@ -121,17 +99,11 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
         # Agents are stored type by type; a random labelling spreads the types over the graph.
         indptr, indices = _relabel(indptr, indices, _permutation(n, rng_state))
     capacity = traits.max_ties[agent_type]
-    indptr, row_len, indices, weights, partner = pad_csr(indptr, indices, capacity,
-                                                         float(cluster.initial_tie_weight))
-    alive = np.ones(n, dtype=np.bool_)
-    state = ClusterState(agent_type, position, knowledge, core, manage, capital, np.zeros(n),
-                         np.zeros(n, dtype=np.int64), alive, np.zeros(n, dtype=np.bool_),
-                         indptr, row_len, indices, weights, partner)
+    ties = Ties(*pad_csr(indptr, indices, capacity, float(cluster.initial_tie_weight)))
     hte = np.flatnonzero(agent_type == HTE)
     for i in hte.tolist():
-        state.member[i] = uniform(rng_state) < prm.platform_share
+        agents.member[i] = uniform(rng_state) < prm.platform_share
     for i in hte.tolist():
         if uniform(rng_state) < prm.partnership_share:
-            kernel.form_partnership(int(i), agent_type, knowledge, manage, alive, indptr, row_len,
-                                    indices, weights, partner, traits.absorptive_base, prm)
-    return state
+            kernel.form_partnership(int(i), agents, ties, prm)
+    return ClusterState(agents, ties)

@@ -66,7 +66,7 @@ def run(config: KibsScenario, seed: int) -> Run:
     rng_state = new_state(seed)
     state = build_cluster(config.cluster, prm, rng_state)
     hte_mean, cumulative, ties, totals = kernel.run_replicate(
-        *state.arrays(), type_traits(config.cluster), rng_state, prm, config.model.steps)
+        state.agents, state.ties, type_traits(config.cluster), rng_state, prm, config.model.steps)
     return Run(state, hte_mean, cumulative, ties, float(totals[0]), int(totals[1]))
 
 
@@ -92,13 +92,13 @@ def diffusion_time(hte_mean: np.ndarray) -> float:
 
 def outcomes(config: KibsScenario, result: Run) -> dict:
     """The outcome row of a finished replicate (MODEL.md s.3)."""
-    s = result.state
+    s = result.state.agents
     living = s.alive
     hte = living & (s.agent_type == HTE)
     kibs = living & ((s.agent_type == T_KIBS) | (s.agent_type == P_KIBS))
     hte_levels = s.knowledge[hte].mean(axis=1)
     n_alive = int(living.sum())
-    ties = s.ties()
+    ties = result.state.tie_count()
     total = int(result.innovations_cumulative[-1])
     return {
         "innovations_total": total,
@@ -110,7 +110,7 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
         "hte_exits": result.hte_exits,
         "diffusion_time": diffusion_time(result.hte_mean),
         "network_density": 2.0 * ties / (n_alive * (n_alive - 1)) if n_alive > 1 else 0.0,
-        "network_clustering": float(kernel.average_clustering(s.indptr, s.row_len, s.indices, s.alive)),
+        "network_clustering": float(kernel.average_clustering(result.state.ties, s.alive)),
         "governance_cost": governance_cost(config.governance),
     }
 
