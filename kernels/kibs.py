@@ -82,7 +82,7 @@ class KibsParams(NamedTuple):
     """Every parameter the step kernels read (see ``docs/ODD.md`` for each symbol): scalars,
     and the per-type base of absorptive capacity."""
 
-    absorptive_base: np.ndarray  # A_t per type (length 6, type order): the ceiling of a_i
+    absorptive_base: tuple[float, ...]  # A_t per type (6 floats, type order): the ceiling of a_i
 
     random_draw: bool  # schedule: True = Cowan-Jonard random draw, False = random sequential
     barter: bool  # trade only on a double coincidence of wants (docking)
@@ -185,7 +185,7 @@ def draw_agent(i: int, t: int, agents: Agents, traits: TypeTraits, rng_state: np
 # --------------------------------------------------------------------------- ties
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def find_slot(ties: Ties, i: int, j: int) -> int:
     """Position of j in i's row, or -1 when i and j are not tied."""
     start = ties.indptr[i]
@@ -196,7 +196,7 @@ def find_slot(ties: Ties, i: int, j: int) -> int:
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
     """Tie i and j with weight w; False (and nothing changed) if i == j, they are already tied,
     or either row is full."""
@@ -218,7 +218,7 @@ def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _drop_slot(ties: Ties, i: int, p: int) -> None:
     indptr, row_len, indices, weights, partner = ties
     last = indptr[i] + row_len[i] - 1
@@ -228,7 +228,7 @@ def _drop_slot(ties: Ties, i: int, p: int) -> None:
     row_len[i] -= 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def remove_tie(ties: Ties, i: int, p: int) -> None:
     """Remove the tie in slot p of i's row, and its mirror in the other row. The last tie of
     each row moves into the freed slot."""
@@ -239,7 +239,7 @@ def remove_tie(ties: Ties, i: int, p: int) -> None:
         _drop_slot(ties, j, q)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
     """Set the weight of the tie in slot p of i's row and of its mirror."""
     j = ties.indices[p]
@@ -249,7 +249,7 @@ def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
         ties.weights[q] = w
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def first_partner(ties: Ties, i: int) -> int:
     """The first strategic partner of i, or -1."""
     start = ties.indptr[i]
@@ -262,7 +262,7 @@ def first_partner(ties: Ties, i: int) -> int:
 # --------------------------------------------------------------------------- learning
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: float,
                         knowledge_half: float, management_weight: float) -> float:
     """Absorptive capacity a_i = A_t * kbar_i / (kbar_i + K_half) * (1 - omega_m + omega_m m_i).
@@ -292,7 +292,7 @@ def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
     return num / den if den > 0.0 else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     """delta_ij = ||k_i - k_j||_1 / (||k_i||_1 + ||k_j||_1), in [0, 1].
 
@@ -302,7 +302,7 @@ def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     return profile_distance(knowledge[i], knowledge[j])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def learning(delta: float, optimum_width: float) -> float:
     """Inverted U of learning in cognitive distance (Nooteboom et al. 2007):
 
@@ -318,7 +318,7 @@ def learning(delta: float, optimum_width: float) -> float:
     return v / (0.25 * optimum_width * optimum_width)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float) -> tuple[float, float]:
     """Non-rival transfer: in every field the lagging side closes a share of the gap,
 
@@ -343,7 +343,7 @@ def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float
     return gain_i, gain_j
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def choose_partner(ties: Ties, i: int, u: float) -> int:
     """Slot of the partner of i, drawn with probability w_ij / sum_k w_ik from u ~ U[0, 1);
     -1 when i has no ties."""
@@ -364,7 +364,7 @@ def choose_partner(ties: Ties, i: int, u: float) -> int:
     return start + n - 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> float:
     if prm.adaptive_absorption:
         a = absorptive_capacity(agents.knowledge, i, agents.manage[i],
@@ -379,7 +379,7 @@ def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> flo
     return a * prm.transfer_efficiency * phi
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> bool:
     """One meeting of i with the partner in slot p of its row; True if knowledge moved.
 
@@ -574,7 +574,7 @@ def innovate(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
 # --------------------------------------------------------------------------- finance
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def credit_limit(agent_type: np.ndarray, ties: Ties, i: int, credit_line: float) -> float:
     """Credit an HTE can draw: the credit line times its tie strength to banks, capped at 1:
     CL_i = L min(1, sum of w_ij over FIN neighbours j) (paper s.III.A: financial institutions
@@ -633,7 +633,7 @@ def form_partnership(i: int, agents: Agents, ties: Ties, prm: KibsParams) -> int
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def proximity_accept(agents: Agents, i: int, j: int, distance_scale: float) -> float:
     """Probability that a search by i ties it to j: exp(-dist_ij / s) (1 - delta_ij)
     (geographic and organizational proximity, paper s.II.A; Boschma 2005)."""
@@ -721,8 +721,14 @@ def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int
             if w < floor:
                 remove_tie(ties, i, p)
                 removed += 1
-            else:
-                set_weight(ties, i, p, w)
+                continue
+            # set_weight written out: this loop runs over every tie every step, and reading
+            # the rows through the local arrays keeps it as fast as the unbundled kernel
+            weights[p] = w
+            for q in range(indptr[j], indptr[j] + row_len[j]):
+                if indices[q] == i:
+                    weights[q] = w
+                    break
     return removed
 
 

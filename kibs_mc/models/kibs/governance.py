@@ -8,8 +8,6 @@ mechanism below vanishes at lever 0, so a lever at 0 changes nothing.
 
 from __future__ import annotations
 
-import numpy as np
-
 from kibs_mc.kernels.kibs import KibsParams
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
@@ -40,7 +38,7 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
     fx = governance.effects
     tau0 = model.transfer_efficiency
     return KibsParams(
-        absorptive_base=np.asarray(cluster.absorptive_base, dtype=np.float64),
+        absorptive_base=tuple(float(a) for a in cluster.absorptive_base),
         random_draw=model.schedule == "random_draw",
         barter=model.barter,
         tolerance=float(model.tolerance),
