@@ -7,12 +7,17 @@ random cluster and its initial knowledge), which is why paired intervals are muc
 than unpaired ones on the same data (Law 2015, Simulation Modeling and Analysis, s.11.2).
 
 For each scenario and outcome:
-- ``effect``: mean of d, with a percentile bootstrap 95% CI over replicates (seeded);
+- ``effect``: mean of d, with a percentile bootstrap 95% CI over replicates, resampled with
+  the cell's own generator (:func:`kibs_mc.analysis.inference.cell_rng`);
 - ``effect_size``: Glass's delta, the effect in units of the baseline's standard deviation
   across replicates (a scale-free magnitude that pairing does not inflate);
 - ``effect_per_cost``: effect per unit of extra ``governance_cost`` over the baseline, when
   the model reports that outcome;
-- ``unpaired_ci_low/high``: the bootstrap CI that ignores pairing, for comparison.
+- ``unpaired_ci_low/high``: the bootstrap CI that ignores pairing, for comparison;
+- ``significant``: the (unadjusted) CI excludes zero;
+- ``margin``, ``p_value``, ``p_adjusted``, ``clear``: the minimum-effect test of
+  :mod:`kibs_mc.analysis.inference` and its multiplicity adjustment (:func:`decide_effects`):
+  ``clear`` means larger than the smallest effect that matters, after adjustment.
 """
 
 from __future__ import annotations
@@ -22,20 +27,21 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-BOOTSTRAP_SAMPLES = 2000
+from kibs_mc.analysis.inference import (
+    BOOTSTRAP_SAMPLES,
+    benjamini_hochberg,
+    bootstrap_mean_ci,
+    cell_rng,
+    holm,
+    margin,
+    min_effect_p,
+)
 
+#: The outcome that measures money, when a model reports it (effects per unit of it).
+COST_OUTCOME = "governance_cost"
 
-def bootstrap_mean_ci(
-    values: np.ndarray, rng: np.random.Generator, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
-    n = len(values)
-    if n < 2:
-        return float("nan"), float("nan")
-    means = values[rng.integers(0, n, size=(samples, n))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+__all__ = ["COST_OUTCOME", "add_effects_to_summary", "bootstrap_difference_ci", "bootstrap_mean_ci",
+           "choose_baseline", "decide_effects", "paired_effects"]
 
 
 def bootstrap_difference_ci(
@@ -65,19 +71,24 @@ def paired_effects(
     baseline: str,
     seed: int = 0,
     confidence: float = 0.95,
+    min_effect: float = 0.0,
+    relative: bool = True,
 ) -> pl.DataFrame:
-    """Effects of every scenario other than ``baseline`` on every outcome (see module doc)."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xEFFEC7,)))
+    """Effects of every scenario other than ``baseline`` on every outcome (see module doc).
+
+    ``p_value`` tests H0: |effect| <= margin, the margin being ``min_effect`` (a share of the
+    baseline's mean when ``relative``); ``p_adjusted`` and ``clear`` are Holm's across these
+    rows until :func:`decide_effects` sets them from the reported family."""
     scenarios = [s for s in rows.get_column("scenario").unique(maintain_order=True).to_list()
                  if s != baseline]
     base = rows.filter(pl.col("scenario") == baseline)
-    has_cost = "governance_cost" in rows.columns
+    has_cost = COST_OUTCOME in rows.columns
     records = []
     for scenario in scenarios:
         other = rows.filter(pl.col("scenario") == scenario)
         paired = other.join(base, on="replicate", suffix="__base")
         if has_cost:
-            gap = (paired["governance_cost"] - paired["governance_cost__base"]).mean()
+            gap = (paired[COST_OUTCOME] - paired[f"{COST_OUTCOME}__base"]).mean()
             extra_cost = float(gap) if isinstance(gap, int | float) else 0.0
         for outcome in outcomes:
             y = paired[outcome].cast(pl.Float64).to_numpy()
@@ -85,15 +96,19 @@ def paired_effects(
             d = y - y0
             n = len(d)
             effect = float(d.mean()) if n else float("nan")
-            low, high = bootstrap_mean_ci(d, rng, confidence)
-            ulow, uhigh = bootstrap_difference_ci(y, y0, rng, confidence)
+            low, high = bootstrap_mean_ci(d, cell_rng(seed, "effect", outcome, scenario, baseline),
+                                          confidence)
+            ulow, uhigh = bootstrap_difference_ci(
+                y, y0, cell_rng(seed, "unpaired", outcome, scenario, baseline), confidence)
+            base_mean = float(y0.mean()) if n else float("nan")
+            m = margin(min_effect, relative, base_mean if base_mean else float(np.mean(y)) if n else 0.0)
             sd_base = float(y0.std(ddof=1)) if n > 1 else float("nan")
             records.append({
                 "scenario": scenario,
                 "outcome": outcome,
                 "baseline": baseline,
                 "n": n,
-                "baseline_mean": float(y0.mean()) if n else float("nan"),
+                "baseline_mean": base_mean,
                 "scenario_mean": float(y.mean()) if n else float("nan"),
                 "effect": effect,
                 "ci_low": low,
@@ -105,6 +120,8 @@ def paired_effects(
                 "unpaired_ci_low": ulow,
                 "unpaired_ci_high": uhigh,
                 "significant": bool(low > 0 or high < 0),
+                "margin": m,
+                "p_value": min_effect_p(d, m),
             })
     schema = {
         "scenario": pl.String, "outcome": pl.String, "baseline": pl.String, "n": pl.Int64,
@@ -112,8 +129,33 @@ def paired_effects(
         "ci_low": pl.Float64, "ci_high": pl.Float64, "sd_difference": pl.Float64,
         "effect_size": pl.Float64, "extra_cost": pl.Float64, "effect_per_cost": pl.Float64,
         "unpaired_ci_low": pl.Float64, "unpaired_ci_high": pl.Float64, "significant": pl.Boolean,
+        "margin": pl.Float64, "p_value": pl.Float64,
     }
-    return pl.DataFrame(records, schema=schema)
+    return decide_effects(pl.DataFrame(records, schema=schema))
+
+
+def decide_effects(effects: pl.DataFrame, contrasts: pl.DataFrame | None = None, alpha: float = 0.05,
+                   adjust: str = "holm") -> pl.DataFrame:
+    """Set ``p_adjusted`` and ``clear`` of each effect.
+
+    An effect whose pair is in ``contrasts`` (the reported family,
+    :func:`kibs_mc.analysis.inference.contrasts`) takes that contrast's adjusted p-value; the
+    others (outcomes or scenarios outside the family, e.g. sweep points) form a family of
+    their own, adjusted the same way (Holm, or Benjamini-Hochberg with ``adjust="bh"``)."""
+    adjusted = np.full(effects.height, np.nan)
+    if contrasts is not None and contrasts.height:
+        column = "p_bh" if adjust == "bh" else "p_holm"
+        known = {(r["outcome"], frozenset((r["scenario"], r["versus"]))): r[column]
+                 for r in contrasts.iter_rows(named=True)}
+        for i, r in enumerate(effects.select("outcome", "scenario", "baseline").iter_rows(named=True)):
+            adjusted[i] = known.get((r["outcome"], frozenset((r["scenario"], r["baseline"]))), np.nan)
+    rest = np.isnan(adjusted)
+    if rest.any():
+        p = effects["p_value"].to_numpy()[rest]
+        adjusted[rest] = benjamini_hochberg(p) if adjust == "bh" else holm(p)
+    return effects.with_columns(
+        p_adjusted=pl.Series(adjusted, dtype=pl.Float64),
+        clear=pl.Series(np.nan_to_num(adjusted, nan=1.0) < alpha, dtype=pl.Boolean))
 
 
 def add_effects_to_summary(summary: pl.DataFrame, effects: pl.DataFrame) -> pl.DataFrame:

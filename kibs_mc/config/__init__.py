@@ -14,6 +14,7 @@ from kibs_mc.config.schema import (
     ExperimentConfig,
     PrecisionConfig,
     ScenarioConfig,
+    SelectionConfig,
     SweepConfig,
     SweepFactor,
     TrackingConfig,
@@ -22,6 +23,6 @@ from kibs_mc.config.schema import (
 
 __all__ = [
     "CONF_DIR", "Config", "ExecutorConfig", "ExperimentConfig", "PrecisionConfig", "ScenarioConfig",
-    "SweepConfig", "SweepFactor", "TrackingConfig", "apply_values", "compose_config", "group_options",
-    "load_config", "to_config",
+    "SelectionConfig", "SweepConfig", "SweepFactor", "TrackingConfig", "apply_values", "compose_config",
+    "group_options", "load_config", "to_config",
 ]

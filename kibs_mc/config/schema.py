@@ -32,12 +32,32 @@ class ScenarioConfig:
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    """Adaptive replicate counts: add replicates until the 95% CI half-width of ``outcome``'s
-    mean is at most ``half_width`` (a share of |mean| when ``relative``) in every scenario."""
+    """Adaptive replicate counts: add replicates until the 95% CI half-width of what is
+    decided on ``outcome`` is at most ``half_width`` in every scenario: ``on=mean`` each
+    scenario's mean (relative: a share of |mean|), ``effect`` each scenario's paired effect
+    against the baseline, ``contrast`` every paired difference between two scenarios
+    (relative: a share of |baseline mean|)."""
 
     outcome: str | None = None  # None: fixed replicate counts
     half_width: float = setting(0.01, gt=0.0)
     relative: bool = True
+    on: str = setting("effect", choices=("mean", "effect", "contrast"))
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Certified best scenario (``kibs_mc.analysis.selection``): Kim & Nelson's fully
+    sequential procedure KN adds replicates to the scenarios still in contention until one is
+    best on ``outcome`` within ``delta`` (a share of the largest first-stage |mean| when
+    ``relative``) with probability of correct selection at least 1 - ``alpha``, or until
+    ``experiment.max_replicates``. Candidates: every listed scenario but the baseline."""
+
+    outcome: str | None = None  # None: no selection
+    delta: float = setting(0.02, gt=0.0)
+    relative: bool = True
+    alpha: float = setting(0.05, gt=0.0, lt=0.5)
+    first_stage: int = setting(20, ge=2)  # n0: replicates per scenario before screening starts
+    larger_is_better: bool | None = None  # None: as the model declares for the outcome
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,14 @@ class ExperimentConfig:
     scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
     baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     max_replicates: int = setting(10_000, ge=1)  # per scenario, with adaptive counts
+    # "Clear" differences: beyond this smallest effect that matters (a share of the baseline's
+    # mean when min_effect_relative) after adjusting for every reported contrast (adjust).
+    min_effect: float = setting(0.02, ge=0.0)
+    min_effect_relative: bool = True
+    adjust: str = setting("holm", choices=("holm", "bh"))
+    alpha: float = setting(0.05, gt=0.0, lt=0.5)  # family-wise error (holm) or FDR (bh)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def check(self, path: str) -> None:

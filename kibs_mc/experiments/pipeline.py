@@ -27,16 +27,29 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from kibs_mc.analysis.effects import add_effects_to_summary, choose_baseline, paired_effects
+from kibs_mc.analysis.effects import (
+    COST_OUTCOME,
+    add_effects_to_summary,
+    choose_baseline,
+    decide_effects,
+    paired_effects,
+)
+from kibs_mc.analysis.inference import contrasts, ranks
 from kibs_mc.analysis.plots import make_plots
-from kibs_mc.analysis.report import write_report
+from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError, first_line
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.experiments.registry import get_kind
 from kibs_mc.models import Model, get_model, headline
-from kibs_mc.run.adaptive import next_targets, precision_notes
+from kibs_mc.run.adaptive import (
+    Selection,
+    next_targets,
+    precision_notes,
+    selection_notes,
+    selection_targets,
+)
 from kibs_mc.run.chunk import run_chunk
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.limits import check_resources, local_workers
@@ -61,6 +74,9 @@ class ExperimentResult:
     notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
     sampled: list[str] = field(default_factory=list)  # scenarios not listed one by one (sweep points)
     headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
+    contrasts: pl.DataFrame | None = None  # every pair of listed scenarios, adjusted as one family
+    ranks: pl.DataFrame | None = None  # rank of each listed scenario with its confidence set
+    selection: pl.DataFrame | None = None  # KN's candidates, with experiment.selection
 
 
 @dataclass
@@ -87,6 +103,7 @@ class Executed:
     computed: int
     reused: int
     notes: list[str]
+    selection: Selection | None = None  # the certified best scenario, with experiment.selection
 
 
 def run_experiment(
@@ -125,11 +142,37 @@ def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
     if precision.outcome is not None and precision.outcome not in outcomes:
         raise ConfigError("experiment.precision.outcome", precision.outcome,
                           "allowed: one of " + ", ".join(outcomes))
-    most = config.replicates if precision.outcome is None else \
-        max(config.replicates, config.experiment.max_replicates)
+    selection = config.experiment.selection
+    if selection.outcome is not None:
+        if selection.outcome not in outcomes:
+            raise ConfigError("experiment.selection.outcome", selection.outcome,
+                              "allowed: one of " + ", ".join(outcomes))
+        if precision.outcome is not None:
+            raise ConfigError("experiment.selection.outcome", selection.outcome,
+                              "allowed: null while experiment.precision.outcome is set (one "
+                              "adaptive rule per run)")
+        if len(candidates(config, kind, [sc.name for sc in scenarios])) < 2:
+            raise ConfigError("experiment.selection.outcome", selection.outcome,
+                              "allowed: null with fewer than two listed scenarios besides the baseline")
+    adaptive = precision.outcome is not None or selection.outcome is not None
+    most = max(config.replicates, config.experiment.max_replicates) if adaptive else config.replicates
     check_resources([sc.config for sc in scenarios], len(outcomes), most,
                     local_workers(config.executor), run_dir)
     return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, most)
+
+
+def candidates(config: Config, kind: ExperimentKind, names: Sequence[str]) -> list[str]:
+    """The scenarios a selection chooses among: the listed ones but the baseline."""
+    listed = [s.name for s in config.experiment.scenarios if s.name in names]
+    baseline = choose_baseline(list(names), config.experiment.baseline)
+    return [n for n in listed if n != baseline]
+
+
+def larger_is_better(model: Model, outcome: str, declared: bool | None = None) -> bool:
+    """The direction of ``outcome``: as declared, else as the model says (higher by default)."""
+    if declared is not None:
+        return declared
+    return outcome not in model.lower_is_better
 
 
 def _progress(console: Console) -> Progress:
@@ -152,9 +195,13 @@ def execute(planned: Planned, console: Console) -> Executed:
     """Run the plan's chunks on the configured executor, in adaptive rounds when
     ``experiment.precision.outcome`` is set, writing each result as it arrives."""
     config, scenarios = planned.config, planned.scenarios
-    precision = config.experiment.precision
+    precision, selection = config.experiment.precision, config.experiment.selection
+    names = [sc.name for sc in scenarios]
+    baseline = choose_baseline(names, config.experiment.baseline)
+    chosen = candidates(config, planned.kind, names)
     store = ResultStore(planned.run_dir)
     notes: list[str] = []
+    state: Selection | None = None
     with make_executor(config.executor) as executor:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
             auto_chunk_size(config.replicates, len(scenarios), executor.workers,
@@ -169,7 +216,7 @@ def execute(planned: Planned, console: Console) -> Executed:
         targets = {sc.index: config.replicates for sc in scenarios}
         with _progress(console) as progress:
             task = progress.add_task("run", total=sum(targets.values()), ci="")
-            watched = precision.outcome or headline(planned.model, limit=1)[0]
+            watched = precision.outcome or selection.outcome or headline(planned.model, limit=1)[0]
             while True:
                 ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
                 todo = [c for c in run_plan.chunks(ranges) if c.key not in done]
@@ -177,16 +224,25 @@ def execute(planned: Planned, console: Console) -> Executed:
                                 completed=sum(targets.values()) - sum(len(c.replicates) for c in todo))
                 computed += _run_round(executor, store, todo, progress, task, watched)
                 counts.update({i: b for i, (_, b) in ranges.items()})
-                if precision.outcome is None:
+                if precision.outcome is None and selection.outcome is None:
                     break
-                rows = store.finalize([s.name for s in scenarios])
+                rows = store.finalize(names)
+                if selection.outcome is not None:
+                    targets, state = selection_targets(
+                        rows, scenarios, counts, selection, chosen,
+                        larger_is_better(planned.model, selection.outcome, selection.larger_is_better),
+                        config.experiment.max_replicates, chunk_size)
+                    if all(targets[i] <= counts[i] for i in counts):
+                        notes = selection_notes(state)
+                        break
+                    continue
                 targets, status = next_targets(rows, scenarios, counts, precision,
-                                               config.experiment.max_replicates, chunk_size)
+                                               config.experiment.max_replicates, chunk_size, baseline)
                 if all(targets[i] <= counts[i] for i in counts):
                     notes = precision_notes(status, precision)
                     break
-    rows = store.finalize([s.name for s in scenarios])
-    return Executed(store, rows, store.errors(), computed, reused, notes)
+    rows = store.finalize(names)
+    return Executed(store, rows, store.errors(), computed, reused, notes, state)
 
 
 def _run_round(executor: Executor, store: ResultStore, todo: list, progress: Progress, task: TaskID,
@@ -214,25 +270,52 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
               "the other results are kept.", file=sys.stderr)
     outcomes = planned.outcomes
     shown = headline(planned.model)
+    exp = config.experiment
     summary = summarize(rows, outcomes)
     names = [sc.name for sc in planned.scenarios]
-    baseline = choose_baseline(names, config.experiment.baseline)
-    effects = paired_effects(rows, outcomes, baseline, seed=config.seed)
-    write_parquet(effects, run_dir / "effects.parquet")
-    summary = add_effects_to_summary(summary, effects)
-    write_summary(summary, run_dir)
+    baseline = choose_baseline(names, exp.baseline)
+    effects = paired_effects(rows, outcomes, baseline, seed=config.seed, confidence=1 - exp.alpha,
+                             min_effect=exp.min_effect, relative=exp.min_effect_relative)
     extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown))
     listed = [n for n in names if n not in extra.unlisted]
+    decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
+    lower = [o for o in outcomes if not larger_is_better(planned.model, o)]
+    family = contrasts(rows, decided, listed, baseline, config.seed, exp.min_effect,
+                       exp.min_effect_relative, exp.alpha, exp.adjust)
+    ranked = ranks(rows, decided, listed, config.seed, lower, exp.alpha)
+    effects = decide_effects(effects, family, exp.alpha, exp.adjust)
+    write_parquet(effects, run_dir / "effects.parquet")
+    write_parquet(family, run_dir / "contrasts.parquet")
+    write_parquet(ranked, run_dir / "ranks.parquet")
+    chosen = None
+    if executed.selection is not None:
+        means = {r["scenario"]: r["mean"] for r in summary.filter(
+            pl.col("outcome") == executed.selection.outcome).iter_rows(named=True)}
+        chosen = executed.selection.frame(means)
+        write_parquet(chosen, run_dir / "selection.parquet")
+    summary = add_effects_to_summary(summary, effects)
+    summary = summary.join(ranked.select("scenario", "outcome", "rank", "rank_low", "rank_high"),
+                           on=["scenario", "outcome"], how="left", maintain_order="left")
+    write_summary(summary, run_dir)
     figures = make_plots(run_dir, rows, effects, names, listed, outcomes) + extra.figures
+    objective = exp.selection.outcome or (decided[0] if decided else None)
+    findings = None
+    if objective is not None and ranked.height:
+        findings = Findings(objective, baseline, family, ranked,
+                            effects.filter(pl.col("scenario").is_in(listed)), exp.min_effect,
+                            exp.min_effect_relative, exp.alpha, exp.adjust, chosen,
+                            COST_OUTCOME if COST_OUTCOME in outcomes else None)
     report_md, _ = write_report(
-        run_dir, f"kibs-mc experiment `{config.experiment.name}`: {len(rows)} replicates",
+        run_dir, f"kibs-mc experiment `{exp.name}`: {len(rows)} replicates",
         (run_dir / "config.yaml").read_text(),
         summary.filter(pl.col("scenario").is_in(listed)),
-        effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections)
+        effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections,
+        findings)
     return ExperimentResult(run_dir, rows, summary, planned.scenarios, outcomes, None,
                             executed.computed, executed.reused, failed if failed.height else None,
                             effects=effects, baseline=baseline, report=report_md, notes=executed.notes,
-                            sampled=sorted(extra.unlisted), headline=shown)
+                            sampled=sorted(extra.unlisted), headline=shown, contrasts=family,
+                            ranks=ranked, selection=chosen)
 
 
 def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float]) -> str | None:

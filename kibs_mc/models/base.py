@@ -24,6 +24,8 @@ class Model(Protocol):
             :func:`kibs_mc.fields.setting`; its ``name`` field has this model's name as only choice).
         outcomes: column name -> NumPy dtype of each outcome in ``replicates.parquet``, in order.
         headline: the outcomes read out first (terminal, report, progress precision), in order.
+        lower_is_better: the outcomes whose smaller values are better (ranks, the best scenario
+            of the report, selection); every other outcome is better when higher.
         groups: further config groups the model reads (group name -> schema), e.g. ``cluster``.
     """
 
@@ -31,6 +33,7 @@ class Model(Protocol):
     schema: type
     outcomes: Mapping[str, type]
     headline: tuple[str, ...]
+    lower_is_better: tuple[str, ...]
 
     def simulate(self, config: Any, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
         """One replicate of ``config`` (a scenario's whole validated configuration) from the

@@ -104,6 +104,7 @@ class CowanJonard:
     schema: type = CowanJonardConfig
     outcomes: Mapping[str, type] = OUTCOMES
     headline: tuple[str, ...] = ("knowledge_mean", "knowledge_cv", "meetings", "converged")
+    lower_is_better: tuple[str, ...] = ("knowledge_cv",)  # unequal knowledge
 
     def simulate(self, config: CowanJonardScenario, seed: int) -> tuple[dict, None]:
         return simulate_replicate(config, seed)

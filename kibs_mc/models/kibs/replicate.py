@@ -149,6 +149,9 @@ class Kibs:
     outcomes: Mapping[str, type] = OUTCOMES
     headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time", "kibs_revenue",
                 "innovations_per_hte", "kibs_knowledge_mean", "hte_exits", "governance_cost")
+    #: Slower diffusion, more exits, more unequal knowledge and more public money are worse.
+    lower_is_better: tuple[str, ...] = ("diffusion_time", "hte_exits", "hte_knowledge_gini",
+                                        "governance_cost")
     #: Further config groups the model reads, with their schemas (registered with Hydra).
     groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
 
