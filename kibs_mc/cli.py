@@ -28,6 +28,7 @@ from kibs_mc.analysis.statistics import half_width
 from kibs_mc.config import CONF_DIR, load_config, to_config
 from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiments import ExperimentResult, run_experiment
+from kibs_mc.run.lock import lock_run_dir
 
 #: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
 _multirun_status = 0
@@ -107,10 +108,10 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     console = Console()
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
         config = to_config(cfg)
-        hc = HydraConfig.get()
-        run_dir = Path(hc.runtime.output_dir)
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
         fail(error)
@@ -133,7 +134,9 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def check_run_dir(argv: list[str]) -> None:
-    """A ``hydra.run.dir`` that cannot be created is a bad input (Hydra would crash)."""
+    """A ``hydra.run.dir`` that cannot be created is a bad input (Hydra would crash); one that
+    another run is using is refused (exit 2, naming the holder) before Hydra writes its
+    ``.hydra/`` files into it."""
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "hydra.run.dir" and value and "${" not in value:
@@ -147,6 +150,7 @@ def check_run_dir(argv: list[str]) -> None:
                     f"bad configuration: hydra.run.dir={value!r} cannot be used as the run directory "
                     f"({exc.strerror or exc}); allowed: a directory path that can be created and written."
                 ) from None
+            lock_run_dir(Path(value))  # held until this process ends
 
 
 def main() -> None:

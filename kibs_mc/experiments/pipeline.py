@@ -52,9 +52,18 @@ from kibs_mc.run.adaptive import (
 )
 from kibs_mc.run.chunk import run_chunk
 from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.interrupt import deferred_interrupts
 from kibs_mc.run.limits import check_resources, local_workers
-from kibs_mc.run.plan import Plan, Scenario, auto_chunk_size, build_scenarios
-from kibs_mc.run.store import ResultStore, write_parquet, write_summary
+from kibs_mc.run.lock import lock_run_dir, unlock_run_dir
+from kibs_mc.run.plan import Plan, Scenario, adaptive_settings, auto_chunk_size, build_scenarios, plan_inputs
+from kibs_mc.run.store import (
+    ResultStore,
+    out_of_space,
+    refused_write,
+    write_parquet,
+    write_summary,
+    write_text_atomic,
+)
 
 
 @dataclass
@@ -114,21 +123,36 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run every scenario's replicates and write the results into ``run_dir``.
 
+    The run holds the run directory's lock throughout (a second run into it is refused with
+    exit 2), and a Ctrl-C stops it between replicates (KeyboardInterrupt, completed chunks on
+    disk). A file system that refuses a write (full, read-only) ends it with ExecutionError.
+
     Args:
         config: the validated configuration of the invocation.
         overrides: the invocation's command-line overrides (scenarios are composed on top).
         run_dir: where Parquet files, the resolved config and chunk parts go.
     """
     started = time.monotonic()
-    planned = plan(config, overrides, Path(run_dir))
-    executed = execute(planned, console or Console(stderr=True))
-    result = analyse(planned, executed)
-    result.mlflow_run_id = track(planned, result, run_metrics={
-        "wall_seconds": time.monotonic() - started,
-        "replicates_total": float(result.rows.height),
-        "chunks_computed": float(executed.computed),
-        "chunks_reused": float(executed.reused)})
-    return result
+    run_dir = Path(run_dir)
+    taken = lock_run_dir(run_dir)
+    try:
+        with deferred_interrupts():
+            planned = plan(config, overrides, run_dir)
+            executed = execute(planned, console or Console(stderr=True))
+            result = analyse(planned, executed)
+            result.mlflow_run_id = track(planned, result, run_metrics={
+                "wall_seconds": time.monotonic() - started,
+                "replicates_total": float(result.rows.height),
+                "chunks_computed": float(executed.computed),
+                "chunks_reused": float(executed.reused)})
+            return result
+    except Exception as exc:  # e.g. the disk filled up while figures or the report were written
+        if (code := refused_write(exc)) is not None:
+            raise out_of_space(code, run_dir) from None
+        raise
+    finally:
+        if taken:
+            unlock_run_dir(run_dir)
 
 
 def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
@@ -206,10 +230,10 @@ def execute(planned: Planned, console: Console) -> Executed:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
             auto_chunk_size(config.replicates, len(scenarios), executor.workers,
                             replicate_seconds(scenarios[0], config.seed, executor.workers))
-        run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size)
+        run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size, adaptive_settings(config))
         done = store.open(run_plan.fingerprint(), chunk_size, config.resume, planned.overrides,
-                          [(sc.name, sc.overrides) for sc in scenarios])
-        (planned.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+                          [(sc.name, sc.overrides) for sc in scenarios], plan_inputs(config, chunk_size))
+        write_text_atomic(planned.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
         reused = len(done)
         computed = 0
         counts = {sc.index: 0 for sc in scenarios}

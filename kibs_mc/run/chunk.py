@@ -13,6 +13,7 @@ import numpy as np
 
 from kibs_mc.config import Config
 from kibs_mc.models import get_model
+from kibs_mc.run import interrupt
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,15 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     errors: list[dict] = []
     for replicate, seed in zip(chunk.replicates, chunk.seeds, strict=True):
         try:
-            row, ts = model.simulate(chunk.config, int(seed))
+            with interrupt.replicate():  # a first Ctrl-C waits for the replicate's end
+                row, ts = model.simulate(chunk.config, int(seed))
         except Exception as exc:  # noqa: BLE001 - one replicate's failure must not cost the others
+            if interrupt.caused_by_interrupt(exc):  # Ctrl-C, not a failure: stop the chunk
+                raise KeyboardInterrupt from None
             errors.append({"scenario": chunk.scenario, "replicate": int(replicate), "seed": int(seed),
                            "error": f"{type(exc).__name__}: {exc}"})
             continue
+        interrupt.check()
         for name in outcomes:
             columns[name].append(row[name])
         if ts is not None:

@@ -57,6 +57,21 @@ def listed_scenarios(config: Config) -> list[ScenarioSpec]:
     return [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
 
 
+#: Top-level keys common to every scenario of an experiment: a scenario that set them would
+#: run with the common value anyway (the seeds, the counts and the executor are the plan's).
+COMMON_KEYS = ("seed", "replicates", "resume", "executor", "tracking", "experiment", "hydra")
+
+
+def _check_scenario_overrides(name: str, own_overrides: Sequence[str]) -> None:
+    for text in own_overrides:
+        top = _key(text).split(".")[0].split("@")[0]
+        if top in COMMON_KEYS:
+            raise ConfigError(
+                f"experiment.scenarios[{name}].overrides", text,
+                "allowed: model, cluster and governance settings; " + ", ".join(COMMON_KEYS[:-1])
+                + " are common to every scenario (set them on the command line)")
+
+
 def build_scenarios(config: Config, overrides: Sequence[str],
                     specs: Sequence[ScenarioSpec] | None = None) -> list[Scenario]:
     """Compose and validate every scenario: the invocation's overrides, then the scenario's.
@@ -65,10 +80,13 @@ def build_scenarios(config: Config, overrides: Sequence[str],
         specs: the scenarios (an experiment kind's :meth:`scenario_specs`); default: those
             ``experiment.scenarios`` lists.
 
-    Raises ConfigError (naming the scenario's key) before any work starts.
+    Raises ConfigError (naming the scenario's key) before any work starts, also for a scenario
+    that sets a key common to every scenario (COMMON_KEYS).
     """
     base = [o for o in overrides if not _key(o).startswith("hydra.")]
     specs = listed_scenarios(config) if specs is None else specs
+    for name, own_overrides in specs:
+        _check_scenario_overrides(name, own_overrides)
     scenarios = []
     composed_base = None
     for index, (name, own_overrides) in enumerate(specs):
@@ -124,12 +142,62 @@ def simulation_inputs(config: Config) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in NOT_INPUTS}
 
 
+def adaptive_settings(config: Config) -> dict | None:
+    """The settings of the adaptive rule (precision or selection), which decide how many
+    replicates each scenario runs (None: fixed counts)."""
+    exp = config.experiment
+    rules: dict = {}
+    if exp.precision.outcome is not None:
+        rules["precision"] = asdict(exp.precision)
+    if exp.selection.outcome is not None:
+        rules["selection"] = asdict(exp.selection)
+    if not rules:
+        return None
+    rules["max_replicates"] = exp.max_replicates
+    rules["baseline"] = exp.baseline  # effects and contrasts are taken against it
+    return rules
+
+
+def plan_inputs(config: Config, chunk_size: int) -> dict:
+    """What the plan's fingerprint depends on, as flat ``dotted.key: value`` pairs (JSON
+    values), recorded in plan.json so that a refused resume names what differs."""
+    flat: dict = {"replicates": config.replicates, "seed": config.seed,
+                  "executor.chunk_size": chunk_size}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            flat[prefix] = value
+
+    data = asdict(config)
+    for group, value in data.items():
+        if group not in NOT_INPUTS:
+            walk(group, value)
+    flat["experiment.kind"] = data["experiment"].get("kind")
+    flat["experiment.scenarios"] = data["experiment"]["scenarios"]
+    walk("experiment.sweep", data["experiment"].get("sweep", {}))
+    rules = adaptive_settings(config) or {}
+    for rule in ("precision", "selection"):
+        if rule in rules:
+            walk(f"experiment.{rule}", rules[rule])
+        else:
+            flat[f"experiment.{rule}.outcome"] = None
+    if rules:
+        flat["experiment.max_replicates"] = rules["max_replicates"]
+        flat["experiment.baseline"] = rules["baseline"]
+    return json.loads(json.dumps(flat, default=str))
+
+
 @dataclass(frozen=True)
 class Plan:
     scenarios: list[Scenario]
     replicates: int
     seed: int
     chunk_size: int
+    #: adaptive_settings(config): they decide how many replicates run, so they are inputs.
+    adaptive: dict | None = None
 
     def chunks(self, ranges: dict[int, tuple[int, int]] | None = None) -> Iterator[Chunk]:
         """Chunks interleaved across scenarios, so partial results cover every scenario.
@@ -164,4 +232,6 @@ class Plan:
             "chunk_size": self.chunk_size,
             "scenarios": [(s.name, simulation_inputs(s.config)) for s in self.scenarios],
         }
+        if self.adaptive is not None:  # absent otherwise: fixed-count plans keep their hash
+            payload["adaptive"] = self.adaptive
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

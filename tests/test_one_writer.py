@@ -1,0 +1,84 @@
+"""One writer per run directory, and a Ctrl-C that stops a run: exit 130, every completed chunk
+kept, no replicate recorded as failed, and resume then equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from kibs_mc.config import load_config
+from kibs_mc.experiments.pipeline import run_experiment
+from kibs_mc.run.lock import lock_run_dir, unlock_run_dir
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+#: About 0.15 s per replicate on one core, 15 chunks: a SIGINT after the first part lands
+#: while the kernels run.
+LONG = ["cluster=small", "model.steps=600", "tracking=none", "executor=serial", "replicates=30",
+        "executor.chunk_size=2"]
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_naming_the_holder(tmp_path):
+    run_dir = tmp_path / "run"
+    lock_run_dir(run_dir)  # this test process is the run holding it
+    try:
+        proc = run_cli("model=cowan_jonard", "model.agents=60", "model.degree=4", "tracking=none",
+                       "executor=serial", "replicates=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    finally:
+        unlock_run_dir(run_dir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"is in use by another kibs-mc run (pid {os.getpid()} on" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / ".hydra").exists() and not (run_dir / "chunks").exists()
+
+
+def test_the_lock_is_held_during_a_run_and_released_after_it(tmp_path, monkeypatch):
+    from kibs_mc.run import store
+
+    seen = []
+    real_flush = store.ResultStore.flush
+
+    def flush(self):
+        if self._buffer:  # while results are written, another writer is refused
+            proc = subprocess.run([sys.executable, "-c", "import sys; from kibs_mc.run.lock import "
+                                   f"lock_run_dir; lock_run_dir({str(self.run_dir)!r})"],
+                                  capture_output=True, text=True, timeout=120)
+            seen.append(proc.returncode != 0 and "in use by another kibs-mc run" in proc.stderr)
+        real_flush(self)
+
+    monkeypatch.setattr(store.ResultStore, "flush", flush)
+    args = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "tracking=none", "executor=serial",
+            "replicates=2"]
+    run_experiment(load_config(args), args, tmp_path / "run")
+    assert seen and all(seen)
+    lock_run_dir(tmp_path / "run")  # free again once the run is over
+    unlock_run_dir(tmp_path / "run")
+
+
+def test_ctrl_c_stops_a_serial_run_with_130_and_resume_completes_it(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*LONG, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "chunks").glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; completed chunks are kept" in err and "Traceback" not in err
+    assert not list((run_dir / "chunks").glob("*.errors.parquet")), "an interrupt recorded as a failure"
+    assert not (run_dir / "replicates.parquet").exists()
+    resumed = run_cli(*args, "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "reused" in resumed.stdout and " 0 reused" not in resumed.stdout
+    assert not (run_dir / "errors.parquet").exists()
+    clean = run_experiment(load_config(LONG), LONG, tmp_path / "clean").rows
+    assert pl.read_parquet(run_dir / "replicates.parquet").equals(clean)
