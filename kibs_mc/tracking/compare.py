@@ -28,12 +28,35 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def _runs(client, experiment: str) -> list:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise CompareError(f"no experiment {experiment!r} in the store")
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
-                              max_results=5000)
+def _runs(uri: str, experiment: str) -> list:
+    """Every run of ``experiment``; CompareError (one line) when the store cannot be read."""
+    from kibs_mc.tracking.mlflow import bounded_http_retries, store_lock
+
+    bounded_http_retries()  # as kibs-mc: seconds, not minutes, on a dead server
+    try:
+        with store_lock(uri):  # a new SQLite store is created (migrated) by one process at a time
+            client = _client(uri)
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                raise CompareError(f"no experiment {experiment!r} in the store")
+            return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                                      max_results=5000)
+    except CompareError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreachable server, not a store, damaged schema
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else ""
+        raise CompareError(f"cannot read the MLflow store at {uri} ({type(exc).__name__}: {first}); "
+                           "pass --uri with a reachable tracking server or an MLflow database") from None
+
+
+def _check_outcomes(children: list, wanted: list[str] | None) -> None:
+    """A --outcome that no scenario has is a bad input: name the outcomes there are."""
+    known = _outcomes(children, None)
+    unknown = [o for o in wanted or [] if o not in known]
+    if unknown:
+        raise CompareError(f"no outcome {unknown[0]!r} in this run; allowed: "
+                           + (", ".join(known) or "none (the run has no scenario metrics)"))
 
 
 def _children(runs: list, parent_id: str) -> list:
@@ -71,6 +94,7 @@ def cmd_list(runs: list, console: Console) -> None:
 def cmd_show(runs: list, run_id: str, wanted: list[str] | None, console: Console) -> None:
     parent = _find(runs, run_id)
     children = _children(runs, parent.info.run_id)
+    _check_outcomes(children, wanted)
     outcomes = _outcomes(children, wanted)
     table = Table(title=f"run {parent.info.run_id[:12]} ({parent.data.tags.get('kibs_mc.experiment')}): "
                         "mean (paired effect vs baseline)")
@@ -93,6 +117,7 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
     ra, rb = _find(runs, a), _find(runs, b)
     ca = {c.data.tags.get("kibs_mc.scenario"): c for c in _children(runs, ra.info.run_id)}
     cb = {c.data.tags.get("kibs_mc.scenario"): c for c in _children(runs, rb.info.run_id)}
+    _check_outcomes([*ca.values(), *cb.values()], wanted)
     outcomes = _outcomes([*ca.values(), *cb.values()], wanted)
     table = Table(title=f"{ra.info.run_id[:8]} vs {rb.info.run_id[:8]}: scenario means")
     table.add_column("scenario", no_wrap=True)
@@ -131,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if not Path(args.uri[len("sqlite:///"):]).exists():
                 raise CompareError(f"no MLflow store at {args.uri} (run kibs-mc first, or pass --uri)")
-        runs = _runs(_client(args.uri), args.experiment)
+        runs = _runs(args.uri, args.experiment)
         if args.command == "list":
             cmd_list(runs, console)
         elif args.command == "show":

@@ -8,7 +8,11 @@ files. If the store cannot be reached, nothing is lost: the caller reports how t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,46 @@ from kibs_mc.run.store import read_plan
 #: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
 ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "effects.parquet",
              "sensitivity.parquet", "errors.parquet", "config.yaml", "report.md", "report.html", "*.png")
+
+
+def bounded_http_retries() -> None:
+    """MLflow's default HTTP retries back off for minutes on a dead server; a few seconds
+    are enough here (results are on disk and can be logged later)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+
+
+#: How long a run waits for another process's use of the same SQLite store.
+STORE_LOCK_SECONDS = 300.0
+
+
+@contextmanager
+def store_lock(uri: str, timeout: float = STORE_LOCK_SECONDS) -> Iterator[None]:
+    """Serialise the use of an SQLite store across processes (``<db>.lock`` beside it).
+
+    MLflow creates and migrates a new SQLite store's schema on first use; runs doing that at
+    once leave it half-migrated for good. SQLite has one writer at a time anyway. Other
+    stores (servers, databases) serialise themselves: no lock.
+    """
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        yield
+        return
+    path = Path(uri[len("sqlite:///"):].split("?")[0])  # sqlite:////abs/path -> /abs/path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the MLflow store {path} stayed locked by another process "
+                                       f"for {timeout:.0f} s") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -82,11 +126,13 @@ def log_experiment(
 
     ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run.
     """
-    import os
+    bounded_http_retries()
+    with store_lock(tracking.uri):
+        return _log_experiment(tracking, config, scenarios, summary, run_dir, run_metrics)
 
-    # MLflow's default HTTP retries back off for minutes on a dead server; a few seconds are
-    # enough here, since results are already on disk and can be logged later.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+
+def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequence[Scenario],
+                    summary: pl.DataFrame, run_dir: Path, run_metrics: dict[str, float] | None) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking.uri)
