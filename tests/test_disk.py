@@ -1,6 +1,6 @@
-"""Disk: a file system that stops taking results mid-run ends the run with one message naming
-the directory, exit 1 and the resume command; resume then gives the same results as an
-undisturbed run."""
+"""Disk: the up-front estimate counts what a run writes, and a file system that stops taking
+results mid-run ends the run with one message naming the directory, exit 1 and the resume
+command; resume then gives the same results as an undisturbed run."""
 
 from __future__ import annotations
 
@@ -14,10 +14,28 @@ import pytest
 
 from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
+from kibs_mc.models import get_model
+from kibs_mc.run.limits import FIXED_OUTPUT_BYTES, estimate
+from kibs_mc.run.plan import build_scenarios
 from tests.conftest import run_cli
 
 KIBS = ["cluster=small", "model.steps=60", "tracking=none", "executor=serial", "replicates=20",
         "executor.chunk_size=20"]
+
+
+def test_the_disk_estimate_covers_the_results_and_the_rest(tmp_path):
+    result = run_experiment(load_config(KIBS), KIBS, tmp_path / "run")
+    run_dir = tmp_path / "run"
+    results = [*(run_dir / "chunks").glob("*.parquet"), run_dir / "replicates.parquet",
+               run_dir / "timeseries.parquet"]  # grow with the replicates
+    rows_and_series = sum(p.stat().st_size for p in results)
+    other = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file() and p not in results)
+    config = load_config(KIBS)
+    scenarios = build_scenarios(config, KIBS)
+    est = estimate([sc.config for sc in scenarios], len(get_model("kibs").outcomes), 20, 1)
+    assert result.rows.height == 20
+    assert est.disk_bytes - FIXED_OUTPUT_BYTES >= rows_and_series  # parts and merged files
+    assert FIXED_OUTPUT_BYTES >= other  # figures, report, summaries, config, plan
 
 
 def _limit_file_size(limit: int):

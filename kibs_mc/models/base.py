@@ -3,8 +3,8 @@
 A model is one module (plus its ``conf/model/<name>.yaml``) with a module-level ``MODEL`` that
 satisfies :class:`Model`, added to :data:`kibs_mc.models.MODELS`. The run layer calls
 ``simulate`` for each replicate; the configuration layer registers ``schema`` (and ``groups``)
-with Hydra; the resource check calls ``replicate_bytes``; the analysis and the terminal read
-``outcomes`` and ``headline``.
+with Hydra; the resource check calls ``replicate_bytes`` and ``timeseries_rows``; the analysis
+and the terminal read ``outcomes`` and ``headline``.
 """
 
 from __future__ import annotations
@@ -44,4 +44,9 @@ class Model(Protocol):
 
     def replicate_bytes(self, config: Any) -> int:
         """An upper-ish estimate of one replicate's peak memory in a worker (bytes)."""
+        ...
+
+    def timeseries_rows(self, config: Any) -> int:
+        """Time-series rows one replicate of ``config`` writes (0 without time series), for
+        the disk estimate."""
         ...

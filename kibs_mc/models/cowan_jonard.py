@@ -112,5 +112,8 @@ class CowanJonard:
     def replicate_bytes(self, config: CowanJonardScenario) -> int:
         return replicate_bytes(config)
 
+    def timeseries_rows(self, config: CowanJonardScenario) -> int:
+        return 0  # no time series
+
 
 MODEL = CowanJonard()

@@ -2,8 +2,10 @@
 
 The estimates are deliberately simple upper-ish bounds: memory of one replicate in a worker
 (the network in CSR form, the knowledge matrix and the edge list the network is built from),
-times the workers on this machine, plus the driver's merged result frame; disk for the chunk
-parts and the merged Parquet files. They catch typos such as ``replicates=100000000`` or
+times the workers on this machine, plus the driver's merged result frame; disk for what a run
+writes: the chunk parts and the merged Parquet files of the replicate rows and of the time
+series (25 rows per replicate of the cluster model by default, most of the bytes), plus the
+figures and the report. They catch typos such as ``replicates=100000000`` or
 ``model.agents=10000000 model.categories=10000``, not runs that are merely tight.
 """
 
@@ -23,6 +25,11 @@ from kibs_mc.models import get_model
 WORKER_BASE_BYTES = 400 * 2**20
 #: Bytes of one replicate row in memory: scenario, replicate, seed and the outcomes.
 ROW_OVERHEAD_BYTES = 3 * 8 + 16
+#: Bytes of one time-series row: scenario, replicate, step and three recorded series (the
+#: cluster model's rows take 47 bytes in memory: 7 500 rows of cluster=small replicates=300).
+TIMESERIES_ROW_BYTES = ROW_OVERHEAD_BYTES + 3 * 8
+#: Figures (PNG, 60-250 KB each, up to six), report.md/html, config, plan and summaries.
+FIXED_OUTPUT_BYTES = 4 * 2**20
 GiB = 2**30
 
 
@@ -44,7 +51,7 @@ class Estimate:
     worker_bytes: int  # one worker: process base + one replicate
     workers: int  # workers on this machine (0 when they run on a remote cluster)
     driver_bytes: int  # merged results in the driver (with a copy for sorting)
-    disk_bytes: int  # chunk parts + merged files
+    disk_bytes: int  # chunk parts + merged files (rows and time series), figures, report
 
     @property
     def memory_bytes(self) -> int:
@@ -56,7 +63,10 @@ def estimate(configs: Sequence[Config], outcomes: int, replicates: int, workers:
     rows = replicates * len(configs)
     row_bytes = ROW_OVERHEAD_BYTES + 8 * outcomes
     worst = max((replicate_bytes(c) for c in configs), default=0)
-    return Estimate(WORKER_BASE_BYTES + worst, workers, 3 * rows * row_bytes, 2 * rows * row_bytes)
+    series = replicates * sum(get_model(c.model.name).timeseries_rows(c) for c in configs)
+    # Rows and series are on disk twice: as chunk parts, then merged.
+    disk = 2 * (rows * row_bytes + series * TIMESERIES_ROW_BYTES) + FIXED_OUTPUT_BYTES
+    return Estimate(WORKER_BASE_BYTES + worst, workers, 3 * rows * row_bytes, disk)
 
 
 def available_memory() -> int:
@@ -79,6 +89,10 @@ def available_memory() -> int:
         except (OSError, ValueError):
             pass
     return available
+
+
+def _size(n: float) -> str:
+    return f"{n / GiB:.3g} GiB" if n >= GiB / 10 else f"{n / 2**20:.3g} MiB"
 
 
 def free_disk(path: Path) -> int:
@@ -107,8 +121,8 @@ def check_resources(configs: Sequence[Config], outcomes: int, replicates: int, w
     disk = free_disk(run_dir)
     if est.disk_bytes > disk:
         raise UserError(
-            f"this experiment needs about {est.disk_bytes / GiB:.3g} GiB of disk for its results in "
-            f"{run_dir}, but only {disk / GiB:.3g} GiB is free there. Lower replicates or pick a "
+            f"this experiment needs about {_size(est.disk_bytes)} of disk for its results in "
+            f"{run_dir}, but only {_size(disk)} is free there. Lower replicates or pick a "
             "hydra.run.dir on a larger file system."
         )
 

@@ -161,5 +161,8 @@ class Kibs:
     def replicate_bytes(self, config: KibsScenario) -> int:
         return replicate_bytes(config)
 
+    def timeseries_rows(self, config: KibsScenario) -> int:
+        return config.model.steps // config.model.record_every + 1  # steps 0, k, 2k, ...
+
 
 MODEL = Kibs()
