@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench ui clean
+.PHONY: run test lint bench ui clean slurm-deps slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,19 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# The Debian packages of the one-node Slurm that tests/test_slurm.py starts (as root; .ci/run
+# calls this). Without them those tests are skipped, with this command as the reason.
+slurm-deps:
+	@scripts/slurm/local-slurm.sh check || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
+
+# A private one-node Slurm for trying scripts/slurm/ by hand: eval "$$(make -s slurm-up)"
+slurm-up: slurm-deps
+	@scripts/slurm/local-slurm.sh up
+
+slurm-down:
+	@scripts/slurm/local-slurm.sh down
 
 clean:
 	rm -rf outputs multirun mlruns mlartifacts mlflow.db
