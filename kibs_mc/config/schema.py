@@ -123,9 +123,10 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """Where chunks of replicates run: ``serial`` in this process, or ``ray``."""
+    """Where chunks of replicates run: ``serial`` in this process, ``ray``, or ``auto`` (serial
+    when a local Ray cluster would not pay off, measured on the first chunks)."""
 
-    kind: str = setting("ray", choices=("serial", "ray"))
+    kind: str = setting("auto", choices=("auto", "serial", "ray"))
     num_cpus: int | None = setting(None, ge=1)  # None: all cores of this machine
     address: str | None = None  # Ray cluster to attach to; None: RAY_ADDRESS or a new local one
     chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan

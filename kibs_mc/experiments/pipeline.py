@@ -226,7 +226,11 @@ def execute(planned: Planned, console: Console) -> Executed:
     store = ResultStore(planned.run_dir)
     notes: list[str] = []
     state: Selection | None = None
-    with make_executor(config.executor) as executor:
+
+    def announce(line: str) -> None:  # one line, however narrow the terminal
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+    with make_executor(config.executor, announce) as executor:
         chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
             auto_chunk_size(config.replicates, len(scenarios), executor.workers,
                             replicate_seconds(scenarios[0], config.seed, executor.workers))

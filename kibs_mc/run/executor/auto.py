@@ -1,0 +1,140 @@
+"""``executor=auto`` (the default): serial for small runs, Ray when a local cluster pays off.
+
+A local Ray cluster costs seconds before it computes anything (its daemons, then its workers
+importing the package and loading the kernels) and a few percent in the steady state; on two
+cores that is about 5 s more fixed cost than a serial run (docs/performance.md, section 4:
+the 10 000-replicate runs of the small cluster, the default cluster and Cowan-Jonard took
+6-8.5 s longer than their ideal two-core time, the serial runs 2-5 s longer than their ideal
+one-core time). So Ray is worth starting only when the time its extra cores save on the work
+left exceeds that cost.
+
+The work is measured, not guessed: the first item (chunk) runs in this process and is timed.
+It includes loading the kernels (or compiling them, on a fresh install: tens of seconds), so it
+over-estimates the work: a serial verdict from it is final, a Ray verdict is checked on a
+second item with the kernels warm. Both items are real results, yielded like any other, so the
+probe costs no work, only the other cores' idle time while it runs (one chunk, about a second
+with the default cluster).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from kibs_mc.config import ExecutorConfig
+from kibs_mc.run.executor.base import Executor, SerialExecutor
+from kibs_mc.run.limits import effective_cpus
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Seconds a local Ray cluster adds to a run, over the serial run's fixed costs (see above).
+LOCAL_RAY_COST_S = 5.0
+#: Share of a core a Ray worker's replicates get in the steady state (the driver, Ray's
+#: daemons and per-task round trips take the rest; docs/performance.md, section 4).
+RAY_STEADY_EFFICIENCY = 0.95
+
+
+@dataclass(frozen=True)
+class Choice:
+    kind: str  # "serial" or "ray"
+    reason: str
+    final: bool = True
+
+    def line(self, cores: int) -> str:
+        """The one line the run prints."""
+        where = f"ray, {cores} CPUs" if self.kind == "ray" else "serial"
+        return f"executor=auto: {where}: {self.reason}"
+
+
+def choose(item_seconds: float, items_left: int, cores: int, cold: bool = False,
+           ray_cost: float = LOCAL_RAY_COST_S) -> Choice:
+    """Serial or Ray for ``items_left`` more items of ``item_seconds`` each on ``cores`` cores.
+
+    Ray's time for work W is about ``ray_cost + W / (cores x RAY_STEADY_EFFICIENCY)``, the serial
+    run's W, so Ray is chosen when ``W - W / (cores x efficiency) > ray_cost``. With ``cold``
+    (a first item, the kernels loaded or compiled during it) only a serial verdict is final.
+    """
+    work = item_seconds * max(items_left, 0)
+    saved = max(work - work / (cores * RAY_STEADY_EFFICIENCY), 0.0)
+    what = f"~{work:.2g} s of work in {items_left} chunks left"
+    if saved > ray_cost:
+        return Choice("ray", f"{what}; Ray saves ~{saved:.2g} s on {cores} CPUs, costs ~{ray_cost:.2g} s "
+                             "to start", final=not cold)
+    return Choice("serial", f"{what}; Ray would save ~{saved:.2g} s on {cores} CPUs, "
+                            f"but costs ~{ray_cost:.2g} s to start")
+
+
+class AutoExecutor(Executor):
+    """Runs the first items in this process, then goes on serially or on Ray (see the module doc).
+
+    Attaching to a given cluster (``executor.address`` or ``$RAY_ADDRESS``) is always Ray, and
+    one core is always serial; neither needs a measurement. The choice is made once, on the
+    first :meth:`map_unordered` call, and announced in one line through ``announce``. The
+    Ray settings (``num_cpus``, ``chunk_size``, ``max_in_flight``, ``max_retries``) apply when
+    Ray is chosen.
+    """
+
+    def __init__(self, cfg: ExecutorConfig, announce: Callable[[str], None] | None = None,
+                 ray_cost: float = LOCAL_RAY_COST_S) -> None:
+        self._cfg = replace(cfg, kind="ray")
+        self._announce = announce or (lambda line: None)
+        self._ray_cost = ray_cost
+        self._chosen: Executor | None = None
+        self.cores = int(cfg.num_cpus or effective_cpus())
+        self.workers = self.cores  # chunks are sized as for Ray: small enough either way
+        self.choice: Choice | None = None
+        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            where = "executor.address" if cfg.address else "RAY_ADDRESS"
+            self._decide(Choice("ray", f"a Ray cluster is given: {where}={address}"))
+            self.workers = self._chosen.workers if self._chosen is not None else 1
+        elif self.cores < 2:
+            self._decide(Choice("serial", "one core: a local Ray cluster would not run more at once"))
+
+    def _decide(self, choice: Choice) -> None:
+        from kibs_mc.run.executor.ray import RayExecutor
+
+        self.choice = choice
+        self._chosen = RayExecutor(self._cfg) if choice.kind == "ray" else SerialExecutor()
+        self._announce(choice.line(self._chosen.workers))
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        if self._chosen is not None:
+            yield from self._chosen.map_unordered(fn, items)
+            return
+        left = operator.length_hint(items, -1)  # a list's length; -1 when unknown
+        iterator = iter(items)
+        cold = True
+        while self._chosen is None:
+            try:
+                item = next(iterator)
+            except StopIteration:  # everything ran in the probe
+                return
+            started = time.perf_counter()
+            result = fn(item)
+            seconds = time.perf_counter() - started
+            left -= 1
+            if left < 0:  # the amount of work is unknown: Ray, as before there was a choice
+                self._decide(Choice("ray", "the amount of work is not known in advance"))
+            else:
+                choice = choose(seconds, left, self.cores, cold=cold, ray_cost=self._ray_cost)
+                if choice.final or left == 0:
+                    self._decide(choice)
+            cold = False
+            yield item, result
+        assert self._chosen is not None
+        yield from self._chosen.map_unordered(fn, iterator)
+
+    def close(self) -> None:
+        if self._chosen is not None:
+            self._chosen.close()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._chosen is not None:
+            self._chosen.__exit__(*exc)
+
