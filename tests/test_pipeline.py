@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -118,6 +121,24 @@ def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli
     assert by_name["p=0.3"].data.metrics["knowledge_mean_mean"] == pytest.approx(want["mean"][0])
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"replicates.parquet", "summary.parquet", "config.yaml"} <= artifacts
+    # MLflow shows the experiment's own duration (not the moment of logging at its end).
+    parent = parents[0].info
+    wall_ms = parents[0].data.metrics["wall_seconds"] * 1000
+    assert parent.end_time - parent.start_time == pytest.approx(wall_ms, abs=300)
+    assert parent.start_time <= (run_dir / "config.yaml").stat().st_mtime * 1000
+    assert all((c.info.start_time, c.info.end_time) == (parent.start_time, parent.end_time)
+               for c in children)
+    # Logged later from the run directory: the run's period comes from its files.
+    later = tmp_path / "later.db"
+    logged = subprocess.run([sys.executable, "-m", "kibs_mc.tracking", str(run_dir),
+                             f"tracking.uri=sqlite:///{later}"], capture_output=True, text=True, timeout=120)
+    assert logged.returncode == 0, logged.stderr[-2000:]
+    again = MlflowClient(tracking_uri=f"sqlite:///{later}").search_runs(
+        [MlflowClient(tracking_uri=f"sqlite:///{later}").get_experiment_by_name("kibs-mc").experiment_id],
+        filter_string="tags.kibs_mc.experiment = 'cj_docking'")
+    first = [r for r in again if "mlflow.parentRunId" not in r.data.tags][0].info
+    assert first.start_time == int((run_dir / "config.yaml").stat().st_mtime * 1000)
+    assert first.end_time == int((run_dir / "report.md").stat().st_mtime * 1000)
 
 
 @pytest.mark.parametrize(

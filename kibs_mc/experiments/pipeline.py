@@ -132,7 +132,7 @@ def run_experiment(
         overrides: the invocation's command-line overrides (scenarios are composed on top).
         run_dir: where Parquet files, the resolved config and chunk parts go.
     """
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     run_dir = Path(run_dir)
     taken = lock_run_dir(run_dir)
     try:
@@ -144,7 +144,7 @@ def run_experiment(
                 "wall_seconds": time.monotonic() - started,
                 "replicates_total": float(result.rows.height),
                 "chunks_computed": float(executed.computed),
-                "chunks_reused": float(executed.reused)})
+                "chunks_reused": float(executed.reused)}, period=(started_at, time.time()))
             return result
     except Exception as exc:  # e.g. the disk filled up while figures or the report were written
         if (code := refused_write(exc)) is not None:
@@ -346,8 +346,10 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
                             ranks=ranked, selection=chosen)
 
 
-def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float]) -> str | None:
+def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float],
+          period: tuple[float, float] | None = None) -> str | None:
     """Log the experiment to MLflow (when ``tracking.enabled``); returns the parent run id.
+    ``period``: when the experiment started and ended (seconds since the epoch).
     A store that fails costs nothing: the results are on disk, and the message says how to
     log them later."""
     config = planned.config
@@ -357,7 +359,7 @@ def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, flo
 
     try:
         return log_experiment(config.tracking, config, planned.scenarios, result.summary,
-                              planned.run_dir, run_metrics=run_metrics)
+                              planned.run_dir, run_metrics=run_metrics, period=period)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(
             f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "

@@ -121,10 +121,14 @@ def log_experiment(
     summary: pl.DataFrame,
     run_dir: Path,
     run_metrics: dict[str, float] | None = None,
+    period: tuple[float, float] | None = None,
 ) -> str:
     """Log the experiment; returns the parent run id.
 
-    ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run.
+    ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run. ``period``
+    (start and end, seconds since the epoch) is when the experiment ran: the parent and child
+    runs get it as their start and end time, so MLflow shows the experiment's duration, not
+    the second it took to log it afterwards (default: the logging itself).
     """
     bounded_http_retries()
     with store_lock(tracking.uri):
@@ -136,15 +140,25 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
     import mlflow
 
     mlflow.set_tracking_uri(tracking.uri)
-    mlflow.set_experiment(tracking.experiment_name)
+    experiment_id = mlflow.set_experiment(tracking.experiment_name).experiment_id
     run_dir = Path(run_dir)
     tags = {"kibs_mc.experiment": config.experiment.name, "kibs_mc.run_dir": str(run_dir.resolve())}
-    with mlflow.start_run(run_name=f"{config.experiment.name}", tags=tags) as parent:
+    client = mlflow.MlflowClient()
+    start_ms = None if period is None else int(period[0] * 1000)
+    # Runs are created with the experiment's start time (mlflow.start_run has no such
+    # argument; it can resume a run created here), and ended with its end time below.
+    parent_id = client.create_run(experiment_id, start_time=start_ms, tags=tags,
+                                  run_name=config.experiment.name).info.run_id
+    run_ids = [parent_id]
+    with mlflow.start_run(run_id=parent_id):
         mlflow.log_params(flatten(config))
         if run_metrics:
             mlflow.log_metrics(run_metrics)
         for sc in scenarios:
-            with mlflow.start_run(run_name=sc.name, nested=True, tags={**tags, **scenario_tags(sc)}):
+            child = client.create_run(experiment_id, start_time=start_ms, run_name=sc.name,
+                                      tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id})
+            run_ids.append(child.info.run_id)
+            with mlflow.start_run(run_id=child.info.run_id, nested=True):
                 params = flatten(simulation_inputs(sc.config))
                 params["scenario"] = sc.name
                 params["overrides"] = " ".join(sc.overrides) or "(none)"
@@ -153,7 +167,10 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
         for pattern in ARTIFACTS:
             for path in sorted(run_dir.glob(pattern)):
                 mlflow.log_artifact(str(path))
-        return str(parent.info.run_id)
+    if period is not None:
+        for run_id in run_ids:
+            client.set_terminated(run_id, "FINISHED", end_time=int(period[1] * 1000))
+    return str(parent_id)
 
 
 def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
@@ -176,7 +193,17 @@ def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     specs = recorded.get("scenarios") or listed_scenarios(config)  # older runs did not record them
     scenarios = build_scenarios(config, args, [(name, list(own)) for name, own in specs])
     summary = pl.read_parquet(run_dir / "summary.parquet")
-    return log_experiment(config.tracking, config, scenarios, summary, run_dir)
+    return log_experiment(config.tracking, config, scenarios, summary, run_dir, period=run_period(run_dir))
+
+
+def run_period(run_dir: Path) -> tuple[float, float] | None:
+    """When the run in ``run_dir`` ran: its config.yaml is written as the work starts, its
+    report.md (else summary.parquet) last."""
+    start, end = run_dir / "config.yaml", run_dir / "report.md"
+    end = end if end.exists() else run_dir / "summary.parquet"
+    if not start.exists() or not end.exists():
+        return None
+    return start.stat().st_mtime, max(end.stat().st_mtime, start.stat().st_mtime)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
