@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from tests import slurm
 from tests.conftest import run_cli
-from tests.raycluster import free_port
+from tests.ray_nodes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not slurm.installed(), reason=slurm.NOT_INSTALLED)]
 
