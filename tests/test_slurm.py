@@ -194,6 +194,10 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     multirun = ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
                 "governance.information=0,1", *jobs]
+    # The store exists before the array's tasks log to it at once (creating an SQLite store from
+    # several processes at the same moment is MLflow's own race, not this test's subject).
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    mlflow.set_experiment("kibs-mc")
     done = run_cli(*multirun, cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stderr[-3000:]
     # One Slurm job array, one task per multirun job.
@@ -212,7 +216,6 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     first = {n: pl.read_parquet(sweep / str(n) / "replicates.parquet") for n in (0, 1)}
     assert not first[0].equals(first[1])  # the two jobs did differ
     # Each job is its own MLflow parent run, pointing at its run directory.
-    mlflow.set_tracking_uri(f"sqlite:///{db}")
     runs = mlflow.search_runs(experiment_names=["kibs-mc"],
                               filter_string="tags.kibs_mc.experiment = 'single'")
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]

@@ -61,12 +61,16 @@ def choose(item_seconds: float, items_left: int, cores: int, cold: bool = False,
     """
     work = item_seconds * max(items_left, 0)
     saved = max(work - work / (cores * RAY_STEADY_EFFICIENCY), 0.0)
-    what = f"~{work:.2g} s of work in {items_left} chunks left"
+    what = f"~{_seconds(work)} s of work in {items_left} chunks left"
     if saved > ray_cost:
-        return Choice("ray", f"{what}; Ray saves ~{saved:.2g} s on {cores} CPUs, costs ~{ray_cost:.2g} s "
-                             "to start", final=not cold)
-    return Choice("serial", f"{what}; Ray would save ~{saved:.2g} s on {cores} CPUs, "
-                            f"but costs ~{ray_cost:.2g} s to start")
+        return Choice("ray", f"{what}; Ray saves ~{_seconds(saved)} s on {cores} CPUs, costs "
+                             f"~{_seconds(ray_cost)} s to start", final=not cold)
+    return Choice("serial", f"{what}; Ray would save ~{_seconds(saved)} s on {cores} CPUs, "
+                            f"but costs ~{_seconds(ray_cost)} s to start")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2g}" if value < 100 else f"{value:.0f}"
 
 
 class AutoExecutor(Executor):
