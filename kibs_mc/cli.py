@@ -34,12 +34,25 @@ from kibs_mc.run.lock import lock_run_dir
 _multirun_status = 0
 
 
+#: Hydra's launcher that runs a multirun's jobs in this process, one after the other.
+LOCAL_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+class JobFailed(RuntimeError):
+    """A multirun job that failed, in a launcher that runs jobs in other processes (e.g. a
+    Slurm array task of ``hydra/launcher=submitit_slurm``): raised so that the launcher sees the
+    job fail (a status kept in that process's memory would be lost, and the sweep exit 0)."""
+
+
 def finish(status: int) -> None:
-    """End a job with ``status``: exit now, or in a multirun, remember it and go on."""
+    """End a job with ``status``: exit now, or in a multirun, remember it and go on (or, where
+    the job runs in another process, raise JobFailed so the launching process fails)."""
     global _multirun_status
     if status == 0:
         return
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if HydraConfig.get().launcher.get("_target_", LOCAL_LAUNCHER) != LOCAL_LAUNCHER:
+            raise JobFailed(f"kibs-mc job {HydraConfig.get().job.num} ended with exit status {status}")
         _multirun_status = max(_multirun_status, status)
         return
     sys.exit(status)

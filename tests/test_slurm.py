@@ -176,11 +176,11 @@ def test_a_requeued_job_continues_to_the_uninterrupted_results(cluster, tmp_path
 
 
 def array_task_logs(sweep: Path) -> dict[int, str]:
-    """Array task index -> its stdout, from the submitit folder of a sweep."""
-    logs = {}
-    for path in (sweep / ".submitit").glob("*_*/*_log.out"):
+    """Array task index -> its stdout and stderr, from the submitit folder of a sweep."""
+    logs: dict[int, str] = {}
+    for path in sorted((sweep / ".submitit").glob("*_*/*_log.*")):
         task = int(path.parent.name.rsplit("_", 1)[1])
-        logs[task] = one_line(path.read_text())
+        logs[task] = logs.get(task, "") + " " + one_line(path.read_text())
     return logs
 
 
@@ -236,3 +236,10 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     assert "chunks: 4 computed, 0 reused" in logs[1], logs[1][-3000:]
     for n in (0, 1):
         assert_frame_equal(pl.read_parquet(sweep / str(n) / "replicates.parquet"), first[n])
+    # A job that fails fails the multirun (its status would otherwise stay in the array task).
+    bad = run_cli("-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10",
+                  f"hydra.sweep.dir={tmp_path / 'bad'}", "governance.information=2", *jobs,
+                  cwd=tmp_path, env=cluster.env)
+    assert bad.returncode != 0
+    assert "ended with exit status 2" in bad.stderr, bad.stderr[-3000:]
+    assert "governance.information=2" in array_task_logs(tmp_path / "bad")[0]
