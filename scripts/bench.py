@@ -13,7 +13,8 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``pipeline``: replicates/s of the kernel alone on one thread (measured right before and
   after each whole run), of two kernel processes at once, and of whole ``kibs-mc`` runs
   (process start, imports, Ray start-up and Numba cache loading included) on the serial
-  executor and on a local Ray cluster with 1 and 2 CPUs (``--runs`` picks some); efficiencies
+  executor, on a local Ray cluster with 1 and 2 CPUs and with ``executor=auto`` (``--runs``
+  picks some; with serial, ray_2cpu and auto, auto's time over the better of the two); efficiencies
   against the kernel; Ray's per-task overhead and the driver's cost per chunk, for scaling
   estimates. Default model: the default experiment's (``model=kibs``).
 - ``memory``: the driver's peak resident memory for a small and a large number of
@@ -350,12 +351,15 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
         "serial": (["executor=serial"], 1),
         "ray_1cpu": (["executor=ray", "executor.num_cpus=1"], 1),
         "ray_2cpu": (["executor=ray", "executor.num_cpus=2"], 2),
+        "auto": (["executor=auto", "executor.num_cpus=2"], 2),
     }
+    took: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for label, (executor, cpus) in runs.items():
             if cpus > effective_cpus() or (only and label not in only):
                 continue
             seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label)
+            took[label] = seconds
             before, (rate, measured) = rate, kernel_rate(overrides, replicates)
             emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
                  threads=1, after=label, **context)
@@ -367,6 +371,13 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
                  kernel_replicates_per_s=round(reference, 2),
                  definition=f"run replicates/s / ({cpus} x kernel-only replicates/s, mean of the "
                  "measurements right before and after the run)", **context)
+    if {"serial", "ray_2cpu", "auto"} <= set(took):
+        best = min(took["serial"], took["ray_2cpu"])
+        emit("pipeline_auto_vs_best", took["auto"] / best, "ratio",
+             definition="executor=auto seconds / the better of serial and Ray (2 CPUs), same bench run",
+             seconds={k: round(v, 3) for k, v in took.items()}, **context)
+    if only and "ray_2cpu" not in only:
+        return  # Ray's own overheads only with a Ray run
     chunk = auto_chunk_size(replicates, 1, 2)
     over = ray_overheads()
     emit("ray_init_s", over["ray_init_s"], "s", definition="ray.init(num_cpus=2) wall", **machine())
@@ -456,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
-    pipe.add_argument("--runs", nargs="+", choices=("serial", "ray_1cpu", "ray_2cpu"), default=(),
+    pipe.add_argument("--runs", nargs="+", choices=("serial", "ray_1cpu", "ray_2cpu", "auto"), default=(),
                       help="only these whole runs (default: all three)")
     pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
