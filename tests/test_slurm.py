@@ -178,8 +178,9 @@ def test_a_requeued_job_continues_to_the_uninterrupted_results(cluster, tmp_path
 def array_task_logs(sweep: Path) -> dict[int, str]:
     """Array task index -> its stdout and stderr, from the submitit folder of a sweep."""
     logs: dict[int, str] = {}
-    for path in sorted((sweep / ".submitit").glob("*_*/*_log.*")):
-        task = int(path.parent.name.rsplit("_", 1)[1])
+    for path in sorted((sweep / ".submitit").glob("*/*_log.*")):
+        # <array job>_<task>/, or <job>/ when a one-job multirun is submitted as a plain job
+        task = int(path.parent.name.rsplit("_", 1)[1]) if "_" in path.parent.name else 0
         logs[task] = logs.get(task, "") + " " + one_line(path.read_text())
     return logs
 
