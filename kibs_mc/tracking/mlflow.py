@@ -132,11 +132,12 @@ def log_experiment(
     """
     bounded_http_retries()
     with store_lock(tracking.uri):
-        return _log_experiment(tracking, config, scenarios, summary, run_dir, run_metrics)
+        return _log_experiment(tracking, config, scenarios, summary, run_dir, run_metrics, period)
 
 
 def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequence[Scenario],
-                    summary: pl.DataFrame, run_dir: Path, run_metrics: dict[str, float] | None) -> str:
+                    summary: pl.DataFrame, run_dir: Path, run_metrics: dict[str, float] | None,
+                    period: tuple[float, float] | None) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking.uri)
