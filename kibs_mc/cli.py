@@ -22,16 +22,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.table import Table
 
-from kibs_mc.analysis.statistics import half_width
 from kibs_mc.config import CONF_DIR, load_config, to_config
 from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiments import ExperimentResult, run_experiment
 from kibs_mc.run.lock import lock_run_dir
+from kibs_mc.terminal import results_table, run_size, verdict_column
 
 #: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
 _multirun_status = 0
+#: The finished jobs of a multirun, compared side by side after the last one.
+_multirun_jobs: list[ExperimentResult] = []
+_multirun_dir: list[Path] = []  # the sweep directory, once known
 
 
 #: Hydra's launcher that runs a multirun's jobs in this process, one after the other.
@@ -63,48 +65,46 @@ def fail(error: UserError) -> None:
     finish(2)
 
 
+#: What "clear" means, by the verdict column the analysis wrote.
+VERDICTS = {
+    "clear": "clear: larger than experiment.min_effect after Holm's correction (effects.parquet)",
+    "significant": "clear: the 95% CI excludes 0",
+}
+
+
+def results_frame(summary: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
+    """The summary with the analysis's verdict on each paired effect joined in."""
+    if effects is None or not effects.height:
+        return summary
+    verdict = verdict_column(effects)
+    if verdict is None or verdict in summary.columns:
+        return summary
+    return summary.join(effects.select("scenario", "outcome", verdict), on=["scenario", "outcome"],
+                        how="left")
+
+
+def print_results(frame: pl.DataFrame, outcomes: list[str], scenarios: list[str], baseline: str | None,
+                  title: str, console: Console) -> None:
+    """The shared results table (kibs_mc.terminal) and a legend of its words."""
+    console.print(results_table(frame, outcomes, scenarios, baseline, title))
+    legend = "mean: over replicates, ± the 95% t interval's half-width"
+    if baseline is not None and "effect" in frame.columns:
+        legend += (f"; effect: paired difference from {baseline!r} on the same seeds, ± the 95% "
+                   "bootstrap CI's half-width")
+        verdict = verdict_column(frame)
+        if verdict:
+            legend += "; " + VERDICTS[verdict]
+    console.print(legend, style="dim")
+
+
 def print_summary(result: ExperimentResult, console: Console) -> None:
-    shown = result.headline[:4]
-    table = Table(title=f"{len(result.rows)} replicates: mean ± 95% CI half-width")
-    table.add_column("scenario", no_wrap=True)
-    for outcome in shown:
-        table.add_column(outcome, justify="right", no_wrap=True)
-    summary = result.summary
     sampled = set(result.sampled)
-    listed = [sc for sc in result.scenarios if sc.name not in sampled]
-    for sc in listed:
-        cells = []
-        for outcome in shown:
-            row = summary.filter((pl.col("scenario") == sc.name) & (pl.col("outcome") == outcome))
-            if row.height == 0:
-                cells.append("-")
-                continue
-            r = row.row(0, named=True)
-            half = half_width(r)
-            cells.append(f"{r['mean']:.4g} ± {half:.2g}" if half == half else f"{r['mean']:.4g}")
-        table.add_row(sc.name, *cells)
-    console.print(table)
-    if result.effects is not None and result.effects.height:
-        effects = Table(title=f"paired effect vs {result.baseline!r} ± 95% bootstrap CI "
-                              "half-width (coloured: CI excludes 0)")
-        effects.add_column("scenario", no_wrap=True)
-        for outcome in shown:
-            effects.add_column(outcome, justify="right", no_wrap=True)
-        for sc in listed:
-            if sc.name == result.baseline:
-                continue
-            cells = []
-            for outcome in shown:
-                part = result.effects.filter((pl.col("scenario") == sc.name) & (pl.col("outcome") == outcome))
-                if part.height == 0:
-                    cells.append("-")
-                    continue
-                r = part.row(0, named=True)
-                style = ("green" if r["effect"] > 0 else "red") if r["significant"] else "dim"
-                half = half_width(r)
-                cells.append(f"[{style}]{r['effect']:+.3g} ± {half:.2g}[/]")
-            effects.add_row(sc.name, *cells)
-        console.print(effects)
+    listed = [sc.name for sc in result.scenarios if sc.name not in sampled]
+    outcomes = [*result.headline, *[o for o in result.outcomes if o not in result.headline]]
+    print_results(results_frame(result.summary, result.effects), outcomes, listed,
+                  result.baseline if len(listed) > 1 else None,
+                  run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
+                  console)
     if sampled:
         console.print(f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
                       "sensitivity.parquet in the run directory")
@@ -142,8 +142,58 @@ def hydra_main(cfg: DictConfig) -> None:
         )
         sys.exit(130)
     print_summary(result, console)
+    if hc.mode == RunMode.MULTIRUN:
+        _multirun_jobs.append(result)
+        _multirun_dir[:] = [Path(hc.sweep.dir)]
     if result.failed is not None:
         finish(3)
+
+
+def job_names(names: list[str]) -> list[str]:
+    """Short, distinct names of a multirun's jobs: their scenario names (the jobs' overrides)
+    without the words all of them share; ``job <i>`` where that leaves nothing distinct."""
+    words = [name.split() for name in names]
+    common = set(words[0]).intersection(*words[1:])
+    short = [" ".join(w for w in ws if w not in common) for ws in words]
+    if len(set(short)) < len(short) or not all(short):
+        return [f"job {i}" for i in range(len(names))]
+    return short
+
+
+def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console) -> None:
+    """The jobs of a multirun side by side, with paired effects against the first job where
+    they share their seeds (the same ``seed``: replicate r of every job starts from the same
+    seed); written to ``summary.parquet`` and ``effects.parquet`` in the sweep directory."""
+    from kibs_mc.analysis.effects import add_effects_to_summary, paired_effects
+    from kibs_mc.analysis.statistics import summarize
+    from kibs_mc.run.store import write_parquet
+
+    if len(jobs) < 2:
+        return
+    if any(len(job.scenarios) != 1 for job in jobs) or len({tuple(job.outcomes) for job in jobs}) > 1:
+        console.print("multirun: the jobs are not single scenarios of one model, so they are not "
+                      "tabled together; compare them with kibs-mc-compare diff")
+        return
+    names = job_names([job.scenarios[0].name for job in jobs])
+    outcomes = [*jobs[0].headline, *[o for o in jobs[0].outcomes if o not in jobs[0].headline]]
+    rows = pl.concat([job.rows.with_columns(scenario=pl.lit(name))
+                      for name, job in zip(names, jobs, strict=True)], how="vertical_relaxed")
+    seeds = rows.group_by("replicate").agg(pl.col("seed").n_unique())["seed"]
+    paired = seeds.max() == 1
+    summary = summarize(rows, jobs[0].outcomes)
+    effects = None
+    if paired:
+        effects = paired_effects(rows, jobs[0].outcomes, names[0], seed=jobs[0].scenarios[0].config.seed)
+        write_parquet(effects, sweep_dir / "effects.parquet")
+        summary = add_effects_to_summary(summary, effects)
+    write_parquet(summary, sweep_dir / "summary.parquet")
+    title = f"multirun: {len(jobs)} jobs side by side"
+    print_results(results_frame(summary, effects), outcomes, names, names[0] if paired else None,
+                  title + (", paired (common seeds)" if paired else ""), console)
+    if not paired:
+        console.print("the jobs do not share their seeds: no paired effects (unpaired means only)")
+    console.print(f"multirun results: {sweep_dir} (summary.parquet"
+                  + (", effects.parquet)" if paired else ")"))
 
 
 def check_run_dir(argv: list[str]) -> None:
@@ -178,6 +228,8 @@ def main() -> None:
             except UserError as error:
                 fail(error)
         hydra_main()
+        if _multirun_dir:
+            compare_jobs(_multirun_jobs, _multirun_dir[0], Console())
         if _multirun_status:
             sys.exit(_multirun_status)
     except SystemExit as done:

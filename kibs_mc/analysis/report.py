@@ -279,14 +279,14 @@ def write_report(
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     text = "\n".join(parts)
     md_path = run_dir / "report.md"
-    md_path.write_text(text)
+    md_path.write_text(text.rstrip("\n") + "\n")  # one final newline, whatever the sections end with
     body = markdown.markdown(text, extensions=["tables", "fenced_code"])
     html = (
         "<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
         "text-align:right}th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;"
-        "overflow:auto}</style></head><body>" + body + "</body></html>"
+        "overflow:auto}</style></head><body>" + body + "</body></html>\n"
     )
     html_path = run_dir / "report.html"
     html_path.write_text(html)

@@ -40,6 +40,7 @@ from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError, first_line
+from kibs_mc.experiments.compare import name_unnamed
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.experiments.registry import get_kind
 from kibs_mc.models import Model, get_model, headline
@@ -64,6 +65,7 @@ from kibs_mc.run.store import (
     write_summary,
     write_text_atomic,
 )
+from kibs_mc.terminal import run_size
 
 
 @dataclass
@@ -159,7 +161,7 @@ def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
     """Compose and validate every scenario and check the machine can hold the run (exit 2
     otherwise), before any work starts."""
     kind = get_kind(config)
-    scenarios = build_scenarios(config, overrides, kind.scenario_specs(config))
+    scenarios = build_scenarios(config, overrides, name_unnamed(kind.scenario_specs(config), overrides))
     model = get_model(scenarios[0].config.model.name)  # one model per experiment
     outcomes = list(model.outcomes)
     precision = config.experiment.precision
@@ -334,7 +336,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
                             exp.min_effect_relative, exp.alpha, exp.adjust, chosen,
                             COST_OUTCOME if COST_OUTCOME in outcomes else None)
     report_md, _ = write_report(
-        run_dir, f"kibs-mc experiment `{exp.name}`: {len(rows)} replicates",
+        run_dir, f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed)}",
         (run_dir / "config.yaml").read_text(),
         summary.filter(pl.col("scenario").is_in(listed)),
         effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections,

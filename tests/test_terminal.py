@@ -1,0 +1,112 @@
+"""What a new user reads (issue 17): the terminal summary in a pipe (80 columns, no colour),
+scenarios named after their overrides, a multirun's jobs side by side, the run directory."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+from kibs_mc.experiments.compare import name_unnamed, overrides_name
+from kibs_mc.terminal import CLEAR, number, results_table
+
+from .conftest import run_cli
+
+KIBS_FAST = ["cluster=small", "model.steps=20", "executor=serial", "tracking=none"]
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory):
+    """One small compare_governance run through the CLI, its stdout captured by a pipe."""
+    cwd = tmp_path_factory.mktemp("compare")
+    proc = run_cli("experiment=compare_governance", "replicates=4", *KIBS_FAST, "hydra.run.dir=run", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc, cwd / "run"
+
+
+@pytest.mark.slow
+def test_the_summary_in_a_pipe_fits_80_columns_and_marks_clear_effects_in_words(compare_run):
+    proc, run = compare_run
+    out = proc.stdout
+    assert "\x1b[" not in out  # no colour codes in a pipe
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out  # nothing cut
+    rows = pl.read_parquet(run / "replicates.parquet")
+    outcomes = [c for c in rows.columns if c not in ("scenario", "replicate", "seed")]
+    for outcome in outcomes:  # every outcome, not the first four
+        assert re.search(rf"^ {outcome}\s*$", out, re.M), outcome
+    effects = pl.read_parquet(run / "effects.parquet")
+    verdict = "clear" if "clear" in effects.columns else "significant"
+    current, found = None, set()
+    for line in out.splitlines():
+        if re.fullmatch(r" \w+\s*", line):
+            current = line.strip()
+        elif current and line.startswith("   ") and line.rstrip().endswith(CLEAR):
+            found.add((line.split()[0], current))
+    expected = {(r["scenario"], r["outcome"]) for r in effects.filter(pl.col(verdict)).iter_rows(named=True)}
+    assert expected and found == expected
+
+
+@pytest.mark.slow
+def test_replicates_are_counted_per_scenario_in_the_summary_and_the_report(compare_run):
+    proc, run = compare_run
+    assert "6 scenarios x 4 replicates" in proc.stdout
+    assert "24 replicates" not in proc.stdout
+    report = (run / "report.md").read_text()
+    assert report.splitlines()[0].endswith("6 scenarios x 4 replicates")
+    assert report.endswith("\n") and not report.endswith("\n\n")
+    assert (run / "report.html").read_text().endswith("</html>\n")
+
+
+@pytest.mark.slow
+def test_the_run_directory_holds_no_empty_hydra_log(compare_run):
+    _, run = compare_run
+    assert not list(run.glob("*.log"))
+
+
+def test_a_single_scenario_is_named_after_what_its_overrides_simulate():
+    overrides = ["governance=information", "governance.information=0.5", "replicates=50", "seed=3",
+                 "executor=serial", "tracking=none", "hydra.run.dir=x", "experiment=single", "resume=true"]
+    assert overrides_name(overrides) == "governance=information governance.information=0.5"
+    assert overrides_name(["replicates=5"]) == "default"
+    specs = name_unnamed([("default", []), ("named", ["cluster=small"])], ["cluster=large"])
+    assert specs == [("cluster=large", []), ("named", ["cluster=small"])]
+
+
+def test_the_results_table_folds_long_names_instead_of_cutting_them():
+    name = "governance=information governance.information=0.5 cluster=small model.steps=20"
+    frame = pl.DataFrame({
+        "scenario": ["base", name], "outcome": ["network_density"] * 2, "mean": [0.08483, 0.09621],
+        "ci_low": [0.0837, 0.0948], "ci_high": [0.0859, 0.0976], "effect": [None, 0.0114],
+        "effect_ci_low": [None, 0.0101], "effect_ci_high": [None, 0.0127], "clear": [None, True],
+    })
+    console = Console(width=80, record=True, no_color=True)
+    console.print(results_table(frame, ["network_density"], ["base", name], "base", "t"))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert all(word in text.split() for word in name.split())  # wrapped, every part kept
+    assert "+0.0114" in text and "± 0.0013" in text and CLEAR in text
+    assert number(1234.5678) == "1235" and number(0.000123) == "0.000123" and number(2.5e7) == "2.5e+07"
+
+
+@pytest.mark.slow
+def test_a_multirun_names_its_jobs_and_compares_them_paired(tmp_path):
+    proc = run_cli("-m", "governance.information=0,1", "replicates=3", *KIBS_FAST, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = next((tmp_path / "multirun" / "single").iterdir())
+    for job, name in (("0", "governance.information=0"), ("1", "governance.information=1")):
+        rows = pl.read_parquet(sweep / job / "replicates.parquet")
+        assert rows["scenario"].unique().to_list() == [f"{name} {' '.join(KIBS_FAST[:2])}"]
+    effects = pl.read_parquet(sweep / "effects.parquet")
+    assert set(effects["scenario"]) == {"governance.information=1"}
+    assert set(effects["baseline"]) == {"governance.information=0"}
+    # paired on common seeds: the effect is the mean of per-replicate differences
+    a = pl.read_parquet(sweep / "0" / "replicates.parquet").sort("replicate")
+    b = pl.read_parquet(sweep / "1" / "replicates.parquet").sort("replicate")
+    assert (a["seed"] == b["seed"]).all()
+    density = effects.filter(pl.col("outcome") == "network_density")["effect"][0]
+    assert density == pytest.approx((b["network_density"] - a["network_density"]).mean())
+    assert "multirun: 2 jobs side by side, paired" in proc.stdout
+    assert "governance.information=1" in proc.stdout
