@@ -27,7 +27,7 @@ from kibs_mc.config import CONF_DIR, load_config, to_config
 from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiments import ExperimentResult, run_experiment
 from kibs_mc.run.lock import lock_run_dir
-from kibs_mc.terminal import results_table, run_size, verdict_column
+from kibs_mc.terminal import results_table, run_size, verdict_column, with_verdict
 
 #: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
 _multirun_status = 0
@@ -72,17 +72,6 @@ VERDICTS = {
 }
 
 
-def results_frame(summary: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
-    """The summary with the analysis's verdict on each paired effect joined in."""
-    if effects is None or not effects.height:
-        return summary
-    verdict = verdict_column(effects)
-    if verdict is None or verdict in summary.columns:
-        return summary
-    return summary.join(effects.select("scenario", "outcome", verdict), on=["scenario", "outcome"],
-                        how="left")
-
-
 def print_results(frame: pl.DataFrame, outcomes: list[str], scenarios: list[str], baseline: str | None,
                   title: str, console: Console) -> None:
     """The shared results table (kibs_mc.terminal) and a legend of its words."""
@@ -101,7 +90,7 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
     sampled = set(result.sampled)
     listed = [sc.name for sc in result.scenarios if sc.name not in sampled]
     outcomes = [*result.headline, *[o for o in result.outcomes if o not in result.headline]]
-    print_results(results_frame(result.summary, result.effects), outcomes, listed,
+    print_results(with_verdict(result.summary, result.effects), outcomes, listed,
                   result.baseline if len(listed) > 1 else None,
                   run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
                   console)
@@ -188,7 +177,7 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
         summary = add_effects_to_summary(summary, effects)
     write_parquet(summary, sweep_dir / "summary.parquet")
     title = f"multirun: {len(jobs)} jobs side by side"
-    print_results(results_frame(summary, effects), outcomes, names, names[0] if paired else None,
+    print_results(with_verdict(summary, effects), outcomes, names, names[0] if paired else None,
                   title + (", paired (common seeds)" if paired else ""), console)
     if not paired:
         console.print("the jobs do not share their seeds: no paired effects (unpaired means only)")

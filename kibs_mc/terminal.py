@@ -18,7 +18,7 @@ from rich import box
 from rich.table import Table
 
 __all__ = ["CLEAR", "half_width_text", "number", "results_table", "run_size", "signed", "size_text",
-           "verdict_column"]
+           "verdict_column", "with_verdict"]
 
 #: The text mark of an effect the analysis calls clear.
 CLEAR = "clear"
@@ -65,6 +65,17 @@ def run_size(rows: pl.DataFrame, scenarios: Sequence[str]) -> str:
 def verdict_column(frame: pl.DataFrame) -> str | None:
     """The column that holds the analysis's verdict on each effect."""
     return next((c for c in ("clear", "significant") if c in frame.columns), None)
+
+
+def with_verdict(summary: pl.DataFrame, effects: pl.DataFrame | None) -> pl.DataFrame:
+    """The summary (``summary.parquet``) with the analysis's verdict on each paired effect
+    (``clear``, or ``significant``) joined in from the effects (``effects.parquet``)."""
+    verdict = verdict_column(effects) if effects is not None and effects.height else None
+    if verdict is None or verdict_column(summary) is not None:
+        return summary
+    assert effects is not None
+    return summary.join(effects.select("scenario", "outcome", verdict), on=["scenario", "outcome"],
+                        how="left")
 
 
 def results_table(

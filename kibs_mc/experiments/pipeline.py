@@ -65,7 +65,7 @@ from kibs_mc.run.store import (
     write_summary,
     write_text_atomic,
 )
-from kibs_mc.terminal import run_size
+from kibs_mc.terminal import run_size, with_verdict
 
 
 @dataclass
@@ -360,7 +360,8 @@ def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, flo
     from kibs_mc.tracking.mlflow import log_experiment
 
     try:
-        return log_experiment(config.tracking, config, planned.scenarios, result.summary,
+        return log_experiment(config.tracking, config, planned.scenarios,
+                              with_verdict(result.summary, result.effects),
                               planned.run_dir, run_metrics=run_metrics, period=period)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(

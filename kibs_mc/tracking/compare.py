@@ -1,25 +1,41 @@
 """``kibs-mc-compare``: list and compare past experiments in the MLflow store.
 
-    kibs-mc-compare list                       # parent runs, newest first
-    kibs-mc-compare show RUN_ID                # a run's scenarios: mean and effect per outcome
-    kibs-mc-compare diff RUN_A RUN_B           # the same scenario's means in two runs
+    kibs-mc-compare list                       # parent runs, newest first, and what differs
+    kibs-mc-compare show RUN_ID                # a run's scenarios: means and paired effects
+    kibs-mc-compare diff RUN_A RUN_B           # the same scenarios in two runs, with CIs
 
 ``--uri`` (default ``sqlite:///mlflow.db``) and ``--experiment`` (default ``kibs-mc``) pick
-the store. Exit status 2 when the store, experiment or run does not exist.
+the store; ``--outcome`` (repeatable) picks outcomes. Tables fit the terminal (80 columns in a
+pipe or a log) and mark verdicts with words, not colour. Exit status 2 when the store,
+experiment, run or outcome does not exist, or when two runs cannot be compared (no scenario
+or no outcome in common).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
+import polars as pl
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from kibs_mc.terminal import half_width_text, number, results_table, signed, size_text
 
 
 class CompareError(Exception):
     pass
+
+
+#: Parameters that do not change results: never listed as what differs between runs.
+NOT_RESULTS = ("tracking.", "executor.", "resume", "hydra.")
+#: Settings that make two runs simulate different things (a warning in ``diff``).
+STRUCTURE = ("model.", "cluster.")
 
 
 def _client(uri: str):
@@ -50,15 +66,6 @@ def _runs(uri: str, experiment: str) -> list:
                            "pass --uri with a reachable tracking server or an MLflow database") from None
 
 
-def _check_outcomes(children: list, wanted: list[str] | None) -> None:
-    """A --outcome that no scenario has is a bad input: name the outcomes there are."""
-    known = _outcomes(children, None)
-    unknown = [o for o in wanted or [] if o not in known]
-    if unknown:
-        raise CompareError(f"no outcome {unknown[0]!r} in this run; allowed: "
-                           + (", ".join(known) or "none (the run has no scenario metrics)"))
-
-
 def _children(runs: list, parent_id: str) -> list:
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
     return sorted(children, key=lambda r: r.info.start_time)  # scenario order
@@ -66,73 +73,209 @@ def _children(runs: list, parent_id: str) -> list:
 
 def _find(runs: list, run_id: str):
     for r in runs:
+        if "mlflow.parentRunId" in r.data.tags:
+            continue
         if r.info.run_id == run_id or (len(run_id) >= 6 and r.info.run_id.startswith(run_id)):
             return r
-    raise CompareError(f"no run {run_id!r} in the experiment")
+    raise CompareError(f"no experiment run {run_id!r} in the store (see kibs-mc-compare list; "
+                       "an id prefix of at least 6 characters will do)")
 
 
-def _outcomes(children: list, wanted: list[str] | None) -> list[str]:
-    names = sorted({k[: -len("_mean")] for c in children for k in c.data.metrics
-                    if k.endswith("_mean") and not k.endswith("_effect_mean")})
-    return [o for o in names if not wanted or o in wanted]
+def _scenario(child) -> str:
+    return child.data.tags.get("kibs_mc.scenario", child.info.run_name)
+
+
+def _outcomes(children: list) -> list[str]:
+    """Outcome names of the runs, in the order the first run logged them."""
+    names: dict[str, None] = {}
+    for c in children:
+        for key in c.data.metrics:
+            if key.endswith("_mean") and not key.endswith("_effect_mean"):
+                names[key[: -len("_mean")]] = None
+    return list(names)
+
+
+def _pick_outcomes(available: list[str], wanted: Sequence[str] | None) -> list[str]:
+    """The outcomes asked for (all when none); an unknown name is an error (exit 2)."""
+    if not wanted:
+        return available
+    unknown = [o for o in wanted if o not in available]
+    if unknown:
+        raise CompareError(f"--outcome {unknown[0]!r} is not an outcome of the run(s); allowed: "
+                           + ", ".join(available))
+    return [o for o in available if o in wanted]
+
+
+def differing(params: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Per run, the settings whose values are not the same in every run (a config group's
+    option, e.g. ``cluster=small``, stands for all the group's fields when it differs)."""
+    keys = sorted({k for p in params for k in p if not k.startswith(NOT_RESULTS)})
+    varying = [k for k in keys if len({p.get(k) for p in params}) > 1]
+    groups = {k.partition(".")[0] for k in varying if k.endswith(".name") and k.count(".") == 1}
+    out = []
+    for p in params:
+        shown: dict[str, str] = {}
+        for k in varying:
+            group, _, field = k.partition(".")
+            if group in groups:
+                if field == "name":
+                    shown[group] = p.get(k, "-")
+                continue
+            shown[k] = p.get(k, "-")
+        out.append(shown)
+    return out
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def cmd_list(runs: list, console: Console) -> None:
-    table = Table(title="kibs-mc experiments (parent runs, newest first)")
-    for col in ("run id", "started", "experiment", "scenarios", "replicates", "run dir"):
-        table.add_column(col)
-    for r in runs:
-        if "mlflow.parentRunId" in r.data.tags:
-            continue
-        started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M")
-        table.add_row(r.info.run_id[:12], started, r.data.tags.get("kibs_mc.experiment", "?"),
-                      str(len(_children(runs, r.info.run_id))), r.data.params.get("replicates", "?"),
-                      r.data.tags.get("kibs_mc.run_dir", ""))
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    diffs: dict[str, dict[str, str]] = {}
+    by_kind: dict[str, list] = {}
+    for r in parents:
+        by_kind.setdefault(r.data.tags.get("kibs_mc.experiment", "?"), []).append(r)
+    for group in by_kind.values():
+        params = [{k: v for k, v in g.data.params.items() if k != "replicates"} for g in group]
+        for r, shown in zip(group, differing(params), strict=True):
+            diffs[r.info.run_id] = shown
+    table = Table(title="kibs-mc experiments, newest first", title_justify="left",
+                  caption="differs: the settings not the same in every listed run of that experiment",
+                  caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("experiment, what differs, run dir", overflow="fold")
+    for i, r in enumerate(parents):
+        started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%m-%d %H:%M")
+        lines = [f"{r.data.tags.get('kibs_mc.experiment', '?')}: "
+                 + size_text(len(_children(runs, r.info.run_id)), r.data.params.get("replicates", "?"))]
+        if diffs[r.info.run_id]:
+            lines.append("differs: " + " ".join(f"{k}={v}" for k, v in diffs[r.info.run_id].items()))
+        lines.append(_relative(r.data.tags.get("kibs_mc.run_dir", "")))
+        table.add_row(r.info.run_id[:12], started, "\n".join(lines), end_section=i < len(parents) - 1)
     console.print(table)
+
+
+#: Metric suffixes of a scenario's child run, and the column of the shared table they fill.
+_COLUMNS = {"mean": "mean", "ci_low": "ci_low", "ci_high": "ci_high", "effect": "effect",
+            "effect_ci_low": "effect_ci_low", "effect_ci_high": "effect_ci_high",
+            "effect_clear": "clear", "sd": "sd"}
+
+
+def _frame(children: list, outcomes: Sequence[str]) -> pl.DataFrame:
+    rows = []
+    for c in children:
+        m = c.data.metrics
+        for o in outcomes:
+            row: dict = {"scenario": _scenario(c), "outcome": o, "n": m.get("n")}
+            for suffix, column in _COLUMNS.items():
+                value = m.get(f"{o}_{suffix}")
+                row[column] = bool(value) if column == "clear" and value is not None else value
+            rows.append(row)
+    schema = {"scenario": pl.String, "outcome": pl.String, "n": pl.Float64,
+              **{c: (pl.Boolean if c == "clear" else pl.Float64) for c in _COLUMNS.values()}}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def cmd_show(runs: list, run_id: str, wanted: list[str] | None, console: Console) -> None:
     parent = _find(runs, run_id)
     children = _children(runs, parent.info.run_id)
-    _check_outcomes(children, wanted)
-    outcomes = _outcomes(children, wanted)
-    table = Table(title=f"run {parent.info.run_id[:12]} ({parent.data.tags.get('kibs_mc.experiment')}): "
-                        "mean (paired effect vs baseline)")
-    table.add_column("scenario", no_wrap=True)
-    for o in outcomes:
-        table.add_column(o, justify="right")
-    for c in children:
-        m = c.data.metrics
-        cells = []
-        for o in outcomes:
-            text = f"{m[f'{o}_mean']:.4g}" if f"{o}_mean" in m else "-"
-            if f"{o}_effect" in m:
-                text += f" ({m[f'{o}_effect']:+.3g})"
-            cells.append(text)
-        table.add_row(c.data.tags.get("kibs_mc.scenario", c.info.run_name), *cells)
-    console.print(table)
+    outcomes = _pick_outcomes(_outcomes(children), wanted)
+    frame = _frame(children, outcomes)
+    scenarios = [_scenario(c) for c in children]
+    # the baseline: the one scenario without paired effects (none in a one-scenario run)
+    bare = [s for s in scenarios if frame.filter(pl.col("scenario") == s)["effect"].is_null().all()]
+    baseline = bare[0] if len(bare) == 1 and len(scenarios) > 1 else None
+    replicates = parent.data.params.get("replicates", "?")
+    title = (f"run {parent.info.run_id[:8]} ({parent.data.tags.get('kibs_mc.experiment', '?')}): "
+             + size_text(len(scenarios), replicates))
+    console.print(results_table(frame, outcomes, scenarios, baseline, title))
+    if "clear" in frame.columns and frame["clear"].is_null().all() and frame["effect"].is_not_null().any():
+        console.print("(logged before the analysis's verdicts were tracked: no 'clear' marks; "
+                      "see report.md in the run directory)")
+    console.print(f"run dir: {parent.data.tags.get('kibs_mc.run_dir', '?')}")
+
+
+def welch(ma: float, sa: float, na: float, mb: float, sb: float, nb: float) -> tuple[float, float] | None:
+    """95% Welch CI of mb - ma from two independent samples' means, sds and sizes."""
+    from scipy import stats
+
+    if min(na, nb) < 2 or any(v is None or not math.isfinite(v) for v in (sa, sb)):
+        return None
+    va, vb = sa * sa / na, sb * sb / nb
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return (mb - ma, mb - ma)
+    df = (va + vb) ** 2 / (va * va / (na - 1) + vb * vb / (nb - 1))
+    t = float(stats.t.ppf(0.975, df))
+    return (mb - ma - t * se, mb - ma + t * se)
 
 
 def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Console) -> None:
     ra, rb = _find(runs, a), _find(runs, b)
-    ca = {c.data.tags.get("kibs_mc.scenario"): c for c in _children(runs, ra.info.run_id)}
-    cb = {c.data.tags.get("kibs_mc.scenario"): c for c in _children(runs, rb.info.run_id)}
-    _check_outcomes([*ca.values(), *cb.values()], wanted)
-    outcomes = _outcomes([*ca.values(), *cb.values()], wanted)
-    table = Table(title=f"{ra.info.run_id[:8]} vs {rb.info.run_id[:8]}: scenario means")
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("outcome")
-    table.add_column(ra.info.run_id[:8], justify="right")
-    table.add_column(rb.info.run_id[:8], justify="right")
-    table.add_column("difference", justify="right")
-    for scenario in [s for s in ca if s in cb]:
-        for o in outcomes:
-            x = ca[scenario].data.metrics.get(f"{o}_mean")
-            y = cb[scenario].data.metrics.get(f"{o}_mean")
-            if x is None or y is None:
+    ida, idb = ra.info.run_id[:8], rb.info.run_id[:8]
+    ca = {_scenario(c): c for c in _children(runs, ra.info.run_id)}
+    cb = {_scenario(c): c for c in _children(runs, rb.info.run_id)}
+    common = [s for s in ca if s in cb]
+    if not common:
+        raise CompareError(f"runs {ida} and {idb} have no scenario in common ({ida}: "
+                           f"{', '.join(ca) or 'none'}; {idb}: {', '.join(cb) or 'none'}); "
+                           "allowed: two runs that share at least one scenario name")
+    oa, ob = _outcomes(list(ca.values())), _outcomes(list(cb.values()))
+    shared = [o for o in oa if o in ob]
+    if not shared:
+        raise CompareError(f"runs {ida} and {idb} have no outcome in common (different models: "
+                           f"{ra.data.params.get('model.name')} and {rb.data.params.get('model.name')}); "
+                           "allowed: two runs of the same model")
+    outcomes = _pick_outcomes(shared, wanted)
+    what = differing([ra.data.params, rb.data.params])
+    if what[0]:
+        console.print("what differs: " + "; ".join(
+            f"{k}: {what[0][k]} ({ida}) vs {what[1][k]} ({idb})" for k in what[0]))
+    else:
+        console.print("what differs: no setting (same configuration; different seeds or code?)")
+    structure: dict[str, tuple[str, str]] = {}
+    for s in common:  # the same scenario simulated on another model or cluster
+        pa, pb = ca[s].data.params, cb[s].data.params
+        inputs = differing([{k: v for k, v in pa.items() if k.startswith(STRUCTURE)},
+                            {k: v for k, v in pb.items() if k.startswith(STRUCTURE)}])
+        structure.update({k: (inputs[0][k], inputs[1][k]) for k in inputs[0]})
+    if structure:
+        print(f"kibs-mc-compare: warning: runs {ida} and {idb} simulate different models or clusters ("
+              + "; ".join(f"{k}: {x} vs {y}" for k, (x, y) in structure.items())
+              + "): their differences mix that change with any other", file=sys.stderr)
+    fa, fb = _frame([ca[s] for s in common], outcomes), _frame([cb[s] for s in common], outcomes)
+    table = Table(title=f"{idb} minus {ida}: scenario means, difference with its 95% CI (Welch, "
+                        "unpaired; 'differs': the CI excludes 0)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("outcome / scenario", overflow="fold", min_width=12)
+    table.add_column(ida, justify="right", no_wrap=True)
+    table.add_column(idb, justify="right", no_wrap=True)
+    table.add_column("difference", justify="right", no_wrap=True)
+    table.add_column("± 95% CI", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    ia = {(r["outcome"], r["scenario"]): r for r in fa.iter_rows(named=True)}
+    ib = {(r["outcome"], r["scenario"]): r for r in fb.iter_rows(named=True)}
+    for i, o in enumerate(outcomes):
+        table.add_row(f"[bold]{o}[/]")
+        for j, s in enumerate(common):
+            x, y = ia[(o, s)], ib[(o, s)]
+            if x["mean"] is None or y["mean"] is None:
                 continue
-            table.add_row(scenario, o, f"{x:.4g}", f"{y:.4g}", f"{y - x:+.3g}")
+            ci = welch(x["mean"], x["sd"], x["n"] or 0, y["mean"], y["sd"], y["n"] or 0) \
+                if x["sd"] is not None and y["sd"] is not None else None
+            differs = ci is not None and (ci[0] > 0 or ci[1] < 0)
+            table.add_row(f"  {s}", number(x["mean"]), number(y["mean"]), signed(y["mean"] - x["mean"]),
+                          half_width_text(*ci) if ci else "", "differs" if differs else "",
+                          end_section=j == len(common) - 1 and i < len(outcomes) - 1)
     console.print(table)
+    only = [s for s in ca if s not in cb] + [s for s in cb if s not in ca]
+    if only:
+        console.print(f"not in both runs: {', '.join(only)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,18 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     pick = argparse.ArgumentParser(add_help=False)
     pick.add_argument("--outcome", action="append", help="only these outcomes (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="parent runs, newest first")
+    sub.add_parser("list", help="parent runs, newest first, and what differs between them")
     show = sub.add_parser("show", parents=[pick], help="a run's scenarios: means and effects")
     show.add_argument("run_id")
-    diff = sub.add_parser("diff", parents=[pick], help="the same scenarios' means in two runs")
+    diff = sub.add_parser("diff", parents=[pick], help="the same scenarios in two runs, with CIs")
     diff.add_argument("run_a")
     diff.add_argument("run_b")
     args = parser.parse_args(argv)
-    console = Console(width=max(Console().width, 120))
+    console = Console()
     try:
         if args.uri.startswith("sqlite:///"):
-            from pathlib import Path
-
             if not Path(args.uri[len("sqlite:///"):]).exists():
                 raise CompareError(f"no MLflow store at {args.uri} (run kibs-mc first, or pass --uri)")
         runs = _runs(args.uri, args.experiment)

@@ -22,6 +22,7 @@ from kibs_mc.config import Config, TrackingConfig, load_config
 from kibs_mc.errors import UserError, first_line
 from kibs_mc.run.plan import Scenario, build_scenarios, listed_scenarios, simulation_inputs
 from kibs_mc.run.store import read_plan
+from kibs_mc.terminal import verdict_column, with_verdict
 
 #: Files of a run directory logged on the parent run (patterns), whether logged at the end of the
 #: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
@@ -91,11 +92,14 @@ def scenario_metrics(summary: pl.DataFrame, scenario: str) -> dict[str, float]:
     """``<outcome>_<stat>`` for the summary statistics, and the paired effect when present."""
     metrics: dict[str, float] = {}
     stats = ("mean", "sd", "ci_low", "ci_high", "effect", "effect_ci_low", "effect_ci_high", "effect_size")
+    verdict = verdict_column(summary)  # the analysis's verdict on the effect: 1 clear, 0 not
     for row in summary.filter(pl.col("scenario") == scenario).iter_rows(named=True):
         for stat in (s for s in stats if s in row):
             value = row[stat]
             if value is not None and value == value:
                 metrics[f"{row['outcome']}_{stat}"] = float(value)
+        if verdict is not None and row[verdict] is not None:
+            metrics[f"{row['outcome']}_effect_clear"] = float(row[verdict])
         metrics["n"] = float(row["n"])
     return metrics
 
@@ -194,6 +198,8 @@ def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     specs = recorded.get("scenarios") or listed_scenarios(config)  # older runs did not record them
     scenarios = build_scenarios(config, args, [(name, list(own)) for name, own in specs])
     summary = pl.read_parquet(run_dir / "summary.parquet")
+    if (run_dir / "effects.parquet").exists():
+        summary = with_verdict(summary, pl.read_parquet(run_dir / "effects.parquet"))
     return log_experiment(config.tracking, config, scenarios, summary, run_dir, period=run_period(run_dir))
 
 
