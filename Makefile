@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
 ui: $(STAMP)
+	@echo "make ui: the MLflow UI for ./mlflow.db on http://127.0.0.1:5000; it answers after 15-60 s (its workers start first). Ctrl-C stops it."
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 # The Debian packages of the one-node Slurm that tests/test_slurm.py starts (as root; .ci/run

@@ -205,17 +205,39 @@ def check_run_dir(argv: list[str]) -> None:
             lock_run_dir(Path(value))  # held until this process ends
 
 
+def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without Hydra's ``--config-dir DIR`` (``-cd DIR``, ``--config-dir=DIR``), and
+    the same directories as a ``hydra.searchpath`` override for the up-front check. A
+    directory that does not exist is a bad input."""
+    rest, dirs = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            value = next(args, "")
+        elif arg.startswith("--config-dir="):
+            value = arg.partition("=")[2]
+        else:
+            rest.append(arg)
+            continue
+        if not Path(value).is_dir():
+            raise UserError(f"bad configuration: --config-dir={value!r} is not a directory; allowed: a "
+                            "directory holding config groups, e.g. DIR/experiment/my_experiment.yaml")
+        dirs.append(f"file://{Path(value).resolve()}")
+    return rest, ([f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else [])
+
+
 def main() -> None:
     """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
     exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
     try:
-        argv = sys.argv[1:]
-        if all(not a.startswith("-") for a in argv):
-            try:
-                load_config([a for a in argv if not a.partition("=")[0].startswith("hydra.")])
+        try:
+            argv, search = config_dirs(sys.argv[1:])
+            if all(not a.startswith("-") for a in argv):
+                kept = [a for a in argv if not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
+                load_config(kept + search)
                 check_run_dir(argv)
-            except UserError as error:
-                fail(error)
+        except UserError as error:
+            fail(error)
         hydra_main()
         if _multirun_dir:
             compare_jobs(_multirun_jobs, _multirun_dir[0], Console())

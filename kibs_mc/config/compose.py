@@ -24,9 +24,43 @@ def _conf_dir() -> Path:
 CONF_DIR = _conf_dir()
 
 
-def group_options(group: str) -> list[str]:
-    """Names of the YAML options of a config group in ``conf/``."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def search_dirs(overrides: Sequence[str] = ()) -> list[Path]:
+    """The config directories: ``conf/``, then those added by a ``hydra.searchpath=[file://DIR,
+    ...]`` override (what ``kibs-mc --config-dir DIR`` becomes)."""
+    dirs = [CONF_DIR]
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key == "hydra.searchpath":
+            for entry in value.strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    dirs.append(Path(entry[len("file://"):]))
+    return dirs
+
+
+def group_options(group: str, overrides: Sequence[str] = ()) -> list[str]:
+    """Names of the YAML options of a config group in ``conf/`` and the added directories."""
+    return sorted({p.stem for d in search_dirs(overrides) for p in (d / group).glob("*.yaml")})
+
+
+#: The header an experiment file needs: its keys (``experiment.*``, ``replicates``, ...) are
+#: top-level keys, not keys under ``experiment``.
+GLOBAL_HEADER = "# @package _global_"
+
+
+def check_experiment_file(overrides: Sequence[str]) -> None:
+    """An ``experiment=NAME`` whose file lacks :data:`GLOBAL_HEADER` is refused with a message
+    that says so (Hydra would report a ConfigKeyError about 'experiment.experiment')."""
+    name = _override_value(overrides, "experiment")
+    for directory in search_dirs(overrides):
+        path = directory / "experiment" / f"{name}.yaml"
+        if path.is_file():
+            head = [line.strip() for line in path.read_text().splitlines()[:20]]
+            if not any(line.startswith("#") and "@package _global_" in line for line in head):
+                raise ConfigError("experiment", name, f"allowed: an experiment file whose first line is "
+                                  f"'{GLOBAL_HEADER}'; {path} has no such line, so its keys would land "
+                                  "under 'experiment.' (README, 'Your own experiments')")
+            return
 
 
 def _override_value(overrides: Sequence[str], key: str) -> str:
@@ -53,7 +87,7 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
         missing = str(exc).split("Could not find '", 1)[-1].split("'", 1)[0]
         group, _, option = missing.rpartition("/")
         if group:
-            choices = ", ".join(group_options(group))
+            choices = ", ".join(group_options(group, overrides))
             return ConfigError(group, option, f"allowed: one of {choices}")
         return ConfigError("config", missing, "allowed: a config file in conf/")
     full_key = str(getattr(cause, "full_key", "") or "")
@@ -110,6 +144,7 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
             raise ConfigError(
                 "override", text, "allowed: overrides of existing keys only (no '+' or '~' prefix)"
             )
+    check_experiment_file(overrides)
     try:
         return _compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
