@@ -175,3 +175,28 @@ def sensitivity_plot(indices: pl.DataFrame, path: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, frameon=False)
     return _save(fig, "Sensitivity indices (bars: 95% bootstrap CI)", path)
+
+
+def convergence_plot(convergence: pl.DataFrame, path: Path) -> Path | None:
+    """Sobol indices against the base sample N (log scale) with their 95% CIs, one panel per
+    outcome and a line per factor: converged indices stop moving and their bands narrow."""
+    if convergence.height == 0:
+        return None
+    outcomes = convergence["outcome"].unique(maintain_order=True).to_list()
+    fig, axes = _grid(len(outcomes))
+    for ax, outcome in zip(axes, outcomes, strict=False):
+        part = convergence.filter(pl.col("outcome") == outcome)
+        for i, factor in enumerate(part["factor"].unique(maintain_order=True).to_list()):
+            f = part.filter(pl.col("factor") == factor).sort("samples")
+            n = f["samples"].to_numpy()
+            st, conf = f["ST"].to_numpy(), f["ST_conf"].to_numpy()
+            color = COLORS[i % len(COLORS)]
+            ax.plot(n, st, "o-", color=color, label=f"ST {factor.split('.')[-1]}", ms=3)
+            ax.fill_between(n, st - conf, st + conf, color=color, alpha=0.15)
+            ax.plot(n, f["S1"].to_numpy(), "x--", color=color, lw=0.8, ms=3)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("base samples N")
+        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    return _save(fig, "Sobol indices against N (solid: ST with 95% CI; dashed: S1)", path)

@@ -6,6 +6,13 @@ the run, each outcome's scenario means feed SALib: first-order (S1) and total (S
 indices (Saltelli et al. 2010, Comput. Phys. Commun. 181:259-270), or first-order RBD-FAST
 indices for a Latin hypercube (Tarantola et al. 2006). Replicate noise in the scenario means
 inflates the indices' uncertainty; their bootstrap CIs (``*_conf``) say how much.
+
+Convergence (Sobol): SALib's Saltelli sample of N base points is the first N (D + 2) rows of the
+sample of 2N (a scrambled Sobol' sequence), so a sweep can double N, keeping every point it
+has run, until the indices are precise (``experiment.sweep.max_samples``, ``tolerance``), and
+the indices can be recomputed on each prefix N = samples, 2 samples, ... for a convergence plot
+(:func:`sobol_convergence`). :func:`index_warnings` names indices that are noise: ST below S1
+beyond their CIs (impossible for the true indices) or S1 and ST both within their CI of zero.
 """
 
 from __future__ import annotations
@@ -27,15 +34,26 @@ def _problem(sweep: SweepConfig) -> dict:
     }
 
 
+def planned_samples(sweep: SweepConfig) -> int:
+    """Base samples of the whole plan: ``max_samples`` when a Sobol sweep may double, else
+    ``samples``."""
+    return sweep.max_samples if sweep.method == "sobol" and sweep.max_samples else sweep.samples
+
+
+def points_per_sample(sweep: SweepConfig) -> int:
+    """Scenarios per base sample (Saltelli without second order: factors + 2)."""
+    return len(sweep.factors) + 2 if sweep.method == "sobol" else 1
+
+
 def sample_points(sweep: SweepConfig, seed: int) -> np.ndarray:
-    """The sample, one row per point, one column per factor."""
+    """The sample, one row per point, one column per factor (the plan's largest sample)."""
     problem = _problem(sweep)
     lows = np.array([f.low for f in sweep.factors])
     highs = np.array([f.high for f in sweep.factors])
     if sweep.method == "sobol":
         from SALib.sample import sobol
 
-        return sobol.sample(problem, sweep.samples, calc_second_order=False, seed=seed % 2**32)
+        return sobol.sample(problem, planned_samples(sweep), calc_second_order=False, seed=seed % 2**32)
     if sweep.method == "lhs":
         from scipy.stats import qmc
 
@@ -58,16 +76,45 @@ def point_scenarios(sweep: SweepConfig, seed: int) -> list[tuple[str, list[str]]
     ]
 
 
-def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Sequence[str]) -> pl.DataFrame:
-    """Sensitivity indices of each outcome's scenario mean to each factor (empty for grids)."""
-    if sweep.method not in ("sobol", "lhs"):
-        return pl.DataFrame()
-    problem = _problem(sweep)
-    points = sample_points(sweep, seed)
+def run_samples(rows: pl.DataFrame, sweep: SweepConfig, seed: int) -> int:
+    """The largest base sample N (samples, 2 samples, ... up to the plan's) whose points all
+    have rows: the sample the indices are computed from."""
     names = [name for name, _ in point_scenarios(sweep, seed)]
-    means = rows.filter(pl.col("scenario").is_in(names)).group_by("scenario").agg(
+    have = set(rows["scenario"].unique().to_list()) if rows.height else set()
+    per = points_per_sample(sweep)
+    n, best = sweep.samples, 0
+    while n <= planned_samples(sweep):
+        if all(name in have for name in names[: n * per]):
+            best = n
+        n *= 2
+    return best
+
+
+def _scenario_means(rows: pl.DataFrame, names: Sequence[str], outcomes: Sequence[str]) -> pl.DataFrame:
+    means = rows.filter(pl.col("scenario").is_in(list(names))).group_by("scenario").agg(
         [pl.col(o).cast(pl.Float64).mean() for o in outcomes])
-    means = pl.DataFrame({"scenario": names}).join(means, on="scenario", how="left", maintain_order="left")
+    order = pl.DataFrame({"scenario": list(names)})
+    return order.join(means, on="scenario", how="left", maintain_order="left")
+
+
+INDEX_SCHEMA = {"outcome": pl.String, "factor": pl.String, "samples": pl.Int64, "S1": pl.Float64,
+                "S1_conf": pl.Float64, "ST": pl.Float64, "ST_conf": pl.Float64}
+
+
+def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Sequence[str],
+                samples: int | None = None) -> pl.DataFrame:
+    """Sensitivity indices of each outcome's scenario mean to each factor (empty for grids),
+    from the first ``samples`` base samples (default: all that have run, :func:`run_samples`)."""
+    if sweep.method not in ("sobol", "lhs"):
+        return pl.DataFrame(schema=INDEX_SCHEMA)
+    problem = _problem(sweep)
+    n = samples if samples is not None else run_samples(rows, sweep, seed)
+    if n < 2:
+        return pl.DataFrame(schema=INDEX_SCHEMA)
+    count = n * points_per_sample(sweep)
+    points = sample_points(sweep, seed)[:count]
+    names = [name for name, _ in point_scenarios(sweep, seed)][:count]
+    means = _scenario_means(rows, names, outcomes)
     records = []
     for outcome in outcomes:
         y = means[outcome].to_numpy()
@@ -78,18 +125,65 @@ def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Seq
 
             r = sobol.analyze(problem, y, calc_second_order=False, seed=seed % 2**32)
             for i, factor in enumerate(problem["names"]):
-                records.append({"outcome": outcome, "factor": factor, "S1": r["S1"][i],
+                records.append({"outcome": outcome, "factor": factor, "samples": n, "S1": r["S1"][i],
                                 "S1_conf": r["S1_conf"][i], "ST": r["ST"][i], "ST_conf": r["ST_conf"][i]})
         else:
             from SALib.analyze import rbd_fast
 
             r = rbd_fast.analyze(problem, points, y, seed=seed % 2**32)
             for i, factor in enumerate(problem["names"]):
-                records.append({"outcome": outcome, "factor": factor, "S1": r["S1"][i],
+                records.append({"outcome": outcome, "factor": factor, "samples": n, "S1": r["S1"][i],
                                 "S1_conf": r["S1_conf"][i], "ST": None, "ST_conf": None})
-    schema = {"outcome": pl.String, "factor": pl.String, "S1": pl.Float64, "S1_conf": pl.Float64,
-              "ST": pl.Float64, "ST_conf": pl.Float64}
-    return pl.DataFrame(records, schema=schema)
+    return pl.DataFrame(records, schema=INDEX_SCHEMA)
+
+
+def sobol_convergence(rows: pl.DataFrame, sweep: SweepConfig, seed: int,
+                      outcomes: Sequence[str]) -> pl.DataFrame:
+    """Sobol indices on each nested prefix N = samples, 2 samples, ... of the points that ran."""
+    if sweep.method != "sobol":
+        return pl.DataFrame(schema=INDEX_SCHEMA)
+    top = run_samples(rows, sweep, seed)
+    frames, n = [], sweep.samples
+    while 2 <= n <= top:
+        frames.append(sensitivity(rows, sweep, seed, outcomes, n))
+        n *= 2
+    return pl.concat(frames) if frames else pl.DataFrame(schema=INDEX_SCHEMA)
+
+
+def precise(indices: pl.DataFrame, outcome: str, tolerance: float) -> bool:
+    """Every S1 and ST CI half-width of ``outcome`` is at most ``tolerance``, and every pair of
+    factors is ranked by ST (CIs apart) or equal within ``tolerance`` (both CIs that narrow)."""
+    part = indices.filter(pl.col("outcome") == outcome)
+    if part.height == 0:
+        return False
+    conf = part["ST_conf"].to_numpy()
+    st = part["ST"].to_numpy()
+    if max(float(part["S1_conf"].max()), float(part["ST_conf"].max())) > tolerance:  # type: ignore[arg-type]
+        return False
+    for i in range(len(st)):
+        for j in range(i + 1, len(st)):
+            apart = abs(st[i] - st[j]) > conf[i] + conf[j]
+            if not (apart or (conf[i] <= tolerance and conf[j] <= tolerance)):
+                return False
+    return True
+
+
+def index_warnings(indices: pl.DataFrame, outcomes: Sequence[str]) -> list[str]:
+    """Sentences on indices that are noise, for the report and the terminal."""
+    lines = []
+    for r in indices.filter(pl.col("outcome").is_in(list(outcomes))).iter_rows(named=True):
+        where = f"`{r['outcome']}` / `{r['factor']}` (N = {r['samples']})"
+        if r["ST"] is not None and r["ST"] + r["ST_conf"] < r["S1"] - r["S1_conf"]:
+            lines.append(f"{where}: ST = {r['ST']:.2f} ± {r['ST_conf']:.2f} is below S1 = "
+                         f"{r['S1']:.2f} ± {r['S1_conf']:.2f} beyond their CIs, impossible for the "
+                         "true indices: the sample is too small to rank this factor.")
+        s1_zero = abs(r["S1"]) <= r["S1_conf"]
+        st_zero = r["ST"] is None or abs(r["ST"]) <= r["ST_conf"]
+        if s1_zero and st_zero:
+            lines.append(f"{where}: S1 = {r['S1']:.2f} ± {r['S1_conf']:.2f}"
+                         + (f", ST = {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
+                         + ": not distinguishable from zero.")
+    return lines
 
 
 def points_frame(sweep: SweepConfig, seed: int) -> pl.DataFrame:
@@ -102,14 +196,16 @@ def points_frame(sweep: SweepConfig, seed: int) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
-def report_section(indices: pl.DataFrame, headline: Sequence[str]) -> str:
-    """The report's Markdown section on the indices of the headline outcomes ('' if none)."""
+def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Sequence[str] = ()) -> str:
+    """The report's Markdown section on the indices of the headline outcomes ('' if none), with
+    the warnings of :func:`index_warnings`."""
     from kibs_mc.analysis.report import markdown_table
 
     shown = indices.filter(pl.col("outcome").is_in(list(headline)))
     if shown.height == 0:
         return ""
-    return "\n".join([
+    extra = [f"- **Warning**: {w}" for w in warnings]
+    return "\n".join([*(["## Sensitivity: warnings", "", *extra, ""] if extra else []),
         "## Sensitivity to the swept factors", "",
         "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
         "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "

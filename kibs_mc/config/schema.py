@@ -85,10 +85,23 @@ class SweepConfig:
     method: str | None = setting(None, choices=(None, "sobol", "lhs", "grid"))
     samples: int = setting(8, ge=2, le=100_000)
     factors: list[SweepFactor] = field(default_factory=list)
+    # sobol only: double the base sample (samples, 2 samples, ...) up to max_samples until every
+    # S1 and ST 95% CI half-width of the watched outcome is at most `tolerance` and the factors'
+    # ST ranking is resolved; 0: `samples` and no doubling.
+    max_samples: int = setting(0, ge=0, le=1_000_000)
+    tolerance: float = setting(0.1, gt=0.0)
 
     def check(self, path: str) -> None:
         if self.method is not None and not self.factors:
             raise ConfigError(f"{path}.factors", [], "allowed: at least one factor when sweeping")
+        if self.max_samples and self.method == "sobol":
+            if self.max_samples < self.samples:
+                raise ConfigError(f"{path}.max_samples", self.max_samples,
+                                  f"allowed: 0 or at least samples={self.samples}")
+            ratio = self.max_samples // self.samples
+            if self.max_samples % self.samples or ratio & (ratio - 1):
+                raise ConfigError(f"{path}.max_samples", self.max_samples,
+                                  f"allowed: samples={self.samples} times a power of two")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from kibs_mc.config import Config
-from kibs_mc.run.plan import ScenarioSpec, listed_scenarios
+from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class KindOutput:
     figures: list[Path] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
     unlisted: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # printed by the terminal and in the report
+
+
+@dataclass(frozen=True)
+class Round:
+    """A kind's next round of replicates: each scenario's target count, and notes for the
+    report once it decides to stop (targets no higher than the counts reached)."""
+
+    targets: dict[int, int]
+    notes: list[str] = field(default_factory=list)
 
 
 class ExperimentKind:
@@ -61,6 +71,17 @@ class ExperimentKind:
     def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
         """The scenarios to run, before composition."""
         return listed_scenarios(config)
+
+    def first_targets(self, config: Config, scenarios: Sequence[Scenario]) -> dict[int, int]:
+        """Replicates each scenario runs in the first round (default: ``replicates`` each)."""
+        return {sc.index: config.replicates for sc in scenarios}
+
+    def next_round(self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario],
+                   counts: dict[int, int]) -> Round | None:
+        """After a round: the next one, or None when the kind runs a single round. ``rows``
+        holds only the replicates each scenario had reached (``counts``), so a resumed run
+        takes the same decisions."""
+        return None
 
     def analyse(self, finished: Finished) -> KindOutput:
         """Analysis beyond the summary and the paired effects."""

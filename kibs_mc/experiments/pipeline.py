@@ -48,6 +48,7 @@ from kibs_mc.run.adaptive import (
     Selection,
     next_targets,
     precision_notes,
+    reached_rows,
     selection_notes,
     selection_targets,
 )
@@ -243,7 +244,7 @@ def execute(planned: Planned, console: Console) -> Executed:
         reused = len(done)
         computed = 0
         counts = {sc.index: 0 for sc in scenarios}
-        targets = {sc.index: config.replicates for sc in scenarios}
+        targets = planned.kind.first_targets(config, scenarios)
         with _progress(console) as progress:
             task = progress.add_task("run", total=sum(targets.values()), ci="")
             watched = precision.outcome or selection.outcome or headline(planned.model, limit=1)[0]
@@ -255,7 +256,15 @@ def execute(planned: Planned, console: Console) -> Executed:
                 computed += _run_round(executor, store, todo, progress, task, watched)
                 counts.update({i: b for i, (_, b) in ranges.items()})
                 if precision.outcome is None and selection.outcome is None:
-                    break
+                    rows = store.finalize(names) if type(planned.kind).next_round is not \
+                        ExperimentKind.next_round else None
+                    step = None if rows is None else planned.kind.next_round(
+                        config, reached_rows(rows, scenarios, counts), scenarios, counts)
+                    if step is None or all(step.targets[i] <= counts[i] for i in counts):
+                        notes = step.notes if step is not None else []
+                        break
+                    targets = step.targets
+                    continue
                 rows = store.finalize(names)
                 if selection.outcome is not None:
                     targets, state = selection_targets(
@@ -343,7 +352,8 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         findings)
     return ExperimentResult(run_dir, rows, summary, planned.scenarios, outcomes, None,
                             executed.computed, executed.reused, failed if failed.height else None,
-                            effects=effects, baseline=baseline, report=report_md, notes=executed.notes,
+                            effects=effects, baseline=baseline, report=report_md,
+                            notes=[*executed.notes, *extra.notes],
                             sampled=sorted(extra.unlisted), headline=shown, contrasts=family,
                             ranks=ranked, selection=chosen)
 

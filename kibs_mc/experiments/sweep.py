@@ -1,17 +1,44 @@
 """``experiment.kind=sweep``: scenarios sampled over factors (``experiment.sweep``), after the
-listed ones, and global sensitivity indices of the scenario means (``lever_sweep``)."""
+listed ones, and global sensitivity indices of the scenario means (``lever_sweep``).
+
+A Sobol sweep with ``experiment.sweep.max_samples`` runs in rounds: the first ``samples`` base
+samples, then twice as many (keeping every point already run: the samples are nested), until
+the indices of the watched outcome are precise (``experiment.sweep.tolerance``) or the cap.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
-from kibs_mc.analysis.plots import sensitivity_plot, sweep_plot
-from kibs_mc.analysis.sensitivity import point_scenarios, points_frame, report_section, sensitivity
+from kibs_mc.analysis.plots import convergence_plot, sensitivity_plot, sweep_plot
+from kibs_mc.analysis.sensitivity import (
+    index_warnings,
+    planned_samples,
+    point_scenarios,
+    points_frame,
+    points_per_sample,
+    precise,
+    report_section,
+    run_samples,
+    sensitivity,
+    sobol_convergence,
+)
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError
-from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
-from kibs_mc.run.plan import ScenarioSpec, listed_scenarios
+from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput, Round
+from kibs_mc.models import get_model, headline
+from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
+
+
+def watched_outcome(config: Config) -> str:
+    """The outcome whose indices decide when a doubling sweep stops: the first numeric
+    headline outcome of the model."""
+    model = get_model(config.model.name)
+    numeric = [o for o in headline(model) if model.outcomes[o] is not bool]
+    return (numeric or list(model.outcomes))[0]
 
 
 class Sweep(ExperimentKind):
@@ -25,19 +52,73 @@ class Sweep(ExperimentKind):
     def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
         return listed_scenarios(config) + point_scenarios(config.experiment.sweep, config.seed)
 
+    def _doubling(self, config: Config) -> bool:
+        sweep = config.experiment.sweep
+        return sweep.method == "sobol" and planned_samples(sweep) > sweep.samples
+
+    def first_targets(self, config: Config, scenarios: Sequence[Scenario]) -> dict[int, int]:
+        sweep = config.experiment.sweep
+        listed = len(config.experiment.scenarios)
+        first = listed + sweep.samples * points_per_sample(sweep)
+        if not self._doubling(config):
+            return super().first_targets(config, scenarios)
+        return {sc.index: config.replicates if position < first else 0
+                for position, sc in enumerate(scenarios)}
+
+    def next_round(self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario],
+                   counts: dict[int, int]) -> Round | None:
+        if not self._doubling(config):
+            return None
+        sweep = config.experiment.sweep
+        outcome = watched_outcome(config)
+        n = run_samples(rows, sweep, config.seed)
+        indices = sensitivity(rows, sweep, config.seed, [outcome], n)
+        if precise(indices, outcome, sweep.tolerance):
+            return Round(dict(counts), [f"Sobol indices of `{outcome}` precise at N = {n} base samples "
+                                        f"({n * points_per_sample(sweep)} points): every S1 and ST 95% CI "
+                                        f"half-width <= {sweep.tolerance:g} and the factors ranked by ST."])
+        if n >= planned_samples(sweep):
+            confs = [*indices["S1_conf"].to_list(), *indices["ST_conf"].to_list()]
+            widest = max(confs) if confs else float("nan")
+            return Round(dict(counts), [f"Sobol indices of `{outcome}` stopped at "
+                                        f"experiment.sweep.max_samples = {n} base samples, not yet precise "
+                                        f"(widest 95% CI half-width {widest:.2f} > {sweep.tolerance:g})."])
+        listed = len(config.experiment.scenarios)
+        upto = listed + 2 * n * points_per_sample(sweep)
+        targets = {sc.index: max(counts[sc.index], config.replicates if position < upto else 0)
+                   for position, sc in enumerate(scenarios)}
+        return Round(targets)
+
     def analyse(self, finished: Finished) -> KindOutput:
         config, rows = finished.config, finished.rows
         sweep = config.experiment.sweep
+        ran = set(rows["scenario"].unique().to_list()) if rows.height else set()
         points = points_frame(sweep, config.seed)
+        counts = rows.group_by("scenario").len(name="replicates") if rows.height else \
+            pl.DataFrame(schema={"scenario": pl.String, "replicates": pl.UInt32})
+        points = points.join(counts, on="scenario", how="left").with_columns(
+            pl.col("replicates").fill_null(0).cast(pl.Int64))
+        write_parquet(points, finished.run_dir / "points.parquet")
         numeric = [o for o in finished.outcomes if rows.height and rows.schema[o] != pl.Boolean]
         indices = sensitivity(rows, sweep, config.seed, numeric)
         write_parquet(indices, finished.run_dir / "sensitivity.parquet")
+        shown = [o for o in finished.headline if o in numeric] or numeric
         figures = []
         if points.height:
-            shown = [o for o in finished.headline if o in numeric] or numeric
-            figures.append(sweep_plot(rows, points, shown[:4], finished.run_dir / "sweep.png"))
+            figures.append(sweep_plot(rows, points.filter(pl.col("scenario").is_in(ran)), shown[:4],
+                                      finished.run_dir / "sweep.png"))
         figures.append(sensitivity_plot(indices, finished.run_dir / "sensitivity.png"))
-        section = report_section(indices, finished.headline) if indices.height else ""
+        convergence = sobol_convergence(rows, sweep, config.seed, shown[:4])
+        if convergence.height:
+            write_parquet(convergence, finished.run_dir / "sensitivity_convergence.parquet")
+            figures.append(convergence_plot(convergence, finished.run_dir / "sensitivity_convergence.png"))
+        warnings = index_warnings(indices, shown[:4])
+        section = report_section(indices, finished.headline, warnings=warnings) if indices.height else ""
+        notes = [f"`{r['outcome']}` <- `{r['factor']}`: S1 {r['S1']:.2f} ± {r['S1_conf']:.2f}"
+                 + (f", ST {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
+                 + f" (N = {r['samples']})"
+                 for r in indices.filter(pl.col("outcome").is_in(shown[:2])).iter_rows(named=True)]
+        notes += [f"warning: {w}" for w in warnings]
         return KindOutput(figures=[f for f in figures if f is not None],
                           sections=[section] if section else [],
-                          unlisted=set(points["scenario"].to_list()))
+                          unlisted=set(points["scenario"].to_list()), notes=notes)
