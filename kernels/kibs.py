@@ -1,28 +1,34 @@
-"""The cluster model: high-tech firms (HTE), KIBS, universities, intermediaries and banks.
+"""The cluster model, version 2: HTEs, KIBS, universities, intermediaries and banks as firms
+with balance sheets, and the four governance interfaces as policy instruments in money.
 
 MODEL.md section 3; every equation below is written out in ``docs/ODD.md`` (section 7,
 "Submodels"), which ties it to the paragraph of the seed paper it represents.
 
-State of a cluster of n agents (one slot per agent; a slot freed by an exit may be reused by a
-start-up), in two NamedTuples that every kernel takes whole (Numba compiles NamedTuples of
-arrays into structs; a field access costs what a separate argument costs):
+State of a cluster of n agents (one slot per agent; a slot freed by an exit may be reused by an
+entrant of the same type), in two NamedTuples that every kernel takes whole (Numba compiles
+NamedTuples of arrays into structs; a field access costs what a separate argument costs):
 
-- :class:`Agents`: ``agent_type`` int64 (n): HTE, T_KIBS, P_KIBS, UNI, INT, FIN (the constants below);
-- ``position`` float64 (n, 2) in the unit square; ``knowledge`` float64 (n, D);
-  ``core`` int64 (n), the agent's core field; ``manage`` float64 (n), managerial capability
-  m_i in [0, 1]; ``capital``, ``potential`` (innovation potential) float64 (n);
-  ``innovations`` int64 (n); ``alive`` and ``member`` (common-platform member) bool (n).
-- :class:`Ties`: the network in *padded* CSR form, so that ties can be made and dropped in place: row i
-  holds ``row_len[i]`` ties in ``indices[indptr[i]:indptr[i] + row_len[i]]``, with capacity
-  ``indptr[i + 1] - indptr[i]``; ``weights`` (tie strength w in (0, 1], social capital) and
-  ``partner`` (strategic partnership) run parallel to ``indices``. Every undirected tie is
-  stored in both rows with the same weight and flag.
+- :class:`Agents`: type, position, knowledge, core field, managerial capability, capital (net
+  worth: negative capital is debt owed to the agent's banks), the two innovation potentials
+  (imitation, independent), innovation count, alive, and the four instrument flags (which
+  programme reaches the agent: platform ``member``, strategic ``contracted``, ``consulted``,
+  information ``connected``).
+- :class:`Ties`: the network in *padded* CSR form, so that ties can be made and dropped in
+  place: row i holds ``row_len[i]`` ties in ``indices[indptr[i]:indptr[i] + row_len[i]]``, with
+  capacity ``indptr[i + 1] - indptr[i]``; ``weights`` (tie strength w in (0, 1], social capital
+  and trust) and ``partner`` (strategic partnership) run parallel to ``indices``. Every
+  undirected tie is stored in both rows with the same weight and flag.
 
-Kernel parameters arrive as one :class:`KibsParams` tuple, built from the validated config
-by ``kibs_mc.governance.kernel_parameters`` (the single place where governance levers become
-kernel parameters); :class:`TypeTraits` holds what drawing a new agent needs, and
-:class:`Workspace` the per-step scratch arrays and running totals. Randomness comes only from
-the replicate's SplitMix64 state.
+Money is conserved: every flow is either between two balance sheets (fees, consulting and
+service contracts, benefit and risk shares, interest, defaults) or crosses the cluster's
+boundary and is booked in the :class:`Workspace` ledger (government money in, market revenue
+in, costs out, entrants' capital in, the net worth of exiting firms out), so that the sum of
+capital over living agents changes by exactly the booked external flows (a test checks it).
+
+Kernel parameters arrive as one :class:`KibsParams` tuple, built from the validated config by
+``kibs_mc.governance.kernel_parameters`` (the single place where the governance budget becomes
+instrument money and reach); :class:`TypeTraits` holds what drawing a new agent needs.
+Randomness comes only from the replicate's SplitMix64 state.
 """
 
 from __future__ import annotations
@@ -43,6 +49,37 @@ FIN = 5
 #: Type names in type order (the order of every per-type list in ``conf/cluster``).
 TYPE_NAMES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
 
+# Ledger accounts (Workspace.ledger, money summed over the run).
+GOV_SPENT = 0  # government money paid into the cluster by the four instruments
+MARKET_IN = 1  # innovation rewards and joint-project surplus from outside the cluster
+COSTS_OUT = 2  # fixed and operating costs, R&D, project outlays, interest to outside lenders
+ENTRY_IN = 3  # capital brought in by entrants
+EXIT_OUT = 4  # net worth of exiting firms taken off the books (negative: debt written off)
+KIBS_GROSS = 5  # KIBS revenue: fees, consulting and service contracts, benefit shares
+KIBS_COSTS = 6  # KIBS costs: operating cost, production, project risk shares, interest
+INTEREST = 7  # interest received by banks
+DEFAULTS = 8  # loans written off by banks
+SURPLUS = 9  # joint-project surplus generated
+GOV_STRATEGIC = 10  # government money by instrument
+GOV_MANAGEMENT = 11
+GOV_BUSINESS = 12
+GOV_INFORMATION = 13
+N_LEDGER = 14
+
+# Tally counters (Workspace.tally).
+HTE_EXITS = 0
+KIBS_EXITS = 1
+FIN_EXITS = 2
+IMITATIONS = 3  # innovations by imitation
+INDEPENDENT = 4  # independent innovations (own R&D and joint projects)
+PROJECTS = 5  # joint-project steps run
+PROJECT_SUCCESS = 6
+BELOW_OPTIMUM = 7  # meetings whose learner's distance was below the learning optimum
+ABOVE_OPTIMUM = 8  # ... at or above it
+T_PARTNERS = 9  # strategic partnerships formed with T-KIBS
+P_PARTNERS = 10  # ... with P-KIBS
+N_TALLY = 11
+
 
 class Agents(NamedTuple):
     """Per-agent state, one slot per agent (see the module docstring)."""
@@ -52,11 +89,15 @@ class Agents(NamedTuple):
     knowledge: np.ndarray  # float64 (n, D)
     core: np.ndarray  # int64 (n)
     manage: np.ndarray  # float64 (n), managerial capability m_i
-    capital: np.ndarray  # float64 (n)
-    potential: np.ndarray  # float64 (n), innovation potential
+    capital: np.ndarray  # float64 (n), net worth
+    potential: np.ndarray  # float64 (n), imitation potential (knowledge absorbed)
+    own_potential: np.ndarray  # float64 (n), independent-innovation potential (own R&D)
     innovations: np.ndarray  # int64 (n)
     alive: np.ndarray  # bool (n)
-    member: np.ndarray  # bool (n), common-platform member
+    member: np.ndarray  # bool (n), business interface: service vouchers and the platform
+    contracted: np.ndarray  # bool (n), strategic interface: partnership programme
+    consulted: np.ndarray  # bool (n), management interface: subsidised consulting
+    connected: np.ndarray  # bool (n), information interface: on the information platform
 
 
 class Ties(NamedTuple):
@@ -72,65 +113,13 @@ class Ties(NamedTuple):
 class Workspace(NamedTuple):
     """Scratch arrays and running totals of one replicate, allocated once (:func:`workspace`)."""
 
-    gained: np.ndarray  # float64 (n): knowledge gained this step (absorbed and own R&D)
+    gained: np.ndarray  # float64 (n): knowledge absorbed this step (imitation)
+    own_gained: np.ndarray  # float64 (n): own R&D this step (independent innovation)
     order: np.ndarray  # int64 (n): the random-sequential meeting order
     pool: np.ndarray  # float64 (D): the platform's pooled UNI knowledge
-    revenue: np.ndarray  # float64 (1): KIBS revenue so far
-
-
-class KibsParams(NamedTuple):
-    """Every parameter the step kernels read (see ``docs/ODD.md`` for each symbol): scalars,
-    and the per-type base of absorptive capacity."""
-
-    absorptive_base: tuple[float, ...]  # A_t per type (6 floats, type order): the ceiling of a_i
-
-    random_draw: bool  # schedule: True = Cowan-Jonard random draw, False = random sequential
-    barter: bool  # trade only on a double coincidence of wants (docking)
-    tolerance: float
-    adaptive_absorption: bool  # False: a_i = fixed_absorption for every agent (docking)
-    fixed_absorption: float
-    knowledge_half: float  # K_half in a_i
-    absorption_management_weight: float  # omega_m in a_i
-    distance_learning: bool  # False: phi = 1 (docking)
-    optimum_base: float  # b_0 in b_i = b_0 + b_1 a_i
-    optimum_slope: float  # b_1
-    transfer_efficiency: float  # tau
-    goal_alignment: float  # share by which a partnership shrinks cognitive distance
-    tie_reinforcement: float
-    service_fee: float
-    consulting_rate: float
-    production: bool
-    uni_rate: float
-    t_kibs_rate: float
-    rd_gain: float
-    rd_cost: float
-    rd_cost_member: float  # R&D cost on the common technology platform
-    platform_transfer: float
-    innovation: bool
-    innovation_rate: float
-    conversion_management_weight: float
-    innovation_reward: float
-    innovation_knowledge: float
-    benefit_share: float
-    finance: bool
-    fixed_cost: float
-    credit_line: float
-    interest: float
-    risk_share: float
-    startup_prob: float
-    startup_capital: float
-    startup_search: int
-    partnership_share: float
-    platform_share: float
-    network_dynamics: bool
-    tie_decay: float
-    tie_floor: float
-    new_tie_weight: float
-    triadic_p: float
-    proximity_p: float
-    distance_scale: float
-    broker_p: float
-    long_range_p: float
+    ledger: np.ndarray  # float64 (N_LEDGER): money over the run, by account
+    tally: np.ndarray  # int64 (N_TALLY): counts over the run
+    recipients: np.ndarray  # int64 (4): agents reached by each instrument this step
 
 
 class TypeTraits(NamedTuple):
@@ -146,12 +135,95 @@ class TypeTraits(NamedTuple):
     manage_spread: float
 
 
+class KibsParams(NamedTuple):
+    """Every parameter the step kernels read (see ``docs/ODD.md`` for each symbol): scalars,
+    and the per-type base of absorptive capacity."""
+
+    absorptive_base: tuple[float, ...]  # A_t per type (6 floats, type order): the ceiling of a_i
+    random_draw: bool  # schedule: True = Cowan-Jonard random draw, False = random sequential
+    barter: bool  # trade only on a double coincidence of wants (docking)
+    tolerance: float
+    adaptive_absorption: bool  # False: a_i = fixed_absorption for every agent (docking)
+    fixed_absorption: float
+    knowledge_half: float  # K_half in a_i
+    absorption_management_weight: float  # omega_m in a_i
+    distance_learning: bool  # False: phi = 1 (docking)
+    optimum_base: float  # b_0 in b_i = b_0 + b_1 a_i
+    optimum_slope: float  # b_1
+    transfer_efficiency: float  # tau_0
+    information_gain: float  # tau = tau_0 + gain (1 - tau_0) (c_i + c_j) / 2, c = connected
+    trust_weight: float  # psi: share of the transfer that depends on tie strength
+    tie_reinforcement: float
+    service_fee: float
+    consulting_rate: float  # spontaneous consulting in a meeting with a P-KIBS
+    production: bool
+    uni_rate: float
+    t_kibs_rate: float
+    t_kibs_cost: float  # T-KIBS's cost of producing knowledge per step
+    rd_gain: float
+    rd_cost: float
+    rd_cost_member: float  # R&D cost with the KIBS' engineering and software services
+    platform_transfer: float
+    innovation: bool
+    imitation_rate: float
+    imitation_reward: float
+    independent_rate: float
+    independent_reward: float
+    innovation_knowledge: float
+    conversion_management_weight: float
+    finance: bool
+    fixed_cost: float  # HTE
+    kibs_fixed_cost: float  # T- and P-KIBS operating cost
+    credit_line: float
+    interest: float
+    startup_prob: float
+    startup_capital: float
+    startup_search: int
+    network_dynamics: bool
+    tie_decay: float
+    tie_floor: float
+    new_tie_weight: float
+    triadic_p: float
+    proximity_p: float
+    distance_scale: float
+    broker_p: float
+    long_range_p: float  # per connected agent-step
+    # governance instruments: money per step and reach (probability that an eligible agent
+    # is reached), MODEL.md s.3 v2, docs/ODD.md s.7.6
+    strategic_money: float
+    management_money: float
+    business_money: float
+    information_money: float
+    partnership_share: float
+    consulting_share: float
+    platform_share: float
+    connect_share: float
+    project_cost: float
+    project_rate: float
+    project_value: float
+    benefit_share: float
+    risk_share: float
+    opportunism: float
+    goal_alignment: float
+    consulting_effect: float  # per unit of money
+    service_effect: float  # per unit of money
+    platform_fee_share: float  # share of a voucher paid to the UNI platform
+    information_synergy: float  # theta: connected HTEs get (1 + theta) of every instrument
+    traits: TypeTraits  # what drawing an entrant needs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def is_kibs(t: int) -> bool:
+    """T-KIBS or P-KIBS."""
+    return t == T_KIBS or t == P_KIBS
+
+
 # --------------------------------------------------------------------------- agents
 
 
 @njit(cache=True, nogil=True)
 def draw_agent(i: int, t: int, agents: Agents, traits: TypeTraits, rng_state: np.ndarray) -> None:
-    """Draw the initial state of agent ``i`` of type ``t`` (also used for start-ups).
+    """Draw the initial state of agent ``i`` of type ``t`` (also used for entrants).
 
     Position: the park centre (0.5, 0.5) plus a type-specific spread s_t times a standard
     normal per coordinate (Box-Muller), clipped to the unit square: HTEs concentrate in the park,
@@ -180,6 +252,8 @@ def draw_agent(i: int, t: int, agents: Agents, traits: TypeTraits, rng_state: np
     m = traits.manage_mean[t] + traits.manage_spread * (2.0 * uniform(rng_state) - 1.0)
     agents.manage[i] = min(1.0, max(0.0, m))
     agents.capital[i] = traits.capital[t]
+    agents.potential[i] = 0.0
+    agents.own_potential[i] = 0.0
 
 
 # --------------------------------------------------------------------------- ties
@@ -259,6 +333,30 @@ def first_partner(ties: Ties, i: int) -> int:
     return -1
 
 
+@njit(cache=True, nogil=True)
+def best_tied(agents: Agents, ties: Ties, i: int, t: int, by_management: bool) -> int:
+    """The living neighbour of type t with the highest managerial capability (by_management)
+    or the highest mean knowledge, first in slot order on ties; -1 if none."""
+    best = -1
+    best_value = -1.0
+    knowledge = agents.knowledge
+    start = ties.indptr[i]
+    for p in range(start, start + ties.row_len[i]):
+        j = ties.indices[p]
+        if agents.agent_type[j] != t or not agents.alive[j]:
+            continue
+        if by_management:
+            value = agents.manage[j]
+        else:
+            value = 0.0
+            for f in range(knowledge.shape[1]):
+                value += knowledge[j, f]
+        if value > best_value:
+            best_value = value
+            best = j
+    return best
+
+
 # --------------------------------------------------------------------------- learning
 
 
@@ -282,13 +380,14 @@ def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: fl
 
 
 @njit(cache=True, nogil=True)
-def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||a - b||_1 / (||a||_1 + ||b||_1) of two non-negative knowledge vectors, in [0, 1]."""
+def profile_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """delta = ||x - y||_1 / (||x||_1 + ||y||_1), in [0, 1] for non-negative vectors (0 if both
+    are zero): the one cognitive distance of the model, between agents or an agent and a pool."""
     num = 0.0
     den = 0.0
-    for f in range(a.shape[0]):
-        num += abs(a[f] - b[f])
-        den += a[f] + b[f]
+    for f in range(x.shape[0]):
+        num += abs(x[f] - y[f])
+        den += x[f] + y[f]
     return num / den if den > 0.0 else 0.0
 
 
@@ -325,7 +424,7 @@ def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float
         k_id += rate_i * max(0, k_jd - k_id),   k_jd += rate_j * max(0, k_id - k_jd),
 
     both from the values before the meeting (Cowan & Jonard 2004's barter with
-    rate = a tau phi). Returns the knowledge gained by i and by j.
+    rate = a tau phi s). Returns the knowledge gained by i and by j.
     """
     gain_i = 0.0
     gain_j = 0.0
@@ -365,18 +464,33 @@ def choose_partner(ties: Ties, i: int, u: float) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> float:
+def _absorption(agents: Agents, i: int, prm: KibsParams) -> float:
     if prm.adaptive_absorption:
-        a = absorptive_capacity(agents.knowledge, i, agents.manage[i],
-                                prm.absorptive_base[agents.agent_type[i]],
-                                prm.knowledge_half, prm.absorption_management_weight)
-    else:
-        a = prm.fixed_absorption
+        return absorptive_capacity(agents.knowledge, i, agents.manage[i],
+                                   prm.absorptive_base[agents.agent_type[i]],
+                                   prm.knowledge_half, prm.absorption_management_weight)
+    return prm.fixed_absorption
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> float:
+    """a_i phi_i(delta) (without tau and the trust factor)."""
+    a = _absorption(agents, i, prm)
     if prm.distance_learning:
-        phi = learning(delta, prm.optimum_base + prm.optimum_slope * a)
-    else:
-        phi = 1.0
-    return a * prm.transfer_efficiency * phi
+        return a * learning(delta, prm.optimum_base + prm.optimum_slope * a)
+    return a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def sharing(prm: KibsParams, weight: float, is_partner: bool) -> float:
+    """Share of what could be learned that the two sides actually share on a tie:
+    s = (1 - psi + psi w) (trust grows with tie strength, paper s.II.A social capital), times
+    1 - o (1 - g) on a strategic partnership (opportunism o, curbed by goal alignment g,
+    paper s.IV.A: partnership "based on the goal consistency")."""
+    s = 1.0 - prm.trust_weight + prm.trust_weight * weight
+    if is_partner:
+        s *= 1.0 - prm.opportunism * (1.0 - prm.goal_alignment)
+    return s
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -384,11 +498,11 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     """One meeting of i with the partner in slot p of its row; True if knowledge moved.
 
     1. Barter (docking only): no transfer without a double coincidence of wants.
-    2. Transfer with rate_i = a_i tau phi(delta_ij^eff), delta^eff = (1 - g) delta on a strategic
-       partnership (goal alignment g), else delta.
+    2. Transfer with rate_i = a_i tau_ij phi_i(delta_ij) s_ij: tau_ij raised by the information
+       platform when either side is connected, s_ij the sharing factor (trust, opportunism).
     3. A tie that carried knowledge strengthens: w += rho (1 - w) (network dynamics on).
     4. An HTE meeting a P-KIBS moves its managerial capability toward the consultant's:
-       m_i += c (m_j - m_i) if m_j > m_i (management interface).
+       m_i += c (m_j - m_i) if m_j > m_i.
     5. An HTE served by a KIBS (knowledge or consulting received) pays it the service fee.
     """
     knowledge = agents.knowledge
@@ -399,10 +513,24 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     if prm.barter and not can_trade(knowledge, i, j, prm.tolerance):
         return False
     delta = cognitive_distance(knowledge, i, j)
-    if ties.partner[p]:
-        delta *= 1.0 - prm.goal_alignment
-    rate_i = _learning_rate(agents, i, delta, prm)
-    rate_j = _learning_rate(agents, j, delta, prm)
+    tau = prm.transfer_efficiency
+    if agents.connected[i] or agents.connected[j]:
+        c = (1.0 if agents.connected[i] else 0.0) + (1.0 if agents.connected[j] else 0.0)
+        tau += prm.information_gain * (1.0 - tau) * 0.5 * c
+    share = tau * sharing(prm, ties.weights[p], ties.partner[p])
+    a_i = _absorption(agents, i, prm)
+    a_j = _absorption(agents, j, prm)
+    if prm.distance_learning:
+        b_i = prm.optimum_base + prm.optimum_slope * a_i
+        rate_i = a_i * learning(delta, b_i) * share
+        rate_j = a_j * learning(delta, prm.optimum_base + prm.optimum_slope * a_j) * share
+        if 2.0 * delta < b_i:
+            work.tally[BELOW_OPTIMUM] += 1
+        else:
+            work.tally[ABOVE_OPTIMUM] += 1
+    else:
+        rate_i = a_i * share
+        rate_j = a_j * share
     gain_i, gain_j = transfer(knowledge, i, j, rate_i, rate_j)
     work.gained[i] += gain_i
     work.gained[j] += gain_j
@@ -417,16 +545,16 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
         k = j if side == 0 else i
         th = ti if side == 0 else tj
         tk = tj if side == 0 else ti
-        if th != HTE or (tk != T_KIBS and tk != P_KIBS):
+        if th != HTE or not is_kibs(tk):
             continue
         served = (gain_i if side == 0 else gain_j) > 0.0
         if tk == P_KIBS and manage[k] > manage[h]:
             manage[h] += prm.consulting_rate * (manage[k] - manage[h])
             served = True
-        if served:
+        if served and prm.service_fee > 0.0:
             capital[h] -= prm.service_fee
             capital[k] += prm.service_fee
-            work.revenue[0] += prm.service_fee
+            work.ledger[KIBS_GROSS] += prm.service_fee
     return moved
 
 
@@ -471,25 +599,256 @@ def produce_knowledge(agents: Agents, work: Workspace, prm: KibsParams) -> None:
 
     - UNI: k_{i,c_i} += r_U (universities are the source of new knowledge; paper s.III.A,
       Ahrweiler, Pyka & Gilbert 2011);
-    - T-KIBS: k_{i,c_i} += r_T (KIBS produce knowledge; paper s.II.B);
-    - HTE with capital > 0: in-house R&D, k_{i,c_i} += r_H at cost C_RD (C_RD (1 - x) on the
-      common technology platform, the business interface, paper s.IV.C); the gain counts
-      towards innovation potential.
+    - T-KIBS with capital > 0: k_{i,c_i} += r_T at cost C_T (KIBS produce knowledge, paper
+      s.II.B; learning is the KIBS' own spending);
+    - HTE with capital > 0: in-house R&D, k_{i,c_i} += r_H at cost C_RD (C_RD (1 - x) for
+      members of the business programme, whose engineering and software services and platform
+      cut the cost of product development, paper s.IV.C); the gain counts towards the
+      independent-innovation potential.
     """
-    agent_type, _, knowledge, core, _, capital, _, _, alive, member = agents
-    gained = work.gained
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    core = agents.core
+    capital = agents.capital
+    ledger = work.ledger
     for i in range(agent_type.shape[0]):
-        if not alive[i]:
+        if not agents.alive[i]:
             continue
         t = agent_type[i]
         if t == UNI:
             knowledge[i, core[i]] += prm.uni_rate
-        elif t == T_KIBS:
+        elif t == T_KIBS and capital[i] > 0.0 and prm.t_kibs_rate > 0.0:
             knowledge[i, core[i]] += prm.t_kibs_rate
+            capital[i] -= prm.t_kibs_cost
+            ledger[COSTS_OUT] += prm.t_kibs_cost
+            ledger[KIBS_COSTS] += prm.t_kibs_cost
         elif t == HTE and capital[i] > 0.0 and prm.rd_gain > 0.0:
             knowledge[i, core[i]] += prm.rd_gain
-            gained[i] += prm.rd_gain
-            capital[i] -= prm.rd_cost_member if member[i] else prm.rd_cost
+            work.own_gained[i] += prm.rd_gain
+            cost = prm.rd_cost_member if agents.member[i] else prm.rd_cost
+            capital[i] -= cost
+            ledger[COSTS_OUT] += cost
+
+
+# --------------------------------------------------------------------------- instruments
+
+
+@njit(cache=True, nogil=True)
+def count_recipients(agents: Agents, ties: Ties, work: Workspace) -> None:
+    """Agents reached by each instrument this step (living, flagged; strategic: contracted
+    HTEs with a partner; information: the living intermediaries that run the platform get the
+    money, the connected agents the service, so its count is of intermediaries)."""
+    r = work.recipients
+    r[:] = 0
+    for i in range(agents.agent_type.shape[0]):
+        if not agents.alive[i]:
+            continue
+        t = agents.agent_type[i]
+        if t == HTE:
+            if agents.contracted[i] and first_partner(ties, i) >= 0:
+                r[0] += 1
+            if agents.consulted[i]:
+                r[1] += 1
+            if agents.member[i]:
+                r[2] += 1
+        elif t == INT:
+            r[3] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _synergy(agents: Agents, i: int, prm: KibsParams) -> float:
+    """1 + theta for an HTE on the information platform: the other three interfaces "must be
+    implemented through the information platform" (paper s.IV.D)."""
+    return 1.0 + prm.information_synergy if agents.connected[i] else 1.0
+
+
+@njit(cache=True, nogil=True)
+def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> int:
+    """Strategic partnership of HTE i with a KIBS chosen by what i lacks (paper s.IV.A-B).
+
+    i's technical deficit d_T = 1 - kbar_i / kbar_T (kbar_T: mean knowledge of living T-KIBS)
+    and managerial deficit d_M = 1 - m_i / m_P (m_P: mean capability of living P-KIBS). If
+    d_M > d_T, i partners the P-KIBS with the highest capability m_j; else the T-KIBS with the
+    highest complementarity, the knowledge i would gain in one meeting,
+    sum_d a_i phi_i(delta_ij) max(0, k_jd - k_id). Only a KIBS with a free slot (or already
+    tied) counts; the tie becomes a partnership of weight 1 that does not decay.
+    Returns the partner, or -1 if none.
+    """
+    agent_type = agents.agent_type
+    knowledge = agents.knowledge
+    alive = agents.alive
+    indptr = ties.indptr
+    row_len = ties.row_len
+    d = knowledge.shape[1]
+    k_t = 0.0
+    n_t = 0
+    m_p = 0.0
+    n_p = 0
+    for j in range(agent_type.shape[0]):
+        if not alive[j]:
+            continue
+        if agent_type[j] == T_KIBS:
+            for f in range(d):
+                k_t += knowledge[j, f]
+            n_t += 1
+        elif agent_type[j] == P_KIBS:
+            m_p += agents.manage[j]
+            n_p += 1
+    kbar_i = 0.0
+    for f in range(d):
+        kbar_i += knowledge[i, f]
+    kbar_i /= d
+    tech_deficit = 1.0 - kbar_i / (k_t / (n_t * d)) if n_t > 0 and k_t > 0.0 else -1.0
+    manage_deficit = 1.0 - agents.manage[i] / (m_p / n_p) if n_p > 0 and m_p > 0.0 else -1.0
+    want = P_KIBS if manage_deficit > tech_deficit else T_KIBS
+    best = -1
+    best_value = 0.0
+    for j in range(agent_type.shape[0]):
+        if not alive[j] or agent_type[j] != want:
+            continue
+        tied = find_slot(ties, i, j) >= 0
+        if not tied and row_len[j] >= indptr[j + 1] - indptr[j]:
+            continue
+        if want == P_KIBS:
+            value = agents.manage[j] - agents.manage[i]
+        else:
+            rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm)
+            value = 0.0
+            for f in range(d):
+                if knowledge[j, f] > knowledge[i, f]:
+                    value += rate * (knowledge[j, f] - knowledge[i, f])
+        if value > best_value:
+            best_value = value
+            best = j
+    if best < 0:
+        return -1
+    p = find_slot(ties, i, best)
+    if p >= 0:
+        set_weight(ties, i, p, 1.0)
+        ties.partner[p] = True
+        q = find_slot(ties, best, i)
+        ties.partner[q] = True
+    elif not add_tie(ties, i, best, 1.0, True):
+        return -1
+    work.tally[T_PARTNERS if want == T_KIBS else P_PARTNERS] += 1
+    return best
+
+
+@njit(cache=True, nogil=True)
+def contract_with(agents: Agents, ties: Ties, i: int, t: int, by_management: bool, prm: KibsParams) -> int:
+    """The KIBS of type t that serves i: its best tied one (:func:`best_tied`), else a new tie
+    (weight w_0) to the best living one with a free slot; -1 if none."""
+    j = best_tied(agents, ties, i, t, by_management)
+    if j >= 0:
+        return j
+    best = -1
+    best_value = -1.0
+    knowledge = agents.knowledge
+    for k in range(agents.agent_type.shape[0]):
+        if agents.agent_type[k] != t or not agents.alive[k]:
+            continue
+        if ties.row_len[k] >= ties.indptr[k + 1] - ties.indptr[k]:
+            continue
+        if by_management:
+            value = agents.manage[k]
+        else:
+            value = 0.0
+            for f in range(knowledge.shape[1]):
+                value += knowledge[k, f]
+        if value > best_value:
+            best_value = value
+            best = k
+    if best >= 0 and add_tie(ties, i, best, prm.new_tie_weight, False):
+        return best
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
+    """The four governance instruments spend their money for this step (paper s.IV).
+
+    Each instrument's money per step M_X is split equally among its recipients and lands on
+    balance sheets in the cluster:
+
+    - management (s.IV.B): a consulted HTE buys consulting from its best P-KIBS (by
+      capability) for m = M_M / n_M: the P-KIBS earns m, and m_i += (1 - exp(-e_M m (1 + theta
+      c_i))) (m_j - m_i);
+    - business (s.IV.C): a member HTE's voucher v = M_B / n_B buys engineering and software
+      services from its best T-KIBS (share 1 - f of v; the T-KIBS earns it and transfers
+      knowledge one-sidedly at rate a_i phi_i (1 - exp(-e_S v (1 - f) (1 + theta c_i)))) and
+      access to the universities' common technology platform (share f, paid to the living
+      UNI equally; members learn from the pooled UNI knowledge, as v1);
+    - information (s.IV.D): M_I pays the living intermediaries that run the platform;
+    - strategic (s.IV.A): the matching grant M_S / n_S of each partnership goes into its joint
+      project (:func:`joint_projects`).
+
+    No recipient, no money spent. A contracted HTE without a partner (its partner exited)
+    looks for a new one first. One uniform per partnered HTE is drawn in joint_projects.
+    """
+    ledger = work.ledger
+    capital = agents.capital
+    n = agents.agent_type.shape[0]
+    if prm.strategic_money > 0.0:
+        for i in range(n):
+            if agents.alive[i] and agents.contracted[i] and agents.agent_type[i] == HTE \
+                    and first_partner(ties, i) < 0:
+                form_partnership(i, agents, ties, work, prm)
+    count_recipients(agents, ties, work)
+    r = work.recipients
+    if prm.management_money > 0.0 and r[1] > 0:
+        money = prm.management_money / r[1]
+        for i in range(n):
+            if not (agents.alive[i] and agents.consulted[i] and agents.agent_type[i] == HTE):
+                continue
+            j = contract_with(agents, ties, i, P_KIBS, True, prm)
+            if j < 0:
+                continue
+            capital[j] += money
+            ledger[GOV_SPENT] += money
+            ledger[GOV_MANAGEMENT] += money
+            ledger[KIBS_GROSS] += money
+            if agents.manage[j] > agents.manage[i]:
+                step = 1.0 - np.exp(-prm.consulting_effect * money * _synergy(agents, i, prm))
+                agents.manage[i] += step * (agents.manage[j] - agents.manage[i])
+    if prm.business_money > 0.0 and r[2] > 0:
+        voucher = prm.business_money / r[2]
+        service = voucher * (1.0 - prm.platform_fee_share)
+        platform = voucher * prm.platform_fee_share
+        unis = 0
+        for k in range(n):
+            if agents.alive[k] and agents.agent_type[k] == UNI:
+                unis += 1
+        knowledge = agents.knowledge
+        for i in range(n):
+            if not (agents.alive[i] and agents.member[i] and agents.agent_type[i] == HTE):
+                continue
+            j = contract_with(agents, ties, i, T_KIBS, False, prm)
+            if j >= 0 and service > 0.0:
+                capital[j] += service
+                ledger[GOV_SPENT] += service
+                ledger[GOV_BUSINESS] += service
+                ledger[KIBS_GROSS] += service
+                depth = 1.0 - np.exp(-prm.service_effect * service * _synergy(agents, i, prm))
+                rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm) * depth
+                for f in range(knowledge.shape[1]):
+                    if knowledge[j, f] > knowledge[i, f]:
+                        g = rate * (knowledge[j, f] - knowledge[i, f])
+                        knowledge[i, f] += g
+                        work.gained[i] += g
+            if unis > 0 and platform > 0.0:
+                each = platform / unis
+                for k in range(n):
+                    if agents.alive[k] and agents.agent_type[k] == UNI:
+                        capital[k] += each
+                ledger[GOV_SPENT] += platform
+                ledger[GOV_BUSINESS] += platform
+    if prm.information_money > 0.0 and r[3] > 0:
+        each = prm.information_money / r[3]
+        for k in range(n):
+            if agents.alive[k] and agents.agent_type[k] == INT:
+                capital[k] += each
+        ledger[GOV_SPENT] += prm.information_money
+        ledger[GOV_INFORMATION] += prm.information_money
 
 
 @njit(cache=True, nogil=True)
@@ -524,7 +883,7 @@ def platform_transfer(agents: Agents, work: Workspace, prm: KibsParams) -> None:
         if not (alive[i] and member[i] and agent_type[i] == HTE):
             continue
         delta = profile_distance(knowledge[i], pool)
-        rate = prm.platform_transfer * _learning_rate(agents, i, delta, prm)
+        rate = prm.platform_transfer * prm.transfer_efficiency * _learning_rate(agents, i, delta, prm)
         for f in range(d):
             if pool[f] > knowledge[i, f]:
                 g = rate * (pool[f] - knowledge[i, f])
@@ -532,105 +891,142 @@ def platform_transfer(agents: Agents, work: Workspace, prm: KibsParams) -> None:
                 gained[i] += g
 
 
+@njit(cache=True, nogil=True)
+def joint_projects(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
+                   prm: KibsParams) -> int:
+    """Joint innovation projects of strategic partners: the collaboration surplus (paper
+    s.III.B-C, IV.A); returns the number of successes.
+
+    Each living HTE i with a partner j runs one project step: outlay C (costs out), of which
+    the matching grant g = M_S / n_S pays what it can; the rest, C - g (negative: a surplus of
+    grant), is borne by i and j by the risk share s_r (j: s_r). The project succeeds with
+    probability 1 - exp(-lambda_P phi_i(delta_ij) s_ij (1 - omega + omega max(m_i, m_j))
+    (1 + theta c_i)): complementary knowledge at a learnable distance, what the partners share
+    (opportunism curbed by goal alignment), and the better manager of the two. A success is an
+    independent innovation of i: the surplus V comes from the market and is split by the
+    benefit share beta (j: beta V); both add kappa to their core field. One uniform per project.
+    """
+    if prm.strategic_money <= 0.0 or work.recipients[0] == 0:
+        return 0
+    grant = prm.strategic_money / work.recipients[0]
+    ledger = work.ledger
+    capital = agents.capital
+    knowledge = agents.knowledge
+    successes = 0
+    for i in range(agents.agent_type.shape[0]):
+        if not (agents.alive[i] and agents.contracted[i] and agents.agent_type[i] == HTE):
+            continue
+        j = first_partner(ties, i)
+        if j < 0:
+            continue
+        work.tally[PROJECTS] += 1
+        ledger[GOV_SPENT] += grant
+        ledger[GOV_STRATEGIC] += grant
+        ledger[COSTS_OUT] += prm.project_cost
+        rest = prm.project_cost - grant
+        capital[i] -= (1.0 - prm.risk_share) * rest
+        capital[j] -= prm.risk_share * rest
+        ledger[KIBS_COSTS] += prm.risk_share * rest
+        delta = cognitive_distance(knowledge, i, j)
+        a = _absorption(agents, i, prm)
+        phi = learning(delta, prm.optimum_base + prm.optimum_slope * a) if prm.distance_learning else 1.0
+        m = max(agents.manage[i], agents.manage[j])
+        w = prm.conversion_management_weight
+        hazard = (prm.project_rate * phi * sharing(prm, 1.0, True) * (1.0 - w + w * m)
+                  * _synergy(agents, i, prm))
+        if uniform(rng_state) < 1.0 - np.exp(-hazard):
+            successes += 1
+            work.tally[PROJECT_SUCCESS] += 1
+            work.tally[INDEPENDENT] += 1
+            agents.innovations[i] += 1
+            value = prm.project_value
+            ledger[MARKET_IN] += value
+            ledger[SURPLUS] += value
+            capital[j] += prm.benefit_share * value
+            ledger[KIBS_GROSS] += prm.benefit_share * value
+            capital[i] += (1.0 - prm.benefit_share) * value
+            knowledge[i, agents.core[i]] += prm.innovation_knowledge
+            knowledge[j, agents.core[i]] += prm.innovation_knowledge
+    return successes
+
+
 # --------------------------------------------------------------------------- innovation
 
 
 @njit(cache=True, nogil=True)
-def innovate(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:
-    """Innovation by HTEs; returns the number of innovations this step.
+def innovate(agents: Agents, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:
+    """Innovation by HTEs along two routes (paper s.III.C: "imitation innovation capability and
+    independent innovation capability"); returns the number of innovations this step.
 
-    Potential accumulates knowledge gained (absorbed and own R&D): P_i += g_i. An innovation
-    happens with probability 1 - exp(-lambda (1 - omega + omega m_i) P_i): conversion needs
-    management (engineer-founders lack it, paper s.IV.B). It earns the reward R, adds
-    kappa to the core field, and resets P_i to 0. With a strategic partner, a share beta of R
-    passes to the partner (benefit sharing, paper s.III.C and IV.A). One uniform is drawn per
+    Imitation: the potential P_i accumulates knowledge absorbed (meetings, services, platform);
+    an imitation happens with probability 1 - exp(-lambda_I conv_i P_i) and earns R_I.
+    Independent innovation: the potential Q_i accumulates own R&D; it happens with probability
+    1 - exp(-lambda_N conv_i Q_i), earns R_N and adds kappa to the core field (new knowledge;
+    an imitation adds none). conv_i = 1 - omega + omega m_i: conversion needs management
+    (engineer-founders lack it, paper s.IV.B). The reward comes from the market. Two uniforms per
     living HTE per step whatever happens.
     """
-    agent_type, _, knowledge, core, manage, capital, potential, innovations, alive, _ = agents
-    gained = work.gained
+    agent_type = agents.agent_type
+    capital = agents.capital
+    w = prm.conversion_management_weight
     count = 0
     for i in range(agent_type.shape[0]):
-        if not alive[i] or agent_type[i] != HTE:
+        if not agents.alive[i] or agent_type[i] != HTE:
             continue
-        potential[i] += gained[i]
-        conversion = 1.0 - prm.conversion_management_weight + prm.conversion_management_weight * manage[i]
-        p = 1.0 - np.exp(-prm.innovation_rate * conversion * potential[i])
-        if uniform(rng_state) < p:
+        agents.potential[i] += work.gained[i]
+        agents.own_potential[i] += work.own_gained[i]
+        conversion = 1.0 - w + w * agents.manage[i]
+        u_imitate = uniform(rng_state)
+        u_own = uniform(rng_state)
+        if u_imitate < 1.0 - np.exp(-prm.imitation_rate * conversion * agents.potential[i]):
             count += 1
-            innovations[i] += 1
-            potential[i] = 0.0
-            knowledge[i, core[i]] += prm.innovation_knowledge
-            reward = prm.innovation_reward
-            j = first_partner(ties, i)
-            if j >= 0 and prm.benefit_share > 0.0:
-                share = prm.benefit_share * reward
-                capital[j] += share
-                work.revenue[0] += share
-                reward -= share
-            capital[i] += reward
+            work.tally[IMITATIONS] += 1
+            agents.innovations[i] += 1
+            agents.potential[i] = 0.0
+            capital[i] += prm.imitation_reward
+            work.ledger[MARKET_IN] += prm.imitation_reward
+        if u_own < 1.0 - np.exp(-prm.independent_rate * conversion * agents.own_potential[i]):
+            count += 1
+            work.tally[INDEPENDENT] += 1
+            agents.innovations[i] += 1
+            agents.own_potential[i] = 0.0
+            agents.knowledge[i, agents.core[i]] += prm.innovation_knowledge
+            capital[i] += prm.independent_reward
+            work.ledger[MARKET_IN] += prm.independent_reward
     return count
 
 
 # --------------------------------------------------------------------------- finance
 
 
-@njit(cache=True, nogil=True, inline="always")
-def credit_limit(agent_type: np.ndarray, ties: Ties, i: int, credit_line: float) -> float:
-    """Credit an HTE can draw: the credit line times its tie strength to banks, capped at 1:
-    CL_i = L min(1, sum of w_ij over FIN neighbours j) (paper s.III.A: financial institutions
-    provide financial support)."""
+@njit(cache=True, nogil=True)
+def bank_weight(agents: Agents, ties: Ties, i: int) -> float:
+    """Sum of i's tie weights to living banks."""
     total = 0.0
     start = ties.indptr[i]
     for p in range(start, start + ties.row_len[i]):
-        if agent_type[ties.indices[p]] == FIN:
+        j = ties.indices[p]
+        if agents.agent_type[j] == FIN and agents.alive[j]:
             total += ties.weights[p]
-    return credit_line * min(1.0, total)
+    return total
 
 
 @njit(cache=True, nogil=True)
-def form_partnership(i: int, agents: Agents, ties: Ties, prm: KibsParams) -> int:
-    """Strategic partnership of HTE i with its most complementary KIBS (paper s.IV.A).
+def pay_banks(agents: Agents, ties: Ties, i: int, amount: float, total_weight: float) -> None:
+    """Move ``amount`` to i's banks in proportion to tie weight (negative: a loss to them)."""
+    start = ties.indptr[i]
+    for p in range(start, start + ties.row_len[i]):
+        j = ties.indices[p]
+        if agents.agent_type[j] == FIN and agents.alive[j]:
+            agents.capital[j] += amount * ties.weights[p] / total_weight
 
-    Complementarity of KIBS j for i: the knowledge i would gain from j in one meeting,
-    sum_d a_i phi(delta_ij) max(0, k_jd - k_id); the best j with a free slot (or already tied)
-    becomes a partner: weight 1, no decay. Returns j, or -1 if none.
-    """
-    agent_type = agents.agent_type
-    knowledge = agents.knowledge
-    alive = agents.alive
-    indptr = ties.indptr
-    row_len = ties.row_len
-    best = -1
-    best_value = 0.0
-    d = knowledge.shape[1]
-    for j in range(agent_type.shape[0]):
-        t = agent_type[j]
-        if not alive[j] or (t != T_KIBS and t != P_KIBS):
-            continue
-        tied = find_slot(ties, i, j) >= 0
-        if not tied and row_len[j] >= indptr[j + 1] - indptr[j]:
-            continue
-        delta = cognitive_distance(knowledge, i, j)
-        rate = _learning_rate(agents, i, delta, prm)
-        value = 0.0
-        for f in range(d):
-            if knowledge[j, f] > knowledge[i, f]:
-                value += rate * (knowledge[j, f] - knowledge[i, f])
-        if value > best_value:
-            best_value = value
-            best = j
-    if best < 0:
-        return -1
-    p = find_slot(ties, i, best)
-    if p >= 0:
-        set_weight(ties, i, p, 1.0)
-        ties.partner[p] = True
-        q = find_slot(ties, best, i)
-        ties.partner[q] = True
-        return best
-    if add_tie(ties, i, best, 1.0, True):
-        return best
-    return -1
+
+@njit(cache=True, nogil=True, inline="always")
+def credit_limit(agents: Agents, ties: Ties, i: int, credit_line: float) -> float:
+    """Credit a firm can draw: the credit line times its tie strength to banks, capped at 1:
+    CL_i = L min(1, sum of w_ij over FIN neighbours j) (paper s.III.A: financial institutions
+    provide financial support)."""
+    return credit_line * min(1.0, bank_weight(agents, ties, i))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -645,58 +1041,100 @@ def proximity_accept(agents: Agents, i: int, j: int, distance_scale: float) -> f
 
 
 @njit(cache=True, nogil=True)
-def finance(agents: Agents, ties: Ties, traits: TypeTraits, rng_state: np.ndarray, prm: KibsParams) -> int:
-    """Finance and selection of HTEs; returns the number of exits this step.
+def exit_firm(i: int, agents: Agents, ties: Ties, work: Workspace) -> None:
+    """Firm i leaves: its banks write off its debt in proportion to tie weight (without banks,
+    outside creditors bear it), its net worth leaves the books, its ties go."""
+    capital = agents.capital
+    if capital[i] < 0.0 and agents.agent_type[i] != FIN:
+        total = bank_weight(agents, ties, i)
+        if total > 0.0:
+            pay_banks(agents, ties, i, capital[i], total)
+            work.ledger[DEFAULTS] -= capital[i]
+            capital[i] = 0.0
+    work.ledger[EXIT_OUT] += capital[i]
+    capital[i] = 0.0
+    agents.alive[i] = False
+    while ties.row_len[i] > 0:
+        remove_tie(ties, i, ties.indptr[i] + ties.row_len[i] - 1)
 
-    capital -= F (fixed cost), of which a strategic partner bears the share s_r (risk sharing,
-    paper s.III.C); a negative balance pays interest r on the debt; an HTE whose capital
-    falls below -CL_i (its credit limit with the banks) exits: its ties go, and with
-    probability q a start-up takes the slot at once (survival of the fittest, paper s.III.B),
-    drawn as a new HTE with capital K_0, making ``startup_search`` proximity searches, joining
-    the platform and getting a partnership with the shares of the governance levers.
-    Four uniforms are drawn per exit whatever follows (start-up, membership, partnership).
+
+@njit(cache=True, nogil=True)
+def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:
+    """Finance and selection of firms (HTE, T-KIBS, P-KIBS, banks); returns the exits.
+
+    Each living firm in slot order: an HTE pays the fixed cost F, a KIBS its operating cost F_K
+    (costs out); a firm with negative capital (debt) pays interest r on it to its banks in
+    proportion to tie weight (to outside lenders when it has none); a firm whose capital falls
+    below -CL_i (its credit limit with the banks) exits (:func:`exit_firm`), and so does a bank
+    whose net worth is negative (survival of the fittest, paper s.III.B). Five uniforms are
+    drawn per exit whatever follows: with probability q an entrant of the same type takes the
+    slot at once (drawn as at the start, with capital K_0 for an HTE and the type's capital
+    otherwise, booked as capital in), makes ``startup_search`` proximity searches, and an HTE
+    entrant is reached by each programme with its reach probability.
     """
     agent_type = agents.agent_type
     capital = agents.capital
     alive = agents.alive
-    row_len = ties.row_len
+    ledger = work.ledger
+    n = agent_type.shape[0]
     exits = 0
-    for i in range(agent_type.shape[0]):
-        if not alive[i] or agent_type[i] != HTE:
+    for i in range(n):
+        if not alive[i]:
             continue
-        j = first_partner(ties, i)
-        if j >= 0:
-            capital[i] -= (1.0 - prm.risk_share) * prm.fixed_cost
-            capital[j] -= prm.risk_share * prm.fixed_cost
-        else:
+        t = agent_type[i]
+        if t == HTE:
             capital[i] -= prm.fixed_cost
-        if capital[i] < 0.0:
-            capital[i] -= prm.interest * (-capital[i])
-        if capital[i] >= -credit_limit(agent_type, ties, i, prm.credit_line):
+            ledger[COSTS_OUT] += prm.fixed_cost
+        elif is_kibs(t):
+            capital[i] -= prm.kibs_fixed_cost
+            ledger[COSTS_OUT] += prm.kibs_fixed_cost
+            ledger[KIBS_COSTS] += prm.kibs_fixed_cost
+        elif t != FIN:
             continue
+        if t == FIN:
+            if capital[i] >= 0.0:
+                continue
+        else:
+            if capital[i] < 0.0:
+                owed = prm.interest * (-capital[i])
+                capital[i] -= owed
+                total = bank_weight(agents, ties, i)
+                if total > 0.0:
+                    pay_banks(agents, ties, i, owed, total)
+                    ledger[INTEREST] += owed
+                else:
+                    ledger[COSTS_OUT] += owed
+                if is_kibs(t):
+                    ledger[KIBS_COSTS] += owed
+            if capital[i] >= -credit_limit(agents, ties, i, prm.credit_line):
+                continue
         exits += 1
-        alive[i] = False
-        while row_len[i] > 0:
-            remove_tie(ties, i, ties.indptr[i] + row_len[i] - 1)
+        work.tally[HTE_EXITS if t == HTE else (FIN_EXITS if t == FIN else KIBS_EXITS)] += 1
+        exit_firm(i, agents, ties, work)
         u_start = uniform(rng_state)
         u_member = uniform(rng_state)
         u_partner = uniform(rng_state)
-        uniform(rng_state)  # reserved: keeps the stream aligned should a fourth choice be added
+        u_consult = uniform(rng_state)
+        u_connect = uniform(rng_state)
         if u_start >= prm.startup_prob:
             continue
-        draw_agent(i, HTE, agents, traits, rng_state)
-        capital[i] = prm.startup_capital
-        agents.potential[i] = 0.0
+        draw_agent(i, t, agents, prm.traits, rng_state)
+        if t == HTE:
+            capital[i] = prm.startup_capital
+        ledger[ENTRY_IN] += capital[i]
         alive[i] = True
-        agents.member[i] = u_member < prm.platform_share
-        n = agent_type.shape[0]
+        hte = t == HTE
+        agents.member[i] = hte and u_member < prm.platform_share
+        agents.contracted[i] = hte and u_partner < prm.partnership_share
+        agents.consulted[i] = hte and u_consult < prm.consulting_share
+        agents.connected[i] = u_connect < prm.connect_share
         for _ in range(prm.startup_search):
             j = integer(rng_state, n)
             if alive[j] and j != i and uniform(rng_state) < proximity_accept(
                     agents, i, j, prm.distance_scale):
                 add_tie(ties, i, j, prm.new_tie_weight, False)
-        if u_partner < prm.partnership_share:
-            form_partnership(i, agents, ties, prm)
+        if agents.contracted[i]:
+            form_partnership(i, agents, ties, work, prm)
     return exits
 
 
@@ -742,8 +1180,8 @@ def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams
        exp(-dist_ij / s) (1 - delta_ij);
     3. an intermediary, with probability p_B, ties two of its neighbours drawn uniformly
        (brokerage; paper s.III.A: intermediaries provide information and consultation);
-    4. long-range search with probability p_L (information interface, paper s.IV.D): a uniform
-       candidate j anywhere, accepted with 1 - delta_ij.
+    4. long-range search by an agent on the information platform, with probability p_L
+       (paper s.IV.D): a uniform candidate j anywhere, accepted with 1 - delta_ij.
     One uniform is drawn per agent for each of 1, 2 and 4 (and for 3 if INT) whatever follows.
     """
     agent_type = agents.agent_type
@@ -777,12 +1215,53 @@ def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams
                 b = indices[start + integer(rng_state, row_len[i])]
                 if add_tie(ties, a, b, w0, False):
                     made += 1
-        if uniform(rng_state) < prm.long_range_p:
+        if uniform(rng_state) < prm.long_range_p and agents.connected[i]:
             j = integer(rng_state, n)
             if alive[j] and j != i and uniform(rng_state) < 1.0 - cognitive_distance(knowledge, i, j):
                 if add_tie(ties, i, j, w0, False):
                     made += 1
     return made
+
+
+# --------------------------------------------------------------------------- start
+
+
+@njit(cache=True, nogil=True)
+def _reached(agents: Agents, rng_state: np.ndarray, share: float, hte_only: bool) -> np.ndarray:
+    """Who a programme reaches at the start: one uniform per eligible agent (HTEs, or all
+    agents), and the round(share x eligible) agents with the smallest draws are reached, so the
+    number reached is what the money buys (and the draws do not depend on the budget)."""
+    n = agents.agent_type.shape[0]
+    u = np.full(n, 2.0)
+    eligible = 0
+    for i in range(n):
+        if not hte_only or agents.agent_type[i] == HTE:
+            u[i] = uniform(rng_state)
+            eligible += 1
+    k = int(np.floor(share * eligible + 0.5))
+    reached = np.zeros(n, dtype=np.bool_)
+    order = np.argsort(u, kind="mergesort")
+    for r in range(k):
+        reached[order[r]] = True
+    return reached
+
+
+@njit(cache=True, nogil=True)
+def enrol(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
+    """Who the instruments reach at the start (:func:`_reached`): the business programme, the
+    strategic programme (each contracted HTE forms its partnership at once, in slot order),
+    consulting (HTEs), the information platform (all agents)."""
+    member = _reached(agents, rng_state, prm.platform_share, True)
+    contracted = _reached(agents, rng_state, prm.partnership_share, True)
+    consulted = _reached(agents, rng_state, prm.consulting_share, True)
+    connected = _reached(agents, rng_state, prm.connect_share, False)
+    for i in range(agents.agent_type.shape[0]):
+        agents.member[i] = member[i]
+        agents.consulted[i] = consulted[i]
+        agents.connected[i] = connected[i]
+        if contracted[i]:
+            agents.contracted[i] = True
+            form_partnership(i, agents, ties, work, prm)
 
 
 # --------------------------------------------------------------------------- measures
@@ -802,6 +1281,16 @@ def hte_mean_knowledge(agents: Agents) -> float:
                 total += knowledge[i, f]
             count += 1
     return total / (count * knowledge.shape[1]) if count > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def living_capital(agents: Agents) -> float:
+    """Sum of capital (net worth) over living agents."""
+    total = 0.0
+    for i in range(agents.agent_type.shape[0]):
+        if agents.alive[i]:
+            total += agents.capital[i]
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -842,46 +1331,47 @@ def average_clustering(ties: Ties, alive: np.ndarray) -> float:
 def workspace(agents: Agents) -> Workspace:
     """Fresh scratch arrays for a replicate of these agents (order = identity, totals 0)."""
     n = agents.agent_type.shape[0]
-    return Workspace(np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]), np.zeros(1))
+    return Workspace(np.zeros(n), np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]),
+                     np.zeros(N_LEDGER), np.zeros(N_TALLY, dtype=np.int64), np.zeros(4, dtype=np.int64))
 
 
 @njit(cache=True, nogil=True)
 def run_replicate(
-    agents: Agents, ties: Ties, traits: TypeTraits, rng_state: np.ndarray, prm: KibsParams, steps: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run ``steps`` steps (months) on the cluster state, in place.
+    agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams, steps: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run ``steps`` steps (months) on the cluster state, in place; money and counts accumulate
+    in ``work``.
 
-    Each step: meetings; knowledge production and platform transfer; innovation; finance and
-    selection; network dynamics (decay, then formation). A process switched off in ``prm``
-    draws nothing from the stream.
+    Each step: meetings; the governance instruments; knowledge production and platform
+    transfer; joint projects; innovation; finance and selection; network dynamics (decay, then
+    formation). A process switched off in ``prm`` draws nothing from the stream.
 
     Returns per-step arrays of length steps + 1 (index 0 = before the first step):
-    HTE mean knowledge, cumulative innovations, tie count, and a length-2 float array
-    (KIBS revenue, HTE exits).
+    HTE mean knowledge, cumulative innovations, tie count.
     """
-    work = workspace(agents)
     hte_mean = np.zeros(steps + 1)
     cumulative = np.zeros(steps + 1, dtype=np.int64)
     tie_count = np.zeros(steps + 1, dtype=np.int64)
     hte_mean[0] = hte_mean_knowledge(agents)
     tie_count[0] = ties.row_len.sum() // 2
     total_innovations = 0
-    exits = 0
     for t in range(1, steps + 1):
         work.gained[:] = 0.0
+        work.own_gained[:] = 0.0
         meetings(agents, ties, work, rng_state, prm)
+        instruments(agents, ties, work, rng_state, prm)
         if prm.production:
             produce_knowledge(agents, work, prm)
             platform_transfer(agents, work, prm)
+        total_innovations += joint_projects(agents, ties, work, rng_state, prm)
         if prm.innovation:
-            total_innovations += innovate(agents, ties, work, rng_state, prm)
+            total_innovations += innovate(agents, work, rng_state, prm)
         if prm.finance:
-            exits += finance(agents, ties, traits, rng_state, prm)
+            finance(agents, ties, work, rng_state, prm)
         if prm.network_dynamics:
             decay_ties(ties, agents.alive, prm.tie_decay, prm.tie_floor)
             form_ties(agents, ties, rng_state, prm)
         hte_mean[t] = hte_mean_knowledge(agents)
         cumulative[t] = total_innovations
         tie_count[t] = ties.row_len.sum() // 2
-    totals = np.array([work.revenue[0], float(exits)])
-    return hte_mean, cumulative, tie_count, totals
+    return hte_mean, cumulative, tie_count

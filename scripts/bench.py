@@ -170,11 +170,10 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
     from kibs_mc.kernels import kibs as kernel
     from kibs_mc.kernels.rng import new_state
 
-    from kibs_mc.models.kibs.build import build_cluster, type_traits
+    from kibs_mc.models.kibs.build import build_cluster
     from kibs_mc.models.kibs.governance import kernel_parameters
 
     prm = kernel_parameters(config.model, config.cluster, config.governance)
-    traits = type_traits(config.cluster)
     build = steps = ties = 0.0
     agents = 0
     first = 0 if warm_up else 1
@@ -183,7 +182,8 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
         t0 = time.perf_counter()
         state = build_cluster(config.cluster, prm, rng_state)
         t1 = time.perf_counter()
-        series = kernel.run_replicate(state.agents, state.ties, traits, rng_state, prm, config.model.steps)
+        series = kernel.run_replicate(state.agents, state.ties, state.work, rng_state, prm,
+                                      config.model.steps)
         t2 = time.perf_counter()
         if r:
             build += t1 - t0

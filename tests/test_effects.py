@@ -155,7 +155,8 @@ def test_common_random_numbers_pair_governance_effects(tmp_path):
 def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
     overrides = [*KIBS_SMALL, "model.steps=6", "experiment=lever_sweep", "replicates=1",
                  "experiment.sweep.samples=32", "experiment.sweep.max_samples=0",
-                 "governance.unit_cost.business=0"]
+                 "governance.unit_cost.business=1e9"]
+    # a unit cost no budget share can pay reaches no HTE, so the business share spends nothing
     result = run_experiment(load_config(overrides), overrides, tmp_path / "sobol")
     assert len(result.sampled) == 32 * (4 + 2)
     indices = pl.read_parquet(result.run_dir / "sensitivity.parquet")

@@ -17,7 +17,7 @@ from kibs_mc.config import load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.models import cowan_jonard
 from kibs_mc.models.kibs import replicate as cluster_model
-from kibs_mc.models.kibs.build import build_cluster, type_traits
+from kibs_mc.models.kibs.build import build_cluster
 from kibs_mc.models.kibs.governance import kernel_parameters
 from tests.conftest import REPO
 from tests.kibs_reference import Twin
@@ -28,9 +28,9 @@ TINY = FAST + ["cluster.hte=30", "cluster.t_kibs=6", "cluster.p_kibs=5", "cluste
 ALL_LEVERS = ["governance.strategic=1", "governance.management=1", "governance.business=1",
               "governance.information=1"]
 #: Much exit and start-up, strong network dynamics: every branch of the step kernels runs.
-TURBULENT = ["model.fixed_cost=1.5", "model.startup_prob=0.8", "model.triadic_p=0.5",
-             "model.proximity_p=0.5", "model.broker_p=1", "model.tie_decay=0.3",
-             "governance.effects.long_range_search=0.5"]
+TURBULENT = ["model.fixed_cost=1.5", "model.kibs_fixed_cost=0.8", "model.startup_prob=0.8",
+             "model.triadic_p=0.5", "model.proximity_p=0.5", "model.broker_p=1", "model.tie_decay=0.3",
+             "governance.effects.long_range_search=0.5", "cluster.capital=[10,6,6,10,10,2]"]
 
 
 def config(*overrides: str):
@@ -65,11 +65,10 @@ def run_both(overrides: list[str], seed: int, steps: int):
     prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
     rng = new_state(seed)
     state = build_cluster(cfg.cluster, prm, rng)
-    twin = Twin(state, type_traits(cfg.cluster), prm, int(rng[0]))
-    traits = type_traits(cfg.cluster)
-    _, cumulative, _, totals = kernel.run_replicate(state.agents, state.ties, traits, rng, prm, steps)
+    twin = Twin(state, prm, int(rng[0]))
+    _, cumulative, _ = kernel.run_replicate(state.agents, state.ties, state.work, rng, prm, steps)
     twin.run(steps)
-    return state, twin, cumulative, totals
+    return state, twin, cumulative
 
 
 @pytest.mark.parametrize("overrides", [
@@ -79,18 +78,28 @@ def run_both(overrides: list[str], seed: int, steps: int):
     ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
 ], ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi"])
 def test_step_kernels_match_python_twin(overrides):
-    cluster, twin, cumulative, totals = run_both(overrides, seed=7, steps=12)
-    state, ties = cluster.agents, cluster.ties
+    cluster, twin, cumulative = run_both(overrides, seed=7, steps=12)
+    state, ties, work = cluster.agents, cluster.ties, cluster.work
     np.testing.assert_allclose(state.knowledge, np.array(twin.k), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.capital, twin.cap, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.manage, twin.m, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.potential, twin.pot, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.own_potential, twin.own, rtol=1e-9, atol=1e-12)
     assert state.alive.tolist() == twin.alive
-    assert state.member.tolist() == twin.member
+    for flag in ("member", "contracted", "consulted", "connected"):
+        assert getattr(state, flag).tolist() == getattr(twin, flag), flag
     assert state.innovations.tolist() == twin.innov
-    assert int(cumulative[-1]) == twin.innovations_total
-    assert int(totals[1]) == twin.exits
-    assert totals[0] == pytest.approx(twin.revenue, rel=1e-9)
+    assert int(cumulative[-1]) == twin.imitations + twin.independent
+    tally = work.tally
+    exits = [tally[kernel.HTE_EXITS], tally[kernel.KIBS_EXITS], tally[kernel.FIN_EXITS]]
+    assert exits == list(twin.exits.values())
+    assert [tally[kernel.IMITATIONS], tally[kernel.INDEPENDENT], tally[kernel.PROJECT_SUCCESS]] == [
+        twin.imitations, twin.independent, twin.projects_won]
+    accounts = {"gov": kernel.GOV_SPENT, "market": kernel.MARKET_IN, "costs": kernel.COSTS_OUT,
+                "entry": kernel.ENTRY_IN, "exit": kernel.EXIT_OUT, "kibs_gross": kernel.KIBS_GROSS,
+                "kibs_costs": kernel.KIBS_COSTS, "interest": kernel.INTEREST, "defaults": kernel.DEFAULTS}
+    for name, index in accounts.items():
+        assert work.ledger[index] == pytest.approx(twin.ledger[name], rel=1e-9, abs=1e-9), name
     for i, row in enumerate(twin.rows):
         a = ties.indptr[i]
         b = a + ties.row_len[i]
@@ -101,9 +110,12 @@ def test_step_kernels_match_python_twin(overrides):
 
 def test_turbulent_twin_run_exercises_exits_and_ties():
     """The twin comparison above is only as good as what it exercises."""
-    state, twin, cumulative, totals = run_both(ALL_LEVERS + TURBULENT, seed=7, steps=12)
-    assert totals[1] > 0  # exits (and start-ups) happened
-    assert cumulative[-1] > 0
+    state, twin, cumulative = run_both(ALL_LEVERS + TURBULENT, seed=7, steps=12)
+    tally, ledger = state.work.tally, state.work.ledger
+    assert tally[kernel.HTE_EXITS] > 0 and tally[kernel.KIBS_EXITS] > 0  # exits and entrants
+    assert tally[kernel.IMITATIONS] > 0 and tally[kernel.INDEPENDENT] > 0
+    assert tally[kernel.PROJECTS] > 0 and tally[kernel.P_PARTNERS] > 0
+    assert ledger[kernel.INTEREST] > 0 and ledger[kernel.DEFAULTS] > 0 and ledger[kernel.ENTRY_IN] > 0
     assert state.ties.partner.any()
 
 
@@ -177,7 +189,7 @@ def test_knowledge_never_decreases_without_exits():
     state = build_cluster(cfg.cluster, prm, rng)
     for _ in range(10):
         before = state.agents.knowledge.copy()
-        kernel.run_replicate(state.agents, state.ties, type_traits(cfg.cluster), rng, prm, 1)
+        kernel.run_replicate(state.agents, state.ties, state.work, rng, prm, 1)
         assert np.all(state.agents.knowledge >= before)
 
 
@@ -200,7 +212,9 @@ def test_lever_at_zero_is_the_baseline(lever, baseline):
         np.testing.assert_array_equal(values, baseline[name][:4], err_msg=name)
     one = outcomes_over(SEEDS[:4], f"governance={lever}")
     assert not np.array_equal(one["hte_knowledge_mean"], baseline["hte_knowledge_mean"][:4])
-    assert np.all(one["governance_cost"] == 1.0) and np.all(zero["governance_cost"] == 0.0)
+    assert np.all(zero["governance_cost"] == 0.0)
+    # money, not lever units: the whole budget (0.05 per HTE-step, 100 HTEs, 120 steps)
+    np.testing.assert_allclose(one["governance_cost"], 600.0, rtol=1e-9)
 
 
 def test_information_raises_transfer_per_meeting():
@@ -220,11 +234,13 @@ def test_information_raises_transfer_per_meeting():
 @pytest.mark.parametrize("governance, outcome, sign", [
     ("information", "hte_knowledge_mean", +1),  # more transfer per meeting, long-range ties
     ("information", "network_density", +1),  # long-range search makes ties
-    ("strategic", "kibs_revenue", +1),  # benefit sharing pays the partner KIBS
-    ("strategic", "hte_exits", -1),  # risk sharing cushions losses
+    ("strategic", "joint_projects_succeeded", +1),  # the grant funds joint projects
+    ("strategic", "kibs_net_revenue", +1),  # benefit shares exceed the KIBS' risk shares
+    ("strategic", "innovations_independent", +1),  # a joint project is an independent innovation
     ("management", "innovations_per_hte", +1),  # managerial capability converts potential
-    ("business", "hte_exits", -1),  # cheaper R&D on the platform
-    ("business", "hte_knowledge_mean", +1),  # technology transfer from the pooled UNI knowledge
+    ("management", "kibs_net_revenue", +1),  # consulting money is P-KIBS revenue
+    ("business", "hte_exits", -1),  # cheaper R&D with KIBS services and the platform
+    ("business", "hte_knowledge_mean", +1),  # engineering services and the platform transfer
 ])
 def test_lever_effect_has_the_sign_of_its_mechanism(governance, outcome, sign, baseline):
     treated = outcomes_over(SEEDS, f"governance={governance}")
@@ -236,7 +252,7 @@ def test_without_kibs_innovation_and_diffusion_fall(baseline):
     none = outcomes_over(SEEDS, "cluster.t_kibs=0", "cluster.p_kibs=0")
     assert paired_t(baseline["innovations_per_hte"], none["innovations_per_hte"]) < -2.5
     assert paired_t(baseline["hte_knowledge_mean"], none["hte_knowledge_mean"]) < -2.5
-    assert np.all(none["kibs_revenue"] == 0)
+    assert np.all(none["kibs_revenue"] == 0) and np.all(none["kibs_exits"] == 0)
 
 
 def test_without_universities_knowledge_growth_falls(baseline):
@@ -252,7 +268,7 @@ DOCK_KIBS = ["cluster=docking", "cluster.hte=100", "cluster.mean_degree=6", "clu
              "model.schedule=random_draw", "model.barter=true", "model.absorption=fixed",
              "model.fixed_absorption=0.1", "model.distance_learning=false", "model.transfer_efficiency=1",
              "model.production=false", "model.innovation=false", "model.finance=false",
-             "model.network_dynamics=false"]
+             "model.network_dynamics=false", "model.trust_weight=0"]
 DOCK_CJ = ["model=cowan_jonard", "model.agents=100", "model.degree=6", "model.categories=5"]
 
 
@@ -323,8 +339,87 @@ def test_compare_governance_runs_end_to_end(tmp_path):
         "baseline", "strategic", "management", "business", "information", "all_four"]
     assert set(cluster_model.OUTCOMES) <= set(rows.columns)
     cost = dict(rows.group_by("scenario").agg(pl.col("governance_cost").first()).iter_rows())
-    assert cost["baseline"] == 0 and all(cost[s] == pytest.approx(1.0) for s in cost if s != "baseline")
+    # equal money: every scenario but the baseline spends the whole budget (0.05 x 100 HTEs x 30 steps)
+    assert cost["baseline"] == 0 and all(cost[s] == pytest.approx(150.0) for s in cost if s != "baseline")
     # common random numbers: every scenario used the same seeds
     assert rows.group_by("replicate").agg(pl.col("seed").n_unique())["seed"].max() == 1
     series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
     assert {"step", "hte_knowledge_mean", "innovations_cumulative", "ties"} <= set(series.columns)
+
+
+# --------------------------------------------------------------------------- mechanisms (v2)
+
+
+@pytest.mark.parametrize("overrides", [[], ["governance=all_four"], ALL_LEVERS + TURBULENT],
+                         ids=["baseline", "all_four", "all-levers-turbulent"])
+def test_money_is_conserved(overrides):
+    """Every unit of money is accounted for: the living agents' capital changes by exactly the
+    booked external flows (government, market, entrants in; costs, exits out); fees, contracts,
+    benefit and risk shares, interest and defaults only move money between balance sheets."""
+    cfg = config(*overrides)
+    for seed in (1, 2):
+        result = cluster_model.run(cfg, seed)
+        ledger = result.state.work.ledger
+        scale = ledger[kernel.MARKET_IN] + ledger[kernel.COSTS_OUT]
+        assert scale > 100
+        assert abs(cluster_model.money_residual(result)) < 1e-9 * scale
+        if overrides:
+            assert ledger[kernel.GOV_SPENT] > 0 and ledger[kernel.KIBS_GROSS] > 0
+
+
+def test_meetings_visit_both_sides_of_the_learning_optimum():
+    """The realised cognitive distance of meetings lies below the optimum b_i / 2 in most
+    meetings and past it in a real share of them during a default run, so the inverted U is
+    exercised on both sides (not only its formula)."""
+    result = cluster_model.run(config(), 1)
+    tally = result.state.work.tally
+    below, above = int(tally[kernel.BELOW_OPTIMUM]), int(tally[kernel.ABOVE_OPTIMUM])
+    assert below > 0.5 * (below + above) and above > 0.02 * (below + above)
+
+
+def test_pure_bridge_kibs_speed_diffusion_against_no_kibs():
+    """KIBS with HTE-level knowledge that produce nothing still bridge (Vermeulen & Pyka
+    2018; paper s.II.B "innovative bridge"): faster diffusion, more innovation than no KIBS."""
+    seeds = np.arange(201, 221)
+    none = outcomes_over(seeds, "cluster.t_kibs=0", "cluster.p_kibs=0")
+    bridge = outcomes_over(seeds, "cluster.knowledge_level=[2.0,2.0,2.0,5.0,1.5,1.0]", "model.t_kibs_rate=0")
+    assert paired_t(none["innovations_per_hte"], bridge["innovations_per_hte"]) > 2.5
+    assert paired_t(none["diffusion_time"], bridge["diffusion_time"]) < -2.0
+
+
+def test_information_complements_the_strategic_interface_in_a_paired_2x2():
+    """Information is the layer the others run through (paper s.IV.D): the interaction
+    y(I,S) - y(I) - y(S) + y(0) of a paired 2x2 design is larger with the synergy than without."""
+    seeds = np.arange(201, 221)
+    cells = {"0": [], "I": ["governance.information=0.25"], "S": ["governance.strategic=0.25"],
+             "IS": ["governance.information=0.25", "governance.strategic=0.25"]}
+    contrast = {}
+    for synergy in ("1.0", "0"):
+        theta = f"governance.effects.information_synergy={synergy}"
+        y = {name: outcomes_over(seeds, *o, theta)["innovations_total"] for name, o in cells.items()}
+        contrast[synergy] = y["IS"] - y["I"] - y["S"] + y["0"]
+    assert paired_t(contrast["0"], contrast["1.0"]) > 2.5
+
+
+def test_partners_are_chosen_by_what_the_hte_lacks():
+    """HTEs short of management partner P-KIBS, those short of technical knowledge T-KIBS."""
+    cfg = config("governance=strategic")
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    by_type: dict[int, list[float]] = {kernel.T_KIBS: [], kernel.P_KIBS: []}
+    for seed in range(1, 6):
+        s = build_cluster(cfg.cluster, prm, new_state(seed))
+        a, t = s.agents, s.ties
+        for i in np.flatnonzero(a.contracted):
+            j = kernel.first_partner(t, int(i))
+            if j >= 0:
+                by_type[int(a.agent_type[j])].append(float(a.manage[i]))
+    assert len(by_type[kernel.T_KIBS]) > 0 and len(by_type[kernel.P_KIBS]) > 0
+    assert np.mean(by_type[kernel.P_KIBS]) < np.mean(by_type[kernel.T_KIBS])
+
+
+def test_goal_alignment_raises_joint_project_success_not_by_shrinking_distance():
+    """Goal alignment curbs opportunism (what partners share), paper s.IV.A; cognitive distance
+    between partners is untouched, so the learning optimum is not pushed away."""
+    low = outcomes_over(SEEDS, "governance=strategic", "governance.effects.goal_alignment=0")
+    high = outcomes_over(SEEDS, "governance=strategic", "governance.effects.goal_alignment=1")
+    assert paired_t(low["joint_projects_succeeded"], high["joint_projects_succeeded"]) > 2.5

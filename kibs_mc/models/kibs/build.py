@@ -2,9 +2,10 @@
 the initial network, platform membership and strategic partnerships (MODEL.md s.3).
 
 The random stream of a replicate is drawn in this order: agents (type by type, in type
-order), the network, one uniform per HTE for platform membership, one uniform per HTE for a
-strategic partnership. The draws do not depend on the levers, so scenarios that share a seed
-share their cluster up to what the levers change (common random numbers).
+order), the network, then who the governance instruments reach (``kernels.kibs.enrol``: one
+uniform per HTE for each of the business, strategic and management programmes, one per agent
+for the information platform). The number of draws does not depend on the budget, so scenarios
+that share a seed share their cluster up to what the instruments change (common random numbers).
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from kibs_mc.kernels import kibs as kernel
-from kibs_mc.kernels.kibs import HTE, Agents, KibsParams, Ties, TypeTraits
+from kibs_mc.kernels.kibs import Agents, KibsParams, Ties, TypeTraits, Workspace
 from kibs_mc.kernels.network import barabasi_albert, erdos_renyi, pad_csr, spatial_typed, watts_strogatz
-from kibs_mc.kernels.rng import shuffle, uniform
+from kibs_mc.kernels.rng import shuffle
 from kibs_mc.models.kibs.schema import ClusterConfig
 
 
 @dataclass(frozen=True)
 class ClusterState:
-    """One cluster: its agents and its ties, changed in place by ``kernels.kibs.run_replicate``."""
+    """One cluster: its agents, its ties and its ledger, changed in place by
+    ``kernels.kibs.run_replicate``."""
 
     agents: Agents
     ties: Ties
+    work: Workspace
 
     @property
     def n(self) -> int:
@@ -72,15 +75,17 @@ def _permutation(n: int, rng_state: np.ndarray) -> np.ndarray:
 
 
 def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray) -> ClusterState:
-    """A random cluster: agents, network, platform members and strategic partnerships."""
+    """A random cluster: agents, network, and who the governance instruments reach."""
     traits = type_traits(cluster)
     counts = cluster.counts
     n = sum(counts)
     agent_type = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     agents = Agents(agent_type=agent_type, position=np.zeros((n, 2)), knowledge=np.zeros((n, cluster.fields)),
                     core=np.zeros(n, dtype=np.int64), manage=np.zeros(n), capital=np.zeros(n),
-                    potential=np.zeros(n), innovations=np.zeros(n, dtype=np.int64),
-                    alive=np.ones(n, dtype=np.bool_), member=np.zeros(n, dtype=np.bool_))
+                    potential=np.zeros(n), own_potential=np.zeros(n), innovations=np.zeros(n, dtype=np.int64),
+                    alive=np.ones(n, dtype=np.bool_), member=np.zeros(n, dtype=np.bool_),
+                    contracted=np.zeros(n, dtype=np.bool_), consulted=np.zeros(n, dtype=np.bool_),
+                    connected=np.zeros(n, dtype=np.bool_))
     for i in range(n):
         kernel.draw_agent(i, int(agent_type[i]), agents, traits, rng_state)
     position, knowledge = agents.position, agents.knowledge
@@ -100,10 +105,6 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
         indptr, indices = _relabel(indptr, indices, _permutation(n, rng_state))
     capacity = traits.max_ties[agent_type]
     ties = Ties(*pad_csr(indptr, indices, capacity, float(cluster.initial_tie_weight)))
-    hte = np.flatnonzero(agent_type == HTE)
-    for i in hte.tolist():
-        agents.member[i] = uniform(rng_state) < prm.platform_share
-    for i in hte.tolist():
-        if uniform(rng_state) < prm.partnership_share:
-            kernel.form_partnership(int(i), agents, ties, prm)
-    return ClusterState(agents, ties)
+    work = kernel.workspace(agents)
+    kernel.enrol(agents, ties, work, rng_state, prm)
+    return ClusterState(agents, ties, work)

@@ -1,42 +1,51 @@
-"""Governance levers -> kernel parameters, in one place (MODEL.md s.3, docs/ODD.md s.7.6).
+"""Governance instruments -> kernel parameters, in one place (MODEL.md s.3 v2, docs/ODD.md s.7.6).
 
-A governance scenario is a setting of the four levers of the seed paper's interface framework
-(section IV: strategic, management, business, information), each in [0, 1], and its budget
-``governance_cost = sum of lever x unit cost``. Every lever at 0 is the baseline: each
-mechanism below vanishes at lever 0, so a lever at 0 changes nothing.
+A governance scenario spends money. ``governance.budget`` is money per initial HTE per step;
+each interface of the seed paper (section IV: strategic, management, business, information)
+gets the share of it named by its value in [0, 1], so its money per step is
+M_X = share_X x budget x (initial HTEs). An instrument's reach follows from its money and its
+unit cost (money per unit reached per step): the probability that an eligible agent is reached
+is min(1, M_X / (unit_cost_X x eligible_X)) (HTEs for strategic, management and business, every
+agent for information; a unit cost of 0 reaches everyone). The kernel then spends exactly M_X
+per step, split equally among the agents reached, and books every unit where it lands.
+Every share at 0 is the baseline: no money, no reach, nothing changes.
 """
 
 from __future__ import annotations
 
 from kibs_mc.kernels.kibs import KibsParams
+from kibs_mc.models.kibs.build import type_traits
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
 LEVERS = ("strategic", "management", "business", "information")
 
 
-def governance_cost(governance: GovernanceConfig) -> float:
-    """Budget of a governance setting: sum over levers of lever x unit cost."""
-    return float(sum(getattr(governance, lever) * getattr(governance.unit_cost, lever) for lever in LEVERS))
+def instrument_money(governance: GovernanceConfig, cluster: ClusterConfig) -> dict[str, float]:
+    """Money per step of each instrument: share x budget x initial HTEs."""
+    return {lever: float(getattr(governance, lever) * governance.budget * cluster.hte) for lever in LEVERS}
+
+
+def planned_cost(governance: GovernanceConfig, cluster: ClusterConfig, steps: int) -> float:
+    """The money a scenario plans to spend over the run (what it spends if every instrument
+    finds a recipient in every step; the outcome ``governance_cost`` is what it did spend)."""
+    return float(sum(instrument_money(governance, cluster).values()) * steps)
+
+
+def _reach(money: float, unit_cost: float, eligible: int) -> float:
+    if money <= 0.0 or eligible <= 0:
+        return 0.0
+    if unit_cost <= 0.0:
+        return 1.0
+    return float(min(1.0, money / (unit_cost * eligible)))
 
 
 def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: GovernanceConfig) -> KibsParams:
-    """The kernel's parameter tuple for one scenario.
-
-    Levers (L_S, L_M, L_B, L_I in [0, 1]) act as follows (effects: ``governance.effects``):
-
-    - strategic: a share L_S * partnership_reach of HTEs is partnered with its most
-      complementary KIBS; partners' cognitive distance shrinks by ``goal_alignment``; a
-      ``benefit_share`` of rewards and a ``risk_share`` of losses pass between partners (these
-      act only on partnerships, of which there are none at L_S = 0);
-    - management: consulting rate c = consulting_rate + L_M * consulting_boost;
-    - business: a share L_B * platform_reach of HTEs joins the common technology platform,
-      whose members pay R&D cost C_RD (1 - rd_cost_cut) and learn from the pooled UNI knowledge
-      with intensity L_B * platform_transfer;
-    - information: tau = tau_0 + L_I * information_gain * (1 - tau_0) on every tie, and
-      long-range search with probability L_I * long_range_search per agent-step.
-    """
+    """The kernel's parameter tuple for one scenario (instruments: see the module docstring;
+    what each one's money does: ``kernels/kibs.py::instruments`` and ``joint_projects``)."""
     fx = governance.effects
-    tau0 = model.transfer_efficiency
+    cost = governance.unit_cost
+    money = instrument_money(governance, cluster)
+    agents = sum(cluster.counts)
     return KibsParams(
         absorptive_base=tuple(float(a) for a in cluster.absorptive_base),
         random_draw=model.schedule == "random_draw",
@@ -49,34 +58,35 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         distance_learning=model.distance_learning,
         optimum_base=float(model.optimum_base),
         optimum_slope=float(model.optimum_slope),
-        transfer_efficiency=float(tau0 + governance.information * fx.information_gain * (1.0 - tau0)),
-        goal_alignment=float(fx.goal_alignment),
+        transfer_efficiency=float(model.transfer_efficiency),
+        information_gain=float(fx.information_gain),
+        trust_weight=float(model.trust_weight),
         tie_reinforcement=float(model.tie_reinforcement),
         service_fee=float(model.service_fee),
-        consulting_rate=float(min(1.0, model.consulting_rate + governance.management * fx.consulting_boost)),
+        consulting_rate=float(model.consulting_rate),
         production=model.production,
         uni_rate=float(model.uni_rate),
         t_kibs_rate=float(model.t_kibs_rate),
+        t_kibs_cost=float(model.t_kibs_cost),
         rd_gain=float(model.rd_gain),
         rd_cost=float(model.rd_cost),
         rd_cost_member=float(model.rd_cost * (1.0 - fx.rd_cost_cut)),
-        platform_transfer=float(governance.business * fx.platform_transfer),
+        platform_transfer=float(fx.platform_transfer),
         innovation=model.innovation,
-        innovation_rate=float(model.innovation_rate),
-        conversion_management_weight=float(model.conversion_management_weight),
-        innovation_reward=float(model.innovation_reward),
+        imitation_rate=float(model.imitation_rate),
+        imitation_reward=float(model.imitation_reward),
+        independent_rate=float(model.independent_rate),
+        independent_reward=float(model.independent_reward),
         innovation_knowledge=float(model.innovation_knowledge),
-        benefit_share=float(fx.benefit_share),
+        conversion_management_weight=float(model.conversion_management_weight),
         finance=model.finance,
         fixed_cost=float(model.fixed_cost),
+        kibs_fixed_cost=float(model.kibs_fixed_cost),
         credit_line=float(model.credit_line),
         interest=float(model.interest),
-        risk_share=float(fx.risk_share),
         startup_prob=float(model.startup_prob),
         startup_capital=float(model.startup_capital),
         startup_search=int(model.startup_search),
-        partnership_share=float(governance.strategic * fx.partnership_reach),
-        platform_share=float(governance.business * fx.platform_reach),
         network_dynamics=model.network_dynamics,
         tie_decay=float(model.tie_decay),
         tie_floor=float(model.tie_floor),
@@ -85,5 +95,25 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         proximity_p=float(model.proximity_p),
         distance_scale=float(cluster.distance_scale),
         broker_p=float(model.broker_p),
-        long_range_p=float(governance.information * fx.long_range_search),
+        long_range_p=float(fx.long_range_search),
+        strategic_money=money["strategic"],
+        management_money=money["management"],
+        business_money=money["business"],
+        information_money=money["information"],
+        partnership_share=_reach(money["strategic"], cost.strategic, cluster.hte),
+        consulting_share=_reach(money["management"], cost.management, cluster.hte),
+        platform_share=_reach(money["business"], cost.business, cluster.hte),
+        connect_share=_reach(money["information"], cost.information, agents),
+        project_cost=float(fx.project_cost),
+        project_rate=float(fx.project_rate),
+        project_value=float(fx.project_value),
+        benefit_share=float(fx.benefit_share),
+        risk_share=float(fx.risk_share),
+        opportunism=float(fx.opportunism),
+        goal_alignment=float(fx.goal_alignment),
+        consulting_effect=float(fx.consulting_effect),
+        service_effect=float(fx.service_effect),
+        platform_fee_share=float(fx.platform_fee_share),
+        information_synergy=float(fx.information_synergy),
+        traits=type_traits(cluster),
     )

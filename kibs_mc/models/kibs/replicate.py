@@ -17,19 +17,29 @@ import numpy as np
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import HTE, P_KIBS, T_KIBS
 from kibs_mc.kernels.rng import new_state
-from kibs_mc.models.kibs.build import ClusterState, build_cluster, type_traits
-from kibs_mc.models.kibs.governance import governance_cost, kernel_parameters
+from kibs_mc.models.kibs.build import ClusterState, build_cluster
+from kibs_mc.models.kibs.governance import kernel_parameters
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
 #: Outcome columns of ``replicates.parquet`` with their dtypes, in order (MODEL.md s.3).
 OUTCOMES: dict[str, type] = {
     "innovations_total": np.int64,
     "innovations_per_hte": np.float64,
+    "innovations_imitation": np.int64,
+    "innovations_independent": np.int64,
+    "joint_projects_succeeded": np.int64,
     "hte_knowledge_mean": np.float64,
     "hte_knowledge_gini": np.float64,
     "kibs_knowledge_mean": np.float64,
     "kibs_revenue": np.float64,
+    "kibs_net_revenue": np.float64,
+    "kibs_exits": np.int64,
     "hte_exits": np.int64,
+    "bank_exits": np.int64,
+    "bank_interest": np.float64,
+    "bank_defaults": np.float64,
+    "partners_p_kibs": np.int64,
+    "partners_t_kibs": np.int64,
     "diffusion_time": np.float64,
     "network_density": np.float64,
     "network_clustering": np.float64,
@@ -56,8 +66,7 @@ class Run:
     hte_mean: np.ndarray
     innovations_cumulative: np.ndarray
     ties: np.ndarray
-    kibs_revenue: float
-    hte_exits: int
+    initial_capital: float  # sum of capital over living agents before the first step
 
 
 def run(config: KibsScenario, seed: int) -> Run:
@@ -65,9 +74,19 @@ def run(config: KibsScenario, seed: int) -> Run:
     prm = kernel_parameters(config.model, config.cluster, config.governance)
     rng_state = new_state(seed)
     state = build_cluster(config.cluster, prm, rng_state)
-    hte_mean, cumulative, ties, totals = kernel.run_replicate(
-        state.agents, state.ties, type_traits(config.cluster), rng_state, prm, config.model.steps)
-    return Run(state, hte_mean, cumulative, ties, float(totals[0]), int(totals[1]))
+    initial_capital = float(kernel.living_capital(state.agents))
+    hte_mean, cumulative, ties = kernel.run_replicate(
+        state.agents, state.ties, state.work, rng_state, prm, config.model.steps)
+    return Run(state, hte_mean, cumulative, ties, initial_capital)
+
+
+def money_residual(result: Run) -> float:
+    """Change of the living agents' capital minus the booked external flows: 0 up to rounding
+    when money is conserved (government in, market in, entrants in, costs out, exits out)."""
+    ledger = result.state.work.ledger
+    booked = (ledger[kernel.GOV_SPENT] + ledger[kernel.MARKET_IN] + ledger[kernel.ENTRY_IN]
+              - ledger[kernel.COSTS_OUT] - ledger[kernel.EXIT_OUT])
+    return float(kernel.living_capital(result.state.agents) - result.initial_capital - booked)
 
 
 def gini(values: np.ndarray) -> float:
@@ -100,18 +119,30 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
     n_alive = int(living.sum())
     ties = result.state.tie_count()
     total = int(result.innovations_cumulative[-1])
+    ledger = result.state.work.ledger
+    tally = result.state.work.tally
     return {
         "innovations_total": total,
         "innovations_per_hte": total / config.cluster.hte,
+        "innovations_imitation": int(tally[kernel.IMITATIONS]),
+        "innovations_independent": int(tally[kernel.INDEPENDENT]),
+        "joint_projects_succeeded": int(tally[kernel.PROJECT_SUCCESS]),
         "hte_knowledge_mean": float(hte_levels.mean()) if hte_levels.size else 0.0,
         "hte_knowledge_gini": gini(hte_levels),
         "kibs_knowledge_mean": float(s.knowledge[kibs].mean()) if kibs.any() else 0.0,
-        "kibs_revenue": result.kibs_revenue,
-        "hte_exits": result.hte_exits,
+        "kibs_revenue": float(ledger[kernel.KIBS_GROSS]),
+        "kibs_net_revenue": float(ledger[kernel.KIBS_GROSS] - ledger[kernel.KIBS_COSTS]),
+        "kibs_exits": int(tally[kernel.KIBS_EXITS]),
+        "hte_exits": int(tally[kernel.HTE_EXITS]),
+        "bank_exits": int(tally[kernel.FIN_EXITS]),
+        "bank_interest": float(ledger[kernel.INTEREST]),
+        "bank_defaults": float(ledger[kernel.DEFAULTS]),
+        "partners_p_kibs": int(tally[kernel.P_PARTNERS]),
+        "partners_t_kibs": int(tally[kernel.T_PARTNERS]),
         "diffusion_time": diffusion_time(result.hte_mean),
         "network_density": 2.0 * ties / (n_alive * (n_alive - 1)) if n_alive > 1 else 0.0,
         "network_clustering": float(kernel.average_clustering(result.state.ties, s.alive)),
-        "governance_cost": governance_cost(config.governance),
+        "governance_cost": float(ledger[kernel.GOV_SPENT]),
     }
 
 
@@ -136,7 +167,7 @@ def replicate_bytes(config: KibsScenario) -> int:
     counts = list(cluster.counts)
     agents = sum(counts)
     slots = sum(c * t for c, t in zip(counts, cluster.max_ties, strict=False))
-    state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 12 * 8
+    state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 16 * 8
     edges = agents * cluster.mean_degree * 8 * 2
     return int(1.5 * (state + edges))
 
@@ -147,11 +178,13 @@ class Kibs:
     name: str = "kibs"
     schema: type = KibsConfig
     outcomes: Mapping[str, type] = OUTCOMES
-    headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time", "kibs_revenue",
-                "innovations_per_hte", "kibs_knowledge_mean", "hte_exits", "governance_cost")
-    #: Slower diffusion, more exits, more unequal knowledge and more public money are worse.
-    lower_is_better: tuple[str, ...] = ("diffusion_time", "hte_exits", "hte_knowledge_gini",
-                                        "governance_cost")
+    headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time",
+                                 "kibs_net_revenue", "hte_exits", "kibs_exits", "innovations_independent",
+                                 "governance_cost")
+    #: Slower diffusion, more exits, more unequal knowledge, more defaults and more public
+    #: money are worse.
+    lower_is_better: tuple[str, ...] = ("diffusion_time", "hte_exits", "kibs_exits", "bank_exits",
+                                        "bank_defaults", "hte_knowledge_gini", "governance_cost")
     #: Further config groups the model reads, with their schemas (registered with Hydra).
     groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
 

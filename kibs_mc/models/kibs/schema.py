@@ -56,7 +56,7 @@ class ClusterConfig:
     management_mean: list[float] = field(default_factory=lambda: [0.3, 0.55, 0.8, 0.45, 0.6, 0.7])
     management_spread: float = setting(0.15, ge=0.0, le=1.0)
     absorptive_base: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.8, 0.8, 0.6, 0.4])
-    capital: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 10.0, 50.0])
+    capital: list[float] = field(default_factory=lambda: [10.0, 6.0, 6.0, 10.0, 10.0, 50.0])
     max_ties: list[int] = field(default_factory=lambda: [40, 120, 120, 200, 150, 200])
 
     @property
@@ -98,6 +98,7 @@ class KibsConfig:
     optimum_base: float = setting(0.4, gt=0.0, le=2.0)
     optimum_slope: float = setting(0.6, ge=0.0, le=2.0)
     transfer_efficiency: float = setting(0.5, gt=0.0, le=1.0)
+    trust_weight: float = setting(0.5, ge=0.0, le=1.0)  # psi: share of a transfer that needs trust
     tie_reinforcement: float = setting(0.1, ge=0.0, le=1.0)
     service_fee: float = setting(0.02, ge=0.0)
     consulting_rate: float = setting(0.02, ge=0.0, le=1.0)
@@ -106,13 +107,17 @@ class KibsConfig:
     t_kibs_rate: float = setting(0.03, ge=0.0)
     rd_gain: float = setting(0.02, ge=0.0)
     rd_cost: float = setting(0.05, ge=0.0)
+    t_kibs_cost: float = setting(0.01, ge=0.0)  # T-KIBS's cost of producing knowledge per step
     innovation: bool = True
-    innovation_rate: float = setting(0.01, ge=0.0)
+    imitation_rate: float = setting(0.01, ge=0.0)  # lambda_I, per unit of knowledge absorbed
+    imitation_reward: float = setting(2.0, ge=0.0)
+    independent_rate: float = setting(0.1, ge=0.0)  # lambda_N, per unit of own R&D
+    independent_reward: float = setting(4.0, ge=0.0)
     conversion_management_weight: float = setting(0.7, ge=0.0, le=1.0)
-    innovation_reward: float = setting(3.0, ge=0.0)
     innovation_knowledge: float = setting(0.3, ge=0.0)
     finance: bool = True
-    fixed_cost: float = setting(0.1, ge=0.0)
+    fixed_cost: float = setting(0.17, ge=0.0)  # HTE, per step
+    kibs_fixed_cost: float = setting(0.07, ge=0.0)  # T- and P-KIBS operating cost per step
     credit_line: float = setting(5.0, ge=0.0)
     interest: float = setting(0.01, ge=0.0, le=1.0)
     startup_prob: float = setting(0.5, ge=0.0, le=1.0)
@@ -134,35 +139,47 @@ class KibsConfig:
 
 @dataclass(frozen=True)
 class LeverCosts:
-    """Budget units per unit of each lever (governance_cost = sum of lever x unit cost)."""
+    """Money per unit an instrument reaches per step: the matching grant per partnership
+    (strategic), subsidised consulting per HTE (management), the service voucher per member HTE
+    (business), the information service per connected agent (information). 0: reach all."""
 
-    strategic: float = setting(1.0, ge=0.0)
-    management: float = setting(1.0, ge=0.0)
-    business: float = setting(1.0, ge=0.0)
-    information: float = setting(1.0, ge=0.0)
+    strategic: float = setting(0.1, ge=0.0)
+    management: float = setting(0.1, ge=0.0)
+    business: float = setting(0.1, ge=0.0)
+    information: float = setting(0.02, ge=0.0)
 
 
 @dataclass(frozen=True)
 class LeverEffects:
-    """Strength of each interface's mechanisms at lever 1 (``kibs_mc.models.kibs.governance``)."""
+    """What the instruments' money does (``kibs_mc.models.kibs.governance``, docs/ODD.md s.7.6)."""
 
-    partnership_reach: float = setting(0.5, ge=0.0, le=1.0)  # share of HTEs partnered at lever 1
-    goal_alignment: float = setting(0.3, ge=0.0, le=1.0)  # cut in partners' cognitive distance
-    benefit_share: float = setting(0.1, ge=0.0, le=1.0)  # share of rewards to the partner
-    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # share of fixed cost the partner bears
-    consulting_boost: float = setting(0.1, ge=0.0, le=1.0)  # added consulting rate at lever 1
-    platform_reach: float = setting(0.5, ge=0.0, le=1.0)  # share of HTEs on the platform
+    project_cost: float = setting(0.15, ge=0.0)  # C: outlay of a joint project per step
+    project_rate: float = setting(0.05, ge=0.0)  # lambda_P: success hazard scale
+    project_value: float = setting(4.0, ge=0.0)  # V: surplus of a successful joint project
+    benefit_share: float = setting(0.3, ge=0.0, le=1.0)  # beta: the KIBS partner's share of V
+    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # s_r: the KIBS partner's share of the cost
+    opportunism: float = setting(0.4, ge=0.0, le=1.0)  # o: share withheld by a misaligned partner
+    goal_alignment: float = setting(0.5, ge=0.0, le=1.0)  # g: how far aligned goals curb it
+    consulting_effect: float = setting(0.15, ge=0.0)  # e_M: capability gain per unit of money
+    service_effect: float = setting(1.0, ge=0.0)  # e_S: service depth per unit of money
+    platform_fee_share: float = setting(0.3, ge=0.0, le=1.0)  # f: voucher share to the UNI platform
     rd_cost_cut: float = setting(0.5, ge=0.0, le=1.0)  # cut in members' R&D cost
-    platform_transfer: float = setting(0.3, ge=0.0, le=1.0)  # platform intensity at lever 1
-    information_gain: float = setting(0.5, ge=0.0, le=1.0)  # share of (1 - tau) closed at lever 1
-    long_range_search: float = setting(0.05, ge=0.0, le=1.0)  # long-range search prob. at lever 1
+    platform_transfer: float = setting(0.3, ge=0.0, le=1.0)  # pi: platform intensity for members
+    information_gain: float = setting(0.5, ge=0.0, le=1.0)  # share of (1 - tau) closed, both connected
+    long_range_search: float = setting(0.05, ge=0.0, le=1.0)  # per connected agent-step
+    information_synergy: float = setting(1.0, ge=0.0)  # theta: other instruments x (1 + theta)
 
 
 @dataclass(frozen=True)
 class GovernanceConfig:
-    """The four governance interfaces of the seed paper (s.IV), each lever in [0, 1]."""
+    """The four governance interfaces of the seed paper (s.IV) as instruments in money.
+
+    ``budget`` is money per initial HTE per step; each interface's value in [0, 1] is the share
+    of that budget it spends (MODEL.md s.3 v2). Equal shares summed = equal money.
+    """
 
     name: str = "baseline"
+    budget: float = setting(0.05, ge=0.0)
     strategic: float = setting(0.0, ge=0.0, le=1.0)
     management: float = setting(0.0, ge=0.0, le=1.0)
     business: float = setting(0.0, ge=0.0, le=1.0)
