@@ -226,3 +226,22 @@ def _half_width(y: pl.Series) -> float:
 
     v = y.to_numpy()
     return float(stdtrit(len(v) - 1, 0.975) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def test_the_executive_summary_names_the_best_and_who_it_is_not_relevantly_ahead_of():
+    from kibs_mc.analysis.effects import decide_effects
+    from kibs_mc.analysis.report import Findings, executive_summary
+
+    rng = np.random.default_rng(12)
+    names = ["baseline", "a", "b", "c"]
+    # b leads a by 1% (sure at n=300, but below the 2% that matters) and c by 10%
+    rows = long_rows(crn(rng, 300, [100.0, 109.0, 110.0, 100.5], shared=5.0, own=0.5), names)
+    family = contrasts(rows, ["y"], names, "baseline", seed=3, min_effect=0.02)
+    effects = decide_effects(paired_effects(rows, ["y"], "baseline", seed=3, min_effect=0.02), family)
+    ranked = ranks(rows, ["y"], names, seed=3)
+    text = "\n".join(executive_summary(
+        Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm"), ["y"]))
+    assert "Best for `y` (higher is better): `b`" in text
+    assert "Not clearly ahead of `a`" in text and "beyond chance, but smaller than" in text
+    assert "clearly ahead of the other 2" in text
+    assert "6 pairwise contrasts" in text

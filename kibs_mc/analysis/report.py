@@ -120,12 +120,23 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
     pair = f.contrasts.filter((pl.col("outcome") == f.objective)
                               & ((pl.col("scenario") == best) | (pl.col("versus") == best)))
     level = "Holm" if f.adjust == "holm" else "Benjamini-Hochberg"
-    close = [r["versus"] if r["scenario"] == best else r["scenario"]
-             for r in pair.iter_rows(named=True) if not r["clear"]]
+    close = []
+    for r in pair.iter_rows(named=True):
+        if r["clear"]:
+            continue
+        flip = 1 if r["scenario"] == best else -1  # the best one's lead over the other
+        lead, low, high = flip * r["difference"], flip * r["ci_low"], flip * r["ci_high"]
+        if flip < 0:
+            low, high = high, low
+        base = top["mean"] - lead if r["scenario"] == best else r["scenario_mean"]
+        rel = _rel(lead, base)
+        why = "beyond chance, but smaller than" if low > 0 or high < 0 else "within chance, and not beyond"
+        other = r["versus"] if r["scenario"] == best else r["scenario"]
+        close.append(f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
+                     f"{_num(low)} to {_num(high)}: {why} the {_num(r['margin'])} that matters)")
     if close:
-        lines.append(f"- Not clearly ahead of {', '.join(f'`{c}`' for c in close)} on `{f.objective}` "
-                     f"(the difference is within chance or below the smallest effect that matters, "
-                     f"after {level} adjustment); clearly ahead of the other {k - 1 - len(close)}.")
+        lines.append(f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {level} "
+                     f"adjustment; clearly ahead of the other {k - 1 - len(close)}.")
     else:
         lines.append(f"- Clearly ahead of all {k - 1} others on `{f.objective}` after {level} adjustment.")
     if f.cost is not None:
