@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks of kibs-mc. Each figure is printed as one JSON object per line with the keys
-``name``, ``value`` and ``unit`` (plus context), the contract in ARCHITECTURE.md.
+``name``, ``value`` and ``unit`` (plus context), the contract in docs/architecture.md
+("Contracts other tools rely on").
 
 Subcommands (``all``, the default, runs each with its quick defaults):
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: runs on batch nodes without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.special import stdtrit  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
@@ -91,6 +92,7 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
         ax.set_yticks(y, part["scenario"].to_list(), fontsize=8)
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # at most 5 labels: none overlap
     return _save(fig, f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)", path)
 
 

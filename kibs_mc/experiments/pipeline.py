@@ -8,6 +8,7 @@ completed chunk for ``resume=true``.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -378,7 +379,7 @@ def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, flo
             f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
             f"({type(exc).__name__}: {first_line(exc) if str(exc) else ''}). "
             f"The results are safe in {planned.run_dir}; log them later with: "
-            f"python -m kibs_mc.tracking {planned.run_dir} tracking.uri=<uri>",
+            f"python -m kibs_mc.tracking {planned.run_dir} tracking.uri={shlex.quote(config.tracking.uri)}",
             file=sys.stderr,
         )
         return None

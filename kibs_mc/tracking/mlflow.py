@@ -135,8 +135,29 @@ def log_experiment(
     the second it took to log it afterwards (default: the logging itself).
     """
     bounded_http_retries()
+    check_reachable(tracking.uri)
     with store_lock(tracking.uri):
         return _log_experiment(tracking, config, scenarios, summary, run_dir, run_metrics, period)
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """An HTTP(S) tracking server that refuses connections fails now, in one line, instead of
+    after MLflow's retries (seconds of back-off, each announced by a urllib3 warning); the
+    retries that remain for other failures are not announced either."""
+    import logging
+    import socket
+    import urllib.parse
+
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to {parts.hostname}:{port} "
+                              f"({exc.strerror or type(exc).__name__})") from None
 
 
 def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequence[Scenario],

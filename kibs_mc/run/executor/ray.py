@@ -77,6 +77,10 @@ class RayExecutor(Executor):
     def _init_local(self) -> None:
         """Start the local cluster (blocking, in the calling thread)."""
         self._started_here = True  # from here on, close() must stop whatever did start
+        # Ray 2.60 turns token authentication on for a new local cluster (a token in
+        # ~/.ray/auth_token, generated if missing) and warns about it on every run: keep the
+        # behaviour, drop the warning (setting RAY_AUTH_MODE here is too late: Ray caches it).
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
