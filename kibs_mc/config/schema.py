@@ -135,6 +135,30 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class UncertainParameter:
+    """One uncertain parameter of ``experiment.kind=robustness``: a numeric config key (list
+    elements as ``key[i]``) over [low, high], sampled linearly or on a log scale."""
+
+    key: str = MISSING
+    low: float = MISSING
+    high: float = MISSING
+    scale: str = setting("linear", choices=("linear", "log"))
+    integer: bool = False
+    why: str = ""  # where the range comes from (docs/robustness.md)
+
+    def check(self, path: str) -> None:
+        if not math.isfinite(self.low):
+            raise ConfigError(f"{path}.low", self.low, "allowed: a finite number")
+        if not (math.isfinite(self.high) and self.high > self.low):
+            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low:g}")
+        if self.scale == "log" and self.low <= 0:
+            raise ConfigError(f"{path}.low", self.low, "allowed: a number above 0 with scale=log")
+        if self.integer and (self.low != int(self.low) or self.high != int(self.high)):
+            bad, value = ("low", self.low) if self.low != int(self.low) else ("high", self.high)
+            raise ConfigError(f"{path}.{bad}", value, "allowed: a whole number with integer=true")
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Where chunks of replicates run: ``serial`` in this process, ``ray``, or ``auto`` (serial
     when a local Ray cluster would not pay off, measured on the first chunks)."""
