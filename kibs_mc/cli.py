@@ -90,13 +90,16 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
     sampled = set(result.sampled)
     listed = [sc.name for sc in result.scenarios if sc.name not in sampled]
     outcomes = [*result.headline, *[o for o in result.outcomes if o not in result.headline]]
-    print_results(with_verdict(result.summary, result.effects), outcomes, listed,
-                  result.baseline if len(listed) > 1 else None,
-                  run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
-                  console)
-    if sampled:
+    if listed:  # a calibration has no scenarios
+        print_results(with_verdict(result.summary, result.effects), outcomes, listed,
+                      result.baseline if len(listed) > 1 else None,
+                      run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
+                      console)
+    if sampled and not result.lines:
         console.print(f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
                       "sensitivity.parquet in the run directory")
+    for line in result.lines:
+        console.print(line.replace("**", "").replace("`", ""), markup=False, highlight=False)
     for note in result.notes:
         console.print(f"note: {note}")
     if result.report is not None:

@@ -18,6 +18,9 @@ Subcommands (``all``, the default, runs each with its quick defaults):
   picks some; with serial, ray_2cpu and auto, auto's time over the better of the two); efficiencies
   against the kernel; Ray's per-task overhead and the driver's cost per chunk, for scaling
   estimates. Default model: the default experiment's (``model=kibs``).
+- ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (the laptop default unless
+  overrides are given): simulations (particles tried) and accepted particles per second,
+  start-up, ABC-SMC generations and the predictive check included.
 - ``memory``: the driver's peak resident memory for a small and a large number of
   replicates (serial executor: the driver is the only process), and their difference.
 
@@ -450,6 +453,26 @@ MEMORY_MODEL = ["model=kibs", "cluster=small", "model.steps=24", "model.record_e
 PIPELINE_MODEL = ["model=kibs"]
 
 
+def bench_calibrate(overrides: Sequence[str]) -> None:
+    """Simulations and accepted particles per second of a whole calibration run."""
+    import polars as pl
+
+    from kibs_mc.config import load_config
+
+    overrides = ["experiment=calibrate", "tracking=none", *overrides]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        seconds = cli_run(overrides, run_dir)
+        generations = pl.read_parquet(run_dir / "generations.parquet")
+    config = load_config(overrides)
+    samples, particles = int(generations["samples"].sum()), int(generations["particles"].sum())
+    emit("calibrate_simulations_per_s", samples / seconds, "simulations/s",
+         particles_per_s=particles / seconds,
+         simulations=samples, particles=particles, generations=generations.height,
+         population=config.calibration.population, replicates_per_particle=config.calibration.replicates,
+         wall_s=round(seconds, 2), executor=config.executor.kind, overrides=list(overrides), **machine())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -476,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     mem.add_argument("--large", type=int, default=100_000)
     mem.add_argument("--executor", choices=("serial", "ray"), default="serial")
     mem.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(MEMORY_MODEL)})")
+    cal = sub.add_parser("calibrate", help="a whole calibration run: simulations/s, particles/s")
+    cal.add_argument("overrides", nargs="*", help="Hydra overrides after experiment=calibrate "
+                     "(default: none, the laptop default)")
     sub.add_parser("all", help="every benchmark with quick defaults (the default command)")
     args = parser.parse_args(argv)
     command = args.command or "all"
@@ -487,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_startup()
     elif command == "pipeline":
         bench_pipeline(args.replicates, args.overrides or PIPELINE_MODEL, args.runs)
+    elif command == "calibrate":
+        bench_calibrate(args.overrides)
     elif command == "memory":
         bench_memory(args.small, args.large, args.executor, args.overrides or MEMORY_MODEL)
     else:

@@ -283,10 +283,11 @@ def write_report(
                   "comparison).", "", markdown_table(con), ""]
     for section in sections:
         parts += [section.rstrip(), ""]
-    summ = summary.filter(pl.col("outcome").is_in(shown)).select(
-        "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high")
-    parts += ["## Outcomes per scenario", "", "Mean across replicates with the 95% t interval.", "",
-              markdown_table(summ), ""]
+    if summary.height:  # a calibration has no scenarios
+        summ = summary.filter(pl.col("outcome").is_in(shown)).select(
+            "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high")
+        parts += ["## Outcomes per scenario", "", "Mean across replicates with the 95% t interval.", "",
+                  markdown_table(summ), ""]
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     text = "\n".join(parts)
     md_path = run_dir / "report.md"

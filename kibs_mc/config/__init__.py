@@ -7,8 +7,17 @@ cannot express, so a bad value fails before any work starts, with its full key, 
 what is allowed.
 """
 
-from kibs_mc.config.compose import CONF_DIR, apply_values, compose_config, group_options, load_config
+from kibs_mc.config.compose import (
+    CONF_DIR,
+    apply_values,
+    compose_config,
+    group_options,
+    load_config,
+    replace_number,
+    with_numbers,
+)
 from kibs_mc.config.schema import (
+    CalibrationConfig,
     Config,
     ExecutorConfig,
     ExperimentConfig,
@@ -18,11 +27,13 @@ from kibs_mc.config.schema import (
     SweepConfig,
     SweepFactor,
     TrackingConfig,
+    UncertainParameter,
     to_config,
 )
 
 __all__ = [
-    "CONF_DIR", "Config", "ExecutorConfig", "ExperimentConfig", "PrecisionConfig", "ScenarioConfig",
-    "SelectionConfig", "SweepConfig", "SweepFactor", "TrackingConfig", "apply_values", "compose_config",
-    "group_options", "load_config", "to_config",
+    "CONF_DIR", "CalibrationConfig", "Config", "ExecutorConfig", "ExperimentConfig", "PrecisionConfig",
+    "ScenarioConfig", "SelectionConfig", "SweepConfig", "SweepFactor", "TrackingConfig", "UncertainParameter",
+    "apply_values", "compose_config", "group_options", "load_config", "replace_number", "to_config",
+    "with_numbers",
 ]

@@ -109,7 +109,7 @@ class ExperimentConfig:
     """One experiment: its kind (``kibs_mc.experiments.KINDS``) and what the kind reads."""
 
     name: str = "single"
-    kind: str = "compare"  # single | compare | sweep (checked against the registry)
+    kind: str = "compare"  # single | compare | sweep | calibrate (checked against the registry)
     scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
     baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
@@ -159,6 +159,35 @@ class UncertainParameter:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """``experiment.kind=calibrate``: ABC-SMC of the parameters (``parameters``, else the
+    ``uncertainty`` space) against ``targets`` (docs/calibration.md); ``use`` feeds a finished
+    calibration's posterior point into any other experiment."""
+
+    targets: str = "default"  # a name in conf/targets, a path to a YAML file, or `synthetic`
+    truth: dict[str, Any] = field(default_factory=dict)  # synthetic: key -> value simulated
+    template: str = "default"  # synthetic: the target file whose statistics are simulated
+    synthetic_replicates: int = setting(20, ge=2, le=100_000)  # synthetic: replicates at the truth
+    parameters: list[UncertainParameter] = field(default_factory=list)  # empty: uncertainty's
+    population: int = setting(200, ge=2, le=1_000_000)  # particles per generation
+    generations: int = setting(6, ge=1, le=1000)  # most generations (populations) in all
+    min_epsilon: float = setting(0.0, ge=0.0)  # stop once the threshold is at or below this
+    quantile: float = setting(0.5, gt=0.0, lt=1.0)  # next threshold: this quantile of the distances
+    min_acceptance: float = setting(0.0, ge=0.0, lt=1.0)  # stop when the acceptance rate drops below
+    replicates: int = setting(1, ge=1, le=10_000)  # replicates averaged per particle
+    ppc_draws: int = setting(100, ge=2, le=100_000)  # posterior draws of the predictive check
+    interval: float = setting(0.9, gt=0.0, lt=1.0)  # predictive and posterior interval
+    use: str | None = None  # a calibration run directory: other experiments run at its point
+    point: str = setting("mean", choices=("mean", "map"))  # which point `use` takes
+
+    def check(self, path: str) -> None:
+        keys = [p.key for p in self.parameters]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ConfigError(f"{path}.parameters", key, "allowed: each key once")
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Where chunks of replicates run: ``serial`` in this process, ``ray``, or ``auto`` (serial
     when a local Ray cluster would not pay off, measured on the first chunks)."""
@@ -192,6 +221,7 @@ class Config:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # experiment.kind=calibrate
     replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
     seed: int = setting(20261127, ge=0, lt=2**63)
     resume: bool = False
@@ -226,7 +256,11 @@ def register_configs() -> None:
     pipeline's, each model's ``model`` schema as ``<name>_schema``, and the further groups models
     read (``cluster_schema``, ``governance_schema``)."""
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=_schema(Config))
+    root = _schema(Config)
+    # calibration.truth takes any config key (calibration.truth.model.innovation_rate=0.02):
+    # the one open node, its keys are checked against the configuration by the calibrate kind.
+    OmegaConf.set_struct(root.calibration.truth, False)
+    cs.store(name="config_schema", node=root)
     for name, model in MODELS.items():
         cs.store(group="model", name=f"{name}_schema", node=_schema(model.schema))
         for group, schema in getattr(model, "groups", {}).items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -86,3 +87,9 @@ class ExperimentKind:
     def analyse(self, finished: Finished) -> KindOutput:
         """Analysis beyond the summary and the paired effects."""
         return KindOutput()
+
+    def run(self, config: Config, overrides: Sequence[str], run_dir: Path, console: Any) -> Any:
+        """A kind that is no fixed plan of scenarios (``calibrate``: ABC-SMC generations) runs
+        itself here and returns its ``ExperimentResult``; None (the default): the pipeline
+        plans, executes and analyses the kind's scenarios."""
+        return None

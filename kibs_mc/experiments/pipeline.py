@@ -41,6 +41,7 @@ from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError, first_line
+from kibs_mc.experiments.calibrate import posterior_point
 from kibs_mc.experiments.compare import name_unnamed
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.experiments.registry import get_kind
@@ -90,6 +91,7 @@ class ExperimentResult:
     contrasts: pl.DataFrame | None = None  # every pair of listed scenarios, adjusted as one family
     ranks: pl.DataFrame | None = None  # rank of each listed scenario with its confidence set
     selection: pl.DataFrame | None = None  # KN's candidates, with experiment.selection
+    lines: list[str] = field(default_factory=list)  # the kind's own lines for the terminal
 
 
 @dataclass
@@ -141,6 +143,10 @@ def run_experiment(
     taken = lock_run_dir(run_dir)
     try:
         with deferred_interrupts():
+            own = get_kind(config).run(config, overrides, run_dir, console or Console(stderr=True))
+            if own is not None:  # a kind that runs itself (calibrate)
+                return own
+            config, overrides = posterior_point(config, overrides)  # calibration.use: a calibrated cluster
             planned = plan(config, overrides, run_dir)
             executed = execute(planned, console or Console(stderr=True))
             result = analyse(planned, executed)

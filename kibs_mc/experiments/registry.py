@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError
+from kibs_mc.experiments.calibrate import Calibrate
 from kibs_mc.experiments.compare import Compare, Single
 from kibs_mc.experiments.kind import ExperimentKind
 from kibs_mc.experiments.sweep import Sweep
 
 #: Every experiment kind, by the name ``experiment.kind`` takes.
-KINDS: dict[str, ExperimentKind] = {k.name: k for k in (Single(), Compare(), Sweep())}
+KINDS: dict[str, ExperimentKind] = {k.name: k for k in (Single(), Compare(), Sweep(), Calibrate())}
 
 
 def get_kind(config: Config) -> ExperimentKind:

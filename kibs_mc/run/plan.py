@@ -134,7 +134,7 @@ def auto_chunk_size(replicates: int, scenarios: int, workers: int,
 
 
 #: Config keys that do not change what a replicate computes.
-NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed")
+NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed", "calibration")
 
 
 def simulation_inputs(config: Config) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -26,8 +27,12 @@ from kibs_mc.terminal import verdict_column, with_verdict
 
 #: Files of a run directory logged on the parent run (patterns), whether logged at the end of the
 #: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
-ARTIFACTS = ("replicates.parquet", "summary.parquet", "timeseries.parquet", "effects.parquet",
+ARTIFACTS = ("posterior.parquet", "ppc.parquet", "parameters.parquet", "generations.parquet",
+             "calibration.json", "replicates.parquet", "summary.parquet", "timeseries.parquet",
+             "effects.parquet",
              "sensitivity.parquet", "errors.parquet", "config.yaml", "report.md", "report.html", "*.png")
+#: Metrics logged with a step on the parent run (name -> values by step; e.g. per generation).
+STEPS_FILE = "mlflow_steps.json"
 
 
 def bounded_http_retries() -> None:
@@ -180,6 +185,10 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
         mlflow.log_params(flatten(config))
         if run_metrics:
             mlflow.log_metrics(run_metrics)
+        steps_file = run_dir / STEPS_FILE
+        for name, values in (json.loads(steps_file.read_text()) if steps_file.exists() else {}).items():
+            for step, value in enumerate(values):  # e.g. a calibration's epsilon per generation
+                mlflow.log_metric(name, float(value), step=step)
         for sc in scenarios:
             child = client.create_run(experiment_id, start_time=start_ms, run_name=sc.name,
                                       tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id})

@@ -1,0 +1,282 @@
+"""Calibration targets: named statistics of the simulated cluster with an observed value, a
+scale and a source (``conf/targets/*.yaml`` or any YAML file; docs/calibration.md).
+
+A target's ``statistic`` is measured on each replicate, from the model's outcome row and time
+series, then aggregated over the replicates of a particle:
+
+- ``<outcome>``: an outcome of the model (``hte_exits``, ``network_clustering``, ...);
+- ``<column>@<step>``: a time-series column at a recorded step (``@last``: the last one);
+- ``relative_to: <column>@<step>``: divided by another such value (growth factors);
+- ``per: <config key>`` (or a list of keys): divided by numbers of the configuration
+  (``[cluster.hte, model.steps]``: per HTE and step); ``factor``: multiplied by a constant
+  (``12``: per year of monthly steps);
+- ``aggregate``: over the replicates, ``mean`` (default), ``median``, ``sd`` or ``qNN``
+  (the NN-th percentile).
+
+Every name is checked against a probe replicate before any work: a statistic the model does
+not produce, or a file that is missing or malformed, is a ``ConfigError`` (exit 2) naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kibs_mc.errors import ConfigError
+
+_AGGREGATE = re.compile(r"^(mean|median|sd|q(\d{1,2}))$")
+FIELDS = (
+    "name",
+    "statistic",
+    "observed",
+    "scale",
+    "source",
+    "assumed",
+    "relative_to",
+    "per",
+    "factor",
+    "aggregate",
+    "note",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One calibration target: ``statistic`` should come out at ``observed``; distances are
+    measured in units of ``scale`` (a standard deviation or an accepted error)."""
+
+    name: str
+    statistic: str
+    observed: float
+    scale: float
+    source: str = ""
+    assumed: bool = False  # true: not read from a source (an assumption, said so in the docs)
+    relative_to: str | None = None
+    per: tuple[str, ...] = ()
+    factor: float = 1.0
+    aggregate: str = "mean"
+    note: str = ""
+
+
+def _key(path: str, index: int, name: str) -> str:
+    return f"{path}: targets[{index}].{name}"
+
+
+def parse_targets(data: Any, path: str) -> list[Target]:
+    """Targets from the parsed YAML of a target file (``{name, targets: [...]}``)."""
+    if (
+        not isinstance(data, Mapping)
+        or not isinstance(data.get("targets"), Sequence)
+        or isinstance(data.get("targets"), str)
+        or not data["targets"]
+    ):
+        raise ConfigError(
+            f"{path}: targets",
+            None if not isinstance(data, Mapping) else data.get("targets"),
+            "allowed: a YAML mapping with a non-empty list `targets` of "
+            "{name, statistic, observed, scale, source}",
+        )
+    out: list[Target] = []
+    for i, item in enumerate(data["targets"]):
+        if not isinstance(item, Mapping):
+            raise ConfigError(
+                f"{path}: targets[{i}]", item, "allowed: a mapping {name, statistic, observed, scale, source}"
+            )
+        unknown = [k for k in item if k not in FIELDS]
+        if unknown:
+            raise ConfigError(
+                _key(path, i, str(unknown[0])), item[unknown[0]], "allowed: the fields " + ", ".join(FIELDS)
+            )
+        for required in ("name", "statistic", "observed", "scale"):
+            if item.get(required) is None:
+                raise ConfigError(_key(path, i, required), None, "allowed: a value (the field is required)")
+        numbers = {}
+        for name in ("observed", "scale", "factor"):
+            value = item.get(name, 1.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(_key(path, i, name), value, "allowed: a finite number")
+            numbers[name] = float(value)
+        if numbers["scale"] <= 0:
+            raise ConfigError(_key(path, i, "scale"), item["scale"], "allowed: a number above 0")
+        aggregate = str(item.get("aggregate", "mean"))
+        if not _AGGREGATE.match(aggregate):
+            raise ConfigError(
+                _key(path, i, "aggregate"),
+                aggregate,
+                "allowed: mean, median, sd or qNN (a percentile, e.g. q90)",
+            )
+        out.append(
+            Target(
+                str(item["name"]),
+                str(item["statistic"]),
+                numbers["observed"],
+                numbers["scale"],
+                str(item.get("source", "")),
+                bool(item.get("assumed", False)),
+                None if item.get("relative_to") is None else str(item["relative_to"]),
+                _keys(item.get("per"), _key(path, i, "per")),
+                numbers["factor"],
+                aggregate,
+                str(item.get("note", "")),
+            )
+        )
+    names = [t.name for t in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: targets", name, "allowed: each target name once")
+    return out
+
+
+def _keys(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(
+        key, value, "allowed: a configuration key or a list of them (e.g. [cluster.hte, model.steps])"
+    )
+
+
+def target_file(spec: str, conf_dir: Path) -> Path:
+    """The file ``calibration.targets`` names: a name in ``conf/targets`` or a path."""
+    named = conf_dir / "targets" / f"{spec}.yaml"
+    if "/" not in spec and not spec.endswith((".yaml", ".yml")) and named.is_file():
+        return named
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    names = sorted(p.stem for p in (conf_dir / "targets").glob("*.yaml"))
+    raise ConfigError(
+        "calibration.targets",
+        spec,
+        "allowed: 'synthetic', a path to a YAML target file, or one of " + ", ".join(names),
+        hint="(no such file)",
+    )
+
+
+def load_targets(spec: str, conf_dir: Path) -> list[Target]:
+    """Read and check the target file ``spec`` names (ConfigError naming the file otherwise)."""
+    import yaml
+
+    path = target_file(spec, conf_dir)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            "calibration.targets",
+            str(path),
+            f"allowed: a readable YAML file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})",
+        ) from None
+    return parse_targets(data, str(path))
+
+
+# --- statistics of one replicate ---------------------------------------------------------------
+
+
+def _series_value(ref: str, ts: Mapping[str, np.ndarray] | None) -> float:
+    column, _, step = ref.partition("@")
+    assert ts is not None
+    steps = np.asarray(ts["step"])
+    at = int(steps[-1]) if step == "last" else int(step)
+    return float(np.asarray(ts[column])[int(np.flatnonzero(steps == at)[0])])
+
+
+def _config_number(config: Any, key: str) -> float:
+    node = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return float(node)
+
+
+def replicate_value(
+    target: Target, row: Mapping[str, Any], ts: Mapping[str, np.ndarray] | None, config: Any
+) -> float:
+    """``target``'s statistic on one replicate (before aggregation over replicates)."""
+    value = (
+        float(row[target.statistic]) if "@" not in target.statistic else _series_value(target.statistic, ts)
+    )
+    if target.relative_to is not None:
+        base = (
+            _series_value(target.relative_to, ts)
+            if "@" in target.relative_to
+            else float(row[target.relative_to])
+        )
+        value = value / base if base != 0 else math.nan
+    for key in target.per:
+        per = _config_number(config, key)
+        value = value / per if per != 0 else math.nan
+    return value * target.factor
+
+
+def aggregate(values: Sequence[float], how: str) -> float:
+    """Aggregate one statistic over the replicates of a particle."""
+    x = np.asarray(values, dtype=float)
+    if how == "mean":
+        return float(np.mean(x))
+    if how == "median":
+        return float(np.median(x))
+    if how == "sd":
+        return float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+    return float(np.percentile(x, int(how[1:])))
+
+
+def check_targets(
+    targets: Sequence[Target],
+    row: Mapping[str, Any],
+    ts: Mapping[str, np.ndarray] | None,
+    config: Any,
+    where: str,
+) -> None:
+    """Every statistic, reference and config key of ``targets`` exists (a probe replicate's
+    ``row`` and ``ts``); ConfigError naming the first that does not."""
+    outcomes = sorted(
+        k for k, v in row.items() if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    )
+    columns = sorted(k for k in (ts or {}) if k != "step")
+    steps = [] if ts is None else [int(s) for s in np.asarray(ts["step"])]
+    allowed = (
+        "allowed: an outcome ("
+        + ", ".join(outcomes)
+        + ")"
+        + (
+            f" or a time-series column ({', '.join(columns)}) at a recorded step, as "
+            f"<column>@<step> or <column>@last (steps {steps[0]}, {steps[1] if len(steps) > 1 else ''}, "
+            f"..., {steps[-1]})"
+            if columns
+            else ""
+        )
+    )
+    for i, target in enumerate(targets):
+        for field_name in ("statistic", "relative_to"):
+            ref = getattr(target, field_name)
+            if ref is None:
+                continue
+            column, at, step = ref.partition("@")
+            ok = (
+                (column in outcomes)
+                if not at
+                else (
+                    column in columns
+                    and (step == "last" or (step.lstrip("-").isdigit() and int(step) in steps))
+                )
+            )
+            if not ok:
+                raise ConfigError(f"{where}: targets[{i}].{field_name}", ref, allowed)
+        for key in target.per:
+            try:
+                _config_number(config, key)
+            except (AttributeError, TypeError, ValueError):
+                raise ConfigError(
+                    f"{where}: targets[{i}].per",
+                    key,
+                    "allowed: a numeric configuration key (e.g. cluster.hte)",
+                ) from None

@@ -1,0 +1,573 @@
+"""``experiment.kind=calibrate``: ABC-SMC of model parameters against targets (docs/calibration.md).
+
+The parameters and their priors come from ``calibration.parameters`` or the ``uncertainty``
+space (uniform, or log-uniform with ``scale: log``); the targets from ``calibration.targets``
+(:mod:`kibs_mc.analysis.targets`; ``synthetic`` simulates them at ``calibration.truth``).
+ABC-SMC is pyabc's (Toni et al. 2009; adaptive quantile thresholds, Del Moral et al. 2012):
+its ``MappingSampler`` maps "sample until one particle is accepted" over the population with
+the project's executor, so particles run on Ray like chunks do. The distance is the Euclidean
+norm of (simulated - observed) / scale over the targets. Generations are run one at a time,
+each written to pyabc's database ``abc.db`` in the run directory, so a killed run continues
+with ``resume=true`` from its last finished generation.
+
+Unlike the other kinds this one is not a fixed plan of scenarios: :meth:`Calibrate.run`
+replaces the pipeline's plan -> execute -> analyse (it still reports and tracks the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+
+from kibs_mc.analysis.targets import Target, aggregate, check_targets, load_targets, replicate_value
+from kibs_mc.config import CONF_DIR, Config, UncertainParameter, with_numbers
+from kibs_mc.errors import ConfigError, UserError
+from kibs_mc.experiments.kind import ExperimentKind
+from kibs_mc.models import get_model
+from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.store import write_parquet
+
+#: What a finished calibration leaves for ``calibration.use`` (posterior mean and MAP).
+POINT_FILE = "calibration.json"
+DB_FILE = "abc.db"
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def truth_of(config: Config) -> dict[str, float]:
+    """``calibration.truth`` as dotted keys (``model.innovation_rate`` -> 0.02)."""
+    return _flatten(dict(config.calibration.truth))
+
+
+def parameters_of(config: Config) -> list[UncertainParameter]:
+    """The calibrated parameters: ``calibration.parameters``, else the ``uncertainty`` space's."""
+    space = getattr(config, "uncertainty", None)  # the conf/uncertainty group (issue 12), when present
+    return list(config.calibration.parameters) or list(getattr(space, "parameters", []))
+
+
+def set_values(config: Config, values: dict[str, float], what: str) -> Config:
+    """``config`` with numeric keys set (ConfigError naming ``what`` and the key otherwise)."""
+    out = with_numbers(config, [f"{k}={v!r}" for k, v in values.items()])
+    if out is None:
+        for key, value in values.items():
+            if with_numbers(config, [f"{key}={value!r}"]) is None:
+                raise ConfigError(
+                    f"{what}.{key}" if what else key,
+                    value,
+                    "allowed: a numeric key of the configuration (e.g. model.innovation_rate) "
+                    "with a value its field accepts",
+                )
+    assert out is not None
+    return out
+
+
+def _value(p: UncertainParameter, x: float) -> float:
+    return float(round(x)) if p.integer else float(x)
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """The statistics of ``targets`` for one set of parameter values: ``replicates`` replicates
+    from seeds drawn from NumPy's global generator (which pyabc seeds in each task), each
+    statistic aggregated over them. Picklable, so it travels to Ray workers."""
+
+    config: Config
+    parameters: tuple[UncertainParameter, ...]
+    targets: tuple[Target, ...]
+    replicates: int
+
+    def values(self, particle: dict) -> dict[str, float]:
+        return {p.key: _value(p, float(particle[f"p{i}"])) for i, p in enumerate(self.parameters)}
+
+    def statistics(self, values: dict[str, float], seeds: Sequence[int]) -> dict[str, float]:
+        config = set_values(self.config, values, "calibration.parameters")
+        model = get_model(config.model.name)
+        per: dict[str, list[float]] = {t.name: [] for t in self.targets}
+        for seed in seeds:
+            row, ts = model.simulate(config, int(seed))
+            for t in self.targets:
+                per[t.name].append(replicate_value(t, row, ts, config))
+        return {t.name: aggregate(per[t.name], t.aggregate) for t in self.targets}
+
+    def __call__(self, particle: dict) -> dict[str, float]:
+        # pyabc seeds NumPy's global generator in each task (MappingSampler.map_function)
+        seeds = np.random.randint(0, 2**63 - 1, size=self.replicates, dtype=np.int64)  # noqa: NPY002
+        return self.statistics(self.values(particle), [int(s) for s in seeds])
+
+
+def _ppc_task(item: tuple[int, Simulator, dict[str, float], list[int]]) -> dict[str, float]:
+    _, simulator, values, seeds = item
+    return simulator.statistics(values, seeds)
+
+
+def seeded_sampler(executor: Executor, seed: int) -> Any:
+    """pyabc's MappingSampler on ``executor``, with reproducible tasks: task ``i`` of
+    generation ``t`` seeds NumPy's global generator from ``SeedSequence(seed, (t + 1, i))``
+    (pyabc's own map function reseeds from the operating system's entropy), so a calibration's
+    generations do not depend on the executor, and a resumed run repeats an uninterrupted one."""
+    import pyabc
+
+    class SeededMappingSampler(pyabc.sampler.MappingSampler):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(map_=self._map)
+            self.seed = seed
+            self.t = -1
+
+        def _map(self, fn: Callable, items: Iterable) -> list:
+            todo = [(self.t, i) for i, _ in enumerate(items)]
+
+            def task(item: tuple[int, int]) -> Any:  # a plain function, as Ray's tasks must be
+                return fn(item)
+
+            done = dict(executor.map_unordered(task, todo))
+            return [done[item] for item in todo]
+
+        def map_function(self, simulate_one: Any, item: tuple[int, int]) -> tuple[Any, int]:
+            # pyabc's MappingSampler.map_function, seeded from the task instead of the OS
+            simulate_one = self.unpickle(simulate_one)
+            t, i = item
+            state = np.random.SeedSequence(self.seed, spawn_key=(t + 1, i)).generate_state(2)
+            np.random.seed(int(state[0]))  # noqa: NPY002 - pyabc draws from the global generator
+            random.seed(int(state[1]))
+            nr_simulations = 0
+            sample = self._create_empty_sample()
+            while True:
+                new_sim = simulate_one()
+                nr_simulations += 1
+                sample.append(new_sim)
+                if new_sim.accepted:
+                    break
+            return sample, nr_simulations
+
+        def sample_until_n_accepted(self, n: int, simulate_one: Any, t: int, **kwargs: Any) -> Any:
+            self.t = t
+            return super().sample_until_n_accepted(n, simulate_one, t, **kwargs)
+
+        def __getstate__(self) -> Any:
+            return (super().__getstate__(), self.seed, self.t)
+
+        def __setstate__(self, state: Any) -> None:
+            super().__setstate__(state[0])
+            self.seed, self.t = state[1], state[2]
+
+    return SeededMappingSampler()
+
+
+def _seeds(seed: int, stream: int, count: int) -> list[int]:
+    ss = np.random.SeedSequence(seed, spawn_key=(0xCA1, stream))
+    return [int(s) for s in ss.generate_state(count, dtype=np.uint64) >> np.uint64(1)]
+
+
+def synthetic_targets(config: Config, template: list[Target], executor: Executor) -> list[Target]:
+    """Targets simulated at ``calibration.truth`` (``synthetic_replicates`` replicates): the
+    template's statistics, observed = their value at the truth, scale = their standard
+    deviation over those replicates (a replicate's noise; a tiny floor keeps it positive)."""
+    truth = truth_of(config)
+    if not truth:
+        raise ConfigError(
+            "calibration.truth",
+            {},
+            "allowed: at least one key=value with calibration.targets="
+            "synthetic (e.g. calibration.truth.model.innovation_rate=0.02)",
+        )
+    at = set_values(config, truth, "calibration.truth")
+    simulator = Simulator(at, (), tuple(template), 1)
+    seeds = _seeds(config.seed, 1, config.calibration.synthetic_replicates)
+    items: list[tuple[int, Simulator, dict[str, float], list[int]]] = [
+        (i, simulator, {}, [s]) for i, s in enumerate(seeds)]
+    rows = [r for _, r in sorted(executor.map_unordered(_ppc_task, items), key=lambda x: x[0][0])]
+    out = []
+    for t in template:
+        x = np.array([r[t.name] for r in rows], dtype=float)
+        mean = aggregate(list(x), t.aggregate)
+        sd = float(np.std(x, ddof=1))
+        floor = 1e-6 * max(abs(mean), 1e-6)
+        out.append(
+            Target(
+                t.name,
+                t.statistic,
+                mean,
+                max(sd, floor),
+                f"synthetic: simulated at {truth}",
+                False,
+                t.relative_to,
+                t.per,
+                t.factor,
+                t.aggregate,
+            )
+        )
+    return out
+
+
+def resolve_targets(config: Config, executor: Executor | None = None) -> list[Target]:
+    """The targets ``calibration.targets`` names, checked against a probe replicate."""
+    spec = config.calibration.targets
+    synthetic = spec == "synthetic"
+    targets = load_targets(config.calibration.template if synthetic else spec, CONF_DIR)
+    probe_config = config
+    if synthetic:
+        probe_config = set_values(config, truth_of(config), "calibration.truth")
+    row, ts = get_model(config.model.name).simulate(probe_config, 1)
+    where = "calibration.template" if synthetic else str(spec)
+    check_targets(targets, row, ts, probe_config, where)
+    if synthetic:
+        assert executor is not None
+        targets = synthetic_targets(config, targets, executor)
+    return targets
+
+
+def _ess(w: np.ndarray) -> float:
+    w = w / w.sum()
+    return float(1.0 / np.sum(w**2))
+
+
+class Calibrate(ExperimentKind):
+    name = "calibrate"
+
+    def check(self, config: Config) -> None:
+        super().check(config)
+        if not parameters_of(config):
+            raise ConfigError(
+                "calibration.parameters",
+                [],
+                "allowed: at least one parameter, here or in the "
+                "uncertainty space (uncertainty=<name>, conf/uncertainty)",
+            )
+        if config.calibration.use is not None:
+            raise ConfigError(
+                "calibration.use",
+                config.calibration.use,
+                "allowed: null with experiment.kind=calibrate (use feeds other experiments)",
+            )
+        for i, p in enumerate(parameters_of(config)):
+            set_values(config, {p.key: _value(p, p.low)}, f"calibration.parameters[{i}]")
+
+    def run(self, config: Config, overrides: Sequence[str], run_dir: Path, console: Console) -> Any:
+        from kibs_mc.experiments.pipeline import ExperimentResult
+
+        started = time.monotonic()
+        self.check(config)
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        parameters = parameters_of(config)
+        cal = config.calibration
+        with make_executor(config.executor) as executor:
+            targets = resolve_targets(config, executor)
+            spec = {
+                "parameters": [asdict(p) for p in parameters],
+                "targets": [asdict(t) for t in targets],
+                "population": cal.population,
+                "replicates": cal.replicates,
+                "seed": config.seed,
+                "model": asdict(config.model),
+                "cluster": asdict(config.cluster),
+                "governance": asdict(config.governance),
+            }
+            self._open(run_dir, spec, config.resume)
+            simulator = Simulator(config, tuple(parameters), tuple(targets), cal.replicates)
+            generations = self._smc(config, simulator, run_dir, executor, console)
+            posterior = self._posterior(run_dir, parameters)
+            ppc = self._ppc(config, simulator, posterior, executor)
+        return self._finish(
+            config, run_dir, parameters, targets, posterior, ppc, generations, started, ExperimentResult
+        )
+
+    # --- stages -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _open(run_dir: Path, spec: dict, resume: bool) -> None:
+        recorded = run_dir / "calibration_spec.json"
+        text = json.dumps(spec, sort_keys=True, default=str)
+        if (run_dir / DB_FILE).exists():
+            if not resume:
+                raise UserError(
+                    f"{run_dir} already holds a calibration ({DB_FILE}); rerun with resume=true to "
+                    "continue it, or pick another hydra.run.dir."
+                )
+            if not recorded.exists() or recorded.read_text() != text:
+                raise UserError(
+                    f"{run_dir} holds a calibration of other targets, parameters or settings; "
+                    "resume it with its own overrides, or pick another hydra.run.dir."
+                )
+        recorded.write_text(text)
+
+    def _smc(
+        self, config: Config, simulator: Simulator, run_dir: Path, executor: Executor, console: Console
+    ) -> pl.DataFrame:
+        import logging
+
+        import pyabc
+
+        logging.getLogger("ABC").setLevel(logging.WARNING)
+        logging.getLogger("pyabc").setLevel(logging.WARNING)
+        cal = config.calibration
+        prior = pyabc.Distribution(
+            **{
+                f"p{i}": (
+                    pyabc.RV("loguniform", p.low, p.high)
+                    if p.scale == "log"
+                    else pyabc.RV("uniform", p.low, p.high - p.low)
+                )
+                for i, p in enumerate(simulator.parameters)
+            }
+        )
+        distance = pyabc.PNormDistance(p=2, fixed_weights={t.name: 1.0 / t.scale for t in simulator.targets})
+        db = f"sqlite:///{(run_dir / DB_FILE).resolve()}"
+
+        def smc() -> Any:
+            # A fresh ABCSMC per generation, loaded from the database: every generation starts
+            # the way a resumed run does (its threshold from the previous generation's distances).
+            return pyabc.ABCSMC(
+                simulator,
+                prior,
+                distance,
+                population_size=cal.population,
+                sampler=seeded_sampler(executor, config.seed),
+                eps=pyabc.QuantileEpsilon(alpha=cal.quantile),
+            )
+
+        if (run_dir / DB_FILE).exists():
+            history = smc().load(db, 1)
+            console.print(f"calibrate: resuming {run_dir / DB_FILE} after generation {history.max_t}")
+        else:
+            history = smc().new(db, {t.name: t.observed for t in simulator.targets})
+        while history.n_populations < cal.generations:
+            t0 = time.monotonic()
+            abc = smc()
+            history = abc.load(db, 1)
+            # the driver's draws (proposals, thresholds) of generation t: the same after a resume
+            state = np.random.SeedSequence(config.seed, spawn_key=(0, history.max_t + 1)).generate_state(2)
+            np.random.seed(int(state[0]))  # noqa: NPY002 - pyabc draws from the global generator
+            random.seed(int(state[1]))
+            abc.run(minimum_epsilon=cal.min_epsilon, max_nr_populations=1)
+            row = self._generations(history).row(-1, named=True)
+            console.print(
+                f"calibrate: generation {row['generation']}: epsilon {row['epsilon']:.4g}, acceptance "
+                f"{row['acceptance']:.3f} ({row['particles']}/{row['samples']}), ESS {row['ess']:.1f}, "
+                f"{time.monotonic() - t0:.1f} s"
+            )
+            if row["epsilon"] <= cal.min_epsilon or row["acceptance"] < cal.min_acceptance:
+                break
+        return self._generations(history)
+
+    @staticmethod
+    def _generations(history: Any) -> pl.DataFrame:
+        pops = history.get_all_populations()
+        rows = []
+        for rec in pops.to_dict("records"):
+            t = int(rec["t"])
+            if t < 0:
+                continue
+            _, w = history.get_distribution(m=0, t=t)
+            rows.append(
+                {
+                    "generation": t,
+                    "epsilon": float(rec["epsilon"]),
+                    "samples": int(rec["samples"]),
+                    "particles": int(rec["particles"]),
+                    "acceptance": int(rec["particles"]) / max(int(rec["samples"]), 1),
+                    "ess": _ess(np.asarray(w, dtype=float)),
+                }
+            )
+        return pl.DataFrame(
+            rows,
+            schema={
+                "generation": pl.Int64,
+                "epsilon": pl.Float64,
+                "samples": pl.Int64,
+                "particles": pl.Int64,
+                "acceptance": pl.Float64,
+                "ess": pl.Float64,
+            },
+        )
+
+    @staticmethod
+    def _posterior(run_dir: Path, parameters: Sequence[UncertainParameter]) -> pl.DataFrame:
+        import pyabc
+
+        history = pyabc.History(f"sqlite:///{(run_dir / DB_FILE).resolve()}", _id=1)
+        frames = []
+        for t in range(history.max_t + 1):
+            df, w = history.get_distribution(m=0, t=t)
+            columns: dict[str, Any] = {
+                p.key: [_value(p, x) for x in df[f"p{i}"].to_numpy(dtype=float)]
+                for i, p in enumerate(parameters)
+            }
+            columns["weight"] = np.asarray(w, dtype=float)
+            columns["generation"] = np.full(len(w), t, dtype=np.int64)
+            frames.append(pl.DataFrame(columns))
+        return pl.concat(frames)
+
+    @staticmethod
+    def _ppc(
+        config: Config, simulator: Simulator, posterior: pl.DataFrame, executor: Executor
+    ) -> pl.DataFrame:
+        """The targets simulated at ``ppc_draws`` particles drawn by weight from the last
+        generation, ``calibration.replicates`` replicates each (as in the ABC)."""
+        last = posterior.filter(pl.col("generation") == posterior["generation"].max())
+        w = last["weight"].to_numpy()
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0xCA1, 2)))
+        picks = rng.choice(last.height, size=config.calibration.ppc_draws, p=w / w.sum())
+        keys = [p.key for p in simulator.parameters]
+        items = []
+        for d, i in enumerate(picks):
+            values = {k: float(last[k][int(i)]) for k in keys}
+            items.append((d, simulator, values, _seeds(config.seed, 100 + d, simulator.replicates)))
+        results = sorted(executor.map_unordered(_ppc_task, items), key=lambda x: x[0][0])
+        rows = [
+            {"draw": item[0], **{f"param:{k}": v for k, v in item[2].items()}, "target": name, "value": value}
+            for item, stats in results
+            for name, value in stats.items()
+        ]
+        return pl.DataFrame(rows)
+
+    def _finish(
+        self,
+        config: Config,
+        run_dir: Path,
+        parameters: Sequence[UncertainParameter],
+        targets: Sequence[Target],
+        posterior: pl.DataFrame,
+        draws: pl.DataFrame,
+        generations: pl.DataFrame,
+        started: float,
+        result_type: type,
+    ) -> Any:
+        from kibs_mc.analysis.calibration import (
+            parameter_table,
+            posterior_plot,
+            ppc_plot,
+            ppc_table,
+            report_section,
+        )
+        from kibs_mc.analysis.report import write_report
+
+        cal = config.calibration
+        truth = truth_of(config) if cal.targets == "synthetic" else {}
+        write_parquet(posterior, run_dir / "posterior.parquet")
+        write_parquet(generations, run_dir / "generations.parquet")
+        write_parquet(draws, run_dir / "ppc_draws.parquet")
+        params = parameter_table(posterior, parameters, cal.interval, truth)
+        write_parquet(params, run_dir / "parameters.parquet")
+        ppc = ppc_table(draws, targets, cal.interval)
+        write_parquet(ppc, run_dir / "ppc.parquet")
+        point = {
+            "mean": {r["parameter"]: r["mean"] for r in params.iter_rows(named=True)},
+            "map": {r["parameter"]: r["map"] for r in params.iter_rows(named=True)},
+            "targets": cal.targets,
+            "generations": generations.height,
+        }
+        (run_dir / POINT_FILE).write_text(json.dumps(point, indent=2))
+        from omegaconf import OmegaConf
+
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        figures = [
+            posterior_plot(posterior, parameters, truth, run_dir / "posterior.png"),
+            ppc_plot(draws, ppc, run_dir / "ppc.png"),
+        ]
+        section, lines = report_section(params, ppc, generations, cal.interval)
+        report_md, _ = write_report(
+            run_dir,
+            f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
+            (run_dir / "config.yaml").read_text(),
+            pl.DataFrame(),
+            pl.DataFrame(),
+            [],
+            figures,
+            [],
+            [section],
+        )
+        samples = int(generations["samples"].sum()) if generations.height else 0
+        wall = time.monotonic() - started
+        result = result_type(
+            run_dir, draws, pl.DataFrame(), [], [], None, 0, 0, report=report_md, lines=lines
+        )
+        steps = {
+            "epsilon": generations["epsilon"].to_list(),
+            "acceptance": generations["acceptance"].to_list(),
+            "ess": generations["ess"].to_list(),
+            "samples": [float(x) for x in generations["samples"]],
+        }
+        (run_dir / "mlflow_steps.json").write_text(json.dumps(steps))
+        metrics = {
+            "wall_seconds": wall,
+            "simulations_total": float(samples),
+            "simulations_per_second": samples / wall if wall > 0 else 0.0,
+            "generations": float(generations.height),
+            "targets_reproduced": float(ppc["inside"].sum()),
+            "targets_total": float(ppc.height),
+        }
+        metrics.update({f"posterior_mean.{k}": float(r["mean"]) for r in params.iter_rows(named=True)
+                        for k in [r["parameter"]]})
+        result.mlflow_run_id = self._track(config, run_dir, metrics)
+        result.lines.append(
+            f"simulations: {samples} in {wall:.1f} s ({metrics['simulations_per_second']:.1f}/s); "
+            f"posterior point for other experiments: calibration.use={run_dir}"
+        )
+        return result
+
+    @staticmethod
+    def _track(config: Config, run_dir: Path, metrics: dict[str, float]) -> str | None:
+        if not config.tracking.enabled:
+            return None
+        import sys
+
+        from kibs_mc.errors import first_line
+        from kibs_mc.tracking.mlflow import log_experiment
+
+        try:
+            return log_experiment(config.tracking, config, [], pl.DataFrame(), run_dir, run_metrics=metrics)
+        except Exception as exc:  # noqa: BLE001 - tracking must never cost results
+            print(
+                f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed ({type(exc).__name__}: "
+                f"{first_line(exc)}). The results are safe in {run_dir}.",
+                file=sys.stderr,
+            )
+            return None
+
+
+def posterior_point(config: Config, overrides: Sequence[str]) -> tuple[Config, list[str]]:
+    """``calibration.use=<run dir>``: the configuration and overrides with the calibration's
+    posterior mean or MAP (``calibration.point``) set, for any other experiment."""
+    use = config.calibration.use
+    if use is None:
+        return config, list(overrides)
+    path = Path(use).expanduser() / POINT_FILE
+    try:
+        point = json.loads(path.read_text())[config.calibration.point]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(
+            "calibration.use",
+            use,
+            f"allowed: a finished calibration run directory (with a readable {POINT_FILE})",
+        ) from None
+    values = {k: float(v) for k, v in point.items() if not (isinstance(v, float) and math.isnan(v))}
+    out = set_values(config, values, "calibration.use")
+    return out, list(overrides) + [f"{k}={getattr_number(out, k)!r}" for k in values]
+
+
+def getattr_number(config: Any, key: str) -> float:
+    node = config
+    for part in key.replace("]", "").split("."):
+        name, _, index = part.partition("[")
+        node = getattr(node, name)
+        if index:
+            node = node[int(index)]
+    return node

@@ -1,0 +1,183 @@
+"""experiment=calibrate: targets as config, ABC-SMC parameter recovery, the predictive check's
+verdicts, kill + resume, and the posterior feeding other experiments (docs/calibration.md).
+
+Kept small: the small cluster over 36 steps (~5 ms a replicate), 40 particles, 5 generations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kibs_mc.analysis.targets import parse_targets
+from kibs_mc.config import CONF_DIR, load_config
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments.calibrate import posterior_point, resolve_targets
+from kibs_mc.experiments.pipeline import plan, run_experiment
+
+TRUTH = {"model.transfer_efficiency": 0.6, "model.innovation_rate": 0.02}
+PARAMETERS = ("calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8},"
+              "{key: model.innovation_rate, low: 0.002, high: 0.05, scale: log}]")
+RECOVERY = ["experiment=calibrate", "executor=serial", "tracking=none", "model.steps=36", PARAMETERS,
+            "calibration.targets=synthetic", "calibration.template=recovery",
+            *(f"calibration.truth.{k}={v}" for k, v in TRUTH.items()),
+            "calibration.population=40", "calibration.generations=5", "calibration.ppc_draws=30",
+            "calibration.min_acceptance=0", "calibration.quantile=0.3"]
+
+
+def calibrate(overrides: list[str], run_dir: Path):
+    return run_experiment(load_config(overrides), overrides, run_dir)
+
+
+@pytest.fixture(scope="module")
+def recovered(tmp_path_factory):
+    """One uninterrupted synthetic calibration, shared by the tests below."""
+    run_dir = tmp_path_factory.mktemp("calibrate") / "recovery"
+    calibrate(RECOVERY, run_dir)
+    return run_dir
+
+
+def test_two_parameters_are_recovered_from_synthetic_targets(recovered):
+    params = pl.read_parquet(recovered / "parameters.parquet")
+    assert params["parameter"].to_list() == list(TRUTH)
+    for row in params.iter_rows(named=True):
+        # the 90% posterior interval covers the planted value and is at least 2x narrower than the prior's
+        assert row["low"] <= TRUTH[row["parameter"]] <= row["high"], row
+        assert row["covers_truth"] is True
+        assert row["narrowing"] >= 2.0, row
+    posterior = pl.read_parquet(recovered / "posterior.parquet")
+    assert set(posterior.columns) == {*TRUTH, "weight", "generation"}
+    assert posterior["generation"].unique().sort().to_list() == [0, 1, 2, 3, 4]
+    sums = posterior.group_by("generation").agg(pl.col("weight").sum())["weight"]
+    assert (abs(sums - 1.0) < 1e-9).all()
+    generations = pl.read_parquet(recovered / "generations.parquet")
+    assert (generations["epsilon"].diff().drop_nulls() < 0).all()  # thresholds fall
+    ppc = pl.read_parquet(recovered / "ppc.parquet")
+    assert ppc["target"].to_list() == ["innovations_per_hte", "knowledge_growth", "knowledge_gini"]
+    assert ppc["inside"].all()  # targets simulated at the truth are reproduced
+    assert (recovered / "posterior.png").stat().st_size > 0 and (recovered / "ppc.png").stat().st_size > 0
+
+
+def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_path):
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *RECOVERY, f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    try:
+        done = 0
+        while done < 2 and proc.poll() is None:  # kill once two generations are in abc.db
+            time.sleep(0.2)
+            if (run_dir / "abc.db").exists():
+                try:
+                    with sqlite3.connect(run_dir / "abc.db") as db:
+                        done = db.execute("select count(*) from populations where t >= 0").fetchone()[0]
+                except sqlite3.Error:
+                    pass
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (run_dir / "posterior.parquet").exists()
+    calibrate([*RECOVERY, "resume=true"], run_dir)
+    resumed = pl.read_parquet(run_dir / "posterior.parquet")
+    assert resumed.equals(pl.read_parquet(recovered / "posterior.parquet"))
+
+
+def test_a_finished_calibration_is_not_overwritten_without_resume(recovered):
+    with pytest.raises(Exception, match="resume=true"):
+        calibrate(RECOVERY, recovered)
+
+
+def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
+    targets = tmp_path / "unreachable.yaml"
+    targets.write_text("""
+name: unreachable
+targets:
+  - {name: clustering, statistic: network_clustering, observed: 3.0, scale: 0.1,
+     source: impossible (at most 1)}
+  - {name: innovations, statistic: innovations_per_hte, observed: 2.0, scale: 0.5, source: test}
+""")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [*RECOVERY[:5], f"calibration.targets={targets}", "calibration.population=20",
+                 "calibration.generations=2", "calibration.ppc_draws=20", "tracking=mlflow",
+                 f"tracking.uri={uri}"]
+    result = calibrate(overrides, tmp_path / "run")
+    ppc = pl.read_parquet(tmp_path / "run" / "ppc.parquet")
+    row = ppc.filter(pl.col("target") == "clustering").row(0, named=True)
+    assert row["inside"] is False and row["verdict"] == "not reproduced"
+    assert row["high"] < 1.0
+    assert any("clustering" in line and "not reproduced" in line for line in result.lines)
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    history = client.get_metric_history(result.mlflow_run_id, "epsilon")
+    assert sorted(m.step for m in history) == [0, 1]  # progress per generation in MLflow
+
+
+def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
+    point = json.loads((recovered / "calibration.json").read_text())["mean"]
+    overrides = ["experiment=compare_governance", f"calibration.use={recovered}", "cluster=small",
+                 "executor=serial", "tracking=none"]
+    config, full = posterior_point(load_config(overrides), overrides)
+    planned = plan(config, full, tmp_path / "compare")
+    assert len(planned.scenarios) == 6
+    for sc in planned.scenarios:  # every governance scenario runs at the posterior mean
+        assert sc.config.model.transfer_efficiency == pytest.approx(point["model.transfer_efficiency"])
+        assert sc.config.model.innovation_rate == pytest.approx(point["model.innovation_rate"])
+    with pytest.raises(ConfigError, match="calibration.use"):
+        posterior_point(load_config([f"calibration.use={tmp_path}"]), [])
+
+
+@pytest.mark.parametrize("text, key", [
+    ("targets: []", "targets"),
+    ("name: x\ntargets:\n  - {name: a, statistic: hte_exits, scale: 1}", "targets[0].observed"),
+    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 0}", "targets[0].scale"),
+    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, colour: red}",
+     "targets[0].colour"),
+    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, aggregate: mode}",
+     "targets[0].aggregate"),
+])
+def test_malformed_target_files_name_the_field(text, key):
+    import yaml
+
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        parse_targets(yaml.safe_load(text), "f.yaml")
+
+
+@pytest.mark.parametrize("statistic, bad", [
+    ("statistic: no_such_outcome", "no_such_outcome"),
+    ("statistic: hte_knowledge_mean@7", "hte_knowledge_mean@7"),  # not a recorded step
+    ("statistic: hte_exits, per: cluster.nothing", "cluster.nothing"),
+])
+def test_unknown_statistics_are_refused_naming_them(tmp_path, statistic, bad):
+    path = tmp_path / "t.yaml"
+    path.write_text(f"targets:\n  - {{name: a, {statistic}, observed: 1, scale: 1}}\n")
+    with pytest.raises(ConfigError, match=bad) as info:
+        resolve_targets(load_config(["experiment=calibrate", "model.steps=12",
+                                     f"calibration.targets={path}"]))
+    assert "allowed" in str(info.value)
+
+
+def test_the_default_targets_are_cited_and_resolve():
+    targets = resolve_targets(load_config(["experiment=calibrate", "model.steps=12"]))
+    assert targets and all(t.source for t in targets)
+    assert (CONF_DIR / "targets" / "default.yaml").is_file()
+
+
+def test_cli_exits_2_on_a_missing_or_bad_target_file(cli, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    out = cli("experiment=calibrate", f"calibration.targets={missing}", "tracking=none", "executor=serial")
+    assert out.returncode == 2, out.stderr
+    assert str(missing) in out.stderr and "calibration.targets" in out.stderr
+    assert "Traceback" not in out.stderr
