@@ -24,9 +24,9 @@ from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.calibrate import posterior_point, resolve_targets
 from kibs_mc.experiments.pipeline import plan, run_experiment
 
-TRUTH = {"model.transfer_efficiency": 0.6, "model.innovation_rate": 0.02}
+TRUTH = {"model.transfer_efficiency": 0.6, "model.imitation_rate": 0.02}
 PARAMETERS = ("calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8},"
-              "{key: model.innovation_rate, low: 0.002, high: 0.05, scale: log}]")
+              "{key: model.imitation_rate, low: 0.002, high: 0.05, scale: log}]")
 RECOVERY = ["experiment=calibrate", "executor=serial", "tracking=none", "model.steps=36", PARAMETERS,
             "calibration.targets=synthetic", "calibration.template=recovery",
             *(f"calibration.truth.{k}={v}" for k, v in TRUTH.items()),
@@ -134,7 +134,7 @@ def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
     assert len(planned.scenarios) == 6
     for sc in planned.scenarios:  # every governance scenario runs at the posterior mean
         assert sc.config.model.transfer_efficiency == pytest.approx(point["model.transfer_efficiency"])
-        assert sc.config.model.innovation_rate == pytest.approx(point["model.innovation_rate"])
+        assert sc.config.model.imitation_rate == pytest.approx(point["model.imitation_rate"])
     with pytest.raises(ConfigError, match="calibration.use"):
         posterior_point(load_config([f"calibration.use={tmp_path}"]), [])
 

@@ -257,7 +257,7 @@ def register_configs() -> None:
     read (``cluster_schema``, ``governance_schema``)."""
     cs = ConfigStore.instance()
     root = _schema(Config)
-    # calibration.truth takes any config key (calibration.truth.model.innovation_rate=0.02):
+    # calibration.truth takes any config key (calibration.truth.model.imitation_rate=0.02):
     # the one open node, its keys are checked against the configuration by the calibrate kind.
     OmegaConf.set_struct(root.calibration.truth, False)
     cs.store(name="config_schema", node=root)

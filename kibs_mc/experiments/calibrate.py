@@ -52,7 +52,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def truth_of(config: Config) -> dict[str, float]:
-    """``calibration.truth`` as dotted keys (``model.innovation_rate`` -> 0.02)."""
+    """``calibration.truth`` as dotted keys (``model.imitation_rate`` -> 0.02)."""
     return _flatten(dict(config.calibration.truth))
 
 
@@ -71,7 +71,7 @@ def set_values(config: Config, values: dict[str, float], what: str) -> Config:
                 raise ConfigError(
                     f"{what}.{key}" if what else key,
                     value,
-                    "allowed: a numeric key of the configuration (e.g. model.innovation_rate) "
+                    "allowed: a numeric key of the configuration (e.g. model.imitation_rate) "
                     "with a value its field accepts",
                 )
     assert out is not None
@@ -185,7 +185,7 @@ def synthetic_targets(config: Config, template: list[Target], executor: Executor
             "calibration.truth",
             {},
             "allowed: at least one key=value with calibration.targets="
-            "synthetic (e.g. calibration.truth.model.innovation_rate=0.02)",
+            "synthetic (e.g. calibration.truth.model.imitation_rate=0.02)",
         )
     at = set_values(config, truth, "calibration.truth")
     simulator = Simulator(at, (), tuple(template), 1)
