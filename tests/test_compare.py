@@ -26,7 +26,7 @@ def store(tmp_path_factory):
     runs = {}
     for name, args in {
         "a": ["experiment=compare_governance", "replicates=4", *FAST],
-        "b": ["experiment=compare_governance", "replicates=5", *FAST, "governance.unit_cost.business=2",
+        "b": ["experiment=compare_governance", "replicates=5", *FAST, "governance.unit_cost.business=0.2",
               "model.steps=15"],
         "cj": ["model=cowan_jonard", "model.agents=40", "model.degree=4", "model.categories=4",
                "replicates=3", "executor=serial"],
@@ -53,8 +53,8 @@ def test_list_shows_what_differs_between_runs_at_80_columns(store, capsys):
     flat = " ".join(out.split())
     for run_id, run_dir in runs.values():
         assert run_id[:8] in out and run_dir.name in out
-    assert "differs: governance.unit_cost.business=2.0 model.steps=15" in flat
-    assert "differs: governance.unit_cost.business=1.0 model.steps=20" in flat
+    assert "differs: governance.unit_cost.business=0.2 model.steps=15" in flat
+    assert "differs: governance.unit_cost.business=0.1 model.steps=20" in flat
     assert "compare_governance: 6 scenarios x 5 replicates" in flat
 
 
@@ -80,7 +80,7 @@ def test_diff_gives_a_ci_for_each_difference_and_warns_of_another_model(store, c
     (a, dir_a), (b, dir_b) = runs["a"], runs["b"]
     status, out, err = compare(capsys, "--uri", uri, "diff", a, b, "--outcome", "innovations_total")
     assert status == 0
-    assert "governance.unit_cost.business: 1.0" in " ".join(out.split())
+    assert "governance.unit_cost.business: 0.1" in " ".join(out.split())
     assert "warning" in err and "model.steps: 20 vs 15" in err
     ra = pl.read_parquet(dir_a / "replicates.parquet").filter(pl.col("scenario") == "information")
     rb = pl.read_parquet(dir_b / "replicates.parquet").filter(pl.col("scenario") == "information")
