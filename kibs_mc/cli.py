@@ -13,6 +13,7 @@ import atexit
 import os
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,6 +29,7 @@ from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.experiments import ExperimentResult, run_experiment
 from kibs_mc.run.lock import lock_run_dir
 from kibs_mc.terminal import results_table, run_size, verdict_column, with_verdict
+from kibs_mc.tracking.mlflow import hide_credentials, hide_uri_override
 
 #: Highest exit status of the jobs of a multirun so far (a job's failure must not stop the sweep).
 _multirun_status = 0
@@ -117,6 +119,9 @@ def hydra_main(cfg: DictConfig) -> None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         config = to_config(cfg)
+        # A URI from a config file or an interpolation: no credentials in what is written.
+        config = replace(config, tracking=replace(config.tracking,
+                                                  uri=hide_credentials(config.tracking.uri)))
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
         fail(error)
@@ -233,6 +238,8 @@ def main() -> None:
     """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
     exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
     try:
+        # Credentials in tracking.uri never reach Hydra's .hydra/ files, plan.json or MLflow.
+        sys.argv[1:] = [hide_uri_override(a) for a in sys.argv[1:]]
         try:
             argv, search = config_dirs(sys.argv[1:])
             if all(not a.startswith("-") for a in argv):

@@ -33,8 +33,11 @@ def post(base: str, path: str, body: dict) -> dict:
         return json.load(r)
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """One server for the module's tests (each logs to its own experiment): it takes a while
+    to start."""
+    tmp_path = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
@@ -90,3 +93,24 @@ def test_experiment_child_runs_tags_metrics_and_plots_reach_the_server(mlflow_se
     files = {f["path"] for f in get(mlflow_server, "/api/2.0/mlflow/artifacts/list",
                                     run_id=parent_id).get("files", [])}
     assert {"effects.png", "distributions.png", "report.html", "replicates.parquet"} <= files
+
+
+def test_credentials_in_the_tracking_uri_are_sent_but_never_written(mlflow_server, cli, tmp_path):
+    """user:password in tracking.uri reach the server as basic auth (MLFLOW_TRACKING_USERNAME /
+    _PASSWORD), not the run directory, Hydra's files, the terminal, params or artifacts."""
+    secret = "s3cret-pw"
+    authed = mlflow_server.replace("http://", f"http://ann:{secret}@")
+    proc = cli("model=cowan_jonard", "model.agents=60", "model.degree=4", "replicates=2",
+               "executor=serial", f"tracking.uri={authed}", "tracking.experiment_name=secret-test",
+               "hydra.run.dir=run")
+    assert proc.returncode == 0, proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not written
+    experiment = get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name",
+                     experiment_name="secret-test")["experiment"]
+    runs = post(mlflow_server, "/api/2.0/mlflow/runs/search",
+                {"experiment_ids": [experiment["experiment_id"]], "max_results": 10})["runs"]
+    assert runs and secret not in json.dumps(runs)
+    params = {p["key"]: p["value"] for r in runs for p in r["data"].get("params", [])}
+    assert params["tracking.uri"] == mlflow_server

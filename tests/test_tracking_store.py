@@ -1,5 +1,5 @@
 """The MLflow store survives runs started at once, and kibs-mc-compare answers a store it cannot
-read with one line and exit 2."""
+read with one line and exit 2; credentials in a tracking URI are never written."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
 from kibs_mc.tracking.compare import main as compare
+from kibs_mc.tracking.mlflow import connect_uri, hide_credentials
 
 SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none",
          "executor=serial", "replicates=2"]
@@ -53,3 +54,16 @@ def test_compare_on_an_unreachable_server_says_so_in_one_line(monkeypatch, capsy
     assert compare(["--uri", f"http://127.0.0.1:{closed_port()}", "list"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kibs-mc-compare: cannot read the MLflow store") and "\n" not in err
+
+
+def test_credentials_leave_the_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert hide_credentials("https://ann:p%40ss@mlflow.example:5000/x") == "https://mlflow.example:5000/x"
+    import os
+
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("ann", "p@ss")
+    db = "postgresql://ann:secret@db.example/mlflow"
+    assert hide_credentials(db) == "postgresql://ann:***@db.example/mlflow"
+    assert connect_uri(hide_credentials(db)) == db
+    assert hide_credentials("sqlite:///mlflow.db") == "sqlite:///mlflow.db"

@@ -41,7 +41,9 @@ STRUCTURE = ("model.", "cluster.")
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    from kibs_mc.tracking.mlflow import connect_uri
+
+    return MlflowClient(tracking_uri=connect_uri(uri))
 
 
 def _runs(uri: str, experiment: str) -> list:
@@ -292,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("run_a")
     diff.add_argument("run_b")
     args = parser.parse_args(argv)
+    from kibs_mc.tracking.mlflow import hide_credentials
+
+    args.uri = hide_credentials(args.uri)  # no password in messages
     console = Console()
     try:
         if args.uri.startswith("sqlite:///"):

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,49 @@ ARTIFACTS = ("posterior.parquet", "ppc.parquet", "parameters.parquet", "generati
              "sensitivity.parquet", "errors.parquet", "config.yaml", "report.md", "report.html", "*.png")
 #: Metrics logged with a step on the parent run (name -> values by step; e.g. per generation).
 STEPS_FILE = "mlflow_steps.json"
+
+
+#: Database store URIs whose password was replaced by ``***``: redacted form -> full form. Kept
+#: in this process's memory only, so the password is never written or logged.
+_SECRET_URIS: dict[str, str] = {}
+
+
+def hide_credentials(uri: str) -> str:
+    """``uri`` with no password in it, to be used, written and logged in its place.
+
+    For an HTTP(S) server the user and password move to ``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD`` in this process's environment (MLflow sends them as basic
+    auth); for a database store (``postgresql://user:pw@host/db``) the password becomes
+    ``***`` and :func:`connect_uri` gives the full URI back for the connection.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return uri
+    user, colon, password = userinfo.partition(":")
+    if parts.scheme in ("http", "https"):
+        os.environ["MLFLOW_TRACKING_USERNAME"] = urllib.parse.unquote(user)
+        if colon:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = urllib.parse.unquote(password)
+        return urllib.parse.urlunsplit(parts._replace(netloc=hostport))
+    if not colon:
+        return uri  # a user name alone is no secret
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+    _SECRET_URIS[clean] = uri
+    return clean
+
+
+def hide_uri_override(override: str) -> str:
+    """A ``tracking.uri=...`` command-line override with :func:`hide_credentials` applied."""
+    key, eq, value = override.partition("=")
+    if eq and key.lstrip("+~") == "tracking.uri":
+        return f"{key}={hide_credentials(value)}"
+    return override
+
+
+def connect_uri(uri: str) -> str:
+    """The URI to connect with: the full form of a URI :func:`hide_credentials` redacted."""
+    return _SECRET_URIS.get(uri, uri)
 
 
 def bounded_http_retries() -> None:
@@ -170,7 +214,7 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
                     period: tuple[float, float] | None) -> str:
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_tracking_uri(connect_uri(tracking.uri))
     experiment_id = mlflow.set_experiment(tracking.experiment_name).experiment_id
     run_dir = Path(run_dir)
     tags = {"kibs_mc.experiment": config.experiment.name, "kibs_mc.run_dir": str(run_dir.resolve())}
@@ -247,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI ...]``: log a finished run later."""
     import sys
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = [hide_uri_override(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not args or args[0].startswith("-"):
         print("usage: python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI] [tracking.experiment_name=NAME]",
               file=sys.stderr)
