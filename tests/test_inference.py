@@ -238,9 +238,13 @@ def test_the_executive_summary_names_the_best_and_who_it_is_not_relevantly_ahead
     rows = long_rows(crn(rng, 300, [100.0, 109.0, 110.0, 100.5], shared=5.0, own=0.5), names)
     family = contrasts(rows, ["y"], names, "baseline", seed=3, min_effect=0.02)
     effects = decide_effects(paired_effects(rows, ["y"], "baseline", seed=3, min_effect=0.02), family)
-    ranked = ranks(rows, ["y"], names, seed=3)
+    # equal budgets, up to the float noise of summed spending
+    cost = pl.DataFrame({"scenario": names, "cost": [0.0, 1800.0, 1800.0 + 1.3e-10, 1800.0 - 2e-11]})
+    rows = rows.join(cost, on="scenario")
+    ranked = ranks(rows, ["y", "cost"], names, seed=3, lower_is_better=["cost"])
     text = "\n".join(executive_summary(
-        Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm"), ["y"]))
+        Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm", cost="cost"), ["y"]))
+    assert "the same budget as every other policy" in text
     assert "Best for `y` (higher is better): `b`" in text
     assert "Not clearly ahead of `a`" in text and "beyond chance, but smaller than" in text
     assert "clearly ahead of the other 2" in text

@@ -144,7 +144,8 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
         others = f.ranks.filter((pl.col("outcome") == f.cost) & (pl.col("scenario") != f.baseline))
         if cost.height and others.height:
             c = cost["mean"][0]
-            equal = others["mean"].max() == others["mean"].min()
+            spread = others["mean"].to_numpy()
+            equal = bool(spread.max() - spread.min() <= 1e-9 * max(abs(spread).max(), 1.0))
             budget = "the same budget as every other policy" if equal else \
                 "a budget that differs from the others'"
             per = f.effects.filter((pl.col("outcome") == f.objective) & (pl.col("scenario") == best))
