@@ -182,3 +182,30 @@ def test_a_chunk_failing_in_the_driver_gives_the_executors_error():
     assert out["message"] is not None and "failed in the driver" in out["message"]
     assert "ValueError: bad chunk" in out["message"]
     assert {0, 1, 2} <= set(out["handed"])
+
+
+def test_a_local_cluster_listens_on_127_0_0_1_only():
+    """Every socket the driver and the cluster it started listen on, read while tasks run."""
+    result = run_script("""
+        import psutil
+
+        def listening():
+            me = psutil.Process()
+            pids = {me.pid} | {p.pid for p in me.children(recursive=True)}
+            return sorted({(c.laddr.ip, psutil.Process(c.pid).name()) for c in psutil.net_connections("inet")
+                           if c.status == psutil.CONN_LISTEN and c.pid in pids})
+
+        sockets, remote = [], 0
+        executor = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1, chunk_size=1))
+        with executor:
+            for item, (i, pid, thread, _) in executor.map_unordered(work, range(100)):
+                remote += pid != os.getpid()
+                if remote == 1:  # a Ray worker ran it: the whole cluster is up
+                    sockets = listening()
+            sockets = sockets or listening()  # the cluster is up until the executor closes
+        print(json.dumps({"sockets": sockets}))
+    """)
+    sockets = result["sockets"]
+    names = {name for _, name in sockets}
+    assert {"gcs_server", "raylet"} <= names, sockets
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in sockets), sockets

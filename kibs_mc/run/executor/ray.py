@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import chain, islice
 from typing import Any, TypeVar
 
@@ -75,13 +76,15 @@ class RayExecutor(Executor):
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def _init_local(self) -> None:
-        """Start the local cluster (blocking, in the calling thread)."""
+        """Start the local cluster (blocking, in the calling thread), listening on 127.0.0.1
+        only: a cluster of this one machine has nothing to say to the network."""
         self._started_here = True  # from here on, close() must stop whatever did start
         # Ray 2.60 turns token authentication on for a new local cluster (a token in
         # ~/.ray/auth_token, generated if missing) and warns about it on every run: keep the
         # behaviour, drop the warning (setting RAY_AUTH_MODE here is too late: Ray caches it).
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
+        with _loopback_only(self._ray):
+            self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         iterator = iter(items)
@@ -314,3 +317,23 @@ def _check_reachable(address: str) -> None:
             f"({exc.strerror or exc}). Allowed: the address of a running Ray cluster "
             "(`ray start --head` prints it), 'auto' on one of its nodes, or null for a new local cluster."
         ) from None
+
+
+@contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """Make ``ray.init`` start a cluster bound to 127.0.0.1 (GCS, raylet, workers, agents).
+
+    On Linux ``ray.init`` gives a new cluster the machine's network address, and its servers
+    listen on every interface; ``_node_ip_address="127.0.0.1"`` is turned back into that
+    address. Ray's loopback mode (its default on macOS and Windows, switched by
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read once when Ray is imported) gives the node the
+    address 127.0.0.1, and every server binds to it. tests/test_executor.py reads the listening
+    sockets of a run, so a Ray upgrade that changes this is caught.
+    """
+    constants = ray._private.ray_constants
+    saved = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
