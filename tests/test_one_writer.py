@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 #: About 0.15 s per replicate on one core, 15 chunks: a SIGINT after the first part lands
 #: while the kernels run.
-LONG = ["cluster=small", "model.steps=600", "tracking=none", "executor=serial", "replicates=30",
+LONG = ["cluster=small", "model.steps=600", "tracking=none", "executor=serial", "replicates=200",
         "executor.chunk_size=2"]
 
 
