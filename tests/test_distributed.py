@@ -85,10 +85,17 @@ def test_address_and_job_submit_match_the_serial_executor(ray_nodes, tmp_path):
     assert pl.read_parquet(tmp_path / "address" / "replicates.parquet").equals(want)
     # `ray job submit`: the same CLI as the job's entrypoint, RAY_ADDRESS set by Ray.
     ray_nodes.wait_for_dashboard()
-    job = subprocess.run(
-        [RAY, "job", "submit", f"--address={ray_nodes.dashboard_url}", "--",
-         sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
-        env=ray_nodes.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    # The dashboard answers before its job agent has registered; until then Ray refuses the
+    # submission ("No available agent to submit job, please try again later"): retry that only.
+    deadline = time.monotonic() + 120
+    while True:
+        job = subprocess.run(
+            [RAY, "job", "submit", f"--address={ray_nodes.dashboard_url}", "--",
+             sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
+            env=ray_nodes.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        if "No available agent to submit job" not in job.stderr + job.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout + job.stderr
     assert pl.read_parquet(tmp_path / "job" / "replicates.parquet").equals(want)
