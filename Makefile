@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/kibs-mc experiment=compare_governance
 
+# One pytest worker per core, each taking whole test files (a file's module fixtures, e.g. the
+# one-node Slurm or an attached Ray cluster, are set up once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

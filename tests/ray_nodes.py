@@ -58,6 +58,11 @@ def process_title(pid: int) -> str:
         return ""
 
 
+#: Ports ``ray start`` would otherwise take at fixed defaults, one set per node.
+AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+               "runtime-env-agent-port")
+
+
 class RayNodes:
     """``ray start --head`` on 127.0.0.1 plus worker nodes, each in its own session."""
 
@@ -94,6 +99,10 @@ class RayNodes:
 
     def _start(self, args: list[str], name: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the node
+        # Ray's fixed default ports (dashboard agent 52365, client server 10001, ...) would be
+        # shared with any other Ray cluster on this machine (tests run in parallel): a node whose
+        # agent could not bind its port has no job agent ("No available agent to submit job").
+        args = [*args, *(f"--{flag}={free_port()}" for flag in AGENT_PORTS)]
         proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -102,7 +111,7 @@ class RayNodes:
 
     def start_head(self, num_cpus: int = 1) -> None:
         args = ["--head", "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={num_cpus}",
-                f"--temp-dir={self.log_dir / 'ray'}"]
+                f"--temp-dir={self.log_dir / 'ray'}", f"--ray-client-server-port={free_port()}"]
         if self.dashboard:
             args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
                      f"--dashboard-port={self.dashboard_port}"]

@@ -45,14 +45,18 @@ def compare(capsys, *args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.slow
-def test_list_shows_what_differs_between_runs_at_80_columns(store, capsys):
+def test_list_shows_what_differs_between_runs_at_80_columns(store, capsys, monkeypatch):
     uri, runs = store
+    # Run dirs are shown relative to the working directory (an absolute temporary path is
+    # long enough to be folded across lines, as any long path would be).
+    root = next(iter(runs.values()))[1].parent
+    monkeypatch.chdir(root.parent)
     status, out, _ = compare(capsys, "--uri", uri, "list")
     assert status == 0
     assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
     flat = " ".join(out.split())
     for run_id, run_dir in runs.values():
-        assert run_id[:8] in out and run_dir.name in out
+        assert run_id[:8] in out and f"{root.name}/{run_dir.name}" in out
     assert "differs: governance.unit_cost.business=0.2 model.steps=15" in flat
     assert "differs: governance.unit_cost.business=0.1 model.steps=20" in flat
     assert "compare_governance: 6 scenarios x 5 replicates" in flat
