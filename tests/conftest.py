@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,3 +52,21 @@ def cli(tmp_path):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts real Ray clusters or processes (seconds to a minute); "
                             "still part of `make test`")
+
+
+def cut_run(run_dir: Path, dest: Path, below: int) -> Path:
+    """A copy of a finished run directory as if the run had been killed once replicates
+    ``0..below-1`` of each scenario were written: later rows leave the chunk parts, whose
+    metadata (plan fingerprint, chunk keys) stays true to what they hold."""
+    shutil.copytree(run_dir, dest)
+    for part in (dest / "chunks").glob("*.parquet"):
+        if "timeseries" in part.name or "errors" in part.name:
+            continue
+        kept = pl.read_parquet(part).filter(pl.col("replicate") < below)
+        if kept.height:
+            meta = {k: v for k, v in pl.read_parquet_metadata(part).items() if k.startswith("kibs_mc.")}
+            meta["kibs_mc.chunks"] = json.dumps(sorted(kept["_chunk"].unique().to_list()))
+            kept.write_parquet(part, metadata=meta)
+        else:
+            part.unlink()
+    return dest

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import polars as pl
 import pytest
@@ -12,6 +10,7 @@ from kibs_mc.analysis.effects import choose_baseline, paired_effects
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
+from tests.conftest import cut_run
 
 
 def synthetic(n: int, effect: float, rng: np.random.Generator, shared_sd: float = 3.0,
@@ -170,25 +169,12 @@ def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
 
 def test_resumed_adaptive_run_takes_the_same_decisions(tmp_path):
     """Interrupted in a later round, a resumed adaptive run ends with the uninterrupted rows."""
-    import shutil
-
     adaptive = ["replicates=5", "executor.chunk_size=2", "experiment.max_replicates=200",
                 "experiment=single", "experiment.precision.outcome=knowledge_cv",
                 "experiment.precision.half_width=0.1"]
     full = run(tmp_path, "full", *adaptive)
     assert full.rows.height > 30, "the target should need several rounds"
-    cut = tmp_path / "cut"
-    shutil.copytree(full.run_dir, cut)
-    for part in (cut / "chunks").glob("*.parquet"):
-        if "timeseries" in part.name or "errors" in part.name:
-            continue
-        kept = pl.read_parquet(part).filter(pl.col("replicate") < 30)  # as if killed mid-run
-        if kept.height:  # the part's metadata names its plan and, now, fewer chunks
-            meta = {k: v for k, v in pl.read_parquet_metadata(part).items() if k.startswith("kibs_mc.")}
-            meta["kibs_mc.chunks"] = json.dumps(sorted(kept["_chunk"].unique().to_list()))
-            kept.write_parquet(part, metadata=meta)
-        else:
-            part.unlink()
+    cut = cut_run(full.run_dir, tmp_path / "cut", below=30)  # as if killed mid-run
     overrides = [*SMALL, *adaptive, "resume=true"]
     resumed = run_experiment(load_config(overrides), overrides, cut)
     assert resumed.reused_chunks > 0

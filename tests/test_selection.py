@@ -3,15 +3,13 @@ inference files and executive summary of a run (issue 13)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import polars as pl
 import pytest
 
 from kibs_mc.config import load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.pipeline import run_experiment
+from tests.conftest import cut_run
 
 SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
          "experiment=cj_docking", "executor=serial", "tracking=none", "executor.chunk_size=5"]
@@ -48,18 +46,7 @@ def test_selection_runs_kn_rounds_through_the_pipeline_and_resumes_to_the_same_d
         assert sel["replicates"].max() == 60 and "Not certified" in full.report.read_text()
     assert any("Kim & Nelson" in n or "KN" in n for n in full.notes)
     # Interrupted after the first rounds, a resumed run replays KN to the same end.
-    cut = tmp_path / "cut"
-    shutil.copytree(full.run_dir, cut)
-    for part in (cut / "chunks").glob("*.parquet"):
-        if "timeseries" in part.name or "errors" in part.name:
-            continue
-        kept = pl.read_parquet(part).filter(pl.col("replicate") < 25)
-        if kept.height:  # the part's metadata names its plan and, now, fewer chunks
-            meta = {k: v for k, v in pl.read_parquet_metadata(part).items() if k.startswith("kibs_mc.")}
-            meta["kibs_mc.chunks"] = json.dumps(sorted(kept["_chunk"].unique().to_list()))
-            kept.write_parquet(part, metadata=meta)
-        else:
-            part.unlink()
+    cut = cut_run(full.run_dir, tmp_path / "cut", below=25)
     resumed = run(cut, *SELECT, "resume=true")
     assert resumed.reused_chunks > 0
     assert resumed.rows.equals(full.rows)
