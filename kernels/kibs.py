@@ -48,6 +48,7 @@ INT = 4
 FIN = 5
 #: Type names in type order (the order of every per-type list in ``conf/cluster``).
 TYPE_NAMES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
+N_TYPES = 6
 
 # Ledger accounts (Workspace.ledger, money summed over the run).
 GOV_SPENT = 0  # government money paid into the cluster by the four instruments
@@ -120,6 +121,9 @@ class Workspace(NamedTuple):
     ledger: np.ndarray  # float64 (N_LEDGER): money over the run, by account
     tally: np.ndarray  # int64 (N_TALLY): counts over the run
     recipients: np.ndarray  # int64 (4): agents reached by each instrument this step
+    type_start: np.ndarray  # int64 (N_TYPES + 1): type t holds by_type[type_start[t]:type_start[t + 1]]
+    by_type: np.ndarray  # int64 (n): slots grouped by type, in slot order (a slot keeps its type)
+    ranking: np.ndarray  # int64 (n): scratch, living KIBS of one type best first (:func:`rank_kibs`)
 
 
 class TypeTraits(NamedTuple):
@@ -674,7 +678,6 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     tied) counts; the tie becomes a partnership of weight 1 that does not decay.
     Returns the partner, or -1 if none.
     """
-    agent_type = agents.agent_type
     knowledge = agents.knowledge
     alive = agents.alive
     indptr = ties.indptr
@@ -684,14 +687,17 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     n_t = 0
     m_p = 0.0
     n_p = 0
-    for j in range(agent_type.shape[0]):
-        if not alive[j]:
-            continue
-        if agent_type[j] == T_KIBS:
+    by_type = work.by_type
+    start = work.type_start
+    for s in range(start[T_KIBS], start[T_KIBS + 1]):
+        j = by_type[s]
+        if alive[j]:
             for f in range(d):
                 k_t += knowledge[j, f]
             n_t += 1
-        elif agent_type[j] == P_KIBS:
+    for s in range(start[P_KIBS], start[P_KIBS + 1]):
+        j = by_type[s]
+        if alive[j]:
             m_p += agents.manage[j]
             n_p += 1
     kbar_i = 0.0
@@ -703,8 +709,9 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     want = P_KIBS if manage_deficit > tech_deficit else T_KIBS
     best = -1
     best_value = 0.0
-    for j in range(agent_type.shape[0]):
-        if not alive[j] or agent_type[j] != want:
+    for s in range(start[want], start[want + 1]):
+        j = by_type[s]
+        if not alive[j]:
             continue
         tied = find_slot(ties, i, j) >= 0
         if not tied and row_len[j] >= indptr[j + 1] - indptr[j]:
@@ -735,19 +742,23 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
 
 
 @njit(cache=True, nogil=True)
-def contract_with(agents: Agents, ties: Ties, i: int, t: int, by_management: bool, prm: KibsParams) -> int:
-    """The KIBS of type t that serves i: its best tied one (:func:`best_tied`), else a new tie
-    (weight w_0) to the best living one with a free slot; -1 if none."""
-    j = best_tied(agents, ties, i, t, by_management)
-    if j >= 0:
-        return j
-    best = -1
-    best_value = -1.0
+def rank_kibs(agents: Agents, work: Workspace, t: int, by_management: bool) -> int:
+    """Fill ``work.ranking`` with the living agents of type t, best first by managerial
+    capability (by_management) or by total knowledge, ties by slot; returns how many.
+
+    Used by :func:`contract_with` within one instruments step, where these values do not change
+    (only HTEs learn and gain capability there), so the best KIBS with a free slot is the first
+    of the ranking with one."""
     knowledge = agents.knowledge
-    for k in range(agents.agent_type.shape[0]):
-        if agents.agent_type[k] != t or not agents.alive[k]:
-            continue
-        if ties.row_len[k] >= ties.indptr[k + 1] - ties.indptr[k]:
+    by_type = work.by_type
+    lo = work.type_start[t]
+    hi = work.type_start[t + 1]
+    slots = np.empty(hi - lo, dtype=np.int64)
+    values = np.empty(hi - lo)
+    m = 0
+    for s in range(lo, hi):
+        k = by_type[s]
+        if not agents.alive[k]:
             continue
         if by_management:
             value = agents.manage[k]
@@ -755,11 +766,35 @@ def contract_with(agents: Agents, ties: Ties, i: int, t: int, by_management: boo
             value = 0.0
             for f in range(knowledge.shape[1]):
                 value += knowledge[k, f]
-        if value > best_value:
-            best_value = value
-            best = k
-    if best >= 0 and add_tie(ties, i, best, prm.new_tie_weight, False):
-        return best
+        slots[m] = k
+        values[m] = -value
+        m += 1
+    order = np.argsort(values[:m], kind="mergesort")  # stable: equal values keep slot order
+    for r in range(m):
+        work.ranking[r] = slots[order[r]]
+    return m
+
+
+@njit(cache=True, nogil=True)
+def contract_with(agents: Agents, ties: Ties, work: Workspace, i: int, t: int, by_management: bool,
+                  prm: KibsParams, ranked: int, cursor: np.ndarray) -> int:
+    """The KIBS of type t that serves i: its best tied one (:func:`best_tied`), else a new tie
+    (weight w_0) to the best living one with a free slot; -1 if none.
+
+    The best with a free slot is the first in ``work.ranking[:ranked]`` (:func:`rank_kibs`) at
+    or after ``cursor[0]`` whose row is not full; slots only fill during the instruments step,
+    so the cursor only moves forward (O(1) amortised instead of a scan of every agent)."""
+    j = best_tied(agents, ties, i, t, by_management)
+    if j >= 0:
+        return j
+    ranking = work.ranking
+    while cursor[0] < ranked:
+        k = ranking[cursor[0]]
+        if ties.row_len[k] < ties.indptr[k + 1] - ties.indptr[k]:
+            break
+        cursor[0] += 1
+    if cursor[0] < ranked and add_tie(ties, i, ranking[cursor[0]], prm.new_tie_weight, False):
+        return ranking[cursor[0]]
     return -1
 
 
@@ -797,10 +832,12 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
     r = work.recipients
     if prm.management_money > 0.0 and r[1] > 0:
         money = prm.management_money / r[1]
+        ranked = rank_kibs(agents, work, P_KIBS, True)
+        cursor = np.zeros(1, dtype=np.int64)
         for i in range(n):
             if not (agents.alive[i] and agents.consulted[i] and agents.agent_type[i] == HTE):
                 continue
-            j = contract_with(agents, ties, i, P_KIBS, True, prm)
+            j = contract_with(agents, ties, work, i, P_KIBS, True, prm, ranked, cursor)
             if j < 0:
                 continue
             capital[j] += money
@@ -815,14 +852,17 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         service = voucher * (1.0 - prm.platform_fee_share)
         platform = voucher * prm.platform_fee_share
         unis = 0
-        for k in range(n):
-            if agents.alive[k] and agents.agent_type[k] == UNI:
+        for s in range(work.type_start[UNI], work.type_start[UNI + 1]):
+            if agents.alive[work.by_type[s]]:
                 unis += 1
         knowledge = agents.knowledge
+        ranked = rank_kibs(agents, work, T_KIBS, False)
+        cursor = np.zeros(1, dtype=np.int64)
+        paid = 0
         for i in range(n):
             if not (agents.alive[i] and agents.member[i] and agents.agent_type[i] == HTE):
                 continue
-            j = contract_with(agents, ties, i, T_KIBS, False, prm)
+            j = contract_with(agents, ties, work, i, T_KIBS, False, prm, ranked, cursor)
             if j >= 0 and service > 0.0:
                 capital[j] += service
                 ledger[GOV_SPENT] += service
@@ -836,17 +876,19 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
                         knowledge[i, f] += g
                         work.gained[i] += g
             if unis > 0 and platform > 0.0:
-                each = platform / unis
-                for k in range(n):
-                    if agents.alive[k] and agents.agent_type[k] == UNI:
-                        capital[k] += each
+                paid += 1
                 ledger[GOV_SPENT] += platform
                 ledger[GOV_BUSINESS] += platform
+        if paid > 0:  # the platform fees of all members, paid to the living UNI at once
+            each = paid * (platform / unis)
+            for s in range(work.type_start[UNI], work.type_start[UNI + 1]):
+                if agents.alive[work.by_type[s]]:
+                    capital[work.by_type[s]] += each
     if prm.information_money > 0.0 and r[3] > 0:
         each = prm.information_money / r[3]
-        for k in range(n):
-            if agents.alive[k] and agents.agent_type[k] == INT:
-                capital[k] += each
+        for s in range(work.type_start[INT], work.type_start[INT + 1]):
+            if agents.alive[work.by_type[s]]:
+                capital[work.by_type[s]] += each
         ledger[GOV_SPENT] += prm.information_money
         ledger[GOV_INFORMATION] += prm.information_money
 
@@ -1331,8 +1373,19 @@ def average_clustering(ties: Ties, alive: np.ndarray) -> float:
 def workspace(agents: Agents) -> Workspace:
     """Fresh scratch arrays for a replicate of these agents (order = identity, totals 0)."""
     n = agents.agent_type.shape[0]
+    type_start = np.zeros(N_TYPES + 1, dtype=np.int64)
+    for i in range(n):
+        type_start[agents.agent_type[i] + 1] += 1
+    for t in range(N_TYPES):
+        type_start[t + 1] += type_start[t]
+    by_type = np.empty(n, dtype=np.int64)
+    fill = type_start[:-1].copy()
+    for i in range(n):
+        by_type[fill[agents.agent_type[i]]] = i
+        fill[agents.agent_type[i]] += 1
     return Workspace(np.zeros(n), np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]),
-                     np.zeros(N_LEDGER), np.zeros(N_TALLY, dtype=np.int64), np.zeros(4, dtype=np.int64))
+                     np.zeros(N_LEDGER), np.zeros(N_TALLY, dtype=np.int64), np.zeros(4, dtype=np.int64),
+                     type_start, by_type, np.zeros(n, dtype=np.int64))
 
 
 @njit(cache=True, nogil=True)

@@ -206,11 +206,15 @@ def spatial_typed(
     sigma_max = 0.0
     for t in range(agent_type.shape[0]):
         sigma_max = max(sigma_max, sociability[agent_type[t]])
-    # Grid of k x k cells over the agents' bounding box, about 16 agents a cell.
-    k = max(1, int(np.sqrt(n / 16.0)))
+    # Grid of k x k cells over the agents' bounding box, about 16 agents a cell, but cells no
+    # narrower than a quarter of the distance scale: the cell-pair loop then costs O(1) as n
+    # grows (at most (4 side / s)^4 / 2 pairs) while the bound q stays within a factor
+    # exp(sqrt(2) / 2) of every pair's distance term, so candidates stay O(ties).
     x0 = position[:, 0].min()
     y0 = position[:, 1].min()
-    width = max(position[:, 0].max() - x0, position[:, 1].max() - y0, 1e-12) / k
+    side = max(position[:, 0].max() - x0, position[:, 1].max() - y0, 1e-12)
+    k = max(1, min(int(np.sqrt(n / 16.0)), int(np.ceil(4.0 * side / distance_scale))))
+    width = side / k
     cell = np.empty(n, dtype=np.int64)
     for i in range(n):
         cx = min(k - 1, int((position[i, 0] - x0) / width))
@@ -258,13 +262,9 @@ def spatial_typed(
                     if t >= count:
                         break
                 if a == b:  # t-th pair (u < v) of the cell's members, row by row
-                    u = 0
-                    rest = t
-                    while rest >= na - 1 - u:
-                        rest -= na - 1 - u
-                        u += 1
+                    u, v = _triangle_pair(t, na)
                     i = members[start[a] + u]
-                    j = members[start[a] + u + 1 + rest]
+                    j = members[start[a] + v]
                 else:
                     i = members[start[a] + t // nb]
                     j = members[start[b] + t % nb]
@@ -278,6 +278,21 @@ def spatial_typed(
                     dst[e] = max(i, j)
                     e += 1
     return edges_to_csr(n, src[:e], dst[:e])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _triangle_pair(t: int, m: int) -> tuple[int, int]:
+    """The t-th pair (u, v), u < v < m, in row-major order (0,1), (0,2) .. (0,m-1), (1,2) ..,
+    in O(1): row u starts at S(u) = u (2m - u - 1) / 2; u from the quadratic's root, then
+    corrected by whole steps against floating-point error."""
+    b = 2.0 * m - 1.0
+    u = int((b - np.sqrt(max(0.0, b * b - 8.0 * t))) / 2.0)
+    u = max(0, min(u, m - 2))
+    while u > 0 and u * (2 * m - u - 1) // 2 > t:
+        u -= 1
+    while (u + 1) * (2 * m - u - 2) // 2 <= t:
+        u += 1
+    return u, u + 1 + t - u * (2 * m - u - 1) // 2
 
 
 @njit(cache=True, nogil=True)

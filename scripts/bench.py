@@ -198,34 +198,42 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
             "ties": ties / replicates, "steps": config.model.steps}
 
 
-def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int) -> None:
+def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
+               governance: str = "baseline") -> None:
     """Agent-steps/s of the cluster kernel for the default cluster on one thread, and the cost
-    of one step as the cluster grows (ties here are undirected ties, averaged over steps)."""
+    of one step as the cluster grows (ties here are undirected ties, averaged over steps), under
+    one governance scenario (``baseline``: no instrument; ``all_four``: every instrument)."""
     import math
 
-    default = time_kibs(kibs_config(None, None), replicates)
+    extra = [f"governance={governance}"]
+    default = time_kibs(kibs_config(None, None, extra), replicates)
     agent_steps = default["agents"] * default["steps"]
     emit("kibs_agent_steps_per_s", agent_steps / default["run_s"], "agent-steps/s",
-         cluster="default", agents=default["agents"], steps=default["steps"], replicates=replicates,
+         cluster="default", governance=governance, agents=default["agents"], steps=default["steps"],
+         replicates=replicates,
          run_s=round(default["run_s"], 5), build_s=round(default["build_s"], 5), threads=1, **machine())
     points = []
     for agents in sizes:
         reps = max(1, min(replicates, round(50_000 / agents)))
-        t = time_kibs(kibs_config(agents, scaling_steps), reps, warm_up=False)  # compiled above
+        t = time_kibs(kibs_config(agents, scaling_steps, extra), reps, warm_up=False)  # compiled above
         per_step = t["run_s"] / t["steps"]
         points.append((t["agents"], t["ties"], per_step, t["build_s"]))
-        emit("kibs_step_s", per_step, "s", agents=t["agents"], ties=round(t["ties"], 1),
-             steps=t["steps"], replicates=reps, ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
+        emit("kibs_step_s", per_step, "s", governance=governance, agents=t["agents"],
+             ties=round(t["ties"], 1), steps=t["steps"], replicates=reps,
+             ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
              ns_per_tie_step=round(per_step / t["ties"] * 1e9, 1), build_s=round(t["build_s"], 4),
              **machine())
     if len(points) > 1:
         (a0, e0, s0, b0), (a1, e1, s1, b1) = points[0], points[-1]
         emit("kibs_step_growth_exponent_agents", math.log(s1 / s0) / math.log(a1 / a0), "exponent",
+             governance=governance,
              definition=f"log(step cost ratio)/log(agents ratio), {a0} -> {a1} agents; 1 = linear")
         emit("kibs_step_growth_exponent_ties", math.log(s1 / s0) / math.log(e1 / e0), "exponent",
+             governance=governance,
              definition=f"log(step cost ratio)/log(ties ratio), {a0} -> {a1} agents; 1 = linear")
         emit("kibs_build_growth_exponent_agents", math.log(b1 / b0) / math.log(a1 / a0), "exponent",
-             definition=f"cluster building (initial network) cost, {a0} -> {a1} agents; 2 = quadratic")
+             governance=governance,
+             definition=f"cluster building (agents, network, enrolment), {a0} -> {a1} agents; 1 = linear")
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -483,11 +491,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cj.add_argument("--meetings", type=int, default=2_000_000)
     cj.add_argument("--replicates", type=int, default=5)
     kibs = sub.add_parser("kibs", help="cluster kernel: agent-steps/s, step cost as the cluster grows")
-    kibs.add_argument("--sizes", type=int, nargs="+", default=[500, 5_000],
-                      help="agents of the growth series; 50000 takes minutes (the spatial network's "
-                      "O(n^2) build)")
+    kibs.add_argument("--sizes", type=int, nargs="+", default=[500, 5_000, 50_000],
+                      help="agents of the growth series (exponents from the first to the last)")
     kibs.add_argument("--steps", type=int, default=20, help="steps per replicate of the growth series")
     kibs.add_argument("--replicates", type=int, default=5)
+    kibs.add_argument("--governance", nargs="+", default=["baseline", "all_four"],
+                      help="governance scenarios, each a series (default: baseline and all_four)")
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
@@ -508,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "cj":
         bench_cj(args.agents, args.degree, args.categories, args.meetings, args.replicates)
     elif command == "kibs":
-        bench_kibs(args.sizes, args.steps, args.replicates)
+        for governance in args.governance:
+            bench_kibs(args.sizes, args.steps, args.replicates, governance)
     elif command == "startup":
         bench_startup()
     elif command == "pipeline":

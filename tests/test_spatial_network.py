@@ -7,6 +7,7 @@ visiting every pair; this checks it against the probabilities computed pair by p
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from kibs_mc.kernels.network import spatial_typed
 from kibs_mc.kernels.rng import new_state
 
@@ -41,13 +42,16 @@ def adjacency(indptr, indices, n):
     return a
 
 
-def test_every_pair_is_tied_with_its_probability():
+# scale 4.0: cells are never narrower than a quarter of the distance scale, so this puts every
+# agent in one cell and draws all pairs from the cell's own triangle (its O(1) pair index).
+@pytest.mark.parametrize("scale", [0.15, 4.0])
+def test_every_pair_is_tied_with_its_probability(scale):
     n, draws = 120, 400
     position, knowledge, agent_type = random_agents(n, 3)
-    p = pair_probabilities(position, knowledge, agent_type, 0.15, 1.0, 8.0)
+    p = pair_probabilities(position, knowledge, agent_type, scale, 1.0, 8.0)
     counts = np.zeros((n, n))
     for seed in range(draws):
-        a = adjacency(*spatial_typed(position, knowledge, agent_type, SOCIABILITY, 0.15, 1.0, 8.0,
+        a = adjacency(*spatial_typed(position, knowledge, agent_type, SOCIABILITY, scale, 1.0, 8.0,
                                      new_state(seed)), n)
         assert np.all(a == a.T) and np.all(np.diag(a) == 0) and a.max() <= 1
         counts += a
