@@ -1186,29 +1186,26 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
 @njit(cache=True, nogil=True)
 def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int:
     """Ties that are not partnerships decay, w <- (1 - epsilon) w, and vanish below the floor
-    w_min (social capital needs upkeep; Giuliani 2007). Returns the ties removed."""
+    w_min (social capital needs upkeep; Giuliani 2007). Returns the ties removed.
+
+    Each row decays its own copy of every tie (both copies hold the same weight, so they stay
+    equal without looking up the mirror); a tie is removed from its lower end, rows in slot
+    order and each row from its last slot down."""
     indptr, row_len, indices, weights, partner = ties
+    keep = 1.0 - decay
     removed = 0
     for i in range(row_len.shape[0]):
         if not alive[i]:
             continue
         start = indptr[i]
         for p in range(start + row_len[i] - 1, start - 1, -1):
-            j = indices[p]
-            if j < i or partner[p]:
-                continue  # each tie once, from its lower end; partnerships never decay
-            w = weights[p] * (1.0 - decay)
-            if w < floor:
+            if partner[p]:
+                continue  # partnerships never decay
+            w = weights[p] * keep
+            weights[p] = w
+            if w < floor and indices[p] > i:
                 remove_tie(ties, i, p)
                 removed += 1
-                continue
-            # set_weight written out: this loop runs over every tie every step, and reading
-            # the rows through the local arrays keeps it as fast as the unbundled kernel
-            weights[p] = w
-            for q in range(indptr[j], indptr[j] + row_len[j]):
-                if indices[q] == i:
-                    weights[q] = w
-                    break
     return removed
 
 
