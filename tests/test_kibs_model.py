@@ -350,6 +350,28 @@ def test_compare_governance_runs_end_to_end(tmp_path):
 # --------------------------------------------------------------------------- mechanisms (v2)
 
 
+#: Exits per 100 initial firms per decade that are plausible for young firms (docs/ODD.md
+#: s.7.5): from the share of new U.S. establishments closed within two years (20%) to the share
+#: closed within ten (65%), BLS Business Employment Dynamics; the same range assumed for KIBS.
+EXIT_RANGE = (20.0, 65.0)
+
+
+@pytest.mark.parametrize("overrides, plausible", [([], True), (["model.fixed_cost=0.05"], False)],
+                         ids=["default", "fixed-cost-0.05"])
+def test_default_cluster_exit_rates_are_plausible_for_young_firms(overrides, plausible):
+    """HTE and KIBS exits of the default cluster without governance, 6 replicates, per 100
+    initial firms per decade; a third of the calibrated fixed cost gives implausibly few."""
+    cfg = load_config(["executor=serial", "tracking=none", "cluster=default", *overrides])
+    rows = [cluster_model.simulate_replicate(cfg, seed)[0] for seed in range(1, 7)]
+    per_decade = 100 * 120 / cfg.model.steps
+    hte = np.mean([r["hte_exits"] for r in rows]) / cfg.cluster.hte * per_decade
+    kibs = np.mean([r["kibs_exits"] for r in rows]) / (cfg.cluster.t_kibs + cfg.cluster.p_kibs) * per_decade
+    low, high = EXIT_RANGE
+    assert (low <= hte <= high) == plausible, hte
+    if plausible:
+        assert low <= kibs <= high, kibs
+
+
 @pytest.mark.parametrize("overrides", [[], ["governance=all_four"], ALL_LEVERS + TURBULENT],
                          ids=["baseline", "all_four", "all-levers-turbulent"])
 def test_money_is_conserved(overrides):
