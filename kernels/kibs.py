@@ -16,7 +16,8 @@ NamedTuples of arrays into structs; a field access costs what a separate argumen
 - :class:`Ties`: the network in *padded* CSR form, so that ties can be made and dropped in
   place: row i holds ``row_len[i]`` ties in ``indices[indptr[i]:indptr[i] + row_len[i]]``, with
   capacity ``indptr[i + 1] - indptr[i]``; ``weights`` (tie strength w in (0, 1], social capital
-  and trust) and ``partner`` (strategic partnership) run parallel to ``indices``. Every
+  and trust), ``partner`` (strategic partnership) and ``mirror`` (the slot of the tie's copy in
+  the other row, so updating both copies costs O(1)) run parallel to ``indices``. Every
   undirected tie is stored in both rows with the same weight and flag.
 
 Money is conserved: every flow is either between two balance sheets (fees, consulting and
@@ -109,6 +110,7 @@ class Ties(NamedTuple):
     indices: np.ndarray  # int64: the other end of each tie
     weights: np.ndarray  # float64: tie strength w in (0, 1]
     partner: np.ndarray  # bool: strategic partnership
+    mirror: np.ndarray  # int64: slot of the same tie in the other end's row (-1: unused slot)
 
 
 class Workspace(NamedTuple):
@@ -274,13 +276,29 @@ def find_slot(ties: Ties, i: int, j: int) -> int:
     return -1
 
 
+@njit(cache=True, nogil=True)
+def mirror_slots(indptr: np.ndarray, row_len: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``Ties.mirror`` of padded CSR rows in which every tie is stored in both rows once."""
+    mirror = np.full(indices.shape[0], -1, dtype=np.int64)
+    for i in range(row_len.shape[0]):
+        for p in range(indptr[i], indptr[i] + row_len[i]):
+            j = indices[p]
+            if j > i:
+                for q in range(indptr[j], indptr[j] + row_len[j]):
+                    if indices[q] == i:
+                        mirror[p] = q
+                        mirror[q] = p
+                        break
+    return mirror
+
+
 @njit(cache=True, nogil=True, inline="always")
 def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
     """Tie i and j with weight w; False (and nothing changed) if i == j, they are already tied,
     or either row is full."""
     if i == j or find_slot(ties, i, j) >= 0:
         return False
-    indptr, row_len, indices, weights, partner = ties
+    indptr, row_len, indices, weights, partner, mirror = ties
     if row_len[i] >= indptr[i + 1] - indptr[i] or row_len[j] >= indptr[j + 1] - indptr[j]:
         return False
     p = indptr[i] + row_len[i]
@@ -291,6 +309,8 @@ def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
     weights[q] = w
     partner[p] = is_partner
     partner[q] = is_partner
+    mirror[p] = q
+    mirror[q] = p
     row_len[i] += 1
     row_len[j] += 1
     return True
@@ -298,11 +318,15 @@ def add_tie(ties: Ties, i: int, j: int, w: float, is_partner: bool) -> bool:
 
 @njit(cache=True, nogil=True, inline="always")
 def _drop_slot(ties: Ties, i: int, p: int) -> None:
-    indptr, row_len, indices, weights, partner = ties
+    indptr, row_len, indices, weights, partner, mirror = ties
     last = indptr[i] + row_len[i] - 1
-    indices[p] = indices[last]
-    weights[p] = weights[last]
-    partner[p] = partner[last]
+    if last != p:
+        indices[p] = indices[last]
+        weights[p] = weights[last]
+        partner[p] = partner[last]
+        mirror[p] = mirror[last]
+        mirror[mirror[p]] = p  # the moved tie's other copy points to its new slot
+    mirror[last] = -1
     row_len[i] -= 1
 
 
@@ -311,20 +335,16 @@ def remove_tie(ties: Ties, i: int, p: int) -> None:
     """Remove the tie in slot p of i's row, and its mirror in the other row. The last tie of
     each row moves into the freed slot."""
     j = ties.indices[p]
-    q = find_slot(ties, j, i)
+    q = ties.mirror[p]
     _drop_slot(ties, i, p)
-    if q >= 0:
-        _drop_slot(ties, j, q)
+    _drop_slot(ties, j, q)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
     """Set the weight of the tie in slot p of i's row and of its mirror."""
-    j = ties.indices[p]
     ties.weights[p] = w
-    q = find_slot(ties, j, i)
-    if q >= 0:
-        ties.weights[q] = w
+    ties.weights[ties.mirror[p]] = w
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -733,8 +753,7 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     if p >= 0:
         set_weight(ties, i, p, 1.0)
         ties.partner[p] = True
-        q = find_slot(ties, best, i)
-        ties.partner[q] = True
+        ties.partner[ties.mirror[p]] = True
     elif not add_tie(ties, i, best, 1.0, True):
         return -1
     work.tally[T_PARTNERS if want == T_KIBS else P_PARTNERS] += 1
@@ -1191,7 +1210,7 @@ def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int
     Each row decays its own copy of every tie (both copies hold the same weight, so they stay
     equal without looking up the mirror); a tie is removed from its lower end, rows in slot
     order and each row from its last slot down."""
-    indptr, row_len, indices, weights, partner = ties
+    indptr, row_len, indices, weights, partner, _ = ties
     keep = 1.0 - decay
     removed = 0
     for i in range(row_len.shape[0]):

@@ -117,6 +117,13 @@ def test_turbulent_twin_run_exercises_exits_and_ties():
     assert tally[kernel.PROJECTS] > 0 and tally[kernel.P_PARTNERS] > 0
     assert ledger[kernel.INTEREST] > 0 and ledger[kernel.DEFAULTS] > 0 and ledger[kernel.ENTRY_IN] > 0
     assert state.ties.partner.any()
+    # after all those removals every tie's mirror slot still holds its other copy
+    t = state.ties
+    for i in range(state.n):
+        for p in range(t.indptr[i], t.indptr[i] + t.row_len[i]):
+            q = t.mirror[p]
+            assert t.indices[q] == i and t.mirror[q] == p, (i, p)
+            assert t.weights[q] == t.weights[p] and t.partner[q] == t.partner[p]
 
 
 def test_learning_is_an_inverted_u_whose_optimum_grows_with_absorptive_capacity():

@@ -104,7 +104,8 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
         # Agents are stored type by type; a random labelling spreads the types over the graph.
         indptr, indices = _relabel(indptr, indices, _permutation(n, rng_state))
     capacity = traits.max_ties[agent_type]
-    ties = Ties(*pad_csr(indptr, indices, capacity, float(cluster.initial_tie_weight)))
+    padded = pad_csr(indptr, indices, capacity, float(cluster.initial_tie_weight))
+    ties = Ties(*padded, kernel.mirror_slots(padded[0], padded[1], padded[2]))
     work = kernel.workspace(agents)
     kernel.enrol(agents, ties, work, rng_state, prm)
     return ClusterState(agents, ties, work)

@@ -161,13 +161,13 @@ def simulate_replicate(config: KibsScenario, seed: int) -> tuple[dict, dict]:
 
 def replicate_bytes(config: KibsScenario) -> int:
     """Peak memory of one replicate, with 50% slack: knowledge (agents x fields), the padded
-    tie slots (``max_ties`` per agent of each type: index, weight and partnership flag), about
+    tie slots (``max_ties`` per agent of each type: index, weight, partnership flag, mirror slot), about
     twenty per-agent state and workspace arrays, and the edge list the initial network is built from."""
     cluster = config.cluster
     counts = list(cluster.counts)
     agents = sum(counts)
     slots = sum(c * t for c, t in zip(counts, cluster.max_ties, strict=False))
-    state = agents * cluster.fields * 8 + slots * (8 + 8 + 1) + agents * 20 * 8
+    state = agents * cluster.fields * 8 + slots * (8 + 8 + 8 + 1) + agents * 20 * 8
     edges = agents * cluster.mean_degree * 8 * 2
     return int(1.5 * (state + edges))
 
