@@ -169,7 +169,10 @@ def kibs_config(agents: int | None, steps: int | None, extra: Sequence[str] = ()
 
 def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]:
     """Mean seconds of cluster building and of the step loop, and mean ties, over replicates
-    (after one untimed replicate that compiles or loads the kernels, when ``warm_up``)."""
+    (after one untimed replicate that compiles or loads the kernels, when ``warm_up``).
+
+    Seconds are this thread's CPU time (``time.thread_time``): on a shared machine the time
+    spent waiting for a core is left out (contention for caches and memory is not)."""
     import numpy as np
     from kibs_mc.kernels import kibs as kernel
     from kibs_mc.kernels.rng import new_state
@@ -183,12 +186,12 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
     first = 0 if warm_up else 1
     for r in range(first, replicates + 1):
         rng_state = new_state(1000 + r)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         state = build_cluster(config.cluster, prm, rng_state)
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         series = kernel.run_replicate(state.agents, state.ties, state.work, rng_state, prm,
                                       config.model.steps)
-        t2 = time.perf_counter()
+        t2 = time.thread_time()
         if r:
             build += t1 - t0
             steps += t2 - t1
@@ -211,7 +214,8 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
     emit("kibs_agent_steps_per_s", agent_steps / default["run_s"], "agent-steps/s",
          cluster="default", governance=governance, agents=default["agents"], steps=default["steps"],
          replicates=replicates,
-         run_s=round(default["run_s"], 5), build_s=round(default["build_s"], 5), threads=1, **machine())
+         run_s=round(default["run_s"], 5), build_s=round(default["build_s"], 5), threads=1,
+         clock="thread_cpu", **machine())
     points = []
     for agents in sizes:
         reps = max(1, min(replicates, round(50_000 / agents)))
@@ -222,7 +226,7 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
              ties=round(t["ties"], 1), steps=t["steps"], replicates=reps,
              ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
              ns_per_tie_step=round(per_step / t["ties"] * 1e9, 1), build_s=round(t["build_s"], 4),
-             **machine())
+             clock="thread_cpu", **machine())
     if len(points) > 1:
         (a0, e0, s0, b0), (a1, e1, s1, b1) = points[0], points[-1]
         emit("kibs_step_growth_exponent_agents", math.log(s1 / s0) / math.log(a1 / a0), "exponent",
