@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,12 @@ def _save(fig: plt.Figure, title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _label(name: str, width: int = 24) -> str:
+    """A scenario name as a tick or legend label: a name made of overrides (a single run's or a
+    multirun job's) is long; wrapped on its spaces it leaves the panels room."""
+    return "\n".join(textwrap.wrap(name, width, break_on_hyphens=False)) or name
 
 
 def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, list]:
@@ -64,7 +71,7 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
             half = stdtrit(np.maximum(n - 1, 1), 0.975) * np.nan_to_num(
                 part[f"{name}__sd"].to_numpy()) / np.sqrt(n)
             color = COLORS[i % len(COLORS)]
-            ax.plot(step, mean, color=color, label=scenario, lw=1.6)
+            ax.plot(step, mean, color=color, label=_label(scenario), lw=1.6)
             ax.fill_between(step, mean - half, mean + half, color=color, alpha=0.2, lw=0)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("step (month)")
@@ -89,7 +96,7 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
         ax.hlines(y, low, high, colors=colors, lw=1.6)
         ax.scatter(effect, y, c=colors, zorder=3, s=18)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, part["scenario"].to_list(), fontsize=8)
+        ax.set_yticks(y, [_label(s) for s in part["scenario"].to_list()], fontsize=8)
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # at most 5 labels: none overlap
@@ -105,8 +112,9 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
     fig, axes = _grid(len(shown), height=0.35 * len(scenarios) + 1.6)
     for ax, outcome in zip(axes, shown, strict=False):
         data = [rows.filter(pl.col("scenario") == s)[outcome].cast(pl.Float64).to_numpy() for s in scenarios]
-        ax.boxplot(data, orientation="horizontal", tick_labels=list(scenarios), showfliers=False, widths=0.6)
-        ax.set_yticks(range(1, len(scenarios) + 1), list(scenarios), fontsize=8)
+        labels = [_label(s) for s in scenarios]
+        ax.boxplot(data, orientation="horizontal", tick_labels=labels, showfliers=False, widths=0.6)
+        ax.set_yticks(range(1, len(scenarios) + 1), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
