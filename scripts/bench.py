@@ -21,6 +21,9 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (the laptop default unless
   overrides are given): simulations (particles tried) and accepted particles per second,
   start-up, ABC-SMC generations and the predictive check included.
+- ``robustness``: a whole ``kibs-mc experiment=robustness`` run (the laptop default unless
+  overrides are given): world x policy x replicate units per second, start-up and analysis
+  included, and the robustness analysis' own seconds (bootstrap, PRIM/CART, figures).
 - ``memory``: the driver's peak resident memory for a small and a large number of
   replicates (serial executor: the driver is the only process), and their difference.
 
@@ -483,6 +486,29 @@ def bench_calibrate(overrides: Sequence[str]) -> None:
          simulations=samples, particles=particles, generations=generations.height,
          population=config.calibration.population, replicates_per_particle=config.calibration.replicates,
          wall_s=round(seconds, 2), executor=config.executor.kind, overrides=list(overrides), **machine())
+def bench_robustness(overrides: Sequence[str]) -> None:
+    """Units (world x policy x replicate) per second of a whole robustness run, and the seconds
+    its analysis takes when run again on the finished run directory."""
+    import polars as pl
+
+    from kibs_mc.config import load_config
+    from kibs_mc.experiments import Finished, get_kind
+    from kibs_mc.models import get_model, headline
+
+    overrides = ["experiment=robustness", *overrides]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        seconds = cli_run(overrides, run_dir)
+        config = load_config(overrides)
+        rows = pl.read_parquet(run_dir / "replicates.parquet")
+        model = get_model(config.model.name)
+        started = time.perf_counter()
+        get_kind(config).analyse(Finished(config, run_dir, rows, list(model.outcomes), headline(model)))
+        analysis = time.perf_counter() - started
+    emit("robustness_units_per_s", rows.height / seconds, "world x policy x replicate/s",
+         worlds=config.robustness.worlds, policies=len(config.experiment.scenarios),
+         replicates=config.replicates, wall_s=round(seconds, 2), analysis_s=round(analysis, 2),
+         executor=config.executor.kind, overrides=list(overrides), **machine())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -515,6 +541,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal = sub.add_parser("calibrate", help="a whole calibration run: simulations/s, particles/s")
     cal.add_argument("overrides", nargs="*", help="Hydra overrides after experiment=calibrate "
                      "(default: none, the laptop default)")
+    rob = sub.add_parser("robustness", help="a whole robustness run: world x policy x replicate/s")
+    rob.add_argument("overrides", nargs="*", help="Hydra overrides after experiment=robustness "
+                     "(default: none, the laptop default)")
     sub.add_parser("all", help="every benchmark with quick defaults (the default command)")
     args = parser.parse_args(argv)
     command = args.command or "all"
@@ -531,6 +560,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_calibrate(args.overrides)
     elif command == "memory":
         bench_memory(args.small, args.large, args.executor, args.overrides or MEMORY_MODEL)
+    elif command == "robustness":
+        bench_robustness(args.overrides)
     else:
         bench_cj(500, 10, 10, 2_000_000, 5)
         bench_kibs([500, 5_000], 20, 5)

@@ -132,7 +132,7 @@ def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenari
     run_dir = Path(run_dir)
     written = []
     ts_file = run_dir / "timeseries.parquet"
-    if ts_file.exists() and len(listed) <= MAX_LISTED_SCENARIOS:
+    if ts_file.exists() and 0 < len(listed) <= MAX_LISTED_SCENARIOS:
         written.append(timeseries_plot(pl.scan_parquet(ts_file), listed, run_dir / "timeseries.png"))
     if len(scenarios) <= MAX_LISTED_SCENARIOS:
         written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))

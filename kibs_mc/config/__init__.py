@@ -21,19 +21,22 @@ from kibs_mc.config.schema import (
     Config,
     ExecutorConfig,
     ExperimentConfig,
+    ObjectiveConfig,
     PrecisionConfig,
+    RobustnessConfig,
     ScenarioConfig,
     SelectionConfig,
     SweepConfig,
     SweepFactor,
     TrackingConfig,
     UncertainParameter,
+    UncertaintyConfig,
     to_config,
 )
 
 __all__ = [
-    "CONF_DIR", "CalibrationConfig", "Config", "ExecutorConfig", "ExperimentConfig", "PrecisionConfig",
-    "ScenarioConfig", "SelectionConfig", "SweepConfig", "SweepFactor", "TrackingConfig", "UncertainParameter",
-    "apply_values", "compose_config", "group_options", "load_config", "replace_number", "to_config",
-    "with_numbers",
+    "CONF_DIR", "CalibrationConfig", "Config", "ExecutorConfig", "ExperimentConfig", "ObjectiveConfig",
+    "PrecisionConfig", "RobustnessConfig", "ScenarioConfig", "SelectionConfig", "SweepConfig",
+    "SweepFactor", "TrackingConfig", "UncertainParameter", "UncertaintyConfig", "apply_values",
+    "compose_config", "group_options", "load_config", "replace_number", "to_config", "with_numbers",
 ]

@@ -173,20 +173,29 @@ def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:
     """``cfg`` with plain ``dotted.key=value`` overrides merged in, validated.
 
     Much faster than a new composition, for the many sampled scenarios of a sweep; group
-    selections (``governance=strategic``) still need :func:`compose_config`.
+    selections (``governance=strategic``) still need :func:`compose_config`. A list element is
+    written ``key[i]=value`` (e.g. ``cluster.knowledge_level[0]=1.5``).
     """
     from omegaconf.errors import OmegaConfBaseException
 
+    plain = [o for o in overrides if "[" not in o.partition("=")[0]]
+    indexed = [o for o in overrides if "[" in o.partition("=")[0]]
     try:
-        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(plain))
+        for text in indexed:
+            key, _, value = text.partition("=")
+            if OmegaConf.select(merged, key, throw_on_missing=False, default=_ABSENT) is _ABSENT:
+                raise ConfigError(key, value, "allowed: an element of an existing list "
+                                  "(index below its length)")
+            OmegaConf.update(merged, key, OmegaConf.create({"v": value})["v"] if value else None)
     except OmegaConfBaseException as exc:
         raise _translate(exc, overrides) from None
     assert isinstance(merged, DictConfig)
     return to_config(merged)
 
 
-# replace_number / with_numbers: verbatim from the robustness branch (issue 12), which is not on
-# main yet; experiment=calibrate needs them for particles (the same code, so their landing merges).
+_ABSENT = object()
+
 _PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
 
 

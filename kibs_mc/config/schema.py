@@ -109,7 +109,7 @@ class ExperimentConfig:
     """One experiment: its kind (``kibs_mc.experiments.KINDS``) and what the kind reads."""
 
     name: str = "single"
-    kind: str = "compare"  # single | compare | sweep | calibrate (checked against the registry)
+    kind: str = "compare"  # single | compare | sweep | calibrate | robustness (checked against the registry)
     scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
     baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
@@ -156,6 +156,45 @@ class UncertainParameter:
         if self.integer and (self.low != int(self.low) or self.high != int(self.high)):
             bad, value = ("low", self.low) if self.low != int(self.low) else ("high", self.high)
             raise ConfigError(f"{path}.{bad}", value, "allowed: a whole number with integer=true")
+
+
+@dataclass(frozen=True)
+class UncertaintyConfig:
+    """An uncertainty space (``conf/uncertainty/*.yaml``): the parameters a robustness
+    experiment draws its worlds from."""
+
+    name: str = "none"
+    parameters: list[UncertainParameter] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        keys = [p.key for p in self.parameters]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ConfigError(f"{path}.parameters", key, "allowed: each key once")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """What a robustness experiment calls better: ``outcome`` (a model outcome), to maximise
+    or minimise, per unit of governance spending (the ``cost`` outcome) or as it is."""
+
+    outcome: str = "innovations_total"
+    direction: str = setting("max", choices=("max", "min"))
+    per_money: bool = True
+    cost: str = "governance_cost"  # the outcome that measures spending (per_money)
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """``experiment.kind=robustness``: worlds drawn from the uncertainty space, crossed with the
+    experiment's scenarios (the policies); ``docs/robustness.md``."""
+
+    worlds: int = setting(64, ge=1, le=1_000_000)
+    sampler: str = setting("sobol", choices=("sobol", "lhs"))
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    satisfice: float | None = None  # threshold of the objective; None: the baseline's, world by world
+    density: float = setting(0.8, gt=0.0, le=1.0)  # PRIM: the chosen box is at least this dense
+    bootstrap: int = setting(1000, ge=100, le=100_000)  # draws for the metrics' CIs
 
 
 @dataclass(frozen=True)
@@ -222,6 +261,8 @@ class Config:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # experiment.kind=calibrate
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)  # experiment.kind=robustness
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
     replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
     seed: int = setting(20261127, ge=0, lt=2**63)
     resume: bool = False
@@ -267,6 +308,7 @@ def register_configs() -> None:
             cs.store(group=group, name=f"{group}_schema", node=_schema(schema))
     cs.store(group="executor", name="executor_schema", node=_schema(ExecutorConfig))
     cs.store(group="tracking", name="tracking_schema", node=_schema(TrackingConfig))
+    cs.store(group="uncertainty", name="uncertainty_schema", node=_schema(UncertaintyConfig))
 
 
 register_configs()

@@ -28,6 +28,7 @@ class Finished:
     rows: pl.DataFrame
     outcomes: Sequence[str]  # every outcome column of the model
     headline: Sequence[str]  # the model's headline outcomes, in order
+    effects: pl.DataFrame | None = None  # paired effects, each scenario against its baseline
 
 
 @dataclass
@@ -38,6 +39,12 @@ class KindOutput:
     figures: list[Path] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
     unlisted: set[str] = field(default_factory=set)
+    #: MLflow child runs that replace the one-per-scenario children (e.g. one per policy of a
+    #: robustness experiment instead of one per world x policy): each a dict with ``name``,
+    #: ``params`` and ``metrics``. None: one child per scenario.
+    children: list[dict] | None = None
+    #: Lines the terminal prints after the tables (e.g. where a robustness answer flips).
+    lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed by the terminal and in the report
 
 
@@ -54,8 +61,9 @@ class ExperimentKind:
     """Base kind: runs the scenarios ``experiment.scenarios`` lists and adds nothing.
 
     Call order (``kibs_mc.experiments.pipeline``): :meth:`check` before any work,
-    :meth:`scenario_specs` to plan, then after the replicates have run and the summary and
-    paired effects are written, :meth:`analyse`.
+    :meth:`scenario_specs` and :meth:`first_replicates` to plan, :meth:`baselines` to pair
+    scenarios for the effects, then after the replicates have run and the summary and paired
+    effects are written, :meth:`analyse`.
     """
 
     name = "compare"
@@ -83,6 +91,18 @@ class ExperimentKind:
         holds only the replicates each scenario had reached (``counts``), so a resumed run
         takes the same decisions."""
         return None
+    def first_replicates(self, config: Config, specs: Sequence[ScenarioSpec]) -> list[int]:
+        """Each scenario's first replicate number in the root seed's stream: 0 for all (every
+        scenario reuses the same seeds: common random numbers)."""
+        return [0] * len(specs)
+
+    def baselines(self, config: Config, names: Sequence[str]) -> dict[str, str]:
+        """The scenario each scenario's paired effects are measured against (scenarios that
+        share seeds): ``experiment.baseline``, else ``baseline``, else the first, for all."""
+        from kibs_mc.analysis.effects import choose_baseline
+
+        baseline = choose_baseline(names, config.experiment.baseline)
+        return {name: baseline for name in names}
 
     def analyse(self, finished: Finished) -> KindOutput:
         """Analysis beyond the summary and the paired effects."""

@@ -8,12 +8,14 @@ completed chunk for ``resume=true``.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from omegaconf import OmegaConf
@@ -169,7 +171,10 @@ def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
     """Compose and validate every scenario and check the machine can hold the run (exit 2
     otherwise), before any work starts."""
     kind = get_kind(config)
-    scenarios = build_scenarios(config, overrides, name_unnamed(kind.scenario_specs(config), overrides))
+    specs = name_unnamed(kind.scenario_specs(config), overrides)
+    scenarios = [replace(sc, first_replicate=first) if first else sc for sc, first in
+                 zip(build_scenarios(config, overrides, specs), kind.first_replicates(config, specs),
+                     strict=True)]
     model = get_model(scenarios[0].config.model.name)  # one model per experiment
     outcomes = list(model.outcomes)
     precision = config.experiment.precision
@@ -320,9 +325,13 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     summary = summarize(rows, outcomes)
     names = [sc.name for sc in planned.scenarios]
     baseline = choose_baseline(names, exp.baseline)
-    effects = paired_effects(rows, outcomes, baseline, seed=config.seed, confidence=1 - exp.alpha,
-                             min_effect=exp.min_effect, relative=exp.min_effect_relative)
-    extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown))
+    effects = _effects(rows, outcomes, planned.kind.baselines(config, names), config.seed,
+                       confidence=1 - exp.alpha, min_effect=exp.min_effect, relative=exp.min_effect_relative)
+    extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown, effects))
+    if extra.children is not None:
+        from kibs_mc.tracking.mlflow import CHILDREN_FILE
+
+        (run_dir / CHILDREN_FILE).write_text(json.dumps(extra.children))
     listed = [n for n in names if n not in extra.unlisted]
     decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
     lower = [o for o in outcomes if not larger_is_better(planned.model, o)]
@@ -352,7 +361,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
                             exp.min_effect_relative, exp.alpha, exp.adjust, chosen,
                             COST_OUTCOME if COST_OUTCOME in outcomes else None)
     report_md, _ = write_report(
-        run_dir, f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed)}",
+        run_dir, f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
         (run_dir / "config.yaml").read_text(),
         summary.filter(pl.col("scenario").is_in(listed)),
         effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections,
@@ -362,7 +371,21 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
                             effects=effects, baseline=baseline, report=report_md,
                             notes=[*executed.notes, *extra.notes],
                             sampled=sorted(extra.unlisted), headline=shown, contrasts=family,
-                            ranks=ranked, selection=chosen)
+                            ranks=ranked, selection=chosen, lines=extra.lines)
+
+
+def _effects(rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], seed: int,
+             **options: Any) -> pl.DataFrame:
+    """Paired effects of each scenario against its own baseline (one group per baseline, e.g.
+    per world of a robustness experiment)."""
+    groups: dict[str, list[str]] = {}
+    for name, base in baselines.items():
+        groups.setdefault(base, []).append(name)
+    if len(groups) == 1:
+        return paired_effects(rows, outcomes, next(iter(groups)), seed=seed, **options)
+    parts = [paired_effects(rows.filter(pl.col("scenario").is_in([base, *names])), outcomes, base,
+                            seed=seed, **options) for base, names in groups.items()]
+    return pl.concat(parts)
 
 
 def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float],

@@ -13,10 +13,11 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from kibs_mc.config import Config, apply_values, compose_config, load_config
+from kibs_mc.config import Config, apply_values, compose_config, load_config, to_config, with_numbers
 from kibs_mc.errors import ConfigError
 from kibs_mc.run.chunk import Chunk
 
@@ -42,6 +43,10 @@ class Scenario:
     name: str
     overrides: tuple[str, ...]
     config: Config
+    #: Replicate r of this scenario is replicate ``first_replicate + r`` of the root seed's
+    #: stream. 0 for every scenario of an experiment (common random numbers); a robustness
+    #: experiment gives each world its own block, shared by the policies within it.
+    first_replicate: int = 0
 
 
 def _key(override: str) -> str:
@@ -88,18 +93,25 @@ def build_scenarios(config: Config, overrides: Sequence[str],
     for name, own_overrides in specs:
         _check_scenario_overrides(name, own_overrides)
     scenarios = []
-    composed_base = None
+    composed: dict[tuple[str, ...], Any] = {}  # group choices -> their composition (once each)
     for index, (name, own_overrides) in enumerate(specs):
-        if own_overrides and all("." in _key(o) for o in own_overrides):
-            # Values only (e.g. sampled levers): merge into the composed base, no recomposition.
-            composed_base = composed_base if composed_base is not None else compose_config(base)
-            composed = apply_values(composed_base, own_overrides)
-        elif own_overrides:
-            own = {_key(o) for o in own_overrides}
-            composed = load_config([o for o in base if _key(o) not in own] + list(own_overrides))
+        groups = tuple(o for o in own_overrides if "." not in _key(o))
+        values = [o for o in own_overrides if "." in _key(o)]
+        if not own_overrides:
+            scenario_config = config
+        elif values:
+            # Values (e.g. sampled levers) merge into the composition of the group choices,
+            # composed once per distinct set of choices, not once per scenario.
+            if groups not in composed:
+                own = {_key(o) for o in groups}
+                cfg = compose_config([o for o in base if _key(o) not in own] + list(groups))
+                composed[groups] = (cfg, to_config(cfg))
+            cfg, typed = composed[groups]
+            scenario_config = with_numbers(typed, values) or apply_values(cfg, values)
         else:
-            composed = config
-        scenarios.append(Scenario(index, name, tuple(own_overrides), composed))
+            own = {_key(o) for o in own_overrides}
+            scenario_config = load_config([o for o in base if _key(o) not in own] + list(own_overrides))
+        scenarios.append(Scenario(index, name, tuple(own_overrides), scenario_config))
     models = sorted({sc.config.model.name for sc in scenarios})
     if len(models) > 1:
         raise ConfigError("experiment.scenarios", ", ".join(models),
@@ -134,7 +146,8 @@ def auto_chunk_size(replicates: int, scenarios: int, workers: int,
 
 
 #: Config keys that do not change what a replicate computes.
-NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed", "calibration")
+NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed", "calibration",
+              "uncertainty", "robustness")
 
 
 def simulation_inputs(config: Config) -> dict:
@@ -211,9 +224,14 @@ class Plan:
             ranges = {sc.index: (0, self.replicates) for sc in self.scenarios}
         if not ranges:
             return
-        low = min(a for a, _ in ranges.values())
-        high = max(b for _, b in ranges.values())
-        seeds = replicate_seeds(self.seed, high - low, start=low)
+        # Replicate numbers of the root seed's stream: a scenario's range moved by its block.
+        first = {sc.index: sc.first_replicate for sc in self.scenarios}
+        ranges = {i: (a + first[i], b + first[i]) for i, (a, b) in ranges.items()}
+        seeds = {}
+        for block in sorted({first[i] for i in ranges}):
+            low = min(a for i, (a, _) in ranges.items() if first[i] == block)
+            high = max(b for i, (_, b) in ranges.items() if first[i] == block)
+            seeds[block] = (low, replicate_seeds(self.seed, high - low, start=low))
         cuts = {i: range(a, b, self.chunk_size) for i, (a, b) in ranges.items()}
         for position in range(max(len(c) for c in cuts.values())):
             for sc in self.scenarios:
@@ -222,7 +240,8 @@ class Plan:
                 start = cuts[sc.index][position]
                 stop = min(start + self.chunk_size, ranges[sc.index][1])
                 reps = np.arange(start, stop, dtype=np.int64)
-                yield Chunk(sc.index, sc.name, sc.config, reps, seeds[start - low:stop - low])
+                low, block_seeds = seeds[sc.first_replicate]
+                yield Chunk(sc.index, sc.name, sc.config, reps, block_seeds[start - low:stop - low])
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the results and the chunk boundaries."""
@@ -230,7 +249,8 @@ class Plan:
             "replicates": self.replicates,
             "seed": self.seed,
             "chunk_size": self.chunk_size,
-            "scenarios": [(s.name, simulation_inputs(s.config)) for s in self.scenarios],
+            "scenarios": [(s.name, simulation_inputs(s.config))
+                          + ((s.first_replicate,) if s.first_replicate else ()) for s in self.scenarios],
         }
         if self.adaptive is not None:  # absent otherwise: fixed-count plans keep their hash
             payload["adaptive"] = self.adaptive

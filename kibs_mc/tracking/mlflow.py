@@ -31,7 +31,9 @@ from kibs_mc.terminal import verdict_column, with_verdict
 ARTIFACTS = ("posterior.parquet", "ppc.parquet", "parameters.parquet", "generations.parquet",
              "calibration.json", "replicates.parquet", "summary.parquet", "timeseries.parquet",
              "effects.parquet",
-             "sensitivity.parquet", "errors.parquet", "config.yaml", "report.md", "report.html", "*.png")
+             "sensitivity.parquet", "errors.parquet", "worlds.parquet", "per_world.parquet",
+             "robustness.parquet", "discovery.parquet", "discovery_trajectory.parquet",
+             "config.yaml", "report.md", "report.html", "*.png")
 #: Metrics logged with a step on the parent run (name -> values by step; e.g. per generation).
 STEPS_FILE = "mlflow_steps.json"
 
@@ -77,6 +79,9 @@ def hide_uri_override(override: str) -> str:
 def connect_uri(uri: str) -> str:
     """The URI to connect with: the full form of a URI :func:`hide_credentials` redacted."""
     return _SECRET_URIS.get(uri, uri)
+#: Child runs an experiment kind chose instead of one per scenario (``KindOutput.children``),
+#: kept in the run directory so that logging it later gives the same runs.
+CHILDREN_FILE = "mlflow_children.json"
 
 
 def bounded_http_retries() -> None:
@@ -181,7 +186,9 @@ def log_experiment(
     ``run_metrics`` (e.g. wall time, replicates per second) go on the parent run. ``period``
     (start and end, seconds since the epoch) is when the experiment ran: the parent and child
     runs get it as their start and end time, so MLflow shows the experiment's duration, not
-    the second it took to log it afterwards (default: the logging itself).
+    the second it took to log it afterwards (default: the logging itself). Children: one
+    per scenario, or those listed in the run directory's ``mlflow_children.json`` (each
+    ``{"name", "params", "metrics"}``; e.g. one per policy of a robustness experiment).
     """
     bounded_http_retries()
     check_reachable(tracking.uri)
@@ -233,7 +240,17 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
         for name, values in (json.loads(steps_file.read_text()) if steps_file.exists() else {}).items():
             for step, value in enumerate(values):  # e.g. a calibration's epsilon per generation
                 mlflow.log_metric(name, float(value), step=step)
-        for sc in scenarios:
+        children_file = run_dir / CHILDREN_FILE
+        for kept in json.loads(children_file.read_text()) if children_file.exists() else []:
+            child = client.create_run(experiment_id, start_time=start_ms, run_name=kept["name"],
+                                      tags={**tags, "kibs_mc.child": kept["name"],
+                                            "mlflow.parentRunId": parent_id})
+            run_ids.append(child.info.run_id)
+            with mlflow.start_run(run_id=child.info.run_id, nested=True):
+                mlflow.log_params(kept.get("params", {}))
+                mlflow.log_metrics({k: float(v) for k, v in kept.get("metrics", {}).items()
+                                    if v is not None and v == v})
+        for sc in scenarios if not children_file.exists() else []:
             child = client.create_run(experiment_id, start_time=start_ms, run_name=sc.name,
                                       tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id})
             run_ids.append(child.info.run_id)

@@ -1,0 +1,511 @@
+"""Robustness of policies across uncertain worlds: objective, regret, rank probabilities,
+scenario discovery (``experiment=robustness``).
+
+Every (world, policy) pair is one scenario of the run; the R replicates of the policies of one
+world share their seeds (common random numbers), worlds use independent seed blocks. From the
+replicate rows this module builds arrays y[w, p, r] (the objective's outcome) and c[w, p, r]
+(the governance spending) and computes:
+
+- the objective J[w, p] of each policy in each world: the mean outcome, or with ``per_money``
+  the paired effect against the baseline policy per unit of extra spending,
+  mean_r(y_p - y_0) / mean_r(c_p - c_0) (J of the baseline is 0: no money, no effect);
+- per world: the best policy and the regret of every policy, J_best - J_p (for a ``min``
+  objective the sign is turned, so regret is always >= 0);
+- across worlds (McPhail et al. 2018, Earth's Future 6:169-191, for the metric families): the
+  probability that a policy is best (ties split evenly), mean and 90th-percentile regret
+  (Savage's minimax-regret family), the satisficing share (Simon; Starr's domain criterion),
+  and the worst case (Wald's maximin);
+- each with a percentile bootstrap CI from a two-stage bootstrap: worlds resampled with
+  replacement, then within each drawn world its replicates resampled with replacement, the
+  same replicates for every policy (Davison & Hinkley 1997, s.3.8 on hierarchical data). The
+  CI thus covers both the sampling of the uncertainty space and the Monte Carlo noise.
+
+Scenario discovery (Bryant & Lempert 2010, Technol. Forecast. Soc. Change 77:34-49) uses EMA
+Workbench's PRIM (Friedman & Fisher 1999, Stat. Comput. 9:123-143) and CART (Breiman et al.
+1984) on the worlds' parameter values, with the target "policy p is best here" or "policy p
+fails the satisficing threshold here".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kibs_mc.config import UncertaintyConfig
+
+#: Bootstrap draws for the robustness metrics' CIs.
+BOOTSTRAP_SAMPLES = 1000
+#: The metrics of robustness.parquet, in the order of the report.
+METRICS = ("p_best", "regret_mean", "regret_p90", "satisficing", "worst_case")
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The run's replicate results as arrays over (world, policy, replicate)."""
+
+    worlds: list[int]
+    policies: list[str]
+    y: np.ndarray  # objective outcome, float, NaN where missing
+    cost: np.ndarray  # governance spending, float
+
+
+def to_arrays(rows: pl.DataFrame, worlds: Sequence[int], policies: Sequence[str], outcome: str,
+              cost: str | None, replicates: int) -> Outcomes:
+    """Arrays (W, P, R) from rows with columns world, policy, replicate (global), outcome, cost.
+
+    A (world, replicate) pair that is missing for any policy (a failed replicate) is masked for
+    all policies, so every comparison stays paired.
+    """
+    w_index = {w: i for i, w in enumerate(worlds)}
+    p_index = {p: i for i, p in enumerate(policies)}
+    shape = (len(worlds), len(policies), replicates)
+    y = np.full(shape, np.nan)
+    c = np.full(shape, np.nan)
+    wi = np.array([w_index[w] for w in rows["world"].to_list()], dtype=np.int64)
+    pi = np.array([p_index[p] for p in rows["policy"].to_list()], dtype=np.int64)
+    ri = rows["replicate"].to_numpy() - np.array([worlds[i] for i in wi]) * replicates
+    y[wi, pi, ri] = rows[outcome].cast(pl.Float64).to_numpy()
+    if cost is not None:
+        c[wi, pi, ri] = rows[cost].cast(pl.Float64).to_numpy()
+    else:
+        c[wi, pi, ri] = 0.0
+    missing = np.isnan(y).any(axis=1, keepdims=True)
+    y[np.broadcast_to(missing, shape)] = np.nan
+    return Outcomes(list(worlds), list(policies), y, c)
+
+
+def world_objective(data: Outcomes, baseline: int | None, per_money: bool,
+                    world_draw: np.ndarray | None = None,
+                    replicate_draw: np.ndarray | None = None) -> np.ndarray:
+    """J[b, w, p]: each policy's objective in each (resampled) world, natural units.
+
+    Args:
+        baseline: index of the baseline policy (needed for ``per_money``).
+        world_draw: (B, W) world indices; default: the worlds as they are (B = 1).
+        replicate_draw: (B, W, R) replicate indices; default: every replicate once.
+    """
+    W, _, R = data.y.shape
+    if world_draw is None:
+        world_draw = np.arange(W)[None, :]
+    if replicate_draw is None:
+        replicate_draw = np.broadcast_to(np.arange(R), (world_draw.shape[0], W, R))
+    take = replicate_draw[:, :, None, :]
+    y = np.take_along_axis(data.y[world_draw], take, axis=3)  # (B, W, P, R)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN world: J is NaN
+        if not per_money:
+            return np.nanmean(y, axis=3)
+        assert baseline is not None
+        c = np.take_along_axis(data.cost[world_draw], take, axis=3)
+        effect = np.nanmean(y - y[:, :, baseline:baseline + 1, :], axis=3)
+        spent = np.nanmean(c - c[:, :, baseline:baseline + 1, :], axis=3)
+        j = np.where(spent > 0, effect / np.where(spent > 0, spent, 1.0), np.nan)
+    j[:, :, baseline] = 0.0
+    return j
+
+
+def _best_share(score: np.ndarray) -> np.ndarray:
+    """(…, W, P) -> (…, W, P): 1/k for each of the k policies tied for the best, else 0."""
+    best = np.nanmax(score, axis=-1, keepdims=True)
+    tied = np.isclose(score, best, rtol=1e-12, atol=0.0)
+    return tied / np.maximum(tied.sum(axis=-1, keepdims=True), 1)
+
+
+def robustness_metrics(j: np.ndarray, maximize: bool, satisfice: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics per policy from J (B, W, P); each result is (B, P).
+
+    ``satisfice`` (B, W) or scalar: the threshold J must reach (>= for max, <= for min).
+    """
+    score = j if maximize else -j
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        regret = np.nanmax(score, axis=2, keepdims=True) - score
+        thr = np.asarray(satisfice, dtype=float)
+        thr = thr[..., None] if thr.ndim == 2 else thr
+        ok = (j >= thr) if maximize else (j <= thr)
+        return {
+            "p_best": np.nanmean(_best_share(score), axis=1),
+            "regret_mean": np.nanmean(regret, axis=1),
+            "regret_p90": np.nanquantile(regret, 0.9, axis=1),
+            "satisficing": ok.mean(axis=1),
+            "worst_case": np.nanmin(j, axis=1) if maximize else np.nanmax(j, axis=1),
+        }
+
+
+def bootstrap_draws(worlds: int, replicates: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, W) world draws and (B, W, R) replicate draws of the two-stage bootstrap."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x40B057,)))
+    return (rng.integers(0, worlds, size=(samples, worlds)),
+            rng.integers(0, replicates, size=(samples, worlds, replicates)))
+
+
+def satisfice_threshold(j: np.ndarray, baseline: int | None, value: float | None) -> np.ndarray:
+    """(B, W) thresholds: ``value``, or (None) the baseline policy's J in each world."""
+    if value is not None:
+        return np.full(j.shape[:2], float(value))
+    assert baseline is not None
+    return j[:, :, baseline]
+
+
+def robustness_table(data: Outcomes, baseline: int | None, per_money: bool, maximize: bool,
+                     satisfice: float | None, seed: int, samples: int = BOOTSTRAP_SAMPLES,
+                     confidence: float = 0.95) -> pl.DataFrame:
+    """robustness.parquet: one row per (policy, metric) with the estimate and its bootstrap CI."""
+    W, _, R = data.y.shape
+    point_j = world_objective(data, baseline, per_money)
+    point = robustness_metrics(point_j, maximize, satisfice_threshold(point_j, baseline, satisfice))
+    wd, rd = bootstrap_draws(W, R, samples, seed)
+    boot_j = world_objective(data, baseline, per_money, wd, rd)
+    boot = robustness_metrics(boot_j, maximize, satisfice_threshold(boot_j, baseline, satisfice))
+    tail = (1 - confidence) / 2
+    records = []
+    for metric in METRICS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanquantile(boot[metric], [tail, 1 - tail], axis=0)
+        for p, policy in enumerate(data.policies):
+            records.append({"policy": policy, "metric": metric, "value": float(point[metric][0, p]),
+                            "ci_low": float(low[p]), "ci_high": float(high[p])})
+    return pl.DataFrame(records, schema={"policy": pl.String, "metric": pl.String, "value": pl.Float64,
+                                         "ci_low": pl.Float64, "ci_high": pl.Float64})
+
+
+def per_world_table(data: Outcomes, baseline: int | None, per_money: bool, maximize: bool,
+                    satisfice: float | None, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> pl.DataFrame:
+    """One row per (world, policy): mean outcome, objective, regret, best, and how often the
+    policy is best in that world when only its replicates are resampled (``p_best_in_world``)."""
+    W, P, R = data.y.shape
+    j = world_objective(data, baseline, per_money)[0]
+    score = j if maximize else -j
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        regret = np.nanmax(score, axis=1, keepdims=True) - score
+        mean = np.nanmean(data.y, axis=2)
+    share = _best_share(score)
+    _, rd = bootstrap_draws(W, R, samples, seed + 1)
+    boot = world_objective(data, baseline, per_money, np.broadcast_to(np.arange(W), (samples, W)), rd)
+    p_in = _best_share(boot if maximize else -boot).mean(axis=0)
+    thr = satisfice_threshold(j[None], baseline, satisfice)[0]
+    ok = (j >= thr[:, None]) if maximize else (j <= thr[:, None])
+    best_name = [data.policies[int(np.nanargmax(score[w]))] if np.isfinite(score[w]).any() else None
+                 for w in range(W)]
+    return pl.DataFrame({
+        "world": np.repeat(data.worlds, P),
+        "policy": data.policies * W,
+        "outcome_mean": mean.ravel(),
+        "objective": j.ravel(),
+        "regret": regret.ravel(),
+        "best": (share > 0).ravel(),
+        "best_policy": np.repeat(np.array(best_name, dtype=object), P).tolist(),
+        "p_best_in_world": p_in.ravel(),
+        "satisfices": ok.ravel(),
+    })
+
+
+# --------------------------------------------------------------------------- worlds
+
+
+def sample_worlds(space: UncertaintyConfig, count: int, sampler: str, seed: int) -> np.ndarray:
+    """``count`` worlds, one row each, one column per parameter of ``space``.
+
+    Unit points from ``scipy.stats.qmc`` (scrambled Sobol', Owen 1998, or a Latin hypercube,
+    McKay et al. 1979) seeded from the root seed, scaled to [low, high]: linearly, on a log
+    scale (``scale: log``), or to the integers low..high, each about equally often
+    (``integer: true``). Sobol' points keep their balance for counts that are powers of two.
+    """
+    from scipy.stats import qmc
+
+    params = space.parameters
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x3011D5,)))
+    if sampler == "sobol":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "balance properties ... power of 2"
+            unit = qmc.Sobol(d=len(params), scramble=True, seed=rng).random(count)
+    else:
+        unit = qmc.LatinHypercube(d=len(params), seed=rng).random(count)
+    out = np.empty_like(unit)
+    for j, p in enumerate(params):
+        u = unit[:, j]
+        if p.integer:
+            out[:, j] = np.minimum(np.floor(p.low + u * (p.high - p.low + 1)), p.high)
+        elif p.scale == "log":
+            out[:, j] = np.exp(np.log(p.low) + u * (np.log(p.high) - np.log(p.low)))
+        else:
+            out[:, j] = p.low + u * (p.high - p.low)
+    return out
+
+
+def worlds_frame(space: UncertaintyConfig, values: np.ndarray) -> pl.DataFrame:
+    """worlds.parquet: ``world`` and one column per parameter key."""
+    data: dict[str, Any] = {"world": np.arange(len(values), dtype=np.int64)}
+    for j, p in enumerate(space.parameters):
+        data[p.key] = values[:, j].astype(np.int64) if p.integer else values[:, j]
+    return pl.DataFrame(data)
+
+
+# --------------------------------------------------------------------------- discovery
+
+#: Target density of the chosen PRIM box; among boxes of the peeling trajectory at least this
+#: dense, the one with the largest coverage (then the densest) is chosen.
+DENSITY_TARGET = 0.8
+
+
+def _ema():
+    """EMA Workbench's analysis modules (slow import: several seconds; only here)."""
+    import logging
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "ipyparallel not installed" and similar notices
+        from ema_workbench.analysis import cart, prim
+    logging.getLogger("EMA").setLevel(logging.WARNING)
+    return prim, cart
+
+
+def choose_box(trajectory, density: float = DENSITY_TARGET) -> int:
+    dense = trajectory[trajectory["density"] >= density]
+    if len(dense):
+        top = dense[dense["coverage"] == dense["coverage"].max()]
+        return int(top["density"].idxmax())
+    return int((trajectory["coverage"] * trajectory["density"]).idxmax())
+
+
+def discover(points: pl.DataFrame, targets: dict[tuple[str, str], np.ndarray],
+             density: float = DENSITY_TARGET, mass_min: float = 0.05) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """PRIM and CART boxes for each target (policy, kind) over the worlds' parameters.
+
+    Returns (discovery, trajectory): discovery has one row per (policy, target, method, box,
+    parameter) restricted by the box, with its low/high, the box's coverage, density and mass
+    (and PRIM's quasi p-value of the restriction); trajectory holds PRIM's peeling trajectory.
+    """
+    prim, cart = _ema()
+    mass_min = max(mass_min, 2 / max(points.height, 1))  # at least two worlds per box or leaf
+    x = points.drop("world").to_pandas()
+    x = x.astype({c: "float64" for c in x.columns})
+    full = {c: (float(x[c].min()), float(x[c].max())) for c in x.columns}
+    found, paths = [], []
+    for (policy, target), y in targets.items():
+        y = np.asarray(y, dtype=bool)
+        if y.sum() == 0 or y.sum() == len(y):
+            continue  # nothing to separate
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = prim.Prim(x, y, threshold=0.5, peel_alpha=0.05, paste_alpha=0.05, mass_min=mass_min)
+            box = p.find_box()
+        tr = box.peeling_trajectory.reset_index(drop=True)
+        chosen = choose_box(tr, density)
+        for i, r in tr.iterrows():
+            paths.append({"policy": policy, "target": target, "step": int(i),
+                          "coverage": float(r["coverage"]), "density": float(r["density"]),
+                          "mass": float(r["mass"]),
+                          "restricted": int(r["res_dim"]), "chosen": int(i) == chosen})
+        lims = box.box_lims[chosen]
+        qp = box.qp[chosen] if chosen < len(box.qp) else {}
+        r = tr.iloc[chosen]
+        for param in x.columns:
+            low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
+            if (low, high) == full[param]:
+                continue
+            q = [v for v in qp.get(param, []) if v >= 0]
+            found.append({"policy": policy, "target": target, "method": "prim", "box": 0,
+                          "parameter": param, "low": low, "high": high,
+                          "coverage": float(r["coverage"]), "density": float(r["density"]),
+                          "mass": float(r["mass"]), "qp": max(q) if q else None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = cart.CART(x, y, mass_min=mass_min)
+            tree.build_tree()
+        for b, (lims, stats) in enumerate(zip(tree.boxes, tree.stats, strict=True)):
+            if stats["density"] <= 0.5 or stats["coverage"] == 0:
+                continue  # a leaf where the target is the minority
+            for param in x.columns:
+                low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
+                if (low, high) == full[param] or (low <= full[param][0] and high >= full[param][1]):
+                    continue
+                found.append({"policy": policy, "target": target, "method": "cart", "box": b,
+                              "parameter": param, "low": max(low, full[param][0]),
+                              "high": min(high, full[param][1]), "coverage": float(stats["coverage"]),
+                              "density": float(stats["density"]), "mass": float(stats["mass"]), "qp": None})
+    schema = {"policy": pl.String, "target": pl.String, "method": pl.String, "box": pl.Int64,
+              "parameter": pl.String, "low": pl.Float64, "high": pl.Float64, "coverage": pl.Float64,
+              "density": pl.Float64, "mass": pl.Float64, "qp": pl.Float64}
+    tschema = {"policy": pl.String, "target": pl.String, "step": pl.Int64, "coverage": pl.Float64,
+               "density": pl.Float64, "mass": pl.Float64, "restricted": pl.Int64, "chosen": pl.Boolean}
+    return pl.DataFrame(found, schema=schema), pl.DataFrame(paths, schema=tschema)
+
+
+# --------------------------------------------------------------------------- words
+
+
+def _range_words(param: str, low: float, high: float, full: tuple[float, float]) -> str:
+    if low <= full[0]:
+        return f"{param} < {high:.3g}"
+    if high >= full[1]:
+        return f"{param} > {low:.3g}"
+    return f"{low:.3g} < {param} < {high:.3g}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def flip_sentences(table: pl.DataFrame, discovery: pl.DataFrame, points: pl.DataFrame,
+                   satisfice_words: str, significance: float = 0.05) -> list[str]:
+    """"Where the answer flips": one sentence per policy that is best somewhere, and one per
+    policy that fails the satisficing threshold somewhere, from its PRIM box."""
+    full = {c: (float(np.min(points[c].to_numpy())), float(np.max(points[c].to_numpy())))
+            for c in points.columns if c != "world"}
+
+    def where(policy: str, target: str) -> str:
+        box = discovery.filter((pl.col("policy") == policy) & (pl.col("target") == target)
+                               & (pl.col("method") == "prim"))
+        if box.height == 0:
+            return "; PRIM found no box that separates these worlds from the others"
+        sure = box.filter(pl.col("qp").is_not_null() & (pl.col("qp") < significance)).sort("qp")
+        stats = box.row(0, named=True)
+        tail = f" (PRIM box: coverage {stats['coverage']:.2f}, density {stats['density']:.2f})"
+        if sure.height == 0:
+            return ("; no restriction of its PRIM box is distinguishable from chance "
+                    f"(quasi-p >= {significance:g})" + tail)
+        words = " and ".join(_range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]])
+                             for r in sure.iter_rows(named=True))
+        return f", mostly where {words}" + tail
+
+    lines = []
+    metric = {r["policy"] + "/" + r["metric"]: r for r in table.iter_rows(named=True)}
+    policies = table["policy"].unique(maintain_order=True).to_list()
+    ranked = sorted(policies, key=lambda p: -metric[p + "/p_best"]["value"])
+    for p in ranked:
+        r = metric[p + "/p_best"]
+        if r["value"] == 0:
+            continue
+        tail = where(p, "best") if r["value"] < 1 else ", in every world sampled"
+        lines.append(f"- **{p}** is the best policy in {_pct(r['value'])} of worlds "
+                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]{tail}.")
+    never = [p for p in ranked if metric[p + "/p_best"]["value"] == 0]
+    if never:
+        lines.append("- Never best: " + ", ".join(f"**{p}**" for p in never) + ".")
+    for p in ranked:
+        r = metric[p + "/satisficing"]
+        if 0 < r["value"] < 1:
+            lines.append(f"- **{p}** fails {satisfice_words} in {_pct(1 - r['value'])} of worlds "
+                         f"[{_pct(1 - r['ci_high'])}, {_pct(1 - r['ci_low'])}]{where(p, 'fails')}.")
+        elif r["value"] == 0:
+            lines.append(f"- **{p}** fails {satisfice_words} in every world sampled.")
+    return lines
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def robustness_figures(run_dir, table: pl.DataFrame, per_world: pl.DataFrame,
+                       trajectory: pl.DataFrame, discovery: pl.DataFrame, points: pl.DataFrame,
+                       importance: list[str]) -> list:
+    """rank_probability.png, regret.png, prim_tradeoff.png, prim_boxes.png, world_map.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
+    policies = table["policy"].unique(maintain_order=True).to_list()
+    color = {p: colors[i % len(colors)] for i, p in enumerate(policies)}
+    out = []
+
+    def save(fig, name, title):
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(run_dir / name, dpi=110)
+        plt.close(fig)
+        out.append(run_dir / name)
+
+    pb = table.filter(pl.col("metric") == "p_best")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    v = pb["value"].to_numpy()
+    err = np.vstack([v - pb["ci_low"].to_numpy(), pb["ci_high"].to_numpy() - v])
+    ax.bar(policies, v, yerr=np.clip(err, 0, None), capsize=4, color=[color[p] for p in policies])
+    ax.set_ylabel("P(best) across worlds")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=30)
+    save(fig, "rank_probability.png", "Probability of being the best policy (95% bootstrap CI)")
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    data = [per_world.filter(pl.col("policy") == p)["regret"].drop_nans().drop_nulls().to_numpy()
+            for p in policies]
+    ax.boxplot(data, tick_labels=policies, orientation="vertical")
+    ax.set_ylabel("regret (best objective - policy's)")
+    ax.tick_params(axis="x", rotation=30)
+    save(fig, "regret.png", "Regret across worlds")
+
+    best = trajectory.filter(pl.col("target") == "best")
+    if best.height:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for p in best["policy"].unique(maintain_order=True).to_list():
+            t = best.filter(pl.col("policy") == p)
+            ax.plot(t["coverage"], t["density"], "-o", ms=3, color=color[p], label=p)
+            c = t.filter(pl.col("chosen"))
+            ax.plot(c["coverage"], c["density"], "*", ms=14, color=color[p], mec="k")
+        ax.set_xlabel("coverage")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+        save(fig, "prim_tradeoff.png", "PRIM peeling trajectories, target: policy is best (star: chosen box)")
+
+    boxes = discovery.filter((pl.col("method") == "prim") & (pl.col("target") == "best"))
+    if boxes.height:
+        params = [c for c in points.columns if c != "world"]
+        fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(params)))
+        owners = boxes["policy"].unique(maintain_order=True).to_list()
+        for k, p in enumerate(owners):
+            b = boxes.filter(pl.col("policy") == p)
+            for n, r in enumerate(b.iter_rows(named=True)):
+                j = params.index(r["parameter"])
+                lo, hi = float(points[r["parameter"]].min()), float(points[r["parameter"]].max())
+                span = hi - lo or 1.0
+                y = j + (k - (len(owners) - 1) / 2) * 0.8 / max(len(owners), 1)
+                ax.plot([(r["low"] - lo) / span, (r["high"] - lo) / span], [y, y], lw=5,
+                        color=color[p], label=p if n == 0 else None)
+        ax.set_yticks(range(len(params)), params)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of each parameter's range")
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles, strict=True))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
+        save(fig, "prim_boxes.png", "PRIM boxes where each policy is best (restricted parameters)")
+
+    if len(importance) >= 2:
+        first, second = importance[:2]
+        w = per_world.filter(pl.col("best")).unique("world", keep="first", maintain_order=True)
+        joined = points.join(w.select("world", "best_policy"), on="world", how="left")
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for p in policies:
+            s = joined.filter(pl.col("best_policy") == p)
+            if s.height:
+                ax.scatter(s[first], s[second], color=color[p], label=p, s=28, edgecolor="k", lw=0.3)
+        ax.set_xlabel(first)
+        ax.set_ylabel(second)
+        ax.legend(fontsize=8)
+        save(fig, "world_map.png", "Best policy per world over the two most important parameters")
+    return out
+
+
+def importance_order(points: pl.DataFrame, best: Sequence[str], seed: int) -> list[str]:
+    """Parameters ordered by how well they predict the best policy (extra-trees feature scores,
+    EMA Workbench's get_ex_feature_scores; Geurts et al. 2006)."""
+    _ema()
+    from ema_workbench.analysis import feature_scoring
+    from ema_workbench.analysis.scenario_discovery_util import RuleInductionType
+
+    x = points.drop("world").to_pandas().astype("float64")
+    y = np.asarray(best, dtype=object)
+    if len(set(y.tolist())) < 2:
+        return list(x.columns)
+    codes = np.unique(y, return_inverse=True)[1]
+    scores, _ = feature_scoring.get_ex_feature_scores(x, codes, mode=RuleInductionType.CLASSIFICATION,
+                                                      random_state=seed % 2**32)
+    return [str(i) for i in scores.sort_values(by=scores.columns[0], ascending=False).index]

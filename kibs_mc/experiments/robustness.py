@@ -1,0 +1,238 @@
+"""``experiment.kind=robustness``: which policy is best across uncertain worlds, how much one
+regrets each, and where in the uncertainty space the answer flips (``docs/robustness.md``).
+
+Worlds are points of the uncertainty space (``uncertainty``: ``conf/uncertainty/*.yaml``)
+drawn with ``scipy.stats.qmc``; each is crossed with the experiment's scenarios (the policies,
+e.g. the six governance settings), and each (world, policy) is one scenario of the ordinary
+plan, so chunks, executors, resume and the result files are those of every experiment. The
+policies of a world share their seeds (common random numbers: paired comparisons within a
+world); world w uses the replicates [w R, (w + 1) R) of the root seed's stream, so worlds are
+independent, and world 0 of a one-world run uses exactly the seeds of ``compare_governance``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kibs_mc.analysis import robustness as rb
+from kibs_mc.analysis.effects import choose_baseline
+from kibs_mc.analysis.report import markdown_table
+from kibs_mc.config import Config, replace_number
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
+from kibs_mc.fields import validate
+from kibs_mc.models import get_model
+from kibs_mc.run.plan import NOT_INPUTS, ScenarioSpec, listed_scenarios
+from kibs_mc.run.store import write_parquet
+
+
+def _format(value: float, integer: bool) -> str:
+    """A world's value as an override: exact (repr round-trips a float), whole for integers."""
+    return str(int(value)) if integer else repr(float(value))
+
+
+class Robustness(ExperimentKind):
+    name = "robustness"
+
+    # -- before any work
+    def check(self, config: Config) -> None:
+        super().check(config)
+        rob, space = config.robustness, config.uncertainty
+        if config.experiment.precision.outcome is not None:
+            raise ConfigError("experiment.precision.outcome", config.experiment.precision.outcome,
+                              "allowed: null with experiment.kind=robustness (every world x policy "
+                              "runs `replicates` replicates)")
+        if config.experiment.selection.outcome is not None:
+            raise ConfigError("experiment.selection.outcome", config.experiment.selection.outcome,
+                              "allowed: null with experiment.kind=robustness (every world x policy "
+                              "runs `replicates` replicates)")
+        if not space.parameters:
+            raise ConfigError("uncertainty.parameters", [], "allowed: at least one uncertain parameter "
+                              "(choose a space, e.g. uncertainty=default; conf/uncertainty/)")
+        policies = listed_scenarios(config)
+        if len(policies) < 2:
+            raise ConfigError("experiment.scenarios", [n for n, _ in policies],
+                              "allowed: at least two policies to compare with experiment.kind=robustness")
+        outcomes = get_model(config.model.name).outcomes
+        objective = rob.objective
+        if objective.outcome not in outcomes:
+            raise ConfigError("robustness.objective.outcome", objective.outcome,
+                              "allowed: one of " + ", ".join(outcomes))
+        if objective.per_money and objective.cost not in outcomes:
+            raise ConfigError("robustness.objective.cost", objective.cost,
+                              "allowed: one of " + ", ".join(outcomes)
+                              + " (or robustness.objective.per_money=false)")
+        set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
+        for i, p in enumerate(space.parameters):
+            self._check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
+
+    @staticmethod
+    def _check_parameter(config: Config, path: str, p: Any, set_by_policies: set[str]) -> None:
+        """The key names a number the simulation reads, and both ends of its range are allowed."""
+        top = p.key.partition(".")[0].partition("[")[0]
+        inputs = [f.name for f in dataclasses.fields(config) if f.name not in NOT_INPUTS]
+        if top not in inputs:
+            raise ConfigError(f"{path}.key", p.key, "allowed: a numeric key of the simulation, under "
+                              + ", ".join(inputs))
+        if p.key in set_by_policies:
+            raise ConfigError(f"{path}.key", p.key, "allowed: a key that no policy sets (a policy's "
+                              "own value would be overwritten in every world)")
+        for end in ("low", "high"):
+            value = getattr(p, end)
+            try:
+                validate(replace_number(config, p.key, value))
+            except KeyError as missing:
+                raise ConfigError(f"{path}.key", p.key, f"'{missing.args[0]}' is not a known key "
+                                  "(list elements are written key[i])") from None
+            except TypeError:
+                raise ConfigError(f"{path}.key", p.key, "allowed: a key whose value is a number") from None
+            except ConfigError as error:
+                raise ConfigError(f"{path}.{end}", value, f"allowed for {p.key}: "
+                                  + error.allowed.removeprefix("allowed: ")) from None
+
+    # -- the plan
+    def worlds(self, config: Config) -> pl.DataFrame:
+        """worlds.parquet: the sampled worlds (deterministic in the config and seed)."""
+        rob = config.robustness
+        values = rb.sample_worlds(config.uncertainty, rob.worlds, rob.sampler, config.seed)
+        return rb.worlds_frame(config.uncertainty, values)
+
+    def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
+        worlds = self.worlds(config)
+        params = config.uncertainty.parameters
+        policies = listed_scenarios(config)
+        specs: list[ScenarioSpec] = []
+        for row in worlds.iter_rows(named=True):
+            values = [f"{p.key}={_format(row[p.key], p.integer)}" for p in params]
+            for name, own in policies:
+                specs.append((self.scenario_name(config, row["world"], name), [*own, *values]))
+        return specs
+
+    @staticmethod
+    def scenario_name(config: Config, world: int, policy: str) -> str:
+        return f"w{world:0{len(str(config.robustness.worlds - 1))}d}/{policy}"
+
+    def first_replicates(self, config: Config, specs: Sequence[ScenarioSpec]) -> list[int]:
+        count = len(config.experiment.scenarios)
+        return [(i // count) * config.replicates for i in range(len(specs))]
+
+    def baselines(self, config: Config, names: Sequence[str]) -> dict[str, str]:
+        policies = [s.name for s in config.experiment.scenarios]
+        base = choose_baseline(policies, config.experiment.baseline)
+        return {name: name.rpartition("/")[0] + "/" + base for name in names}
+
+    # -- after the run
+    def analyse(self, finished: Finished) -> KindOutput:
+        config, run_dir = finished.config, finished.run_dir
+        rob = config.robustness
+        objective = rob.objective
+        policies = [s.name for s in config.experiment.scenarios]
+        baseline_name = choose_baseline(policies, config.experiment.baseline)
+        baseline = policies.index(baseline_name)
+        worlds = self.worlds(config)
+        write_parquet(worlds, run_dir / "worlds.parquet")
+        split = pl.col("scenario").str.split_exact("/", 1)
+        rows = finished.rows.with_columns(
+            split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
+            split.struct.field("field_1").alias("policy"))
+        data = rb.to_arrays(rows, worlds["world"].to_list(), policies, objective.outcome,
+                            objective.cost if objective.per_money else None, config.replicates)
+        maximize = objective.direction == "max"
+        per_money = objective.per_money
+        table = rb.robustness_table(data, baseline, per_money, maximize, rob.satisfice, config.seed,
+                                    samples=rob.bootstrap)
+        write_parquet(table, run_dir / "robustness.parquet")
+        per_world = rb.per_world_table(data, baseline, per_money, maximize, rob.satisfice, config.seed,
+                                       samples=rob.bootstrap)
+        assert finished.effects is not None  # the pipeline's per-world paired effects
+        per_world = self._with_effects(per_world, finished.effects, objective.outcome)
+        write_parquet(per_world, run_dir / "per_world.parquet")
+        targets: dict[tuple[str, str], np.ndarray] = {}
+        for p in policies:
+            mine = per_world.filter(pl.col("policy") == p).sort("world")
+            targets[(p, "best")] = mine["best"].to_numpy()
+            targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
+        discovery, trajectory = rb.discover(worlds, targets, density=rob.density)
+        write_parquet(discovery, run_dir / "discovery.parquet")
+        write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
+        best = per_world.filter(pl.col("best")).unique("world", keep="first").sort("world")
+        order = rb.importance_order(worlds.filter(pl.col("world").is_in(best["world"].implode())),
+                                    best["best_policy"].to_list(), config.seed)
+        figures = rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
+        words = self._satisfice_words(config, baseline_name)
+        flips = rb.flip_sentences(table, discovery, worlds, words)
+        section = self._section(config, table, flips, order, baseline_name)
+        children = [{
+            "name": p,
+            "params": {"policy": p, "overrides": " ".join(s.overrides) or "(none)",
+                       "worlds": rob.worlds, "replicates": config.replicates,
+                       "objective": self._objective_words(config, baseline_name)},
+            "metrics": {f"{r['metric']}{suffix}": r[col] for r in table.filter(pl.col("policy") == p)
+                        .iter_rows(named=True) for suffix, col in (("", "value"), ("_ci_low", "ci_low"),
+                                                                   ("_ci_high", "ci_high"))},
+        } for p, s in zip(policies, config.experiment.scenarios, strict=True)]
+        names = set(finished.rows["scenario"].unique().to_list())
+        return KindOutput(figures=figures, sections=[section], unlisted=names, children=children,
+                          lines=flips)
+
+    @staticmethod
+    def _with_effects(per_world: pl.DataFrame, effects: pl.DataFrame, outcome: str) -> pl.DataFrame:
+        """The objective outcome's paired effect against the world's baseline (effects.parquet)."""
+        effects = effects.filter(pl.col("outcome") == outcome)
+        split = pl.col("scenario").str.split_exact("/", 1)
+        effects = effects.select(
+            split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
+            split.struct.field("field_1").alias("policy"),
+            "effect", pl.col("ci_low").alias("effect_ci_low"), pl.col("ci_high").alias("effect_ci_high"),
+            "effect_per_cost")
+        return per_world.join(effects, on=["world", "policy"], how="left", maintain_order="left")
+
+    @staticmethod
+    def _objective_words(config: Config, baseline: str) -> str:
+        o = config.robustness.objective
+        what = f"{o.direction} `{o.outcome}`"
+        return what + (f", as its paired effect against `{baseline}` per unit of extra `{o.cost}`"
+                       if o.per_money else "")
+
+    @staticmethod
+    def _satisfice_words(config: Config, baseline: str) -> str:
+        rob = config.robustness
+        if rob.satisfice is None:
+            return f"to do at least as well as `{baseline}`"
+        sign = ">=" if rob.objective.direction == "max" else "<="
+        return f"to reach the threshold (objective {sign} {rob.satisfice:g})"
+
+    def _section(self, config: Config, table: pl.DataFrame, flips: list[str], order: list[str],
+                 baseline: str) -> str:
+        rob = config.robustness
+        space = ", ".join(f"`{p.key}` [{p.low:g}, {p.high:g}]" for p in config.uncertainty.parameters)
+        wide = table.with_columns(pl.format("{} [{}, {}]", *[pl.col(c).round_sig_figs(3) for c in
+                                                            ("value", "ci_low", "ci_high")]).alias("text")
+                                  ).pivot(on="metric", index="policy", values="text")
+        lines = [
+            f"## Robustness across {rob.worlds} worlds", "",
+            f"Uncertainty space `{config.uncertainty.name}`: {space}. {rob.worlds} worlds "
+            f"({rob.sampler}) x {len(config.experiment.scenarios)} policies x {config.replicates} "
+            "replicates; the policies of a world share their seeds. Objective: "
+            f"{self._objective_words(config, baseline)}. `p_best`: probability of being the best "
+            "policy (ties split); `regret_*`: the best policy's objective minus this one's, mean "
+            "and 90th percentile over worlds; `satisficing`: share of worlds where the policy manages "
+            f"{self._satisfice_words(config, baseline)}; `worst_case`: its worst objective over the "
+            "worlds (maximin). 95% CIs from a bootstrap over worlds and, within them, replicates "
+            f"({rob.bootstrap} draws). Per world: `per_world.parquet`; the worlds: `worlds.parquet`.",
+            "", markdown_table(wide), "",
+            "## Where the answer flips", "",
+            "Scenario discovery on the worlds: PRIM boxes (Friedman & Fisher 1999; EMA Workbench) "
+            "for \"this policy is best here\" and \"this policy fails here\"; a restriction is named "
+            "when its quasi-p value is below 0.05. All boxes, with CART's beside them: "
+            "`discovery.parquet`; the peeling trajectories: `discovery_trajectory.parquet`.", "",
+            *flips, "",
+            "Parameters by how well they predict the best policy (extra-trees feature scores): "
+            + ", ".join(f"`{k}`" for k in order) + ".", "",
+        ]
+        return "\n".join(lines)

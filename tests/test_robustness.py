@@ -1,0 +1,234 @@
+"""experiment.kind=robustness: worlds x policies through the ordinary pipeline, robustness
+metrics, and scenario discovery that recovers a planted threshold."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kibs_mc.analysis.robustness import sample_worlds
+from kibs_mc.config import (
+    UncertainParameter,
+    UncertaintyConfig,
+    apply_values,
+    compose_config,
+    load_config,
+    to_config,
+    with_numbers,
+)
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments import get_kind
+from kibs_mc.experiments.pipeline import run_experiment
+from kibs_mc.run.plan import replicate_seeds
+from tests.conftest import run_cli
+
+#: A quick cluster model: the small cluster for a few months.
+QUICK = ["experiment=robustness", "uncertainty=test", "model.steps=8", "tracking=none",
+         "executor=serial", "robustness.bootstrap=200"]
+TWO_POLICIES = ("experiment.scenarios=[{name: management, overrides: ['governance=management']},"
+                "{name: information, overrides: ['governance=information']}]")
+
+
+def run(tmp_path, name, *overrides):
+    overrides = [*QUICK, *overrides]
+    return run_experiment(load_config(overrides), overrides, tmp_path / name)
+
+
+# ------------------------------------------------------------------ the space
+
+
+def test_worlds_fill_each_range_on_its_scale():
+    space = UncertaintyConfig(parameters=[
+        UncertainParameter(key="a", low=0.2, high=0.8),
+        UncertainParameter(key="b", low=0.01, high=1.0, scale="log"),
+        UncertainParameter(key="c", low=3, high=6, integer=True)])
+    worlds = sample_worlds(space, 64, "sobol", seed=5)
+    assert worlds.shape == (64, 3)
+    assert np.array_equal(worlds, sample_worlds(space, 64, "sobol", seed=5))
+    assert not np.array_equal(worlds, sample_worlds(space, 64, "sobol", seed=6))
+    a, b, c = worlds.T
+    assert a.min() >= 0.2 and a.max() <= 0.8
+    # Sobol' balance: each quarter of a linear range holds a quarter of the worlds ...
+    assert np.array_equal(np.histogram(a, bins=4, range=(0.2, 0.8))[0], [16] * 4)
+    # ... and of a log range each decade holds half of them.
+    assert np.array_equal(np.histogram(np.log10(b), bins=2, range=(-2, 0))[0], [32, 32])
+    assert set(c.tolist()) == {3, 4, 5, 6} and np.array_equal(np.bincount(c.astype(int))[3:], [16] * 4)
+    lhs = sample_worlds(space, 10, "lhs", seed=5)
+    assert np.array_equal(np.sort(np.floor((lhs[:, 0] - 0.2) / 0.06)), np.arange(10))
+
+
+@pytest.mark.parametrize("override,key,allowed", [
+    ("uncertainty.parameters=[{key: model.no_such_key, low: 0.1, high: 0.2}]",
+     "uncertainty.parameters[0].key", "not a known key"),
+    ("uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.5, high: 0.5}]",
+     "uncertainty.parameters[0].high", "above low=0.5"),
+    ("uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 1.5}]",
+     "uncertainty.parameters[0].high", "allowed for model.transfer_efficiency"),
+    ("uncertainty.parameters=[{key: model.imitation_rate, low: 0.0, high: 0.1, scale: log}]",
+     "uncertainty.parameters[0].low", "above 0 with scale=log"),
+    ("uncertainty.parameters=[{key: model.schedule, low: 0, high: 1}]",
+     "uncertainty.parameters[0].key", "a number"),
+    ("uncertainty.parameters=[{key: replicates, low: 1, high: 9}]",
+     "uncertainty.parameters[0].key", "a numeric key of the simulation"),
+    ("uncertainty.parameters=[{key: governance.information, low: 0, high: 1}]",
+     "uncertainty.parameters[0].key", "no policy sets"),
+    ("robustness.objective.outcome=happiness", "robustness.objective.outcome", "innovations_total"),
+    ("experiment.precision.outcome=innovations_total", "experiment.precision.outcome", "null"),
+    ("experiment.selection.outcome=innovations_total", "experiment.selection.outcome", "null"),
+])
+def test_bad_spaces_and_objectives_are_refused_before_any_work(override, key, allowed):
+    overrides = ["experiment=robustness", override]
+    if "governance.information" in override:
+        overrides.append("experiment.scenarios=[{name: a, overrides: ['governance=baseline']},"
+                         "{name: b, overrides: ['governance.information=1.0']}]")
+    with pytest.raises(ConfigError) as error:
+        get_kind(load_config(overrides))
+    assert error.value.key == key and allowed in str(error.value)
+
+
+def test_cli_exits_2_on_a_bad_range(cli):
+    proc = cli("experiment=robustness", "uncertainty.parameters=[{key: model.steps, low: 10, high: 2}]")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "uncertainty.parameters[0].high=2" in proc.stderr
+
+
+def test_the_fast_path_for_sampled_numbers_equals_the_merge():
+    cfg = compose_config(["cluster=small", "governance=information"])
+    values = ["model.transfer_efficiency=0.30000000000000004", "cluster.knowledge_level[0]=1.5",
+              "model.steps=90", "governance.unit_cost.information=2"]
+    fast = with_numbers(to_config(cfg), values)
+    assert fast is not None and fast == apply_values(cfg, values)
+    assert fast.cluster.knowledge_level[1:] == to_config(cfg).cluster.knowledge_level[1:]
+    for other in (["model.steps=9.5"], ["model.schedule=1"], ["model.nokey=1"], ["governance=strategic"]):
+        assert with_numbers(to_config(cfg), other) is None  # left to the merge and its messages
+
+
+# ------------------------------------------------------------------ seeds
+
+
+def test_policies_share_seeds_within_a_world_and_worlds_use_their_own_block(tmp_path):
+    result = run(tmp_path, "seeds", "robustness.worlds=3", "replicates=2")
+    rows = result.rows.with_columns(pl.col("scenario").str.split("/").list.first().alias("world"))
+    per_world = rows.group_by("world").agg(pl.col("seed").unique().sort())
+    assert per_world.height == 3
+    assert all(len(s) == 2 for s in per_world["seed"])  # 6 policies, the same 2 seeds
+    wanted = replicate_seeds(load_config(QUICK).seed, 6).tolist()
+    assert sorted(rows["seed"].unique().to_list()) == sorted(wanted)
+    worlds = pl.read_parquet(tmp_path / "seeds" / "worlds.parquet")
+    for sc in result.scenarios:  # each world's values are in its policies' configs, exactly
+        w = int(sc.name[1:].split("/")[0])
+        assert sc.config.model.transfer_efficiency == worlds["model.transfer_efficiency"][w]
+
+
+# ------------------------------------------------------------------ the answer
+
+
+def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
+    """Governance spends its budget exactly (model v2: share x budget x initial HTEs per step,
+    docs/ODD.md s.7.6), so with the budget uncertain in [0.01, 0.1] the information interface
+    (share 1) costs 100 HTEs x 8 steps x budget, and a spending cap of 32 is kept exactly where
+    the budget is at most 0.04. PRIM's box of where information fails the cap must start there
+    and must not restrict the irrelevant second parameter."""
+    space = ("uncertainty.parameters=[{key: governance.budget, low: 0.01, high: 0.1, scale: log}, "
+             "{key: model.transfer_efficiency, low: 0.3, high: 0.8}]")
+    policies = ("experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
+                "{name: information, overrides: ['governance=information']}]")
+    result = run(tmp_path, "planted", space, policies, "robustness.worlds=32", "replicates=2",
+                 "robustness.objective.outcome=governance_cost", "robustness.objective.direction=min",
+                 "robustness.objective.per_money=false", "robustness.satisfice=32")
+    worlds = pl.read_parquet(result.run_dir / "worlds.parquet")
+    budget = worlds["governance.budget"].to_numpy()
+    spent = result.rows.filter(pl.col("scenario").str.ends_with("/information"))["governance_cost"]
+    assert spent.min() > 0  # the plant: information spends its whole budget
+    table = pl.read_parquet(result.run_dir / "robustness.parquet")
+    kept = table.filter((pl.col("policy") == "information") & (pl.col("metric") == "satisficing")
+                        ).row(0, named=True)
+    assert kept["value"] == pytest.approx(np.mean(budget * 100 * 8 <= 32 + 1e-9))
+    box = pl.read_parquet(result.run_dir / "discovery.parquet").filter(
+        (pl.col("policy") == "information") & (pl.col("target") == "fails") & (pl.col("method") == "prim"))
+    assert box["parameter"].to_list() == ["governance.budget"]
+    edge = box.row(0, named=True)
+    assert edge["high"] == pytest.approx(budget.max()) and abs(edge["low"] - 0.04) < 0.01
+    assert edge["density"] == 1.0 and edge["coverage"] == 1.0
+    report = result.report.read_text()
+    assert "governance.budget > " in report
+    assert report.startswith("# kibs-mc experiment `robustness`: 64 scenarios x 2 replicates")
+
+
+def test_identical_policies_are_best_equally_often(tmp_path):
+    twins = ("experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
+             "{name: information, overrides: ['governance=information']},"
+             "{name: information_again, overrides: ['governance=information']},"
+             "{name: management, overrides: ['governance=management']}]")
+    result = run(tmp_path, "twins", twins, "robustness.worlds=8", "replicates=3", "tracking.enabled=true",
+                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    table = pl.read_parquet(result.run_dir / "robustness.parquet").filter(pl.col("metric") == "p_best")
+    one, two = (table.filter(pl.col("policy") == p).row(0, named=True)
+                for p in ("information", "information_again"))
+    assert one["value"] == two["value"] and one["ci_low"] <= two["value"] <= one["ci_high"]
+    assert table["value"].sum() == pytest.approx(1.0)  # ties split, not double counted
+    # MLflow: one parent, one child per policy (not per world) carrying the metrics.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["kibs-mc"])
+    children = runs[runs["tags.mlflow.parentRunId"] == result.mlflow_run_id]
+    assert len(runs) == 5 and sorted(children["tags.mlflow.runName"]) == \
+        ["baseline", "information", "information_again", "management"]
+    for r in table.iter_rows(named=True):
+        child = children[children["tags.mlflow.runName"] == r["policy"]]
+        assert child["metrics.p_best"].iloc[0] == pytest.approx(r["value"])
+
+
+def test_one_world_gives_compare_governances_answer(tmp_path):
+    robust = run(tmp_path, "one", "robustness.worlds=1", "replicates=4")
+    world = pl.read_parquet(robust.run_dir / "worlds.parquet").row(0, named=True)
+    values = [f"{k}={v!r}" for k, v in world.items() if k != "world"]
+    compare = ["experiment=compare_governance", "cluster=small", "model.steps=8", "replicates=4",
+               "tracking=none", "executor=serial", *values]
+    plain = run_experiment(load_config(compare), compare, tmp_path / "compare")
+    per_world = pl.read_parquet(robust.run_dir / "per_world.parquet")
+    effects = plain.effects.filter(pl.col("outcome") == "innovations_total")
+    for r in effects.iter_rows(named=True):
+        mine = per_world.filter(pl.col("policy") == r["scenario"]).row(0, named=True)
+        # The same paired differences; the bootstrap CIs draw from generators named after the
+        # cell (w0/strategic vs strategic), so only the effect itself is compared exactly.
+        assert mine["effect"] == r["effect"]
+        assert mine["effect_ci_low"] <= r["effect"] <= mine["effect_ci_high"]
+        assert mine["objective"] == pytest.approx(r["effect_per_cost"])
+    best = effects.sort("effect_per_cost", descending=True).row(0, named=True)["scenario"]
+    assert per_world.filter(pl.col("best"))["policy"].to_list() == [best]
+    assert robust.rows.drop("scenario").equals(plain.rows.drop("scenario"))
+
+
+# ------------------------------------------------------------------ executors and resume
+
+
+@pytest.mark.slow
+def test_ray_and_a_killed_then_resumed_run_equal_the_serial_one(tmp_path, ray_local):
+    common = ["robustness.worlds=4", "replicates=3", "executor.chunk_size=1"]
+    serial = run(tmp_path, "serial", *common)
+    on_ray = run(tmp_path, "ray", *common, "executor=ray")
+    run_dir = tmp_path / "killed"
+    args = [*QUICK, *common, "model.steps=30", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((run_dir / "chunks").glob("part-*.parquet"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli(*args, "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "reused" in resumed.stdout and ", 0 reused" not in resumed.stdout
+    fresh = run(tmp_path, "fresh", *common, "model.steps=30")
+    for name in ("replicates.parquet", "robustness.parquet", "per_world.parquet", "discovery.parquet"):
+        want = pl.read_parquet(serial.run_dir / name)
+        assert pl.read_parquet(on_ray.run_dir / name).equals(want), name
+        assert pl.read_parquet(run_dir / name).equals(pl.read_parquet(fresh.run_dir / name)), name
