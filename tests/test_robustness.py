@@ -11,6 +11,7 @@ import time
 import numpy as np
 import polars as pl
 import pytest
+from omegaconf import OmegaConf
 
 from kibs_mc.analysis.robustness import sample_worlds
 from kibs_mc.config import (
@@ -232,3 +233,50 @@ def test_ray_and_a_killed_then_resumed_run_equal_the_serial_one(tmp_path, ray_lo
         want = pl.read_parquet(serial.run_dir / name)
         assert pl.read_parquet(on_ray.run_dir / name).equals(want), name
         assert pl.read_parquet(run_dir / name).equals(pl.read_parquet(fresh.run_dir / name)), name
+
+
+# ------------------------------------------------------------------ worlds from a calibration
+
+
+def calibration_dir(tmp_path):
+    """A calibration run directory as experiment=calibrate leaves it (its config.yaml and a
+    posterior.parquet of two generations), with a planted last generation."""
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    config = load_config(["experiment=calibrate", "calibration.parameters=[{key: model.transfer_efficiency, "
+                          "low: 0.3, high: 0.8}, {key: model.steps, low: 6, high: 10, integer: true}]"])
+    (cal / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+    pl.DataFrame({"model.transfer_efficiency": [0.31, 0.32, 0.4, 0.7], "model.steps": [6.0, 6.0, 8.0, 10.0],
+                  "weight": [0.5, 0.5, 0.75, 0.25], "generation": [0, 0, 1, 1]}
+                 ).write_parquet(cal / "posterior.parquet")
+    return cal
+
+
+def test_worlds_are_drawn_from_a_calibrations_weighted_posterior(tmp_path):
+    cal = calibration_dir(tmp_path)
+    overrides = [*(o for o in QUICK if not o.startswith("uncertainty=")), "uncertainty=posterior",
+                 f"uncertainty.posterior={cal}", TWO_POLICIES, "robustness.worlds=8", "replicates=1"]
+    result = run_experiment(load_config(overrides), overrides, tmp_path / "post")
+    worlds = pl.read_parquet(tmp_path / "post" / "worlds.parquet")
+    # systematic resampling of the last generation: 8 x 0.75 and 8 x 0.25 worlds, never generation 0
+    assert sorted(zip(worlds["model.transfer_efficiency"], worlds["model.steps"], strict=True)) == \
+        [(0.4, 8)] * 6 + [(0.7, 10)] * 2
+    for sc in result.scenarios:
+        w = worlds.row(int(sc.name[1:].split("/")[0]), named=True)
+        assert (sc.config.model.transfer_efficiency, sc.config.model.steps) == \
+            (w["model.transfer_efficiency"], w["model.steps"])
+    assert "posterior of cal" in result.report.read_text()
+
+
+@pytest.mark.parametrize("extra, allowed", [
+    (["uncertainty.posterior=/no/such/run"], "a finished experiment=calibrate run directory"),
+    (["uncertainty.posterior=CAL", "uncertainty.parameters=[{key: model.steps, low: 6, high: 9}]"],
+     "an empty list with uncertainty.posterior"),
+])
+def test_a_bad_posterior_is_refused_naming_the_key(tmp_path, extra, allowed):
+    cal = calibration_dir(tmp_path)
+    overrides = [*(o for o in QUICK if not o.startswith("uncertainty=")), "uncertainty=posterior",
+                 *(e.replace("CAL", str(cal)) for e in extra)]
+    with pytest.raises(ConfigError, match=allowed) as error:
+        get_kind(load_config(overrides)).check(load_config(overrides))
+    assert error.value.key.startswith("uncertainty.")

@@ -241,6 +241,19 @@ def sample_worlds(space: UncertaintyConfig, count: int, sampler: str, seed: int)
     return out
 
 
+def sample_posterior(particles: pl.DataFrame, keys: Sequence[str], count: int, seed: int) -> np.ndarray:
+    """``count`` worlds drawn from weighted particles (columns ``keys`` and ``weight``), one row
+    each: systematic resampling (Kitagawa 1996; every particle appears floor or ceil of
+    count x weight times) from a seeded offset, in a seeded random order."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x3011D5, 1)))
+    w = particles["weight"].to_numpy().astype(float)
+    edges = np.cumsum(w / w.sum())
+    edges[-1] = 1.0
+    picks = np.searchsorted(edges, (rng.random() + np.arange(count)) / count, side="right")
+    values = particles.select(*keys).to_numpy().astype(float)[np.minimum(picks, len(w) - 1)]
+    return values[rng.permutation(count)]
+
+
 def worlds_frame(space: UncertaintyConfig, values: np.ndarray) -> pl.DataFrame:
     """worlds.parquet: ``world`` and one column per parameter key."""
     data: dict[str, Any] = {"world": np.arange(len(values), dtype=np.int64)}

@@ -165,6 +165,9 @@ class UncertaintyConfig:
 
     name: str = "none"
     parameters: list[UncertainParameter] = field(default_factory=list)
+    #: A finished ``experiment=calibrate`` run directory: worlds are drawn from its weighted
+    #: posterior (last generation), over its parameters (``uncertainty=posterior``).
+    posterior: str | None = None
 
     def check(self, path: str) -> None:
         keys = [p.key for p in self.parameters]

@@ -2,33 +2,72 @@
 regrets each, and where in the uncertainty space the answer flips (``docs/robustness.md``).
 
 Worlds are points of the uncertainty space (``uncertainty``: ``conf/uncertainty/*.yaml``)
-drawn with ``scipy.stats.qmc``; each is crossed with the experiment's scenarios (the policies,
-e.g. the six governance settings), and each (world, policy) is one scenario of the ordinary
-plan, so chunks, executors, resume and the result files are those of every experiment. The
-policies of a world share their seeds (common random numbers: paired comparisons within a
-world); world w uses the replicates [w R, (w + 1) R) of the root seed's stream, so worlds are
-independent, and world 0 of a one-world run uses exactly the seeds of ``compare_governance``.
+drawn with ``scipy.stats.qmc``, or particles of a calibration's weighted posterior
+(``uncertainty=posterior uncertainty.posterior=<calibration run dir>``); each is crossed with
+the experiment's scenarios (the policies, e.g. the six governance settings), and each (world,
+policy) is one scenario of the ordinary plan, so chunks, executors, resume and the result files
+are those of every experiment. The policies of a world share their seeds (common random
+numbers: paired comparisons within a world); world w uses the replicates [w R, (w + 1) R) of
+the root seed's stream, so worlds are independent, and world 0 of a one-world run uses exactly
+the seeds of ``compare_governance``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from omegaconf import OmegaConf
 
 from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
 from kibs_mc.analysis.report import markdown_table
-from kibs_mc.config import Config, replace_number
+from kibs_mc.config import Config, UncertainParameter, UncertaintyConfig, replace_number
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.fields import validate
 from kibs_mc.models import get_model
 from kibs_mc.run.plan import NOT_INPUTS, ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
+
+#: Files of a calibration run directory that ``uncertainty.posterior`` reads.
+POSTERIOR_FILES = ("posterior.parquet", "config.yaml")
+
+
+def read_posterior(run_dir: str) -> tuple[UncertaintyConfig, pl.DataFrame]:
+    """A finished calibration's space (its calibrated parameters and prior ranges, from its
+    ``config.yaml``) and its last generation's particles (``posterior.parquet``: one column per
+    parameter and ``weight``); a ConfigError naming ``uncertainty.posterior`` otherwise."""
+    path = Path(run_dir).expanduser()
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
+        assert isinstance(saved, dict)
+        listed = (saved.get("calibration") or {}).get("parameters") or \
+            (saved.get("uncertainty") or {}).get("parameters") or []
+        parameters = [UncertainParameter(**{k: v for k, v in p.items()}) for p in listed]
+        posterior = pl.read_parquet(path / "posterior.parquet")
+        last = posterior.filter(pl.col("generation") == posterior["generation"].max())
+        keys = [p.key for p in parameters]
+        last = last.select(*keys, "weight")
+    except Exception:  # missing, unreadable or not a calibration's: one message for all
+        raise ConfigError("uncertainty.posterior", run_dir, "allowed: a finished experiment=calibrate run "
+                          "directory (with " + " and ".join(POSTERIOR_FILES) + ")") from None
+    if not keys or last.height == 0 or not (last["weight"].sum() > 0):
+        raise ConfigError("uncertainty.posterior", run_dir, "allowed: a calibration run directory whose "
+                          "posterior has parameters and particles of positive weight")
+    return UncertaintyConfig(name=f"posterior of {path.name}", parameters=parameters, posterior=run_dir), last
+
+
+def space_of(config: Config) -> UncertaintyConfig:
+    """The uncertainty space the worlds come from: ``uncertainty``, or the calibrated
+    parameters of ``uncertainty.posterior``."""
+    if config.uncertainty.posterior is None:
+        return config.uncertainty
+    return read_posterior(config.uncertainty.posterior)[0]
 
 
 def _format(value: float, integer: bool) -> str:
@@ -43,6 +82,12 @@ class Robustness(ExperimentKind):
     def check(self, config: Config) -> None:
         super().check(config)
         rob, space = config.robustness, config.uncertainty
+        if space.posterior is not None:
+            if space.parameters:
+                raise ConfigError("uncertainty.parameters", [p.key for p in space.parameters],
+                                  "allowed: an empty list with uncertainty.posterior (the worlds "
+                                  "take the calibration's parameters)")
+            space = space_of(config)
         if config.experiment.precision.outcome is not None:
             raise ConfigError("experiment.precision.outcome", config.experiment.precision.outcome,
                               "allowed: null with experiment.kind=robustness (every world x policy "
@@ -53,7 +98,8 @@ class Robustness(ExperimentKind):
                               "runs `replicates` replicates)")
         if not space.parameters:
             raise ConfigError("uncertainty.parameters", [], "allowed: at least one uncertain parameter "
-                              "(choose a space, e.g. uncertainty=default; conf/uncertainty/)")
+                              "(choose a space, e.g. uncertainty=default; conf/uncertainty/; or "
+                              "uncertainty=posterior uncertainty.posterior=<calibration run dir>)")
         policies = listed_scenarios(config)
         if len(policies) < 2:
             raise ConfigError("experiment.scenarios", [n for n, _ in policies],
@@ -99,12 +145,17 @@ class Robustness(ExperimentKind):
     def worlds(self, config: Config) -> pl.DataFrame:
         """worlds.parquet: the sampled worlds (deterministic in the config and seed)."""
         rob = config.robustness
+        if config.uncertainty.posterior is not None:
+            space, particles = read_posterior(config.uncertainty.posterior)
+            keys = [p.key for p in space.parameters]
+            values = rb.sample_posterior(particles, keys, rob.worlds, config.seed)
+            return rb.worlds_frame(space, values)
         values = rb.sample_worlds(config.uncertainty, rob.worlds, rob.sampler, config.seed)
         return rb.worlds_frame(config.uncertainty, values)
 
     def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
         worlds = self.worlds(config)
-        params = config.uncertainty.parameters
+        params = space_of(config).parameters
         policies = listed_scenarios(config)
         specs: list[ScenarioSpec] = []
         for row in worlds.iter_rows(named=True):
@@ -210,14 +261,16 @@ class Robustness(ExperimentKind):
     def _section(self, config: Config, table: pl.DataFrame, flips: list[str], order: list[str],
                  baseline: str) -> str:
         rob = config.robustness
-        space = ", ".join(f"`{p.key}` [{p.low:g}, {p.high:g}]" for p in config.uncertainty.parameters)
+        uncertain = space_of(config)
+        space = ", ".join(f"`{p.key}` [{p.low:g}, {p.high:g}]" for p in uncertain.parameters)
         wide = table.with_columns(pl.format("{} [{}, {}]", *[pl.col(c).round_sig_figs(3) for c in
                                                             ("value", "ci_low", "ci_high")]).alias("text")
                                   ).pivot(on="metric", index="policy", values="text")
         lines = [
             f"## Robustness across {rob.worlds} worlds", "",
-            f"Uncertainty space `{config.uncertainty.name}`: {space}. {rob.worlds} worlds "
-            f"({rob.sampler}) x {len(config.experiment.scenarios)} policies x {config.replicates} "
+            f"Uncertainty space `{uncertain.name}`: {space}. {rob.worlds} worlds "
+            f"({'weighted posterior draws' if uncertain.posterior else rob.sampler}) x "
+            f"{len(config.experiment.scenarios)} policies x {config.replicates} "
             "replicates; the policies of a world share their seeds. Objective: "
             f"{self._objective_words(config, baseline)}. `p_best`: probability of being the best "
             "policy (ties split); `regret_*`: the best policy's objective minus this one's, mean "
