@@ -270,6 +270,7 @@ def test_worlds_are_drawn_from_a_calibrations_weighted_posterior(tmp_path):
 
 @pytest.mark.parametrize("extra, allowed", [
     (["uncertainty.posterior=/no/such/run"], "a finished experiment=calibrate run directory"),
+    ([], "a finished experiment=calibrate run directory"),
     (["uncertainty.posterior=CAL", "uncertainty.parameters=[{key: model.steps, low: 6, high: 9}]"],
      "an empty list with uncertainty.posterior"),
 ])

@@ -96,6 +96,9 @@ class Robustness(ExperimentKind):
             raise ConfigError("experiment.selection.outcome", config.experiment.selection.outcome,
                               "allowed: null with experiment.kind=robustness (every world x policy "
                               "runs `replicates` replicates)")
+        if not space.parameters and space.name == "posterior":  # conf/uncertainty/posterior.yaml
+            raise ConfigError("uncertainty.posterior", None, "allowed: a finished experiment=calibrate run "
+                              "directory (uncertainty.posterior=<run dir>)")
         if not space.parameters:
             raise ConfigError("uncertainty.parameters", [], "allowed: at least one uncertain parameter "
                               "(choose a space, e.g. uncertainty=default; conf/uncertainty/; or "
