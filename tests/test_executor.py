@@ -31,6 +31,16 @@ def work(i):
     time.sleep(0.05)
     finished.append(i)
     return i, os.getpid(), threading.current_thread().name, os.environ.get("NUMBA_NUM_THREADS")
+
+# range(n), whose items past the first few wait until the local cluster has started: work
+# is left for Ray however long a loaded machine takes to start it.
+def some_then_after_start(n, first=20):
+    for i in range(n):
+        if i == first:
+            deadline = time.monotonic() + 150
+            while not ray.is_initialized() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        yield i
 """
 
 
@@ -47,7 +57,7 @@ def test_driver_computes_while_the_local_cluster_starts_and_every_item_runs_once
     out = run_script("""
         ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
         started_before_work = ray.is_initialized()
-        results = [r for _, r in ex.map_unordered(work, range(200))]
+        results = [r for _, r in ex.map_unordered(work, some_then_after_start(200))]
         raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
         ex.close()
         wait_for_shutdown()
@@ -131,7 +141,7 @@ def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
         err = None
         try:
             with ex:
-                for _ in ex.map_unordered(fails_on_ray, range(400)):
+                for _ in ex.map_unordered(fails_on_ray, some_then_after_start(400)):
                     pass
         except ExecutionError as exc:
             err = exc
@@ -140,7 +150,7 @@ def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
         # ... and the same error dropped during a background shutdown of another cluster:
         ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
         try:
-            for _ in ex.map_unordered(fails_on_ray, range(400)):
+            for _ in ex.map_unordered(fails_on_ray, some_then_after_start(400)):
                 pass
         except ExecutionError as exc:
             err = exc
