@@ -132,7 +132,7 @@ def test_driver_sigkill_then_resume_reuses_completed_chunks(ray_nodes, tmp_path,
         pl.read_parquet(part)
     done = pl.concat([pl.read_parquet(p, columns=["_chunk"]) for p in parts])["_chunk"].n_unique()
     assert 0 < done < 24
-    out = finish(kibs_mc(ray_nodes, [*args, "resume=true"], tmp_path))
+    out = finish(kibs_mc(ray_nodes, [*args, "resume=true", "keep_parts=true"], tmp_path))  # parts stay
     assert f"chunks: {24 - done} computed, {done} reused" in out, out[-2000:]
     for part, stamp in parts.items():  # reused, not rewritten
         assert (part.stat().st_ino, part.stat().st_mtime_ns) == stamp

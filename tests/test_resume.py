@@ -34,7 +34,7 @@ def test_sigkilled_driver_resumes_from_its_completed_chunks(tmp_path):
     done = pl.concat([pl.read_parquet(p) for p in parts])["_chunk"].n_unique()  # all readable
     assert 0 < done < 20
     (run_dir / "chunks" / "part-stale.parquet.tmp").write_bytes(b"half a file")  # as a kill would leave
-    resumed = run_cli(*args, "resume=true", cwd=tmp_path)
+    resumed = run_cli(*args, "resume=true", "keep_parts=true", cwd=tmp_path)  # parts stay to be compared
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"chunks: {20 - done} computed, {done} reused" in resumed.stdout
     assert all((p.stat().st_ino, p.stat().st_mtime_ns) == stamp for p, stamp in parts.items())

@@ -14,7 +14,7 @@ from kibs_mc.run.plan import ScenarioSpec
 UNNAMED = "default"
 #: Settings that change how a run is executed or recorded, not what it simulates: left out of
 #: a scenario's name.
-NOT_SIMULATED = ("replicates", "seed", "resume", "experiment", "executor", "tracking", "hydra")
+NOT_SIMULATED = ("replicates", "seed", "resume", "keep_parts", "experiment", "executor", "tracking", "hydra")
 
 
 def overrides_name(overrides: Sequence[str]) -> str:

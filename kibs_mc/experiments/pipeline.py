@@ -293,6 +293,8 @@ def execute(planned: Planned, console: Console) -> Executed:
                     notes = precision_notes(status, precision)
                     break
     rows = store.finalize(names)
+    if not config.keep_parts:
+        store.compact()  # a finished run keeps one part, not thousands of small files
     return Executed(store, rows, store.errors(), computed, reused, notes, state)
 
 

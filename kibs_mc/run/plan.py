@@ -64,7 +64,7 @@ def listed_scenarios(config: Config) -> list[ScenarioSpec]:
 
 #: Top-level keys common to every scenario of an experiment: a scenario that set them would
 #: run with the common value anyway (the seeds, the counts and the executor are the plan's).
-COMMON_KEYS = ("seed", "replicates", "resume", "executor", "tracking", "experiment", "hydra")
+COMMON_KEYS = ("seed", "replicates", "resume", "keep_parts", "executor", "tracking", "experiment", "hydra")
 
 
 def _check_scenario_overrides(name: str, own_overrides: Sequence[str]) -> None:
@@ -146,8 +146,8 @@ def auto_chunk_size(replicates: int, scenarios: int, workers: int,
 
 
 #: Config keys that do not change what a replicate computes.
-NOT_INPUTS = ("executor", "tracking", "resume", "experiment", "replicates", "seed", "calibration",
-              "uncertainty", "robustness")
+NOT_INPUTS = ("executor", "tracking", "resume", "keep_parts", "experiment", "replicates", "seed",
+              "calibration", "uncertainty", "robustness")
 
 
 def simulation_inputs(config: Config) -> dict:

@@ -19,6 +19,9 @@ never reused for another experiment, a chunk found in two parts (recomputed afte
 interruption) is merged once, and a chunk that holds errors is computed again on resume. Files
 are fsynced before the rename that publishes them; a part that cannot be read is set aside in
 ``chunks/damaged/`` and its chunks are computed again.
+
+``compact`` (after the last ``finalize``, unless ``keep_parts=true``) replaces the parts by
+one part holding each chunk's chosen copy, so a finished run holds a handful of files.
 """
 
 from __future__ import annotations
@@ -435,6 +438,69 @@ class ResultStore:
                 raise out_of_space(code, self.run_dir) from None
             raise
         return rows
+
+    # -- compaction
+    def compact(self) -> int:
+        """Replace the parts by one part holding each chunk's chosen copy; return the number
+        of part files removed (0 when there is at most one part).
+
+        Shared file systems suffer from many small files; a finished run keeps ``chunks/``
+        as one part (rows, time series, errors) with the same metadata as any part: the plan
+        fingerprint, its chunks and those holding errors, so resume and the plan checks work
+        as before. Order of work: the new part is written and published (time series and
+        errors first, the rows last, as in ``flush``), the directory fsynced, then the old
+        parts are removed. A crash at any point leaves the old parts, or the new part, or
+        both (the newest copy of a chunk counts; they hold the same rows): never a chunk lost.
+        """
+        import pyarrow.parquet as pq
+
+        self.flush()
+        chosen = self._chosen()
+        stems = set(self._index)
+        if len(stems) <= 1:
+            return 0
+        keys = sorted(chosen)
+        failed = sorted(k for k, part in chosen.items() if k in part.failed)
+        meta = {PLAN_KEY: self.fingerprint or "", CHUNKS_KEY: json.dumps(keys),
+                FAILED_KEY: json.dumps(failed)}
+        name = f"part-{time.time_ns():020d}-compact"
+        try:
+            for kind in (".timeseries", ".errors", ""):
+                selected = self._selected(kind)
+                if not selected:
+                    continue
+                path = self.parts / f"{name}{kind}.parquet"
+                tmp = path.with_name(path.name + ".tmp")
+                writer = None
+                try:
+                    for part, part_keys, everything in selected:
+                        table = self._read(part, part_keys, everything).to_arrow()
+                        if writer is None:
+                            schema = table.schema.with_metadata(meta)
+                            writer = pq.ParquetWriter(tmp, schema, compression="lz4")
+                        writer.write_table(table.cast(schema))
+                finally:
+                    if writer is not None:
+                        writer.close()
+                _publish(tmp, path)
+        except Exception as exc:
+            if (code := refused_write(exc)) is not None:
+                raise out_of_space(code, self.parts) from None
+            raise
+        _fsync(self.parts)
+        removed = 0
+        for stem in sorted(stems):
+            for path in self.parts.glob(f"{stem}.*parquet"):
+                path.unlink()
+                removed += 1
+        for orphan in self.parts.glob("*.parquet"):  # a sibling whose rows were never published
+            if orphan.name.split(".")[0] != name:
+                orphan.unlink()
+                removed += 1
+        _fsync(self.parts)
+        self._index = {name: Part(name, self.fingerprint or None, tuple(keys), frozenset(failed))}
+        return removed
+
 
 
 #: Time-series rows ``finalize`` holds in memory at once. The series are many times the size

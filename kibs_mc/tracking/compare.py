@@ -33,7 +33,7 @@ class CompareError(Exception):
 
 
 #: Parameters that do not change results: never listed as what differs between runs.
-NOT_RESULTS = ("tracking.", "executor.", "resume", "hydra.")
+NOT_RESULTS = ("tracking.", "executor.", "resume", "keep_parts", "hydra.")
 #: Settings that make two runs simulate different things (a warning in ``diff``).
 STRUCTURE = ("model.", "cluster.")
 
