@@ -170,7 +170,7 @@ def test_unknown_statistics_are_refused_naming_them(tmp_path, statistic, bad):
 
 
 def test_the_default_targets_are_cited_and_resolve():
-    targets = resolve_targets(load_config(["experiment=calibrate", "model.steps=12"]))
+    targets = resolve_targets(load_config(["experiment=calibrate", "model.steps=10"]))
     assert targets and all(t.source for t in targets)
     assert (CONF_DIR / "targets" / "default.yaml").is_file()
 
@@ -181,3 +181,24 @@ def test_cli_exits_2_on_a_missing_or_bad_target_file(cli, tmp_path):
     assert out.returncode == 2, out.stderr
     assert str(missing) in out.stderr and "calibration.targets" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_derived_mean_degree_is_the_final_networks_and_needs_a_recorded_last_step(tmp_path):
+    """network_mean_degree (targets.DERIVED) equals 2 ties / living agents of the final state,
+    recovered from the density and ties@last; a run whose last step is not recorded is refused."""
+    from kibs_mc.analysis.targets import check_targets, replicate_value
+    from kibs_mc.models.kibs.replicate import run, simulate_replicate
+
+    (target,) = parse_targets({"targets": [{"name": "k", "statistic": "network_mean_degree",
+                                            "observed": 3, "scale": 1}]}, "t.yaml")
+    config = load_config(["cluster=small", "model.steps=35"])
+    for seed in (1, 2):
+        state = run(config, seed).state
+        truth = 2 * state.tie_count() / int(state.agents.alive.sum())
+        row, ts = simulate_replicate(config, seed)
+        check_targets([target], row, ts, config, "t.yaml")
+        assert replicate_value(target, row, ts, config) == pytest.approx(truth, rel=1e-12)
+    config = load_config(["cluster=small", "model.steps=36"])
+    row, ts = simulate_replicate(config, 1)
+    with pytest.raises(ConfigError, match="model.steps"):
+        check_targets([target], row, ts, config, "t.yaml")

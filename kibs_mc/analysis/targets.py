@@ -5,6 +5,9 @@ A target's ``statistic`` is measured on each replicate, from the model's outcome
 series, then aggregated over the replicates of a particle:
 
 - ``<outcome>``: an outcome of the model (``hte_exits``, ``network_clustering``, ...);
+- a derived statistic computed here from what a replicate returns (``DERIVED``):
+  ``network_mean_degree``, the mean degree of the final network (from its density and
+  ``ties@last``; needs ``model.steps`` to be a recorded step);
 - ``<column>@<step>``: a time-series column at a recorded step (``@last``: the last one);
 - ``relative_to: <column>@<step>``: divided by another such value (growth factors);
 - ``per: <config key>`` (or a list of keys): divided by numbers of the configuration
@@ -190,6 +193,30 @@ def _series_value(ref: str, ts: Mapping[str, np.ndarray] | None) -> float:
     return float(np.asarray(ts[column])[int(np.flatnonzero(steps == at)[0])])
 
 
+def _mean_degree(row: Mapping[str, Any], ts: Mapping[str, np.ndarray] | None) -> float:
+    """Mean degree 2T/n of the final network: T = ``ties@last``, and n from its density
+    d = 2T / (n (n - 1)), i.e. n = (1 + sqrt(1 + 8T/d)) / 2 (exact when the last recorded step
+    is the last step)."""
+    ties = _series_value("ties@last", ts)
+    density = float(row["network_density"])
+    if ties <= 0 or density <= 0:
+        return 0.0
+    return 2.0 * ties / ((1.0 + math.sqrt(1.0 + 8.0 * ties / density)) / 2.0)
+
+
+#: Statistics computed from a replicate's outcomes and time series: name -> (function,
+#: outcomes it reads, time-series columns it reads at the last step).
+DERIVED: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
+    "network_mean_degree": (_mean_degree, ("network_density",), ("ties",)),
+}
+
+
+def _value(ref: str, row: Mapping[str, Any], ts: Mapping[str, np.ndarray] | None) -> float:
+    if ref in DERIVED:
+        return float(DERIVED[ref][0](row, ts))
+    return _series_value(ref, ts) if "@" in ref else float(row[ref])
+
+
 def _config_number(config: Any, key: str) -> float:
     node = config
     for part in key.split("."):
@@ -201,15 +228,9 @@ def replicate_value(
     target: Target, row: Mapping[str, Any], ts: Mapping[str, np.ndarray] | None, config: Any
 ) -> float:
     """``target``'s statistic on one replicate (before aggregation over replicates)."""
-    value = (
-        float(row[target.statistic]) if "@" not in target.statistic else _series_value(target.statistic, ts)
-    )
+    value = _value(target.statistic, row, ts)
     if target.relative_to is not None:
-        base = (
-            _series_value(target.relative_to, ts)
-            if "@" in target.relative_to
-            else float(row[target.relative_to])
-        )
+        base = _value(target.relative_to, row, ts)
         value = value / base if base != 0 else math.nan
     for key in target.per:
         per = _config_number(config, key)
@@ -246,6 +267,8 @@ def check_targets(
     allowed = (
         "allowed: an outcome ("
         + ", ".join(outcomes)
+        + "), a derived statistic ("
+        + ", ".join(DERIVED)
         + ")"
         + (
             f" or a time-series column ({', '.join(columns)}) at a recorded step, as "
@@ -259,6 +282,24 @@ def check_targets(
         for field_name in ("statistic", "relative_to"):
             ref = getattr(target, field_name)
             if ref is None:
+                continue
+            if ref in DERIVED:
+                _, needs, series = DERIVED[ref]
+                last = steps[-1] if steps else None
+                if not all(k in outcomes for k in needs) or not all(c in columns for c in series):
+                    raise ConfigError(
+                        f"{where}: targets[{i}].{field_name}",
+                        ref,
+                        f"allowed: {ref} needs the outcomes {', '.join(needs)} and the "
+                        f"time-series columns {', '.join(series)}, which this model lacks",
+                    )
+                if last != int(config.model.steps):
+                    raise ConfigError(
+                        "model.steps",
+                        config.model.steps,
+                        f"allowed: a multiple of model.record_every for targets[{i}]."
+                        f"{field_name} = {ref} (the last recorded step is {last})",
+                    )
                 continue
             column, at, step = ref.partition("@")
             ok = (
