@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -37,6 +39,24 @@ def run_cli(*overrides: str, cwd: Path, timeout: float = 300, env: dict | None =
     full_env.pop("RAY_ADDRESS", None) if env is None or "RAY_ADDRESS" not in env else None
     return subprocess.run([*KIBS_MC, *overrides], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def kill_after_parts(*overrides: str, cwd: Path, run_dir: Path, parts: int = 2, timeout: float = 120) -> None:
+    """Start ``python -m kibs_mc`` and SIGKILL it (no clean-up of any kind) once ``run_dir``
+    holds ``parts`` chunk parts, as a crash or an OOM kill would; the run must still be running
+    then, or the resume that follows would test nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([*KIBS_MC, *overrides], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while len(list((run_dir / "chunks").glob("part-*.parquet"))) < parts and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert running, f"the run ended (rc={proc.returncode}) before it could be killed after {parts} parts"
 
 
 @pytest.fixture

@@ -3,15 +3,10 @@ run's, no corrupt or stale files. (The same on a multi-node Ray cluster: test_cl
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
 import polars as pl
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import kill_after_parts, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +18,7 @@ SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.toler
 def test_sigkilled_driver_resumes_from_its_completed_chunks(tmp_path):
     run_dir = tmp_path / "run"
     args = [*SLOW, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list((run_dir / "chunks").glob("part-*.parquet"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_parts(*args, cwd=tmp_path, run_dir=run_dir)
     parts = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (run_dir / "chunks").glob("*.parquet")}
     done = pl.concat([pl.read_parquet(p) for p in parts])["_chunk"].n_unique()  # all readable
     assert 0 < done < 20

@@ -3,11 +3,6 @@ metrics, and scenario discovery that recovers a planted threshold."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import polars as pl
 import pytest
@@ -27,7 +22,7 @@ from kibs_mc.errors import ConfigError
 from kibs_mc.experiments import get_kind
 from kibs_mc.experiments.pipeline import run_experiment
 from kibs_mc.run.plan import replicate_seeds
-from tests.conftest import run_cli
+from tests.conftest import kill_after_parts, run_cli
 
 #: A quick cluster model: the small cluster for a few months.
 QUICK = ["experiment=robustness", "uncertainty=test", "model.steps=8", "tracking=none",
@@ -75,6 +70,8 @@ def test_worlds_fill_each_range_on_its_scale():
      "uncertainty.parameters[0].low", "above 0 with scale=log"),
     ("uncertainty.parameters=[{key: model.schedule, low: 0, high: 1}]",
      "uncertainty.parameters[0].key", "a number"),
+    ("uncertainty.parameters=[{key: model.tau, low: 0.1, high: 0.2}, {key: model.tau, low: 0.3, high: 0.4}]",
+     "uncertainty.parameters", "each key once"),
     ("uncertainty.parameters=[{key: replicates, low: 1, high: 9}]",
      "uncertainty.parameters[0].key", "a numeric key of the simulation"),
     ("uncertainty.parameters=[{key: governance.information, low: 0, high: 1}]",
@@ -218,13 +215,7 @@ def test_ray_and_a_killed_then_resumed_run_equal_the_serial_one(tmp_path, ray_lo
     on_ray = run(tmp_path, "ray", *common, "executor=ray")
     run_dir = tmp_path / "killed"
     args = [*QUICK, *common, "model.steps=30", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list((run_dir / "chunks").glob("part-*.parquet"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_parts(*args, cwd=tmp_path, run_dir=run_dir)
     resumed = run_cli(*args, "resume=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "reused" in resumed.stdout and ", 0 reused" not in resumed.stdout

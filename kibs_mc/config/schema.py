@@ -158,6 +158,14 @@ class UncertainParameter:
             raise ConfigError(f"{path}.{bad}", value, "allowed: a whole number with integer=true")
 
 
+def check_each_key_once(parameters: list[UncertainParameter], path: str) -> None:
+    """A parameter list names each config key once (a second range for a key is ambiguous)."""
+    keys = [p.key for p in parameters]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ConfigError(path, key, "allowed: each key once")
+
+
 @dataclass(frozen=True)
 class UncertaintyConfig:
     """An uncertainty space (``conf/uncertainty/*.yaml``): the parameters a robustness
@@ -170,10 +178,7 @@ class UncertaintyConfig:
     posterior: str | None = None
 
     def check(self, path: str) -> None:
-        keys = [p.key for p in self.parameters]
-        for key in keys:
-            if keys.count(key) > 1:
-                raise ConfigError(f"{path}.parameters", key, "allowed: each key once")
+        check_each_key_once(self.parameters, f"{path}.parameters")
 
 
 @dataclass(frozen=True)
@@ -223,10 +228,7 @@ class CalibrationConfig:
     point: str = setting("mean", choices=("mean", "map"))  # which point `use` takes
 
     def check(self, path: str) -> None:
-        keys = [p.key for p in self.parameters]
-        for key in keys:
-            if keys.count(key) > 1:
-                raise ConfigError(f"{path}.parameters", key, "allowed: each key once")
+        check_each_key_once(self.parameters, f"{path}.parameters")
 
 
 @dataclass(frozen=True)
