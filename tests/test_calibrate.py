@@ -1,7 +1,9 @@
 """experiment=calibrate: targets as config, ABC-SMC parameter recovery, the predictive check's
 verdicts, kill + resume, and the posterior feeding other experiments (docs/calibration.md).
 
-Kept small: the small cluster over 36 steps (~5 ms a replicate), 40 particles, 5 generations.
+Kept small: the small cluster over 36 steps (~5 ms a replicate), 40 particles, 3 generations
+(~600 simulations; the 90% intervals are ~4x narrower than the prior's after generation 2, and a
+4th and 5th generation, which cost 3x the first three, only narrowed them further).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ PARAMETERS = ("calibration.parameters=[{key: model.transfer_efficiency, low: 0.3
 RECOVERY = ["experiment=calibrate", "executor=serial", "tracking=none", "model.steps=36", PARAMETERS,
             "calibration.targets=synthetic", "calibration.template=recovery",
             *(f"calibration.truth.{k}={v}" for k, v in TRUTH.items()),
-            "calibration.population=40", "calibration.generations=5", "calibration.ppc_draws=30",
+            "calibration.population=40", "calibration.generations=3", "calibration.ppc_draws=30",
             "calibration.min_acceptance=0", "calibration.quantile=0.3"]
 
 
@@ -56,7 +58,7 @@ def test_two_parameters_are_recovered_from_synthetic_targets(recovered):
         assert row["narrowing"] >= 2.0, row
     posterior = pl.read_parquet(recovered / "posterior.parquet")
     assert set(posterior.columns) == {*TRUTH, "weight", "generation"}
-    assert posterior["generation"].unique().sort().to_list() == [0, 1, 2, 3, 4]
+    assert posterior["generation"].unique().sort().to_list() == [0, 1, 2]
     sums = posterior.group_by("generation").agg(pl.col("weight").sum())["weight"]
     assert (abs(sums - 1.0) < 1e-9).all()
     generations = pl.read_parquet(recovered / "generations.parquet")
@@ -76,7 +78,7 @@ def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_p
                             start_new_session=True)
     try:
         done = 0
-        while done < 2 and proc.poll() is None:  # kill once two generations are in abc.db
+        while done < 1 and proc.poll() is None:  # kill once generation 0 is in abc.db: 2 are left
             time.sleep(0.2)
             if (run_dir / "abc.db").exists():
                 try:
@@ -109,8 +111,8 @@ targets:
   - {name: innovations, statistic: innovations_per_hte, observed: 2.0, scale: 0.5, source: test}
 """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [*RECOVERY[:5], f"calibration.targets={targets}", "calibration.population=20",
-                 "calibration.generations=2", "calibration.ppc_draws=20", "tracking=mlflow",
+    overrides = [*RECOVERY[:5], f"calibration.targets={targets}", "calibration.population=12",
+                 "calibration.generations=2", "calibration.ppc_draws=12", "tracking=mlflow",
                  f"tracking.uri={uri}"]
     result = calibrate(overrides, tmp_path / "run")
     ppc = pl.read_parquet(tmp_path / "run" / "ppc.parquet")
