@@ -66,7 +66,9 @@ GOV_STRATEGIC = 10  # government money by instrument
 GOV_MANAGEMENT = 11
 GOV_BUSINESS = 12
 GOV_INFORMATION = 13
-N_LEDGER = 14
+HTE_KIBS_SERVICES = 14  # KIBS services bought by or for HTEs: fees, consulting and service contracts
+HTE_SPENDING = 15  # HTEs' spending: fixed cost, R&D, interest, project outlay share, services bought
+N_LEDGER = 16
 
 # Tally counters (Workspace.tally).
 HTE_EXITS = 0
@@ -80,7 +82,14 @@ BELOW_OPTIMUM = 7  # meetings whose learner's distance was below the learning op
 ABOVE_OPTIMUM = 8  # ... at or above it
 T_PARTNERS = 9  # strategic partnerships formed with T-KIBS
 P_PARTNERS = 10  # ... with P-KIBS
-N_TALLY = 11
+YOUNG_ENTRANTS = 11  # HTE entrants observed for YOUNG_WINDOW steps before the run ends
+YOUNG_EXITS = 12  # ... of which exited within YOUNG_WINDOW steps of entry
+N_TALLY = 13
+
+#: Steps (months) within which an entrant's exit counts as a young firm's exit: two years.
+YOUNG_WINDOW = 24
+#: Bins of ``Workspace.exit_innovations``; the last bin holds every count at or above it.
+INNOVATION_BINS = 4096
 
 
 class Agents(NamedTuple):
@@ -126,6 +135,9 @@ class Workspace(NamedTuple):
     type_start: np.ndarray  # int64 (N_TYPES + 1): type t holds by_type[type_start[t]:type_start[t + 1]]
     by_type: np.ndarray  # int64 (n): slots grouped by type, in slot order (a slot keeps its type)
     ranking: np.ndarray  # int64 (n): scratch, living KIBS of one type best first (:func:`rank_kibs`)
+    clock: np.ndarray  # int64 (2): the current step and the last step of the run (run_replicate)
+    born: np.ndarray  # int64 (n): step at which the slot's firm entered (0: there at the start)
+    exit_innovations: np.ndarray  # int64 (INNOVATION_BINS): exited HTEs by innovation count
 
 
 class TypeTraits(NamedTuple):
@@ -579,6 +591,8 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
             capital[h] -= prm.service_fee
             capital[k] += prm.service_fee
             work.ledger[KIBS_GROSS] += prm.service_fee
+            work.ledger[HTE_KIBS_SERVICES] += prm.service_fee
+            work.ledger[HTE_SPENDING] += prm.service_fee
     return moved
 
 
@@ -652,6 +666,7 @@ def produce_knowledge(agents: Agents, work: Workspace, prm: KibsParams) -> None:
             cost = prm.rd_cost_member if agents.member[i] else prm.rd_cost
             capital[i] -= cost
             ledger[COSTS_OUT] += cost
+            ledger[HTE_SPENDING] += cost
 
 
 # --------------------------------------------------------------------------- instruments
@@ -863,6 +878,8 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
             ledger[GOV_SPENT] += money
             ledger[GOV_MANAGEMENT] += money
             ledger[KIBS_GROSS] += money
+            ledger[HTE_KIBS_SERVICES] += money
+            ledger[HTE_SPENDING] += money
             if agents.manage[j] > agents.manage[i]:
                 step = 1.0 - np.exp(-prm.consulting_effect * money * _synergy(agents, i, prm))
                 agents.manage[i] += step * (agents.manage[j] - agents.manage[i])
@@ -887,6 +904,8 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
                 ledger[GOV_SPENT] += service
                 ledger[GOV_BUSINESS] += service
                 ledger[KIBS_GROSS] += service
+                ledger[HTE_KIBS_SERVICES] += service
+                ledger[HTE_SPENDING] += service
                 depth = 1.0 - np.exp(-prm.service_effect * service * _synergy(agents, i, prm))
                 rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm) * depth
                 for f in range(knowledge.shape[1]):
@@ -898,6 +917,7 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
                 paid += 1
                 ledger[GOV_SPENT] += platform
                 ledger[GOV_BUSINESS] += platform
+                ledger[HTE_SPENDING] += platform
         if paid > 0:  # the platform fees of all members, paid to the living UNI at once
             each = paid * (platform / unis)
             for s in range(work.type_start[UNI], work.type_start[UNI + 1]):
@@ -988,6 +1008,7 @@ def joint_projects(agents: Agents, ties: Ties, work: Workspace, rng_state: np.nd
         capital[i] -= (1.0 - prm.risk_share) * rest
         capital[j] -= prm.risk_share * rest
         ledger[KIBS_COSTS] += prm.risk_share * rest
+        ledger[HTE_SPENDING] += (1.0 - prm.risk_share) * prm.project_cost
         delta = cognitive_distance(knowledge, i, j)
         a = _absorption(agents, i, prm)
         phi = learning(delta, prm.optimum_base + prm.optimum_slope * a) if prm.distance_learning else 1.0
@@ -1132,12 +1153,19 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
     slot at once (drawn as at the start, with capital K_0 for an HTE and the type's capital
     otherwise, booked as capital in), makes ``startup_search`` proximity searches, and an HTE
     entrant is reached by each programme with its reach probability.
+
+    Bookkeeping only (no dynamics read it): an exiting HTE's innovation count goes to
+    ``work.exit_innovations``; an entrant's count starts at 0 and its entry month is
+    ``work.born``; HTE entrants observed for ``YOUNG_WINDOW`` months before the run ends, and
+    those of them that exit within that window, are counted (``YOUNG_ENTRANTS``, ``YOUNG_EXITS``).
     """
     agent_type = agents.agent_type
     capital = agents.capital
     alive = agents.alive
     ledger = work.ledger
     n = agent_type.shape[0]
+    now = work.clock[0]
+    last = work.clock[1]
     exits = 0
     for i in range(n):
         if not alive[i]:
@@ -1146,6 +1174,7 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
         if t == HTE:
             capital[i] -= prm.fixed_cost
             ledger[COSTS_OUT] += prm.fixed_cost
+            ledger[HTE_SPENDING] += prm.fixed_cost
         elif is_kibs(t):
             capital[i] -= prm.kibs_fixed_cost
             ledger[COSTS_OUT] += prm.kibs_fixed_cost
@@ -1167,10 +1196,17 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
                     ledger[COSTS_OUT] += owed
                 if is_kibs(t):
                     ledger[KIBS_COSTS] += owed
+                elif t == HTE:
+                    ledger[HTE_SPENDING] += owed
             if capital[i] >= -credit_limit(agents, ties, i, prm.credit_line):
                 continue
         exits += 1
         work.tally[HTE_EXITS if t == HTE else (FIN_EXITS if t == FIN else KIBS_EXITS)] += 1
+        if t == HTE:
+            work.exit_innovations[min(agents.innovations[i], INNOVATION_BINS - 1)] += 1
+            entered = work.born[i]
+            if entered > 0 and now - entered <= YOUNG_WINDOW and entered + YOUNG_WINDOW <= last:
+                work.tally[YOUNG_EXITS] += 1
         exit_firm(i, agents, ties, work)
         u_start = uniform(rng_state)
         u_member = uniform(rng_state)
@@ -1184,6 +1220,10 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
             capital[i] = prm.startup_capital
         ledger[ENTRY_IN] += capital[i]
         alive[i] = True
+        agents.innovations[i] = 0  # a new firm: its count starts afresh
+        work.born[i] = now
+        if t == HTE and now + YOUNG_WINDOW <= last:
+            work.tally[YOUNG_ENTRANTS] += 1
         hte = t == HTE
         agents.member[i] = hte and u_member < prm.platform_share
         agents.contracted[i] = hte and u_partner < prm.partnership_share
@@ -1401,7 +1441,8 @@ def workspace(agents: Agents) -> Workspace:
         fill[agents.agent_type[i]] += 1
     return Workspace(np.zeros(n), np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]),
                      np.zeros(N_LEDGER), np.zeros(N_TALLY, dtype=np.int64), np.zeros(4, dtype=np.int64),
-                     type_start, by_type, np.zeros(n, dtype=np.int64))
+                     type_start, by_type, np.zeros(n, dtype=np.int64), np.zeros(2, dtype=np.int64),
+                     np.zeros(n, dtype=np.int64), np.zeros(INNOVATION_BINS, dtype=np.int64))
 
 
 @njit(cache=True, nogil=True)
@@ -1415,6 +1456,10 @@ def run_replicate(
     transfer; joint projects; innovation; finance and selection; network dynamics (decay, then
     formation). A process switched off in ``prm`` draws nothing from the stream.
 
+    ``work.clock`` holds the month (advanced once per step) and the run's last month, which
+    :func:`finance` reads to date entries and to count only entrants observed for
+    ``YOUNG_WINDOW`` months (one call per replicate).
+
     Returns per-step arrays of length steps + 1 (index 0 = before the first step):
     HTE mean knowledge, cumulative innovations, tie count.
     """
@@ -1424,7 +1469,9 @@ def run_replicate(
     hte_mean[0] = hte_mean_knowledge(agents)
     tie_count[0] = ties.row_len.sum() // 2
     total_innovations = 0
+    work.clock[1] = work.clock[0] + steps
     for t in range(1, steps + 1):
+        work.clock[0] += 1
         work.gained[:] = 0.0
         work.own_gained[:] = 0.0
         meetings(agents, ties, work, rng_state, prm)

@@ -49,7 +49,14 @@ class Twin:
         self.rng = SplitMix64(0)
         self.rng.state = seed_state
         self.ledger: dict[str, float] = {k: 0.0 for k in (
-            "gov", "market", "costs", "entry", "exit", "kibs_gross", "kibs_costs", "interest", "defaults")}
+            "gov", "market", "costs", "entry", "exit", "kibs_gross", "kibs_costs", "interest", "defaults",
+            "hte_kibs", "hte_spend")}
+        self.step = int(state.work.clock[0])
+        self.last = self.step
+        self.born = [int(x) for x in state.work.born]
+        self.young_entrants = 0  # HTE entrants observed for 24 steps before the run's end
+        self.young_exits = 0  # ... that exited within 24 steps of entry
+        self.exited_innovations: dict[int, int] = {}  # exited HTEs by innovation count
         self.exits = {"hte": 0, "kibs": 0, "fin": 0}
         self.imitations = 0
         self.independent = 0
@@ -188,6 +195,8 @@ class Twin:
                 self.cap[h] -= prm.service_fee
                 self.cap[kk] += prm.service_fee
                 self.ledger["kibs_gross"] += prm.service_fee
+                self.ledger["hte_kibs"] += prm.service_fee
+                self.ledger["hte_spend"] += prm.service_fee
 
     def choose(self, i: int, u: float) -> int:
         row = self.rows[i]
@@ -297,6 +306,8 @@ class Twin:
                 self.cap[j] += money
                 self.ledger["gov"] += money
                 self.ledger["kibs_gross"] += money
+                self.ledger["hte_kibs"] += money
+                self.ledger["hte_spend"] += money
                 if self.m[j] > self.m[i]:
                     step = 1 - math.exp(-prm.consulting_effect * money * self.synergy(i))
                     self.m[i] += step * (self.m[j] - self.m[i])
@@ -313,6 +324,8 @@ class Twin:
                     self.cap[j] += service
                     self.ledger["gov"] += service
                     self.ledger["kibs_gross"] += service
+                    self.ledger["hte_kibs"] += service
+                    self.ledger["hte_spend"] += service
                     depth = 1 - math.exp(-prm.service_effect * service * self.synergy(i))
                     rate = self.rate(i, self.distance(self.k[i], self.k[j])) * depth
                     for f in range(len(self.k[i])):
@@ -324,6 +337,7 @@ class Twin:
                     for k in unis:
                         self.cap[k] += platform / len(unis)
                     self.ledger["gov"] += platform
+                    self.ledger["hte_spend"] += platform
         if prm.information_money > 0 and r[3] > 0:
             for k in range(n):
                 if self.alive[k] and self.t[k] == INT:
@@ -348,6 +362,7 @@ class Twin:
             self.cap[i] -= (1 - prm.risk_share) * rest
             self.cap[j] -= prm.risk_share * rest
             self.ledger["kibs_costs"] += prm.risk_share * rest
+            self.ledger["hte_spend"] += (1 - prm.risk_share) * prm.project_cost
             a = self.absorptive(i)
             phi = self.phi(a, self.distance(self.k[i], self.k[j])) if prm.distance_learning else 1.0
             w = prm.conversion_management_weight
@@ -383,6 +398,7 @@ class Twin:
                 cost = prm.rd_cost_member if self.member[i] else prm.rd_cost
                 self.cap[i] -= cost
                 self.ledger["costs"] += cost
+                self.ledger["hte_spend"] += cost
 
     def platform(self, gained: list[float]) -> None:
         unis = [i for i in range(len(self.t)) if self.alive[i] and self.t[i] == UNI]
@@ -475,6 +491,7 @@ class Twin:
             if t == HTE:
                 self.cap[i] -= prm.fixed_cost
                 self.ledger["costs"] += prm.fixed_cost
+                self.ledger["hte_spend"] += prm.fixed_cost
             elif t in KIBS:
                 self.cap[i] -= prm.kibs_fixed_cost
                 self.ledger["costs"] += prm.kibs_fixed_cost
@@ -498,10 +515,18 @@ class Twin:
                         self.ledger["costs"] += owed
                     if t in KIBS:
                         self.ledger["kibs_costs"] += owed
+                    elif t == HTE:
+                        self.ledger["hte_spend"] += owed
                 bank = sum(w for _, w in self.banks(i))
                 if self.cap[i] >= -prm.credit_line * min(1.0, bank):
                     continue
             self.exits["hte" if t == HTE else "fin" if t == FIN else "kibs"] += 1
+            if t == HTE:
+                count = self.innov[i]
+                self.exited_innovations[count] = self.exited_innovations.get(count, 0) + 1
+                b = self.born[i]
+                if b > 0 and self.step - b <= 24 and b + 24 <= self.last:
+                    self.young_exits += 1
             self.exit(i)
             u_start, u_member, u_partner, u_consult, u_connect = (self.rng.uniform() for _ in range(5))
             if u_start >= prm.startup_prob:
@@ -511,6 +536,10 @@ class Twin:
                 self.cap[i] = prm.startup_capital
             self.ledger["entry"] += self.cap[i]
             self.alive[i] = True
+            self.innov[i] = 0
+            self.born[i] = self.step
+            if t == HTE and self.step + 24 <= self.last:
+                self.young_entrants += 1
             hte = t == HTE
             self.member[i] = hte and u_member < prm.platform_share
             self.contracted[i] = hte and u_partner < prm.partnership_share
@@ -567,7 +596,9 @@ class Twin:
     def run(self, steps: int) -> None:
         n = len(self.t)
         order = list(range(n))
+        self.last = self.step + steps
         for _ in range(steps):
+            self.step += 1
             gained = [0.0] * n
             own = [0.0] * n
             self.meetings(order, gained)

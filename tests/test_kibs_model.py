@@ -97,9 +97,15 @@ def test_step_kernels_match_python_twin(overrides):
         twin.imitations, twin.independent, twin.projects_won]
     accounts = {"gov": kernel.GOV_SPENT, "market": kernel.MARKET_IN, "costs": kernel.COSTS_OUT,
                 "entry": kernel.ENTRY_IN, "exit": kernel.EXIT_OUT, "kibs_gross": kernel.KIBS_GROSS,
-                "kibs_costs": kernel.KIBS_COSTS, "interest": kernel.INTEREST, "defaults": kernel.DEFAULTS}
+                "kibs_costs": kernel.KIBS_COSTS, "interest": kernel.INTEREST, "defaults": kernel.DEFAULTS,
+                "hte_kibs": kernel.HTE_KIBS_SERVICES, "hte_spend": kernel.HTE_SPENDING}
     for name, index in accounts.items():
         assert work.ledger[index] == pytest.approx(twin.ledger[name], rel=1e-9, abs=1e-9), name
+    hist = work.exit_innovations
+    assert {int(c): int(hist[c]) for c in np.flatnonzero(hist)} == twin.exited_innovations
+    assert work.born.tolist() == twin.born
+    assert [tally[kernel.YOUNG_ENTRANTS], tally[kernel.YOUNG_EXITS]] == [
+        twin.young_entrants, twin.young_exits]
     for i, row in enumerate(twin.rows):
         a = ties.indptr[i]
         b = a + ties.row_len[i]

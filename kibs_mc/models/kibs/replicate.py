@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from scipy import optimize, special
 
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import HTE, P_KIBS, T_KIBS
@@ -44,7 +45,14 @@ OUTCOMES: dict[str, type] = {
     "network_density": np.float64,
     "network_clustering": np.float64,
     "governance_cost": np.float64,
+    "innovations_top10_share": np.float64,
+    "innovation_tail_exponent": np.float64,
+    "hte_young_exit_share": np.float64,
+    "kibs_fee_share": np.float64,
 }
+
+#: Fewest firms in the tail a power law is fitted to (:func:`power_law_exponent`).
+TAIL_MIN = 50
 
 
 class KibsScenario(Protocol):
@@ -109,6 +117,80 @@ def diffusion_time(hte_mean: np.ndarray) -> float:
     return float(np.argmax(gain >= half))
 
 
+def innovation_counts(state: ClusterState) -> np.ndarray | None:
+    """Innovations of every HTE that existed during the run: the living ones (since their
+    entry) and the exited ones (``Workspace.exit_innovations``); None when an exited firm's
+    count reached the histogram's open last bin (then the counts are not exact)."""
+    s = state.agents
+    hist = state.work.exit_innovations
+    if hist[-1] > 0:
+        return None
+    living = s.innovations[s.alive & (s.agent_type == HTE)]
+    return np.concatenate([living, np.repeat(np.arange(hist.shape[0], dtype=np.int64), hist)])
+
+
+def top_share(counts: np.ndarray, share: float = 0.1) -> float:
+    """Share of all innovations made by the top ``share`` of firms (the ceil(share x n) firms
+    with most innovations, non-innovators included in n); NaN without any innovation."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    total = x.sum()
+    if x.size == 0 or total <= 0.0:
+        return float("nan")
+    k = max(1, int(np.ceil(share * x.size - 1e-9)))
+    return float(x[:k].sum() / total)
+
+
+def _discrete_power_law_mle(tail: np.ndarray, xmin: int) -> float:
+    """alpha maximising the discrete power-law likelihood of ``tail`` (all >= xmin):
+    L = -n ln zeta(alpha, xmin) - alpha sum ln x (Clauset, Shalizi & Newman 2009, eq. 3.5)."""
+    n = tail.size
+    log_sum = float(np.log(tail).sum())
+
+    def nll(alpha: float) -> float:
+        return n * float(np.log(special.zeta(alpha, xmin))) + alpha * log_sum
+
+    fit = optimize.minimize_scalar(nll, bounds=(1.0 + 1e-6, 30.0), method="bounded",
+                                   options={"xatol": 1e-6})
+    return float(fit.x)
+
+
+def power_law_exponent(counts: np.ndarray, min_tail: int = TAIL_MIN) -> tuple[float, int]:
+    """Exponent alpha of a discrete power law p(x) ~ x^-alpha fitted to the upper tail of
+    ``counts`` (Clauset, Shalizi & Newman 2009, SIAM Review 51:661): for each candidate xmin
+    (an observed count >= 1 with at least ``min_tail`` firms at or above it) alpha is the
+    discrete maximum-likelihood estimate on x >= xmin, and the xmin whose fit has the smallest
+    Kolmogorov-Smirnov distance to the tail's empirical CDF is kept (the smallest on ties).
+    Returns (alpha, xmin); (NaN, 0) when fewer than ``min_tail`` firms innovated or no
+    candidate tail holds two distinct counts."""
+    x = np.asarray(counts, dtype=np.int64)
+    x = np.sort(x[x >= 1])
+    best = (float("nan"), 0)
+    best_d = np.inf
+    if x.size < min_tail:
+        return best
+    values = np.unique(x)
+    for xmin in values[values <= x[x.size - min_tail]]:
+        tail = x[x >= xmin].astype(np.float64)
+        if tail[-1] == tail[0]:
+            continue
+        alpha = _discrete_power_law_mle(tail, int(xmin))
+        seen, at = np.unique(tail, return_counts=True)
+        empirical = np.cumsum(at) / tail.size
+        fitted = 1.0 - special.zeta(alpha, seen + 1.0) / special.zeta(alpha, float(xmin))
+        d = float(np.max(np.abs(empirical - fitted)))
+        if d < best_d:
+            best_d = d
+            best = (alpha, int(xmin))
+    return best
+
+
+def young_exit_share(tally: np.ndarray) -> float:
+    """Share of HTE entrants observed for ``kernel.YOUNG_WINDOW`` steps before the run ended
+    that exited within that window; NaN without such entrants."""
+    entrants = int(tally[kernel.YOUNG_ENTRANTS])
+    return float(tally[kernel.YOUNG_EXITS]) / entrants if entrants > 0 else float("nan")
+
+
 def outcomes(config: KibsScenario, result: Run) -> dict:
     """The outcome row of a finished replicate (MODEL.md s.3)."""
     s = result.state.agents
@@ -121,6 +203,9 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
     total = int(result.innovations_cumulative[-1])
     ledger = result.state.work.ledger
     tally = result.state.work.tally
+    counts = innovation_counts(result.state)
+    spending = ledger[kernel.HTE_SPENDING]
+    fee_share = float(ledger[kernel.HTE_KIBS_SERVICES] / spending) if spending > 0 else float("nan")
     return {
         "innovations_total": total,
         "innovations_per_hte": total / config.cluster.hte,
@@ -143,6 +228,10 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
         "network_density": 2.0 * ties / (n_alive * (n_alive - 1)) if n_alive > 1 else 0.0,
         "network_clustering": float(kernel.average_clustering(result.state.ties, s.alive)),
         "governance_cost": float(ledger[kernel.GOV_SPENT]),
+        "innovations_top10_share": top_share(counts) if counts is not None else float("nan"),
+        "innovation_tail_exponent": power_law_exponent(counts)[0] if counts is not None else float("nan"),
+        "hte_young_exit_share": young_exit_share(tally),
+        "kibs_fee_share": fee_share,
     }
 
 
@@ -181,10 +270,11 @@ class Kibs:
     headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time",
                                  "kibs_net_revenue", "hte_exits", "kibs_exits", "innovations_independent",
                                  "governance_cost")
-    #: Slower diffusion, more exits, more unequal knowledge, more defaults and more public
-    #: money are worse.
+    #: Slower diffusion, more exits (young firms' too), more unequal knowledge, more defaults
+    #: and more public money are worse.
     lower_is_better: tuple[str, ...] = ("diffusion_time", "hte_exits", "kibs_exits", "bank_exits",
-                                        "bank_defaults", "hte_knowledge_gini", "governance_cost")
+                                        "hte_young_exit_share", "bank_defaults", "hte_knowledge_gini",
+                                        "governance_cost")
     #: Further config groups the model reads, with their schemas (registered with Hydra).
     groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
 
