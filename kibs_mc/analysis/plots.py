@@ -144,9 +144,11 @@ def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenari
 MAX_LISTED_SCENARIOS = 12
 
 
-def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str], path: Path) -> Path | None:
-    """Scenario means of each outcome against each swept factor (one row of panels per outcome)."""
-    factors = [c for c in points.columns if c != "scenario"]
+def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str], path: Path,
+               log_factors: Sequence[str] = ()) -> Path | None:
+    """Scenario means of each outcome against each swept factor (one row of panels per outcome;
+    factors in ``log_factors`` on a log axis)."""
+    factors = [c for c in points.columns if c not in ("scenario", "replicates")]
     if points.height == 0 or not factors or not outcomes:
         return None
     means = rows.group_by("scenario").agg([pl.col(o).cast(pl.Float64).mean() for o in outcomes])
@@ -157,6 +159,8 @@ def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str]
         for j, factor in enumerate(factors):
             ax = axes[i, j]
             ax.scatter(data[factor].to_numpy(), data[outcome].to_numpy(), s=12, alpha=0.7)
+            if factor in log_factors:
+                ax.set_xscale("log")
             if i == len(outcomes) - 1:
                 ax.set_xlabel(factor.split(".")[-1])
             if j == 0:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kibs_mc.config import UncertaintyConfig
+from kibs_mc.config import UncertainParameter, UncertaintyConfig
 
 #: Bootstrap draws for the robustness metrics' CIs.
 BOOTSTRAP_SAMPLES = 1000
@@ -229,7 +229,15 @@ def sample_worlds(space: UncertaintyConfig, count: int, sampler: str, seed: int)
             unit = qmc.Sobol(d=len(params), scramble=True, seed=rng).random(count)
     else:
         unit = qmc.LatinHypercube(d=len(params), seed=rng).random(count)
-    out = np.empty_like(unit)
+    return scale_unit(params, unit)
+
+
+def scale_unit(params: Sequence[UncertainParameter], unit: np.ndarray) -> np.ndarray:
+    """Points of the unit cube (one column per parameter) scaled to the parameters' ranges:
+    linearly, on a log scale (``scale: log``: uniform in log), or to the integers low..high,
+    each on an equal share of [0, 1) (``integer: true``); one monotone map per column (the
+    sweep's factors use it too)."""
+    out = np.empty(unit.shape, dtype=float)
     for j, p in enumerate(params):
         u = unit[:, j]
         if p.integer:

@@ -1,7 +1,13 @@
 """Sampled scenarios and global sensitivity analysis (``experiment=lever_sweep``).
 
 Points come from ``scipy.stats.qmc`` (Latin hypercube), from SALib's Saltelli sampler (Sobol
-indices) or from a grid; each point becomes a scenario whose overrides set the factors. After
+indices) or from a grid; each point becomes a scenario whose overrides set the factors. Points
+are drawn on the unit cube and mapped to each factor's range by the uncertainty space's own map
+(:func:`kibs_mc.analysis.robustness.scale_unit`): linearly, uniformly in log (``scale: log``) or
+onto the whole numbers low..high, each on an equal share of the unit interval (``integer``). A
+factor is then a function of its own unit coordinate alone, so the indices computed on the unit
+coordinates are the factors' indices (for an integer factor: of its values drawn with equal
+probability). After
 the run, each outcome's scenario means feed SALib: first-order (S1) and total (ST) Sobol
 indices (Saltelli et al. 2010, Comput. Phys. Commun. 181:259-270), or first-order RBD-FAST
 indices for a Latin hypercube (Tarantola et al. 2006). Replicate noise in the scenario means
@@ -23,14 +29,17 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from kibs_mc.config import SweepConfig
+from kibs_mc.config import SweepConfig, SweepFactor
 
 
 def _problem(sweep: SweepConfig) -> dict:
+    """SALib's problem on the unit cube: points are drawn there and mapped to each factor's
+    scale by :func:`kibs_mc.analysis.robustness.scale_unit` (Sobol indices are those of the
+    factors: a factor is a function of its own unit coordinate, and nothing else)."""
     return {
         "num_vars": len(sweep.factors),
         "names": [f.key for f in sweep.factors],
-        "bounds": [[f.low, f.high] for f in sweep.factors],
+        "bounds": [[0.0, 1.0]] * len(sweep.factors),
     }
 
 
@@ -45,25 +54,44 @@ def points_per_sample(sweep: SweepConfig) -> int:
     return len(sweep.factors) + 2 if sweep.method == "sobol" else 1
 
 
-def sample_points(sweep: SweepConfig, seed: int) -> np.ndarray:
-    """The sample, one row per point, one column per factor (the plan's largest sample)."""
-    problem = _problem(sweep)
-    lows = np.array([f.low for f in sweep.factors])
-    highs = np.array([f.high for f in sweep.factors])
+def unit_points(sweep: SweepConfig, seed: int) -> np.ndarray:
+    """The sample on the unit cube, one row per point, one column per factor (the plan's
+    largest sample; Sobol and Latin hypercube designs)."""
     if sweep.method == "sobol":
         from SALib.sample import sobol
 
-        return sobol.sample(problem, planned_samples(sweep), calc_second_order=False, seed=seed % 2**32)
+        return sobol.sample(_problem(sweep), planned_samples(sweep), calc_second_order=False,
+                            seed=seed % 2**32)
     if sweep.method == "lhs":
         from scipy.stats import qmc
 
         sampler = qmc.LatinHypercube(d=len(sweep.factors), seed=np.random.default_rng(seed))
-        unit = sampler.random(sweep.samples)
-        return qmc.scale(unit, lows, highs)
-    if sweep.method == "grid":
-        axes = [np.linspace(f.low, f.high, sweep.samples) for f in sweep.factors]
-        return np.array(list(itertools.product(*axes)))
+        return sampler.random(sweep.samples)
     return np.empty((0, len(sweep.factors)))
+
+
+def _grid_axis(factor: SweepFactor, count: int) -> np.ndarray:
+    if factor.integer:  # at most `count` whole values, evenly spread, each once
+        return np.unique(np.round(np.linspace(factor.low, factor.high, count)))
+    if factor.scale == "log":
+        return np.geomspace(factor.low, factor.high, count)
+    return np.linspace(factor.low, factor.high, count)
+
+
+def sample_points(sweep: SweepConfig, seed: int) -> np.ndarray:
+    """The sample, one row per point, one column per factor (the plan's largest sample), on
+    each factor's scale: linear, uniform in log (``scale: log``), or whole numbers low..high
+    about equally often (``integer: true``)."""
+    if sweep.method == "grid":
+        axes = [_grid_axis(f, sweep.samples) for f in sweep.factors]
+        return np.array(list(itertools.product(*axes)))
+    from kibs_mc.analysis.robustness import scale_unit
+
+    return scale_unit(sweep.factors, unit_points(sweep, seed))
+
+
+def _text(factor: SweepFactor, value: float) -> str:
+    return str(int(value)) if factor.integer else f"{float(value):.6g}"
 
 
 def point_scenarios(sweep: SweepConfig, seed: int) -> list[tuple[str, list[str]]]:
@@ -71,7 +99,7 @@ def point_scenarios(sweep: SweepConfig, seed: int) -> list[tuple[str, list[str]]
     points = sample_points(sweep, seed)
     width = len(str(len(points)))
     return [
-        (f"point-{i:0{width}d}", [f"{f.key}={float(v):.6g}" for f, v in zip(sweep.factors, row, strict=True)])
+        (f"point-{i:0{width}d}", [f"{f.key}={_text(f, v)}" for f, v in zip(sweep.factors, row, strict=True)])
         for i, row in enumerate(points)
     ]
 
@@ -112,7 +140,6 @@ def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Seq
     if n < 2:
         return pl.DataFrame(schema=INDEX_SCHEMA)
     count = n * points_per_sample(sweep)
-    points = sample_points(sweep, seed)[:count]
     names = [name for name, _ in point_scenarios(sweep, seed)][:count]
     means = _scenario_means(rows, names, outcomes)
     records = []
@@ -130,7 +157,8 @@ def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Seq
         else:
             from SALib.analyze import rbd_fast
 
-            r = rbd_fast.analyze(problem, points, y, seed=seed % 2**32)
+            # ranks of the unit coordinates: those of the factors, without ties for integers
+            r = rbd_fast.analyze(problem, unit_points(sweep, seed)[:count], y, seed=seed % 2**32)
             for i, factor in enumerate(problem["names"]):
                 records.append({"outcome": outcome, "factor": factor, "samples": n, "S1": r["S1"][i],
                                 "S1_conf": r["S1_conf"][i], "ST": None, "ST_conf": None})
@@ -191,14 +219,31 @@ def points_frame(sweep: SweepConfig, seed: int) -> pl.DataFrame:
     names = [name for name, _ in point_scenarios(sweep, seed)]
     points = sample_points(sweep, seed)
     data: dict[str, list] = {"scenario": names}
-    for j, factor in enumerate(sweep.factors):
-        data[factor.key] = [float(f"{v:.6g}") for v in points[:, j]]
+    for j, factor in enumerate(sweep.factors):  # the values the scenarios run with
+        data[factor.key] = ([int(v) for v in points[:, j]] if factor.integer
+                            else [float(f"{v:.6g}") for v in points[:, j]])
     return pl.DataFrame(data)
 
 
-def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Sequence[str] = ()) -> str:
+def factor_words(factors: Sequence[SweepFactor]) -> str:
+    """The factors' ranges and scales in a sentence, with how to read integer factors."""
+    def one(f: SweepFactor) -> str:
+        how = "whole numbers, each equally likely" if f.integer else \
+            "uniform in log" if f.scale == "log" else "uniform"
+        return f"`{f.key}` [{f.low:g}, {f.high:g}] ({how})"
+
+    text = "Factors: " + ", ".join(one(f) for f in factors) + "."
+    if any(f.integer for f in factors):
+        text += (" An integer factor's indices are those of the factor taking its whole values "
+                 "with equal probability: the share of variance from moving it across them (each "
+                 "index is computed from the unit coordinate the value is a step function of).")
+    return text
+
+
+def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Sequence[str] = (),
+                   factors: Sequence[SweepFactor] = ()) -> str:
     """The report's Markdown section on the indices of the headline outcomes ('' if none), with
-    the warnings of :func:`index_warnings`."""
+    the warnings of :func:`index_warnings` and the factors' ranges (:func:`factor_words`)."""
     from kibs_mc.analysis.report import markdown_table
 
     shown = indices.filter(pl.col("outcome").is_in(list(headline)))
@@ -210,5 +255,6 @@ def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Seq
         "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
         "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
         "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
-        "whose CI spans zero are not distinguishable from replicate noise.", "",
+        "whose CI spans zero are not distinguishable from replicate noise."
+        + (" " + factor_words(factors) if factors else ""), "",
         markdown_table(shown), ""])

@@ -61,16 +61,38 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
-class SweepFactor:
-    """One swept parameter: a config key (e.g. ``governance.strategic``) over [low, high]."""
+class UncertainParameter:
+    """One uncertain parameter (``conf/uncertainty``: robustness worlds, calibration priors, sweep
+    factors): a numeric config key (list elements as ``key[i]``) over [low, high], sampled
+    linearly, on a log scale, or over the integers low..high."""
 
     key: str = MISSING
-    low: float = 0.0
-    high: float = 1.0
+    low: float = MISSING
+    high: float = MISSING
+    scale: str = setting("linear", choices=("linear", "log"))
+    integer: bool = False
+    why: str = ""  # where the range comes from (docs/robustness.md)
 
     def check(self, path: str) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low}")
+        if not math.isfinite(self.low):
+            raise ConfigError(f"{path}.low", self.low, "allowed: a finite number")
+        if not (math.isfinite(self.high) and self.high > self.low):
+            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low:g}")
+        if self.scale == "log" and self.low <= 0:
+            raise ConfigError(f"{path}.low", self.low, "allowed: a number above 0 with scale=log")
+        if self.integer and (self.low != int(self.low) or self.high != int(self.high)):
+            bad, value = ("low", self.low) if self.low != int(self.low) else ("high", self.high)
+            raise ConfigError(f"{path}.{bad}", value, "allowed: a whole number with integer=true")
+
+
+@dataclass(frozen=True)
+class SweepFactor(UncertainParameter):
+    """One swept factor: a numeric config key (e.g. ``governance.strategic``, list elements as
+    ``key[i]``) over [low, high], sampled linearly, on a log scale (``scale: log``) or over the
+    integers low..high (``integer: true``), as an uncertain parameter is."""
+
+    low: float = 0.0
+    high: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,9 @@ class SweepConfig:
     method: str | None = setting(None, choices=(None, "sobol", "lhs", "grid"))
     samples: int = setting(8, ge=2, le=100_000)
     factors: list[SweepFactor] = field(default_factory=list)
+    # Where the factors come from: `factors` (the list above), `uncertainty` (the parameters of
+    # the uncertainty space, uncertainty=<name> of conf/uncertainty, with their scales), `both`.
+    factors_from: str = setting("factors", choices=("factors", "uncertainty", "both"))
     # sobol only: double the base sample (samples, 2 samples, ...) up to max_samples until every
     # S1 and ST 95% CI half-width of the watched outcome is at most `tolerance` and the factors'
     # ST ranking is resolved; 0: `samples` and no doubling.
@@ -92,8 +117,9 @@ class SweepConfig:
     tolerance: float = setting(0.1, gt=0.0)
 
     def check(self, path: str) -> None:
-        if self.method is not None and not self.factors:
+        if self.method is not None and not self.factors and self.factors_from == "factors":
             raise ConfigError(f"{path}.factors", [], "allowed: at least one factor when sweeping")
+        check_each_key_once(list(self.factors), f"{path}.factors")
         if self.max_samples and self.method == "sobol":
             if self.max_samples < self.samples:
                 raise ConfigError(f"{path}.max_samples", self.max_samples,
@@ -132,30 +158,6 @@ class ExperimentConfig:
                 raise ConfigError(f"{path}.scenarios", name, "allowed: scenario names that are unique")
         if self.baseline is not None and self.baseline not in names:
             raise ConfigError(f"{path}.baseline", self.baseline, "allowed: one of " + ", ".join(names))
-
-
-@dataclass(frozen=True)
-class UncertainParameter:
-    """One uncertain parameter of ``experiment.kind=robustness``: a numeric config key (list
-    elements as ``key[i]``) over [low, high], sampled linearly or on a log scale."""
-
-    key: str = MISSING
-    low: float = MISSING
-    high: float = MISSING
-    scale: str = setting("linear", choices=("linear", "log"))
-    integer: bool = False
-    why: str = ""  # where the range comes from (docs/robustness.md)
-
-    def check(self, path: str) -> None:
-        if not math.isfinite(self.low):
-            raise ConfigError(f"{path}.low", self.low, "allowed: a finite number")
-        if not (math.isfinite(self.high) and self.high > self.low):
-            raise ConfigError(f"{path}.high", self.high, f"allowed: a finite number above low={self.low:g}")
-        if self.scale == "log" and self.low <= 0:
-            raise ConfigError(f"{path}.low", self.low, "allowed: a number above 0 with scale=log")
-        if self.integer and (self.low != int(self.low) or self.high != int(self.high)):
-            bad, value = ("low", self.low) if self.low != int(self.low) else ("high", self.high)
-            raise ConfigError(f"{path}.{bad}", value, "allowed: a whole number with integer=true")
 
 
 def check_each_key_once(parameters: list[UncertainParameter], path: str) -> None:

@@ -15,7 +15,7 @@ the seeds of ``compare_governance``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,31 @@ def _format(value: float, integer: bool) -> str:
     return str(int(value)) if integer else repr(float(value))
 
 
+def check_parameter(config: Config, path: str, p: Any, set_by_policies: Collection[str] = ()) -> None:
+    """The key names a number the simulation reads, no policy sets it, and both ends of its
+    range are allowed (ConfigError naming ``path``; the sweep checks its factors with it too)."""
+    top = p.key.partition(".")[0].partition("[")[0]
+    inputs = [f.name for f in dataclasses.fields(config) if f.name not in NOT_INPUTS]
+    if top not in inputs:
+        raise ConfigError(f"{path}.key", p.key, "allowed: a numeric key of the simulation, under "
+                          + ", ".join(inputs))
+    if p.key in set_by_policies:
+        raise ConfigError(f"{path}.key", p.key, "allowed: a key that no policy sets (a policy's "
+                          "own value would be overwritten in every world)")
+    for end in ("low", "high"):
+        value = getattr(p, end)
+        try:
+            validate(replace_number(config, p.key, value))
+        except KeyError as missing:
+            raise ConfigError(f"{path}.key", p.key, f"'{missing.args[0]}' is not a known key "
+                              "(list elements are written key[i])") from None
+        except TypeError:
+            raise ConfigError(f"{path}.key", p.key, "allowed: a key whose value is a number") from None
+        except ConfigError as error:
+            raise ConfigError(f"{path}.{end}", value, f"allowed for {p.key}: "
+                              + error.allowed.removeprefix("allowed: ")) from None
+
+
 class Robustness(ExperimentKind):
     name = "robustness"
 
@@ -118,31 +143,7 @@ class Robustness(ExperimentKind):
                               + " (or robustness.objective.per_money=false)")
         set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
         for i, p in enumerate(space.parameters):
-            self._check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
-
-    @staticmethod
-    def _check_parameter(config: Config, path: str, p: Any, set_by_policies: set[str]) -> None:
-        """The key names a number the simulation reads, and both ends of its range are allowed."""
-        top = p.key.partition(".")[0].partition("[")[0]
-        inputs = [f.name for f in dataclasses.fields(config) if f.name not in NOT_INPUTS]
-        if top not in inputs:
-            raise ConfigError(f"{path}.key", p.key, "allowed: a numeric key of the simulation, under "
-                              + ", ".join(inputs))
-        if p.key in set_by_policies:
-            raise ConfigError(f"{path}.key", p.key, "allowed: a key that no policy sets (a policy's "
-                              "own value would be overwritten in every world)")
-        for end in ("low", "high"):
-            value = getattr(p, end)
-            try:
-                validate(replace_number(config, p.key, value))
-            except KeyError as missing:
-                raise ConfigError(f"{path}.key", p.key, f"'{missing.args[0]}' is not a known key "
-                                  "(list elements are written key[i])") from None
-            except TypeError:
-                raise ConfigError(f"{path}.key", p.key, "allowed: a key whose value is a number") from None
-            except ConfigError as error:
-                raise ConfigError(f"{path}.{end}", value, f"allowed for {p.key}: "
-                                  + error.allowed.removeprefix("allowed: ")) from None
+            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
 
     # -- the plan
     def worlds(self, config: Config) -> pl.DataFrame:

@@ -4,10 +4,15 @@ listed ones, and global sensitivity indices of the scenario means (``lever_sweep
 A Sobol sweep with ``experiment.sweep.max_samples`` runs in rounds: the first ``samples`` base
 samples, then twice as many (keeping every point already run: the samples are nested), until
 the indices of the watched outcome are precise (``experiment.sweep.tolerance``) or the cap.
+
+The factors are ``experiment.sweep.factors``, the parameters of the uncertainty space
+(``uncertainty=<name>``, ``conf/uncertainty``) with ``experiment.sweep.factors_from=uncertainty``,
+or both (``factors_from=both``); each is sampled on its scale (linear, log, integer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import polars as pl
@@ -25,9 +30,10 @@ from kibs_mc.analysis.sensitivity import (
     sensitivity,
     sobol_convergence,
 )
-from kibs_mc.config import Config
+from kibs_mc.config import Config, SweepConfig, SweepFactor
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput, Round
+from kibs_mc.experiments.robustness import check_parameter
 from kibs_mc.models import get_model, headline
 from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
@@ -41,23 +47,67 @@ def watched_outcome(config: Config) -> str:
     return (numeric or list(model.outcomes))[0]
 
 
+def sweep_of(config: Config) -> SweepConfig:
+    """``experiment.sweep`` with its factors resolved: the listed ``factors``, the uncertainty
+    space's parameters (``factors_from=uncertainty``), or the listed ones then the space's
+    (``both``); each keeps its range, scale and integer flag."""
+    sweep = config.experiment.sweep
+    if sweep.factors_from == "factors":
+        return sweep
+    space = [SweepFactor(key=p.key, low=p.low, high=p.high, scale=p.scale, integer=p.integer, why=p.why)
+             for p in config.uncertainty.parameters]
+    listed = list(sweep.factors) if sweep.factors_from == "both" else []
+    return dataclasses.replace(sweep, factors=[*listed, *space])
+
+
+def _factor_paths(config: Config) -> list[str]:
+    """Where each factor of :func:`sweep_of` is declared, for error messages."""
+    sweep = config.experiment.sweep
+    listed = [f"experiment.sweep.factors[{i}]" for i in range(len(sweep.factors))]
+    space = [f"uncertainty.parameters[{i}]" for i in range(len(config.uncertainty.parameters))]
+    return {"factors": listed, "uncertainty": space, "both": [*listed, *space]}[sweep.factors_from]
+
+
 class Sweep(ExperimentKind):
     name = "sweep"
 
     def check(self, config: Config) -> None:
-        if config.experiment.sweep.method is None:
+        sweep, space = config.experiment.sweep, config.uncertainty
+        if sweep.method is None:
             raise ConfigError("experiment.sweep.method", None,
                               "allowed: one of 'sobol', 'lhs', 'grid' with experiment.kind=sweep")
+        if sweep.factors_from == "factors" and space.parameters:
+            raise ConfigError("experiment.sweep.factors_from", sweep.factors_from,
+                              f"allowed: 'uncertainty' or 'both' with uncertainty={space.name} (its "
+                              "parameters are swept only then), or no uncertainty space")
+        if sweep.factors_from != "factors":
+            if space.posterior is not None:
+                raise ConfigError("uncertainty.posterior", space.posterior,
+                                  "allowed: null with experiment.kind=sweep (factors are sampled "
+                                  "independently over ranges; a posterior's worlds: experiment=robustness)")
+            if not space.parameters:
+                raise ConfigError("uncertainty.parameters", [],
+                                  f"allowed: at least one parameter with experiment.sweep.factors_from="
+                                  f"{sweep.factors_from} (choose a space, e.g. uncertainty=default; "
+                                  "conf/uncertainty/)")
+        if sweep.factors_from == "both":
+            for p in space.parameters:
+                if p.key in {f.key for f in sweep.factors}:
+                    raise ConfigError("uncertainty.parameters", p.key, "allowed: keys not already in "
+                                      "experiment.sweep.factors with factors_from=both (each key once)")
+        resolved = sweep_of(config)
+        for path, factor in zip(_factor_paths(config), resolved.factors, strict=True):
+            check_parameter(config, path, factor)
 
     def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
-        return listed_scenarios(config) + point_scenarios(config.experiment.sweep, config.seed)
+        return listed_scenarios(config) + point_scenarios(sweep_of(config), config.seed)
 
     def _doubling(self, config: Config) -> bool:
-        sweep = config.experiment.sweep
+        sweep = sweep_of(config)
         return sweep.method == "sobol" and planned_samples(sweep) > sweep.samples
 
     def first_targets(self, config: Config, scenarios: Sequence[Scenario]) -> dict[int, int]:
-        sweep = config.experiment.sweep
+        sweep = sweep_of(config)
         listed = len(config.experiment.scenarios)
         first = listed + sweep.samples * points_per_sample(sweep)
         if not self._doubling(config):
@@ -69,7 +119,7 @@ class Sweep(ExperimentKind):
                    counts: dict[int, int]) -> Round | None:
         if not self._doubling(config):
             return None
-        sweep = config.experiment.sweep
+        sweep = sweep_of(config)
         outcome = watched_outcome(config)
         n = run_samples(rows, sweep, config.seed)
         indices = sensitivity(rows, sweep, config.seed, [outcome], n)
@@ -91,7 +141,7 @@ class Sweep(ExperimentKind):
 
     def analyse(self, finished: Finished) -> KindOutput:
         config, rows = finished.config, finished.rows
-        sweep = config.experiment.sweep
+        sweep = sweep_of(config)
         ran = set(rows["scenario"].unique().to_list()) if rows.height else set()
         points = points_frame(sweep, config.seed)
         counts = rows.group_by("scenario").len(name="replicates") if rows.height else \
@@ -106,14 +156,16 @@ class Sweep(ExperimentKind):
         figures = []
         if points.height:
             figures.append(sweep_plot(rows, points.filter(pl.col("scenario").is_in(ran)), shown[:4],
-                                      finished.run_dir / "sweep.png"))
+                                      finished.run_dir / "sweep.png",
+                                      log_factors=[f.key for f in sweep.factors if f.scale == "log"]))
         figures.append(sensitivity_plot(indices, finished.run_dir / "sensitivity.png"))
         convergence = sobol_convergence(rows, sweep, config.seed, shown[:4])
         if convergence.height:
             write_parquet(convergence, finished.run_dir / "sensitivity_convergence.parquet")
             figures.append(convergence_plot(convergence, finished.run_dir / "sensitivity_convergence.png"))
         warnings = index_warnings(indices, shown[:4])
-        section = report_section(indices, finished.headline, warnings=warnings) if indices.height else ""
+        section = report_section(indices, finished.headline, warnings=warnings,
+                                 factors=sweep.factors) if indices.height else ""
         notes = [f"`{r['outcome']}` <- `{r['factor']}`: S1 {r['S1']:.2f} ± {r['S1_conf']:.2f}"
                  + (f", ST {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
                  + f" (N = {r['samples']})"
