@@ -1,11 +1,14 @@
-"""Terminal tables of results, legible at 80 columns and in a log without colour.
+"""Terminal tables of results, legible at 80 columns, in narrower terminals and in a log
+without colour.
 
 ``kibs-mc`` (after a run or a multirun) and ``kibs-mc-compare show`` print the same table:
 one block per outcome, one row per scenario, with the mean and its 95% CI half-width, the
 paired effect against the baseline and its 95% CI half-width, and the word ``clear`` where
 the analysis calls the effect clear (the ``clear`` column of ``effects.parquet``, or
 ``significant`` where there is no ``clear`` column). Colour only repeats what the words say.
-A leaf: it imports neither the run nor the analysis layers.
+Where the console is too narrow for the numbers' columns (beside scenario names folded to
+``NAME_MIN`` characters), each scenario's numbers go on lines of their own instead: nothing is
+cut. A leaf: it imports neither the run nor the analysis layers.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from collections.abc import Sequence
 
 import polars as pl
 from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["CLEAR", "half_width_text", "number", "results_table", "run_size", "signed", "size_text",
            "verdict_column", "with_verdict"]
 
 #: The text mark of an effect the analysis calls clear.
 CLEAR = "clear"
+
+#: Scenario names fold down to this many characters before the table stacks its numbers.
+NAME_MIN = 14
 
 
 def number(x: float | None, digits: int = 4) -> str:
@@ -78,14 +86,25 @@ def with_verdict(summary: pl.DataFrame, effects: pl.DataFrame | None) -> pl.Data
                         how="left")
 
 
+class ResultsTable:
+    """The results table laid out for the console's width: numbers in columns (the wide
+    table) where they fit beside names folded to ``NAME_MIN`` characters, else stacked."""
+
+    def __init__(self, wide: Table, stacked: Group, needed: int) -> None:
+        self.wide, self.stacked, self.needed = wide, stacked, needed
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.wide if options.max_width >= self.needed else self.stacked
+
+
 def results_table(
     frame: pl.DataFrame,
     outcomes: Sequence[str],
     scenarios: Sequence[str],
     baseline: str | None,
     title: str,
-) -> Table:
-    """One block per outcome, one row per scenario.
+) -> ResultsTable:
+    """One block per outcome, one row per scenario (or, in a narrow console, a few lines).
 
     Args:
         frame: one row per (scenario, outcome) with ``mean``, ``ci_low``, ``ci_high`` and,
@@ -102,21 +121,27 @@ def results_table(
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
     longest = max([len(o) for o in outcomes] + [len(s) + 2 for s in scenarios] + [12])
-    table.add_column("outcome / scenario", overflow="fold", min_width=min(longest, 26))
+    table.add_column("outcome / scenario", overflow="fold", min_width=min(longest, NAME_MIN))
+    headers = ["mean", "± 95% CI"] + (["effect", "± 95% CI", ""] if with_effects else [])
     table.add_column("mean", justify="right", no_wrap=True)
     table.add_column("± 95% CI", no_wrap=True)
     if with_effects:
         table.add_column("effect", justify="right", no_wrap=True)
         table.add_column("± 95% CI", no_wrap=True)
         table.add_column("", no_wrap=True, min_width=len(CLEAR))
+    widths = [len(h) for h in headers]
+    stacked: list[Text] = [Text(title), Text("")]
     rows = {(r["outcome"], r["scenario"]): r for r in frame.iter_rows(named=True)}
     shown = [o for o in outcomes if any((o, s) in rows for s in scenarios)]
     for i, outcome in enumerate(shown):
         table.add_row(f"[bold]{outcome}[/]")
+        stacked.append(Text.from_markup(f" [bold]{outcome}[/]", overflow="fold"))
         listed = [s for s in scenarios if (outcome, s) in rows]
         for j, scenario in enumerate(listed):
             r = rows[(outcome, scenario)]
             cells = [f"  {scenario}", number(r["mean"]), half_width_text(r["ci_low"], r["ci_high"])]
+            stacked.append(Text(f"   {scenario}", overflow="fold"))
+            stacked.append(Text(f"     mean {cells[1]} {cells[2]}".rstrip(), overflow="fold"))
             if with_effects:
                 effect = r.get("effect")
                 if scenario == baseline or effect is None or math.isnan(effect):
@@ -127,5 +152,13 @@ def results_table(
                     cells += [f"[{style}]{signed(effect)}[/]",
                               half_width_text(r.get("effect_ci_low"), r.get("effect_ci_high")),
                               f"[{style}]{CLEAR}[/]" if clear else ""]
+                    stacked.append(Text.from_markup(f"     effect {cells[3]} {cells[4]} {cells[5]}".rstrip(),
+                                                    overflow="fold"))
+            widths = [max(w, Text.from_markup(c).cell_len) for w, c in zip(widths, cells[1:], strict=True)]
             table.add_row(*cells, end_section=j == len(listed) - 1 and i < len(shown) - 1)
-    return table
+        if i < len(shown) - 1:
+            stacked.append(Text(""))
+    # the wide table's width with names folded to NAME_MIN: the columns, a 2-character gap
+    # before each number column, and a space at each edge
+    needed = min(longest, NAME_MIN) + sum(widths) + 2 * len(widths) + 2
+    return ResultsTable(table, Group(*stacked), needed)

@@ -3,6 +3,7 @@ scenarios named after their overrides, a multirun's jobs side by side, the run d
 
 from __future__ import annotations
 
+import io
 import re
 
 import polars as pl
@@ -89,6 +90,30 @@ def test_the_results_table_folds_long_names_instead_of_cutting_them():
     assert all(word in text.split() for word in name.split())  # wrapped, every part kept
     assert "+0.0114" in text and "± 0.0013" in text and CLEAR in text
     assert number(1234.5678) == "1235" and number(0.000123) == "0.000123" and number(2.5e7) == "2.5e+07"
+
+
+@pytest.mark.parametrize("width", [36, 50, 60, 64, 72, 100])
+def test_the_results_table_cuts_nothing_in_a_narrow_terminal(width):
+    """Below the width the columns need (names folded to NAME_MIN), each scenario's numbers
+    go on lines of their own; at any width every name, number and verdict is there whole."""
+    names = ["baseline", "management", "information_and_strategic"]
+    frame = pl.DataFrame({
+        "scenario": names, "outcome": ["innovations_independent"] * 3, "mean": [0.06814, 0.07181, 123456.7],
+        "ci_low": [0.0670, 0.0705, 123000.0], "ci_high": [0.0692, 0.0731, 124000.0],
+        "effect": [None, 0.00367, -12345.6], "effect_ci_low": [None, 0.0031, -12400.0],
+        "effect_ci_high": [None, 0.0042, -12300.0], "clear": [None, True, False]})
+    console = Console(width=width, file=io.StringIO(), record=True, no_color=True)
+    console.print(results_table(frame, ["innovations_independent"], names, "baseline", "t"))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    for cell in ("0.06814", "± 0.0011", "0.07181", "± 0.0013", "+0.00367", "± 0.00055", "123500",
+                 "± 500", "-12300", "± 50", "management"):
+        assert cell in text, (width, cell)
+    assert re.search(rf"{CLEAR}\s*$", text.split("management", 1)[1].split("information", 1)[0], re.M)
+    stacked = "± 95% CI" not in text
+    assert stacked == (width < 63)  # 14 (names) + 37 (numbers) + 10 (gaps) + 2 (edges) = 63 needed
+    if stacked:
+        assert "information_and_strategic" in text and "innovations_independent" in text
 
 
 @pytest.mark.slow
