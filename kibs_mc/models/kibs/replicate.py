@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import HTE, P_KIBS, T_KIBS
@@ -149,7 +149,11 @@ def _discrete_power_law_mle(tail: np.ndarray, xmin: int) -> float:
     def nll(alpha: float) -> float:
         return n * float(np.log(special.zeta(alpha, xmin))) + alpha * log_sum
 
-    fit = optimize.minimize_scalar(nll, bounds=(1.0 + 1e-6, 30.0), method="bounded",
+    # Imported here: scipy.optimize costs about a second to import, which every process that
+    # imports the models (each CLI start, each Ray worker) would pay without fitting anything.
+    from scipy.optimize import minimize_scalar
+
+    fit = minimize_scalar(nll, bounds=(1.0 + 1e-6, 30.0), method="bounded",
                                    options={"xatol": 1e-6})
     return float(fit.x)
 
