@@ -249,3 +249,26 @@ def test_the_executive_summary_names_the_best_and_who_it_is_not_relevantly_ahead
     assert "Not clearly ahead of `a`" in text and "beyond chance, but smaller than" in text
     assert "clearly ahead of the other 2" in text
     assert "6 pairwise contrasts" in text
+
+
+def test_the_summary_does_not_call_a_large_lead_small_when_the_adjustment_decides():
+    """b leads every other scenario by ~10% (five times the 2% that matters), but with 4
+    replicates and 15 contrasts Holm's adjustment leaves it unclear: the summary must say the
+    adjustment (too few replicates) decides, not that the lead is smaller than the margin."""
+    from kibs_mc.analysis.effects import decide_effects
+    from kibs_mc.analysis.report import Findings, executive_summary
+
+    names = ["baseline", "a", "b", "c", "d", "e"]
+    rows = long_rows(crn(np.random.default_rng(0), 4, [100.0, 100.0, 110.0, 100.0, 100.0, 100.0],
+                         shared=5.0, own=3.0), names)
+    family = contrasts(rows, ["y"], names, "baseline", seed=3, min_effect=0.02)
+    effects = decide_effects(paired_effects(rows, ["y"], "baseline", seed=3, min_effect=0.02), family)
+    ranked = ranks(rows, ["y"], names, seed=3)
+    findings = Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm")
+    lines = executive_summary(findings, ["y"])
+    close = next(line for line in lines if line.startswith("- Not clearly ahead of"))
+    leads = family.filter((pl.col("scenario") == "b") | (pl.col("versus") == "b"))
+    unclear_big = leads.filter(~pl.col("clear") & (pl.col("difference").abs() > pl.col("margin")))
+    assert unclear_big.height >= 3  # the planted situation
+    assert "smaller than" not in close
+    assert close.count("not clear after adjustment") == unclear_big.height

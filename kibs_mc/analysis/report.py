@@ -130,10 +130,18 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
             low, high = high, low
         base = top["mean"] - lead if r["scenario"] == best else r["scenario_mean"]
         rel = _rel(lead, base)
-        why = "beyond chance, but smaller than" if low > 0 or high < 0 else "within chance, and not beyond"
+        margin = _num(r["margin"])
+        if not (low > 0 or high < 0):
+            why = f"within chance, and not beyond the {margin} that matters"
+        elif abs(lead) <= r["margin"]:
+            why = f"beyond chance, but smaller than the {margin} that matters"
+        else:  # beyond chance and the margin unadjusted: the adjustment (or too few replicates) decides
+            p_adj = r["p_holm"] if f.adjust == "holm" else r["p_bh"]
+            why = (f"beyond chance and above the {margin} that matters, but not clear after "
+                   f"adjustment, p = {p_adj:.2g}: more replicates would decide")
         other = r["versus"] if r["scenario"] == best else r["scenario"]
         close.append(f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
-                     f"{_num(low)} to {_num(high)}: {why} the {_num(r['margin'])} that matters)")
+                     f"{_num(low)} to {_num(high)}: {why})")
     if close:
         lines.append(f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {level} "
                      f"adjustment; clearly ahead of the other {k - 1 - len(close)}.")
