@@ -19,7 +19,7 @@ run: $(STAMP)
 # one-node Slurm or an attached Ray cluster, are set up once). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -69,6 +69,20 @@ def cli(tmp_path):
     return _run
 
 
+#: The slowest files (``pytest --durations``: Slurm jobs, Ray clusters, multi-process runs),
+#: scheduled first: `make test` hands whole files to its workers as they free up
+#: (`--dist loadfile --no-loadscope-reorder`), so a long file started last would leave one
+#: worker running alone at the end.
+SLOWEST_FIRST = ["test_slurm.py", "test_distributed.py", "test_executor_contract.py", "test_robustness.py",
+                 "test_executor.py", "test_pipeline.py", "test_calibrate.py", "test_mlflow_server.py",
+                 "test_kibs_model.py", "test_hostile.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts real Ray clusters or processes (seconds to a minute); "
                             "still part of `make test`")
