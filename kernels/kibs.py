@@ -409,7 +409,13 @@ def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: fl
     total = 0.0
     for f in range(d):
         total += knowledge[i, f]
-    kbar = total / d
+    return _capacity(total / d, manage_i, base, knowledge_half, management_weight)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _capacity(kbar: float, manage_i: float, base: float, knowledge_half: float,
+              management_weight: float) -> float:
+    """:func:`absorptive_capacity` from the mean knowledge kbar_i."""
     if kbar <= 0.0:
         return 0.0
     return base * kbar / (kbar + knowledge_half) * (1.0 - management_weight + management_weight * manage_i)
@@ -434,7 +440,14 @@ def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     Grows with differences in level as well as in profile (MODEL.md s.3), so a deeper expert in
     one's own field is distant, not identical (Nooteboom et al. 2007, Research Policy 36:1016).
     """
-    return profile_distance(knowledge[i], knowledge[j])
+    num = 0.0
+    den = 0.0
+    for f in range(knowledge.shape[1]):
+        x = knowledge[i, f]
+        y = knowledge[j, f]
+        num += abs(x - y)
+        den += x + y
+    return num / den if den > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -465,16 +478,16 @@ def transfer(knowledge: np.ndarray, i: int, j: int, rate_i: float, rate_j: float
     gain_i = 0.0
     gain_j = 0.0
     for f in range(knowledge.shape[1]):
+        # without branches: the side that does not lag gains +0.0, which changes no value
+        # (knowledge is never -0.0), so this equals the two-branch form bit for bit
         x = knowledge[i, f]
         y = knowledge[j, f]
-        if y > x:
-            g = rate_i * (y - x)
-            knowledge[i, f] = x + g
-            gain_i += g
-        elif x > y:
-            g = rate_j * (x - y)
-            knowledge[j, f] = y + g
-            gain_j += g
+        g_i = rate_i * max(y - x, 0.0)
+        g_j = rate_j * max(x - y, 0.0)
+        knowledge[i, f] = x + g_i
+        knowledge[j, f] = y + g_j
+        gain_i += g_i
+        gain_j += g_j
     return gain_i, gain_j
 
 
@@ -548,14 +561,33 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     j = ties.indices[p]
     if prm.barter and not can_trade(knowledge, i, j, prm.tolerance):
         return False
-    delta = cognitive_distance(knowledge, i, j)
+    # one pass over both rows for the distance and both absorptive capacities (each sum is
+    # accumulated in field order, as cognitive_distance and absorptive_capacity do)
+    d = knowledge.shape[1]
+    total_i = 0.0
+    total_j = 0.0
+    num = 0.0
+    den = 0.0
+    for f in range(d):
+        x = knowledge[i, f]
+        y = knowledge[j, f]
+        total_i += x
+        total_j += y
+        num += abs(x - y)
+        den += x + y
+    delta = num / den if den > 0.0 else 0.0
     tau = prm.transfer_efficiency
     if agents.connected[i] or agents.connected[j]:
         c = (1.0 if agents.connected[i] else 0.0) + (1.0 if agents.connected[j] else 0.0)
         tau += prm.information_gain * (1.0 - tau) * 0.5 * c
     share = tau * sharing(prm, ties.weights[p], ties.partner[p])
-    a_i = _absorption(agents, i, prm)
-    a_j = _absorption(agents, j, prm)
+    if prm.adaptive_absorption:
+        w_m = prm.absorption_management_weight
+        a_i = _capacity(total_i / d, manage[i], prm.absorptive_base[agent_type[i]], prm.knowledge_half, w_m)
+        a_j = _capacity(total_j / d, manage[j], prm.absorptive_base[agent_type[j]], prm.knowledge_half, w_m)
+    else:
+        a_i = prm.fixed_absorption
+        a_j = prm.fixed_absorption
     if prm.distance_learning:
         b_i = prm.optimum_base + prm.optimum_slope * a_i
         rate_i = a_i * learning(delta, b_i) * share
