@@ -102,14 +102,14 @@ def test_a_finished_calibration_is_not_overwritten_without_resume(recovered):
 
 
 def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
-    targets = tmp_path / "unreachable.yaml"
-    targets.write_text("""
-name: unreachable
-targets:
+    fitted = """
   - {name: clustering, statistic: network_clustering, observed: 3.0, scale: 0.1,
      source: impossible (at most 1)}
   - {name: innovations, statistic: innovations_per_hte, observed: 2.0, scale: 0.5, source: test}
-""")
+"""
+    check = "  - {name: check, statistic: hte_exits, observed: 1000000, scale: 1, fit: false}\n"
+    targets = tmp_path / "unreachable.yaml"
+    targets.write_text("name: unreachable\ntargets:" + fitted + check)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [*RECOVERY[:5], f"calibration.targets={targets}", "calibration.population=12",
                  "calibration.generations=2", "calibration.ppc_draws=12", "tracking=mlflow",
@@ -125,6 +125,16 @@ targets:
     client = mlflow.MlflowClient(uri)
     history = client.get_metric_history(result.mlflow_run_id, "epsilon")
     assert sorted(m.step for m in history) == [0, 1]  # progress per generation in MLflow
+    # a check (fit: false) is judged in the predictive check but is no part of the ABC distance:
+    # the posterior is the same without it, though it is a million scales off
+    row = ppc.filter(pl.col("target") == "check").row(0, named=True)
+    assert row["fitted"] is False and row["verdict"] == "not reproduced" and row["draws"] == 12
+    assert any("check" in line and "(checked, not fitted)" in line for line in result.lines)
+    without = tmp_path / "fitted_only.yaml"
+    without.write_text("name: fitted_only\ntargets:" + fitted)
+    calibrate([*RECOVERY[:5], f"calibration.targets={without}", *overrides[6:9]], tmp_path / "run2")
+    assert pl.read_parquet(tmp_path / "run2" / "posterior.parquet").equals(
+        pl.read_parquet(tmp_path / "run" / "posterior.parquet"))
 
 
 def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
@@ -149,6 +159,8 @@ def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
      "targets[0].colour"),
     ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, aggregate: mode}",
      "targets[0].aggregate"),
+    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: maybe}", "targets[0].fit"),
+    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: false}", "fit: true"),
 ])
 def test_malformed_target_files_name_the_field(text, key):
     import yaml

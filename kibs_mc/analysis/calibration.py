@@ -96,6 +96,8 @@ def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> p
                 "z": float((med - t.observed) / t.scale),
                 "inside": inside,
                 "verdict": "reproduced" if inside else "not reproduced",
+                "fitted": t.fit,
+                "draws": int(x.size),  # draws where the statistic is defined (not NaN)
                 "assumed": t.assumed,
                 "source": t.source,
             }
@@ -247,6 +249,7 @@ def report_section(
         lines.append(
             f"  {r['target']}: observed {r['observed']:.4g}, simulated {r['median']:.4g} "
             f"[{r['low']:.4g}, {r['high']:.4g}]: {r['verdict']}"
+            + ("" if r["fitted"] else " (checked, not fitted)")
         )
     text = [
         "## Calibration (ABC-SMC)",
@@ -257,7 +260,8 @@ def report_section(
         markdown_table(params),
         "",
         f"Posterior predictive check: each target simulated at posterior draws; reproduced when the "
-        f"observed value lies inside the central {pct} predictive interval.",
+        f"observed value lies inside the central {pct} predictive interval (`fitted`: false for a "
+        "check that was not part of the ABC distance; `draws`: the draws where it is defined).",
         "",
         markdown_table(ppc.drop("source")),
         "",

@@ -14,7 +14,9 @@ series, then aggregated over the replicates of a particle:
   (``[cluster.hte, model.steps]``: per HTE and step); ``factor``: multiplied by a constant
   (``12``: per year of monthly steps);
 - ``aggregate``: over the replicates, ``mean`` (default), ``median``, ``sd`` or ``qNN``
-  (the NN-th percentile).
+  (the NN-th percentile);
+- ``fit: false``: a check only, judged in the posterior predictive check but left out of the
+  ABC distance.
 
 Every name is checked against a probe replicate before any work: a statistic the model does
 not produce, or a file that is missing or malformed, is a ``ConfigError`` (exit 2) naming it.
@@ -46,6 +48,7 @@ FIELDS = (
     "factor",
     "aggregate",
     "note",
+    "fit",
 )
 
 
@@ -65,6 +68,10 @@ class Target:
     factor: float = 1.0
     aggregate: str = "mean"
     note: str = ""
+    #: false: a check only - simulated and judged in the predictive check, but not part of the
+    #: ABC distance (a statistic the model cannot reach, or too noisy per replicate to rank
+    #: particles, would otherwise decide the posterior on its own)
+    fit: bool = True
 
 
 def _key(path: str, index: int, name: str) -> str:
@@ -127,13 +134,24 @@ def parse_targets(data: Any, path: str) -> list[Target]:
                 numbers["factor"],
                 aggregate,
                 str(item.get("note", "")),
+                _flag(item.get("fit", True), _key(path, i, "fit")),
             )
         )
     names = [t.name for t in out]
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"{path}: targets", name, "allowed: each target name once")
+    if not any(t.fit for t in out):
+        raise ConfigError(
+            f"{path}: targets", "every fit: false", "allowed: at least one target with fit: true"
+        )
     return out
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "allowed: true or false")
+    return value
 
 
 def _keys(value: Any, key: str) -> tuple[str, ...]:

@@ -211,6 +211,7 @@ def synthetic_targets(config: Config, template: list[Target], executor: Executor
                 t.per,
                 t.factor,
                 t.aggregate,
+                fit=t.fit,
             )
         )
     return out
@@ -281,10 +282,13 @@ class Calibrate(ExperimentKind):
                 "governance": asdict(config.governance),
             }
             self._open(run_dir, spec, config.resume)
-            simulator = Simulator(config, tuple(parameters), tuple(targets), cal.replicates)
+            # the ABC fits the `fit: true` targets; the predictive check judges every target
+            fitted = tuple(t for t in targets if t.fit)
+            simulator = Simulator(config, tuple(parameters), fitted, cal.replicates)
             generations = self._smc(config, simulator, run_dir, executor, console)
             posterior = self._posterior(run_dir, parameters)
-            ppc = self._ppc(config, simulator, posterior, executor)
+            checked = Simulator(config, tuple(parameters), tuple(targets), cal.replicates)
+            ppc = self._ppc(config, checked, posterior, executor)
         return self._finish(
             config, run_dir, parameters, targets, posterior, ppc, generations, started, ExperimentResult
         )
