@@ -91,8 +91,12 @@ def pytest_configure(config):
 def cut_run(run_dir: Path, dest: Path, below: int) -> Path:
     """A copy of a finished run directory as if the run had been killed once replicates
     ``0..below-1`` of each scenario were written: later rows leave the chunk parts, whose
-    metadata (plan fingerprint, chunk keys) stays true to what they hold."""
+    metadata (plan fingerprint, chunk keys) stays true to what they hold. A compacted run's
+    final files are first made a chunk part again (as a resume that computes does)."""
+    from kibs_mc.run.store import ResultStore
+
     shutil.copytree(run_dir, dest)
+    ResultStore(dest).uncompact()
     for part in (dest / "chunks").glob("*.parquet"):
         if "timeseries" in part.name or "errors" in part.name:
             continue

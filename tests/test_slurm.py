@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from kibs_mc.run.store import COMPACTED
 from tests import slurm
 from tests.conftest import run_cli
 from tests.ray_nodes import free_port
@@ -224,11 +225,9 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
 
     # Resume: job 1's array task lost everything (e.g. pre-empted before its first results);
     # the same multirun with resume=true reuses job 0's chunks and recomputes job 1's.
-    for path in (sweep / "1").iterdir():
-        if path.is_file() and path.suffix == ".parquet":
-            path.unlink()
-    for path in (sweep / "1" / "chunks").iterdir():
+    for path in [*(sweep / "1").glob("*.parquet"), sweep / "1" / COMPACTED]:
         path.unlink()
+    assert not (sweep / "1" / "chunks").exists()  # compacted: the final files were the record
     (sweep / ".submitit").rename(tmp_path / "first-submitit")
     again = run_cli(*multirun, "resume=true", cwd=tmp_path, env=cluster.env)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -66,10 +66,11 @@ def test_a_directory_with_parts_and_no_plan_is_refused(tmp_path):
 
 def test_a_part_computed_for_another_plan_is_never_reused(tmp_path):
     """Each part names its plan: a part of another experiment, whatever plan.json says, is
-    refused by name instead of being counted as done."""
-    run(tmp_path / "a")
+    refused by name instead of being counted as done (b is a finished run: compacted, no parts)."""
+    run(tmp_path / "a", "keep_parts=true")
     run(tmp_path / "b", "model.alpha=0.5")
     stray = sorted((tmp_path / "a" / "chunks").glob("*.parquet"))[0]
+    (tmp_path / "b" / "chunks").mkdir()
     shutil.copy(stray, tmp_path / "b" / "chunks" / "part-99999999999999999999-stray.parquet")
     with pytest.raises(UserError, match="part-99999999999999999999-stray.parquet was not computed for "
                                         "this experiment"):
@@ -78,7 +79,7 @@ def test_a_part_computed_for_another_plan_is_never_reused(tmp_path):
 
 @pytest.mark.parametrize("kind", ["rows", "timeseries"])
 def test_a_damaged_part_is_named_set_aside_and_computed_again(tmp_path, capsys, kind):
-    clean = run(tmp_path / "run", args=KIBS).rows
+    clean = run(tmp_path / "run", "keep_parts=true", args=KIBS).rows  # the parts stay
     clean_series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
     suffix = ".timeseries.parquet" if kind == "timeseries" else ".parquet"
     part = next(p for p in sorted((tmp_path / "run" / "chunks").glob("*.parquet"))

@@ -273,7 +273,7 @@ class Config:
     replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
     seed: int = setting(20261127, ge=0, lt=2**63)
     resume: bool = False
-    keep_parts: bool = False  # keep chunks/ as written (else compacted into one part)
+    keep_parts: bool = False  # keep chunks/ as written (else removed once the final files hold every chunk)
 
 
 def _writable(node: DictConfig | ListConfig) -> None:

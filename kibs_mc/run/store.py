@@ -20,8 +20,13 @@ interruption) is merged once, and a chunk that holds errors is computed again on
 are fsynced before the rename that publishes them; a part that cannot be read is set aside in
 ``chunks/damaged/`` and its chunks are computed again.
 
-``compact`` (after the last ``finalize``, unless ``keep_parts=true``) replaces the parts by
-one part holding each chunk's chosen copy, so a finished run holds a handful of files.
+``compact`` (after the last ``finalize``, unless ``keep_parts=true``) removes ``chunks/``: the
+final files then are the run's record. Each carries in its Parquet metadata the plan
+fingerprint, its chunks' rows in file order and (replicates.parquet) the chunks holding errors,
+and ``compacted.json`` beside them names the files that belong together. Resume reads a
+compacted run's chunks from there; when it has chunks to compute (errors, adaptive rounds), the
+final files are first written back as one part ("uncompacted"), so every step of it is crash
+safe the same way as any part.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ CHUNK_COLUMN = "_chunk"
 ERROR_SCHEMA = {"scenario": pl.String, "replicate": pl.Int64, "seed": pl.UInt64, "error": pl.String}
 #: Parquet metadata keys of a part: the plan fingerprint, its chunks, those holding errors.
 PLAN_KEY, CHUNKS_KEY, FAILED_KEY = "kibs_mc.plan", "kibs_mc.chunks", "kibs_mc.failed_chunks"
+#: Parquet metadata keys of a final file: its rows' chunks in file order (``[[key, rows],
+#: ...]``, one entry per run of rows) and the name of the finalize that wrote it.
+ROWS_KEY, FINAL_KEY = "kibs_mc.chunk_rows", "kibs_mc.final"
+#: Written by ``compact`` once the final files hold every chunk: their finalize's name, plan
+#: fingerprint and files. While it exists, the final files are the run's record of its chunks.
+COMPACTED = "compacted.json"
+#: The final files by part-file kind ("" rows, ".timeseries", ".errors").
+FINAL_FILES = {"": "replicates.parquet", ".timeseries": "timeseries.parquet", ".errors": "errors.parquet"}
 #: Where parts that cannot be read are moved (never deleted: they may still be inspected).
 DAMAGED = "damaged"
 #: Write errors that mean "this file system takes no more results": disk full, quota, file
@@ -193,6 +206,8 @@ class Part:
     plan: str | None
     chunks: tuple[str, ...]
     failed: frozenset[str]
+    #: the final files of a compacted run (no ``_chunk`` column; chunk rows in the metadata)
+    final: bool = False
 
 
 class ResultStore:
@@ -216,6 +231,8 @@ class ResultStore:
         self._last_flush = time.monotonic()
         self.fingerprint: str | None = None
         self._index: dict[str, Part] = {}
+        #: the name the last ``finalize`` gave the final files (``compact`` records it)
+        self._finalized: str | None = None
 
     # -- progress on disk
     def open(self, fingerprint: str, chunk_size: int, resume: bool,
@@ -243,11 +260,18 @@ class ResultStore:
             raise UserError(f"cannot use the run directory {self.run_dir}: {exc.strerror}") from None
         recorded = read_plan(self.run_dir)
         self._index = self._scan()
+        final = self._scan_final()
+        if final is not None:
+            if (self.parts / f"{_expanded(final.stem)}.parquet").exists():
+                self._drop_manifest()  # killed while uncompacting: the part holds every chunk
+            else:
+                self._index[final.stem] = final
         if self._index and recorded is None:
+            where = f"{COMPACTED} and its files" if any(p.final for p in self._index.values()) \
+                else f"{len(self._index)} result parts in {self.parts}"
             raise UserError(
-                f"run directory {self.run_dir} holds {len(self._index)} result parts in "
-                f"{self.parts} but no plan.json, so nothing shows which experiment they belong "
-                "to; pick another hydra.run.dir (or move chunks/ away)."
+                f"run directory {self.run_dir} holds {where} but no plan.json, so nothing shows "
+                "which experiment they belong to; pick another hydra.run.dir (or move them away)."
             )
         if recorded is not None and self._index:
             if not resume:
@@ -264,7 +288,8 @@ class ResultStore:
         for part in self._index.values():
             if part.plan != fingerprint:
                 raise UserError(
-                    f"{self.parts / (part.stem + '.parquet')} was not computed for this "
+                    f"{self.run_dir / COMPACTED if part.final else self.parts / (part.stem + '.parquet')}"
+                    " was not computed for this "
                     f"experiment's plan (" + (f"fingerprint {part.plan[:12]}" if part.plan else
                                                "no plan fingerprint: an older kibs-mc wrote it")
                     + f", this plan {fingerprint[:12]}); move it away, or pick another hydra.run.dir."
@@ -318,6 +343,79 @@ class ResultStore:
               f"({type(reason).__name__}: {first[:200]}) set aside in {damaged}; its chunks are "
               "computed again.", file=sys.stderr)
 
+    def _scan_final(self) -> Part | None:
+        """The final files as a part when the run is compacted (``compacted.json``), else None.
+        Files that do not match the manifest are set aside (their chunks are computed again)."""
+        import pyarrow.parquet as pq
+
+        try:
+            text = (self.run_dir / COMPACTED).read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(text)
+            stem, plan, files = manifest["stem"], manifest["fingerprint"], manifest["files"]
+            chunks: list[str] = []
+            failed: list[str] = []
+            for name in files:
+                meta = pq.read_metadata(self.run_dir / name)
+                kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
+                if kv.get(FINAL_KEY) != stem or kv.get(PLAN_KEY) != plan:
+                    raise ValueError(f"{name} was written by another finalize than {COMPACTED} names")
+                if sum(n for _, n in json.loads(kv[ROWS_KEY])) != meta.num_rows:
+                    raise ValueError(f"{name}: its chunk rows do not add up to its rows")
+                if name == FINAL_FILES[""]:
+                    chunks, failed = json.loads(kv[CHUNKS_KEY]), json.loads(kv[FAILED_KEY])
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong, the chunks are computed again
+            self._set_aside_final(exc)
+            return None
+        return Part(stem, plan, tuple(chunks), frozenset(failed), final=True)
+
+    def _set_aside_final(self, reason: BaseException) -> None:
+        """Move a compacted run's manifest and final files to chunks/damaged/; its chunks
+        count as not done."""
+        damaged = self.parts / DAMAGED
+        damaged.mkdir(parents=True, exist_ok=True)
+        for name in [COMPACTED, *FINAL_FILES.values()]:
+            if (self.run_dir / name).exists():
+                os.replace(self.run_dir / name, damaged / name)
+        _fsync(self.run_dir)
+        print(f"kibs-mc: warning: the compacted results of {self.run_dir} do not match "
+              f"{COMPACTED} ({type(reason).__name__}: {str(reason)[:200]}); set aside in {damaged}, "
+              "their chunks are computed again.", file=sys.stderr)
+
+    def _final(self) -> Part | None:
+        return next((p for p in self._index.values() if p.final), None)
+
+    def _drop_manifest(self) -> None:
+        (self.run_dir / COMPACTED).unlink(missing_ok=True)
+        _fsync(self.run_dir)
+        self._index = {stem: part for stem, part in self._index.items() if not part.final}
+
+    def uncompact(self) -> None:
+        """Write a compacted run's final files back as one part in chunks/ (``_chunk`` column
+        from their metadata), then remove ``compacted.json``: the run is an ordinary one with
+        parts again, whose final files may be rewritten. A kill before the part is published
+        leaves the compacted run; after it, the part holds every chunk (``open`` finishes)."""
+        final = self._final() if self._index else self._scan_final()
+        if final is None:
+            return
+        name = _expanded(final.stem)
+        meta = {PLAN_KEY: final.plan or "", CHUNKS_KEY: json.dumps(list(final.chunks)),
+                FAILED_KEY: json.dumps(sorted(final.failed))}
+        self.parts.mkdir(exist_ok=True)
+        try:
+            for kind in (".timeseries", ".errors", ""):  # the rows last: they mark the part done
+                source = self.run_dir / FINAL_FILES[kind]
+                if source.exists() and (kind == "" or _rows_of(source)):
+                    _with_chunk_column(source, self.parts / f"{name}{kind}.parquet", meta)
+        except Exception as exc:
+            if (code := refused_write(exc)) is not None:
+                raise out_of_space(code, self.parts) from None
+            raise
+        self._drop_manifest()
+        self._index[name] = Part(name, final.plan, final.chunks, final.failed)
+
     def _chosen(self) -> dict[str, Part]:
         """For each chunk key, the part whose copy counts: the newest (part names sort by
         time), e.g. a chunk recomputed after an interruption or because it held errors."""
@@ -347,6 +445,8 @@ class ResultStore:
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
+        if self._final() is not None:
+            self.uncompact()  # new results in a compacted run: its chunks become a part again
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         keys = [r.key for r in self._buffer]
         failed = sorted({r.key for r in self._buffer if getattr(r, "errors", ())})
@@ -396,111 +496,162 @@ class ResultStore:
                 out.append((path, by_stem[stem], by_stem[stem] >= set(self._index[stem].chunks)))
         return out
 
+    def _compacted(self) -> bool:
+        """Whether every chosen copy is in the final files (a compacted run, nothing new)."""
+        chosen = self._chosen()
+        return bool(chosen) and all(part.final for part in chosen.values())
+
     def errors(self) -> pl.DataFrame:
         """Replicates that raised instead of finishing: scenario, replicate, seed, error."""
+        if self._compacted():
+            path = self.run_dir / FINAL_FILES[".errors"]
+            return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+        return self._errors().drop(CHUNK_COLUMN, strict=False)
+
+    def _errors(self) -> pl.DataFrame:
         frames = [self._read(p, keys, everything) for p, keys, everything in self._selected(".errors")]
         if not frames:
             return pl.DataFrame()
-        return pl.concat(frames).drop(CHUNK_COLUMN).sort("scenario", "replicate")
+        return pl.concat(frames).sort("scenario", "replicate")
 
     # -- merged outputs
     def finalize(self, scenario_order: Sequence[str]) -> pl.DataFrame:
         """Merge parts into replicates.parquet (and timeseries.parquet); return the rows.
 
         Each chunk counts once, from the newest part that holds it, whatever else is on disk.
+        Each file's metadata records its rows' chunks (``ROWS_KEY``), the plan fingerprint and
+        this finalize's name, from which ``compact`` makes the files the run's record. A
+        compacted run with nothing new is not rewritten: its files are returned as they are.
         """
         self.flush()
+        if self._compacted():
+            return pl.read_parquet(self.run_dir / FINAL_FILES[""])
+        if self._final() is not None:  # not reached by execute: flush uncompacts first
+            self.uncompact()
+        newest = max((int(m.group(1)) for stem in self._index
+                      if (m := re.fullmatch(r"part-(\d{20})-.*", stem))), default=0)
+        stem = f"part-{max(time.time_ns(), newest + 1):020d}-compacted"  # after every part
+        chosen = self._chosen()
+        meta = {PLAN_KEY: self.fingerprint or "", FINAL_KEY: stem}
         order = {name: i for i, name in enumerate(scenario_order)}
         rank = pl.col("scenario").replace_strict(order, return_dtype=pl.Int64)
         frames = [self._read(p, keys, everything) for p, keys, everything in self._selected("")]
         rows = pl.concat(frames) if frames else pl.DataFrame()
-        if CHUNK_COLUMN in rows.columns:
-            rows = rows.drop(CHUNK_COLUMN)
         if rows.height:
             rows = rows.sort(rank, "replicate")
+        rows_meta = {**meta, ROWS_KEY: _row_map(rows), CHUNKS_KEY: json.dumps(sorted(chosen)),
+                     FAILED_KEY: json.dumps(sorted(k for k, p in chosen.items() if k in p.failed))}
+        if CHUNK_COLUMN in rows.columns:
+            rows = rows.drop(CHUNK_COLUMN)
         try:
-            _write_atomic(rows, self.run_dir / "replicates.parquet")
+            _write_atomic(rows, self.run_dir / FINAL_FILES[""], rows_meta)
             ts_parts = self._selected(".timeseries")
             if ts_parts:
-                _write_timeseries_in_plan_order(ts_parts, self.run_dir / "timeseries.parquet")
+                _write_timeseries_in_plan_order(ts_parts, self.run_dir / FINAL_FILES[".timeseries"], meta)
             else:
                 _write_atomic(pl.DataFrame({"scenario": [], "replicate": [], "step": []},
                                            schema={"scenario": pl.String, "replicate": pl.Int64,
                                                    "step": pl.Int64}),
-                              self.run_dir / "timeseries.parquet")
-            errors = self.errors()
+                              self.run_dir / FINAL_FILES[".timeseries"], {**meta, ROWS_KEY: "[]"})
+            errors = self._errors()
             if errors.height:
-                _write_atomic(errors, self.run_dir / "errors.parquet")
+                _write_atomic(errors.drop(CHUNK_COLUMN), self.run_dir / FINAL_FILES[".errors"],
+                              {**meta, ROWS_KEY: _row_map(errors)})
             else:
-                (self.run_dir / "errors.parquet").unlink(missing_ok=True)  # an earlier run's
+                (self.run_dir / FINAL_FILES[".errors"]).unlink(missing_ok=True)  # an earlier run's
         except Exception as exc:
             if (code := refused_write(exc)) is not None:
                 raise out_of_space(code, self.run_dir) from None
             raise
+        self._finalized = stem
         return rows
 
     # -- compaction
     def compact(self) -> int:
-        """Replace the parts by one part holding each chunk's chosen copy; return the number
-        of part files removed (0 when there is at most one part).
+        """Make the final files the run's record and remove ``chunks/``; return the number of
+        files removed. Call it after ``finalize``.
 
-        Shared file systems suffer from many small files; a finished run keeps ``chunks/``
-        as one part (rows, time series, errors) with the same metadata as any part: the plan
-        fingerprint, its chunks and those holding errors, so resume and the plan checks work
-        as before. Order of work: the new part is written and published (time series and
-        errors first, the rows last, as in ``flush``), the directory fsynced, then the old
-        parts are removed. A crash at any point leaves the old parts, or the new part, or
-        both (the newest copy of a chunk counts; they hold the same rows): never a chunk lost.
+        Shared file systems suffer from many small files. Order of work: ``finalize`` has
+        published the final files, each with its chunk rows in its metadata; ``compacted.json``
+        naming them is published (the commit point); then the parts are removed and
+        ``chunks/`` with them (``chunks/damaged/`` stays, if any part was set aside). A kill
+        before the manifest leaves an ordinary run with its parts; after it, a compacted run
+        whose leftover parts are older than the final files (a resume removes them).
         """
-        import pyarrow.parquet as pq
-
-        self.flush()
-        chosen = self._chosen()
-        stems = set(self._index)
-        if len(stems) <= 1:
-            return 0
-        keys = sorted(chosen)
-        failed = sorted(k for k, part in chosen.items() if k in part.failed)
-        meta = {PLAN_KEY: self.fingerprint or "", CHUNKS_KEY: json.dumps(keys),
-                FAILED_KEY: json.dumps(failed)}
-        name = f"part-{time.time_ns():020d}-compact"
-        try:
-            for kind in (".timeseries", ".errors", ""):
-                selected = self._selected(kind)
-                if not selected:
-                    continue
-                path = self.parts / f"{name}{kind}.parquet"
-                tmp = path.with_name(path.name + ".tmp")
-                writer = None
-                try:
-                    for part, part_keys, everything in selected:
-                        table = self._read(part, part_keys, everything).to_arrow()
-                        if writer is None:
-                            schema = table.schema.with_metadata(meta)
-                            writer = pq.ParquetWriter(tmp, schema, compression="lz4")
-                        writer.write_table(table.cast(schema))
-                finally:
-                    if writer is not None:
-                        writer.close()
-                _publish(tmp, path)
-        except Exception as exc:
-            if (code := refused_write(exc)) is not None:
-                raise out_of_space(code, self.parts) from None
-            raise
-        _fsync(self.parts)
+        if self._final() is None:
+            if self._finalized is None:
+                raise RuntimeError("compact() needs a finalize() first")
+            files = [name for name in FINAL_FILES.values() if (self.run_dir / name).exists()]
+            write_text_atomic(self.run_dir / COMPACTED, json.dumps(
+                {"fingerprint": self.fingerprint or "", "stem": self._finalized, "files": files}))
+            chosen = self._chosen()
+            self._index = {self._finalized: Part(
+                self._finalized, self.fingerprint or None, tuple(sorted(chosen)),
+                frozenset(k for k, p in chosen.items() if k in p.failed), final=True)}
         removed = 0
-        for stem in sorted(stems):
-            for path in self.parts.glob(f"{stem}.*parquet"):
-                path.unlink()
-                removed += 1
-        for orphan in self.parts.glob("*.parquet"):  # a sibling whose rows were never published
-            if orphan.name.split(".")[0] != name:
-                orphan.unlink()
-                removed += 1
-        _fsync(self.parts)
-        self._index = {name: Part(name, self.fingerprint or None, tuple(keys), frozenset(failed))}
+        if self.parts.is_dir():
+            for path in sorted(self.parts.iterdir()):
+                if path.is_file():
+                    path.unlink()
+                    removed += 1
+            if not any(self.parts.iterdir()):
+                self.parts.rmdir()
+            _fsync(self.run_dir)
+        self._index = {stem: part for stem, part in self._index.items() if part.final}
         return removed
 
+
+def _expanded(stem: str) -> str:
+    """The part a compacted run's final files become again (sorts after them: same data)."""
+    return stem.removesuffix("-compacted") + "-expanded"
+
+
+def _row_map(frame: pl.DataFrame) -> str:
+    """``[[chunk key, rows], ...]`` for the runs of equal ``_chunk`` values, in row order."""
+    if not frame.height:
+        return "[]"
+    runs = frame[CHUNK_COLUMN].rle()
+    return json.dumps([[k, n] for n, k in zip(runs.struct.field("len").to_list(),
+                                              runs.struct.field("value").to_list(), strict=True)])
+
+
+def _rows_of(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def _with_chunk_column(source: Path, dest: Path, meta: dict[str, str]) -> None:
+    """Copy a final file to a part file ``dest`` with the ``_chunk`` column its metadata's
+    chunk rows give (streamed, a block at a time), published by fsync and rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(source)
+    runs = json.loads((file.metadata.metadata or {})[ROWS_KEY.encode()])
+    keys = pa.array([k for k, _ in runs], type=pa.string())
+    ends = np.cumsum([n for _, n in runs])
+    tmp = dest.with_name(dest.name + ".tmp")
+    writer = None
+    start = 0
+    try:
+        for batch in file.iter_batches(batch_size=TS_BLOCK_ROWS):
+            at = np.searchsorted(ends, np.arange(start, start + batch.num_rows), side="right")
+            start += batch.num_rows
+            table = pa.Table.from_batches([batch]).append_column(CHUNK_COLUMN, keys.take(at))
+            table = table.replace_schema_metadata(meta)
+            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="lz4")
+            writer.write_table(table)
+        if writer is None:  # no rows: an empty part with the file's columns
+            schema = file.schema_arrow.append(pa.field(CHUNK_COLUMN, pa.string())).with_metadata(meta)
+            writer = pq.ParquetWriter(tmp, schema, compression="lz4")
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.close()
+    _publish(tmp, dest)
 
 
 #: Time-series rows ``finalize`` holds in memory at once. The series are many times the size
@@ -509,7 +660,8 @@ class ResultStore:
 TS_BLOCK_ROWS = 50_000
 
 
-def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]], path: Path) -> None:
+def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]], path: Path,
+                                    metadata: dict[str, str]) -> None:
     """Merge time-series parts into ``path`` sorted by (scenario in plan order, replicate, step).
 
     ``parts``: each file with the chunk keys to take from it (each chunk from one file: the
@@ -518,7 +670,8 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
     chunks are taken in key order, a block of about ``TS_BLOCK_ROWS`` rows at a time, each read
     from the one part that holds it, and the blocks are appended to ``path`` as Parquet row
     groups. The driver's memory is one block whatever the run's size, and each part is read
-    about once, because chunks complete roughly in plan order.
+    about once, because chunks complete roughly in plan order. ``metadata`` is written with
+    the chunk rows of the file (``ROWS_KEY``).
     """
     import pyarrow.parquet as pq
 
@@ -528,6 +681,7 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
         for key, n in counts.iter_rows():
             if key in keys:
                 where[key] = (part, n)
+    meta = {**metadata, ROWS_KEY: json.dumps([[key, where[key][1]] for key in sorted(where)])}
     tmp = path.with_name(path.name + ".tmp")
     writer = None
     block: dict[Path, list[str]] = {}
@@ -536,11 +690,13 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
     def write_block() -> None:
         nonlocal writer
         rank = {k: i for i, k in enumerate(sorted(k for keys in block.values() for k in keys))}
-        ts = pl.concat([pl.scan_parquet(p).filter(pl.col(CHUNK_COLUMN).is_in(keys)).collect()
-                        for p, keys in block.items()])
+        frames = [pl.scan_parquet(p).filter(pl.col(CHUNK_COLUMN).is_in(keys)).collect()
+                  for p, keys in block.items()]
+        ts = pl.concat([f.select(frames[0].columns) for f in frames])  # parts' column orders may differ
         ts = ts.with_columns(pl.col(CHUNK_COLUMN).replace_strict(rank, return_dtype=pl.Int64))
         ts = ts.sort(CHUNK_COLUMN, "replicate", "step").drop(CHUNK_COLUMN)
         arrow = ts.select("scenario", *[c for c in ts.columns if c != "scenario"]).to_arrow()
+        arrow = arrow.replace_schema_metadata(meta)
         writer = writer or pq.ParquetWriter(tmp, arrow.schema, compression="lz4")
         writer.write_table(arrow)
 
@@ -559,7 +715,8 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
             writer.close()
     if writer is None:  # no rows in any part: an empty file with the parts' columns
         empty = pl.read_parquet(parts[0][0]).head(0).drop(CHUNK_COLUMN)
-        empty.select("scenario", *[c for c in empty.columns if c != "scenario"]).write_parquet(tmp)
+        empty.select("scenario", *[c for c in empty.columns if c != "scenario"]).write_parquet(
+            tmp, metadata=meta)
     _publish(tmp, path)
 
 
