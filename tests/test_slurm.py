@@ -106,31 +106,11 @@ def job_log(tmp_path: Path, job: int) -> str:
     return one_line((tmp_path / f"job-{job}.out").read_text())
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(cluster, tmp_path_factory) -> tuple[Path, int, Path]:
-    """The SLOW experiment as one sbatch job of the template, uninterrupted: its run directory,
-    job id and working directory (with the job's log)."""
-    where = tmp_path_factory.mktemp("uninterrupted")
-    run_dir = where / "run"
-    job = cluster.submit(*sbatch_args(where), *SLOW, cwd=where, env=job_env(where, run_dir))
-    cluster.wait_state(job, ENDED)
-    return run_dir, job, where
-
-
-def test_sbatch_template_gives_the_serial_runs_results_and_leaves_no_process(
-        cluster, uninterrupted, slow_reference):
-    run_dir, job, where = uninterrupted
-    log = job_log(where, job)
-    assert cluster.state(job) == "COMPLETED", log[-3000:]
-    assert "Ray up after" in log  # it ran on the job's own Ray cluster
-    assert f"chunks: {SLOW_CHUNKS} computed, 0 reused" in log, log[-3000:]
-    assert_same_results(run_dir, slow_reference)
-    wait_until_released(cluster, job)
-    assert_nothing_left(cluster, job)
-
-
-def test_scancel_mid_run_then_the_same_sbatch_resumes_to_the_uninterrupted_results(
+def test_scancel_mid_run_then_the_same_sbatch_resumes_to_the_serial_results_leaving_no_process(
         cluster, tmp_path, slow_reference):
+    """The template's first job (no results yet: no resume) is cancelled once results are on
+    disk; the same sbatch again (resume=true) ends normally with the serial run's results. No
+    process of either job is left: after a scancel, and after a job that ended by itself."""
     run_dir = tmp_path / "run"
     env = job_env(tmp_path, run_dir)
     job = cluster.submit(*sbatch_args(tmp_path), *SLOW, cwd=tmp_path, env=env)
@@ -145,6 +125,7 @@ def test_scancel_mid_run_then_the_same_sbatch_resumes_to_the_uninterrupted_resul
     cluster.wait_state(again, ENDED)
     log = job_log(tmp_path, again)
     assert cluster.state(again) == "COMPLETED", log[-3000:]
+    assert "Ray up after" in log  # it ran on the job's own Ray cluster
     found = re.search(r"chunks: (\d+) computed, (\d+) reused", log)
     assert found, log[-3000:]
     computed, reused = map(int, found.groups())
@@ -228,18 +209,16 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     for path in [*(sweep / "1").glob("*.parquet"), sweep / "1" / COMPACTED]:
         path.unlink()
     assert not (sweep / "1" / "chunks").exists()  # compacted: the final files were the record
+    # A third job that fails (bad input) fails the multirun: its status would otherwise stay in
+    # its array task. It is the last job, so the launcher has the other two's results first.
     (sweep / ".submitit").rename(tmp_path / "first-submitit")
-    again = run_cli(*multirun, "resume=true", cwd=tmp_path, env=cluster.env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run_cli(*[a.replace("=0,1", "=0,1,2") for a in multirun], "resume=true", cwd=tmp_path,
+                    env=cluster.env)
+    assert again.returncode != 0
+    assert "ended with exit status 2" in again.stderr, again.stderr[-3000:]
     logs = array_task_logs(sweep)
+    assert "governance.information=2" in logs[2], logs[2][-3000:]
     assert "chunks: 0 computed, 4 reused" in logs[0], logs[0][-3000:]
     assert "chunks: 4 computed, 0 reused" in logs[1], logs[1][-3000:]
     for n in (0, 1):
         assert_frame_equal(pl.read_parquet(sweep / str(n) / "replicates.parquet"), first[n])
-    # A job that fails fails the multirun (its status would otherwise stay in the array task).
-    bad = run_cli("-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10",
-                  f"hydra.sweep.dir={tmp_path / 'bad'}", "governance.information=2", *jobs,
-                  cwd=tmp_path, env=cluster.env)
-    assert bad.returncode != 0
-    assert "ended with exit status 2" in bad.stderr, bad.stderr[-3000:]
-    assert "governance.information=2" in array_task_logs(tmp_path / "bad")[0]
