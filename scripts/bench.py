@@ -119,12 +119,16 @@ print(json.dumps({"import_s": t1 - t0, "first_replicate_s": t2 - t1,
 """
 
 
-def _timed(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+def _timed(cmd: Sequence[str], env: dict[str, str], cwd: Path, stderr: list[str] | None = None
+           ) -> tuple[float, str]:
+    """Wall seconds and stdout of ``cmd`` (its stderr appended to ``stderr`` when given)."""
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    if stderr is not None:
+        stderr.append(done.stderr)
     return seconds, done.stdout
 
 
@@ -294,10 +298,10 @@ def concurrent_kernel_rate(overrides: Sequence[str], replicates: int, processes:
     return float(sum(rates))
 
 
-def cli_run(overrides: Sequence[str], run_dir: Path) -> float:
-    """Wall seconds of a whole ``kibs-mc`` process."""
+def cli_run(overrides: Sequence[str], run_dir: Path, stderr: list[str] | None = None) -> float:
+    """Wall seconds of a whole ``kibs-mc`` process (its stderr appended to ``stderr``)."""
     cmd = [sys.executable, "-m", "kibs_mc", *overrides, "tracking=none", f"hydra.run.dir={run_dir}"]
-    seconds, _ = _timed(cmd, child_env(), REPO)
+    seconds, _ = _timed(cmd, child_env(), REPO, stderr)
     return seconds
 
 
@@ -373,11 +377,13 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
         "auto": (["executor=auto", "executor.num_cpus=2"], 2),
     }
     took: dict[str, float] = {}
+    said: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for label, (executor, cpus) in runs.items():
             if cpus > effective_cpus() or (only and label not in only):
                 continue
-            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label)
+            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label,
+                              said)
             took[label] = seconds
             before, (rate, measured) = rate, kernel_rate(overrides, replicates)
             emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
@@ -392,9 +398,11 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
                  "measurements right before and after the run)", **context)
     if {"serial", "ray_2cpu", "auto"} <= set(took):
         best = min(took["serial"], took["ray_2cpu"])
+        choice = [line.strip() for line in said[-1].splitlines() if line.startswith("executor=auto:")]
         emit("pipeline_auto_vs_best", took["auto"] / best, "ratio",
              definition="executor=auto seconds / the better of serial and Ray (2 CPUs), same bench run",
-             seconds={k: round(v, 3) for k, v in took.items()}, **context)
+             seconds={k: round(v, 3) for k, v in took.items()}, auto_choice=" | ".join(choice),
+             **context)
     if only and "ray_2cpu" not in only:
         return  # Ray's own overheads only with a Ray run
     chunk = auto_chunk_size(replicates, 1, 2)
