@@ -24,7 +24,7 @@ are fsynced before the rename that publishes them; a part that cannot be read is
 final files then are the run's record. Each carries in its Parquet metadata the plan
 fingerprint, its chunks' rows in file order and (replicates.parquet) the chunks holding errors,
 and ``compacted.json`` beside them names the files that belong together. Resume reads a
-compacted run's chunks from there; when it has chunks to compute (errors, adaptive rounds), the
+compacted run's chunks from there; when it has chunks to compute (a chunk with errors), the
 final files are first written back as one part ("uncompacted"), so every step of it is crash
 safe the same way as any part.
 """
