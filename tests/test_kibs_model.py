@@ -114,6 +114,26 @@ def test_step_kernels_match_python_twin(overrides):
         assert ties.partner[a:b].tolist() == [t[2] for t in row]
 
 
+def test_prefetching_meetings_change_no_value():
+    """From ``prefetch_from`` agents on, meetings prefetch the next agents' data (the twin
+    tests run on clusters too small for it): the run equals the one that does not prefetch."""
+    cfg = config("cluster.hte=2000", "model.steps=3", *ALL_LEVERS)
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    states = []
+    for prefetch_from in (prm.prefetch_from, 10**9):
+        p = prm._replace(prefetch_from=prefetch_from)
+        rng = new_state(3)
+        state = build_cluster(cfg.cluster, p, rng)
+        kernel.run_replicate(state.agents, state.ties, state.work, rng, p, cfg.model.steps)
+        states.append(state)
+    assert states[0].n >= prm.prefetch_from
+    for a, b in zip(states[0].agents, states[1].agents, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(states[0].ties, states[1].ties, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(states[0].work.ledger, states[1].work.ledger)
+
+
 def test_turbulent_twin_run_exercises_exits_and_ties():
     """The twin comparison above is only as good as what it exercises."""
     state, twin, cumulative = run_both(ALL_LEVERS + TURBULENT, seed=7, steps=12)
