@@ -11,14 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from kibs_mc.config import load_config
 from kibs_mc.errors import UserError
 from kibs_mc.experiments.pipeline import run_experiment
+from kibs_mc.run.chunk import ChunkResult
 from kibs_mc.run.plan import replicate_seeds
-from kibs_mc.run.store import COMPACTED
+from kibs_mc.run.store import COMPACTED, ResultStore
 from tests.slurm import SBATCH_TEMPLATE
 
 RUN = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none",
@@ -153,3 +155,33 @@ def test_a_compacted_run_whose_final_files_are_damaged_computes_its_chunks_again
     assert (run_dir / "chunks" / "damaged" / "replicates.parquet").exists()
     assert resumed.computed_chunks == CHUNKS and resumed.reused_chunks == 0
     assert resumed.rows.equals(clean) and (run_dir / COMPACTED).exists()
+
+
+def test_the_store_compacts_only_what_its_final_files_hold_and_reads_it_back(tmp_path):
+    """Store level: compact() refuses results written after the last finalize (removing their
+    parts would lose them); a compacted store reopens with every chunk done (the errors chunk
+    not), and uncompact() gives back the parts' rows with their chunk keys."""
+    def result(first: int, errors: list[dict] | None = None) -> ChunkResult:
+        reps = np.arange(first, first + 2, dtype=np.int64)
+        rows = {"scenario": np.full(2, "a", dtype=object), "replicate": reps,
+                "seed": reps.astype(np.uint64), "level": reps * 1.5}
+        return ChunkResult(f"s00000000-r{first:09d}-n2", rows, None, 0.0, errors or [])
+
+    store = ResultStore(tmp_path, flush_seconds=1e9)
+    store.open("fp", 2, resume=False)
+    store.write(result(0))
+    store.finalize(["a"])
+    failed = {"scenario": "a", "replicate": 5, "seed": 5, "error": "planted"}
+    store.write(result(2, [failed]))
+    store.flush()
+    with pytest.raises(RuntimeError, match="finalize"):
+        store.compact()
+    rows = store.finalize(["a"])
+    assert store.compact() == 3 and not (tmp_path / "chunks").exists()  # 2 parts, 1 errors file
+    again = ResultStore(tmp_path)
+    assert again.open("fp", 2, resume=True) == {"s00000000-r000000000-n2"}  # r2 holds an error
+    assert again.errors().to_dicts() == [failed]
+    again.uncompact()
+    part = pl.read_parquet(next((tmp_path / "chunks").glob("*-expanded.parquet")))
+    assert part.drop("_chunk").equals(rows)
+    assert part["_chunk"].to_list() == ["s00000000-r000000000-n2"] * 2 + ["s00000000-r000000002-n2"] * 2

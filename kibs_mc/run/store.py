@@ -467,6 +467,7 @@ class ResultStore:
                 raise out_of_space(code, self.parts) from None
             raise
         self._index[name] = Part(name, self.fingerprint or None, tuple(keys), frozenset(failed))
+        self._finalized = None  # the final files lack this part's chunks until the next finalize
         self.summary.update(rows)
         self._buffer.clear()
         self._buffered_rows = 0
@@ -579,8 +580,8 @@ class ResultStore:
         whose leftover parts are older than the final files (a resume removes them).
         """
         if self._final() is None:
-            if self._finalized is None:
-                raise RuntimeError("compact() needs a finalize() first")
+            if self._finalized is None or self._buffer:
+                raise RuntimeError("compact() needs a finalize() after the last results")
             files = [name for name in FINAL_FILES.values() if (self.run_dir / name).exists()]
             write_text_atomic(self.run_dir / COMPACTED, json.dumps(
                 {"fingerprint": self.fingerprint or "", "stem": self._finalized, "files": files}))
