@@ -254,34 +254,18 @@ def _emit_prefetch(builder, ptr):  # type: ignore[no-untyped-def]
 
 @intrinsic
 def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-    """Hint the CPU to fetch ``arr[idx]`` (1-D) into the caches (LLVM ``llvm.prefetch``: read,
-    high locality). Changes no value; a meeting's data is then in cache when its turn comes."""
-    if not isinstance(arr, types.Array) or arr.ndim != 1:
+    """Hint the CPU to fetch ``arr[idx]`` (1-D) or the start of row ``idx`` (2-D) into the
+    caches (LLVM ``llvm.prefetch``: read, high locality). Changes no value; a meeting's data is
+    then in cache when its turn comes."""
+    if not isinstance(arr, types.Array) or arr.ndim > 2:
         return None
     sig = types.void(arr, types.intp)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
-        _emit_prefetch(builder, ptr)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def prefetch_row(typingctx, arr, row):  # type: ignore[no-untyped-def]
-    """:func:`prefetch` of the first element of row ``row`` of a 2-D array."""
-    if not isinstance(arr, types.Array) or arr.ndim != 2:
-        return None
-    sig = types.void(arr, types.intp)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero], wraparound=False)
+        index = [args[1]] + [context.get_constant(types.intp, 0)] * (aryty.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index, wraparound=False)
         _emit_prefetch(builder, ptr)
         return context.get_dummy_value()
 
@@ -299,7 +283,7 @@ def _prefetch_agent(agents: Agents, ties: Ties, work: Workspace, i: int) -> None
     prefetch(agents.connected, i)
     prefetch(agents.capital, i)
     prefetch(work.gained, i)
-    prefetch_row(agents.knowledge, i)
+    prefetch(agents.knowledge, i)
 
 
 @njit(cache=True, nogil=True, inline="always")
