@@ -78,6 +78,24 @@ SLOWEST_FIRST = ["test_slurm.py", "test_distributed.py", "test_executor_contract
                  "test_kibs_model.py", "test_hostile.py"]
 
 
+def pytest_sessionstart(session):
+    """Compile the models' Numba kernels once, before any test or xdist worker starts. On a cold
+    on-disk cache (a fresh clone) every process that needs a kernel before one has finished
+    compiling it compiles it again: the KIBS model's kernels take ~40 s of CPU, and the suite
+    starts several such processes at once (Slurm array jobs, both workers, Ray workers).
+    A warm cache makes this ~1 s."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller has compiled them
+    from kibs_mc.config import load_config
+    from kibs_mc.models import get_model
+
+    # all_four over 13 months reaches every KIBS kernel (instruments, projects, exits, entry).
+    for overrides in (["cluster=small", "governance=all_four", "model.steps=13"],
+                      ["model=cowan_jonard", "model.agents=30"]):
+        config = load_config(overrides)
+        get_model(config.model.name).simulate(config, 1)
+
+
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
