@@ -147,6 +147,11 @@ def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
     for sc in planned.scenarios:  # every governance scenario runs at the posterior mean
         assert sc.config.model.transfer_efficiency == pytest.approx(point["model.transfer_efficiency"])
         assert sc.config.model.imitation_rate == pytest.approx(point["model.imitation_rate"])
+    # ... and its report says the answer rests on that calibration, not on hand-set values.
+    quick = [*overrides, "model.steps=6", "replicates=3"]
+    report = run_experiment(load_config(quick), quick, tmp_path / "run").report.read_text()
+    assert f"- Parameters: the posterior mean of the calibration in `{recovered}`" in report
+    assert "not calibrated" not in report
     with pytest.raises(ConfigError, match="calibration.use"):
         posterior_point(load_config([f"calibration.use={tmp_path}"]), [])
 

@@ -88,6 +88,7 @@ class Findings:
     adjust: str  # "holm" | "bh"
     selection: pl.DataFrame | None = None  # kibs_mc.run.adaptive.Selection.frame
     cost: str | None = None  # the outcome that measures money, when the model has one
+    parameters: str | None = None  # where the model's parameter values come from (hand-set or calibrated)
 
 
 def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
@@ -217,6 +218,8 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
     lines.append(f"- Uncertainty: {n} paired replicates per scenario; {int(fam['clear'].sum())} of "
                  f"{fam.height} pairwise contrasts are clear ({level} at alpha = {f.alpha:g} across all "
                  f"of them, smallest effect that matters: {smallest}){widest}.")
+    if f.parameters:  # the intervals carry replicate noise only, not doubt about the parameters
+        lines.append(f"- Parameters: {f.parameters}.")
     return lines
 
 

@@ -361,7 +361,8 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         findings = Findings(objective, baseline, family, ranked,
                             effects.filter(pl.col("scenario").is_in(listed)), exp.min_effect,
                             exp.min_effect_relative, exp.alpha, exp.adjust, chosen,
-                            COST_OUTCOME if COST_OUTCOME in outcomes else None)
+                            COST_OUTCOME if COST_OUTCOME in outcomes else None,
+                            _parameters(config, planned.kind))
     report_md, _ = write_report(
         run_dir, f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
         (run_dir / "config.yaml").read_text(),
@@ -374,6 +375,18 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
                             notes=[*executed.notes, *extra.notes],
                             sampled=sorted(extra.unlisted), headline=shown, contrasts=family,
                             ranks=ranked, selection=chosen, lines=extra.lines)
+
+
+def _parameters(config: Config, kind: ExperimentKind) -> str | None:
+    """Where the parameter values of a comparison come from, for its executive summary."""
+    if config.calibration.use is not None:
+        return (f"the posterior {config.calibration.point} of the calibration in "
+                f"`{config.calibration.use}` (`calibration.use`)")
+    if kind.name in ("single", "compare"):  # the other kinds vary or fit the parameters themselves
+        return ("the model's default values (docs/ODD.md), not calibrated to data; the answer can "
+                "change once they are (`experiment=calibrate`, then `calibration.use=<run dir>`; "
+                "docs/calibration.md)")
+    return None
 
 
 def _effects(rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], seed: int,
