@@ -25,6 +25,7 @@ from kibs_mc.config import CONF_DIR, load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.calibrate import posterior_point, resolve_targets
 from kibs_mc.experiments.pipeline import plan, run_experiment
+from tests.conftest import REPO
 
 TRUTH = {"model.transfer_efficiency": 0.6, "model.imitation_rate": 0.02}
 PARAMETERS = ("calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8},"
@@ -221,3 +222,27 @@ def test_the_derived_mean_degree_is_the_final_networks_and_needs_a_recorded_last
     row, ts = simulate_replicate(config, 1)
     with pytest.raises(ConfigError, match="model.steps"):
         check_targets([target], row, ts, config, "t.yaml")
+
+
+def test_targets_at_given_values_says_which_are_reproduced(tmp_path):
+    """scripts/targets_at.py: a target at the model's own median is reproduced, one far outside
+    every replicate is not; a bad override exits 2 naming it."""
+    script = [sys.executable, str(REPO / "scripts" / "targets_at.py"), "--replicates", "4"]
+    quick = ["cluster=small", "model.steps=12"]
+    probe = subprocess.run([*script, *quick, "calibration.targets=recovery"], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    line = next(x for x in probe.stdout.splitlines() if x.startswith("innovations_per_hte:"))
+    median = float(line.split("simulated ")[1].split()[0])
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        "name: t\ntargets:\n"
+        f"  - {{name: near, statistic: innovations_per_hte, observed: {median}, scale: 1, source: test}}\n"
+        "  - {name: far, statistic: innovations_per_hte, observed: 1000000, scale: 1, source: test}\n")
+    out = subprocess.run([*script, *quick, f"calibration.targets={targets}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    verdicts = {x.split(":")[0]: x.rsplit(": ", 1)[1] for x in out.stdout.splitlines()
+                if x.startswith(("near", "far"))}
+    assert verdicts == {"near": "reproduced", "far": "NOT reproduced"}
+    assert "1 of 2 targets inside" in out.stdout
+    bad = subprocess.run([*script, "model.fixed_cost=-1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "model.fixed_cost" in bad.stderr and "Traceback" not in bad.stderr

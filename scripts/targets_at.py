@@ -1,0 +1,69 @@
+"""The calibration targets at given parameter values, without fitting anything: does the model
+at its hand-set defaults (or at any overrides) reproduce the stylized facts of a target file?
+
+Simulates ``--replicates`` replicates of the configuration that ``experiment=calibrate`` plus
+the overrides compose, measures every target of ``calibration.targets`` on each, and prints per
+target the median and the central ``calibration.interval`` of the replicates beside the
+observed value, and whether the observed value lies inside (docs/calibration.md, "What the
+default targets say"). Bad overrides exit 2 with the one-line message of ``kibs-mc``.
+
+    python scripts/targets_at.py                                   # the hand-set defaults
+    python scripts/targets_at.py model.transfer_efficiency=0.045  # any overrides
+    python scripts/targets_at.py --replicates 5 calibration.targets=recovery
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from kibs_mc.analysis.targets import replicate_value
+from kibs_mc.config import load_config
+from kibs_mc.errors import UserError
+from kibs_mc.experiments.calibrate import resolve_targets
+from kibs_mc.models import get_model
+from kibs_mc.run.plan import replicate_seeds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=20)
+    parser.add_argument("overrides", nargs="*", help="kibs-mc overrides (on top of experiment=calibrate)")
+    args = parser.parse_args(argv)
+    if args.replicates < 2:
+        print(f"--replicates={args.replicates}: allowed: 2 or more", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(["experiment=calibrate", *args.overrides])
+        targets = resolve_targets(config)
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return 2
+    model = get_model(config.model.name)
+    values: dict[str, list[float]] = {t.name: [] for t in targets}
+    for seed in replicate_seeds(config.seed, args.replicates):
+        row, series = model.simulate(config, int(seed))
+        for t in targets:
+            values[t.name].append(replicate_value(t, row, series, config))
+    tail = (1 - config.calibration.interval) / 2
+    reproduced = 0
+    for t in targets:
+        x = np.asarray(values[t.name], dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            print(f"{t.name}: observed {t.observed:g}, simulated: undefined in every replicate")
+            continue
+        low, median, high = np.quantile(x, [tail, 0.5, 1 - tail])
+        inside = bool(low <= t.observed <= high)
+        reproduced += inside
+        print(f"{t.name}: observed {t.observed:g}, simulated {median:.3g} [{low:.3g}, {high:.3g}] "
+              f"({x.size} of {args.replicates} defined): {'reproduced' if inside else 'NOT reproduced'}")
+    print(f"{reproduced} of {len(targets)} targets inside the central {config.calibration.interval:g} "
+          f"of {args.replicates} replicates")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
