@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
+import polars as pl
 
+from kibs_mc.analysis.calibration import ppc_table
 from kibs_mc.analysis.targets import replicate_value
 from kibs_mc.config import load_config
 from kibs_mc.errors import UserError
@@ -42,26 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     model = get_model(config.model.name)
-    values: dict[str, list[float]] = {t.name: [] for t in targets}
+    draws = []  # one row per (replicate, target), as the predictive check's draws
     for seed in replicate_seeds(config.seed, args.replicates):
         row, series = model.simulate(config, int(seed))
-        for t in targets:
-            values[t.name].append(replicate_value(t, row, series, config))
-    tail = (1 - config.calibration.interval) / 2
-    reproduced = 0
-    for t in targets:
-        x = np.asarray(values[t.name], dtype=float)
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            print(f"{t.name}: observed {t.observed:g}, simulated: undefined in every replicate")
+        draws += [{"target": t.name, "value": replicate_value(t, row, series, config)} for t in targets]
+    table = ppc_table(pl.DataFrame(draws), targets, config.calibration.interval)
+    for r in table.iter_rows(named=True):
+        if r["draws"] == 0:
+            print(f"{r['target']}: observed {r['observed']:g}, simulated: undefined in every replicate")
             continue
-        low, median, high = np.quantile(x, [tail, 0.5, 1 - tail])
-        inside = bool(low <= t.observed <= high)
-        reproduced += inside
-        print(f"{t.name}: observed {t.observed:g}, simulated {median:.3g} [{low:.3g}, {high:.3g}] "
-              f"({x.size} of {args.replicates} defined): {'reproduced' if inside else 'NOT reproduced'}")
-    print(f"{reproduced} of {len(targets)} targets inside the central {config.calibration.interval:g} "
-          f"of {args.replicates} replicates")
+        print(f"{r['target']}: observed {r['observed']:g}, simulated {r['median']:.3g} [{r['low']:.3g}, "
+              f"{r['high']:.3g}] ({r['draws']} of {args.replicates} defined): "
+              f"{'reproduced' if r['inside'] else 'NOT reproduced'}")
+    print(f"{int(table['inside'].sum())} of {table.height} targets inside the central "
+          f"{config.calibration.interval:g} of {args.replicates} replicates")
     return 0
 
 
