@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 from kibs_mc.kernels.cowan_jonard import can_trade
-from kibs_mc.kernels.rng import integer, shuffle, uniform
+from kibs_mc.kernels.rng import integer, peek_uniform, shuffle, uniform
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -241,64 +241,81 @@ PREFETCH_FROM = 2_000
 #: How many agents ahead of the meeting in progress the next agents' data is fetched (their
 #: state at twice this, their rows of ties at this).
 PREFETCH_AHEAD = 8
+#: How many agents ahead the partner each will draw is foreseen and its data fetched (its row
+#: of ties arrived PREFETCH_AHEAD - PREDICT_AHEAD agents earlier); at most 8 (the ring of
+#: :func:`meetings`).
+PREDICT_AHEAD = 4
 
 
-def _emit_prefetch(builder, ptr):  # type: ignore[no-untyped-def]
+def _emit_prefetch(builder, ptr, write):  # type: ignore[no-untyped-def]
     i32 = ir.IntType(32)
     i8p = ir.IntType(8).as_pointer()
     fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
     fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-    read, high_locality, data = ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)
-    builder.call(fn, [builder.bitcast(ptr, i8p), read, high_locality, data])
+    rw, high_locality, data = ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)
+    builder.call(fn, [builder.bitcast(ptr, i8p), rw, high_locality, data])
 
 
-@intrinsic
-def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-    """Hint the CPU to fetch ``arr[idx]`` (1-D) or the start of row ``idx`` (2-D) into the
-    caches (LLVM ``llvm.prefetch``: read, high locality). Changes no value; a meeting's data is
-    then in cache when its turn comes."""
-    if not isinstance(arr, types.Array) or arr.ndim > 2:
-        return None
-    sig = types.void(arr, types.intp)
+def _prefetch_intrinsic(write: int):  # type: ignore[no-untyped-def]
+    """An intrinsic ``f(arr, row, col)`` that hints the CPU to fetch ``arr[row]`` (1-D; col is
+    ignored) or ``arr[row, col]`` (2-D) into the caches (LLVM ``llvm.prefetch``, high locality;
+    ``write``: the line will be written, so it is fetched for ownership). Changes no value."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        index = [args[1]] + [context.get_constant(types.intp, 0)] * (aryty.ndim - 1)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index, wraparound=False)
-        _emit_prefetch(builder, ptr)
-        return context.get_dummy_value()
+    @intrinsic
+    def fetch(typingctx, arr, row, col):  # type: ignore[no-untyped-def]
+        if not isinstance(arr, types.Array) or arr.ndim > 2:
+            return None
+        sig = types.void(arr, types.intp, types.intp)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            index = [args[1]] if aryty.ndim == 1 else [args[1], args[2]]
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index, wraparound=False)
+            _emit_prefetch(builder, ptr, write)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return fetch
+
+
+prefetch = _prefetch_intrinsic(0)
+prefetch_write = _prefetch_intrinsic(1)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_agent(agents: Agents, ties: Ties, work: Workspace, i: int) -> None:
-    """Fetch what a meeting of i reads first: its row's place and length, its state."""
-    prefetch(ties.row_len, i)
-    prefetch(ties.indptr, i)
-    prefetch(agents.alive, i)
-    prefetch(agents.agent_type, i)
-    prefetch(agents.manage, i)
-    prefetch(agents.connected, i)
-    prefetch(agents.capital, i)
-    prefetch(work.gained, i)
-    prefetch(agents.knowledge, i)
+    """Fetch what a meeting of i reads first: its row's place and length, its state (a
+    knowledge row may straddle two cache lines: both ends)."""
+    prefetch(ties.row_len, i, 0)
+    prefetch(ties.indptr, i, 0)
+    prefetch(agents.alive, i, 0)
+    prefetch(agents.agent_type, i, 0)
+    prefetch(agents.manage, i, 0)
+    prefetch(agents.connected, i, 0)
+    prefetch(agents.capital, i, 0)
+    prefetch(work.gained, i, 0)
+    prefetch_write(agents.knowledge, i, 0)
+    prefetch_write(agents.knowledge, i, agents.knowledge.shape[1] - 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_ties(ties: Ties, i: int) -> None:
-    """Fetch the start of i's row of ties (weights for the partner draw, the tie's other
-    arrays); ``indptr[i]`` and ``row_len[i]`` were fetched earlier."""
+    """Fetch i's row of ties, both ends of each array (weights for the partner draw, the
+    chosen tie's other end, flag and mirror slot); ``indptr[i]`` and ``row_len[i]`` were
+    fetched earlier."""
     start = ties.indptr[i]
-    prefetch(ties.weights, start)
-    prefetch(ties.indices, start)
-    prefetch(ties.partner, start)
-    prefetch(ties.mirror, start)
+    prefetch(ties.weights, start, 0)
+    prefetch(ties.indices, start, 0)
+    prefetch(ties.partner, start, 0)
+    prefetch(ties.mirror, start, 0)
     last = start + ties.row_len[i] - 1
     if last > start:
-        prefetch(ties.weights, last)
-        prefetch(ties.indices, last)
+        prefetch(ties.weights, last, 0)
+        prefetch(ties.indices, last, 0)
+        prefetch(ties.partner, last, 0)
+        prefetch(ties.mirror, last, 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -700,6 +717,66 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
 
 
 @njit(cache=True, nogil=True)
+def _meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
+                    prm: KibsParams) -> tuple[int, int]:
+    """:func:`meetings` in the shuffled ``order`` of a large cluster, fetching ahead of the
+    meeting in progress: the state of the agent 2 PREFETCH_AHEAD positions on, the ties of the
+    one PREFETCH_AHEAD on, and the partner the one PREDICT_AHEAD on will draw (its uniform is
+    known in advance: :func:`peek_uniform`). The same meetings, draws and values as without.
+    At 50 000 agents a meeting's data lies anywhere in memory; the far side is what it waits
+    for without this."""
+    n = agents.agent_type.shape[0]
+    alive = agents.alive
+    row_len = ties.row_len
+    order = work.order
+    knowledge = agents.knowledge
+    last_field = knowledge.shape[1] - 1
+    held = 0
+    moved = 0
+    # draws[c & 7]: 1 if the agent at position c of the order draws a partner (it is alive and
+    # has ties; neither changes during the meetings), kept for the PREDICT_AHEAD positions ahead
+    draws = np.zeros(8, dtype=np.int64)
+    for c in range(min(PREDICT_AHEAD, n)):
+        draws[c] = 1 if alive[order[c]] and row_len[order[c]] > 0 else 0
+    for k in range(n):
+        if k + 2 * PREFETCH_AHEAD < n:
+            _prefetch_agent(agents, ties, work, order[k + 2 * PREFETCH_AHEAD])
+        if k + PREFETCH_AHEAD < n:
+            _prefetch_ties(ties, order[k + PREFETCH_AHEAD])
+        c = k + PREDICT_AHEAD
+        if c < n:
+            x = order[c]
+            draws[c & 7] = 1 if alive[x] and row_len[x] > 0 else 0
+            if draws[c & 7]:
+                m = 1  # x's is the m-th uniform from now: after the draws of positions k..c-1
+                for q in range(k, c):
+                    m += draws[q & 7]
+                # fetch the far side of x's meeting: the partner x draws with that uniform under
+                # the present weights, its knowledge and state, and the mirror slot whose weight
+                # the meeting reinforces (for writing). A weight that changes before x's turn
+                # may change its draw; the meeting then fetches its own partner's data. (Written
+                # out here: as an inlined helper taking the state tuples it cost 150 ns a
+                # meeting, measured.)
+                p = choose_partner(ties, x, peek_uniform(rng_state, m))
+                j = ties.indices[p]
+                prefetch_write(ties.weights, ties.mirror[p], 0)
+                prefetch_write(knowledge, j, 0)
+                prefetch_write(knowledge, j, last_field)
+                prefetch_write(work.gained, j, 0)
+                prefetch_write(agents.manage, j, 0)
+                prefetch_write(agents.capital, j, 0)
+                prefetch(agents.agent_type, j, 0)
+                prefetch(agents.connected, j, 0)
+        i = order[k]
+        if not alive[i] or row_len[i] == 0:
+            continue
+        held += 1
+        if meet(i, choose_partner(ties, i, uniform(rng_state)), agents, ties, work, prm):
+            moved += 1
+    return held, moved
+
+
+@njit(cache=True, nogil=True)
 def meetings(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
              prm: KibsParams) -> tuple[int, int]:
     """One step of meetings (the hot kernel); returns (meetings, transfers).
@@ -712,27 +789,29 @@ def meetings(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
     n = agents.agent_type.shape[0]
     alive = agents.alive
     row_len = ties.row_len
+    if prm.random_draw:
+        held = 0
+        moved = 0
+        for _ in range(n):
+            i = integer(rng_state, n)
+            if not alive[i] or row_len[i] == 0:
+                continue
+            held += 1
+            if meet(i, choose_partner(ties, i, uniform(rng_state)), agents, ties, work, prm):
+                moved += 1
+        return held, moved
     order = work.order
+    shuffle(order, rng_state)
+    if n >= prm.prefetch_from:
+        return _meetings_ahead(agents, ties, work, rng_state, prm)
     held = 0
     moved = 0
-    if not prm.random_draw:
-        shuffle(order, rng_state)
-    ahead = not prm.random_draw and n >= prm.prefetch_from
     for k in range(n):
-        if prm.random_draw:
-            i = integer(rng_state, n)
-        else:
-            i = order[k]
-            if ahead:  # a large cluster: fetch the next agents' data while this one meets
-                if k + 2 * PREFETCH_AHEAD < n:
-                    _prefetch_agent(agents, ties, work, order[k + 2 * PREFETCH_AHEAD])
-                if k + PREFETCH_AHEAD < n:
-                    _prefetch_ties(ties, order[k + PREFETCH_AHEAD])
+        i = order[k]
         if not alive[i] or row_len[i] == 0:
             continue
-        p = choose_partner(ties, i, uniform(rng_state))
         held += 1
-        if meet(i, p, agents, ties, work, prm):
+        if meet(i, choose_partner(ties, i, uniform(rng_state)), agents, ties, work, prm):
             moved += 1
     return held, moved
 
@@ -1367,8 +1446,8 @@ def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int
     ahead = n >= PREFETCH_FROM
     for i in range(n):
         if ahead and i + PREFETCH_AHEAD < n:  # rows are far apart (padded): fetch ahead
-            prefetch(weights, indptr[i + PREFETCH_AHEAD])
-            prefetch(partner, indptr[i + PREFETCH_AHEAD])
+            prefetch(weights, indptr[i + PREFETCH_AHEAD], 0)
+            prefetch(partner, indptr[i + PREFETCH_AHEAD], 0)
         if not alive[i]:
             continue
         start = indptr[i]

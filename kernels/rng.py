@@ -80,6 +80,13 @@ def uniform(state: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
+def peek_uniform(state: np.ndarray, m: np.int64) -> float:
+    """The m-th next :func:`uniform` (m = 1: the next one) without advancing the state:
+    SplitMix64's state moves by a constant per draw, so any future output is one mix away."""
+    return unit_bits(mix(state[0] + np.uint64(m) * GOLDEN))
+
+
+@njit(cache=True, nogil=True)
 def integer(state: np.ndarray, n: np.int64) -> np.int64:
     """Uniform integer in [0, n), n < 2**32."""
     return bounded_bits(next_u64(state), n)
