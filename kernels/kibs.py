@@ -234,9 +234,10 @@ class KibsParams(NamedTuple):
     prefetch_from: int = 2_000  # meetings prefetch from this many agents on (PREFETCH_FROM)
 
 
-#: Clusters from this many agents on prefetch the meetings' data a few agents ahead
-#: (:func:`meetings`, :func:`decay_ties`); below it everything sits in the caches anyway
-#: (measured: no gain at 2000 agents, 1.8x at 5000, a cost of up to 15% at 389).
+#: Clusters from this many agents on fetch the data of meetings, instruments and tie decay a
+#: few agents ahead (:func:`meetings`, :func:`instruments`, :func:`decay_ties`); below it
+#: everything sits in the caches anyway (measured for the meetings: no gain at 2000 agents,
+#: 1.8x at 5000, a cost of up to 15% at 389; with the partner foreseen, 2x at 50 000).
 PREFETCH_FROM = 2_000
 #: How many agents ahead of the meeting in progress the next agents' data is fetched (their
 #: state at twice this, their rows of ties at this).
@@ -1020,6 +1021,31 @@ def contract_with(agents: Agents, ties: Ties, work: Workspace, i: int, t: int, b
     return -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_neighbours(ties: Ties, i: int, agent_type: np.ndarray, alive: np.ndarray,
+                         values: np.ndarray, last: int) -> None:
+    """Fetch what :func:`best_tied` reads of each of i's neighbours: type, alive and the
+    value it ranks by (``last`` > 0: a knowledge row, also at its field ``last``). i's row of
+    ties is in the caches."""
+    start = ties.indptr[i]
+    for p in range(start, start + ties.row_len[i]):
+        j = ties.indices[p]
+        prefetch(agent_type, j, 0)
+        prefetch(alive, j, 0)
+        prefetch(values, j, 0)
+        if last > 0:
+            prefetch(values, j, last)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_row(ties: Ties, i: int) -> None:
+    """Fetch both ends of i's row of tie indices."""
+    start = ties.indptr[i]
+    prefetch(ties.indices, start, 0)
+    if ties.row_len[i] > 1:
+        prefetch(ties.indices, start + ties.row_len[i] - 1, 0)
+
+
 @njit(cache=True, nogil=True)
 def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
     """The four governance instruments spend their money for this step (paper s.IV).
@@ -1045,6 +1071,10 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
     ledger = work.ledger
     capital = agents.capital
     n = agents.agent_type.shape[0]
+    agent_type = agents.agent_type
+    alive = agents.alive
+    # a large cluster fetches ahead what contract_with reads of a recipient's neighbours
+    ahead = n >= prm.prefetch_from
     if prm.strategic_money > 0.0:
         for i in range(n):
             if agents.alive[i] and agents.contracted[i] and agents.agent_type[i] == HTE \
@@ -1057,6 +1087,11 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         ranked = rank_kibs(agents, work, P_KIBS, True)
         cursor = np.zeros(1, dtype=np.int64)
         for i in range(n):
+            if ahead and i + 2 * PREFETCH_AHEAD < n:
+                _prefetch_row(ties, i + 2 * PREFETCH_AHEAD)
+                x = i + PREFETCH_AHEAD
+                if alive[x] and agents.consulted[x] and agent_type[x] == HTE:
+                    _prefetch_neighbours(ties, x, agent_type, alive, agents.manage, 0)
             if not (agents.alive[i] and agents.consulted[i] and agents.agent_type[i] == HTE):
                 continue
             j = contract_with(agents, ties, work, i, P_KIBS, True, prm, ranked, cursor)
@@ -1084,6 +1119,11 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         cursor = np.zeros(1, dtype=np.int64)
         paid = 0
         for i in range(n):
+            if ahead and i + 2 * PREFETCH_AHEAD < n:
+                _prefetch_row(ties, i + 2 * PREFETCH_AHEAD)
+                x = i + PREFETCH_AHEAD
+                if alive[x] and agents.member[x] and agent_type[x] == HTE:
+                    _prefetch_neighbours(ties, x, agent_type, alive, knowledge, knowledge.shape[1] - 1)
             if not (agents.alive[i] and agents.member[i] and agents.agent_type[i] == HTE):
                 continue
             j = contract_with(agents, ties, work, i, T_KIBS, False, prm, ranked, cursor)
@@ -1432,7 +1472,8 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
 
 
 @njit(cache=True, nogil=True)
-def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int:
+def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float,
+               prefetch_from: int = PREFETCH_FROM) -> int:
     """Ties that are not partnerships decay, w <- (1 - epsilon) w, and vanish below the floor
     w_min (social capital needs upkeep; Giuliani 2007). Returns the ties removed.
 
@@ -1443,11 +1484,15 @@ def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float) -> int
     keep = 1.0 - decay
     removed = 0
     n = row_len.shape[0]
-    ahead = n >= PREFETCH_FROM
+    ahead = n >= prefetch_from
     for i in range(n):
-        if ahead and i + PREFETCH_AHEAD < n:  # rows are far apart (padded): fetch ahead
-            prefetch(weights, indptr[i + PREFETCH_AHEAD], 0)
-            prefetch(partner, indptr[i + PREFETCH_AHEAD], 0)
+        if ahead and i + PREFETCH_AHEAD < n:  # rows are far apart (padded): fetch ahead, both
+            x = i + PREFETCH_AHEAD                # ends (a row may straddle cache lines)
+            prefetch(weights, indptr[x], 0)
+            prefetch(partner, indptr[x], 0)
+            if row_len[x] > 1:
+                prefetch(weights, indptr[x] + row_len[x] - 1, 0)
+                prefetch(partner, indptr[x] + row_len[x] - 1, 0)
         if not alive[i]:
             continue
         start = indptr[i]
@@ -1679,7 +1724,7 @@ def run_replicate(
         if prm.finance:
             finance(agents, ties, work, rng_state, prm)
         if prm.network_dynamics:
-            decay_ties(ties, agents.alive, prm.tie_decay, prm.tie_floor)
+            decay_ties(ties, agents.alive, prm.tie_decay, prm.tie_floor, prm.prefetch_from)
             form_ties(agents, ties, rng_state, prm)
         hte_mean[t] = hte_mean_knowledge(agents)
         cumulative[t] = total_innovations

@@ -225,7 +225,9 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
          clock="thread_cpu", **machine())
     points = []
     for agents in sizes:
-        reps = max(1, min(replicates, round(50_000 / agents)))
+        # every point runs about the same agent-steps (replicates x 10 000 agents' worth), so a
+        # small cluster's figure is not a few milliseconds of a noisy machine
+        reps = max(1, round(replicates * 10_000 / agents))
         t = time_kibs(kibs_config(agents, scaling_steps, extra), reps, warm_up=False)  # compiled above
         per_step = t["run_s"] / t["steps"]
         points.append((t["agents"], t["ties"], per_step, t["build_s"]))

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 from kibs_mc.kernels import kibs as kernel
-from kibs_mc.kernels.rng import new_state
+from kibs_mc.kernels.rng import new_state, peek_uniform, uniform
 from scipy import stats
 
 from kibs_mc.config import load_config
@@ -115,8 +115,10 @@ def test_step_kernels_match_python_twin(overrides):
 
 
 def test_prefetching_meetings_change_no_value():
-    """From ``prefetch_from`` agents on, meetings prefetch the next agents' data (the twin
-    tests run on clusters too small for it): the run equals the one that does not prefetch."""
+    """From ``prefetch_from`` agents on, meetings, the instruments and tie decay fetch data
+    ahead, and meetings foresee the partner each coming agent will draw from the uniforms to
+    come (the twin tests run on clusters too small for it): the run equals the one that does
+    not prefetch, so foreseeing draws nothing from the stream."""
     cfg = config("cluster.hte=2000", "model.steps=3", *ALL_LEVERS)
     prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
     states = []
@@ -132,6 +134,15 @@ def test_prefetching_meetings_change_no_value():
     for a, b in zip(states[0].ties, states[1].ties, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(states[0].work.ledger, states[1].work.ledger)
+
+
+def test_peek_uniform_foresees_the_stream_without_drawing():
+    """The m-th next uniform, known before it is drawn (what lets meetings fetch a coming
+    partner's data), and the state left as it was."""
+    state = new_state(11)
+    peeked = [peek_uniform(state, m) for m in range(1, 6)]
+    assert state[0] == new_state(11)[0]
+    assert peeked == [uniform(state) for _ in range(5)]
 
 
 def test_turbulent_twin_run_exercises_exits_and_ties():
