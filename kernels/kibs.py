@@ -1087,8 +1087,10 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         ranked = rank_kibs(agents, work, P_KIBS, True)
         cursor = np.zeros(1, dtype=np.int64)
         for i in range(n):
-            if ahead and i + 2 * PREFETCH_AHEAD < n:
-                _prefetch_row(ties, i + 2 * PREFETCH_AHEAD)
+            if ahead and i + 2 * PREFETCH_AHEAD < n:  # only for recipients (reach may be low)
+                x = i + 2 * PREFETCH_AHEAD
+                if alive[x] and agents.consulted[x] and agent_type[x] == HTE:
+                    _prefetch_row(ties, x)
                 x = i + PREFETCH_AHEAD
                 if alive[x] and agents.consulted[x] and agent_type[x] == HTE:
                     _prefetch_neighbours(ties, x, agent_type, alive, agents.manage, 0)
@@ -1119,8 +1121,10 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         cursor = np.zeros(1, dtype=np.int64)
         paid = 0
         for i in range(n):
-            if ahead and i + 2 * PREFETCH_AHEAD < n:
-                _prefetch_row(ties, i + 2 * PREFETCH_AHEAD)
+            if ahead and i + 2 * PREFETCH_AHEAD < n:  # only for recipients (reach may be low)
+                x = i + 2 * PREFETCH_AHEAD
+                if alive[x] and agents.member[x] and agent_type[x] == HTE:
+                    _prefetch_row(ties, x)
                 x = i + PREFETCH_AHEAD
                 if alive[x] and agents.member[x] and agent_type[x] == HTE:
                     _prefetch_neighbours(ties, x, agent_type, alive, knowledge, knowledge.shape[1] - 1)
