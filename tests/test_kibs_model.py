@@ -136,6 +136,47 @@ def test_prefetching_meetings_change_no_value():
     np.testing.assert_array_equal(states[0].work.ledger, states[1].work.ledger)
 
 
+def _root_buffer(a: np.ndarray) -> object:
+    """The object that finally holds an array's memory (None: the array owns it)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.base
+
+
+def test_large_state_moves_into_one_huge_page_mapping_and_runs_the_same():
+    """A state of HUGE_FROM bytes or more is moved into one mapping asked for huge pages; its
+    run equals that of the same state in ordinary numpy arrays."""
+    from kibs_mc.models.kibs import build
+
+    if not hasattr(build.mmap, "MADV_HUGEPAGE"):
+        pytest.skip("no MADV_HUGEPAGE on this system")
+    cfg = config("cluster.hte=5000", "model.steps=3", *ALL_LEVERS)
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    runs = []
+    for moved in (True, False):
+        rng = new_state(5)
+        state = build_cluster(cfg.cluster, prm, rng)
+        if not moved:  # the same values in ordinary arrays
+            state = build.ClusterState(*(type(part)(*(np.array(a) if isinstance(a, np.ndarray) else a
+                                                       for a in part))
+                                         for part in (state.agents, state.ties, state.work)))
+        roots = {id(_root_buffer(a)) for part in (state.agents, state.ties, state.work) for a in part
+                 if isinstance(a, np.ndarray)}
+        if moved:  # every array in one buffer, the mapping
+            assert len(roots) == 1 and _root_buffer(state.agents.knowledge) is not None
+        else:
+            assert roots == {id(None)}
+        series = kernel.run_replicate(state.agents, state.ties, state.work, rng, prm, cfg.model.steps)
+        runs.append((state, series))
+    (a, sa), (b, sb) = runs
+    for x, y in zip(sa, sb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    for pa, pb in zip((a.agents, a.ties, a.work), (b.agents, b.ties, b.work), strict=True):
+        for x, y in zip(pa, pb, strict=True):
+            if isinstance(x, np.ndarray):
+                np.testing.assert_array_equal(x, y)
+
+
 def test_peek_uniform_foresees_the_stream_without_drawing():
     """The m-th next uniform, known before it is drawn (what lets meetings fetch a coming
     partner's data), and the state left as it was."""
