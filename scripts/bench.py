@@ -24,6 +24,10 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``robustness``: a whole ``kibs-mc experiment=robustness`` run (the laptop default unless
   overrides are given): world x policy x replicate units per second, start-up and analysis
   included, and the robustness analysis' own seconds (bootstrap, PRIM/CART, figures).
+- ``latency``: ns per dependent load of a random pointer chase over working sets from
+  0.5 to 128 MiB (one load per cache line, huge pages where the system gives them): what this
+  machine's caches hold, which says from what cluster size meetings wait for memory
+  (docs/performance.md).
 - ``memory``: the driver's peak resident memory for a small and a large number of
   replicates (serial executor: the driver is the only process), and their difference.
 
@@ -247,6 +251,33 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
         emit("kibs_build_growth_exponent_agents", math.log(b1 / b0) / math.log(a1 / a0), "exponent",
              governance=governance,
              definition=f"cluster building (agents, network, enrolment), {a0} -> {a1} agents; 1 = linear")
+
+
+def bench_latency(sizes_mib: Sequence[float], loads: int) -> None:
+    """ns per load of a chase through one random cycle over the cache lines of each working
+    set: every load waits for the one before, so this is the latency of the level that holds
+    that much (L1, L2, the share of L3 this machine gets, memory)."""
+    import numpy as np
+    from numba import njit
+
+    @njit(cache=False)
+    def chase(nxt: np.ndarray, steps: int) -> int:
+        p = 0
+        for _ in range(steps):
+            p = nxt[p]
+        return p
+
+    rng = np.random.default_rng(1)
+    for mib in sizes_mib:
+        lines = int(mib * 2**20 / 64)
+        order = rng.permutation(lines)
+        nxt = np.zeros(lines * 8, dtype=np.int64)  # one int64 used per 64-byte line
+        nxt[order * 8] = np.roll(order, -1) * 8
+        chase(nxt, 1000)
+        t0 = time.perf_counter()
+        chase(nxt, loads)
+        emit("memory_latency_ns", (time.perf_counter() - t0) / loads * 1e9, "ns", working_set_mib=mib,
+             **machine())
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -538,6 +569,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     kibs.add_argument("--governance", nargs="+", default=["baseline", "all_four"],
                       help="governance scenarios, each a series (default: baseline and all_four)")
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
+    lat = sub.add_parser("latency", help="ns per load of a random pointer chase by working-set size")
+    lat.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, 16, 32, 64, 128],
+                     help="working sets in MiB")
+    lat.add_argument("--loads", type=int, default=2_000_000)
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
     pipe.add_argument("--runs", nargs="+", choices=("serial", "ray_1cpu", "ray_2cpu", "auto"), default=(),
@@ -562,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "kibs":
         for governance in args.governance:
             bench_kibs(args.sizes, args.steps, args.replicates, governance)
+    elif command == "latency":
+        bench_latency(args.sizes, args.loads)
     elif command == "startup":
         bench_startup()
     elif command == "pipeline":
@@ -575,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         bench_cj(500, 10, 10, 2_000_000, 5)
         bench_kibs([500, 5_000], 20, 5)
+        bench_latency([0.5, 4, 64], 500_000)
         bench_startup()
         bench_pipeline(2_000, PIPELINE_MODEL)
         bench_memory(1_000, 10_000, "serial", MEMORY_MODEL)
