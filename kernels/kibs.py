@@ -231,13 +231,13 @@ class KibsParams(NamedTuple):
     platform_fee_share: float  # share of a voucher paid to the UNI platform
     information_synergy: float  # theta: connected HTEs get (1 + theta) of every instrument
     traits: TypeTraits  # what drawing an entrant needs
-    prefetch_from: int = 2_000  # meetings prefetch from this many agents on (PREFETCH_FROM)
+    prefetch_from: int = 2_000  # meetings and decay prefetch from this many agents on (PREFETCH_FROM)
 
 
-#: Clusters from this many agents on fetch the data of meetings, instruments and tie decay a
-#: few agents ahead (:func:`meetings`, :func:`instruments`, :func:`decay_ties`); below it
-#: everything sits in the caches anyway (measured for the meetings: no gain at 2000 agents,
-#: 1.8x at 5000, a cost of up to 15% at 389; with the partner foreseen, 2x at 50 000).
+#: Clusters from this many agents on fetch the data of meetings and tie decay a few agents
+#: ahead (:func:`meetings_ahead`, :func:`decay_ties`); below it everything sits in the caches
+#: anyway (measured for the meetings: no gain at 2000 agents, 1.8x at 5000, a cost of up to
+#: 15% at 389; with the partner foreseen as well, 2x at 50 000).
 PREFETCH_FROM = 2_000
 #: How many agents ahead of the meeting in progress the next agents' data is fetched (their
 #: state at twice this, their rows of ties at this).
@@ -718,9 +718,9 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
 
 
 @njit(cache=True, nogil=True)
-def _meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
-                    prm: KibsParams) -> tuple[int, int]:
-    """:func:`meetings` in the shuffled ``order`` of a large cluster, fetching ahead of the
+def meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
+                   prm: KibsParams) -> tuple[int, int]:
+    """:func:`meetings` (random sequential) of a large cluster, fetching ahead of the
     meeting in progress: the state of the agent 2 PREFETCH_AHEAD positions on, the ties of the
     one PREFETCH_AHEAD on, and the partner the one PREDICT_AHEAD on will draw (its uniform is
     known in advance: :func:`peek_uniform`). The same meetings, draws and values as without.
@@ -732,6 +732,7 @@ def _meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.n
     order = work.order
     knowledge = agents.knowledge
     last_field = knowledge.shape[1] - 1
+    shuffle(order, rng_state)
     held = 0
     moved = 0
     # draws[c & 7]: 1 if the agent at position c of the order draws a partner (it is alive and
@@ -786,29 +787,21 @@ def meetings(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
     ``order``), meets one partner drawn with probability proportional to tie weight.
     ``random_draw`` (Cowan & Jonard 2004): n meetings, each of an agent drawn uniformly among
     the n slots (a dead one skips its turn) with a partner drawn as above.
+
+    :func:`run_replicate` runs a random-sequential step of a cluster of ``prm.prefetch_from``
+    agents or more in :func:`meetings_ahead` instead: the same draws and values. (Calling it
+    from here cost the default cluster's meetings 6-15%, measured A/B.)
     """
     n = agents.agent_type.shape[0]
     alive = agents.alive
     row_len = ties.row_len
-    if prm.random_draw:
-        held = 0
-        moved = 0
-        for _ in range(n):
-            i = integer(rng_state, n)
-            if not alive[i] or row_len[i] == 0:
-                continue
-            held += 1
-            if meet(i, choose_partner(ties, i, uniform(rng_state)), agents, ties, work, prm):
-                moved += 1
-        return held, moved
     order = work.order
-    shuffle(order, rng_state)
-    if n >= prm.prefetch_from:
-        return _meetings_ahead(agents, ties, work, rng_state, prm)
     held = 0
     moved = 0
+    if not prm.random_draw:
+        shuffle(order, rng_state)
     for k in range(n):
-        i = order[k]
+        i = integer(rng_state, n) if prm.random_draw else order[k]
         if not alive[i] or row_len[i] == 0:
             continue
         held += 1
@@ -1021,31 +1014,6 @@ def contract_with(agents: Agents, ties: Ties, work: Workspace, i: int, t: int, b
     return -1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_neighbours(ties: Ties, i: int, agent_type: np.ndarray, alive: np.ndarray,
-                         values: np.ndarray, last: int) -> None:
-    """Fetch what :func:`best_tied` reads of each of i's neighbours: type, alive and the
-    value it ranks by (``last`` > 0: a knowledge row, also at its field ``last``). i's row of
-    ties is in the caches."""
-    start = ties.indptr[i]
-    for p in range(start, start + ties.row_len[i]):
-        j = ties.indices[p]
-        prefetch(agent_type, j, 0)
-        prefetch(alive, j, 0)
-        prefetch(values, j, 0)
-        if last > 0:
-            prefetch(values, j, last)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_row(ties: Ties, i: int) -> None:
-    """Fetch both ends of i's row of tie indices."""
-    start = ties.indptr[i]
-    prefetch(ties.indices, start, 0)
-    if ties.row_len[i] > 1:
-        prefetch(ties.indices, start + ties.row_len[i] - 1, 0)
-
-
 @njit(cache=True, nogil=True)
 def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
     """The four governance instruments spend their money for this step (paper s.IV).
@@ -1071,10 +1039,6 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
     ledger = work.ledger
     capital = agents.capital
     n = agents.agent_type.shape[0]
-    agent_type = agents.agent_type
-    alive = agents.alive
-    # a large cluster fetches ahead what contract_with reads of a recipient's neighbours
-    ahead = n >= prm.prefetch_from
     if prm.strategic_money > 0.0:
         for i in range(n):
             if agents.alive[i] and agents.contracted[i] and agents.agent_type[i] == HTE \
@@ -1087,13 +1051,6 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         ranked = rank_kibs(agents, work, P_KIBS, True)
         cursor = np.zeros(1, dtype=np.int64)
         for i in range(n):
-            if ahead and i + 2 * PREFETCH_AHEAD < n:  # only for recipients (reach may be low)
-                x = i + 2 * PREFETCH_AHEAD
-                if alive[x] and agents.consulted[x] and agent_type[x] == HTE:
-                    _prefetch_row(ties, x)
-                x = i + PREFETCH_AHEAD
-                if alive[x] and agents.consulted[x] and agent_type[x] == HTE:
-                    _prefetch_neighbours(ties, x, agent_type, alive, agents.manage, 0)
             if not (agents.alive[i] and agents.consulted[i] and agents.agent_type[i] == HTE):
                 continue
             j = contract_with(agents, ties, work, i, P_KIBS, True, prm, ranked, cursor)
@@ -1121,13 +1078,6 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
         cursor = np.zeros(1, dtype=np.int64)
         paid = 0
         for i in range(n):
-            if ahead and i + 2 * PREFETCH_AHEAD < n:  # only for recipients (reach may be low)
-                x = i + 2 * PREFETCH_AHEAD
-                if alive[x] and agents.member[x] and agent_type[x] == HTE:
-                    _prefetch_row(ties, x)
-                x = i + PREFETCH_AHEAD
-                if alive[x] and agents.member[x] and agent_type[x] == HTE:
-                    _prefetch_neighbours(ties, x, agent_type, alive, knowledge, knowledge.shape[1] - 1)
             if not (agents.alive[i] and agents.member[i] and agents.agent_type[i] == HTE):
                 continue
             j = contract_with(agents, ties, work, i, T_KIBS, False, prm, ranked, cursor)
@@ -1717,7 +1667,10 @@ def run_replicate(
         work.clock[0] += 1
         work.gained[:] = 0.0
         work.own_gained[:] = 0.0
-        meetings(agents, ties, work, rng_state, prm)
+        if prm.random_draw or agents.agent_type.shape[0] < prm.prefetch_from:
+            meetings(agents, ties, work, rng_state, prm)
+        else:
+            meetings_ahead(agents, ties, work, rng_state, prm)
         instruments(agents, ties, work, rng_state, prm)
         if prm.production:
             produce_knowledge(agents, work, prm)

@@ -115,10 +115,10 @@ def test_step_kernels_match_python_twin(overrides):
 
 
 def test_prefetching_meetings_change_no_value():
-    """From ``prefetch_from`` agents on, meetings, the instruments and tie decay fetch data
-    ahead, and meetings foresee the partner each coming agent will draw from the uniforms to
-    come (the twin tests run on clusters too small for it): the run equals the one that does
-    not prefetch, so foreseeing draws nothing from the stream."""
+    """From ``prefetch_from`` agents on, meetings and tie decay fetch data ahead, and meetings
+    foresee the partner each coming agent will draw from the uniforms to come (the twin tests
+    run on clusters too small for it): the run equals the one that does not prefetch, so
+    foreseeing draws nothing from the stream."""
     cfg = config("cluster.hte=2000", "model.steps=3", *ALL_LEVERS)
     prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
     states = []
