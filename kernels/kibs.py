@@ -243,8 +243,8 @@ PREFETCH_FROM = 2_000
 #: state at twice this, their rows of ties at this).
 PREFETCH_AHEAD = 8
 #: How many agents ahead the partner each will draw is foreseen and its data fetched (its row
-#: of ties arrived PREFETCH_AHEAD - PREDICT_AHEAD agents earlier); at most 8 (the ring of
-#: :func:`meetings`).
+#: of ties arrived PREFETCH_AHEAD - PREDICT_AHEAD agents earlier); below 8 (the ring of
+#: :func:`meetings_ahead`).
 PREDICT_AHEAD = 4
 
 
