@@ -129,8 +129,10 @@ def in_huge_pages(state: ClusterState) -> ClusterState:
     of a step's cost, docs/performance.md). Values, shapes and dtypes are unchanged, so the
     run is the same; small states, and systems without MADV_HUGEPAGE, keep their arrays."""
     parts = (state.agents, state.ties, state.work)
-    arrays = [a for part in parts for a in part if isinstance(a, np.ndarray)]
-    size = sum(-(-a.nbytes // 64) * 64 for a in arrays)  # each array on its own cache lines
+    def lines(a: np.ndarray) -> int:  # bytes of whole cache lines: each array starts on its own
+        return -(-a.nbytes // 64) * 64
+
+    size = sum(lines(a) for part in parts for a in part if isinstance(a, np.ndarray))
     if size < HUGE_FROM or not hasattr(mmap, "MADV_HUGEPAGE") or not hasattr(mmap, "MAP_PRIVATE"):
         return state
     # private and anonymous: a shared mapping would be shmem, which THP leaves alone
@@ -145,7 +147,7 @@ def in_huge_pages(state: ClusterState) -> ClusterState:
             if isinstance(a, np.ndarray):
                 b = arena[at:at + a.nbytes].view(a.dtype).reshape(a.shape)
                 b[...] = a
-                at += -(-a.nbytes // 64) * 64
+                at += lines(a)
                 a = b
             fields.append(a)
         moved.append(type(part)(*fields))
