@@ -486,8 +486,14 @@ def best_tied(agents: Agents, ties: Ties, i: int, t: int, by_management: bool) -
 
 
 @njit(cache=True, nogil=True, inline="always")
-def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: float,
-                        knowledge_half: float, management_weight: float) -> float:
+def absorptive_capacity(
+    knowledge: np.ndarray,
+    i: int,
+    manage_i: float,
+    base: float,
+    knowledge_half: float,
+    management_weight: float,
+) -> float:
     """Absorptive capacity a_i = A_t * kbar_i / (kbar_i + K_half) * (1 - omega_m + omega_m m_i).
 
     Rises with prior knowledge kbar_i (the mean of k_i over fields) and with managerial
@@ -502,8 +508,9 @@ def absorptive_capacity(knowledge: np.ndarray, i: int, manage_i: float, base: fl
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _capacity(kbar: float, manage_i: float, base: float, knowledge_half: float,
-              management_weight: float) -> float:
+def _capacity(
+    kbar: float, manage_i: float, base: float, knowledge_half: float, management_weight: float
+) -> float:
     """:func:`absorptive_capacity` from the mean knowledge kbar_i."""
     if kbar <= 0.0:
         return 0.0
@@ -604,9 +611,14 @@ def choose_partner(ties: Ties, i: int, u: float) -> int:
 @njit(cache=True, nogil=True, inline="always")
 def _absorption(agents: Agents, i: int, prm: KibsParams) -> float:
     if prm.adaptive_absorption:
-        return absorptive_capacity(agents.knowledge, i, agents.manage[i],
-                                   prm.absorptive_base[agents.agent_type[i]],
-                                   prm.knowledge_half, prm.absorption_management_weight)
+        return absorptive_capacity(
+            agents.knowledge,
+            i,
+            agents.manage[i],
+            prm.absorptive_base[agents.agent_type[i]],
+            prm.knowledge_half,
+            prm.absorption_management_weight,
+        )
     return prm.fixed_absorption
 
 
@@ -718,8 +730,9 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
 
 
 @njit(cache=True, nogil=True)
-def meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
-                   prm: KibsParams) -> tuple[int, int]:
+def meetings_ahead(
+    agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams
+) -> tuple[int, int]:
     """:func:`meetings` (random sequential) of a large cluster, fetching ahead of the
     meeting in progress: the state of the agent 2 PREFETCH_AHEAD positions on, the ties of the
     one PREFETCH_AHEAD on, and the partner the one PREDICT_AHEAD on will draw (its uniform is
@@ -779,8 +792,9 @@ def meetings_ahead(agents: Agents, ties: Ties, work: Workspace, rng_state: np.nd
 
 
 @njit(cache=True, nogil=True)
-def meetings(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
-             prm: KibsParams) -> tuple[int, int]:
+def meetings(
+    agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams
+) -> tuple[int, int]:
     """One step of meetings (the hot kernel); returns (meetings, transfers).
 
     ``random_sequential``: every living agent, in a fresh random order (Fisher-Yates shuffle of
@@ -992,8 +1006,17 @@ def rank_kibs(agents: Agents, work: Workspace, t: int, by_management: bool) -> i
 
 
 @njit(cache=True, nogil=True)
-def contract_with(agents: Agents, ties: Ties, work: Workspace, i: int, t: int, by_management: bool,
-                  prm: KibsParams, ranked: int, cursor: np.ndarray) -> int:
+def contract_with(
+    agents: Agents,
+    ties: Ties,
+    work: Workspace,
+    i: int,
+    t: int,
+    by_management: bool,
+    prm: KibsParams,
+    ranked: int,
+    cursor: np.ndarray,
+) -> int:
     """The KIBS of type t that serves i: its best tied one (:func:`best_tied`), else a new tie
     (weight w_0) to the best living one with a free slot; -1 if none.
 
@@ -1041,8 +1064,12 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarr
     n = agents.agent_type.shape[0]
     if prm.strategic_money > 0.0:
         for i in range(n):
-            if agents.alive[i] and agents.contracted[i] and agents.agent_type[i] == HTE \
-                    and first_partner(ties, i) < 0:
+            if (
+                agents.alive[i]
+                and agents.contracted[i]
+                and agents.agent_type[i] == HTE
+                and first_partner(ties, i) < 0
+            ):
                 form_partnership(i, agents, ties, work, prm)
     count_recipients(agents, ties, work)
     r = work.recipients
@@ -1155,8 +1182,9 @@ def platform_transfer(agents: Agents, work: Workspace, prm: KibsParams) -> None:
 
 
 @njit(cache=True, nogil=True)
-def joint_projects(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray,
-                   prm: KibsParams) -> int:
+def joint_projects(
+    agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams
+) -> int:
     """Joint innovation projects of strategic partners: the collaboration surplus (paper
     s.III.B-C, IV.A); returns the number of successes.
 
@@ -1196,8 +1224,9 @@ def joint_projects(agents: Agents, ties: Ties, work: Workspace, rng_state: np.nd
         phi = learning(delta, prm.optimum_base + prm.optimum_slope * a) if prm.distance_learning else 1.0
         m = max(agents.manage[i], agents.manage[j])
         w = prm.conversion_management_weight
-        hazard = (prm.project_rate * phi * sharing(prm, 1.0, True) * (1.0 - w + w * m)
-                  * _synergy(agents, i, prm))
+        hazard = (
+            prm.project_rate * phi * sharing(prm, 1.0, True) * (1.0 - w + w * m) * _synergy(agents, i, prm)
+        )
         if uniform(rng_state) < 1.0 - np.exp(-hazard):
             successes += 1
             work.tally[PROJECT_SUCCESS] += 1
@@ -1301,7 +1330,8 @@ def proximity_accept(agents: Agents, i: int, j: int, distance_scale: float) -> f
     dx = position[i, 0] - position[j, 0]
     dy = position[i, 1] - position[j, 1]
     return np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * (
-        1.0 - cognitive_distance(agents.knowledge, i, j))
+        1.0 - cognitive_distance(agents.knowledge, i, j)
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -1414,8 +1444,11 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
         agents.connected[i] = u_connect < prm.connect_share
         for _ in range(prm.startup_search):
             j = integer(rng_state, n)
-            if alive[j] and j != i and uniform(rng_state) < proximity_accept(
-                    agents, i, j, prm.distance_scale):
+            if (
+                alive[j]
+                and j != i
+                and uniform(rng_state) < proximity_accept(agents, i, j, prm.distance_scale)
+            ):
                 add_tie(ties, i, j, prm.new_tie_weight, False)
         if agents.contracted[i]:
             form_partnership(i, agents, ties, work, prm)
@@ -1426,8 +1459,9 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
 
 
 @njit(cache=True, nogil=True)
-def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float,
-               prefetch_from: int = PREFETCH_FROM) -> int:
+def decay_ties(
+    ties: Ties, alive: np.ndarray, decay: float, floor: float, prefetch_from: int = PREFETCH_FROM
+) -> int:
     """Ties that are not partnerships decay, w <- (1 - epsilon) w, and vanish below the floor
     w_min (social capital needs upkeep; Giuliani 2007). Returns the ties removed.
 
@@ -1441,7 +1475,7 @@ def decay_ties(ties: Ties, alive: np.ndarray, decay: float, floor: float,
     ahead = n >= prefetch_from
     for i in range(n):
         if ahead and i + PREFETCH_AHEAD < n:  # rows are far apart (padded): fetch ahead, both
-            x = i + PREFETCH_AHEAD                # ends (a row may straddle cache lines)
+            x = i + PREFETCH_AHEAD  # ends (a row may straddle cache lines)
             prefetch(weights, indptr[x], 0)
             prefetch(partner, indptr[x], 0)
             if row_len[x] > 1:
@@ -1496,8 +1530,11 @@ def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams
                     made += 1
         if uniform(rng_state) < prm.proximity_p:
             j = integer(rng_state, n)
-            if alive[j] and j != i and uniform(rng_state) < proximity_accept(
-                    agents, i, j, prm.distance_scale):
+            if (
+                alive[j]
+                and j != i
+                and uniform(rng_state) < proximity_accept(agents, i, j, prm.distance_scale)
+            ):
                 if add_tie(ties, i, j, w0, False):
                     made += 1
         if agent_type[i] == INT:
@@ -1632,15 +1669,31 @@ def workspace(agents: Agents) -> Workspace:
     for i in range(n):
         by_type[fill[agents.agent_type[i]]] = i
         fill[agents.agent_type[i]] += 1
-    return Workspace(np.zeros(n), np.zeros(n), np.arange(n), np.zeros(agents.knowledge.shape[1]),
-                     np.zeros(N_LEDGER), np.zeros(N_TALLY, dtype=np.int64), np.zeros(4, dtype=np.int64),
-                     type_start, by_type, np.zeros(n, dtype=np.int64), np.zeros(2, dtype=np.int64),
-                     np.zeros(n, dtype=np.int64), np.zeros(INNOVATION_BINS, dtype=np.int64))
+    return Workspace(
+        np.zeros(n),
+        np.zeros(n),
+        np.arange(n),
+        np.zeros(agents.knowledge.shape[1]),
+        np.zeros(N_LEDGER),
+        np.zeros(N_TALLY, dtype=np.int64),
+        np.zeros(4, dtype=np.int64),
+        type_start,
+        by_type,
+        np.zeros(n, dtype=np.int64),
+        np.zeros(2, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(INNOVATION_BINS, dtype=np.int64),
+    )
 
 
 @njit(cache=True, nogil=True)
 def run_replicate(
-    agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams, steps: int,
+    agents: Agents,
+    ties: Ties,
+    work: Workspace,
+    rng_state: np.ndarray,
+    prm: KibsParams,
+    steps: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``steps`` steps (months) on the cluster state, in place; money and counts accumulate
     in ``work``.

@@ -159,8 +159,14 @@ NORMALISATION_SAMPLE = 1_000_000
 
 @njit(cache=True, nogil=True)
 def spatial_typed(
-    position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray, sociability: np.ndarray,
-    distance_scale: float, similarity_weight: float, mean_degree: float, rng_state: np.ndarray,
+    position: np.ndarray,
+    knowledge: np.ndarray,
+    agent_type: np.ndarray,
+    sociability: np.ndarray,
+    distance_scale: float,
+    similarity_weight: float,
+    mean_degree: float,
+    rng_state: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spatial, type-aware random graph (MODEL.md s.3, "Initial network").
 
@@ -191,16 +197,18 @@ def spatial_typed(
     if pairs <= EXACT_NORMALISATION_PAIRS:
         for i in range(n):
             for j in range(i + 1, n):
-                score_sum += _spatial_score(position, knowledge, agent_type, sociability, distance_scale,
-                                            similarity_weight, i, j, d)
+                score_sum += _spatial_score(
+                    position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j, d
+                )
     else:
         for _ in range(NORMALISATION_SAMPLE):
             i = integer(rng_state, n)
             j = integer(rng_state, n - 1)
             if j >= i:
                 j += 1
-            score_sum += _spatial_score(position, knowledge, agent_type, sociability, distance_scale,
-                                        similarity_weight, i, j, d)
+            score_sum += _spatial_score(
+                position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j, d
+            )
         score_sum *= pairs / NORMALISATION_SAMPLE
     c = target / score_sum if score_sum > 0.0 else 0.0
     sigma_max = 0.0
@@ -268,8 +276,21 @@ def spatial_typed(
                 else:
                     i = members[start[a] + t // nb]
                     j = members[start[b] + t % nb]
-                p = min(1.0, c * _spatial_score(position, knowledge, agent_type, sociability,
-                                                distance_scale, similarity_weight, i, j, d))
+                p = min(
+                    1.0,
+                    c
+                    * _spatial_score(
+                        position,
+                        knowledge,
+                        agent_type,
+                        sociability,
+                        distance_scale,
+                        similarity_weight,
+                        i,
+                        j,
+                        d,
+                    ),
+                )
                 if uniform(rng_state) * q < p:
                     if e == src.shape[0]:
                         src = np.concatenate((src, np.empty(src.shape[0], dtype=np.int64)))
@@ -296,9 +317,17 @@ def _triangle_pair(t: int, m: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _spatial_score(position: np.ndarray, knowledge: np.ndarray, agent_type: np.ndarray,
-                   sociability: np.ndarray, distance_scale: float, similarity_weight: float,
-                   i: int, j: int, d: int) -> float:
+def _spatial_score(
+    position: np.ndarray,
+    knowledge: np.ndarray,
+    agent_type: np.ndarray,
+    sociability: np.ndarray,
+    distance_scale: float,
+    similarity_weight: float,
+    i: int,
+    j: int,
+    d: int,
+) -> float:
     dx = position[i, 0] - position[j, 0]
     dy = position[i, 1] - position[j, 1]
     num = 0.0
@@ -307,8 +336,12 @@ def _spatial_score(position: np.ndarray, knowledge: np.ndarray, agent_type: np.n
         num += abs(knowledge[i, f] - knowledge[j, f])
         den += knowledge[i, f] + knowledge[j, f]
     similarity = 1.0 - num / den if den > 0.0 else 1.0
-    return (sociability[agent_type[i]] * sociability[agent_type[j]]
-            * np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale) * similarity ** similarity_weight)
+    return (
+        sociability[agent_type[i]]
+        * sociability[agent_type[j]]
+        * np.exp(-np.sqrt(dx * dx + dy * dy) / distance_scale)
+        * similarity**similarity_weight
+    )
 
 
 @njit(cache=True, nogil=True)

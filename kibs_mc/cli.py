@@ -74,14 +74,22 @@ VERDICTS = {
 }
 
 
-def print_results(frame: pl.DataFrame, outcomes: list[str], scenarios: list[str], baseline: str | None,
-                  title: str, console: Console) -> None:
+def print_results(
+    frame: pl.DataFrame,
+    outcomes: list[str],
+    scenarios: list[str],
+    baseline: str | None,
+    title: str,
+    console: Console,
+) -> None:
     """The shared results table (kibs_mc.terminal) and a legend of its words."""
     console.print(results_table(frame, outcomes, scenarios, baseline, title))
     legend = "mean: over replicates, ± the 95% t interval's half-width"
     if baseline is not None and "effect" in frame.columns:
-        legend += (f"; effect: paired difference from {baseline!r} on the same seeds, ± the 95% "
-                   "bootstrap CI's half-width")
+        legend += (
+            f"; effect: paired difference from {baseline!r} on the same seeds, ± the 95% "
+            "bootstrap CI's half-width"
+        )
         verdict = verdict_column(frame)
         if verdict:
             legend += "; " + VERDICTS[verdict]
@@ -93,21 +101,29 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
     listed = [sc.name for sc in result.scenarios if sc.name not in sampled]
     outcomes = [*result.headline, *[o for o in result.outcomes if o not in result.headline]]
     if listed:  # a calibration has no scenarios
-        print_results(with_verdict(result.summary, result.effects), outcomes, listed,
-                      result.baseline if len(listed) > 1 else None,
-                      run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
-                      console)
+        print_results(
+            with_verdict(result.summary, result.effects),
+            outcomes,
+            listed,
+            result.baseline if len(listed) > 1 else None,
+            run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
+            console,
+        )
     if sampled and not result.lines:
-        console.print(f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
-                      "sensitivity.parquet in the run directory")
+        console.print(
+            f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
+            "sensitivity.parquet in the run directory"
+        )
     for line in result.lines:
         console.print(line.replace("**", "").replace("`", ""), markup=False, highlight=False)
     for note in result.notes:
         console.print(f"note: {note}")
     if result.report is not None:
         console.print(f"report: {result.report} (and report.html)")
-    console.print(f"results: {result.run_dir} (chunks: {result.computed_chunks} computed, "
-                  f"{result.reused_chunks} reused)")
+    console.print(
+        f"results: {result.run_dir} (chunks: {result.computed_chunks} computed, "
+        f"{result.reused_chunks} reused)"
+    )
     if result.mlflow_run_id:
         console.print(f"mlflow run: {result.mlflow_run_id}")
 
@@ -120,15 +136,17 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         config = to_config(cfg)
         # A URI from a config file or an interpolation: no credentials in what is written.
-        config = replace(config, tracking=replace(config.tracking,
-                                                  uri=hide_credentials(config.tracking.uri)))
+        config = replace(config, tracking=replace(config.tracking, uri=hide_credentials(config.tracking.uri)))
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
         fail(error)
         return
     except ExecutionError as error:
-        print(f"kibs-mc: {error} Completed chunks are kept in {run_dir}; continue with the same "
-              f"overrides plus resume=true hydra.run.dir={run_dir}", file=sys.stderr)
+        print(
+            f"kibs-mc: {error} Completed chunks are kept in {run_dir}; continue with the same "
+            f"overrides plus resume=true hydra.run.dir={run_dir}",
+            file=sys.stderr,
+        )
         finish(1)
         return
     except KeyboardInterrupt:
@@ -168,13 +186,17 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
     if len(jobs) < 2:
         return
     if any(len(job.scenarios) != 1 for job in jobs) or len({tuple(job.outcomes) for job in jobs}) > 1:
-        console.print("multirun: the jobs are not single scenarios of one model, so they are not "
-                      "tabled together; compare them with kibs-mc-compare diff")
+        console.print(
+            "multirun: the jobs are not single scenarios of one model, so they are not "
+            "tabled together; compare them with kibs-mc-compare diff"
+        )
         return
     names = job_names([job.scenarios[0].name for job in jobs])
     outcomes = [*jobs[0].headline, *[o for o in jobs[0].outcomes if o not in jobs[0].headline]]
-    rows = pl.concat([job.rows.with_columns(scenario=pl.lit(name))
-                      for name, job in zip(names, jobs, strict=True)], how="vertical_relaxed")
+    rows = pl.concat(
+        [job.rows.with_columns(scenario=pl.lit(name)) for name, job in zip(names, jobs, strict=True)],
+        how="vertical_relaxed",
+    )
     seeds = rows.group_by("replicate").agg(pl.col("seed").n_unique())["seed"]
     paired = seeds.max() == 1
     summary = summarize(rows, jobs[0].outcomes)
@@ -185,12 +207,19 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
         summary = add_effects_to_summary(summary, effects)
     write_parquet(summary, sweep_dir / "summary.parquet")
     title = f"multirun: {len(jobs)} jobs side by side"
-    print_results(with_verdict(summary, effects), outcomes, names, names[0] if paired else None,
-                  title + (", paired (common seeds)" if paired else ""), console)
+    print_results(
+        with_verdict(summary, effects),
+        outcomes,
+        names,
+        names[0] if paired else None,
+        title + (", paired (common seeds)" if paired else ""),
+        console,
+    )
     if not paired:
         console.print("the jobs do not share their seeds: no paired effects (unpaired means only)")
-    console.print(f"multirun results: {sweep_dir} (summary.parquet"
-                  + (", effects.parquet)" if paired else ")"))
+    console.print(
+        f"multirun results: {sweep_dir} (summary.parquet" + (", effects.parquet)" if paired else ")")
+    )
 
 
 def check_run_dir(argv: list[str]) -> None:
@@ -228,8 +257,10 @@ def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
             rest.append(arg)
             continue
         if not Path(value).is_dir():
-            raise UserError(f"bad configuration: --config-dir={value!r} is not a directory; allowed: a "
-                            "directory holding config groups, e.g. DIR/experiment/my_experiment.yaml")
+            raise UserError(
+                f"bad configuration: --config-dir={value!r} is not a directory; allowed: a "
+                "directory holding config groups, e.g. DIR/experiment/my_experiment.yaml"
+            )
         dirs.append(f"file://{Path(value).resolve()}")
     return rest, ([f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else [])
 

@@ -21,6 +21,7 @@ from kibs_mc.errors import ConfigError
 
 __all__ = ["setting", "validate"]
 
+
 def setting(
     default: Any = MISSING,
     *,
@@ -45,10 +46,16 @@ def _allowed_text(meta: dict[str, Any], integer: bool = False) -> str:
     def fmt(x: float) -> str:
         return str(int(x)) if integer else f"{x:g}"
 
-    low = f"[{fmt(meta['ge'])}" if meta.get("ge") is not None else (
-        f"({fmt(meta['gt'])}" if meta.get("gt") is not None else "(-inf")
-    high = f"{fmt(meta['le'])}]" if meta.get("le") is not None else (
-        f"{fmt(meta['lt'])})" if meta.get("lt") is not None else "inf)")
+    low = (
+        f"[{fmt(meta['ge'])}"
+        if meta.get("ge") is not None
+        else (f"({fmt(meta['gt'])}" if meta.get("gt") is not None else "(-inf")
+    )
+    high = (
+        f"{fmt(meta['le'])}]"
+        if meta.get("le") is not None
+        else (f"{fmt(meta['lt'])})" if meta.get("lt") is not None else "inf)")
+    )
     kind = "an integer" if integer else "a finite number"
     return f"allowed: {kind} in {low}, {high}"
 

@@ -22,8 +22,17 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["CLEAR", "half_width_text", "number", "results_table", "run_size", "signed", "size_text",
-           "verdict_column", "with_verdict"]
+__all__ = [
+    "CLEAR",
+    "half_width_text",
+    "number",
+    "results_table",
+    "run_size",
+    "signed",
+    "size_text",
+    "verdict_column",
+    "with_verdict",
+]
 
 #: The text mark of an effect the analysis calls clear.
 CLEAR = "clear"
@@ -82,8 +91,9 @@ def with_verdict(summary: pl.DataFrame, effects: pl.DataFrame | None) -> pl.Data
     if verdict is None or verdict_column(summary) is not None:
         return summary
     assert effects is not None
-    return summary.join(effects.select("scenario", "outcome", verdict), on=["scenario", "outcome"],
-                        how="left")
+    return summary.join(
+        effects.select("scenario", "outcome", verdict), on=["scenario", "outcome"], how="left"
+    )
 
 
 class ResultsTable:
@@ -116,10 +126,14 @@ def results_table(
         title: printed above the table.
     """
     verdict = verdict_column(frame)
-    with_effects = baseline is not None and "effect" in frame.columns and \
-        frame.filter(pl.col("scenario") != baseline)["effect"].is_not_null().any()
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
+    with_effects = (
+        baseline is not None
+        and "effect" in frame.columns
+        and frame.filter(pl.col("scenario") != baseline)["effect"].is_not_null().any()
+    )
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     longest = max([len(o) for o in outcomes] + [len(s) + 2 for s in scenarios] + [12])
     table.add_column("outcome / scenario", overflow="fold", min_width=min(longest, NAME_MIN))
     headers = ["mean", "± 95% CI"] + (["effect", "± 95% CI", ""] if with_effects else [])
@@ -149,11 +163,16 @@ def results_table(
                 else:
                     clear = bool(verdict and r.get(verdict))
                     style = ("green" if effect > 0 else "red") if clear else "default"
-                    cells += [f"[{style}]{signed(effect)}[/]",
-                              half_width_text(r.get("effect_ci_low"), r.get("effect_ci_high")),
-                              f"[{style}]{CLEAR}[/]" if clear else ""]
-                    stacked.append(Text.from_markup(f"     effect {cells[3]} {cells[4]} {cells[5]}".rstrip(),
-                                                    overflow="fold"))
+                    cells += [
+                        f"[{style}]{signed(effect)}[/]",
+                        half_width_text(r.get("effect_ci_low"), r.get("effect_ci_high")),
+                        f"[{style}]{CLEAR}[/]" if clear else "",
+                    ]
+                    stacked.append(
+                        Text.from_markup(
+                            f"     effect {cells[3]} {cells[4]} {cells[5]}".rstrip(), overflow="fold"
+                        )
+                    )
             widths = [max(w, Text.from_markup(c).cell_len) for w, c in zip(widths, cells[1:], strict=True)]
             table.add_row(*cells, end_section=j == len(listed) - 1 and i < len(shown) - 1)
         if i < len(shown) - 1:

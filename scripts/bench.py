@@ -61,8 +61,12 @@ def machine() -> dict[str, object]:
     """What the figures were measured on (the load average says whether it was shared)."""
     import platform
 
-    return {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "machine": platform.machine(), "python": platform.python_version()}
+    return {
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -93,9 +97,19 @@ def bench_cj(agents: int, degree: int, categories: int, meetings: int, replicate
         _, traded, _ = cj.run_replicate(indptr, indices, knowledge, state, alpha, tolerance, meetings, 0)
         seconds += time.perf_counter() - started
         trades += traded
-    emit("cj_meetings_per_s", meetings * replicates / seconds, "meetings/s", agents=agents,
-         degree=degree, categories=categories, meetings=meetings * replicates,
-         seconds=round(seconds, 4), trades=trades, threads=1, **machine())
+    emit(
+        "cj_meetings_per_s",
+        meetings * replicates / seconds,
+        "meetings/s",
+        agents=agents,
+        degree=degree,
+        categories=categories,
+        meetings=meetings * replicates,
+        seconds=round(seconds, 4),
+        trades=trades,
+        threads=1,
+        **machine(),
+    )
 
 
 # --------------------------------------------------------------------------- startup
@@ -123,8 +137,9 @@ print(json.dumps({"import_s": t1 - t0, "first_replicate_s": t2 - t1,
 """
 
 
-def _timed(cmd: Sequence[str], env: dict[str, str], cwd: Path, stderr: list[str] | None = None
-           ) -> tuple[float, str]:
+def _timed(
+    cmd: Sequence[str], env: dict[str, str], cwd: Path, stderr: list[str] | None = None
+) -> tuple[float, str]:
     """Wall seconds and stdout of ``cmd`` (its stderr appended to ``stderr`` when given)."""
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
@@ -144,19 +159,34 @@ def bench_startup() -> None:
         for label, cmd in (
             ("cowan_jonard", [sys.executable, "-c", STARTUP_CHILD, "cowan_jonard"]),
             ("kibs", [sys.executable, "-c", STARTUP_CHILD, "kibs"]),
-            ("cli", [sys.executable, "-m", "kibs_mc", "replicates=1", "executor=serial",
-                     "tracking=none", f"hydra.run.dir={work}/run"]),
+            (
+                "cli",
+                [
+                    sys.executable,
+                    "-m",
+                    "kibs_mc",
+                    "replicates=1",
+                    "executor=serial",
+                    "tracking=none",
+                    f"hydra.run.dir={work}/run",
+                ],
+            ),
         ):
             cache = work / f"numba-cache-{label}"
             for phase in ("cold", "warm"):
                 shutil.rmtree(work / "run", ignore_errors=True)
                 seconds, out = _timed(cmd, child_env(NUMBA_CACHE_DIR=str(cache)), REPO)
                 detail = json.loads(out.strip().splitlines()[-1]) if label != "cli" else {}
-                emit(f"startup_{label}_{phase}_s", round(seconds, 3), "s",
-                     what=f"fresh process: imports + one {label} replicate" if label != "cli"
-                     else "kibs-mc replicates=1 executor=serial tracking=none (default model), whole process",
-                     **{k: round(v, 3) if isinstance(v, float) else v for k, v in detail.items()},
-                     **machine())
+                emit(
+                    f"startup_{label}_{phase}_s",
+                    round(seconds, 3),
+                    "s",
+                    what=f"fresh process: imports + one {label} replicate"
+                    if label != "cli"
+                    else "kibs-mc replicates=1 executor=serial tracking=none (default model), whole process",
+                    **{k: round(v, 3) if isinstance(v, float) else v for k, v in detail.items()},
+                    **machine(),
+                )
 
 
 # --------------------------------------------------------------------------- kibs
@@ -200,20 +230,27 @@ def time_kibs(config, replicates: int, warm_up: bool = True) -> dict[str, float]
         t0 = time.thread_time()
         state = build_cluster(config.cluster, prm, rng_state)
         t1 = time.thread_time()
-        series = kernel.run_replicate(state.agents, state.ties, state.work, rng_state, prm,
-                                      config.model.steps)
+        series = kernel.run_replicate(
+            state.agents, state.ties, state.work, rng_state, prm, config.model.steps
+        )
         t2 = time.thread_time()
         if r:
             build += t1 - t0
             steps += t2 - t1
             ties += float(np.mean(series[2]))
             agents = state.n
-    return {"agents": agents, "build_s": build / replicates, "run_s": steps / replicates,
-            "ties": ties / replicates, "steps": config.model.steps}
+    return {
+        "agents": agents,
+        "build_s": build / replicates,
+        "run_s": steps / replicates,
+        "ties": ties / replicates,
+        "steps": config.model.steps,
+    }
 
 
-def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
-               governance: str = "baseline") -> None:
+def bench_kibs(
+    sizes: Sequence[int], scaling_steps: int, replicates: int, governance: str = "baseline"
+) -> None:
     """Agent-steps/s of the cluster kernel for the default cluster on one thread, and the cost
     of one step as the cluster grows (ties here are undirected ties, averaged over steps), under
     one governance scenario (``baseline``: no instrument; ``all_four``: every instrument)."""
@@ -222,11 +259,21 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
     extra = [f"governance={governance}"]
     default = time_kibs(kibs_config(None, None, extra), replicates)
     agent_steps = default["agents"] * default["steps"]
-    emit("kibs_agent_steps_per_s", agent_steps / default["run_s"], "agent-steps/s",
-         cluster="default", governance=governance, agents=default["agents"], steps=default["steps"],
-         replicates=replicates,
-         run_s=round(default["run_s"], 5), build_s=round(default["build_s"], 5), threads=1,
-         clock="thread_cpu", **machine())
+    emit(
+        "kibs_agent_steps_per_s",
+        agent_steps / default["run_s"],
+        "agent-steps/s",
+        cluster="default",
+        governance=governance,
+        agents=default["agents"],
+        steps=default["steps"],
+        replicates=replicates,
+        run_s=round(default["run_s"], 5),
+        build_s=round(default["build_s"], 5),
+        threads=1,
+        clock="thread_cpu",
+        **machine(),
+    )
     points = []
     for agents in sizes:
         # every point runs about the same agent-steps (replicates x 10 000 agents' worth), so a
@@ -235,22 +282,44 @@ def bench_kibs(sizes: Sequence[int], scaling_steps: int, replicates: int,
         t = time_kibs(kibs_config(agents, scaling_steps, extra), reps, warm_up=False)  # compiled above
         per_step = t["run_s"] / t["steps"]
         points.append((t["agents"], t["ties"], per_step, t["build_s"]))
-        emit("kibs_step_s", per_step, "s", governance=governance, agents=t["agents"],
-             ties=round(t["ties"], 1), steps=t["steps"], replicates=reps,
-             ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
-             ns_per_tie_step=round(per_step / t["ties"] * 1e9, 1), build_s=round(t["build_s"], 4),
-             clock="thread_cpu", **machine())
+        emit(
+            "kibs_step_s",
+            per_step,
+            "s",
+            governance=governance,
+            agents=t["agents"],
+            ties=round(t["ties"], 1),
+            steps=t["steps"],
+            replicates=reps,
+            ns_per_agent_step=round(per_step / t["agents"] * 1e9, 1),
+            ns_per_tie_step=round(per_step / t["ties"] * 1e9, 1),
+            build_s=round(t["build_s"], 4),
+            clock="thread_cpu",
+            **machine(),
+        )
     if len(points) > 1:
         (a0, e0, s0, b0), (a1, e1, s1, b1) = points[0], points[-1]
-        emit("kibs_step_growth_exponent_agents", math.log(s1 / s0) / math.log(a1 / a0), "exponent",
-             governance=governance,
-             definition=f"log(step cost ratio)/log(agents ratio), {a0} -> {a1} agents; 1 = linear")
-        emit("kibs_step_growth_exponent_ties", math.log(s1 / s0) / math.log(e1 / e0), "exponent",
-             governance=governance,
-             definition=f"log(step cost ratio)/log(ties ratio), {a0} -> {a1} agents; 1 = linear")
-        emit("kibs_build_growth_exponent_agents", math.log(b1 / b0) / math.log(a1 / a0), "exponent",
-             governance=governance,
-             definition=f"cluster building (agents, network, enrolment), {a0} -> {a1} agents; 1 = linear")
+        emit(
+            "kibs_step_growth_exponent_agents",
+            math.log(s1 / s0) / math.log(a1 / a0),
+            "exponent",
+            governance=governance,
+            definition=f"log(step cost ratio)/log(agents ratio), {a0} -> {a1} agents; 1 = linear",
+        )
+        emit(
+            "kibs_step_growth_exponent_ties",
+            math.log(s1 / s0) / math.log(e1 / e0),
+            "exponent",
+            governance=governance,
+            definition=f"log(step cost ratio)/log(ties ratio), {a0} -> {a1} agents; 1 = linear",
+        )
+        emit(
+            "kibs_build_growth_exponent_agents",
+            math.log(b1 / b0) / math.log(a1 / a0),
+            "exponent",
+            governance=governance,
+            definition=f"cluster building (agents, network, enrolment), {a0} -> {a1} agents; 1 = linear",
+        )
 
 
 def bench_latency(sizes_mib: Sequence[float], loads: int) -> None:
@@ -276,8 +345,13 @@ def bench_latency(sizes_mib: Sequence[float], loads: int) -> None:
         chase(nxt, 1000)
         t0 = time.perf_counter()
         chase(nxt, loads)
-        emit("memory_latency_ns", (time.perf_counter() - t0) / loads * 1e9, "ns", working_set_mib=mib,
-             **machine())
+        emit(
+            "memory_latency_ns",
+            (time.perf_counter() - t0) / loads * 1e9,
+            "ns",
+            working_set_mib=mib,
+            **machine(),
+        )
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -318,15 +392,21 @@ print(json.dumps(kernel_rate({overrides!r}, {replicates}, {seconds})))
 """
 
 
-def concurrent_kernel_rate(overrides: Sequence[str], replicates: int, processes: int,
-                           min_seconds: float = 8.0) -> float:
+def concurrent_kernel_rate(
+    overrides: Sequence[str], replicates: int, processes: int, min_seconds: float = 8.0
+) -> float:
     """Summed replicates/s of ``processes`` kernel-only loops running at the same time in
     separate processes: what the hardware gives when every core computes (shared caches,
     memory bandwidth, clock), without any pipeline."""
-    code = KERNEL_RATE_CHILD.format(scripts=str(REPO / "scripts"), overrides=list(overrides),
-                                    replicates=replicates, seconds=min_seconds)
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=child_env(), cwd=REPO,
-                              stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    code = KERNEL_RATE_CHILD.format(
+        scripts=str(REPO / "scripts"), overrides=list(overrides), replicates=replicates, seconds=min_seconds
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=child_env(), cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(processes)
+    ]
     rates = [json.loads(proc.communicate()[0].strip().splitlines()[-1])[0] for proc in procs]
     return float(sum(rates))
 
@@ -345,10 +425,16 @@ def ray_overheads(tasks: int = 2000) -> dict[str, float]:
     from kibs_mc.run.executor.ray import WORKER_ENV
 
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
-             logging_level="WARNING")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": WORKER_ENV},
+        logging_level="WARNING",
+    )
     init_s = time.perf_counter() - started
     try:
+
         @ray.remote(num_cpus=1)
         def noop(x: int) -> int:
             return x
@@ -374,10 +460,12 @@ def driver_chunk_cost(chunk_size: int, chunks: int = 2000) -> float:
     from kibs_mc.run.chunk import ChunkResult
     from kibs_mc.run.store import ResultStore
 
-    rows = {"scenario": np.full(chunk_size, "default", dtype=object),
-            "replicate": np.arange(chunk_size, dtype=np.int64),
-            "seed": np.arange(chunk_size, dtype=np.uint64),
-            **{f"outcome_{i}": np.random.default_rng(i).random(chunk_size) for i in range(8)}}
+    rows = {
+        "scenario": np.full(chunk_size, "default", dtype=object),
+        "replicate": np.arange(chunk_size, dtype=np.int64),
+        "seed": np.arange(chunk_size, dtype=np.uint64),
+        **{f"outcome_{i}": np.random.default_rng(i).random(chunk_size) for i in range(8)},
+    }
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         store = ResultStore(Path(tmp))
         store.parts.mkdir(parents=True)
@@ -397,12 +485,23 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
 
     context = {"replicates": replicates, "overrides": list(overrides), **machine()}
     rate, measured = kernel_rate(overrides, replicates)
-    emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
-         threads=1, **context)
+    emit(
+        "pipeline_kernel_replicates_per_s",
+        rate,
+        "replicates/s",
+        measured_replicates=measured,
+        threads=1,
+        **context,
+    )
     if effective_cpus() >= 2 and (not only or "ray_2cpu" in only):
-        emit("pipeline_kernel_2proc_replicates_per_s", concurrent_kernel_rate(overrides, replicates, 2),
-             "replicates/s", definition="sum of 2 kernel-only processes running at once",
-             single_thread_x2=2 * rate, **context)
+        emit(
+            "pipeline_kernel_2proc_replicates_per_s",
+            concurrent_kernel_rate(overrides, replicates, 2),
+            "replicates/s",
+            definition="sum of 2 kernel-only processes running at once",
+            single_thread_x2=2 * rate,
+            **context,
+        )
     runs = {
         "serial": (["executor=serial"], 1),
         "ray_1cpu": (["executor=ray", "executor.num_cpus=1"], 1),
@@ -415,40 +514,84 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
         for label, (executor, cpus) in runs.items():
             if cpus > effective_cpus() or (only and label not in only):
                 continue
-            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label,
-                              said)
+            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label, said)
             took[label] = seconds
             before, (rate, measured) = rate, kernel_rate(overrides, replicates)
-            emit("pipeline_kernel_replicates_per_s", rate, "replicates/s", measured_replicates=measured,
-                 threads=1, after=label, **context)
+            emit(
+                "pipeline_kernel_replicates_per_s",
+                rate,
+                "replicates/s",
+                measured_replicates=measured,
+                threads=1,
+                after=label,
+                **context,
+            )
             reference = (before + rate) / 2
             run_rate = replicates / seconds
-            emit(f"pipeline_{label}_replicates_per_s", run_rate, "replicates/s", seconds=round(seconds, 3),
-                 chunk_size=auto_chunk_size(replicates, 1, cpus), **context)
-            emit(f"pipeline_{label}_efficiency", run_rate / (cpus * reference), "ratio",
-                 kernel_replicates_per_s=round(reference, 2),
-                 definition=f"run replicates/s / ({cpus} x kernel-only replicates/s, mean of the "
-                 "measurements right before and after the run)", **context)
+            emit(
+                f"pipeline_{label}_replicates_per_s",
+                run_rate,
+                "replicates/s",
+                seconds=round(seconds, 3),
+                chunk_size=auto_chunk_size(replicates, 1, cpus),
+                **context,
+            )
+            emit(
+                f"pipeline_{label}_efficiency",
+                run_rate / (cpus * reference),
+                "ratio",
+                kernel_replicates_per_s=round(reference, 2),
+                definition=f"run replicates/s / ({cpus} x kernel-only replicates/s, mean of the "
+                "measurements right before and after the run)",
+                **context,
+            )
     if {"serial", "ray_2cpu", "auto"} <= set(took):
         best = min(took["serial"], took["ray_2cpu"])
         choice = [line.strip() for line in said[-1].splitlines() if line.startswith("executor=auto:")]
-        emit("pipeline_auto_vs_best", took["auto"] / best, "ratio",
-             definition="executor=auto seconds / the better of serial and Ray (2 CPUs), same bench run",
-             seconds={k: round(v, 3) for k, v in took.items()}, auto_choice=" | ".join(choice),
-             **context)
+        emit(
+            "pipeline_auto_vs_best",
+            took["auto"] / best,
+            "ratio",
+            definition="executor=auto seconds / the better of serial and Ray (2 CPUs), same bench run",
+            seconds={k: round(v, 3) for k, v in took.items()},
+            auto_choice=" | ".join(choice),
+            **context,
+        )
     if only and "ray_2cpu" not in only:
         return  # Ray's own overheads only with a Ray run
     chunk = auto_chunk_size(replicates, 1, 2)
     over = ray_overheads()
     emit("ray_init_s", over["ray_init_s"], "s", definition="ray.init(num_cpus=2) wall", **machine())
-    emit("ray_task_overhead_s", over["ray_task_overhead_s"], "s",
-         definition="driver wall per no-op task, 2000 submitted at once, 2 CPUs", **machine())
-    emit("ray_task_latency_s", over["ray_task_latency_s"], "s",
-         definition="round trip of one no-op task at a time", **machine())
-    emit("driver_chunk_write_s", driver_chunk_cost(chunk), "s", chunk_size=chunk,
-         definition="ResultStore.write + flush per chunk, amortized (11 columns)", **machine())
-    emit("chunk_task_s", chunk / rate, "s", chunk_size=chunk,
-         definition="kernel seconds of one auto-sized chunk", **context)
+    emit(
+        "ray_task_overhead_s",
+        over["ray_task_overhead_s"],
+        "s",
+        definition="driver wall per no-op task, 2000 submitted at once, 2 CPUs",
+        **machine(),
+    )
+    emit(
+        "ray_task_latency_s",
+        over["ray_task_latency_s"],
+        "s",
+        definition="round trip of one no-op task at a time",
+        **machine(),
+    )
+    emit(
+        "driver_chunk_write_s",
+        driver_chunk_cost(chunk),
+        "s",
+        chunk_size=chunk,
+        definition="ResultStore.write + flush per chunk, amortized (11 columns)",
+        **machine(),
+    )
+    emit(
+        "chunk_task_s",
+        chunk / rate,
+        "s",
+        chunk_size=chunk,
+        definition="kernel seconds of one auto-sized chunk",
+        **context,
+    )
 
 
 # --------------------------------------------------------------------------- memory
@@ -487,14 +630,36 @@ def bench_memory(small: int, large: int, executor: str, overrides: Sequence[str]
     peaks = {}
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for replicates in (small, large):
-            cmd = [sys.executable, "-m", "kibs_mc", *overrides, f"replicates={replicates}",
-                   f"executor={executor}", "tracking=none", f"hydra.run.dir={tmp}/r{replicates}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "kibs_mc",
+                *overrides,
+                f"replicates={replicates}",
+                f"executor={executor}",
+                "tracking=none",
+                f"hydra.run.dir={tmp}/r{replicates}",
+            ]
             peak, seconds = peak_rss_mb(cmd, child_env())
             peaks[replicates] = peak
-            emit("memory_driver_peak_rss_mb", round(peak, 1), "MB", replicates=replicates,
-                 executor=executor, seconds=round(seconds, 2), overrides=list(overrides), **machine())
-    emit("memory_driver_growth_mb", round(peaks[large] - peaks[small], 1), "MB", executor=executor,
-         definition=f"driver peak RSS at {large} minus at {small} replicates", **machine())
+            emit(
+                "memory_driver_peak_rss_mb",
+                round(peak, 1),
+                "MB",
+                replicates=replicates,
+                executor=executor,
+                seconds=round(seconds, 2),
+                overrides=list(overrides),
+                **machine(),
+            )
+    emit(
+        "memory_driver_growth_mb",
+        round(peaks[large] - peaks[small], 1),
+        "MB",
+        executor=executor,
+        definition=f"driver peak RSS at {large} minus at {small} replicates",
+        **machine(),
+    )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -522,11 +687,23 @@ def bench_calibrate(overrides: Sequence[str]) -> None:
         generations = pl.read_parquet(run_dir / "generations.parquet")
     config = load_config(overrides)
     samples, particles = int(generations["samples"].sum()), int(generations["particles"].sum())
-    emit("calibrate_simulations_per_s", samples / seconds, "simulations/s",
-         particles_per_s=particles / seconds,
-         simulations=samples, particles=particles, generations=generations.height,
-         population=config.calibration.population, replicates_per_particle=config.calibration.replicates,
-         wall_s=round(seconds, 2), executor=config.executor.kind, overrides=list(overrides), **machine())
+    emit(
+        "calibrate_simulations_per_s",
+        samples / seconds,
+        "simulations/s",
+        particles_per_s=particles / seconds,
+        simulations=samples,
+        particles=particles,
+        generations=generations.height,
+        population=config.calibration.population,
+        replicates_per_particle=config.calibration.replicates,
+        wall_s=round(seconds, 2),
+        executor=config.executor.kind,
+        overrides=list(overrides),
+        **machine(),
+    )
+
+
 def bench_robustness(overrides: Sequence[str]) -> None:
     """Units (world x policy x replicate) per second of a whole robustness run, and the seconds
     its analysis takes when run again on the finished run directory."""
@@ -546,10 +723,19 @@ def bench_robustness(overrides: Sequence[str]) -> None:
         started = time.perf_counter()
         get_kind(config).analyse(Finished(config, run_dir, rows, list(model.outcomes), headline(model)))
         analysis = time.perf_counter() - started
-    emit("robustness_units_per_s", rows.height / seconds, "world x policy x replicate/s",
-         worlds=config.robustness.worlds, policies=len(config.experiment.scenarios),
-         replicates=config.replicates, wall_s=round(seconds, 2), analysis_s=round(analysis, 2),
-         executor=config.executor.kind, overrides=list(overrides), **machine())
+    emit(
+        "robustness_units_per_s",
+        rows.height / seconds,
+        "world x policy x replicate/s",
+        worlds=config.robustness.worlds,
+        policies=len(config.experiment.scenarios),
+        replicates=config.replicates,
+        wall_s=round(seconds, 2),
+        analysis_s=round(analysis, 2),
+        executor=config.executor.kind,
+        overrides=list(overrides),
+        **machine(),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -562,21 +748,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     cj.add_argument("--meetings", type=int, default=2_000_000)
     cj.add_argument("--replicates", type=int, default=5)
     kibs = sub.add_parser("kibs", help="cluster kernel: agent-steps/s, step cost as the cluster grows")
-    kibs.add_argument("--sizes", type=int, nargs="+", default=[500, 5_000, 50_000],
-                      help="agents of the growth series (exponents from the first to the last)")
+    kibs.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[500, 5_000, 50_000],
+        help="agents of the growth series (exponents from the first to the last)",
+    )
     kibs.add_argument("--steps", type=int, default=20, help="steps per replicate of the growth series")
     kibs.add_argument("--replicates", type=int, default=5)
-    kibs.add_argument("--governance", nargs="+", default=["baseline", "all_four"],
-                      help="governance scenarios, each a series (default: baseline and all_four)")
+    kibs.add_argument(
+        "--governance",
+        nargs="+",
+        default=["baseline", "all_four"],
+        help="governance scenarios, each a series (default: baseline and all_four)",
+    )
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     lat = sub.add_parser("latency", help="ns per load of a random pointer chase by working-set size")
-    lat.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, 16, 32, 64, 128],
-                     help="working sets in MiB")
+    lat.add_argument(
+        "--sizes",
+        type=float,
+        nargs="+",
+        default=[0.5, 1, 2, 4, 8, 16, 32, 64, 128],
+        help="working sets in MiB",
+    )
     lat.add_argument("--loads", type=int, default=2_000_000)
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
     pipe.add_argument("--replicates", type=int, default=10_000)
-    pipe.add_argument("--runs", nargs="+", choices=("serial", "ray_1cpu", "ray_2cpu", "auto"), default=(),
-                      help="only these whole runs (default: all three)")
+    pipe.add_argument(
+        "--runs",
+        nargs="+",
+        choices=("serial", "ray_1cpu", "ray_2cpu", "auto"),
+        default=(),
+        help="only these whole runs (default: all three)",
+    )
     pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
     mem.add_argument("--small", type=int, default=1_000)
@@ -584,11 +789,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     mem.add_argument("--executor", choices=("serial", "ray"), default="serial")
     mem.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(MEMORY_MODEL)})")
     cal = sub.add_parser("calibrate", help="a whole calibration run: simulations/s, particles/s")
-    cal.add_argument("overrides", nargs="*", help="Hydra overrides after experiment=calibrate "
-                     "(default: none, the laptop default)")
+    cal.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides after experiment=calibrate (default: none, the laptop default)",
+    )
     rob = sub.add_parser("robustness", help="a whole robustness run: world x policy x replicate/s")
-    rob.add_argument("overrides", nargs="*", help="Hydra overrides after experiment=robustness "
-                     "(default: none, the laptop default)")
+    rob.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides after experiment=robustness (default: none, the laptop default)",
+    )
     sub.add_parser("all", help="every benchmark with quick defaults (the default command)")
     args = parser.parse_args(argv)
     command = args.command or "all"

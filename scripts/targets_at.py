@@ -52,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         if r["draws"] == 0:
             print(f"{r['target']}: observed {r['observed']:g}, simulated: undefined in every replicate")
             continue
-        print(f"{r['target']}: observed {r['observed']:g}, simulated {r['median']:.3g} [{r['low']:.3g}, "
-              f"{r['high']:.3g}] ({r['draws']} of {args.replicates} defined): "
-              f"{'reproduced' if r['inside'] else 'NOT reproduced'}")
-    print(f"{int(table['inside'].sum())} of {table.height} targets inside the central "
-          f"{config.calibration.interval:g} of {args.replicates} replicates")
+        print(
+            f"{r['target']}: observed {r['observed']:g}, simulated {r['median']:.3g} [{r['low']:.3g}, "
+            f"{r['high']:.3g}] ({r['draws']} of {args.replicates} defined): "
+            f"{'reproduced' if r['inside'] else 'NOT reproduced'}"
+        )
+    print(
+        f"{int(table['inside'].sum())} of {table.height} targets inside the central "
+        f"{config.calibration.interval:g} of {args.replicates} replicates"
+    )
     return 0
 
 

@@ -26,19 +26,22 @@ def ray_local():
     from kibs_mc.run.executor.ray import WORKER_ENV
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV},
-                 logging_level="WARNING")
+        ray.init(
+            num_cpus=2, include_dashboard=False, runtime_env={"env_vars": WORKER_ENV}, logging_level="WARNING"
+        )
     yield ray
     ray.shutdown()
 
 
-def run_cli(*overrides: str, cwd: Path, timeout: float = 300, env: dict | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    *overrides: str, cwd: Path, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m kibs_mc`` with overrides in ``cwd``; returns the completed process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("RAY_ADDRESS", None) if env is None or "RAY_ADDRESS" not in env else None
-    return subprocess.run([*KIBS_MC, *overrides], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [*KIBS_MC, *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 def kill_after_parts(*overrides: str, cwd: Path, run_dir: Path, parts: int = 2, timeout: float = 120) -> None:
@@ -46,8 +49,9 @@ def kill_after_parts(*overrides: str, cwd: Path, run_dir: Path, parts: int = 2, 
     holds ``parts`` chunk parts, as a crash or an OOM kill would; the run must still be running
     then, or the resume that follows would test nothing."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([*KIBS_MC, *overrides], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*KIBS_MC, *overrides], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout
     while len(list((run_dir / "chunks").glob("part-*.parquet"))) < parts and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -73,9 +77,18 @@ def cli(tmp_path):
 #: scheduled first: `make test` hands whole files to its workers as they free up
 #: (`--dist loadfile --no-loadscope-reorder`), so a long file started last would leave one
 #: worker running alone at the end.
-SLOWEST_FIRST = ["test_slurm.py", "test_distributed.py", "test_executor_contract.py", "test_robustness.py",
-                 "test_executor.py", "test_pipeline.py", "test_calibrate.py", "test_mlflow_server.py",
-                 "test_kibs_model.py", "test_hostile.py"]
+SLOWEST_FIRST = [
+    "test_slurm.py",
+    "test_distributed.py",
+    "test_executor_contract.py",
+    "test_robustness.py",
+    "test_executor.py",
+    "test_pipeline.py",
+    "test_calibrate.py",
+    "test_mlflow_server.py",
+    "test_kibs_model.py",
+    "test_hostile.py",
+]
 
 
 def pytest_sessionstart(session):
@@ -90,8 +103,10 @@ def pytest_sessionstart(session):
     from kibs_mc.models import get_model
 
     # all_four over 13 months reaches every KIBS kernel (instruments, projects, exits, entry).
-    for overrides in (["cluster=small", "governance=all_four", "model.steps=13"],
-                      ["model=cowan_jonard", "model.agents=30"]):
+    for overrides in (
+        ["cluster=small", "governance=all_four", "model.steps=13"],
+        ["model=cowan_jonard", "model.agents=30"],
+    ):
         config = load_config(overrides)
         get_model(config.model.name).simulate(config, 1)
 
@@ -102,8 +117,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts real Ray clusters or processes (seconds to a minute); "
-                            "still part of `make test`")
+    config.addinivalue_line(
+        "markers",
+        "slow: starts real Ray clusters or processes (seconds to a minute); still part of `make test`",
+    )
 
 
 def cut_run(run_dir: Path, dest: Path, below: int) -> Path:

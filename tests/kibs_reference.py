@@ -42,15 +42,29 @@ class Twin:
         for i in range(len(self.t)):
             lo = int(ties.indptr[i])
             hi = lo + int(ties.row_len[i])
-            self.rows.append([[int(ties.indices[p]), float(ties.weights[p]), bool(ties.partner[p])]
-                              for p in range(lo, hi)])
+            self.rows.append(
+                [[int(ties.indices[p]), float(ties.weights[p]), bool(ties.partner[p])] for p in range(lo, hi)]
+            )
         self.traits = prm.traits
         self.prm = prm
         self.rng = SplitMix64(0)
         self.rng.state = seed_state
-        self.ledger: dict[str, float] = {k: 0.0 for k in (
-            "gov", "market", "costs", "entry", "exit", "kibs_gross", "kibs_costs", "interest", "defaults",
-            "hte_kibs", "hte_spend")}
+        self.ledger: dict[str, float] = {
+            k: 0.0
+            for k in (
+                "gov",
+                "market",
+                "costs",
+                "entry",
+                "exit",
+                "kibs_gross",
+                "kibs_costs",
+                "interest",
+                "defaults",
+                "hte_kibs",
+                "hte_spend",
+            )
+        }
         self.step = int(state.work.clock[0])
         self.last = self.step
         self.born = [int(x) for x in state.work.born]

@@ -59,8 +59,12 @@ def process_title(pid: int) -> str:
 
 
 #: Ports ``ray start`` would otherwise take at fixed defaults, one set per node.
-AGENT_PORTS = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-               "runtime-env-agent-port")
+AGENT_PORTS = (
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "metrics-export-port",
+    "runtime-env-agent-port",
+)
 
 
 class RayNodes:
@@ -103,25 +107,40 @@ class RayNodes:
         # shared with any other Ray cluster on this machine (tests run in parallel): a node whose
         # agent could not bind its port has no job agent ("No available agent to submit job").
         args = [*args, *(f"--{flag}={free_port()}" for flag in AGENT_PORTS)]
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args],
-                                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [RAY, "start", "--block", "--disable-usage-stats", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.nodes.append(proc)
         return proc
 
     def start_head(self, num_cpus: int = 1) -> None:
-        args = ["--head", "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={num_cpus}",
-                f"--temp-dir={self.log_dir / 'ray'}", f"--ray-client-server-port={free_port()}"]
+        args = [
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.port}",
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={self.log_dir / 'ray'}",
+            f"--ray-client-server-port={free_port()}",
+        ]
         if self.dashboard:
-            args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                     f"--dashboard-port={self.dashboard_port}"]
+            args += [
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}",
+            ]
         else:
             args += ["--include-dashboard=false"]
         self._start(args, "head")
 
     def add_node(self, num_cpus: int = 1) -> subprocess.Popen:
-        return self._start([f"--address={self.address}", "--node-ip-address=127.0.0.1",
-                            f"--num-cpus={num_cpus}"], f"node{len(self.nodes)}")
+        return self._start(
+            [f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}"],
+            f"node{len(self.nodes)}",
+        )
 
     def wait_for_cpus(self, cpus: int, timeout: float = 120) -> None:
         """Wait until the cluster reports ``cpus`` CPUs in total."""
@@ -131,8 +150,13 @@ class RayNodes:
             for node in self.nodes:
                 if node.poll() is not None and node is self.nodes[0]:
                     raise RuntimeError(f"ray head exited: {(self.log_dir / 'head.log').read_text()[-2000:]}")
-            proc = subprocess.run([RAY, "status", f"--address={self.address}"], env=self.client_env(),
-                                  capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(
+                [RAY, "status", f"--address={self.address}"],
+                env=self.client_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             last = proc.stdout + proc.stderr
             if proc.returncode == 0 and f"/{cpus}.0 CPU" in proc.stdout:
                 return
@@ -161,8 +185,12 @@ class RayNodes:
 
     def task_pids(self, title: str = "ray::run_chunk", node: subprocess.Popen | None = None) -> list[int]:
         """Worker processes of this cluster (or of ``node``) running a task named ``title``."""
-        return [pid for n in (self.nodes if node is None else [node]) for pid in self.node_pids(n)
-                if process_title(pid).startswith(title)]
+        return [
+            pid
+            for n in (self.nodes if node is None else [node])
+            for pid in self.node_pids(n)
+            if process_title(pid).startswith(title)
+        ]
 
     def kill_node(self, node: subprocess.Popen) -> None:
         """SIGKILL every process of the node at once, as a machine failure would."""

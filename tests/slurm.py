@@ -19,8 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 LOCAL_SLURM = REPO / "scripts" / "slurm" / "local-slurm.sh"
 SBATCH_TEMPLATE = REPO / "scripts" / "slurm" / "kibs-mc.sbatch"
 
-NOT_INSTALLED = ("Slurm is not installed here (the Debian packages slurm-wlm and munge); "
-                 "`make slurm-deps` installs them as root")
+NOT_INSTALLED = (
+    "Slurm is not installed here (the Debian packages slurm-wlm and munge); "
+    "`make slurm-deps` installs them as root"
+)
 
 
 def installed() -> bool:
@@ -34,11 +36,23 @@ class LocalSlurm:
     directory: Path
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 60, check: bool = True, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        timeout: float = 60,
+        check: bool = True,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
         """Run a Slurm client command (sbatch, squeue, scontrol, scancel...) against this instance."""
-        done = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                              env={**self.env, **(env or {})})
+        done = subprocess.run(
+            list(args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
         return done
@@ -96,8 +110,7 @@ def process_title(pid: int) -> str:
 
 def start(directory: Path) -> LocalSlurm:
     """Bring up the one-node Slurm in ``directory``; ``stop`` ends it."""
-    up = subprocess.run([str(LOCAL_SLURM), "up", str(directory)], capture_output=True, text=True,
-                        timeout=120)
+    up = subprocess.run([str(LOCAL_SLURM), "up", str(directory)], capture_output=True, text=True, timeout=120)
     if up.returncode != 0:
         raise RuntimeError(f"local-slurm.sh up failed ({up.returncode}): {up.stderr[-3000:]}")
     conf = str(directory / "slurm.conf")

@@ -28,13 +28,25 @@ from kibs_mc.experiments.pipeline import plan, run_experiment
 from tests.conftest import REPO
 
 TRUTH = {"model.transfer_efficiency": 0.6, "model.imitation_rate": 0.02}
-PARAMETERS = ("calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8},"
-              "{key: model.imitation_rate, low: 0.002, high: 0.05, scale: log}]")
-RECOVERY = ["experiment=calibrate", "executor=serial", "tracking=none", "model.steps=36", PARAMETERS,
-            "calibration.targets=synthetic", "calibration.template=recovery",
-            *(f"calibration.truth.{k}={v}" for k, v in TRUTH.items()),
-            "calibration.population=40", "calibration.generations=3", "calibration.ppc_draws=30",
-            "calibration.min_acceptance=0", "calibration.quantile=0.3"]
+PARAMETERS = (
+    "calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8},"
+    "{key: model.imitation_rate, low: 0.002, high: 0.05, scale: log}]"
+)
+RECOVERY = [
+    "experiment=calibrate",
+    "executor=serial",
+    "tracking=none",
+    "model.steps=36",
+    PARAMETERS,
+    "calibration.targets=synthetic",
+    "calibration.template=recovery",
+    *(f"calibration.truth.{k}={v}" for k, v in TRUTH.items()),
+    "calibration.population=40",
+    "calibration.generations=3",
+    "calibration.ppc_draws=30",
+    "calibration.min_acceptance=0",
+    "calibration.quantile=0.3",
+]
 
 
 def calibrate(overrides: list[str], run_dir: Path):
@@ -74,9 +86,13 @@ def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_p
     run_dir = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *RECOVERY, f"hydra.run.dir={run_dir}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kibs_mc", *RECOVERY, f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         done = 0
         while done < 1 and proc.poll() is None:  # kill once generation 0 is in abc.db: 2 are left
@@ -112,9 +128,15 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
     targets = tmp_path / "unreachable.yaml"
     targets.write_text("name: unreachable\ntargets:" + fitted + check)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [*RECOVERY[:5], f"calibration.targets={targets}", "calibration.population=12",
-                 "calibration.generations=2", "calibration.ppc_draws=12", "tracking=mlflow",
-                 f"tracking.uri={uri}"]
+    overrides = [
+        *RECOVERY[:5],
+        f"calibration.targets={targets}",
+        "calibration.population=12",
+        "calibration.generations=2",
+        "calibration.ppc_draws=12",
+        "tracking=mlflow",
+        f"tracking.uri={uri}",
+    ]
     result = calibrate(overrides, tmp_path / "run")
     ppc = pl.read_parquet(tmp_path / "run" / "ppc.parquet")
     row = ppc.filter(pl.col("target") == "clustering").row(0, named=True)
@@ -135,13 +157,19 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
     without.write_text("name: fitted_only\ntargets:" + fitted)
     calibrate([*RECOVERY[:5], f"calibration.targets={without}", *overrides[6:9]], tmp_path / "run2")
     assert pl.read_parquet(tmp_path / "run2" / "posterior.parquet").equals(
-        pl.read_parquet(tmp_path / "run" / "posterior.parquet"))
+        pl.read_parquet(tmp_path / "run" / "posterior.parquet")
+    )
 
 
 def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
     point = json.loads((recovered / "calibration.json").read_text())["mean"]
-    overrides = ["experiment=compare_governance", f"calibration.use={recovered}", "cluster=small",
-                 "executor=serial", "tracking=none"]
+    overrides = [
+        "experiment=compare_governance",
+        f"calibration.use={recovered}",
+        "cluster=small",
+        "executor=serial",
+        "tracking=none",
+    ]
     config, full = posterior_point(load_config(overrides), overrides)
     planned = plan(config, full, tmp_path / "compare")
     assert len(planned.scenarios) == 6
@@ -157,17 +185,27 @@ def test_posterior_point_feeds_other_experiments(recovered, tmp_path):
         posterior_point(load_config([f"calibration.use={tmp_path}"]), [])
 
 
-@pytest.mark.parametrize("text, key", [
-    ("targets: []", "targets"),
-    ("name: x\ntargets:\n  - {name: a, statistic: hte_exits, scale: 1}", "targets[0].observed"),
-    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 0}", "targets[0].scale"),
-    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, colour: red}",
-     "targets[0].colour"),
-    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, aggregate: mode}",
-     "targets[0].aggregate"),
-    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: maybe}", "targets[0].fit"),
-    ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: false}", "fit: true"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("targets: []", "targets"),
+        ("name: x\ntargets:\n  - {name: a, statistic: hte_exits, scale: 1}", "targets[0].observed"),
+        ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 0}", "targets[0].scale"),
+        (
+            "targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, colour: red}",
+            "targets[0].colour",
+        ),
+        (
+            "targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, aggregate: mode}",
+            "targets[0].aggregate",
+        ),
+        (
+            "targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: maybe}",
+            "targets[0].fit",
+        ),
+        ("targets:\n  - {name: a, statistic: hte_exits, observed: 1, scale: 1, fit: false}", "fit: true"),
+    ],
+)
 def test_malformed_target_files_name_the_field(text, key):
     import yaml
 
@@ -175,17 +213,21 @@ def test_malformed_target_files_name_the_field(text, key):
         parse_targets(yaml.safe_load(text), "f.yaml")
 
 
-@pytest.mark.parametrize("statistic, bad", [
-    ("statistic: no_such_outcome", "no_such_outcome"),
-    ("statistic: hte_knowledge_mean@7", "hte_knowledge_mean@7"),  # not a recorded step
-    ("statistic: hte_exits, per: cluster.nothing", "cluster.nothing"),
-])
+@pytest.mark.parametrize(
+    "statistic, bad",
+    [
+        ("statistic: no_such_outcome", "no_such_outcome"),
+        ("statistic: hte_knowledge_mean@7", "hte_knowledge_mean@7"),  # not a recorded step
+        ("statistic: hte_exits, per: cluster.nothing", "cluster.nothing"),
+    ],
+)
 def test_unknown_statistics_are_refused_naming_them(tmp_path, statistic, bad):
     path = tmp_path / "t.yaml"
     path.write_text(f"targets:\n  - {{name: a, {statistic}, observed: 1, scale: 1}}\n")
     with pytest.raises(ConfigError, match=bad) as info:
-        resolve_targets(load_config(["experiment=calibrate", "model.steps=12",
-                                     f"calibration.targets={path}"]))
+        resolve_targets(
+            load_config(["experiment=calibrate", "model.steps=12", f"calibration.targets={path}"])
+        )
     assert "allowed" in str(info.value)
 
 
@@ -209,8 +251,9 @@ def test_the_derived_mean_degree_is_the_final_networks_and_needs_a_recorded_last
     from kibs_mc.analysis.targets import check_targets, replicate_value
     from kibs_mc.models.kibs.replicate import run, simulate_replicate
 
-    (target,) = parse_targets({"targets": [{"name": "k", "statistic": "network_mean_degree",
-                                            "observed": 3, "scale": 1}]}, "t.yaml")
+    (target,) = parse_targets(
+        {"targets": [{"name": "k", "statistic": "network_mean_degree", "observed": 3, "scale": 1}]}, "t.yaml"
+    )
     config = load_config(["cluster=small", "model.steps=35"])
     for seed in (1, 2):
         state = run(config, seed).state
@@ -237,11 +280,15 @@ def test_targets_at_given_values_says_which_are_reproduced(tmp_path):
     targets.write_text(
         "name: t\ntargets:\n"
         f"  - {{name: near, statistic: innovations_per_hte, observed: {median}, scale: 1, source: test}}\n"
-        "  - {name: far, statistic: innovations_per_hte, observed: 1000000, scale: 1, source: test}\n")
+        "  - {name: far, statistic: innovations_per_hte, observed: 1000000, scale: 1, source: test}\n"
+    )
     out = subprocess.run([*script, *quick, f"calibration.targets={targets}"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    verdicts = {x.split(":")[0]: x.rsplit(": ", 1)[1] for x in out.stdout.splitlines()
-                if x.startswith(("near", "far"))}
+    verdicts = {
+        x.split(":")[0]: x.rsplit(": ", 1)[1]
+        for x in out.stdout.splitlines()
+        if x.startswith(("near", "far"))
+    }
     assert verdicts == {"near": "reproduced", "far": "NOT reproduced"}
     assert "1 of 2 targets inside" in out.stdout
     bad = subprocess.run([*script, "model.fixed_cost=-1"], capture_output=True, text=True)

@@ -29,8 +29,9 @@ def test_exit_now_joins_threads_runs_atexit_and_keeps_the_status(tmp_path):
         print("buffered", end="")  # stdout is flushed
         exit_now(3)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 3
     assert proc.stdout == "buffered"
     assert (tmp_path / "thread").read_text() == "done"
@@ -39,7 +40,8 @@ def test_exit_now_joins_threads_runs_atexit_and_keeps_the_status(tmp_path):
 
 def test_exit_now_reports_a_message_status_like_sys_exit():
     script = "from kibs_mc.cli import exit_now; exit_now('kibs-mc: something went wrong')"
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1
     assert "something went wrong" in proc.stderr

@@ -23,8 +23,17 @@ from kibs_mc.run.plan import replicate_seeds
 from kibs_mc.run.store import COMPACTED, ResultStore
 from tests.slurm import SBATCH_TEMPLATE
 
-RUN = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none",
-       "executor=serial", "experiment=cj_docking", "replicates=4", "executor.chunk_size=2"]
+RUN = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "tracking=none",
+    "executor=serial",
+    "experiment=cj_docking",
+    "replicates=4",
+    "executor.chunk_size=2",
+]
 CHUNKS = 12  # 6 scenarios x 2 chunks
 
 # The CLI with a flush after every chunk (one part per chunk, whatever the timing), replicates
@@ -69,11 +78,18 @@ main()
 
 def template_resumes(run_dir: Path) -> bool:
     """Whether the sbatch template's resume check (its own line, run by bash) adds resume=true."""
-    check = next(line for line in SBATCH_TEMPLATE.read_text().splitlines()
-                 if line.startswith("if ") and "resume=(resume=true)" in line)
-    out = subprocess.run(["bash", "-c", f'resume=(); {check}; echo "${{resume[@]}}"'], check=True,
-                         env={"PATH": "/usr/bin:/bin", "RUN_DIR": str(run_dir)}, capture_output=True,
-                         text=True)
+    check = next(
+        line
+        for line in SBATCH_TEMPLATE.read_text().splitlines()
+        if line.startswith("if ") and "resume=(resume=true)" in line
+    )
+    out = subprocess.run(
+        ["bash", "-c", f'resume=(); {check}; echo "${{resume[@]}}"'],
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "RUN_DIR": str(run_dir)},
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() == "resume=true"
 
 
@@ -86,9 +102,13 @@ def outputs(run_dir: Path) -> list[pl.DataFrame]:
 
 
 def cli(where: str, run_dir: Path, *extra: str, fail: int | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", KILLED, where, str(fail or ""), *RUN, *extra,
-                           f"hydra.run.dir={run_dir}"], cwd=run_dir.parent, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", KILLED, where, str(fail or ""), *RUN, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def killed(where: str, run_dir: Path, *extra: str, fail: int | None = None) -> list[str]:
@@ -161,10 +181,15 @@ def test_the_store_compacts_only_what_its_final_files_hold_and_reads_it_back(tmp
     """Store level: compact() refuses results written after the last finalize (removing their
     parts would lose them); a compacted store reopens with every chunk done (the errors chunk
     not), and uncompact() gives back the parts' rows with their chunk keys."""
+
     def result(first: int, errors: list[dict] | None = None) -> ChunkResult:
         reps = np.arange(first, first + 2, dtype=np.int64)
-        rows = {"scenario": np.full(2, "a", dtype=object), "replicate": reps,
-                "seed": reps.astype(np.uint64), "level": reps * 1.5}
+        rows = {
+            "scenario": np.full(2, "a", dtype=object),
+            "replicate": reps,
+            "seed": reps.astype(np.uint64),
+            "level": reps * 1.5,
+        }
         return ChunkResult(f"s00000000-r{first:09d}-n2", rows, None, 0.0, errors or [])
 
     store = ResultStore(tmp_path, flush_seconds=1e9)

@@ -26,10 +26,21 @@ def store(tmp_path_factory):
     runs = {}
     for name, args in {
         "a": ["experiment=compare_governance", "replicates=4", *FAST],
-        "b": ["experiment=compare_governance", "replicates=5", *FAST, "governance.unit_cost.business=0.2",
-              "model.steps=15"],
-        "cj": ["model=cowan_jonard", "model.agents=40", "model.degree=4", "model.categories=4",
-               "replicates=3", "executor=serial"],
+        "b": [
+            "experiment=compare_governance",
+            "replicates=5",
+            *FAST,
+            "governance.unit_cost.business=0.2",
+            "model.steps=15",
+        ],
+        "cj": [
+            "model=cowan_jonard",
+            "model.agents=40",
+            "model.degree=4",
+            "model.categories=4",
+            "replicates=3",
+            "executor=serial",
+        ],
     }.items():
         args = [*args, f"tracking.uri={uri}"]
         result = run_experiment(load_config(args), args, root / name)

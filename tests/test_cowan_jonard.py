@@ -14,7 +14,7 @@ from tests import reference as ref
 
 
 def neighbour_lists(indptr, indices):
-    return [list(indices[indptr[i]:indptr[i + 1]]) for i in range(len(indptr) - 1)]
+    return [list(indices[indptr[i] : indptr[i + 1]]) for i in range(len(indptr) - 1)]
 
 
 # ------------------------------------------------------------------ random stream

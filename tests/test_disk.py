@@ -19,15 +19,24 @@ from kibs_mc.run.limits import FIXED_OUTPUT_BYTES, estimate
 from kibs_mc.run.plan import build_scenarios
 from tests.conftest import run_cli
 
-KIBS = ["cluster=small", "model.steps=60", "tracking=none", "executor=serial", "replicates=20",
-        "executor.chunk_size=20"]
+KIBS = [
+    "cluster=small",
+    "model.steps=60",
+    "tracking=none",
+    "executor=serial",
+    "replicates=20",
+    "executor.chunk_size=20",
+]
 
 
 def test_the_disk_estimate_covers_the_results_and_the_rest(tmp_path):
     result = run_experiment(load_config(KIBS), KIBS, tmp_path / "run")
     run_dir = tmp_path / "run"
-    results = [*(run_dir / "chunks").glob("*.parquet"), run_dir / "replicates.parquet",
-               run_dir / "timeseries.parquet"]  # grow with the replicates
+    results = [
+        *(run_dir / "chunks").glob("*.parquet"),
+        run_dir / "replicates.parquet",
+        run_dir / "timeseries.parquet",
+    ]  # grow with the replicates
     rows_and_series = sum(p.stat().st_size for p in results)
     other = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file() and p not in results)
     config = load_config(KIBS)
@@ -42,6 +51,7 @@ def _limit_file_size(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill, as ENOSPC
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -52,8 +62,14 @@ def test_a_file_system_that_refuses_results_ends_the_run_with_one_message(tmp_pa
     file of this run is smaller)."""
     run_dir = tmp_path / "run"
     args = [*KIBS, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, preexec_fn=_limit_file_size(limit))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kibs_mc", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size(limit),
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     message = [line for line in proc.stderr.splitlines() if line.startswith("kibs-mc:")]
     assert len(message) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

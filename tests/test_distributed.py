@@ -26,8 +26,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none"]
 #: Replicates of ~50 ms each (no convergence: tolerance 0, a fixed number of meetings), in
 #: chunks of 4, so tasks last ~0.2 s and a fault lands while chunks are in flight.
-SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.tolerance=0.0",
-        "model.max_meetings=1000000", "tracking=none", "replicates=96", "executor.chunk_size=4"]
+SLOW = [
+    "model=cowan_jonard",
+    "model.agents=100",
+    "model.degree=4",
+    "model.tolerance=0.0",
+    "model.max_meetings=1000000",
+    "tracking=none",
+    "replicates=96",
+    "executor.chunk_size=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +66,14 @@ def oracle(tmp_path: Path, overrides: list[str]) -> pl.DataFrame:
 def kibs_mc(ray_nodes: RayNodes, overrides: list[str], cwd: Path) -> subprocess.Popen:
     """The CLI as a driver attached to the Ray nodes."""
     args = [sys.executable, "-m", "kibs_mc", *overrides, f"executor.address={ray_nodes.address}"]
-    return subprocess.Popen(args,
-                            cwd=cwd, env={**ray_nodes.client_env(), "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env={**ray_nodes.client_env(), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
@@ -90,9 +103,24 @@ def test_address_and_job_submit_match_the_serial_executor(ray_nodes, tmp_path):
     deadline = time.monotonic() + 120
     while True:
         job = subprocess.run(
-            [RAY, "job", "submit", f"--address={ray_nodes.dashboard_url}", "--",
-             sys.executable, "-m", "kibs_mc", *overrides, f"hydra.run.dir={tmp_path / 'job'}"],
-            env=ray_nodes.client_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+            [
+                RAY,
+                "job",
+                "submit",
+                f"--address={ray_nodes.dashboard_url}",
+                "--",
+                sys.executable,
+                "-m",
+                "kibs_mc",
+                *overrides,
+                f"hydra.run.dir={tmp_path / 'job'}",
+            ],
+            env=ray_nodes.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
         if "No available agent to submit job" not in job.stderr + job.stdout or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -145,8 +173,10 @@ def test_killed_worker_node_loses_nothing(ray_nodes, tmp_path, slow_oracle):
     want = slow_oracle
     node = ray_nodes.nodes[1]
     proc = kibs_mc(ray_nodes, [*SLOW, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    wait_for(lambda: proc.poll() is not None or ray_nodes.task_pids(node=node),
-             what="a chunk running on the second node")
+    wait_for(
+        lambda: proc.poll() is not None or ray_nodes.task_pids(node=node),
+        what="a chunk running on the second node",
+    )
     assert proc.poll() is None
     ray_nodes.kill_node(node)
     out = finish(proc)

@@ -13,17 +13,20 @@ from kibs_mc.experiments.pipeline import run_experiment
 from tests.conftest import cut_run
 
 
-def synthetic(n: int, effect: float, rng: np.random.Generator, shared_sd: float = 3.0,
-              own_sd: float = 0.5) -> pl.DataFrame:
+def synthetic(
+    n: int, effect: float, rng: np.random.Generator, shared_sd: float = 3.0, own_sd: float = 0.5
+) -> pl.DataFrame:
     """Two scenarios on common replicates: a large shared component plus small own noise."""
     shared = rng.normal(10, shared_sd, n)
     base = shared + rng.normal(0, own_sd, n)
     treated = shared + effect + rng.normal(0, own_sd, n)
-    return pl.DataFrame({
-        "scenario": ["baseline"] * n + ["treated"] * n,
-        "replicate": np.tile(np.arange(n), 2),
-        "y": np.concatenate([base, treated]),
-    })
+    return pl.DataFrame(
+        {
+            "scenario": ["baseline"] * n + ["treated"] * n,
+            "replicate": np.tile(np.arange(n), 2),
+            "y": np.concatenate([base, treated]),
+        }
+    )
 
 
 def test_ci_of_a_planted_effect_covers_it_at_about_the_nominal_rate():
@@ -38,8 +41,10 @@ def test_ci_of_a_planted_effect_covers_it_at_about_the_nominal_rate():
 
 def test_no_planted_effect_is_mostly_not_significant():
     rng = np.random.default_rng(7)
-    flagged = [paired_effects(synthetic(40, 0.0, rng), ["y"], "baseline", seed=i)["significant"][0]
-               for i in range(100)]
+    flagged = [
+        paired_effects(synthetic(40, 0.0, rng), ["y"], "baseline", seed=i)["significant"][0]
+        for i in range(100)
+    ]
     assert np.mean(flagged) < 0.12
 
 
@@ -56,7 +61,8 @@ def test_pairing_narrows_the_interval_on_the_same_data():
 def test_effect_size_and_cost_columns():
     rng = np.random.default_rng(5)
     rows = synthetic(50, 2.0, rng).with_columns(
-        governance_cost=pl.when(pl.col("scenario") == "treated").then(4.0).otherwise(0.0))
+        governance_cost=pl.when(pl.col("scenario") == "treated").then(4.0).otherwise(0.0)
+    )
     r = paired_effects(rows, ["y"], "baseline").row(0, named=True)
     base = rows.filter(pl.col("scenario") == "baseline")["y"].to_numpy()
     assert r["effect_size"] == pytest.approx(r["effect"] / base.std(ddof=1))
@@ -77,8 +83,16 @@ def test_baseline_choice():
 
 # ------------------------------------------------------------------ adaptive replicate counts
 
-SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
-         "experiment=cj_docking", "executor=serial", "tracking=none", "executor.chunk_size=5"]
+SMALL = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "experiment=cj_docking",
+    "executor=serial",
+    "tracking=none",
+    "executor.chunk_size=5",
+]
 
 
 def run(tmp_path, name, *extra):
@@ -87,9 +101,15 @@ def run(tmp_path, name, *extra):
 
 
 def test_adaptive_counts_stop_at_the_target_or_at_max_replicates(tmp_path):
-    result = run(tmp_path, "adaptive", "replicates=10", "experiment.max_replicates=80",
-                 "experiment.precision.outcome=knowledge_mean", "experiment.precision.half_width=0.0015",
-                 "experiment.precision.on=mean")
+    result = run(
+        tmp_path,
+        "adaptive",
+        "replicates=10",
+        "experiment.max_replicates=80",
+        "experiment.precision.outcome=knowledge_mean",
+        "experiment.precision.half_width=0.0015",
+        "experiment.precision.on=mean",
+    )
     counts = dict(result.rows.group_by("scenario").len().iter_rows())
     summary = summarize(result.rows, ["knowledge_mean"])
     assert max(counts.values()) <= 80
@@ -98,8 +118,9 @@ def test_adaptive_counts_stop_at_the_target_or_at_max_replicates(tmp_path):
         half = (r["ci_high"] - r["ci_low"]) / 2
         assert half <= 0.0015 * abs(r["mean"]) or counts[r["scenario"]] == 80
     assert len(result.notes) == 6 and all("knowledge_mean" in n for n in result.notes)
-    assert (result.run_dir / "report.md").read_text().count("reached the target") + \
-        (result.run_dir / "report.md").read_text().count("stopped at experiment.max_replicates") == 6
+    assert (result.run_dir / "report.md").read_text().count("reached the target") + (
+        result.run_dir / "report.md"
+    ).read_text().count("stopped at experiment.max_replicates") == 6
     # Replicates are numbered without gaps, and each scenario's seeds are the shared ones.
     for scenario, n in counts.items():
         reps = result.rows.filter(pl.col("scenario") == scenario)["replicate"].to_list()
@@ -107,8 +128,14 @@ def test_adaptive_counts_stop_at_the_target_or_at_max_replicates(tmp_path):
 
 
 def test_loose_target_needs_no_extra_round(tmp_path):
-    result = run(tmp_path, "loose", "replicates=10", "experiment.max_replicates=80",
-                 "experiment.precision.outcome=knowledge_mean", "experiment.precision.half_width=0.5")
+    result = run(
+        tmp_path,
+        "loose",
+        "replicates=10",
+        "experiment.max_replicates=80",
+        "experiment.precision.outcome=knowledge_mean",
+        "experiment.precision.half_width=0.5",
+    )
     assert result.rows.height == 60
     assert all("reached the target" in n for n in result.notes)
 
@@ -152,9 +179,15 @@ def test_common_random_numbers_pair_governance_effects(tmp_path):
 
 
 def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
-    overrides = [*KIBS_SMALL, "model.steps=6", "experiment=lever_sweep", "replicates=1",
-                 "experiment.sweep.samples=32", "experiment.sweep.max_samples=0",
-                 "governance.unit_cost.business=1e9"]
+    overrides = [
+        *KIBS_SMALL,
+        "model.steps=6",
+        "experiment=lever_sweep",
+        "replicates=1",
+        "experiment.sweep.samples=32",
+        "experiment.sweep.max_samples=0",
+        "governance.unit_cost.business=1e9",
+    ]
     # a unit cost no budget share can pay reaches no HTE, so the business share spends nothing
     result = run_experiment(load_config(overrides), overrides, tmp_path / "sobol")
     assert len(result.sampled) == 32 * (4 + 2)
@@ -169,9 +202,14 @@ def test_sobol_sweep_finds_a_costless_lever_irrelevant_to_cost(tmp_path):
 
 def test_resumed_adaptive_run_takes_the_same_decisions(tmp_path):
     """Interrupted in a later round, a resumed adaptive run ends with the uninterrupted rows."""
-    adaptive = ["replicates=5", "executor.chunk_size=2", "experiment.max_replicates=200",
-                "experiment=single", "experiment.precision.outcome=knowledge_cv",
-                "experiment.precision.half_width=0.1"]
+    adaptive = [
+        "replicates=5",
+        "executor.chunk_size=2",
+        "experiment.max_replicates=200",
+        "experiment=single",
+        "experiment.precision.outcome=knowledge_cv",
+        "experiment.precision.half_width=0.1",
+    ]
     full = run(tmp_path, "full", *adaptive)
     assert full.rows.height > 30, "the target should need several rounds"
     cut = cut_run(full.run_dir, tmp_path / "cut", below=30)  # as if killed mid-run

@@ -76,8 +76,7 @@ def test_enough_work_goes_to_a_local_ray_cluster_after_two_chunks_measured_here(
         print(json.dumps({"items": [i for i, _ in pairs], "pids": [p for _, p in pairs],
                           "driver": os.getpid(), "lines": lines, "started": started}))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sorted(got["items"]) == list(range(24))
@@ -98,5 +97,7 @@ def test_the_default_executor_is_auto_and_gives_the_serial_results(tmp_path):
     serial = run_cli(*args, "executor=serial", f"hydra.run.dir={tmp_path / 'serial'}", cwd=tmp_path)
     assert serial.returncode == 0, serial.stderr[-2000:]
     assert "executor=auto" not in serial.stderr
-    assert_frame_equal(pl.read_parquet(tmp_path / "auto" / "replicates.parquet"),
-                       pl.read_parquet(tmp_path / "serial" / "replicates.parquet"))
+    assert_frame_equal(
+        pl.read_parquet(tmp_path / "auto" / "replicates.parquet"),
+        pl.read_parquet(tmp_path / "serial" / "replicates.parquet"),
+    )

@@ -71,8 +71,12 @@ KINDS = ["serial", "local", "attached"]
 def runner(request, param: str):
     """``run(body)`` runs the prelude plus ``body`` with the executor kind ``param`` in a fresh
     interpreter and returns the JSON its last line prints."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONPATH": str(REPO),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     cluster = request.getfixturevalue("attached") if param == "attached" else None
     if cluster is not None:
         env.update({k: v for k, v in cluster.client_env().items() if k.startswith("RAY_")})
@@ -81,8 +85,9 @@ def runner(request, param: str):
 
     def _run(body: str) -> dict:
         code = textwrap.dedent(PRELUDE) + textwrap.dedent(body)
-        proc = subprocess.run([sys.executable, "-c", code, kind], cwd=REPO, capture_output=True,
-                              text=True, timeout=240, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, kind], cwd=REPO, capture_output=True, text=True, timeout=240, env=env
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

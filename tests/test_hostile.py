@@ -16,25 +16,72 @@ from kibs_mc.config import Config, load_config
 from kibs_mc.errors import UserError
 from kibs_mc.experiments.pipeline import run_experiment
 
-KEYS = ["replicates", "seed", "resume", "model.agents", "model.degree", "model.categories", "model.alpha",
-        "model.tolerance", "model.rewire_p", "model.max_meetings", "model.initial_max",
-        "executor.num_cpus", "executor.chunk_size", "executor.max_in_flight", "executor.max_retries",
-        "executor.kind", "executor.address", "tracking.uri", "tracking.enabled", "experiment.name"]
+KEYS = [
+    "replicates",
+    "seed",
+    "resume",
+    "model.agents",
+    "model.degree",
+    "model.categories",
+    "model.alpha",
+    "model.tolerance",
+    "model.rewire_p",
+    "model.max_meetings",
+    "model.initial_max",
+    "executor.num_cpus",
+    "executor.chunk_size",
+    "executor.max_in_flight",
+    "executor.max_retries",
+    "executor.kind",
+    "executor.address",
+    "tracking.uri",
+    "tracking.enabled",
+    "experiment.name",
+]
 GROUPS = ["model", "executor", "tracking", "experiment", "nosuchgroup", "governance", "cluster"]
 
 values = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["nan", "NaN", "inf", "-inf", "1e400", "true", "false", "null", "", "[]", "[1,2]",
-                     "{a:1}", "${oops}", "${model.agents}", "'quoted'", "a b", "=", "0x10", "1_000",
-                     "serial", "ray", "cowan_jonard", "none", "mlflow", "cj_docking", "../../etc",
-                     "/nonexistent/dir"]),
+    st.sampled_from(
+        [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e400",
+            "true",
+            "false",
+            "null",
+            "",
+            "[]",
+            "[1,2]",
+            "{a:1}",
+            "${oops}",
+            "${model.agents}",
+            "'quoted'",
+            "a b",
+            "=",
+            "0x10",
+            "1_000",
+            "serial",
+            "ray",
+            "cowan_jonard",
+            "none",
+            "mlflow",
+            "cj_docking",
+            "../../etc",
+            "/nonexistent/dir",
+        ]
+    ),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
 )
-keys = st.one_of(st.sampled_from(KEYS), st.sampled_from(GROUPS),
-                 st.text(alphabet="abcxyz._", min_size=1, max_size=10))
+keys = st.one_of(
+    st.sampled_from(KEYS), st.sampled_from(GROUPS), st.text(alphabet="abcxyz._", min_size=1, max_size=10)
+)
 overrides = st.lists(st.tuples(keys, values).map(lambda kv: f"{kv[0]}={kv[1]}"), max_size=3).map(
-    lambda ovs: ["model=cowan_jonard", *ovs])
+    lambda ovs: ["model=cowan_jonard", *ovs]
+)
 
 
 def assert_clear(message: str) -> None:
@@ -62,21 +109,30 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "replicates=4",
-         "executor=serial"]
+SMALL = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "replicates=4",
+    "executor=serial",
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,says", [
-    (["replicates=abc"], "replicates"),
-    (["model.alpha=nan"], "model.alpha"),
-    (["model.agents=1e400"], "model.agents"),
-    (["nosuchgroup=x"], "nosuchgroup"),
-    (["executor=nosuch"], "executor"),
-    (["hydra.run.dir=/etc/hostname/run"], "hydra.run.dir"),
-    (["experiment=cj_docking", "replicates=100000000"], "GiB"),
-    (["model.agents=10000000", "model.categories=10000"], "GiB"),
-])
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["replicates=abc"], "replicates"),
+        (["model.alpha=nan"], "model.alpha"),
+        (["model.agents=1e400"], "model.agents"),
+        (["nosuchgroup=x"], "nosuchgroup"),
+        (["executor=nosuch"], "executor"),
+        (["hydra.run.dir=/etc/hostname/run"], "hydra.run.dir"),
+        (["experiment=cj_docking", "replicates=100000000"], "GiB"),
+        (["model.agents=10000000", "model.categories=10000"], "GiB"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_message(cli, args, says):
     proc = cli(*SMALL, "tracking=none", *args, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -94,9 +150,20 @@ def test_unreachable_mlflow_keeps_results_and_says_how_to_log_later(cli, tmp_pat
     # ... and the later logging works once a store is there.
     import subprocess
     import sys
-    later = subprocess.run([sys.executable, "-m", "kibs_mc.tracking", str(tmp_path / "run"),
-                            f"tracking.uri=sqlite:///{tmp_path / 'later.db'}"],
-                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+    later = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kibs_mc.tracking",
+            str(tmp_path / "run"),
+            f"tracking.uri=sqlite:///{tmp_path / 'later.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert later.returncode == 0, later.stderr[-2000:]
     assert "logged" in later.stdout
 

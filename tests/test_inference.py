@@ -29,9 +29,13 @@ def crn(rng: np.random.Generator, n: int, means, shared: float = 3.0, own: float
 
 def long_rows(y: np.ndarray, names) -> pl.DataFrame:
     n = y.shape[0]
-    return pl.DataFrame({"scenario": [s for s in names for _ in range(n)],
-                         "replicate": np.tile(np.arange(n), len(names)),
-                         "y": y.T.reshape(-1)})
+    return pl.DataFrame(
+        {
+            "scenario": [s for s in names for _ in range(n)],
+            "replicate": np.tile(np.arange(n), len(names)),
+            "y": y.T.reshape(-1),
+        }
+    )
 
 
 def test_holm_keeps_the_familywise_error_at_alpha_with_all_null_contrasts():
@@ -129,6 +133,7 @@ def test_each_cell_has_its_own_generator_whatever_else_is_computed():
 
 # ------------------------------------------------------------------ KN selection
 
+
 def run_kn(rng: np.random.Generator, means, delta: float, step: int = 20, n0: int = 10):
     """KN as the pipeline runs it: rounds of ``step`` replicates for the contenders only."""
     k = len(means)
@@ -151,8 +156,9 @@ def test_kn_selects_the_planted_best_at_a_rate_of_at_least_one_minus_alpha():
     assert right / reps >= 0.95
     # the same data, picking the larger mean after the first stage, is wrong far more often
     rng = np.random.default_rng(7)
-    naive = sum(int(np.argmax(crn(rng, 3000, [0, 0, 0, 0, delta])[:10].mean(axis=0))) == 4
-                for _ in range(reps))
+    naive = sum(
+        int(np.argmax(crn(rng, 3000, [0, 0, 0, 0, delta])[:10].mean(axis=0))) == 4 for _ in range(reps)
+    )
     assert naive / reps < 0.9
 
 
@@ -181,12 +187,13 @@ def test_kn_takes_the_decisions_of_the_one_at_a_time_procedure_whatever_the_roun
 
 def test_kn_constants_follow_the_paper():
     # eta = ((2 alpha / (k - 1))^(-2 / (n0 - 1)) - 1) / 2 (Kim & Nelson 2001, s.3)
-    assert kn_eta(0.05, 2, 3) == pytest.approx(0.5 * (0.1 ** -1 - 1))
+    assert kn_eta(0.05, 2, 3) == pytest.approx(0.5 * (0.1**-1 - 1))
     with pytest.raises(ValueError):
         kn([np.zeros(5)], 1.0)
 
 
 # ------------------------------------------------------------------ adaptive precision on what is decided
+
 
 def test_precision_on_effects_stops_when_the_effect_ci_reaches_the_target():
     """Common random numbers make each mean noisy (shared sd 3) but the paired effect precise
@@ -207,13 +214,16 @@ def test_precision_on_effects_stops_when_the_effect_ci_reaches_the_target():
             targets, _ = next_targets(pool, scenarios, counts, precision, 5000, 10, "baseline")
             if all(targets[i] <= counts[i] for i in counts):
                 return counts[1], precision_cells(
-                    pool.filter(pl.col("replicate") < counts[1]), names, "baseline", precision)
+                    pool.filter(pl.col("replicate") < counts[1]), names, "baseline", precision
+                )
             counts = {i: max(counts[i], targets[i]) for i in counts}
 
     n_effect, cells = adapt("effect")
     assert all(half <= goal for half, goal in cells.values())
-    mean_half = [_half_width(pool.filter((pl.col("scenario") == s) & (pl.col("replicate") < n_effect))["y"])
-                 for s in names]
+    mean_half = [
+        _half_width(pool.filter((pl.col("scenario") == s) & (pl.col("replicate") < n_effect))["y"])
+        for s in names
+    ]
     assert max(mean_half) > 0.01 * 10  # the means are not that precise yet
     n_mean, _ = adapt("mean")
     assert n_mean > 5 * n_effect
@@ -242,8 +252,11 @@ def test_the_executive_summary_names_the_best_and_who_it_is_not_relevantly_ahead
     cost = pl.DataFrame({"scenario": names, "cost": [0.0, 1800.0, 1800.0 + 1.3e-10, 1800.0 - 2e-11]})
     rows = rows.join(cost, on="scenario")
     ranked = ranks(rows, ["y", "cost"], names, seed=3, lower_is_better=["cost"])
-    text = "\n".join(executive_summary(
-        Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm", cost="cost"), ["y"]))
+    text = "\n".join(
+        executive_summary(
+            Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm", cost="cost"), ["y"]
+        )
+    )
     assert "the same budget as every other policy" in text
     assert "Best for `y` (higher is better): `b`" in text
     assert "Not clearly ahead of `a`" in text and "beyond chance, but smaller than" in text
@@ -259,8 +272,10 @@ def test_the_summary_does_not_call_a_large_lead_small_when_the_adjustment_decide
     from kibs_mc.analysis.report import Findings, executive_summary
 
     names = ["baseline", "a", "b", "c", "d", "e"]
-    rows = long_rows(crn(np.random.default_rng(0), 4, [100.0, 100.0, 110.0, 100.0, 100.0, 100.0],
-                         shared=5.0, own=3.0), names)
+    rows = long_rows(
+        crn(np.random.default_rng(0), 4, [100.0, 100.0, 110.0, 100.0, 100.0, 100.0], shared=5.0, own=3.0),
+        names,
+    )
     family = contrasts(rows, ["y"], names, "baseline", seed=3, min_effect=0.02)
     effects = decide_effects(paired_effects(rows, ["y"], "baseline", seed=3, min_effect=0.02), family)
     ranked = ranks(rows, ["y"], names, seed=3)

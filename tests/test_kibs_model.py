@@ -23,14 +23,33 @@ from tests.conftest import REPO
 from tests.kibs_reference import Twin
 
 FAST = ["executor=serial", "tracking=none", "cluster=small"]
-TINY = FAST + ["cluster.hte=30", "cluster.t_kibs=6", "cluster.p_kibs=5", "cluster.uni=2",
-               "cluster.intermediaries=2", "cluster.fin=2", "cluster.mean_degree=6"]
-ALL_LEVERS = ["governance.strategic=1", "governance.management=1", "governance.business=1",
-              "governance.information=1"]
+TINY = FAST + [
+    "cluster.hte=30",
+    "cluster.t_kibs=6",
+    "cluster.p_kibs=5",
+    "cluster.uni=2",
+    "cluster.intermediaries=2",
+    "cluster.fin=2",
+    "cluster.mean_degree=6",
+]
+ALL_LEVERS = [
+    "governance.strategic=1",
+    "governance.management=1",
+    "governance.business=1",
+    "governance.information=1",
+]
 #: Much exit and start-up, strong network dynamics: every branch of the step kernels runs.
-TURBULENT = ["model.fixed_cost=1.5", "model.kibs_fixed_cost=0.8", "model.startup_prob=0.8",
-             "model.triadic_p=0.5", "model.proximity_p=0.5", "model.broker_p=1", "model.tie_decay=0.3",
-             "governance.effects.long_range_search=0.5", "cluster.capital=[10,6,6,10,10,2]"]
+TURBULENT = [
+    "model.fixed_cost=1.5",
+    "model.kibs_fixed_cost=0.8",
+    "model.startup_prob=0.8",
+    "model.triadic_p=0.5",
+    "model.proximity_p=0.5",
+    "model.broker_p=1",
+    "model.tie_decay=0.3",
+    "governance.effects.long_range_search=0.5",
+    "cluster.capital=[10,6,6,10,10,2]",
+]
 
 
 def config(*overrides: str):
@@ -71,12 +90,16 @@ def run_both(overrides: list[str], seed: int, steps: int):
     return state, twin, cumulative
 
 
-@pytest.mark.parametrize("overrides", [
-    ALL_LEVERS + TURBULENT,
-    ["governance=all_four"],
-    ["model.schedule=random_draw", "model.barter=true", "model.absorption=fixed"] + ALL_LEVERS,
-    ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
-], ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ALL_LEVERS + TURBULENT,
+        ["governance=all_four"],
+        ["model.schedule=random_draw", "model.barter=true", "model.absorption=fixed"] + ALL_LEVERS,
+        ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
+    ],
+    ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi"],
+)
 def test_step_kernels_match_python_twin(overrides):
     cluster, twin, cumulative = run_both(overrides, seed=7, steps=12)
     state, ties, work = cluster.agents, cluster.ties, cluster.work
@@ -94,18 +117,32 @@ def test_step_kernels_match_python_twin(overrides):
     exits = [tally[kernel.HTE_EXITS], tally[kernel.KIBS_EXITS], tally[kernel.FIN_EXITS]]
     assert exits == list(twin.exits.values())
     assert [tally[kernel.IMITATIONS], tally[kernel.INDEPENDENT], tally[kernel.PROJECT_SUCCESS]] == [
-        twin.imitations, twin.independent, twin.projects_won]
-    accounts = {"gov": kernel.GOV_SPENT, "market": kernel.MARKET_IN, "costs": kernel.COSTS_OUT,
-                "entry": kernel.ENTRY_IN, "exit": kernel.EXIT_OUT, "kibs_gross": kernel.KIBS_GROSS,
-                "kibs_costs": kernel.KIBS_COSTS, "interest": kernel.INTEREST, "defaults": kernel.DEFAULTS,
-                "hte_kibs": kernel.HTE_KIBS_SERVICES, "hte_spend": kernel.HTE_SPENDING}
+        twin.imitations,
+        twin.independent,
+        twin.projects_won,
+    ]
+    accounts = {
+        "gov": kernel.GOV_SPENT,
+        "market": kernel.MARKET_IN,
+        "costs": kernel.COSTS_OUT,
+        "entry": kernel.ENTRY_IN,
+        "exit": kernel.EXIT_OUT,
+        "kibs_gross": kernel.KIBS_GROSS,
+        "kibs_costs": kernel.KIBS_COSTS,
+        "interest": kernel.INTEREST,
+        "defaults": kernel.DEFAULTS,
+        "hte_kibs": kernel.HTE_KIBS_SERVICES,
+        "hte_spend": kernel.HTE_SPENDING,
+    }
     for name, index in accounts.items():
         assert work.ledger[index] == pytest.approx(twin.ledger[name], rel=1e-9, abs=1e-9), name
     hist = work.exit_innovations
     assert {int(c): int(hist[c]) for c in np.flatnonzero(hist)} == twin.exited_innovations
     assert work.born.tolist() == twin.born
     assert [tally[kernel.YOUNG_ENTRANTS], tally[kernel.YOUNG_EXITS]] == [
-        twin.young_entrants, twin.young_exits]
+        twin.young_entrants,
+        twin.young_exits,
+    ]
     for i, row in enumerate(twin.rows):
         a = ties.indptr[i]
         b = a + ties.row_len[i]
@@ -157,11 +194,18 @@ def test_large_state_moves_into_one_huge_page_mapping_and_runs_the_same():
         rng = new_state(5)
         state = build_cluster(cfg.cluster, prm, rng)
         if not moved:  # the same values in ordinary arrays
-            state = build.ClusterState(*(type(part)(*(np.array(a) if isinstance(a, np.ndarray) else a
-                                                       for a in part))
-                                         for part in (state.agents, state.ties, state.work)))
-        roots = {id(_root_buffer(a)) for part in (state.agents, state.ties, state.work) for a in part
-                 if isinstance(a, np.ndarray)}
+            state = build.ClusterState(
+                *(
+                    type(part)(*(np.array(a) if isinstance(a, np.ndarray) else a for a in part))
+                    for part in (state.agents, state.ties, state.work)
+                )
+            )
+        roots = {
+            id(_root_buffer(a))
+            for part in (state.agents, state.ties, state.work)
+            for a in part
+            if isinstance(a, np.ndarray)
+        }
         if moved:  # every array in one buffer, the mapping
             assert len(roots) == 1 and _root_buffer(state.agents.knowledge) is not None
         else:
@@ -229,7 +273,7 @@ def test_cluster_counts_and_network_are_consistent(network):
     assert cluster.n == sum(cfg.cluster.counts)
     ties = set()
     for i in range(cluster.n):
-        row = net.indices[net.indptr[i]:net.indptr[i] + net.row_len[i]]
+        row = net.indices[net.indptr[i] : net.indptr[i] + net.row_len[i]]
         assert len(set(row.tolist())) == len(row) and i not in row
         ties |= {(min(i, j), max(i, j)) for j in row.tolist()}
     assert 2 * len(ties) == net.row_len.sum()  # every tie in both rows
@@ -250,8 +294,9 @@ def test_invariants_after_a_run():
         assert np.all(np.isfinite(s.capital))
         assert np.all((s.manage >= 0) & (s.manage <= 1))
         assert np.bincount(s.agent_type, minlength=6).tolist() == cfg.cluster.counts
-        live = np.concatenate([np.arange(net.indptr[i], net.indptr[i] + net.row_len[i])
-                               for i in range(result.state.n)])
+        live = np.concatenate(
+            [np.arange(net.indptr[i], net.indptr[i] + net.row_len[i]) for i in range(result.state.n)]
+        )
         assert np.all((net.weights[live] > 0) & (net.weights[live] <= 1))
         assert net.partner[live].any()
         assert np.all(net.weights[live][net.partner[live]] == 1.0)  # a partnership never decays
@@ -259,8 +304,14 @@ def test_invariants_after_a_run():
 
 
 def test_partnership_ties_survive_decay_that_removes_all_others():
-    cfg = config("governance=strategic", "model.tie_decay=1", "model.triadic_p=0", "model.proximity_p=0",
-                 "model.broker_p=0", "model.finance=false")
+    cfg = config(
+        "governance=strategic",
+        "model.tie_decay=1",
+        "model.triadic_p=0",
+        "model.proximity_p=0",
+        "model.broker_p=0",
+        "model.finance=false",
+    )
     state = cluster_model.run(cfg, 5).state
     s = state.ties
     live = np.concatenate([np.arange(s.indptr[i], s.indptr[i] + s.row_len[i]) for i in range(state.n)])
@@ -316,17 +367,20 @@ def test_information_raises_transfer_per_meeting():
     assert gains[1] > gains[0] * 1.2
 
 
-@pytest.mark.parametrize("governance, outcome, sign", [
-    ("information", "hte_knowledge_mean", +1),  # more transfer per meeting, long-range ties
-    ("information", "network_density", +1),  # long-range search makes ties
-    ("strategic", "joint_projects_succeeded", +1),  # the grant funds joint projects
-    ("strategic", "kibs_net_revenue", +1),  # benefit shares exceed the KIBS' risk shares
-    ("strategic", "innovations_independent", +1),  # a joint project is an independent innovation
-    ("management", "innovations_per_hte", +1),  # managerial capability converts potential
-    ("management", "kibs_net_revenue", +1),  # consulting money is P-KIBS revenue
-    ("business", "hte_exits", -1),  # cheaper R&D with KIBS services and the platform
-    ("business", "hte_knowledge_mean", +1),  # engineering services and the platform transfer
-])
+@pytest.mark.parametrize(
+    "governance, outcome, sign",
+    [
+        ("information", "hte_knowledge_mean", +1),  # more transfer per meeting, long-range ties
+        ("information", "network_density", +1),  # long-range search makes ties
+        ("strategic", "joint_projects_succeeded", +1),  # the grant funds joint projects
+        ("strategic", "kibs_net_revenue", +1),  # benefit shares exceed the KIBS' risk shares
+        ("strategic", "innovations_independent", +1),  # a joint project is an independent innovation
+        ("management", "innovations_per_hte", +1),  # managerial capability converts potential
+        ("management", "kibs_net_revenue", +1),  # consulting money is P-KIBS revenue
+        ("business", "hte_exits", -1),  # cheaper R&D with KIBS services and the platform
+        ("business", "hte_knowledge_mean", +1),  # engineering services and the platform transfer
+    ],
+)
 def test_lever_effect_has_the_sign_of_its_mechanism(governance, outcome, sign, baseline):
     treated = outcomes_over(SEEDS, f"governance={governance}")
     assert sign * paired_t(baseline[outcome], treated[outcome]) > 2.5
@@ -349,11 +403,23 @@ def test_without_universities_knowledge_growth_falls(baseline):
 # --------------------------------------------------------------------------- docking
 
 
-DOCK_KIBS = ["cluster=docking", "cluster.hte=100", "cluster.mean_degree=6", "cluster.fields=5",
-             "model.schedule=random_draw", "model.barter=true", "model.absorption=fixed",
-             "model.fixed_absorption=0.1", "model.distance_learning=false", "model.transfer_efficiency=1",
-             "model.production=false", "model.innovation=false", "model.finance=false",
-             "model.network_dynamics=false", "model.trust_weight=0"]
+DOCK_KIBS = [
+    "cluster=docking",
+    "cluster.hte=100",
+    "cluster.mean_degree=6",
+    "cluster.fields=5",
+    "model.schedule=random_draw",
+    "model.barter=true",
+    "model.absorption=fixed",
+    "model.fixed_absorption=0.1",
+    "model.distance_learning=false",
+    "model.transfer_efficiency=1",
+    "model.production=false",
+    "model.innovation=false",
+    "model.finance=false",
+    "model.network_dynamics=false",
+    "model.trust_weight=0",
+]
 DOCK_CJ = ["model=cowan_jonard", "model.agents=100", "model.degree=6", "model.categories=5"]
 
 
@@ -363,8 +429,10 @@ def docking_samples(steps: int, kibs_extra: tuple[str, ...] = (), reps: int = 40
     cj_cfg = load_config([*FAST, *DOCK_CJ, f"model.max_meetings={steps * 100}"])
     kibs_cfg = load_config([*FAST, *DOCK_KIBS, f"model.steps={steps}", *kibs_extra])
     cj = [cowan_jonard.simulate_replicate(cj_cfg, s)[0] for s in range(reps)]
-    kb = [cowan_jonard.knowledge_outcomes(cluster_model.run(kibs_cfg, 10_000 + s).state.agents.knowledge)
-          for s in range(reps)]
+    kb = [
+        cowan_jonard.knowledge_outcomes(cluster_model.run(kibs_cfg, 10_000 + s).state.agents.knowledge)
+        for s in range(reps)
+    ]
     keys = ("knowledge_mean", "knowledge_cv")
     return ({k: np.array([r[k] for r in cj]) for k in keys}, {k: np.array([r[k] for r in kb]) for k in keys})
 
@@ -387,26 +455,35 @@ def test_docking_test_detects_a_different_model(change):
 # --------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("override, key", [
-    ("governance.strategic=1.5", "governance.strategic"),
-    ("governance.information=-0.1", "governance.information"),
-    ("cluster.hte=0", "cluster.hte"),
-    ("governance.unit_cost.business=-1", "governance.unit_cost.business"),
-    ("cluster.sociability=[1,2]", "cluster.sociability"),
-    ("cluster.network=lattice", "cluster.network"),
-    ("model.schedule=random", "model.schedule"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("governance.strategic=1.5", "governance.strategic"),
+        ("governance.information=-0.1", "governance.information"),
+        ("cluster.hte=0", "cluster.hte"),
+        ("governance.unit_cost.business=-1", "governance.unit_cost.business"),
+        ("cluster.sociability=[1,2]", "cluster.sociability"),
+        ("cluster.network=lattice", "cluster.network"),
+        ("model.schedule=random", "model.schedule"),
+    ],
+)
 def test_bad_cluster_or_governance_value_is_a_config_error(override, key):
     with pytest.raises(ConfigError) as err:
         load_config([override])
     assert err.value.key == key
 
 
-@pytest.mark.parametrize("override", ["governance.strategic=1.5", "cluster.hte=0",
-                                      "governance.unit_cost.business=-1"])
+@pytest.mark.parametrize(
+    "override", ["governance.strategic=1.5", "cluster.hte=0", "governance.unit_cost.business=-1"]
+)
 def test_cli_exits_2_on_bad_values(override, tmp_path):
-    proc = subprocess.run([str(REPO / ".venv/bin/kibs-mc"), override, "executor=serial", "tracking=none"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/kibs-mc"), override, "executor=serial", "tracking=none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     message = proc.stderr.strip()
     assert override.split("=")[0] in message and "allowed" in message
@@ -415,13 +492,31 @@ def test_cli_exits_2_on_bad_values(override, tmp_path):
 
 def test_compare_governance_runs_end_to_end(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "kibs_mc", "experiment=compare_governance", "replicates=3", *FAST,
-         "model.steps=30", "hydra.run.dir=run"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "kibs_mc",
+            "experiment=compare_governance",
+            "replicates=3",
+            *FAST,
+            "model.steps=30",
+            "hydra.run.dir=run",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = pl.read_parquet(tmp_path / "run" / "replicates.parquet")
     assert rows["scenario"].unique(maintain_order=True).to_list() == [
-        "baseline", "strategic", "management", "business", "information", "all_four"]
+        "baseline",
+        "strategic",
+        "management",
+        "business",
+        "information",
+        "all_four",
+    ]
     assert set(cluster_model.OUTCOMES) <= set(rows.columns)
     cost = dict(rows.group_by("scenario").agg(pl.col("governance_cost").first()).iter_rows())
     # equal money: every scenario but the baseline spends the whole budget (0.05 x 100 HTEs x 30 steps)
@@ -441,8 +536,11 @@ def test_compare_governance_runs_end_to_end(tmp_path):
 EXIT_RANGE = (20.0, 65.0)
 
 
-@pytest.mark.parametrize("overrides, plausible", [([], True), (["model.fixed_cost=0.05"], False)],
-                         ids=["default", "fixed-cost-0.05"])
+@pytest.mark.parametrize(
+    "overrides, plausible",
+    [([], True), (["model.fixed_cost=0.05"], False)],
+    ids=["default", "fixed-cost-0.05"],
+)
 def test_default_cluster_exit_rates_are_plausible_for_young_firms(overrides, plausible):
     """HTE and KIBS exits of the default cluster without governance, 6 replicates, per 100
     initial firms per decade; a third of the calibrated fixed cost gives implausibly few."""
@@ -457,8 +555,11 @@ def test_default_cluster_exit_rates_are_plausible_for_young_firms(overrides, pla
         assert low <= kibs <= high, kibs
 
 
-@pytest.mark.parametrize("overrides", [[], ["governance=all_four"], ALL_LEVERS + TURBULENT],
-                         ids=["baseline", "all_four", "all-levers-turbulent"])
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["governance=all_four"], ALL_LEVERS + TURBULENT],
+    ids=["baseline", "all_four", "all-levers-turbulent"],
+)
 def test_money_is_conserved(overrides):
     """Every unit of money is accounted for: the living agents' capital changes by exactly the
     booked external flows (government, market, entrants in; costs, exits out); fees, contracts,
@@ -498,8 +599,12 @@ def test_information_complements_the_strategic_interface_in_a_paired_2x2():
     """Information is the layer the others run through (paper s.IV.D): the interaction
     y(I,S) - y(I) - y(S) + y(0) of a paired 2x2 design is larger with the synergy than without."""
     seeds = np.arange(201, 221)
-    cells = {"0": [], "I": ["governance.information=0.25"], "S": ["governance.strategic=0.25"],
-             "IS": ["governance.information=0.25", "governance.strategic=0.25"]}
+    cells = {
+        "0": [],
+        "I": ["governance.information=0.25"],
+        "S": ["governance.strategic=0.25"],
+        "IS": ["governance.information=0.25", "governance.strategic=0.25"],
+    }
     contrast = {}
     for synergy in ("1.0", "0"):
         theta = f"governance.effects.information_synergy={synergy}"

@@ -63,13 +63,17 @@ def test_young_exit_bookkeeping_matches_the_twin_past_the_two_year_window():
     tally = cluster.work.tally
     assert 0 < tally[kernel.YOUNG_EXITS] < tally[kernel.YOUNG_ENTRANTS]
     assert [tally[kernel.YOUNG_ENTRANTS], tally[kernel.YOUNG_EXITS]] == [
-        twin.young_entrants, twin.young_exits]
+        twin.young_entrants,
+        twin.young_exits,
+    ]
     assert cluster.work.born.tolist() == twin.born
 
 
-@pytest.mark.parametrize("overrides, observed", [
-    (["model.startup_prob=0"], False), (["model.steps=24"], False), (["model.steps=48"], True)],
-    ids=["no-entry", "no-entrant-observed-for-24-months", "48-months"])
+@pytest.mark.parametrize(
+    "overrides, observed",
+    [(["model.startup_prob=0"], False), (["model.steps=24"], False), (["model.steps=48"], True)],
+    ids=["no-entry", "no-entrant-observed-for-24-months", "48-months"],
+)
 def test_young_exit_share_is_nan_without_fully_observed_entrants(overrides, observed):
     row, _ = cluster_model.simulate_replicate(config("model.fixed_cost=0.5", *overrides), 1)
     assert row["hte_exits"] > 0

@@ -58,10 +58,16 @@ def test_effect_plot_axis_labels_do_not_overlap(tmp_path, monkeypatch):
     # with matplotlib's default of up to 9 ticks: -0.002, 0.000, ..., 0.012 in 4 inches)
     for scale in (3e-5, 3e-4, 3e-3):
         effect = [-1.42 * scale, 1.28 * scale, 1.2 * scale, 42.6 * scale, 11.4 * scale]
-        effects = pl.DataFrame({
-            "scenario": ["strategic", "management", "business", "information", "all_four"],
-            "outcome": ["network_density"] * 5, "baseline": ["baseline"] * 5, "effect": effect,
-            "ci_low": [x - 0.9 * scale for x in effect], "ci_high": [x + 0.9 * scale for x in effect],
-            "significant": [True] * 5})
+        effects = pl.DataFrame(
+            {
+                "scenario": ["strategic", "management", "business", "information", "all_four"],
+                "outcome": ["network_density"] * 5,
+                "baseline": ["baseline"] * 5,
+                "effect": effect,
+                "ci_low": [x - 0.9 * scale for x in effect],
+                "ci_high": [x + 0.9 * scale for x in effect],
+                "significant": [True] * 5,
+            }
+        )
         plots.forest_plot(effects, ["network_density"], tmp_path / "effects.png")
     assert len(overlaps) > 3 and not any(overlaps)

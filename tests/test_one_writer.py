@@ -21,16 +21,30 @@ pytestmark = pytest.mark.slow
 
 #: About 0.15 s per replicate on one core, 15 chunks: a SIGINT after the first part lands
 #: while the kernels run.
-LONG = ["cluster=small", "model.steps=600", "tracking=none", "executor=serial", "replicates=200",
-        "executor.chunk_size=2"]
+LONG = [
+    "cluster=small",
+    "model.steps=600",
+    "tracking=none",
+    "executor=serial",
+    "replicates=200",
+    "executor.chunk_size=2",
+]
 
 
 def test_a_second_run_into_a_directory_in_use_is_refused_naming_the_holder(tmp_path):
     run_dir = tmp_path / "run"
     lock_run_dir(run_dir)  # this test process is the run holding it
     try:
-        proc = run_cli("model=cowan_jonard", "model.agents=60", "model.degree=4", "tracking=none",
-                       "executor=serial", "replicates=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        proc = run_cli(
+            "model=cowan_jonard",
+            "model.agents=60",
+            "model.degree=4",
+            "tracking=none",
+            "executor=serial",
+            "replicates=2",
+            f"hydra.run.dir={run_dir}",
+            cwd=tmp_path,
+        )
     finally:
         unlock_run_dir(run_dir)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -47,15 +61,29 @@ def test_the_lock_is_held_during_a_run_and_released_after_it(tmp_path, monkeypat
 
     def flush(self):
         if self._buffer:  # while results are written, another writer is refused
-            proc = subprocess.run([sys.executable, "-c", "import sys; from kibs_mc.run.lock import "
-                                   f"lock_run_dir; lock_run_dir({str(self.run_dir)!r})"],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from kibs_mc.run.lock import "
+                    f"lock_run_dir; lock_run_dir({str(self.run_dir)!r})",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             seen.append(proc.returncode != 0 and "in use by another kibs-mc run" in proc.stderr)
         real_flush(self)
 
     monkeypatch.setattr(store.ResultStore, "flush", flush)
-    args = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "tracking=none", "executor=serial",
-            "replicates=2"]
+    args = [
+        "model=cowan_jonard",
+        "model.agents=60",
+        "model.degree=4",
+        "tracking=none",
+        "executor=serial",
+        "replicates=2",
+    ]
     run_experiment(load_config(args), args, tmp_path / "run")
     assert seen and all(seen)
     lock_run_dir(tmp_path / "run")  # free again once the run is over
@@ -65,8 +93,13 @@ def test_the_lock_is_held_during_a_run_and_released_after_it(tmp_path, monkeypat
 def test_ctrl_c_stops_a_serial_run_with_130_and_resume_completes_it(tmp_path):
     run_dir = tmp_path / "run"
     args = [*LONG, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "kibs_mc", *args], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kibs_mc", *args],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list((run_dir / "chunks").glob("part-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -13,8 +13,7 @@ from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
 from kibs_mc.run.plan import auto_chunk_size, build_scenarios, replicate_seeds
 
-SMALL_CJ = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
-            "tracking=none"]
+SMALL_CJ = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none"]
 
 
 def run(tmp_path, name, *overrides):
@@ -93,16 +92,31 @@ def test_summary_has_a_confidence_interval_per_scenario_and_outcome(tmp_path):
 
 def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli):
     db = tmp_path / "mlflow.db"
-    proc = cli("model=cowan_jonard", "experiment=cj_docking", "replicates=20", "hydra.run.dir=run",
-               f"tracking.uri=sqlite:///{db}", "executor.num_cpus=2")
+    proc = cli(
+        "model=cowan_jonard",
+        "experiment=cj_docking",
+        "replicates=20",
+        "hydra.run.dir=run",
+        f"tracking.uri=sqlite:///{db}",
+        "executor.num_cpus=2",
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "run"
     for name in ("replicates.parquet", "timeseries.parquet", "summary.parquet"):
         assert (run_dir / name).exists(), name
     rows = pl.read_parquet(run_dir / "replicates.parquet")
     assert rows.height == 120
-    assert rows.columns == ["scenario", "replicate", "seed", "knowledge_mean", "knowledge_var",
-                            "knowledge_cv", "meetings", "trades", "converged"]
+    assert rows.columns == [
+        "scenario",
+        "replicate",
+        "seed",
+        "knowledge_mean",
+        "knowledge_var",
+        "knowledge_cv",
+        "meetings",
+        "trades",
+        "converged",
+    ]
     assert rows.get_column("converged").all()
 
     from mlflow.tracking import MlflowClient
@@ -126,16 +140,20 @@ def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli
     wall_ms = parents[0].data.metrics["wall_seconds"] * 1000
     assert parent.end_time - parent.start_time == pytest.approx(wall_ms, abs=300)
     assert parent.start_time <= (run_dir / "config.yaml").stat().st_mtime * 1000
-    assert all((c.info.start_time, c.info.end_time) == (parent.start_time, parent.end_time)
-               for c in children)
+    assert all((c.info.start_time, c.info.end_time) == (parent.start_time, parent.end_time) for c in children)
     # Logged later from the run directory: the run's period comes from its files.
     later = tmp_path / "later.db"
-    logged = subprocess.run([sys.executable, "-m", "kibs_mc.tracking", str(run_dir),
-                             f"tracking.uri=sqlite:///{later}"], capture_output=True, text=True, timeout=120)
+    logged = subprocess.run(
+        [sys.executable, "-m", "kibs_mc.tracking", str(run_dir), f"tracking.uri=sqlite:///{later}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert logged.returncode == 0, logged.stderr[-2000:]
     again = MlflowClient(tracking_uri=f"sqlite:///{later}").search_runs(
         [MlflowClient(tracking_uri=f"sqlite:///{later}").get_experiment_by_name("kibs-mc").experiment_id],
-        filter_string="tags.kibs_mc.experiment = 'cj_docking'")
+        filter_string="tags.kibs_mc.experiment = 'cj_docking'",
+    )
     first = [r for r in again if "mlflow.parentRunId" not in r.data.tags][0].info
     assert first.start_time == int((run_dir / "config.yaml").stat().st_mtime * 1000)
     assert first.end_time == int((run_dir / "report.md").stat().st_mtime * 1000)
@@ -175,16 +193,24 @@ def test_big_clusters_size_chunks_from_a_measured_replicate():
 
 
 def test_a_cluster_too_big_for_the_machine_is_refused_up_front(cli, tmp_path):
-    proc = cli("cluster.hte=10000000", "cluster.fields=1000", "tracking=none", "hydra.run.dir=big",
-               timeout=120)
+    proc = cli(
+        "cluster.hte=10000000", "cluster.fields=1000", "tracking=none", "hydra.run.dir=big", timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "GiB of memory" in proc.stderr and "per replicate" in proc.stderr
     assert not list((tmp_path / "big").glob("chunks/*.parquet"))
 
 
 def test_a_bad_job_does_not_stop_a_multirun(cli, tmp_path):
-    proc = cli("-m", *SMALL_CJ, "replicates=2", "executor=serial", "model.alpha=0.1,2,0.3",
-               "hydra.sweep.dir=sweep", timeout=240)
+    proc = cli(
+        "-m",
+        *SMALL_CJ,
+        "replicates=2",
+        "executor=serial",
+        "model.alpha=0.1,2,0.3",
+        "hydra.sweep.dir=sweep",
+        timeout=240,
+    )
     assert proc.returncode == 2  # the worst job's status
     assert "model.alpha=2.0 is not allowed" in proc.stderr
     for job in ("0", "2"):  # the jobs before and after the bad one both ran

@@ -15,14 +15,21 @@ from kibs_mc.run.store import ResultStore
 def chunk(scenario_index: int, scenario: str, first: int, values: np.ndarray) -> ChunkResult:
     n = len(values)
     reps = np.arange(first, first + n, dtype=np.int64)
-    rows = {"scenario": np.full(n, scenario, dtype=object), "replicate": reps,
-            "seed": reps.astype(np.uint64), "level": values}
+    rows = {
+        "scenario": np.full(n, scenario, dtype=object),
+        "replicate": reps,
+        "seed": reps.astype(np.uint64),
+        "level": values,
+    }
     return ChunkResult(f"s{scenario_index:08d}-r{first:09d}-n{n}", rows, None, 0.0)
 
 
 @settings(max_examples=25, deadline=None)
-@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=12), seed=st.integers(0, 2**32 - 1),
-       flush_every=st.integers(1, 4))
+@given(
+    sizes=st.lists(st.integers(1, 9), min_size=2, max_size=12),
+    seed=st.integers(0, 2**32 - 1),
+    flush_every=st.integers(1, 4),
+)
 def test_running_summary_matches_the_summary_of_all_rows(tmp_path_factory, sizes, seed, flush_every):
     rng = np.random.default_rng(seed)
     store = ResultStore(tmp_path_factory.mktemp("run"), flush_seconds=1e9, flush_rows=10**9)

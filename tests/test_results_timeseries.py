@@ -12,10 +12,17 @@ from kibs_mc.run.store import ResultStore
 
 def chunk_result(scenario_index: int, scenario: str, first: int, n: int, steps: int = 3) -> ChunkResult:
     reps = np.arange(first, first + n, dtype=np.int64)
-    rows = {"scenario": np.full(n, scenario, dtype=object), "replicate": reps,
-            "seed": reps.astype(np.uint64), "outcome": reps * 0.5}
-    ts = {"replicate": np.repeat(reps, steps), "step": np.tile(np.arange(steps, dtype=np.int64), n),
-          "level": np.repeat(reps, steps) + np.tile(np.arange(steps), n) / 10}
+    rows = {
+        "scenario": np.full(n, scenario, dtype=object),
+        "replicate": reps,
+        "seed": reps.astype(np.uint64),
+        "outcome": reps * 0.5,
+    }
+    ts = {
+        "replicate": np.repeat(reps, steps),
+        "step": np.tile(np.arange(steps, dtype=np.int64), n),
+        "level": np.repeat(reps, steps) + np.tile(np.arange(steps), n) / 10,
+    }
     ts["scenario"] = np.full(n * steps, scenario, dtype=object)
     key = f"s{scenario_index:08d}-r{first:09d}-n{n}"
     return ChunkResult(key, rows, ts, 0.0)
@@ -25,8 +32,11 @@ def test_timeseries_are_merged_in_plan_order_block_by_block(tmp_path, monkeypatc
     monkeypatch.setattr(results, "TS_BLOCK_ROWS", 7)  # many blocks, each smaller than a part
     store = ResultStore(tmp_path, flush_seconds=1e9, flush_rows=10**9)
     store.open("fp", 4, resume=False)
-    chunks = [chunk_result(s, name, first, 4) for first in range(0, 12, 4)
-              for s, name in enumerate(["zeta", "alpha"])]
+    chunks = [
+        chunk_result(s, name, first, 4)
+        for first in range(0, 12, 4)
+        for s, name in enumerate(["zeta", "alpha"])
+    ]
     rng = np.random.default_rng(3)
     for i in rng.permutation(len(chunks)):  # completion order is arbitrary
         store.write(chunks[i])

@@ -10,9 +10,17 @@ from tests.conftest import kill_after_parts, run_cli
 
 pytestmark = pytest.mark.slow
 
-SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.tolerance=0.0",
-        "model.max_meetings=1000000", "tracking=none", "replicates=80", "executor.chunk_size=4",
-        "executor=serial"]
+SLOW = [
+    "model=cowan_jonard",
+    "model.agents=100",
+    "model.degree=4",
+    "model.tolerance=0.0",
+    "model.max_meetings=1000000",
+    "tracking=none",
+    "replicates=80",
+    "executor.chunk_size=4",
+    "executor=serial",
+]
 
 
 def test_sigkilled_driver_resumes_from_its_completed_chunks(tmp_path):
@@ -31,12 +39,20 @@ def test_sigkilled_driver_resumes_from_its_completed_chunks(tmp_path):
     fresh = run_cli(*SLOW, f"hydra.run.dir={tmp_path / 'fresh'}", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert pl.read_parquet(run_dir / "replicates.parquet").equals(
-        pl.read_parquet(tmp_path / "fresh" / "replicates.parquet"))
+        pl.read_parquet(tmp_path / "fresh" / "replicates.parquet")
+    )
 
 
 def test_resume_refuses_another_experiment(tmp_path):
-    small = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "tracking=none", "executor=serial",
-             "replicates=4", f"hydra.run.dir={tmp_path / 'run'}"]
+    small = [
+        "model=cowan_jonard",
+        "model.agents=60",
+        "model.degree=4",
+        "tracking=none",
+        "executor=serial",
+        "replicates=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     assert run_cli(*small, cwd=tmp_path).returncode == 0
     other = run_cli(*small, "seed=5", "resume=true", cwd=tmp_path)
     assert other.returncode == 2 and "different experiment" in other.stderr

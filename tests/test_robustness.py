@@ -25,10 +25,18 @@ from kibs_mc.run.plan import replicate_seeds
 from tests.conftest import kill_after_parts, run_cli
 
 #: A quick cluster model: the small cluster for a few months.
-QUICK = ["experiment=robustness", "uncertainty=test", "model.steps=8", "tracking=none",
-         "executor=serial", "robustness.bootstrap=200"]
-TWO_POLICIES = ("experiment.scenarios=[{name: management, overrides: ['governance=management']},"
-                "{name: information, overrides: ['governance=information']}]")
+QUICK = [
+    "experiment=robustness",
+    "uncertainty=test",
+    "model.steps=8",
+    "tracking=none",
+    "executor=serial",
+    "robustness.bootstrap=200",
+]
+TWO_POLICIES = (
+    "experiment.scenarios=[{name: management, overrides: ['governance=management']},"
+    "{name: information, overrides: ['governance=information']}]"
+)
 
 
 def run(tmp_path, name, *overrides):
@@ -40,10 +48,13 @@ def run(tmp_path, name, *overrides):
 
 
 def test_worlds_fill_each_range_on_its_scale():
-    space = UncertaintyConfig(parameters=[
-        UncertainParameter(key="a", low=0.2, high=0.8),
-        UncertainParameter(key="b", low=0.01, high=1.0, scale="log"),
-        UncertainParameter(key="c", low=3, high=6, integer=True)])
+    space = UncertaintyConfig(
+        parameters=[
+            UncertainParameter(key="a", low=0.2, high=0.8),
+            UncertainParameter(key="b", low=0.01, high=1.0, scale="log"),
+            UncertainParameter(key="c", low=3, high=6, integer=True),
+        ]
+    )
     worlds = sample_worlds(space, 64, "sobol", seed=5)
     assert worlds.shape == (64, 3)
     assert np.array_equal(worlds, sample_worlds(space, 64, "sobol", seed=5))
@@ -59,32 +70,62 @@ def test_worlds_fill_each_range_on_its_scale():
     assert np.array_equal(np.sort(np.floor((lhs[:, 0] - 0.2) / 0.06)), np.arange(10))
 
 
-@pytest.mark.parametrize("override,key,allowed", [
-    ("uncertainty.parameters=[{key: model.no_such_key, low: 0.1, high: 0.2}]",
-     "uncertainty.parameters[0].key", "not a known key"),
-    ("uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.5, high: 0.5}]",
-     "uncertainty.parameters[0].high", "above low=0.5"),
-    ("uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 1.5}]",
-     "uncertainty.parameters[0].high", "allowed for model.transfer_efficiency"),
-    ("uncertainty.parameters=[{key: model.imitation_rate, low: 0.0, high: 0.1, scale: log}]",
-     "uncertainty.parameters[0].low", "above 0 with scale=log"),
-    ("uncertainty.parameters=[{key: model.schedule, low: 0, high: 1}]",
-     "uncertainty.parameters[0].key", "a number"),
-    ("uncertainty.parameters=[{key: model.tau, low: 0.1, high: 0.2}, {key: model.tau, low: 0.3, high: 0.4}]",
-     "uncertainty.parameters", "each key once"),
-    ("uncertainty.parameters=[{key: replicates, low: 1, high: 9}]",
-     "uncertainty.parameters[0].key", "a numeric key of the simulation"),
-    ("uncertainty.parameters=[{key: governance.information, low: 0, high: 1}]",
-     "uncertainty.parameters[0].key", "no policy sets"),
-    ("robustness.objective.outcome=happiness", "robustness.objective.outcome", "innovations_total"),
-    ("experiment.precision.outcome=innovations_total", "experiment.precision.outcome", "null"),
-    ("experiment.selection.outcome=innovations_total", "experiment.selection.outcome", "null"),
-])
+@pytest.mark.parametrize(
+    "override,key,allowed",
+    [
+        (
+            "uncertainty.parameters=[{key: model.no_such_key, low: 0.1, high: 0.2}]",
+            "uncertainty.parameters[0].key",
+            "not a known key",
+        ),
+        (
+            "uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.5, high: 0.5}]",
+            "uncertainty.parameters[0].high",
+            "above low=0.5",
+        ),
+        (
+            "uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 1.5}]",
+            "uncertainty.parameters[0].high",
+            "allowed for model.transfer_efficiency",
+        ),
+        (
+            "uncertainty.parameters=[{key: model.imitation_rate, low: 0.0, high: 0.1, scale: log}]",
+            "uncertainty.parameters[0].low",
+            "above 0 with scale=log",
+        ),
+        (
+            "uncertainty.parameters=[{key: model.schedule, low: 0, high: 1}]",
+            "uncertainty.parameters[0].key",
+            "a number",
+        ),
+        (
+            "uncertainty.parameters=[{key: model.tau, low: 0.1, high: 0.2},"
+            " {key: model.tau, low: 0.3, high: 0.4}]",
+            "uncertainty.parameters",
+            "each key once",
+        ),
+        (
+            "uncertainty.parameters=[{key: replicates, low: 1, high: 9}]",
+            "uncertainty.parameters[0].key",
+            "a numeric key of the simulation",
+        ),
+        (
+            "uncertainty.parameters=[{key: governance.information, low: 0, high: 1}]",
+            "uncertainty.parameters[0].key",
+            "no policy sets",
+        ),
+        ("robustness.objective.outcome=happiness", "robustness.objective.outcome", "innovations_total"),
+        ("experiment.precision.outcome=innovations_total", "experiment.precision.outcome", "null"),
+        ("experiment.selection.outcome=innovations_total", "experiment.selection.outcome", "null"),
+    ],
+)
 def test_bad_spaces_and_objectives_are_refused_before_any_work(override, key, allowed):
     overrides = ["experiment=robustness", override]
     if "governance.information" in override:
-        overrides.append("experiment.scenarios=[{name: a, overrides: ['governance=baseline']},"
-                         "{name: b, overrides: ['governance.information=1.0']}]")
+        overrides.append(
+            "experiment.scenarios=[{name: a, overrides: ['governance=baseline']},"
+            "{name: b, overrides: ['governance.information=1.0']}]"
+        )
     with pytest.raises(ConfigError) as error:
         get_kind(load_config(overrides))
     assert error.value.key == key and allowed in str(error.value)
@@ -98,8 +139,12 @@ def test_cli_exits_2_on_a_bad_range(cli):
 
 def test_the_fast_path_for_sampled_numbers_equals_the_merge():
     cfg = compose_config(["cluster=small", "governance=information"])
-    values = ["model.transfer_efficiency=0.30000000000000004", "cluster.knowledge_level[0]=1.5",
-              "model.steps=90", "governance.unit_cost.information=2"]
+    values = [
+        "model.transfer_efficiency=0.30000000000000004",
+        "cluster.knowledge_level[0]=1.5",
+        "model.steps=90",
+        "governance.unit_cost.information=2",
+    ]
     fast = with_numbers(to_config(cfg), values)
     assert fast is not None and fast == apply_values(cfg, values)
     assert fast.cluster.knowledge_level[1:] == to_config(cfg).cluster.knowledge_level[1:]
@@ -133,23 +178,38 @@ def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
     (share 1) costs 100 HTEs x 8 steps x budget, and a spending cap of 32 is kept exactly where
     the budget is at most 0.04. PRIM's box of where information fails the cap must start there
     and must not restrict the irrelevant second parameter."""
-    space = ("uncertainty.parameters=[{key: governance.budget, low: 0.01, high: 0.1, scale: log}, "
-             "{key: model.transfer_efficiency, low: 0.3, high: 0.8}]")
-    policies = ("experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
-                "{name: information, overrides: ['governance=information']}]")
-    result = run(tmp_path, "planted", space, policies, "robustness.worlds=32", "replicates=2",
-                 "robustness.objective.outcome=governance_cost", "robustness.objective.direction=min",
-                 "robustness.objective.per_money=false", "robustness.satisfice=32")
+    space = (
+        "uncertainty.parameters=[{key: governance.budget, low: 0.01, high: 0.1, scale: log}, "
+        "{key: model.transfer_efficiency, low: 0.3, high: 0.8}]"
+    )
+    policies = (
+        "experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
+        "{name: information, overrides: ['governance=information']}]"
+    )
+    result = run(
+        tmp_path,
+        "planted",
+        space,
+        policies,
+        "robustness.worlds=32",
+        "replicates=2",
+        "robustness.objective.outcome=governance_cost",
+        "robustness.objective.direction=min",
+        "robustness.objective.per_money=false",
+        "robustness.satisfice=32",
+    )
     worlds = pl.read_parquet(result.run_dir / "worlds.parquet")
     budget = worlds["governance.budget"].to_numpy()
     spent = result.rows.filter(pl.col("scenario").str.ends_with("/information"))["governance_cost"]
     assert spent.min() > 0  # the plant: information spends its whole budget
     table = pl.read_parquet(result.run_dir / "robustness.parquet")
-    kept = table.filter((pl.col("policy") == "information") & (pl.col("metric") == "satisficing")
-                        ).row(0, named=True)
+    kept = table.filter((pl.col("policy") == "information") & (pl.col("metric") == "satisficing")).row(
+        0, named=True
+    )
     assert kept["value"] == pytest.approx(np.mean(budget * 100 * 8 <= 32 + 1e-9))
     box = pl.read_parquet(result.run_dir / "discovery.parquet").filter(
-        (pl.col("policy") == "information") & (pl.col("target") == "fails") & (pl.col("method") == "prim"))
+        (pl.col("policy") == "information") & (pl.col("target") == "fails") & (pl.col("method") == "prim")
+    )
     assert box["parameter"].to_list() == ["governance.budget"]
     edge = box.row(0, named=True)
     assert edge["high"] == pytest.approx(budget.max()) and abs(edge["low"] - 0.04) < 0.01
@@ -160,15 +220,25 @@ def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
 
 
 def test_identical_policies_are_best_equally_often(tmp_path):
-    twins = ("experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
-             "{name: information, overrides: ['governance=information']},"
-             "{name: information_again, overrides: ['governance=information']},"
-             "{name: management, overrides: ['governance=management']}]")
-    result = run(tmp_path, "twins", twins, "robustness.worlds=8", "replicates=3", "tracking.enabled=true",
-                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    twins = (
+        "experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
+        "{name: information, overrides: ['governance=information']},"
+        "{name: information_again, overrides: ['governance=information']},"
+        "{name: management, overrides: ['governance=management']}]"
+    )
+    result = run(
+        tmp_path,
+        "twins",
+        twins,
+        "robustness.worlds=8",
+        "replicates=3",
+        "tracking.enabled=true",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     table = pl.read_parquet(result.run_dir / "robustness.parquet").filter(pl.col("metric") == "p_best")
-    one, two = (table.filter(pl.col("policy") == p).row(0, named=True)
-                for p in ("information", "information_again"))
+    one, two = (
+        table.filter(pl.col("policy") == p).row(0, named=True) for p in ("information", "information_again")
+    )
     assert one["value"] == two["value"] and one["ci_low"] <= two["value"] <= one["ci_high"]
     assert table["value"].sum() == pytest.approx(1.0)  # ties split, not double counted
     # MLflow: one parent, one child per policy (not per world) carrying the metrics.
@@ -177,8 +247,12 @@ def test_identical_policies_are_best_equally_often(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["kibs-mc"])
     children = runs[runs["tags.mlflow.parentRunId"] == result.mlflow_run_id]
-    assert len(runs) == 5 and sorted(children["tags.mlflow.runName"]) == \
-        ["baseline", "information", "information_again", "management"]
+    assert len(runs) == 5 and sorted(children["tags.mlflow.runName"]) == [
+        "baseline",
+        "information",
+        "information_again",
+        "management",
+    ]
     for r in table.iter_rows(named=True):
         child = children[children["tags.mlflow.runName"] == r["policy"]]
         assert child["metrics.p_best"].iloc[0] == pytest.approx(r["value"])
@@ -188,8 +262,15 @@ def test_one_world_gives_compare_governances_answer(tmp_path):
     robust = run(tmp_path, "one", "robustness.worlds=1", "replicates=4")
     world = pl.read_parquet(robust.run_dir / "worlds.parquet").row(0, named=True)
     values = [f"{k}={v!r}" for k, v in world.items() if k != "world"]
-    compare = ["experiment=compare_governance", "cluster=small", "model.steps=8", "replicates=4",
-               "tracking=none", "executor=serial", *values]
+    compare = [
+        "experiment=compare_governance",
+        "cluster=small",
+        "model.steps=8",
+        "replicates=4",
+        "tracking=none",
+        "executor=serial",
+        *values,
+    ]
     plain = run_experiment(load_config(compare), compare, tmp_path / "compare")
     per_world = pl.read_parquet(robust.run_dir / "per_world.parquet")
     effects = plain.effects.filter(pl.col("outcome") == "innovations_total")
@@ -234,41 +315,69 @@ def calibration_dir(tmp_path):
     posterior.parquet of two generations), with a planted last generation."""
     cal = tmp_path / "cal"
     cal.mkdir()
-    config = load_config(["experiment=calibrate", "calibration.parameters=[{key: model.transfer_efficiency, "
-                          "low: 0.3, high: 0.8}, {key: model.steps, low: 6, high: 10, integer: true}]"])
+    config = load_config(
+        [
+            "experiment=calibrate",
+            "calibration.parameters=[{key: model.transfer_efficiency, "
+            "low: 0.3, high: 0.8}, {key: model.steps, low: 6, high: 10, integer: true}]",
+        ]
+    )
     (cal / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-    pl.DataFrame({"model.transfer_efficiency": [0.31, 0.32, 0.4, 0.7], "model.steps": [6.0, 6.0, 8.0, 10.0],
-                  "weight": [0.5, 0.5, 0.75, 0.25], "generation": [0, 0, 1, 1]}
-                 ).write_parquet(cal / "posterior.parquet")
+    pl.DataFrame(
+        {
+            "model.transfer_efficiency": [0.31, 0.32, 0.4, 0.7],
+            "model.steps": [6.0, 6.0, 8.0, 10.0],
+            "weight": [0.5, 0.5, 0.75, 0.25],
+            "generation": [0, 0, 1, 1],
+        }
+    ).write_parquet(cal / "posterior.parquet")
     return cal
 
 
 def test_worlds_are_drawn_from_a_calibrations_weighted_posterior(tmp_path):
     cal = calibration_dir(tmp_path)
-    overrides = [*(o for o in QUICK if not o.startswith("uncertainty=")), "uncertainty=posterior",
-                 f"uncertainty.posterior={cal}", TWO_POLICIES, "robustness.worlds=8", "replicates=1"]
+    overrides = [
+        *(o for o in QUICK if not o.startswith("uncertainty=")),
+        "uncertainty=posterior",
+        f"uncertainty.posterior={cal}",
+        TWO_POLICIES,
+        "robustness.worlds=8",
+        "replicates=1",
+    ]
     result = run_experiment(load_config(overrides), overrides, tmp_path / "post")
     worlds = pl.read_parquet(tmp_path / "post" / "worlds.parquet")
     # systematic resampling of the last generation: 8 x 0.75 and 8 x 0.25 worlds, never generation 0
-    assert sorted(zip(worlds["model.transfer_efficiency"], worlds["model.steps"], strict=True)) == \
-        [(0.4, 8)] * 6 + [(0.7, 10)] * 2
+    assert (
+        sorted(zip(worlds["model.transfer_efficiency"], worlds["model.steps"], strict=True))
+        == [(0.4, 8)] * 6 + [(0.7, 10)] * 2
+    )
     for sc in result.scenarios:
         w = worlds.row(int(sc.name[1:].split("/")[0]), named=True)
-        assert (sc.config.model.transfer_efficiency, sc.config.model.steps) == \
-            (w["model.transfer_efficiency"], w["model.steps"])
+        assert (sc.config.model.transfer_efficiency, sc.config.model.steps) == (
+            w["model.transfer_efficiency"],
+            w["model.steps"],
+        )
     assert "posterior of cal" in result.report.read_text()
 
 
-@pytest.mark.parametrize("extra, allowed", [
-    (["uncertainty.posterior=/no/such/run"], "a finished experiment=calibrate run directory"),
-    ([], "a finished experiment=calibrate run directory"),
-    (["uncertainty.posterior=CAL", "uncertainty.parameters=[{key: model.steps, low: 6, high: 9}]"],
-     "an empty list with uncertainty.posterior"),
-])
+@pytest.mark.parametrize(
+    "extra, allowed",
+    [
+        (["uncertainty.posterior=/no/such/run"], "a finished experiment=calibrate run directory"),
+        ([], "a finished experiment=calibrate run directory"),
+        (
+            ["uncertainty.posterior=CAL", "uncertainty.parameters=[{key: model.steps, low: 6, high: 9}]"],
+            "an empty list with uncertainty.posterior",
+        ),
+    ],
+)
 def test_a_bad_posterior_is_refused_naming_the_key(tmp_path, extra, allowed):
     cal = calibration_dir(tmp_path)
-    overrides = [*(o for o in QUICK if not o.startswith("uncertainty=")), "uncertainty=posterior",
-                 *(e.replace("CAL", str(cal)) for e in extra)]
+    overrides = [
+        *(o for o in QUICK if not o.startswith("uncertainty=")),
+        "uncertainty=posterior",
+        *(e.replace("CAL", str(cal)) for e in extra),
+    ]
     with pytest.raises(ConfigError, match=allowed) as error:
         get_kind(load_config(overrides)).check(load_config(overrides))
     assert error.value.key.startswith("uncertainty.")

@@ -11,11 +11,23 @@ from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.pipeline import run_experiment
 from tests.conftest import cut_run
 
-SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5",
-         "experiment=cj_docking", "executor=serial", "tracking=none", "executor.chunk_size=5"]
-SELECT = ["replicates=10", "experiment.selection.outcome=knowledge_mean",
-          "experiment.selection.first_stage=10", "experiment.selection.delta=0.02",
-          "experiment.max_replicates=60"]
+SMALL = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "experiment=cj_docking",
+    "executor=serial",
+    "tracking=none",
+    "executor.chunk_size=5",
+]
+SELECT = [
+    "replicates=10",
+    "experiment.selection.outcome=knowledge_mean",
+    "experiment.selection.first_stage=10",
+    "experiment.selection.delta=0.02",
+    "experiment.max_replicates=60",
+]
 
 
 def run(path, *extra):

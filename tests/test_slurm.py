@@ -30,8 +30,16 @@ VENV = Path(sys.prefix) if (Path(sys.prefix) / "bin" / "activate").exists() else
 
 #: Thirty Cowan-Jonard chunks of about a quarter of a second each: a few seconds of work on two
 #: CPUs, long enough to be interrupted after its first results are on disk.
-SLOW = ["model=cowan_jonard", "model.agents=100", "model.degree=4", "model.tolerance=0.0",
-        "model.max_meetings=1000000", "tracking=none", "replicates=60", "executor.chunk_size=2"]
+SLOW = [
+    "model=cowan_jonard",
+    "model.agents=100",
+    "model.degree=4",
+    "model.tolerance=0.0",
+    "model.max_meetings=1000000",
+    "tracking=none",
+    "replicates=60",
+    "executor.chunk_size=2",
+]
 SLOW_CHUNKS = 30
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 
@@ -62,16 +70,23 @@ def job_env(tmp_path: Path, run_dir: Path) -> dict[str, str]:
 
 
 def sbatch_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["--nodes=1", f"--cpus-per-task={CPUS}", f"--output={tmp_path}/job-%j.out",
-            "--open-mode=append", *extra, str(slurm.SBATCH_TEMPLATE)]
+    return [
+        "--nodes=1",
+        f"--cpus-per-task={CPUS}",
+        f"--output={tmp_path}/job-%j.out",
+        "--open-mode=append",
+        *extra,
+        str(slurm.SBATCH_TEMPLATE),
+    ]
 
 
 def wait_for_parts(run_dir: Path, job: int, cluster: slurm.LocalSlurm, at_least: int = 1) -> None:
     deadline = time.monotonic() + 240
     while len(list((run_dir / "chunks").glob("part-*[0-9a-f].parquet"))) < at_least:
         assert time.monotonic() < deadline, f"job {job} wrote no results within 240 s"
-        assert cluster.state(job) in ("PENDING", "RUNNING", "CONFIGURING"), \
+        assert cluster.state(job) in ("PENDING", "RUNNING", "CONFIGURING"), (
             f"job {job} ended before it was interrupted: {cluster.state(job)}"
+        )
         time.sleep(0.1)
 
 
@@ -88,8 +103,9 @@ def wait_until_released(cluster: slurm.LocalSlurm, job: int) -> None:
 
 def assert_nothing_left(cluster: slurm.LocalSlurm, job: int) -> None:
     left = cluster.job_pids(job)
-    assert not left, f"processes of job {job} still running: " + \
-        "; ".join(f"{p}: {slurm.process_title(p)[:120]}" for p in left)
+    assert not left, f"processes of job {job} still running: " + "; ".join(
+        f"{p}: {slurm.process_title(p)[:120]}" for p in left
+    )
 
 
 def assert_same_results(run_dir: Path, reference: Path) -> None:
@@ -107,7 +123,8 @@ def job_log(tmp_path: Path, job: int) -> str:
 
 
 def test_scancel_mid_run_then_the_same_sbatch_resumes_to_the_serial_results_leaving_no_process(
-        cluster, tmp_path, slow_reference):
+    cluster, tmp_path, slow_reference
+):
     """The template's first job (no results yet: no resume) is cancelled once results are on
     disk; the same sbatch again (resume=true) ends normally with the serial run's results. No
     process of either job is left: after a scancel, and after a job that ended by itself."""
@@ -137,8 +154,9 @@ def test_scancel_mid_run_then_the_same_sbatch_resumes_to_the_serial_results_leav
 
 def test_a_requeued_job_continues_to_the_uninterrupted_results(cluster, tmp_path, slow_reference):
     run_dir = tmp_path / "run"
-    job = cluster.submit("--requeue", *sbatch_args(tmp_path), *SLOW, cwd=tmp_path,
-                         env=job_env(tmp_path, run_dir))
+    job = cluster.submit(
+        "--requeue", *sbatch_args(tmp_path), *SLOW, cwd=tmp_path, env=job_env(tmp_path, run_dir)
+    )
     wait_for_parts(run_dir, job, cluster)
     cluster.run("scontrol", "requeue", str(job))
     # Slurm holds a requeued batch job for 120 s before it may start again; release it now.
@@ -168,15 +186,23 @@ def array_task_logs(sweep: Path) -> dict[int, str]:
 
 
 def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_task(cluster, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
-                        reason="hydra-submitit-launcher is not installed (pip install -e '.[slurm]')")
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher",
+        reason="hydra-submitit-launcher is not installed (pip install -e '.[slurm]')",
+    )
     import mlflow
 
     sweep, db = tmp_path / "sweep", tmp_path / "mlflow.db"
     jobs = ["cluster=small", "replicates=4", "executor=serial", f"tracking.uri=sqlite:///{db}"]
-    multirun = ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1",
-                "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
-                "governance.information=0,1", *jobs]
+    multirun = [
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep}",
+        "governance.information=0,1",
+        *jobs,
+    ]
     # The store exists before the array's tasks log to it at once (creating an SQLite store from
     # several processes at the same moment is MLflow's own race, not this test's subject).
     mlflow.set_tracking_uri(f"sqlite:///{db}")
@@ -192,15 +218,21 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
         assert "chunks: 4 computed, 0 reused" in log, log[-3000:]
         assert f"results: {sweep / str(task)}" in log
     # Each job's run directory holds what a laptop run of the same overrides writes.
-    laptop = run_cli("governance.information=1", *jobs[:-1], "tracking=none",
-                     f"hydra.run.dir={tmp_path / 'laptop'}", cwd=tmp_path)
+    laptop = run_cli(
+        "governance.information=1",
+        *jobs[:-1],
+        "tracking=none",
+        f"hydra.run.dir={tmp_path / 'laptop'}",
+        cwd=tmp_path,
+    )
     assert laptop.returncode == 0, laptop.stderr[-2000:]
     assert_same_results(sweep / "1", tmp_path / "laptop")
     first = {n: pl.read_parquet(sweep / str(n) / "replicates.parquet") for n in (0, 1)}
     assert not first[0].equals(first[1])  # the two jobs did differ
     # Each job is its own MLflow parent run, pointing at its run directory.
-    runs = mlflow.search_runs(experiment_names=["kibs-mc"],
-                              filter_string="tags.kibs_mc.experiment = 'single'")
+    runs = mlflow.search_runs(
+        experiment_names=["kibs-mc"], filter_string="tags.kibs_mc.experiment = 'single'"
+    )
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert sorted(parents["tags.kibs_mc.run_dir"]) == [str(sweep / "0"), str(sweep / "1")]
 
@@ -212,8 +244,9 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     # A third job that fails (bad input) fails the multirun: its status would otherwise stay in
     # its array task. It is the last job, so the launcher has the other two's results first.
     (sweep / ".submitit").rename(tmp_path / "first-submitit")
-    again = run_cli(*[a.replace("=0,1", "=0,1,2") for a in multirun], "resume=true", cwd=tmp_path,
-                    env=cluster.env)
+    again = run_cli(
+        *[a.replace("=0,1", "=0,1,2") for a in multirun], "resume=true", cwd=tmp_path, env=cluster.env
+    )
     assert again.returncode != 0
     assert "ended with exit status 2" in again.stderr, again.stderr[-3000:]
     logs = array_task_logs(sweep)

@@ -27,8 +27,12 @@ def pair_probabilities(position, knowledge, agent_type, scale, gamma, mean_degre
     dist = np.sqrt(((position[:, None, :] - position[None, :, :]) ** 2).sum(-1))
     num = np.abs(knowledge[:, None, :] - knowledge[None, :, :]).sum(-1)
     den = (knowledge[:, None, :] + knowledge[None, :, :]).sum(-1)
-    score = (SOCIABILITY[agent_type][:, None] * SOCIABILITY[agent_type][None, :]
-             * np.exp(-dist / scale) * (1 - num / den) ** gamma)
+    score = (
+        SOCIABILITY[agent_type][:, None]
+        * SOCIABILITY[agent_type][None, :]
+        * np.exp(-dist / scale)
+        * (1 - num / den) ** gamma
+    )
     upper = np.triu_indices(len(agent_type), 1)
     c = len(agent_type) * mean_degree / 2 / score[upper].sum()
     return np.minimum(1.0, c * score)
@@ -37,7 +41,7 @@ def pair_probabilities(position, knowledge, agent_type, scale, gamma, mean_degre
 def adjacency(indptr, indices, n):
     a = np.zeros((n, n), dtype=np.int64)
     for i in range(n):
-        for j in indices[indptr[i]:indptr[i + 1]]:
+        for j in indices[indptr[i] : indptr[i + 1]]:
             a[i, j] += 1
     return a
 
@@ -51,8 +55,9 @@ def test_every_pair_is_tied_with_its_probability(scale):
     p = pair_probabilities(position, knowledge, agent_type, scale, 1.0, 8.0)
     counts = np.zeros((n, n))
     for seed in range(draws):
-        a = adjacency(*spatial_typed(position, knowledge, agent_type, SOCIABILITY, scale, 1.0, 8.0,
-                                     new_state(seed)), n)
+        a = adjacency(
+            *spatial_typed(position, knowledge, agent_type, SOCIABILITY, scale, 1.0, 8.0, new_state(seed)), n
+        )
         assert np.all(a == a.T) and np.all(np.diag(a) == 0) and a.max() <= 1
         counts += a
     upper = np.triu_indices(n, 1)
@@ -69,6 +74,7 @@ def test_every_pair_is_tied_with_its_probability(scale):
 
 def test_large_clusters_keep_their_mean_degree():
     position, knowledge, agent_type = random_agents(20_000, 4)  # estimated normalisation
-    indptr, indices = spatial_typed(position, knowledge, agent_type, SOCIABILITY, 0.15, 1.0, 8.0,
-                                    new_state(1))
+    indptr, indices = spatial_typed(
+        position, knowledge, agent_type, SOCIABILITY, 0.15, 1.0, 8.0, new_state(1)
+    )
     assert abs(len(indices) / 20_000 - 8.0) < 0.3

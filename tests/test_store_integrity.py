@@ -19,10 +19,24 @@ from kibs_mc.run.chunk import ChunkResult
 from kibs_mc.run.plan import replicate_seeds
 from kibs_mc.run.store import ResultStore
 
-SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none",
-         "executor=serial", "replicates=6", "executor.chunk_size=2"]
-KIBS = ["cluster=small", "model.steps=20", "tracking=none", "executor=serial", "replicates=4",
-        "executor.chunk_size=2"]
+SMALL = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "tracking=none",
+    "executor=serial",
+    "replicates=6",
+    "executor.chunk_size=2",
+]
+KIBS = [
+    "cluster=small",
+    "model.steps=20",
+    "tracking=none",
+    "executor=serial",
+    "replicates=4",
+    "executor.chunk_size=2",
+]
 
 
 def run(run_dir, *extra, args=SMALL):
@@ -32,10 +46,18 @@ def run(run_dir, *extra, args=SMALL):
 
 def chunk_result(first: int, n: int) -> ChunkResult:
     reps = np.arange(first, first + n, dtype=np.int64)
-    rows = {"scenario": np.full(n, "a", dtype=object), "replicate": reps, "seed": reps.astype(np.uint64),
-            "level": reps * 1.5}
-    ts = {"replicate": np.repeat(reps, 2), "step": np.tile(np.arange(2, dtype=np.int64), n),
-          "level": np.repeat(reps * 1.5, 2), "scenario": np.full(2 * n, "a", dtype=object)}
+    rows = {
+        "scenario": np.full(n, "a", dtype=object),
+        "replicate": reps,
+        "seed": reps.astype(np.uint64),
+        "level": reps * 1.5,
+    }
+    ts = {
+        "replicate": np.repeat(reps, 2),
+        "step": np.tile(np.arange(2, dtype=np.int64), n),
+        "level": np.repeat(reps * 1.5, 2),
+        "scenario": np.full(2 * n, "a", dtype=object),
+    }
     return ChunkResult(f"s00000000-r{first:09d}-n{n}", rows, ts, 0.0)
 
 
@@ -52,8 +74,9 @@ def test_two_writers_of_the_same_chunks_merge_into_one_copy_each(tmp_path):
     rows = second.finalize(["a"])
     assert rows["replicate"].to_list() == list(range(9))
     assert pl.read_parquet(tmp_path / "replicates.parquet").height == 9
-    assert pl.read_parquet(tmp_path / "timeseries.parquet")["replicate"].to_list() == \
-        [r for r in range(9) for _ in range(2)]
+    assert pl.read_parquet(tmp_path / "timeseries.parquet")["replicate"].to_list() == [
+        r for r in range(9) for _ in range(2)
+    ]
 
 
 def test_a_directory_with_parts_and_no_plan_is_refused(tmp_path):
@@ -72,8 +95,9 @@ def test_a_part_computed_for_another_plan_is_never_reused(tmp_path):
     stray = sorted((tmp_path / "a" / "chunks").glob("*.parquet"))[0]
     (tmp_path / "b" / "chunks").mkdir()
     shutil.copy(stray, tmp_path / "b" / "chunks" / "part-99999999999999999999-stray.parquet")
-    with pytest.raises(UserError, match="part-99999999999999999999-stray.parquet was not computed for "
-                                        "this experiment"):
+    with pytest.raises(
+        UserError, match="part-99999999999999999999-stray.parquet was not computed for this experiment"
+    ):
         run(tmp_path / "b", "model.alpha=0.5", "resume=true")
 
 
@@ -82,8 +106,11 @@ def test_a_damaged_part_is_named_set_aside_and_computed_again(tmp_path, capsys, 
     clean = run(tmp_path / "run", "keep_parts=true", args=KIBS).rows  # the parts stay
     clean_series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
     suffix = ".timeseries.parquet" if kind == "timeseries" else ".parquet"
-    part = next(p for p in sorted((tmp_path / "run" / "chunks").glob("*.parquet"))
-                if p.name.endswith(suffix) and (kind == "timeseries" or "." not in p.name[:-8]))
+    part = next(
+        p
+        for p in sorted((tmp_path / "run" / "chunks").glob("*.parquet"))
+        if p.name.endswith(suffix) and (kind == "timeseries" or "." not in p.name[:-8])
+    )
     os.truncate(part, 300)
     capsys.readouterr()
     resumed = run(tmp_path / "run", "resume=true", args=KIBS)

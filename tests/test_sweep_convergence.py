@@ -9,9 +9,18 @@ from kibs_mc.analysis.sensitivity import index_warnings, precise
 from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
 
-SWEEP = ["model=kibs", "cluster=small", "executor=serial", "tracking=none", "model.steps=6",
-         "experiment=lever_sweep", "replicates=1", "executor.chunk_size=16",
-         "experiment.sweep.samples=8", "experiment.sweep.max_samples=32"]
+SWEEP = [
+    "model=kibs",
+    "cluster=small",
+    "executor=serial",
+    "tracking=none",
+    "model.steps=6",
+    "experiment=lever_sweep",
+    "replicates=1",
+    "executor.chunk_size=16",
+    "experiment.sweep.samples=8",
+    "experiment.sweep.max_samples=32",
+]
 
 
 def run(path, *extra):
@@ -23,8 +32,13 @@ def test_a_doubling_sweep_runs_nested_rounds_to_its_cap_and_keeps_its_points(tmp
     result = run(tmp_path / "cap", "experiment.sweep.tolerance=0.0001")
     points = pl.read_parquet(result.run_dir / "points.parquet")
     assert points.height == 32 * 6
-    assert {"governance.strategic", "governance.management", "governance.business",
-            "governance.information", "replicates"} <= set(points.columns)
+    assert {
+        "governance.strategic",
+        "governance.management",
+        "governance.business",
+        "governance.information",
+        "replicates",
+    } <= set(points.columns)
     assert (points["replicates"] == 1).all()  # 8 -> 16 -> 32 base samples, every point run
     ran = result.rows.filter(pl.col("scenario") != "baseline")
     assert ran["scenario"].n_unique() == 32 * 6
@@ -49,10 +63,17 @@ def test_a_sweep_that_is_precise_after_the_first_round_stops_there(tmp_path):
 
 
 def test_warnings_name_indices_that_are_noise():
-    frame = pl.DataFrame({
-        "outcome": ["y"] * 3, "factor": ["a", "b", "c"], "samples": [16] * 3,
-        "S1": [0.87, 0.02, 0.5], "S1_conf": [0.1, 0.05, 0.1],
-        "ST": [0.50, 0.01, 0.55], "ST_conf": [0.1, 0.03, 0.1]})
+    frame = pl.DataFrame(
+        {
+            "outcome": ["y"] * 3,
+            "factor": ["a", "b", "c"],
+            "samples": [16] * 3,
+            "S1": [0.87, 0.02, 0.5],
+            "S1_conf": [0.1, 0.05, 0.1],
+            "ST": [0.50, 0.01, 0.55],
+            "ST_conf": [0.1, 0.03, 0.1],
+        }
+    )
     warnings = index_warnings(frame, ["y"])
     assert len(warnings) == 2
     assert "`a`" in warnings[0] and "below" in warnings[0]
@@ -61,8 +82,17 @@ def test_warnings_name_indices_that_are_noise():
 
 def test_precision_needs_narrow_cis_and_a_resolved_st_ranking():
     def frame(st, conf):
-        return pl.DataFrame({"outcome": ["y"] * 3, "factor": ["a", "b", "c"], "samples": [64] * 3,
-                             "S1": st, "S1_conf": conf, "ST": st, "ST_conf": conf})
+        return pl.DataFrame(
+            {
+                "outcome": ["y"] * 3,
+                "factor": ["a", "b", "c"],
+                "samples": [64] * 3,
+                "S1": st,
+                "S1_conf": conf,
+                "ST": st,
+                "ST_conf": conf,
+            }
+        )
 
     assert precise(frame([0.6, 0.3, 0.05], [0.05, 0.05, 0.02]), "y", 0.1)
     assert not precise(frame([0.6, 0.3, 0.05], [0.2, 0.05, 0.02]), "y", 0.1)  # one CI too wide

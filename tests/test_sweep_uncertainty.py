@@ -32,9 +32,14 @@ def scenario_values(sweep: SweepConfig, seed: int = SEED) -> tuple[list[str], di
 
 @pytest.mark.parametrize("method", ["sobol", "lhs"])
 def test_a_log_factor_is_uniform_in_log_space(method):
-    sweep = SweepConfig(method=method, samples=256, factors=[
-        SweepFactor(key="model.imitation_rate", low=0.001, high=1.0, scale="log"),
-        SweepFactor(key="model.transfer_efficiency", low=0.3, high=0.8)])
+    sweep = SweepConfig(
+        method=method,
+        samples=256,
+        factors=[
+            SweepFactor(key="model.imitation_rate", low=0.001, high=1.0, scale="log"),
+            SweepFactor(key="model.transfer_efficiency", low=0.3, high=0.8),
+        ],
+    )
     _, values = scenario_values(sweep)
     x = values["model.imitation_rate"]
     assert x.min() >= 0.001 and x.max() <= 1.0
@@ -43,15 +48,20 @@ def test_a_log_factor_is_uniform_in_log_space(method):
     # each decade holds a third of the points (a linear sampler puts 99.9% in the top one)
     share = np.histogram(np.log10(x), bins=3, range=(-3, 0))[0] / len(x)
     assert np.allclose(share, 1 / 3, atol=0.02)
-    assert abs(np.median(x) - 10 ** -1.5) < 0.2 * 10 ** -1.5  # the geometric midpoint
+    assert abs(np.median(x) - 10**-1.5) < 0.2 * 10**-1.5  # the geometric midpoint
     linear = values["model.transfer_efficiency"]
     assert stats.kstest((linear - 0.3) / 0.5, "uniform").pvalue > 0.05
 
 
 def test_an_integer_factor_takes_every_whole_value_about_equally_often():
-    sweep = SweepConfig(method="sobol", samples=64, factors=[
-        SweepFactor(key="model.steps", low=60, high=63, integer=True),
-        SweepFactor(key="model.transfer_efficiency", low=0.3, high=0.8)])
+    sweep = SweepConfig(
+        method="sobol",
+        samples=64,
+        factors=[
+            SweepFactor(key="model.steps", low=60, high=63, integer=True),
+            SweepFactor(key="model.transfer_efficiency", low=0.3, high=0.8),
+        ],
+    )
     _, values = scenario_values(sweep)
     steps = values["model.steps"]
     assert np.array_equal(steps, np.round(steps))
@@ -70,10 +80,15 @@ def test_indices_of_a_planted_function_of_log_linear_and_integer_factors(method,
     total = v_log / 0.5
     b = np.sqrt(0.2 * total * 12)
     c = np.sqrt(0.3 * total * 12 / 15)
-    sweep = SweepConfig(method=method, samples=samples, factors=[
-        SweepFactor(key="a", low=0.01, high=1.0, scale="log"),
-        SweepFactor(key="x", low=0.0, high=1.0),
-        SweepFactor(key="k", low=1, high=4, integer=True)])
+    sweep = SweepConfig(
+        method=method,
+        samples=samples,
+        factors=[
+            SweepFactor(key="a", low=0.01, high=1.0, scale="log"),
+            SweepFactor(key="x", low=0.0, high=1.0),
+            SweepFactor(key="k", low=1, high=4, integer=True),
+        ],
+    )
     names, values = scenario_values(sweep)
     y = np.log(values["a"]) + b * values["x"] + c * values["k"]
     rows = pl.DataFrame({"scenario": names, "y": y})
@@ -86,10 +101,20 @@ def test_indices_of_a_planted_function_of_log_linear_and_integer_factors(method,
             assert abs(r["ST"] - truth) < tolerance and r["ST_conf"] < 0.1, r
 
 
-QUICK = ["experiment=lever_sweep", "cluster=small", "executor=serial", "tracking=none", "replicates=1",
-         "experiment.sweep.samples=8", "experiment.sweep.max_samples=0", "executor.chunk_size=16"]
-SPACE = ("uncertainty.parameters=[{key: model.imitation_rate, low: 0.005, high: 0.02, scale: log},"
-         "{key: model.steps, low: 4, high: 7, integer: true}]")
+QUICK = [
+    "experiment=lever_sweep",
+    "cluster=small",
+    "executor=serial",
+    "tracking=none",
+    "replicates=1",
+    "experiment.sweep.samples=8",
+    "experiment.sweep.max_samples=0",
+    "executor.chunk_size=16",
+]
+SPACE = (
+    "uncertainty.parameters=[{key: model.imitation_rate, low: 0.005, high: 0.02, scale: log},"
+    "{key: model.steps, low: 4, high: 7, integer: true}]"
+)
 
 
 def test_a_sweep_over_an_uncertainty_space_runs_each_factor_on_its_scale(tmp_path):
@@ -120,36 +145,92 @@ def test_both_sweeps_the_levers_then_the_space():
     from kibs_mc.experiments.sweep import sweep_of
 
     assert [f.key for f in sweep_of(config).factors] == [
-        "governance.strategic", "governance.management", "governance.business", "governance.information",
-        "model.transfer_efficiency", "model.conversion_management_weight"]
+        "governance.strategic",
+        "governance.management",
+        "governance.business",
+        "governance.information",
+        "model.transfer_efficiency",
+        "model.conversion_management_weight",
+    ]
 
 
 FROM_SPACE = ["experiment=lever_sweep", "uncertainty=test", "experiment.sweep.factors_from=uncertainty"]
 
 
-@pytest.mark.parametrize("overrides,key,allowed", [
-    ([*FROM_SPACE, "uncertainty.parameters=[{key: model.no_such_key, low: 0.1, high: 0.2}]"],
-     "uncertainty.parameters[0].key", "not a known key"),
-    ([*FROM_SPACE, "uncertainty.parameters=[{key: model.imitation_rate, low: 0.0, high: 0.1, scale: log}]"],
-     "uncertainty.parameters[0].low", "above 0 with scale=log"),
-    ([*FROM_SPACE, "uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 1.5}]"],
-     "uncertainty.parameters[0].high", "allowed for model.transfer_efficiency"),
-    ([*FROM_SPACE, "uncertainty.parameters=[{key: model.steps, low: 4, high: 7.5, integer: true}]"],
-     "uncertainty.parameters[0].high", "whole number"),
-    (["experiment=lever_sweep", "experiment.sweep.factors=[{key: governance.strategic, low: -1, high: 0.5}]"],
-     "experiment.sweep.factors[0].low", "allowed for governance.strategic"),
-    (["experiment=lever_sweep", "experiment.sweep.factors=[{key: governance.nothing, low: 0, high: 1}]"],
-     "experiment.sweep.factors[0].key", "not a known key"),
-    (["experiment=lever_sweep", "uncertainty=test"], "experiment.sweep.factors_from",
-     "'uncertainty' or 'both'"),
-    (["experiment=lever_sweep", "experiment.sweep.factors_from=uncertainty"], "uncertainty.parameters",
-     "uncertainty=default"),
-    (["experiment=lever_sweep", "experiment.sweep.factors_from=both", "uncertainty=test",
-      "uncertainty.parameters=[{key: governance.business, low: 0.1, high: 0.2}]"],
-     "uncertainty.parameters", "each key once"),
-    (["experiment=lever_sweep", "experiment.sweep.factors_from=uncertainty", "uncertainty=posterior",
-      "uncertainty.posterior=/tmp"], "uncertainty.posterior", "experiment=robustness"),
-])
+@pytest.mark.parametrize(
+    "overrides,key,allowed",
+    [
+        (
+            [*FROM_SPACE, "uncertainty.parameters=[{key: model.no_such_key, low: 0.1, high: 0.2}]"],
+            "uncertainty.parameters[0].key",
+            "not a known key",
+        ),
+        (
+            [
+                *FROM_SPACE,
+                "uncertainty.parameters=[{key: model.imitation_rate, low: 0.0, high: 0.1, scale: log}]",
+            ],
+            "uncertainty.parameters[0].low",
+            "above 0 with scale=log",
+        ),
+        (
+            [*FROM_SPACE, "uncertainty.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 1.5}]"],
+            "uncertainty.parameters[0].high",
+            "allowed for model.transfer_efficiency",
+        ),
+        (
+            [*FROM_SPACE, "uncertainty.parameters=[{key: model.steps, low: 4, high: 7.5, integer: true}]"],
+            "uncertainty.parameters[0].high",
+            "whole number",
+        ),
+        (
+            [
+                "experiment=lever_sweep",
+                "experiment.sweep.factors=[{key: governance.strategic, low: -1, high: 0.5}]",
+            ],
+            "experiment.sweep.factors[0].low",
+            "allowed for governance.strategic",
+        ),
+        (
+            [
+                "experiment=lever_sweep",
+                "experiment.sweep.factors=[{key: governance.nothing, low: 0, high: 1}]",
+            ],
+            "experiment.sweep.factors[0].key",
+            "not a known key",
+        ),
+        (
+            ["experiment=lever_sweep", "uncertainty=test"],
+            "experiment.sweep.factors_from",
+            "'uncertainty' or 'both'",
+        ),
+        (
+            ["experiment=lever_sweep", "experiment.sweep.factors_from=uncertainty"],
+            "uncertainty.parameters",
+            "uncertainty=default",
+        ),
+        (
+            [
+                "experiment=lever_sweep",
+                "experiment.sweep.factors_from=both",
+                "uncertainty=test",
+                "uncertainty.parameters=[{key: governance.business, low: 0.1, high: 0.2}]",
+            ],
+            "uncertainty.parameters",
+            "each key once",
+        ),
+        (
+            [
+                "experiment=lever_sweep",
+                "experiment.sweep.factors_from=uncertainty",
+                "uncertainty=posterior",
+                "uncertainty.posterior=/tmp",
+            ],
+            "uncertainty.posterior",
+            "experiment=robustness",
+        ),
+    ],
+)
 def test_bad_factors_are_refused_before_any_work(overrides, key, allowed):
     with pytest.raises(ConfigError) as error:
         get_kind(load_config(overrides))
@@ -157,8 +238,11 @@ def test_bad_factors_are_refused_before_any_work(overrides, key, allowed):
 
 
 def test_cli_exits_2_on_a_log_range_through_zero(cli):
-    proc = cli(*FROM_SPACE, "tracking=none",
-               "uncertainty.parameters=[{key: model.imitation_rate, low: 0, high: 0.02, scale: log}]")
+    proc = cli(
+        *FROM_SPACE,
+        "tracking=none",
+        "uncertainty.parameters=[{key: model.imitation_rate, low: 0, high: 0.02, scale: log}]",
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1

@@ -68,8 +68,17 @@ def test_the_run_directory_holds_no_empty_hydra_log(compare_run):
 
 
 def test_a_single_scenario_is_named_after_what_its_overrides_simulate():
-    overrides = ["governance=information", "governance.information=0.5", "replicates=50", "seed=3",
-                 "executor=serial", "tracking=none", "hydra.run.dir=x", "experiment=single", "resume=true"]
+    overrides = [
+        "governance=information",
+        "governance.information=0.5",
+        "replicates=50",
+        "seed=3",
+        "executor=serial",
+        "tracking=none",
+        "hydra.run.dir=x",
+        "experiment=single",
+        "resume=true",
+    ]
     assert overrides_name(overrides) == "governance=information governance.information=0.5"
     assert overrides_name(["replicates=5"]) == "default"
     specs = name_unnamed([("default", []), ("named", ["cluster=small"])], ["cluster=large"])
@@ -78,11 +87,19 @@ def test_a_single_scenario_is_named_after_what_its_overrides_simulate():
 
 def test_the_results_table_folds_long_names_instead_of_cutting_them():
     name = "governance=information governance.information=0.5 cluster=small model.steps=20"
-    frame = pl.DataFrame({
-        "scenario": ["base", name], "outcome": ["network_density"] * 2, "mean": [0.08483, 0.09621],
-        "ci_low": [0.0837, 0.0948], "ci_high": [0.0859, 0.0976], "effect": [None, 0.0114],
-        "effect_ci_low": [None, 0.0101], "effect_ci_high": [None, 0.0127], "clear": [None, True],
-    })
+    frame = pl.DataFrame(
+        {
+            "scenario": ["base", name],
+            "outcome": ["network_density"] * 2,
+            "mean": [0.08483, 0.09621],
+            "ci_low": [0.0837, 0.0948],
+            "ci_high": [0.0859, 0.0976],
+            "effect": [None, 0.0114],
+            "effect_ci_low": [None, 0.0101],
+            "effect_ci_high": [None, 0.0127],
+            "clear": [None, True],
+        }
+    )
     console = Console(width=80, record=True, no_color=True)
     console.print(results_table(frame, ["network_density"], ["base", name], "base", "t"))
     text = console.export_text()
@@ -97,17 +114,36 @@ def test_the_results_table_cuts_nothing_in_a_narrow_terminal(width):
     """Below the width the columns need (names folded to NAME_MIN), each scenario's numbers
     go on lines of their own; at any width every name, number and verdict is there whole."""
     names = ["baseline", "management", "information_and_strategic"]
-    frame = pl.DataFrame({
-        "scenario": names, "outcome": ["innovations_independent"] * 3, "mean": [0.06814, 0.07181, 123456.7],
-        "ci_low": [0.0670, 0.0705, 123000.0], "ci_high": [0.0692, 0.0731, 124000.0],
-        "effect": [None, 0.00367, -12345.6], "effect_ci_low": [None, 0.0031, -12400.0],
-        "effect_ci_high": [None, 0.0042, -12300.0], "clear": [None, True, False]})
+    frame = pl.DataFrame(
+        {
+            "scenario": names,
+            "outcome": ["innovations_independent"] * 3,
+            "mean": [0.06814, 0.07181, 123456.7],
+            "ci_low": [0.0670, 0.0705, 123000.0],
+            "ci_high": [0.0692, 0.0731, 124000.0],
+            "effect": [None, 0.00367, -12345.6],
+            "effect_ci_low": [None, 0.0031, -12400.0],
+            "effect_ci_high": [None, 0.0042, -12300.0],
+            "clear": [None, True, False],
+        }
+    )
     console = Console(width=width, file=io.StringIO(), record=True, no_color=True)
     console.print(results_table(frame, ["innovations_independent"], names, "baseline", "t"))
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
-    for cell in ("0.06814", "± 0.0011", "0.07181", "± 0.0013", "+0.00367", "± 0.00055", "123500",
-                 "± 500", "-12300", "± 50", "management"):
+    for cell in (
+        "0.06814",
+        "± 0.0011",
+        "0.07181",
+        "± 0.0013",
+        "+0.00367",
+        "± 0.00055",
+        "123500",
+        "± 500",
+        "-12300",
+        "± 50",
+        "management",
+    ):
         assert cell in text, (width, cell)
     assert re.search(rf"{CLEAR}\s*$", text.split("management", 1)[1].split("information", 1)[0], re.M)
     stacked = "± 95% CI" not in text

@@ -14,8 +14,15 @@ from kibs_mc.experiments.pipeline import run_experiment
 from kibs_mc.tracking.compare import main as compare
 from kibs_mc.tracking.mlflow import connect_uri, hide_credentials
 
-SMALL = ["model=cowan_jonard", "model.agents=60", "model.degree=4", "model.categories=5", "tracking=none",
-         "executor=serial", "replicates=2"]
+SMALL = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "model.categories=5",
+    "tracking=none",
+    "executor=serial",
+    "replicates=2",
+]
 
 
 def closed_port() -> int:
@@ -28,9 +35,16 @@ def closed_port() -> int:
 def test_three_runs_logged_at_once_into_a_new_store_all_land_and_it_stays_readable(tmp_path, capsys):
     run_experiment(load_config(SMALL), SMALL, tmp_path / "run")
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
-    procs = [subprocess.Popen([sys.executable, "-m", "kibs_mc.tracking", str(tmp_path / "run"),
-                               f"tracking.uri={uri}"], cwd=tmp_path, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kibs_mc.tracking", str(tmp_path / "run"), f"tracking.uri={uri}"],
+            cwd=tmp_path,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in outputs]
     assert compare(["--uri", uri, "list"]) == 0

@@ -29,15 +29,23 @@ def test_the_readme_example_runs_from_a_folder_of_your_own(tmp_path):
     folder = tmp_path / "my_experiments" / "experiment"
     folder.mkdir(parents=True)
     (folder / f"{spec['experiment']['name']}.yaml").write_text(text)
-    proc = run_cli("--config-dir", "my_experiments", f"experiment={spec['experiment']['name']}", *FAST,
-                   "hydra.run.dir=run", cwd=tmp_path)
+    proc = run_cli(
+        "--config-dir",
+        "my_experiments",
+        f"experiment={spec['experiment']['name']}",
+        *FAST,
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = pl.read_parquet(tmp_path / "run" / "replicates.parquet")
     assert rows["scenario"].unique(maintain_order=True).to_list() == [
-        s["name"] for s in spec["experiment"]["scenarios"]]
+        s["name"] for s in spec["experiment"]["scenarios"]
+    ]
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
-    assert ["information_2x", ["governance=information", "governance.unit_cost.information=2"]] in \
-        plan["scenarios"]  # the file's overrides reached the plan
+    assert ["information_2x", ["governance=information", "governance.unit_cost.information=2"]] in plan[
+        "scenarios"
+    ]  # the file's overrides reached the plan
 
 
 @pytest.mark.slow

@@ -40,12 +40,22 @@ from kibs_mc.analysis.inference import (
 #: The outcome that measures money, when a model reports it (effects per unit of it).
 COST_OUTCOME = "governance_cost"
 
-__all__ = ["COST_OUTCOME", "add_effects_to_summary", "bootstrap_difference_ci", "bootstrap_mean_ci",
-           "choose_baseline", "decide_effects", "paired_effects"]
+__all__ = [
+    "COST_OUTCOME",
+    "add_effects_to_summary",
+    "bootstrap_difference_ci",
+    "bootstrap_mean_ci",
+    "choose_baseline",
+    "decide_effects",
+    "paired_effects",
+]
 
 
 def bootstrap_difference_ci(
-    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
+    a: np.ndarray,
+    b: np.ndarray,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
     samples: int = BOOTSTRAP_SAMPLES,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of mean(a) - mean(b), resampling a and b independently."""
@@ -79,8 +89,9 @@ def paired_effects(
     ``p_value`` tests H0: |effect| <= margin, the margin being ``min_effect`` (a share of the
     baseline's mean when ``relative``); ``p_adjusted`` and ``clear`` are Holm's across these
     rows until :func:`decide_effects` sets them from the reported family."""
-    scenarios = [s for s in rows.get_column("scenario").unique(maintain_order=True).to_list()
-                 if s != baseline]
+    scenarios = [
+        s for s in rows.get_column("scenario").unique(maintain_order=True).to_list() if s != baseline
+    ]
     base = rows.filter(pl.col("scenario") == baseline)
     has_cost = COST_OUTCOME in rows.columns
     records = []
@@ -96,46 +107,63 @@ def paired_effects(
             d = y - y0
             n = len(d)
             effect = float(d.mean()) if n else float("nan")
-            low, high = bootstrap_mean_ci(d, cell_rng(seed, "effect", outcome, scenario, baseline),
-                                          confidence)
+            low, high = bootstrap_mean_ci(
+                d, cell_rng(seed, "effect", outcome, scenario, baseline), confidence
+            )
             ulow, uhigh = bootstrap_difference_ci(
-                y, y0, cell_rng(seed, "unpaired", outcome, scenario, baseline), confidence)
+                y, y0, cell_rng(seed, "unpaired", outcome, scenario, baseline), confidence
+            )
             base_mean = float(y0.mean()) if n else float("nan")
             m = margin(min_effect, relative, base_mean if base_mean else float(np.mean(y)) if n else 0.0)
             sd_base = float(y0.std(ddof=1)) if n > 1 else float("nan")
-            records.append({
-                "scenario": scenario,
-                "outcome": outcome,
-                "baseline": baseline,
-                "n": n,
-                "baseline_mean": base_mean,
-                "scenario_mean": float(y.mean()) if n else float("nan"),
-                "effect": effect,
-                "ci_low": low,
-                "ci_high": high,
-                "sd_difference": float(d.std(ddof=1)) if n > 1 else float("nan"),
-                "effect_size": effect / sd_base if sd_base > 0 else float("nan"),
-                "extra_cost": extra_cost if has_cost else None,
-                "effect_per_cost": effect / extra_cost if has_cost and extra_cost > 0 else None,
-                "unpaired_ci_low": ulow,
-                "unpaired_ci_high": uhigh,
-                "significant": bool(low > 0 or high < 0),
-                "margin": m,
-                "p_value": min_effect_p(d, m),
-            })
+            records.append(
+                {
+                    "scenario": scenario,
+                    "outcome": outcome,
+                    "baseline": baseline,
+                    "n": n,
+                    "baseline_mean": base_mean,
+                    "scenario_mean": float(y.mean()) if n else float("nan"),
+                    "effect": effect,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "sd_difference": float(d.std(ddof=1)) if n > 1 else float("nan"),
+                    "effect_size": effect / sd_base if sd_base > 0 else float("nan"),
+                    "extra_cost": extra_cost if has_cost else None,
+                    "effect_per_cost": effect / extra_cost if has_cost and extra_cost > 0 else None,
+                    "unpaired_ci_low": ulow,
+                    "unpaired_ci_high": uhigh,
+                    "significant": bool(low > 0 or high < 0),
+                    "margin": m,
+                    "p_value": min_effect_p(d, m),
+                }
+            )
     schema = {
-        "scenario": pl.String, "outcome": pl.String, "baseline": pl.String, "n": pl.Int64,
-        "baseline_mean": pl.Float64, "scenario_mean": pl.Float64, "effect": pl.Float64,
-        "ci_low": pl.Float64, "ci_high": pl.Float64, "sd_difference": pl.Float64,
-        "effect_size": pl.Float64, "extra_cost": pl.Float64, "effect_per_cost": pl.Float64,
-        "unpaired_ci_low": pl.Float64, "unpaired_ci_high": pl.Float64, "significant": pl.Boolean,
-        "margin": pl.Float64, "p_value": pl.Float64,
+        "scenario": pl.String,
+        "outcome": pl.String,
+        "baseline": pl.String,
+        "n": pl.Int64,
+        "baseline_mean": pl.Float64,
+        "scenario_mean": pl.Float64,
+        "effect": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "sd_difference": pl.Float64,
+        "effect_size": pl.Float64,
+        "extra_cost": pl.Float64,
+        "effect_per_cost": pl.Float64,
+        "unpaired_ci_low": pl.Float64,
+        "unpaired_ci_high": pl.Float64,
+        "significant": pl.Boolean,
+        "margin": pl.Float64,
+        "p_value": pl.Float64,
     }
     return decide_effects(pl.DataFrame(records, schema=schema))
 
 
-def decide_effects(effects: pl.DataFrame, contrasts: pl.DataFrame | None = None, alpha: float = 0.05,
-                   adjust: str = "holm") -> pl.DataFrame:
+def decide_effects(
+    effects: pl.DataFrame, contrasts: pl.DataFrame | None = None, alpha: float = 0.05, adjust: str = "holm"
+) -> pl.DataFrame:
     """Set ``p_adjusted`` and ``clear`` of each effect.
 
     An effect whose pair is in ``contrasts`` (the reported family,
@@ -145,8 +173,10 @@ def decide_effects(effects: pl.DataFrame, contrasts: pl.DataFrame | None = None,
     adjusted = np.full(effects.height, np.nan)
     if contrasts is not None and contrasts.height:
         column = "p_bh" if adjust == "bh" else "p_holm"
-        known = {(r["outcome"], frozenset((r["scenario"], r["versus"]))): r[column]
-                 for r in contrasts.iter_rows(named=True)}
+        known = {
+            (r["outcome"], frozenset((r["scenario"], r["versus"]))): r[column]
+            for r in contrasts.iter_rows(named=True)
+        }
         for i, r in enumerate(effects.select("outcome", "scenario", "baseline").iter_rows(named=True)):
             adjusted[i] = known.get((r["outcome"], frozenset((r["scenario"], r["baseline"]))), np.nan)
     rest = np.isnan(adjusted)
@@ -155,14 +185,19 @@ def decide_effects(effects: pl.DataFrame, contrasts: pl.DataFrame | None = None,
         adjusted[rest] = benjamini_hochberg(p) if adjust == "bh" else holm(p)
     return effects.with_columns(
         p_adjusted=pl.Series(adjusted, dtype=pl.Float64),
-        clear=pl.Series(np.nan_to_num(adjusted, nan=1.0) < alpha, dtype=pl.Boolean))
+        clear=pl.Series(np.nan_to_num(adjusted, nan=1.0) < alpha, dtype=pl.Boolean),
+    )
 
 
 def add_effects_to_summary(summary: pl.DataFrame, effects: pl.DataFrame) -> pl.DataFrame:
     """Summary rows gain the paired effect against the baseline (null for the baseline)."""
     joined = effects.select(
-        "scenario", "outcome",
-        pl.col("effect"), pl.col("ci_low").alias("effect_ci_low"),
-        pl.col("ci_high").alias("effect_ci_high"), "effect_size", "effect_per_cost",
+        "scenario",
+        "outcome",
+        pl.col("effect"),
+        pl.col("ci_low").alias("effect_ci_low"),
+        pl.col("ci_high").alias("effect_ci_high"),
+        "effect_size",
+        "effect_per_cost",
     )
     return summary.join(joined, on=["scenario", "outcome"], how="left", maintain_order="left")

@@ -45,13 +45,13 @@ def cell_rng(seed: int, *names: str) -> np.random.Generator:
 
     Each name enters the spawn key as a stable 32-bit BLAKE2b digest (Python's ``hash`` of a
     string changes from process to process)."""
-    key = tuple(int.from_bytes(hashlib.blake2b(n.encode(), digest_size=4).digest(), "little")
-                for n in names)
+    key = tuple(int.from_bytes(hashlib.blake2b(n.encode(), digest_size=4).digest(), "little") for n in names)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(ANALYSIS_KEY, *key)))
 
 
-def bootstrap_mean_ci(values: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
-                      samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+def bootstrap_mean_ci(
+    values: np.ndarray, rng: np.random.Generator, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values``."""
     n = len(values)
     if n < 2:
@@ -108,8 +108,13 @@ def benjamini_hochberg(p: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def rank_sets(y: np.ndarray, rng: np.random.Generator, alpha: float = 0.05, larger_better: bool = True,
-              samples: int = BOOTSTRAP_SAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rank_sets(
+    y: np.ndarray,
+    rng: np.random.Generator,
+    alpha: float = 0.05,
+    larger_better: bool = True,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank of each column's mean (1 = best) and its marginal (1 - alpha) confidence set.
 
     ``y`` is replicates x scenarios, row r from seed r in every column; rows are resampled
@@ -145,10 +150,13 @@ def paired_matrix(rows: pl.DataFrame, outcome: str, scenarios: Sequence[str]) ->
     that failed in one scenario leaves the comparison)."""
     if not scenarios:
         return np.empty((0, 0))
-    wide = (rows.filter(pl.col("scenario").is_in(list(scenarios)))
-            .select("scenario", "replicate", pl.col(outcome).cast(pl.Float64))
-            .pivot(on="scenario", index="replicate", values=outcome)
-            .drop_nulls().sort("replicate"))
+    wide = (
+        rows.filter(pl.col("scenario").is_in(list(scenarios)))
+        .select("scenario", "replicate", pl.col(outcome).cast(pl.Float64))
+        .pivot(on="scenario", index="replicate", values=outcome)
+        .drop_nulls()
+        .sort("replicate")
+    )
     if any(s not in wide.columns for s in scenarios):
         return np.empty((0, len(scenarios)))
     return wide.select(list(scenarios)).to_numpy()
@@ -161,16 +169,34 @@ def margin(min_effect: float, relative: bool, reference: float) -> float:
 
 
 CONTRAST_SCHEMA = {
-    "outcome": pl.String, "scenario": pl.String, "versus": pl.String, "n": pl.Int64,
-    "scenario_mean": pl.Float64, "versus_mean": pl.Float64, "difference": pl.Float64,
-    "ci_low": pl.Float64, "ci_high": pl.Float64, "margin": pl.Float64, "p_value": pl.Float64,
-    "p_holm": pl.Float64, "p_bh": pl.Float64, "clear": pl.Boolean,
+    "outcome": pl.String,
+    "scenario": pl.String,
+    "versus": pl.String,
+    "n": pl.Int64,
+    "scenario_mean": pl.Float64,
+    "versus_mean": pl.Float64,
+    "difference": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "margin": pl.Float64,
+    "p_value": pl.Float64,
+    "p_holm": pl.Float64,
+    "p_bh": pl.Float64,
+    "clear": pl.Boolean,
 }
 
 
-def contrasts(rows: pl.DataFrame, outcomes: Sequence[str], scenarios: Sequence[str], baseline: str,
-              seed: int, min_effect: float = 0.0, relative: bool = True, alpha: float = 0.05,
-              adjust: str = "holm") -> pl.DataFrame:
+def contrasts(
+    rows: pl.DataFrame,
+    outcomes: Sequence[str],
+    scenarios: Sequence[str],
+    baseline: str,
+    seed: int,
+    min_effect: float = 0.0,
+    relative: bool = True,
+    alpha: float = 0.05,
+    adjust: str = "holm",
+) -> pl.DataFrame:
     """Every pair (a, b) of ``scenarios`` (a listed first) on every outcome, as one family.
 
     ``clear``: the adjusted p-value (Holm, or BH with ``adjust="bh"``) is below ``alpha``,
@@ -186,12 +212,23 @@ def contrasts(rows: pl.DataFrame, outcomes: Sequence[str], scenarios: Sequence[s
             for b in range(a + 1, len(scenarios)):
                 d = y[:, a] - y[:, b]
                 low, high = bootstrap_mean_ci(
-                    d, cell_rng(seed, "contrast", outcome, scenarios[a], scenarios[b]), 1 - alpha)
-                records.append({
-                    "outcome": outcome, "scenario": scenarios[a], "versus": scenarios[b],
-                    "n": len(d), "scenario_mean": float(y[:, a].mean()),
-                    "versus_mean": float(y[:, b].mean()), "difference": float(d.mean()),
-                    "ci_low": low, "ci_high": high, "margin": m, "p_value": min_effect_p(d, m)})
+                    d, cell_rng(seed, "contrast", outcome, scenarios[a], scenarios[b]), 1 - alpha
+                )
+                records.append(
+                    {
+                        "outcome": outcome,
+                        "scenario": scenarios[a],
+                        "versus": scenarios[b],
+                        "n": len(d),
+                        "scenario_mean": float(y[:, a].mean()),
+                        "versus_mean": float(y[:, b].mean()),
+                        "difference": float(d.mean()),
+                        "ci_low": low,
+                        "ci_high": high,
+                        "margin": m,
+                        "p_value": min_effect_p(d, m),
+                    }
+                )
     p = np.array([r["p_value"] for r in records])
     by_holm, by_bh = holm(p), benjamini_hochberg(p)
     decide = by_bh if adjust == "bh" else by_holm
@@ -200,12 +237,26 @@ def contrasts(rows: pl.DataFrame, outcomes: Sequence[str], scenarios: Sequence[s
     return pl.DataFrame(records, schema=CONTRAST_SCHEMA)
 
 
-RANK_SCHEMA = {"outcome": pl.String, "scenario": pl.String, "n": pl.Int64, "mean": pl.Float64,
-               "better": pl.String, "rank": pl.Int64, "rank_low": pl.Int64, "rank_high": pl.Int64}
+RANK_SCHEMA = {
+    "outcome": pl.String,
+    "scenario": pl.String,
+    "n": pl.Int64,
+    "mean": pl.Float64,
+    "better": pl.String,
+    "rank": pl.Int64,
+    "rank_low": pl.Int64,
+    "rank_high": pl.Int64,
+}
 
 
-def ranks(rows: pl.DataFrame, outcomes: Sequence[str], scenarios: Sequence[str], seed: int,
-          lower_is_better: Collection[str] = (), alpha: float = 0.05) -> pl.DataFrame:
+def ranks(
+    rows: pl.DataFrame,
+    outcomes: Sequence[str],
+    scenarios: Sequence[str],
+    seed: int,
+    lower_is_better: Collection[str] = (),
+    alpha: float = 0.05,
+) -> pl.DataFrame:
     """Rank of each scenario on each outcome (1 = best) with its (1 - alpha) confidence set."""
     records = []
     for outcome in outcomes:
@@ -215,7 +266,16 @@ def ranks(rows: pl.DataFrame, outcomes: Sequence[str], scenarios: Sequence[str],
         larger = outcome not in lower_is_better
         rank, low, high = rank_sets(y, cell_rng(seed, "rank", outcome), alpha, larger)
         for i, s in enumerate(scenarios):
-            records.append({"outcome": outcome, "scenario": s, "n": y.shape[0],
-                            "mean": float(y[:, i].mean()), "better": "higher" if larger else "lower",
-                            "rank": int(rank[i]), "rank_low": int(low[i]), "rank_high": int(high[i])})
+            records.append(
+                {
+                    "outcome": outcome,
+                    "scenario": s,
+                    "n": y.shape[0],
+                    "mean": float(y[:, i].mean()),
+                    "better": "higher" if larger else "lower",
+                    "rank": int(rank[i]),
+                    "rank_low": int(low[i]),
+                    "rank_high": int(high[i]),
+                }
+            )
     return pl.DataFrame(records, schema=RANK_SCHEMA)

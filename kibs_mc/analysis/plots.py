@@ -52,11 +52,16 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
     series = [c for c in ts.collect_schema().names() if c not in ("scenario", "replicate", "step")]
     if not series:
         return None
-    agg = ts.group_by("scenario", "step").agg(
-        *[pl.col(c).mean().alias(f"{c}__mean") for c in series],
-        *[pl.col(c).std().alias(f"{c}__sd") for c in series],
-        pl.len().alias("n"),
-    ).sort("step").collect(engine="streaming")
+    agg = (
+        ts.group_by("scenario", "step")
+        .agg(
+            *[pl.col(c).mean().alias(f"{c}__mean") for c in series],
+            *[pl.col(c).std().alias(f"{c}__sd") for c in series],
+            pl.len().alias("n"),
+        )
+        .sort("step")
+        .collect(engine="streaming")
+    )
     if agg.height == 0:
         return None
     fig, axes = _grid(len(series))
@@ -68,8 +73,11 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
             step = part["step"].to_numpy()
             mean = part[f"{name}__mean"].to_numpy()
             n = part["n"].to_numpy()
-            half = stdtrit(np.maximum(n - 1, 1), 0.975) * np.nan_to_num(
-                part[f"{name}__sd"].to_numpy()) / np.sqrt(n)
+            half = (
+                stdtrit(np.maximum(n - 1, 1), 0.975)
+                * np.nan_to_num(part[f"{name}__sd"].to_numpy())
+                / np.sqrt(n)
+            )
             color = COLORS[i % len(COLORS)]
             ax.plot(step, mean, color=color, label=_label(scenario), lw=1.6)
             ax.fill_between(step, mean - half, mean + half, color=color, alpha=0.2, lw=0)
@@ -103,8 +111,9 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
     return _save(fig, f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)", path)
 
 
-def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str],
-                      path: Path) -> Path | None:
+def distribution_plot(
+    rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str], path: Path
+) -> Path | None:
     """Box plots of each outcome across replicates, per scenario."""
     shown = [o for o in outcomes if rows.schema[o] != pl.Boolean]
     if rows.height == 0 or not shown:
@@ -121,8 +130,14 @@ def distribution_plot(rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Se
     return _save(fig, "Outcome distributions across replicates (box: quartiles, whiskers: 1.5 IQR)", path)
 
 
-def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenarios: Sequence[str],
-               listed: Sequence[str], outcomes: Sequence[str]) -> list[Path]:
+def make_plots(
+    run_dir: Path,
+    rows: pl.DataFrame,
+    effects: pl.DataFrame,
+    scenarios: Sequence[str],
+    listed: Sequence[str],
+    outcomes: Sequence[str],
+) -> list[Path]:
     """The figures of every experiment that apply to this run; returns the files written.
 
     Args:
@@ -144,8 +159,13 @@ def make_plots(run_dir: Path, rows: pl.DataFrame, effects: pl.DataFrame, scenari
 MAX_LISTED_SCENARIOS = 12
 
 
-def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str], path: Path,
-               log_factors: Sequence[str] = ()) -> Path | None:
+def sweep_plot(
+    rows: pl.DataFrame,
+    points: pl.DataFrame,
+    outcomes: Sequence[str],
+    path: Path,
+    log_factors: Sequence[str] = (),
+) -> Path | None:
     """Scenario means of each outcome against each swept factor (one row of panels per outcome;
     factors in ``log_factors`` on a log axis)."""
     factors = [c for c in points.columns if c not in ("scenario", "replicates")]
@@ -153,8 +173,9 @@ def sweep_plot(rows: pl.DataFrame, points: pl.DataFrame, outcomes: Sequence[str]
         return None
     means = rows.group_by("scenario").agg([pl.col(o).cast(pl.Float64).mean() for o in outcomes])
     data = points.join(means, on="scenario", how="inner")
-    fig, axes = plt.subplots(len(outcomes), len(factors), figsize=(3.2 * len(factors), 2.6 * len(outcomes)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(outcomes), len(factors), figsize=(3.2 * len(factors), 2.6 * len(outcomes)), squeeze=False
+    )
     for i, outcome in enumerate(outcomes):
         for j, factor in enumerate(factors):
             ax = axes[i, j]
@@ -178,11 +199,23 @@ def sensitivity_plot(indices: pl.DataFrame, path: Path) -> Path | None:
     for ax, outcome in zip(axes, outcomes, strict=False):
         part = indices.filter(pl.col("outcome") == outcome)
         x = np.arange(part.height)
-        ax.bar(x - 0.2, part["S1"].to_numpy(), 0.4, yerr=part["S1_conf"].to_numpy(), label="first order S1",
-               capsize=2)
+        ax.bar(
+            x - 0.2,
+            part["S1"].to_numpy(),
+            0.4,
+            yerr=part["S1_conf"].to_numpy(),
+            label="first order S1",
+            capsize=2,
+        )
         if part["ST"].null_count() < part.height:
-            ax.bar(x + 0.2, part["ST"].to_numpy(), 0.4, yerr=part["ST_conf"].to_numpy(), label="total ST",
-                   capsize=2)
+            ax.bar(
+                x + 0.2,
+                part["ST"].to_numpy(),
+                0.4,
+                yerr=part["ST_conf"].to_numpy(),
+                label="total ST",
+                capsize=2,
+            )
         ax.set_xticks(x, [f.split(".")[-1] for f in part["factor"].to_list()], fontsize=8)
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.axhline(0, color="black", lw=0.6)

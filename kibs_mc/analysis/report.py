@@ -53,7 +53,8 @@ def reading(effects: pl.DataFrame, headline: Sequence[str]) -> list[str]:
             rel = (_rel(abs(r["effect"]), r["baseline_mean"]) or _num(abs(r["effect"]))).lstrip("+")
             if r.get("clear", r["significant"]):
                 (up if r["effect"] > 0 else down).append(
-                    f"`{r['outcome']}` by {rel} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]")
+                    f"`{r['outcome']}` by {rel} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+                )
             else:
                 unclear.append(f"`{r['outcome']}`")
         said = []
@@ -63,8 +64,10 @@ def reading(effects: pl.DataFrame, headline: Sequence[str]) -> list[str]:
             said.append("lowers " + ", ".join(down))
         if unclear:
             said.append("has no clear effect on " + ", ".join(unclear))
-        lines.append(f"- **{scenario}** (against `{baseline}`, n={part['n'][0]} paired replicates, "
-                     f"95% CIs in brackets): {'; '.join(said)}.")
+        lines.append(
+            f"- **{scenario}** (against `{baseline}`, n={part['n'][0]} paired replicates, "
+            f"95% CIs in brackets): {'; '.join(said)}."
+        )
     return lines
 
 
@@ -109,17 +112,25 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
         rel = _rel(e["effect"], e["baseline_mean"])
         ci = f"95% CI {_num(e['ci_low'])} to {_num(e['ci_high'])}"
         sign = "+" if e["effect"] > 0 else ""
-        against = (f", {sign}{_num(e['effect'])} ({rel}) over `{f.baseline}`, {ci}" if rel else
-                   f", {sign}{_num(e['effect'])} over `{f.baseline}`, {ci}")
+        against = (
+            f", {sign}{_num(e['effect'])} ({rel}) over `{f.baseline}`, {ci}"
+            if rel
+            else f", {sign}{_num(e['effect'])} over `{f.baseline}`, {ci}"
+        )
     sure = top["rank_low"] == top["rank_high"] == 1
-    rank_text = (f"ranks {_ordinal(top['rank'])} of {k} [{top['rank_low']}, {top['rank_high']}] "
-                 f"(95% rank confidence set{': certainly first' if sure else ''})")
+    rank_text = (
+        f"ranks {_ordinal(top['rank'])} of {k} [{top['rank_low']}, {top['rank_high']}] "
+        f"(95% rank confidence set{': certainly first' if sure else ''})"
+    )
     lead = "Best" if len(tied) == 1 else "Best (tied)"
-    lines.append(f"- **{lead} for `{f.objective}` ({better} is better): `{best}`**, mean "
-                 f"{_num(top['mean'])}{against}; it {rank_text}.")
+    lines.append(
+        f"- **{lead} for `{f.objective}` ({better} is better): `{best}`**, mean "
+        f"{_num(top['mean'])}{against}; it {rank_text}."
+    )
     # who it is not clearly ahead of
-    pair = f.contrasts.filter((pl.col("outcome") == f.objective)
-                              & ((pl.col("scenario") == best) | (pl.col("versus") == best)))
+    pair = f.contrasts.filter(
+        (pl.col("outcome") == f.objective) & ((pl.col("scenario") == best) | (pl.col("versus") == best))
+    )
     level = "Holm" if f.adjust == "holm" else "Benjamini-Hochberg"
     close = []
     for r in pair.iter_rows(named=True):
@@ -138,14 +149,20 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
             why = f"beyond chance, but smaller than the {margin} that matters"
         else:  # beyond chance and the margin unadjusted: the adjustment (or too few replicates) decides
             p_adj = r["p_holm"] if f.adjust == "holm" else r["p_bh"]
-            why = (f"beyond chance and above the {margin} that matters, but not clear after "
-                   f"adjustment, p = {p_adj:.2g}: more replicates would decide")
+            why = (
+                f"beyond chance and above the {margin} that matters, but not clear after "
+                f"adjustment, p = {p_adj:.2g}: more replicates would decide"
+            )
         other = r["versus"] if r["scenario"] == best else r["scenario"]
-        close.append(f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
-                     f"{_num(low)} to {_num(high)}: {why})")
+        close.append(
+            f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
+            f"{_num(low)} to {_num(high)}: {why})"
+        )
     if close:
-        lines.append(f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {level} "
-                     f"adjustment; clearly ahead of the other {k - 1 - len(close)}.")
+        lines.append(
+            f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {level} "
+            f"adjustment; clearly ahead of the other {k - 1 - len(close)}."
+        )
     else:
         lines.append(f"- Clearly ahead of all {k - 1} others on `{f.objective}` after {level} adjustment.")
     if f.cost is not None:
@@ -155,8 +172,9 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
             c = cost["mean"][0]
             spread = others["mean"].to_numpy()
             equal = bool(spread.max() - spread.min() <= 1e-9 * max(abs(spread).max(), 1.0))
-            budget = "the same budget as every other policy" if equal else \
-                "a budget that differs from the others'"
+            budget = (
+                "the same budget as every other policy" if equal else "a budget that differs from the others'"
+            )
             per = f.effects.filter((pl.col("outcome") == f.objective) & (pl.col("scenario") == best))
             per_text = ""
             if per.height and per["effect_per_cost"][0] is not None:
@@ -166,19 +184,24 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
         sel = f.selection
         chosen = sel.filter(pl.col("selected"))
         gone = sel.filter(pl.col("eliminated_after").is_not_null()).sort("eliminated_after")
-        dropped = "; ".join(f"`{r['scenario']}` eliminated after {r['eliminated_after']}"
-                            for r in gone.iter_rows(named=True))
+        dropped = "; ".join(
+            f"`{r['scenario']}` eliminated after {r['eliminated_after']}" for r in gone.iter_rows(named=True)
+        )
         reps = ", ".join(f"`{r['scenario']}` {r['replicates']}" for r in sel.iter_rows(named=True))
         delta, alpha = sel["delta"][0], sel["alpha"][0]
         if chosen.height:
-            lines.append(f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
-                         f"within delta = {_num(delta)}, probability of correct selection >= "
-                         f"{1 - alpha:.2f} (Kim & Nelson 2001 KN on common random numbers; replicates "
-                         f"{reps}{'; ' + dropped if dropped else ''}).")
+            lines.append(
+                f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
+                f"within delta = {_num(delta)}, probability of correct selection >= "
+                f"{1 - alpha:.2f} (Kim & Nelson 2001 KN on common random numbers; replicates "
+                f"{reps}{'; ' + dropped if dropped else ''})."
+            )
         else:
             left = ", ".join(f"`{s}`" for s in sel.filter(pl.col("in_contention"))["scenario"].to_list())
-            lines.append(f"- **Not certified**: {left} still in contention (delta = {_num(delta)}) on "
-                         f"`{sel['outcome'][0]}` at experiment.max_replicates ({reps}).")
+            lines.append(
+                f"- **Not certified**: {left} still in contention (delta = {_num(delta)}) on "
+                f"`{sel['outcome'][0]}` at experiment.max_replicates ({reps})."
+            )
     # trade-offs of the best against the baseline on the other headline outcomes
     if best != f.baseline:
         trade = []
@@ -197,11 +220,15 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
         gains = [t for g, t in trade if g]
         if worse:
             also = f"; better on {', '.join(gains)}" if gains else ""
-            lines.append(f"- Trade-offs of `{best}` against `{f.baseline}` (clear effects only): worse on "
-                         f"{', '.join(worse)}{also}.")
+            lines.append(
+                f"- Trade-offs of `{best}` against `{f.baseline}` (clear effects only): worse on "
+                f"{', '.join(worse)}{also}."
+            )
         elif gains:
-            lines.append(f"- No clear trade-off: against `{f.baseline}`, `{best}` is also better on "
-                         f"{', '.join(gains)} and clearly worse on no other headline outcome.")
+            lines.append(
+                f"- No clear trade-off: against `{f.baseline}`, `{best}` is also better on "
+                f"{', '.join(gains)} and clearly worse on no other headline outcome."
+            )
         else:
             lines.append(f"- No clear effect of `{best}` on the other headline outcomes.")
     # how large the uncertainty is
@@ -214,10 +241,12 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
         base = effect_rows["baseline_mean"][0]
         share = f" ({100 * half / abs(base):.1f}% of the baseline mean)" if base else ""
         widest = f"; the widest 95% CI of an effect on `{f.objective}` is ±{_num(half)}{share}"
-    smallest = (f"{100 * f.min_effect:g}% of the baseline mean" if f.relative else _num(f.min_effect))
-    lines.append(f"- Uncertainty: {n} paired replicates per scenario; {int(fam['clear'].sum())} of "
-                 f"{fam.height} pairwise contrasts are clear ({level} at alpha = {f.alpha:g} across all "
-                 f"of them, smallest effect that matters: {smallest}){widest}.")
+    smallest = f"{100 * f.min_effect:g}% of the baseline mean" if f.relative else _num(f.min_effect)
+    lines.append(
+        f"- Uncertainty: {n} paired replicates per scenario; {int(fam['clear'].sum())} of "
+        f"{fam.height} pairwise contrasts are clear ({level} at alpha = {f.alpha:g} across all "
+        f"of them, smallest effect that matters: {smallest}){widest}."
+    )
     if f.parameters:  # the intervals carry replicate noise only, not doubt about the parameters
         lines.append(f"- Parameters: {f.parameters}.")
     return lines
@@ -226,8 +255,10 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
 def markdown_table(frame: pl.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(_num(v) if isinstance(v, float) else str(v) for v in row) + " |"
-            for row in frame.iter_rows()]
+    body = [
+        "| " + " | ".join(_num(v) if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in frame.iter_rows()
+    ]
     return "\n".join([head, rule, *body])
 
 
@@ -268,38 +299,82 @@ def write_report(
         parts += ["## Figures", ""] + [f"![{f.stem}]({f.name})\n" for f in figures]
     if effects.height:
         eff = effects.filter(pl.col("outcome").is_in(shown)).select(
-            "scenario", "outcome", "baseline_mean", "scenario_mean", "effect", "ci_low", "ci_high",
-            "effect_size", "effect_per_cost", *[c for c in ("p_adjusted", "clear") if c in effects.columns])
-        parts += ["## Paired effects against the baseline", "",
-                  "Mean paired difference over common-random-number replicates, 95% percentile "
-                  "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
-                  "`effect_per_cost` divides by the extra governance cost.", "", markdown_table(eff), ""]
+            "scenario",
+            "outcome",
+            "baseline_mean",
+            "scenario_mean",
+            "effect",
+            "ci_low",
+            "ci_high",
+            "effect_size",
+            "effect_per_cost",
+            *[c for c in ("p_adjusted", "clear") if c in effects.columns],
+        )
+        parts += [
+            "## Paired effects against the baseline",
+            "",
+            "Mean paired difference over common-random-number replicates, 95% percentile "
+            "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
+            "`effect_per_cost` divides by the extra governance cost.",
+            "",
+            markdown_table(eff),
+            "",
+        ]
     if findings is not None and findings.contrasts.height:
         level = "Holm" if findings.adjust == "holm" else "Benjamini-Hochberg"
         ranked = findings.ranks.filter(pl.col("outcome").is_in(shown)).select(
-            "outcome", "scenario", "mean", "better", "rank", "rank_low", "rank_high")
-        parts += ["## Ranks", "",
-                  "Rank of each scenario's mean (1 = best in the outcome's direction) with its 95% "
-                  "confidence set `[rank_low, rank_high]` (Mogstad, Romano, Shaikh & Wilhelm 2024: "
-                  "simultaneous bootstrap CIs of the scenario's paired differences).", "",
-                  markdown_table(ranked), ""]
+            "outcome", "scenario", "mean", "better", "rank", "rank_low", "rank_high"
+        )
+        parts += [
+            "## Ranks",
+            "",
+            "Rank of each scenario's mean (1 = best in the outcome's direction) with its 95% "
+            "confidence set `[rank_low, rank_high]` (Mogstad, Romano, Shaikh & Wilhelm 2024: "
+            "simultaneous bootstrap CIs of the scenario's paired differences).",
+            "",
+            markdown_table(ranked),
+            "",
+        ]
         con = findings.contrasts.select(
-            "outcome", "scenario", "versus", "difference", "ci_low", "ci_high", "margin", "p_value",
-            "p_holm", "p_bh", "clear")
-        parts += ["## Pairwise contrasts", "",
-                  f"Every pair of scenarios on every headline outcome: mean paired difference "
-                  f"(`scenario` - `versus`) with its 95% percentile bootstrap CI; `p_value` tests "
-                  f"whether the difference exceeds `margin` (the smallest effect that matters); "
-                  f"`clear` = {level}-adjusted p below {findings.alpha:g} across all "
-                  f"{findings.contrasts.height} contrasts (`p_bh`: Benjamini-Hochberg, for "
-                  "comparison).", "", markdown_table(con), ""]
+            "outcome",
+            "scenario",
+            "versus",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "margin",
+            "p_value",
+            "p_holm",
+            "p_bh",
+            "clear",
+        )
+        parts += [
+            "## Pairwise contrasts",
+            "",
+            f"Every pair of scenarios on every headline outcome: mean paired difference "
+            f"(`scenario` - `versus`) with its 95% percentile bootstrap CI; `p_value` tests "
+            f"whether the difference exceeds `margin` (the smallest effect that matters); "
+            f"`clear` = {level}-adjusted p below {findings.alpha:g} across all "
+            f"{findings.contrasts.height} contrasts (`p_bh`: Benjamini-Hochberg, for "
+            "comparison).",
+            "",
+            markdown_table(con),
+            "",
+        ]
     for section in sections:
         parts += [section.rstrip(), ""]
     if summary.height:  # a calibration has no scenarios
         summ = summary.filter(pl.col("outcome").is_in(shown)).select(
-            "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high")
-        parts += ["## Outcomes per scenario", "", "Mean across replicates with the 95% t interval.", "",
-                  markdown_table(summ), ""]
+            "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high"
+        )
+        parts += [
+            "## Outcomes per scenario",
+            "",
+            "Mean across replicates with the 95% t interval.",
+            "",
+            markdown_table(summ),
+            "",
+        ]
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     text = "\n".join(parts)
     md_path = run_dir / "report.md"

@@ -55,8 +55,14 @@ class Outcomes:
     cost: np.ndarray  # governance spending, float
 
 
-def to_arrays(rows: pl.DataFrame, worlds: Sequence[int], policies: Sequence[str], outcome: str,
-              cost: str | None, replicates: int) -> Outcomes:
+def to_arrays(
+    rows: pl.DataFrame,
+    worlds: Sequence[int],
+    policies: Sequence[str],
+    outcome: str,
+    cost: str | None,
+    replicates: int,
+) -> Outcomes:
     """Arrays (W, P, R) from rows with columns world, policy, replicate (global), outcome, cost.
 
     A (world, replicate) pair that is missing for any policy (a failed replicate) is masked for
@@ -80,9 +86,13 @@ def to_arrays(rows: pl.DataFrame, worlds: Sequence[int], policies: Sequence[str]
     return Outcomes(list(worlds), list(policies), y, c)
 
 
-def world_objective(data: Outcomes, baseline: int | None, per_money: bool,
-                    world_draw: np.ndarray | None = None,
-                    replicate_draw: np.ndarray | None = None) -> np.ndarray:
+def world_objective(
+    data: Outcomes,
+    baseline: int | None,
+    per_money: bool,
+    world_draw: np.ndarray | None = None,
+    replicate_draw: np.ndarray | None = None,
+) -> np.ndarray:
     """J[b, w, p]: each policy's objective in each (resampled) world, natural units.
 
     Args:
@@ -103,8 +113,8 @@ def world_objective(data: Outcomes, baseline: int | None, per_money: bool,
             return np.nanmean(y, axis=3)
         assert baseline is not None
         c = np.take_along_axis(data.cost[world_draw], take, axis=3)
-        effect = np.nanmean(y - y[:, :, baseline:baseline + 1, :], axis=3)
-        spent = np.nanmean(c - c[:, :, baseline:baseline + 1, :], axis=3)
+        effect = np.nanmean(y - y[:, :, baseline : baseline + 1, :], axis=3)
+        spent = np.nanmean(c - c[:, :, baseline : baseline + 1, :], axis=3)
         j = np.where(spent > 0, effect / np.where(spent > 0, spent, 1.0), np.nan)
     j[:, :, baseline] = 0.0
     return j
@@ -141,8 +151,10 @@ def robustness_metrics(j: np.ndarray, maximize: bool, satisfice: np.ndarray) -> 
 def bootstrap_draws(worlds: int, replicates: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(B, W) world draws and (B, W, R) replicate draws of the two-stage bootstrap."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x40B057,)))
-    return (rng.integers(0, worlds, size=(samples, worlds)),
-            rng.integers(0, replicates, size=(samples, worlds, replicates)))
+    return (
+        rng.integers(0, worlds, size=(samples, worlds)),
+        rng.integers(0, replicates, size=(samples, worlds, replicates)),
+    )
 
 
 def satisfice_threshold(j: np.ndarray, baseline: int | None, value: float | None) -> np.ndarray:
@@ -153,9 +165,16 @@ def satisfice_threshold(j: np.ndarray, baseline: int | None, value: float | None
     return j[:, :, baseline]
 
 
-def robustness_table(data: Outcomes, baseline: int | None, per_money: bool, maximize: bool,
-                     satisfice: float | None, seed: int, samples: int = BOOTSTRAP_SAMPLES,
-                     confidence: float = 0.95) -> pl.DataFrame:
+def robustness_table(
+    data: Outcomes,
+    baseline: int | None,
+    per_money: bool,
+    maximize: bool,
+    satisfice: float | None,
+    seed: int,
+    samples: int = BOOTSTRAP_SAMPLES,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
     """robustness.parquet: one row per (policy, metric) with the estimate and its bootstrap CI."""
     W, _, R = data.y.shape
     point_j = world_objective(data, baseline, per_money)
@@ -170,14 +189,36 @@ def robustness_table(data: Outcomes, baseline: int | None, per_money: bool, maxi
             warnings.simplefilter("ignore", RuntimeWarning)
             low, high = np.nanquantile(boot[metric], [tail, 1 - tail], axis=0)
         for p, policy in enumerate(data.policies):
-            records.append({"policy": policy, "metric": metric, "value": float(point[metric][0, p]),
-                            "ci_low": float(low[p]), "ci_high": float(high[p])})
-    return pl.DataFrame(records, schema={"policy": pl.String, "metric": pl.String, "value": pl.Float64,
-                                         "ci_low": pl.Float64, "ci_high": pl.Float64})
+            records.append(
+                {
+                    "policy": policy,
+                    "metric": metric,
+                    "value": float(point[metric][0, p]),
+                    "ci_low": float(low[p]),
+                    "ci_high": float(high[p]),
+                }
+            )
+    return pl.DataFrame(
+        records,
+        schema={
+            "policy": pl.String,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
+    )
 
 
-def per_world_table(data: Outcomes, baseline: int | None, per_money: bool, maximize: bool,
-                    satisfice: float | None, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> pl.DataFrame:
+def per_world_table(
+    data: Outcomes,
+    baseline: int | None,
+    per_money: bool,
+    maximize: bool,
+    satisfice: float | None,
+    seed: int,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> pl.DataFrame:
     """One row per (world, policy): mean outcome, objective, regret, best, and how often the
     policy is best in that world when only its replicates are resampled (``p_best_in_world``)."""
     W, P, R = data.y.shape
@@ -193,19 +234,22 @@ def per_world_table(data: Outcomes, baseline: int | None, per_money: bool, maxim
     p_in = _best_share(boot if maximize else -boot).mean(axis=0)
     thr = satisfice_threshold(j[None], baseline, satisfice)[0]
     ok = (j >= thr[:, None]) if maximize else (j <= thr[:, None])
-    best_name = [data.policies[int(np.nanargmax(score[w]))] if np.isfinite(score[w]).any() else None
-                 for w in range(W)]
-    return pl.DataFrame({
-        "world": np.repeat(data.worlds, P),
-        "policy": data.policies * W,
-        "outcome_mean": mean.ravel(),
-        "objective": j.ravel(),
-        "regret": regret.ravel(),
-        "best": (share > 0).ravel(),
-        "best_policy": np.repeat(np.array(best_name, dtype=object), P).tolist(),
-        "p_best_in_world": p_in.ravel(),
-        "satisfices": ok.ravel(),
-    })
+    best_name = [
+        data.policies[int(np.nanargmax(score[w]))] if np.isfinite(score[w]).any() else None for w in range(W)
+    ]
+    return pl.DataFrame(
+        {
+            "world": np.repeat(data.worlds, P),
+            "policy": data.policies * W,
+            "outcome_mean": mean.ravel(),
+            "objective": j.ravel(),
+            "regret": regret.ravel(),
+            "best": (share > 0).ravel(),
+            "best_policy": np.repeat(np.array(best_name, dtype=object), P).tolist(),
+            "p_best_in_world": p_in.ravel(),
+            "satisfices": ok.ravel(),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- worlds
@@ -296,8 +340,12 @@ def choose_box(trajectory, density: float = DENSITY_TARGET) -> int:
     return int((trajectory["coverage"] * trajectory["density"]).idxmax())
 
 
-def discover(points: pl.DataFrame, targets: dict[tuple[str, str], np.ndarray],
-             density: float = DENSITY_TARGET, mass_min: float = 0.05) -> tuple[pl.DataFrame, pl.DataFrame]:
+def discover(
+    points: pl.DataFrame,
+    targets: dict[tuple[str, str], np.ndarray],
+    density: float = DENSITY_TARGET,
+    mass_min: float = 0.05,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """PRIM and CART boxes for each target (policy, kind) over the worlds' parameters.
 
     Returns (discovery, trajectory): discovery has one row per (policy, target, method, box,
@@ -321,10 +369,18 @@ def discover(points: pl.DataFrame, targets: dict[tuple[str, str], np.ndarray],
         tr = box.peeling_trajectory.reset_index(drop=True)
         chosen = choose_box(tr, density)
         for i, r in tr.iterrows():
-            paths.append({"policy": policy, "target": target, "step": int(i),
-                          "coverage": float(r["coverage"]), "density": float(r["density"]),
-                          "mass": float(r["mass"]),
-                          "restricted": int(r["res_dim"]), "chosen": int(i) == chosen})
+            paths.append(
+                {
+                    "policy": policy,
+                    "target": target,
+                    "step": int(i),
+                    "coverage": float(r["coverage"]),
+                    "density": float(r["density"]),
+                    "mass": float(r["mass"]),
+                    "restricted": int(r["res_dim"]),
+                    "chosen": int(i) == chosen,
+                }
+            )
         lims = box.box_lims[chosen]
         qp = box.qp[chosen] if chosen < len(box.qp) else {}
         r = tr.iloc[chosen]
@@ -333,10 +389,21 @@ def discover(points: pl.DataFrame, targets: dict[tuple[str, str], np.ndarray],
             if (low, high) == full[param]:
                 continue
             q = [v for v in qp.get(param, []) if v >= 0]
-            found.append({"policy": policy, "target": target, "method": "prim", "box": 0,
-                          "parameter": param, "low": low, "high": high,
-                          "coverage": float(r["coverage"]), "density": float(r["density"]),
-                          "mass": float(r["mass"]), "qp": max(q) if q else None})
+            found.append(
+                {
+                    "policy": policy,
+                    "target": target,
+                    "method": "prim",
+                    "box": 0,
+                    "parameter": param,
+                    "low": low,
+                    "high": high,
+                    "coverage": float(r["coverage"]),
+                    "density": float(r["density"]),
+                    "mass": float(r["mass"]),
+                    "qp": max(q) if q else None,
+                }
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = cart.CART(x, y, mass_min=mass_min)
@@ -348,15 +415,44 @@ def discover(points: pl.DataFrame, targets: dict[tuple[str, str], np.ndarray],
                 low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
                 if (low, high) == full[param] or (low <= full[param][0] and high >= full[param][1]):
                     continue
-                found.append({"policy": policy, "target": target, "method": "cart", "box": b,
-                              "parameter": param, "low": max(low, full[param][0]),
-                              "high": min(high, full[param][1]), "coverage": float(stats["coverage"]),
-                              "density": float(stats["density"]), "mass": float(stats["mass"]), "qp": None})
-    schema = {"policy": pl.String, "target": pl.String, "method": pl.String, "box": pl.Int64,
-              "parameter": pl.String, "low": pl.Float64, "high": pl.Float64, "coverage": pl.Float64,
-              "density": pl.Float64, "mass": pl.Float64, "qp": pl.Float64}
-    tschema = {"policy": pl.String, "target": pl.String, "step": pl.Int64, "coverage": pl.Float64,
-               "density": pl.Float64, "mass": pl.Float64, "restricted": pl.Int64, "chosen": pl.Boolean}
+                found.append(
+                    {
+                        "policy": policy,
+                        "target": target,
+                        "method": "cart",
+                        "box": b,
+                        "parameter": param,
+                        "low": max(low, full[param][0]),
+                        "high": min(high, full[param][1]),
+                        "coverage": float(stats["coverage"]),
+                        "density": float(stats["density"]),
+                        "mass": float(stats["mass"]),
+                        "qp": None,
+                    }
+                )
+    schema = {
+        "policy": pl.String,
+        "target": pl.String,
+        "method": pl.String,
+        "box": pl.Int64,
+        "parameter": pl.String,
+        "low": pl.Float64,
+        "high": pl.Float64,
+        "coverage": pl.Float64,
+        "density": pl.Float64,
+        "mass": pl.Float64,
+        "qp": pl.Float64,
+    }
+    tschema = {
+        "policy": pl.String,
+        "target": pl.String,
+        "step": pl.Int64,
+        "coverage": pl.Float64,
+        "density": pl.Float64,
+        "mass": pl.Float64,
+        "restricted": pl.Int64,
+        "chosen": pl.Boolean,
+    }
     return pl.DataFrame(found, schema=schema), pl.DataFrame(paths, schema=tschema)
 
 
@@ -375,26 +471,39 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def flip_sentences(table: pl.DataFrame, discovery: pl.DataFrame, points: pl.DataFrame,
-                   satisfice_words: str, significance: float = 0.05) -> list[str]:
-    """"Where the answer flips": one sentence per policy that is best somewhere, and one per
+def flip_sentences(
+    table: pl.DataFrame,
+    discovery: pl.DataFrame,
+    points: pl.DataFrame,
+    satisfice_words: str,
+    significance: float = 0.05,
+) -> list[str]:
+    """ "Where the answer flips": one sentence per policy that is best somewhere, and one per
     policy that fails the satisficing threshold somewhere, from its PRIM box."""
-    full = {c: (float(np.min(points[c].to_numpy())), float(np.max(points[c].to_numpy())))
-            for c in points.columns if c != "world"}
+    full = {
+        c: (float(np.min(points[c].to_numpy())), float(np.max(points[c].to_numpy())))
+        for c in points.columns
+        if c != "world"
+    }
 
     def where(policy: str, target: str) -> str:
-        box = discovery.filter((pl.col("policy") == policy) & (pl.col("target") == target)
-                               & (pl.col("method") == "prim"))
+        box = discovery.filter(
+            (pl.col("policy") == policy) & (pl.col("target") == target) & (pl.col("method") == "prim")
+        )
         if box.height == 0:
             return "; PRIM found no box that separates these worlds from the others"
         sure = box.filter(pl.col("qp").is_not_null() & (pl.col("qp") < significance)).sort("qp")
         stats = box.row(0, named=True)
         tail = f" (PRIM box: coverage {stats['coverage']:.2f}, density {stats['density']:.2f})"
         if sure.height == 0:
-            return ("; no restriction of its PRIM box is distinguishable from chance "
-                    f"(quasi-p >= {significance:g})" + tail)
-        words = " and ".join(_range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]])
-                             for r in sure.iter_rows(named=True))
+            return (
+                "; no restriction of its PRIM box is distinguishable from chance "
+                f"(quasi-p >= {significance:g})" + tail
+            )
+        words = " and ".join(
+            _range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]])
+            for r in sure.iter_rows(named=True)
+        )
         return f", mostly where {words}" + tail
 
     lines = []
@@ -406,16 +515,20 @@ def flip_sentences(table: pl.DataFrame, discovery: pl.DataFrame, points: pl.Data
         if r["value"] == 0:
             continue
         tail = where(p, "best") if r["value"] < 1 else ", in every world sampled"
-        lines.append(f"- **{p}** is the best policy in {_pct(r['value'])} of worlds "
-                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]{tail}.")
+        lines.append(
+            f"- **{p}** is the best policy in {_pct(r['value'])} of worlds "
+            f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]{tail}."
+        )
     never = [p for p in ranked if metric[p + "/p_best"]["value"] == 0]
     if never:
         lines.append("- Never best: " + ", ".join(f"**{p}**" for p in never) + ".")
     for p in ranked:
         r = metric[p + "/satisficing"]
         if 0 < r["value"] < 1:
-            lines.append(f"- **{p}** fails {satisfice_words} in {_pct(1 - r['value'])} of worlds "
-                         f"[{_pct(1 - r['ci_high'])}, {_pct(1 - r['ci_low'])}]{where(p, 'fails')}.")
+            lines.append(
+                f"- **{p}** fails {satisfice_words} in {_pct(1 - r['value'])} of worlds "
+                f"[{_pct(1 - r['ci_high'])}, {_pct(1 - r['ci_low'])}]{where(p, 'fails')}."
+            )
         elif r["value"] == 0:
             lines.append(f"- **{p}** fails {satisfice_words} in every world sampled.")
     return lines
@@ -424,9 +537,15 @@ def flip_sentences(table: pl.DataFrame, discovery: pl.DataFrame, points: pl.Data
 # --------------------------------------------------------------------------- figures
 
 
-def robustness_figures(run_dir, table: pl.DataFrame, per_world: pl.DataFrame,
-                       trajectory: pl.DataFrame, discovery: pl.DataFrame, points: pl.DataFrame,
-                       importance: list[str]) -> list:
+def robustness_figures(
+    run_dir,
+    table: pl.DataFrame,
+    per_world: pl.DataFrame,
+    trajectory: pl.DataFrame,
+    discovery: pl.DataFrame,
+    points: pl.DataFrame,
+    importance: list[str],
+) -> list:
     """rank_probability.png, regret.png, prim_tradeoff.png, prim_boxes.png, world_map.png."""
     import matplotlib
 
@@ -457,8 +576,10 @@ def robustness_figures(run_dir, table: pl.DataFrame, per_world: pl.DataFrame,
     save(fig, "rank_probability.png", "Probability of being the best policy (95% bootstrap CI)")
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    data = [per_world.filter(pl.col("policy") == p)["regret"].drop_nans().drop_nulls().to_numpy()
-            for p in policies]
+    data = [
+        per_world.filter(pl.col("policy") == p)["regret"].drop_nans().drop_nulls().to_numpy()
+        for p in policies
+    ]
     ax.boxplot(data, tick_labels=policies, orientation="vertical")
     ax.set_ylabel("regret (best objective - policy's)")
     ax.tick_params(axis="x", rotation=30)
@@ -489,8 +610,13 @@ def robustness_figures(run_dir, table: pl.DataFrame, per_world: pl.DataFrame,
                 lo, hi = float(points[r["parameter"]].min()), float(points[r["parameter"]].max())
                 span = hi - lo or 1.0
                 y = j + (k - (len(owners) - 1) / 2) * 0.8 / max(len(owners), 1)
-                ax.plot([(r["low"] - lo) / span, (r["high"] - lo) / span], [y, y], lw=5,
-                        color=color[p], label=p if n == 0 else None)
+                ax.plot(
+                    [(r["low"] - lo) / span, (r["high"] - lo) / span],
+                    [y, y],
+                    lw=5,
+                    color=color[p],
+                    label=p if n == 0 else None,
+                )
         ax.set_yticks(range(len(params)), params)
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of each parameter's range")
@@ -527,6 +653,7 @@ def importance_order(points: pl.DataFrame, best: Sequence[str], seed: int) -> li
     if len(set(y.tolist())) < 2:
         return list(x.columns)
     codes = np.unique(y, return_inverse=True)[1]
-    scores, _ = feature_scoring.get_ex_feature_scores(x, codes, mode=RuleInductionType.CLASSIFICATION,
-                                                      random_state=seed % 2**32)
+    scores, _ = feature_scoring.get_ex_feature_scores(
+        x, codes, mode=RuleInductionType.CLASSIFICATION, random_state=seed % 2**32
+    )
     return [str(i) for i in scores.sort_values(by=scores.columns[0], ascending=False).index]

@@ -53,8 +53,13 @@ def kn_eta(alpha: float, k: int, n0: int) -> float:
     return 0.5 * ((2 * alpha / (k - 1)) ** (-2 / (n0 - 1)) - 1)
 
 
-def kn(observations: Sequence[np.ndarray], delta: float, alpha: float = 0.05, n0: int = 10,
-       larger_better: bool = True) -> KNResult:
+def kn(
+    observations: Sequence[np.ndarray],
+    delta: float,
+    alpha: float = 0.05,
+    n0: int = 10,
+    larger_better: bool = True,
+) -> KNResult:
     """Replay KN over ``observations[i]`` (replicates of system i, common random numbers:
     element r of every array comes from seed r).
 

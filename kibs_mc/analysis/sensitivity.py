@@ -60,8 +60,9 @@ def unit_points(sweep: SweepConfig, seed: int) -> np.ndarray:
     if sweep.method == "sobol":
         from SALib.sample import sobol
 
-        return sobol.sample(_problem(sweep), planned_samples(sweep), calc_second_order=False,
-                            seed=seed % 2**32)
+        return sobol.sample(
+            _problem(sweep), planned_samples(sweep), calc_second_order=False, seed=seed % 2**32
+        )
     if sweep.method == "lhs":
         from scipy.stats import qmc
 
@@ -119,18 +120,29 @@ def run_samples(rows: pl.DataFrame, sweep: SweepConfig, seed: int) -> int:
 
 
 def _scenario_means(rows: pl.DataFrame, names: Sequence[str], outcomes: Sequence[str]) -> pl.DataFrame:
-    means = rows.filter(pl.col("scenario").is_in(list(names))).group_by("scenario").agg(
-        [pl.col(o).cast(pl.Float64).mean() for o in outcomes])
+    means = (
+        rows.filter(pl.col("scenario").is_in(list(names)))
+        .group_by("scenario")
+        .agg([pl.col(o).cast(pl.Float64).mean() for o in outcomes])
+    )
     order = pl.DataFrame({"scenario": list(names)})
     return order.join(means, on="scenario", how="left", maintain_order="left")
 
 
-INDEX_SCHEMA = {"outcome": pl.String, "factor": pl.String, "samples": pl.Int64, "S1": pl.Float64,
-                "S1_conf": pl.Float64, "ST": pl.Float64, "ST_conf": pl.Float64}
+INDEX_SCHEMA = {
+    "outcome": pl.String,
+    "factor": pl.String,
+    "samples": pl.Int64,
+    "S1": pl.Float64,
+    "S1_conf": pl.Float64,
+    "ST": pl.Float64,
+    "ST_conf": pl.Float64,
+}
 
 
-def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Sequence[str],
-                samples: int | None = None) -> pl.DataFrame:
+def sensitivity(
+    rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Sequence[str], samples: int | None = None
+) -> pl.DataFrame:
     """Sensitivity indices of each outcome's scenario mean to each factor (empty for grids),
     from the first ``samples`` base samples (default: all that have run, :func:`run_samples`)."""
     if sweep.method not in ("sobol", "lhs"):
@@ -152,21 +164,40 @@ def sensitivity(rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Seq
 
             r = sobol.analyze(problem, y, calc_second_order=False, seed=seed % 2**32)
             for i, factor in enumerate(problem["names"]):
-                records.append({"outcome": outcome, "factor": factor, "samples": n, "S1": r["S1"][i],
-                                "S1_conf": r["S1_conf"][i], "ST": r["ST"][i], "ST_conf": r["ST_conf"][i]})
+                records.append(
+                    {
+                        "outcome": outcome,
+                        "factor": factor,
+                        "samples": n,
+                        "S1": r["S1"][i],
+                        "S1_conf": r["S1_conf"][i],
+                        "ST": r["ST"][i],
+                        "ST_conf": r["ST_conf"][i],
+                    }
+                )
         else:
             from SALib.analyze import rbd_fast
 
             # ranks of the unit coordinates: those of the factors, without ties for integers
             r = rbd_fast.analyze(problem, unit_points(sweep, seed)[:count], y, seed=seed % 2**32)
             for i, factor in enumerate(problem["names"]):
-                records.append({"outcome": outcome, "factor": factor, "samples": n, "S1": r["S1"][i],
-                                "S1_conf": r["S1_conf"][i], "ST": None, "ST_conf": None})
+                records.append(
+                    {
+                        "outcome": outcome,
+                        "factor": factor,
+                        "samples": n,
+                        "S1": r["S1"][i],
+                        "S1_conf": r["S1_conf"][i],
+                        "ST": None,
+                        "ST_conf": None,
+                    }
+                )
     return pl.DataFrame(records, schema=INDEX_SCHEMA)
 
 
-def sobol_convergence(rows: pl.DataFrame, sweep: SweepConfig, seed: int,
-                      outcomes: Sequence[str]) -> pl.DataFrame:
+def sobol_convergence(
+    rows: pl.DataFrame, sweep: SweepConfig, seed: int, outcomes: Sequence[str]
+) -> pl.DataFrame:
     """Sobol indices on each nested prefix N = samples, 2 samples, ... of the points that ran."""
     if sweep.method != "sobol":
         return pl.DataFrame(schema=INDEX_SCHEMA)
@@ -202,15 +233,19 @@ def index_warnings(indices: pl.DataFrame, outcomes: Sequence[str]) -> list[str]:
     for r in indices.filter(pl.col("outcome").is_in(list(outcomes))).iter_rows(named=True):
         where = f"`{r['outcome']}` / `{r['factor']}` (N = {r['samples']})"
         if r["ST"] is not None and r["ST"] + r["ST_conf"] < r["S1"] - r["S1_conf"]:
-            lines.append(f"{where}: ST = {r['ST']:.2f} ± {r['ST_conf']:.2f} is below S1 = "
-                         f"{r['S1']:.2f} ± {r['S1_conf']:.2f} beyond their CIs, impossible for the "
-                         "true indices: the sample is too small to rank this factor.")
+            lines.append(
+                f"{where}: ST = {r['ST']:.2f} ± {r['ST_conf']:.2f} is below S1 = "
+                f"{r['S1']:.2f} ± {r['S1_conf']:.2f} beyond their CIs, impossible for the "
+                "true indices: the sample is too small to rank this factor."
+            )
         s1_zero = abs(r["S1"]) <= r["S1_conf"]
         st_zero = r["ST"] is None or abs(r["ST"]) <= r["ST_conf"]
         if s1_zero and st_zero:
-            lines.append(f"{where}: S1 = {r['S1']:.2f} ± {r['S1_conf']:.2f}"
-                         + (f", ST = {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
-                         + ": not distinguishable from zero.")
+            lines.append(
+                f"{where}: S1 = {r['S1']:.2f} ± {r['S1_conf']:.2f}"
+                + (f", ST = {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
+                + ": not distinguishable from zero."
+            )
     return lines
 
 
@@ -220,28 +255,41 @@ def points_frame(sweep: SweepConfig, seed: int) -> pl.DataFrame:
     points = sample_points(sweep, seed)
     data: dict[str, list] = {"scenario": names}
     for j, factor in enumerate(sweep.factors):  # the values the scenarios run with
-        data[factor.key] = ([int(v) for v in points[:, j]] if factor.integer
-                            else [float(f"{v:.6g}") for v in points[:, j]])
+        data[factor.key] = (
+            [int(v) for v in points[:, j]] if factor.integer else [float(f"{v:.6g}") for v in points[:, j]]
+        )
     return pl.DataFrame(data)
 
 
 def factor_words(factors: Sequence[SweepFactor]) -> str:
     """The factors' ranges and scales in a sentence, with how to read integer factors."""
+
     def one(f: SweepFactor) -> str:
-        how = "whole numbers, each equally likely" if f.integer else \
-            "uniform in log" if f.scale == "log" else "uniform"
+        how = (
+            "whole numbers, each equally likely"
+            if f.integer
+            else "uniform in log"
+            if f.scale == "log"
+            else "uniform"
+        )
         return f"`{f.key}` [{f.low:g}, {f.high:g}] ({how})"
 
     text = "Factors: " + ", ".join(one(f) for f in factors) + "."
     if any(f.integer for f in factors):
-        text += (" An integer factor's indices are those of the factor taking its whole values "
-                 "with equal probability: the share of variance from moving it across them (each "
-                 "index is computed from the unit coordinate the value is a step function of).")
+        text += (
+            " An integer factor's indices are those of the factor taking its whole values "
+            "with equal probability: the share of variance from moving it across them (each "
+            "index is computed from the unit coordinate the value is a step function of)."
+        )
     return text
 
 
-def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Sequence[str] = (),
-                   factors: Sequence[SweepFactor] = ()) -> str:
+def report_section(
+    indices: pl.DataFrame,
+    headline: Sequence[str],
+    warnings: Sequence[str] = (),
+    factors: Sequence[SweepFactor] = (),
+) -> str:
     """The report's Markdown section on the indices of the headline outcomes ('' if none), with
     the warnings of :func:`index_warnings` and the factors' ranges (:func:`factor_words`)."""
     from kibs_mc.analysis.report import markdown_table
@@ -250,11 +298,18 @@ def report_section(indices: pl.DataFrame, headline: Sequence[str], warnings: Seq
     if shown.height == 0:
         return ""
     extra = [f"- **Warning**: {w}" for w in warnings]
-    return "\n".join([*(["## Sensitivity: warnings", "", *extra, ""] if extra else []),
-        "## Sensitivity to the swept factors", "",
-        "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
-        "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
-        "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
-        "whose CI spans zero are not distinguishable from replicate noise."
-        + (" " + factor_words(factors) if factors else ""), "",
-        markdown_table(shown), ""])
+    return "\n".join(
+        [
+            *(["## Sensitivity: warnings", "", *extra, ""] if extra else []),
+            "## Sensitivity to the swept factors",
+            "",
+            "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
+            "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
+            "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
+            "whose CI spans zero are not distinguishable from replicate noise."
+            + (" " + factor_words(factors) if factors else ""),
+            "",
+            markdown_table(shown),
+            "",
+        ]
+    )

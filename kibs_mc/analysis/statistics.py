@@ -25,9 +25,9 @@ def half_width(row: dict) -> float:
 
 def summarize(rows: pl.DataFrame, outcomes: Sequence[str], confidence: float = 0.95) -> pl.DataFrame:
     """Per scenario and outcome: n, mean, sd, standard error and the t-based CI of the mean."""
-    long = rows.select(
-        "scenario", *[pl.col(c).cast(pl.Float64) for c in outcomes]
-    ).unpivot(index="scenario", variable_name="outcome", value_name="value")
+    long = rows.select("scenario", *[pl.col(c).cast(pl.Float64) for c in outcomes]).unpivot(
+        index="scenario", variable_name="outcome", value_name="value"
+    )
     table = long.group_by("scenario", "outcome", maintain_order=True).agg(
         n=pl.col("value").count(),
         mean=pl.col("value").mean(),
@@ -38,9 +38,7 @@ def summarize(rows: pl.DataFrame, outcomes: Sequence[str], confidence: float = 0
     se = table["sd"].to_numpy() / np.sqrt(np.maximum(n, 1))
     half = t * se
     mean = table["mean"].to_numpy()
-    return table.with_columns(
-        se=pl.Series(se), ci_low=pl.Series(mean - half), ci_high=pl.Series(mean + half)
-    )
+    return table.with_columns(se=pl.Series(se), ci_low=pl.Series(mean - half), ci_high=pl.Series(mean + half))
 
 
 class RunningSummary:
@@ -61,8 +59,12 @@ class RunningSummary:
         stats = rows.group_by("scenario").agg(
             pl.len().alias("_n"),
             *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}\0mean") for c in outcomes],
-            *[((pl.col(c).cast(pl.Float64) - pl.col(c).cast(pl.Float64).mean()) ** 2).sum()
-              .alias(f"{c}\0m2") for c in outcomes],
+            *[
+                ((pl.col(c).cast(pl.Float64) - pl.col(c).cast(pl.Float64).mean()) ** 2)
+                .sum()
+                .alias(f"{c}\0m2")
+                for c in outcomes
+            ],
         )
         for batch in stats.iter_rows(named=True):
             n_b = batch["_n"]
@@ -72,15 +74,21 @@ class RunningSummary:
                 n = n_a + n_b
                 delta = mean_b - mean_a
                 self.stats[(batch["scenario"], name)] = (
-                    n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
+                    n,
+                    mean_a + delta * n_b / n,
+                    m2_a + m2_b + delta * delta * n_a * n_b / n,
+                )
 
     def widest_half_width(self, outcome: str) -> float | None:
         """Largest 95% t-interval half-width of ``outcome``'s mean over the scenarios (None
         before any scenario has two replicates): how precise the run is so far. Asked for
         after every chunk, it changes only when a batch is merged: computed once per batch."""
         if outcome not in self._widest:
-            halves = [float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
-                      for (_, name), (n, _, m2) in self.stats.items() if name == outcome and n > 1]
+            halves = [
+                float(stdtrit(n - 1, 0.975)) * math.sqrt(m2 / (n - 1) / n)
+                for (_, name), (n, _, m2) in self.stats.items()
+                if name == outcome and n > 1
+            ]
             self._widest[outcome] = max(halves) if halves else None
         return self._widest[outcome]
 
@@ -89,8 +97,12 @@ class RunningSummary:
         keys = list(self.stats)
         n = np.array([self.stats[k][0] for k in keys], dtype=np.int64)
         m2 = np.array([self.stats[k][2] for k in keys])
-        return pl.DataFrame({
-            "scenario": [k[0] for k in keys], "outcome": [k[1] for k in keys], "n": n,
-            "mean": [self.stats[k][1] for k in keys],
-            "sd": np.where(n > 1, np.sqrt(m2 / np.maximum(n - 1, 1)), np.nan),
-        })
+        return pl.DataFrame(
+            {
+                "scenario": [k[0] for k in keys],
+                "outcome": [k[1] for k in keys],
+                "n": n,
+                "mean": [self.stats[k][1] for k in keys],
+                "sd": np.where(n > 1, np.sqrt(m2 / np.maximum(n - 1, 1)), np.nan),
+            }
+        )

@@ -38,7 +38,7 @@ def search_dirs(overrides: Sequence[str] = ()) -> list[Path]:
             for entry in value.strip("[]").split(","):
                 entry = entry.strip().strip("'\"")
                 if entry.startswith("file://"):
-                    dirs.append(Path(entry[len("file://"):]))
+                    dirs.append(Path(entry[len("file://") :]))
     return dirs
 
 
@@ -61,9 +61,13 @@ def check_experiment_file(overrides: Sequence[str]) -> None:
         if path.is_file():
             head = [line.strip() for line in path.read_text().splitlines()[:20]]
             if not any(line.startswith("#") and "@package _global_" in line for line in head):
-                raise ConfigError("experiment", name, f"allowed: an experiment file whose first line is "
-                                  f"'{GLOBAL_HEADER}'; {path} has no such line, so its keys would land "
-                                  "under 'experiment.' (README, 'Your own experiments')")
+                raise ConfigError(
+                    "experiment",
+                    name,
+                    f"allowed: an experiment file whose first line is "
+                    f"'{GLOBAL_HEADER}'; {path} has no such line, so its keys would land "
+                    "under 'experiment.' (README, 'Your own experiments')",
+                )
             return
 
 
@@ -99,8 +103,10 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
         parent, _, leaf = full_key.rpartition(".")
         known = _known_keys(parent, overrides)
         return ConfigError(
-            full_key, _override_value(overrides, full_key),
-            f"'{leaf}' is not a known key" + (f" under '{parent}'" if parent else "")
+            full_key,
+            _override_value(overrides, full_key),
+            f"'{leaf}' is not a known key"
+            + (f" under '{parent}'" if parent else "")
             + (f"; known keys: {', '.join(known)}" if known else ""),
         )
     if isinstance(cause, ValidationError) and full_key:
@@ -154,8 +160,9 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         raise _translate(exc, overrides) from None
     except (ValueError, TypeError) as exc:  # e.g. Hydra on `model=0`: a group option that is not a name
-        raise ConfigError("overrides", " ".join(overrides),
-                          f"allowed: group=option with an option from conf/ ({exc})") from None
+        raise ConfigError(
+            "overrides", " ".join(overrides), f"allowed: group=option with an option from conf/ ({exc})"
+        ) from None
 
 
 def load_config(overrides: Sequence[str] = ()) -> Config:
@@ -185,8 +192,9 @@ def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:
         for text in indexed:
             key, _, value = text.partition("=")
             if OmegaConf.select(merged, key, throw_on_missing=False, default=_ABSENT) is _ABSENT:
-                raise ConfigError(key, value, "allowed: an element of an existing list "
-                                  "(index below its length)")
+                raise ConfigError(
+                    key, value, "allowed: an element of an existing list (index below its length)"
+                )
             OmegaConf.update(merged, key, OmegaConf.create({"v": value})["v"] if value else None)
     except OmegaConfBaseException as exc:
         raise _translate(exc, overrides) from None
@@ -209,8 +217,12 @@ def replace_number(node: Any, key: str, value: float, path: str = "") -> Any:
     head, _, rest = key.partition(".")
     m = _PART.match(head)
     here = f"{path}.{head}" if path else head
-    if m is None or not dataclasses.is_dataclass(node) or isinstance(node, type) \
-            or m.group(1) not in {f.name for f in dataclasses.fields(node)}:
+    if (
+        m is None
+        or not dataclasses.is_dataclass(node)
+        or isinstance(node, type)
+        or m.group(1) not in {f.name for f in dataclasses.fields(node)}
+    ):
         raise KeyError(here)
     name, index = m.group(1), m.group(2)
     old = getattr(node, name)
@@ -218,8 +230,11 @@ def replace_number(node: Any, key: str, value: float, path: str = "") -> Any:
         if not isinstance(old, list) or int(index) >= len(old):
             raise KeyError(here)
         items = list(old)
-        items[int(index)] = replace_number(items[int(index)], rest, value, here) if rest \
+        items[int(index)] = (
+            replace_number(items[int(index)], rest, value, here)
+            if rest
             else _as_number(items[int(index)], value, here)
+        )
         return dataclasses.replace(node, **{name: items})
     new = replace_number(old, rest, value, here) if rest else _as_number(old, value, here)
     return dataclasses.replace(node, **{name: new})

@@ -122,12 +122,16 @@ class SweepConfig:
         check_each_key_once(list(self.factors), f"{path}.factors")
         if self.max_samples and self.method == "sobol":
             if self.max_samples < self.samples:
-                raise ConfigError(f"{path}.max_samples", self.max_samples,
-                                  f"allowed: 0 or at least samples={self.samples}")
+                raise ConfigError(
+                    f"{path}.max_samples", self.max_samples, f"allowed: 0 or at least samples={self.samples}"
+                )
             ratio = self.max_samples // self.samples
             if self.max_samples % self.samples or ratio & (ratio - 1):
-                raise ConfigError(f"{path}.max_samples", self.max_samples,
-                                  f"allowed: samples={self.samples} times a power of two")
+                raise ConfigError(
+                    f"{path}.max_samples",
+                    self.max_samples,
+                    f"allowed: samples={self.samples} times a power of two",
+                )
 
 
 @dataclass(frozen=True)
@@ -285,8 +289,13 @@ def _writable(node: DictConfig | ListConfig) -> None:
     keys still hold, and ``to_config`` builds frozen dataclasses again.
     """
     OmegaConf.set_readonly(node, None)
-    children = [node._get_node(k) for k in node.keys()] if isinstance(node, DictConfig) else \
-        [node._get_node(i) for i in range(len(node))] if isinstance(node, ListConfig) else []
+    children = (
+        [node._get_node(k) for k in node.keys()]
+        if isinstance(node, DictConfig)
+        else [node._get_node(i) for i in range(len(node))]
+        if isinstance(node, ListConfig)
+        else []
+    )
     for child in children:
         if isinstance(child, DictConfig | ListConfig):
             _writable(child)

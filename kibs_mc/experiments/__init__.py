@@ -5,5 +5,12 @@ from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.experiments.pipeline import ExperimentResult, run_experiment
 from kibs_mc.experiments.registry import KINDS, get_kind
 
-__all__ = ["KINDS", "ExperimentKind", "ExperimentResult", "Finished", "KindOutput", "get_kind",
-           "run_experiment"]
+__all__ = [
+    "KINDS",
+    "ExperimentKind",
+    "ExperimentResult",
+    "Finished",
+    "KindOutput",
+    "get_kind",
+    "run_experiment",
+]

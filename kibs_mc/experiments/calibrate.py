@@ -191,7 +191,8 @@ def synthetic_targets(config: Config, template: list[Target], executor: Executor
     simulator = Simulator(at, (), tuple(template), 1)
     seeds = _seeds(config.seed, 1, config.calibration.synthetic_replicates)
     items: list[tuple[int, Simulator, dict[str, float], list[int]]] = [
-        (i, simulator, {}, [s]) for i, s in enumerate(seeds)]
+        (i, simulator, {}, [s]) for i, s in enumerate(seeds)
+    ]
     rows = [r for _, r in sorted(executor.map_unordered(_ppc_task, items), key=lambda x: x[0][0])]
     out = []
     for t in template:
@@ -518,8 +519,13 @@ class Calibrate(ExperimentKind):
             "targets_reproduced": float(ppc["inside"].sum()),
             "targets_total": float(ppc.height),
         }
-        metrics.update({f"posterior_mean.{k}": float(r["mean"]) for r in params.iter_rows(named=True)
-                        for k in [r["parameter"]]})
+        metrics.update(
+            {
+                f"posterior_mean.{k}": float(r["mean"])
+                for r in params.iter_rows(named=True)
+                for k in [r["parameter"]]
+            }
+        )
         result.mlflow_run_id = self._track(config, run_dir, metrics)
         result.lines.append(
             f"simulations: {samples} in {wall:.1f} s ({metrics['simulations_per_second']:.1f}/s); "

@@ -28,8 +28,7 @@ def name_unnamed(specs: Sequence[ScenarioSpec], overrides: Sequence[str]) -> lis
     """The scenarios with the unnamed one (``default`` without overrides of its own, as in
     ``single``) named after the invocation's overrides: the three jobs of ``kibs-mc -m
     governance.information=0,0.5,1`` are then told apart in every table and in MLflow."""
-    return [(overrides_name(overrides) if name == UNNAMED and not own else name, own)
-            for name, own in specs]
+    return [(overrides_name(overrides) if name == UNNAMED and not own else name, own) for name, own in specs]
 
 
 class Compare(ExperimentKind):

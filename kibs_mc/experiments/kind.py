@@ -73,9 +73,12 @@ class ExperimentKind:
         if config.experiment.sweep.method is not None:
             from kibs_mc.errors import ConfigError
 
-            raise ConfigError("experiment.sweep.method", config.experiment.sweep.method,
-                              f"allowed: null with experiment.kind={self.name} (sampled scenarios "
-                              "need experiment.kind=sweep)")
+            raise ConfigError(
+                "experiment.sweep.method",
+                config.experiment.sweep.method,
+                f"allowed: null with experiment.kind={self.name} (sampled scenarios "
+                "need experiment.kind=sweep)",
+            )
 
     def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
         """The scenarios to run, before composition."""
@@ -85,12 +88,14 @@ class ExperimentKind:
         """Replicates each scenario runs in the first round (default: ``replicates`` each)."""
         return {sc.index: config.replicates for sc in scenarios}
 
-    def next_round(self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario],
-                   counts: dict[int, int]) -> Round | None:
+    def next_round(
+        self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int]
+    ) -> Round | None:
         """After a round: the next one, or None when the kind runs a single round. ``rows``
         holds only the replicates each scenario had reached (``counts``), so a resumed run
         takes the same decisions."""
         return None
+
     def first_replicates(self, config: Config, specs: Sequence[ScenarioSpec]) -> list[int]:
         """Each scenario's first replicate number in the root seed's stream: 0 for all (every
         scenario reuses the same seeds: common random numbers)."""

@@ -152,11 +152,17 @@ def run_experiment(
             planned = plan(config, overrides, run_dir)
             executed = execute(planned, console or Console(stderr=True))
             result = analyse(planned, executed)
-            result.mlflow_run_id = track(planned, result, run_metrics={
-                "wall_seconds": time.monotonic() - started,
-                "replicates_total": float(result.rows.height),
-                "chunks_computed": float(executed.computed),
-                "chunks_reused": float(executed.reused)}, period=(started_at, time.time()))
+            result.mlflow_run_id = track(
+                planned,
+                result,
+                run_metrics={
+                    "wall_seconds": time.monotonic() - started,
+                    "replicates_total": float(result.rows.height),
+                    "chunks_computed": float(executed.computed),
+                    "chunks_reused": float(executed.reused),
+                },
+                period=(started_at, time.time()),
+            )
             return result
     except Exception as exc:  # e.g. the disk filled up while figures or the report were written
         if (code := refused_write(exc)) is not None:
@@ -172,31 +178,42 @@ def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
     otherwise), before any work starts."""
     kind = get_kind(config)
     specs = name_unnamed(kind.scenario_specs(config), overrides)
-    scenarios = [replace(sc, first_replicate=first) if first else sc for sc, first in
-                 zip(build_scenarios(config, overrides, specs), kind.first_replicates(config, specs),
-                     strict=True)]
+    scenarios = [
+        replace(sc, first_replicate=first) if first else sc
+        for sc, first in zip(
+            build_scenarios(config, overrides, specs), kind.first_replicates(config, specs), strict=True
+        )
+    ]
     model = get_model(scenarios[0].config.model.name)  # one model per experiment
     outcomes = list(model.outcomes)
     precision = config.experiment.precision
     if precision.outcome is not None and precision.outcome not in outcomes:
-        raise ConfigError("experiment.precision.outcome", precision.outcome,
-                          "allowed: one of " + ", ".join(outcomes))
+        raise ConfigError(
+            "experiment.precision.outcome", precision.outcome, "allowed: one of " + ", ".join(outcomes)
+        )
     selection = config.experiment.selection
     if selection.outcome is not None:
         if selection.outcome not in outcomes:
-            raise ConfigError("experiment.selection.outcome", selection.outcome,
-                              "allowed: one of " + ", ".join(outcomes))
+            raise ConfigError(
+                "experiment.selection.outcome", selection.outcome, "allowed: one of " + ", ".join(outcomes)
+            )
         if precision.outcome is not None:
-            raise ConfigError("experiment.selection.outcome", selection.outcome,
-                              "allowed: null while experiment.precision.outcome is set (one "
-                              "adaptive rule per run)")
+            raise ConfigError(
+                "experiment.selection.outcome",
+                selection.outcome,
+                "allowed: null while experiment.precision.outcome is set (one adaptive rule per run)",
+            )
         if len(candidates(config, kind, [sc.name for sc in scenarios])) < 2:
-            raise ConfigError("experiment.selection.outcome", selection.outcome,
-                              "allowed: null with fewer than two listed scenarios besides the baseline")
+            raise ConfigError(
+                "experiment.selection.outcome",
+                selection.outcome,
+                "allowed: null with fewer than two listed scenarios besides the baseline",
+            )
     adaptive = precision.outcome is not None or selection.outcome is not None
     most = max(config.replicates, config.experiment.max_replicates) if adaptive else config.replicates
-    check_resources([sc.config for sc in scenarios], len(outcomes), most,
-                    local_workers(config.executor), run_dir)
+    check_resources(
+        [sc.config for sc in scenarios], len(outcomes), most, local_workers(config.executor), run_dir
+    )
     return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, most)
 
 
@@ -216,9 +233,15 @@ def larger_is_better(model: Model, outcome: str, declared: bool | None = None) -
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]replicates"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[ci]}"),
-        console=console, transient=False,
+        TextColumn("[bold]replicates"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[ci]}"),
+        console=console,
+        transient=False,
     )
 
 
@@ -246,12 +269,25 @@ def execute(planned: Planned, console: Console) -> Executed:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
     with make_executor(config.executor, announce) as executor:
-        chunk_size = config.executor.chunk_size or (config.resume and store.recorded_chunk_size()) or \
-            auto_chunk_size(config.replicates, len(scenarios), executor.workers,
-                            replicate_seconds(scenarios[0], config.seed, executor.workers))
+        chunk_size = (
+            config.executor.chunk_size
+            or (config.resume and store.recorded_chunk_size())
+            or auto_chunk_size(
+                config.replicates,
+                len(scenarios),
+                executor.workers,
+                replicate_seconds(scenarios[0], config.seed, executor.workers),
+            )
+        )
         run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size, adaptive_settings(config))
-        done = store.open(run_plan.fingerprint(), chunk_size, config.resume, planned.overrides,
-                          [(sc.name, sc.overrides) for sc in scenarios], plan_inputs(config, chunk_size))
+        done = store.open(
+            run_plan.fingerprint(),
+            chunk_size,
+            config.resume,
+            planned.overrides,
+            [(sc.name, sc.overrides) for sc in scenarios],
+            plan_inputs(config, chunk_size),
+        )
         write_text_atomic(planned.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
         reused = len(done)
         computed = 0
@@ -263,15 +299,26 @@ def execute(planned: Planned, console: Console) -> Executed:
             while True:
                 ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
                 todo = [c for c in run_plan.chunks(ranges) if c.key not in done]
-                progress.update(task, total=sum(targets.values()),
-                                completed=sum(targets.values()) - sum(len(c.replicates) for c in todo))
+                progress.update(
+                    task,
+                    total=sum(targets.values()),
+                    completed=sum(targets.values()) - sum(len(c.replicates) for c in todo),
+                )
                 computed += _run_round(executor, store, todo, progress, task, watched)
                 counts.update({i: b for i, (_, b) in ranges.items()})
                 if precision.outcome is None and selection.outcome is None:
-                    rows = store.finalize(names) if type(planned.kind).next_round is not \
-                        ExperimentKind.next_round else None
-                    step = None if rows is None else planned.kind.next_round(
-                        config, reached_rows(rows, scenarios, counts), scenarios, counts)
+                    rows = (
+                        store.finalize(names)
+                        if type(planned.kind).next_round is not ExperimentKind.next_round
+                        else None
+                    )
+                    step = (
+                        None
+                        if rows is None
+                        else planned.kind.next_round(
+                            config, reached_rows(rows, scenarios, counts), scenarios, counts
+                        )
+                    )
                     if step is None or all(step.targets[i] <= counts[i] for i in counts):
                         notes = step.notes if step is not None else []
                         break
@@ -280,15 +327,22 @@ def execute(planned: Planned, console: Console) -> Executed:
                 rows = store.finalize(names)
                 if selection.outcome is not None:
                     targets, state = selection_targets(
-                        rows, scenarios, counts, selection, chosen,
+                        rows,
+                        scenarios,
+                        counts,
+                        selection,
+                        chosen,
                         larger_is_better(planned.model, selection.outcome, selection.larger_is_better),
-                        config.experiment.max_replicates, chunk_size)
+                        config.experiment.max_replicates,
+                        chunk_size,
+                    )
                     if all(targets[i] <= counts[i] for i in counts):
                         notes = selection_notes(state)
                         break
                     continue
-                targets, status = next_targets(rows, scenarios, counts, precision,
-                                               config.experiment.max_replicates, chunk_size, baseline)
+                targets, status = next_targets(
+                    rows, scenarios, counts, precision, config.experiment.max_replicates, chunk_size, baseline
+                )
                 if all(targets[i] <= counts[i] for i in counts):
                     notes = precision_notes(status, precision)
                     break
@@ -298,8 +352,9 @@ def execute(planned: Planned, console: Console) -> Executed:
     return Executed(store, rows, store.errors(), computed, reused, notes, state)
 
 
-def _run_round(executor: Executor, store: ResultStore, todo: list, progress: Progress, task: TaskID,
-               watched: str) -> int:
+def _run_round(
+    executor: Executor, store: ResultStore, todo: list, progress: Progress, task: TaskID, watched: str
+) -> int:
     """Run ``todo`` and write each result as it arrives; returns the chunks computed."""
     computed = 0
     try:
@@ -316,19 +371,32 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     """Summary, paired effects, the kind's own analysis, figures and the report."""
     config, run_dir, rows, failed = planned.config, planned.run_dir, executed.rows, executed.failed
     for error in failed.head(10).iter_rows(named=True):
-        print(f"kibs-mc: replicate failed: scenario={error['scenario']} replicate={error['replicate']} "
-              f"seed={error['seed']}: {error['error']}", file=sys.stderr)
+        print(
+            f"kibs-mc: replicate failed: scenario={error['scenario']} replicate={error['replicate']} "
+            f"seed={error['seed']}: {error['error']}",
+            file=sys.stderr,
+        )
     if failed.height:
-        print(f"kibs-mc: {failed.height} replicates failed (all listed in {run_dir / 'errors.parquet'}); "
-              "the other results are kept.", file=sys.stderr)
+        print(
+            f"kibs-mc: {failed.height} replicates failed (all listed in {run_dir / 'errors.parquet'}); "
+            "the other results are kept.",
+            file=sys.stderr,
+        )
     outcomes = planned.outcomes
     shown = headline(planned.model)
     exp = config.experiment
     summary = summarize(rows, outcomes)
     names = [sc.name for sc in planned.scenarios]
     baseline = choose_baseline(names, exp.baseline)
-    effects = _effects(rows, outcomes, planned.kind.baselines(config, names), config.seed,
-                       confidence=1 - exp.alpha, min_effect=exp.min_effect, relative=exp.min_effect_relative)
+    effects = _effects(
+        rows,
+        outcomes,
+        planned.kind.baselines(config, names),
+        config.seed,
+        confidence=1 - exp.alpha,
+        min_effect=exp.min_effect,
+        relative=exp.min_effect_relative,
+    )
     extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown, effects))
     if extra.children is not None:
         from kibs_mc.tracking.mlflow import CHILDREN_FILE
@@ -337,8 +405,17 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     listed = [n for n in names if n not in extra.unlisted]
     decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
     lower = [o for o in outcomes if not larger_is_better(planned.model, o)]
-    family = contrasts(rows, decided, listed, baseline, config.seed, exp.min_effect,
-                       exp.min_effect_relative, exp.alpha, exp.adjust)
+    family = contrasts(
+        rows,
+        decided,
+        listed,
+        baseline,
+        config.seed,
+        exp.min_effect,
+        exp.min_effect_relative,
+        exp.alpha,
+        exp.adjust,
+    )
     ranked = ranks(rows, decided, listed, config.seed, lower, exp.alpha)
     effects = decide_effects(effects, family, exp.alpha, exp.adjust)
     write_parquet(effects, run_dir / "effects.parquet")
@@ -346,51 +423,92 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     write_parquet(ranked, run_dir / "ranks.parquet")
     chosen = None
     if executed.selection is not None:
-        means = {r["scenario"]: r["mean"] for r in summary.filter(
-            pl.col("outcome") == executed.selection.outcome).iter_rows(named=True)}
+        means = {
+            r["scenario"]: r["mean"]
+            for r in summary.filter(pl.col("outcome") == executed.selection.outcome).iter_rows(named=True)
+        }
         chosen = executed.selection.frame(means)
         write_parquet(chosen, run_dir / "selection.parquet")
     summary = add_effects_to_summary(summary, effects)
-    summary = summary.join(ranked.select("scenario", "outcome", "rank", "rank_low", "rank_high"),
-                           on=["scenario", "outcome"], how="left", maintain_order="left")
+    summary = summary.join(
+        ranked.select("scenario", "outcome", "rank", "rank_low", "rank_high"),
+        on=["scenario", "outcome"],
+        how="left",
+        maintain_order="left",
+    )
     write_summary(summary, run_dir)
     figures = make_plots(run_dir, rows, effects, names, listed, outcomes) + extra.figures
     objective = exp.selection.outcome or (decided[0] if decided else None)
     findings = None
     if objective is not None and ranked.height:
-        findings = Findings(objective, baseline, family, ranked,
-                            effects.filter(pl.col("scenario").is_in(listed)), exp.min_effect,
-                            exp.min_effect_relative, exp.alpha, exp.adjust, chosen,
-                            COST_OUTCOME if COST_OUTCOME in outcomes else None,
-                            _parameters(config, planned.kind))
+        findings = Findings(
+            objective,
+            baseline,
+            family,
+            ranked,
+            effects.filter(pl.col("scenario").is_in(listed)),
+            exp.min_effect,
+            exp.min_effect_relative,
+            exp.alpha,
+            exp.adjust,
+            chosen,
+            COST_OUTCOME if COST_OUTCOME in outcomes else None,
+            _parameters(config, planned.kind),
+        )
     report_md, _ = write_report(
-        run_dir, f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
+        run_dir,
+        f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
         (run_dir / "config.yaml").read_text(),
         summary.filter(pl.col("scenario").is_in(listed)),
-        effects.filter(pl.col("scenario").is_in(listed)), shown, figures, executed.notes, extra.sections,
-        findings)
-    return ExperimentResult(run_dir, rows, summary, planned.scenarios, outcomes, None,
-                            executed.computed, executed.reused, failed if failed.height else None,
-                            effects=effects, baseline=baseline, report=report_md,
-                            notes=[*executed.notes, *extra.notes],
-                            sampled=sorted(extra.unlisted), headline=shown, contrasts=family,
-                            ranks=ranked, selection=chosen, lines=extra.lines)
+        effects.filter(pl.col("scenario").is_in(listed)),
+        shown,
+        figures,
+        executed.notes,
+        extra.sections,
+        findings,
+    )
+    return ExperimentResult(
+        run_dir,
+        rows,
+        summary,
+        planned.scenarios,
+        outcomes,
+        None,
+        executed.computed,
+        executed.reused,
+        failed if failed.height else None,
+        effects=effects,
+        baseline=baseline,
+        report=report_md,
+        notes=[*executed.notes, *extra.notes],
+        sampled=sorted(extra.unlisted),
+        headline=shown,
+        contrasts=family,
+        ranks=ranked,
+        selection=chosen,
+        lines=extra.lines,
+    )
 
 
 def _parameters(config: Config, kind: ExperimentKind) -> str | None:
     """Where the parameter values of a comparison come from, for its executive summary."""
     if config.calibration.use is not None:
-        return (f"the posterior {config.calibration.point} of the calibration in "
-                f"`{config.calibration.use}` (`calibration.use`)")
+        return (
+            f"the posterior {config.calibration.point} of the calibration in "
+            f"`{config.calibration.use}` (`calibration.use`)"
+        )
     if kind.name in ("single", "compare"):  # the other kinds vary or fit the parameters themselves
-        return ("the model's default values (docs/ODD.md), not calibrated to data; the answer can "
-                "change once they are (`experiment=calibrate`, then `calibration.use=<run dir>`; "
-                "docs/calibration.md)")
+        return (
+            "the model's default values (docs/ODD.md), not calibrated to data; the answer can "
+            "change once they are (`experiment=calibrate`, then `calibration.use=<run dir>`; "
+            "docs/calibration.md)"
+        )
     return None
 
 
-def _effects(rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], seed: int,
-             **options: Any) -> pl.DataFrame:
+def _effects(
+    rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], seed: int, **options: Any
+) -> pl.DataFrame:
     """Paired effects of each scenario against its own baseline (one group per baseline, e.g.
     per world of a robustness experiment)."""
     groups: dict[str, list[str]] = {}
@@ -398,13 +516,21 @@ def _effects(rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, s
         groups.setdefault(base, []).append(name)
     if len(groups) == 1:
         return paired_effects(rows, outcomes, next(iter(groups)), seed=seed, **options)
-    parts = [paired_effects(rows.filter(pl.col("scenario").is_in([base, *names])), outcomes, base,
-                            seed=seed, **options) for base, names in groups.items()]
+    parts = [
+        paired_effects(
+            rows.filter(pl.col("scenario").is_in([base, *names])), outcomes, base, seed=seed, **options
+        )
+        for base, names in groups.items()
+    ]
     return pl.concat(parts)
 
 
-def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, float],
-          period: tuple[float, float] | None = None) -> str | None:
+def track(
+    planned: Planned,
+    result: ExperimentResult,
+    run_metrics: dict[str, float],
+    period: tuple[float, float] | None = None,
+) -> str | None:
     """Log the experiment to MLflow (when ``tracking.enabled``); returns the parent run id.
     ``period``: when the experiment started and ended (seconds since the epoch).
     A store that fails costs nothing: the results are on disk, and the message says how to
@@ -415,9 +541,15 @@ def track(planned: Planned, result: ExperimentResult, run_metrics: dict[str, flo
     from kibs_mc.tracking.mlflow import log_experiment
 
     try:
-        return log_experiment(config.tracking, config, planned.scenarios,
-                              with_verdict(result.summary, result.effects),
-                              planned.run_dir, run_metrics=run_metrics, period=period)
+        return log_experiment(
+            config.tracking,
+            config,
+            planned.scenarios,
+            with_verdict(result.summary, result.effects),
+            planned.run_dir,
+            run_metrics=run_metrics,
+            period=period,
+        )
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(
             f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "

@@ -11,15 +11,17 @@ from kibs_mc.experiments.robustness import Robustness
 from kibs_mc.experiments.sweep import Sweep
 
 #: Every experiment kind, by the name ``experiment.kind`` takes.
-KINDS: dict[str, ExperimentKind] = {k.name: k for k in (Single(), Compare(), Sweep(), Calibrate(),
-                                                        Robustness())}
+KINDS: dict[str, ExperimentKind] = {
+    k.name: k for k in (Single(), Compare(), Sweep(), Calibrate(), Robustness())
+}
 
 
 def get_kind(config: Config) -> ExperimentKind:
     """The kind ``experiment.kind`` names, its settings checked (ConfigError otherwise)."""
     kind = KINDS.get(config.experiment.kind)
     if kind is None:
-        raise ConfigError("experiment.kind", config.experiment.kind,
-                          "allowed: one of " + ", ".join(repr(k) for k in KINDS))
+        raise ConfigError(
+            "experiment.kind", config.experiment.kind, "allowed: one of " + ", ".join(repr(k) for k in KINDS)
+        )
     kind.check(config)
     return kind

@@ -46,19 +46,30 @@ def read_posterior(run_dir: str) -> tuple[UncertaintyConfig, pl.DataFrame]:
     try:
         saved = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
         assert isinstance(saved, dict)
-        listed = (saved.get("calibration") or {}).get("parameters") or \
-            (saved.get("uncertainty") or {}).get("parameters") or []
+        listed = (
+            (saved.get("calibration") or {}).get("parameters")
+            or (saved.get("uncertainty") or {}).get("parameters")
+            or []
+        )
         parameters = [UncertainParameter(**{k: v for k, v in p.items()}) for p in listed]
         posterior = pl.read_parquet(path / "posterior.parquet")
         last = posterior.filter(pl.col("generation") == posterior["generation"].max())
         keys = [p.key for p in parameters]
         last = last.select(*keys, "weight")
     except Exception:  # missing, unreadable or not a calibration's: one message for all
-        raise ConfigError("uncertainty.posterior", run_dir, "allowed: a finished experiment=calibrate run "
-                          "directory (with " + " and ".join(POSTERIOR_FILES) + ")") from None
+        raise ConfigError(
+            "uncertainty.posterior",
+            run_dir,
+            "allowed: a finished experiment=calibrate run "
+            "directory (with " + " and ".join(POSTERIOR_FILES) + ")",
+        ) from None
     if not keys or last.height == 0 or not (last["weight"].sum() > 0):
-        raise ConfigError("uncertainty.posterior", run_dir, "allowed: a calibration run directory whose "
-                          "posterior has parameters and particles of positive weight")
+        raise ConfigError(
+            "uncertainty.posterior",
+            run_dir,
+            "allowed: a calibration run directory whose "
+            "posterior has parameters and particles of positive weight",
+        )
     return UncertaintyConfig(name=f"posterior of {path.name}", parameters=parameters, posterior=run_dir), last
 
 
@@ -81,23 +92,31 @@ def check_parameter(config: Config, path: str, p: Any, set_by_policies: Collecti
     top = p.key.partition(".")[0].partition("[")[0]
     inputs = [f.name for f in dataclasses.fields(config) if f.name not in NOT_INPUTS]
     if top not in inputs:
-        raise ConfigError(f"{path}.key", p.key, "allowed: a numeric key of the simulation, under "
-                          + ", ".join(inputs))
+        raise ConfigError(
+            f"{path}.key", p.key, "allowed: a numeric key of the simulation, under " + ", ".join(inputs)
+        )
     if p.key in set_by_policies:
-        raise ConfigError(f"{path}.key", p.key, "allowed: a key that no policy sets (a policy's "
-                          "own value would be overwritten in every world)")
+        raise ConfigError(
+            f"{path}.key",
+            p.key,
+            "allowed: a key that no policy sets (a policy's own value would be overwritten in every world)",
+        )
     for end in ("low", "high"):
         value = getattr(p, end)
         try:
             validate(replace_number(config, p.key, value))
         except KeyError as missing:
-            raise ConfigError(f"{path}.key", p.key, f"'{missing.args[0]}' is not a known key "
-                              "(list elements are written key[i])") from None
+            raise ConfigError(
+                f"{path}.key",
+                p.key,
+                f"'{missing.args[0]}' is not a known key (list elements are written key[i])",
+            ) from None
         except TypeError:
             raise ConfigError(f"{path}.key", p.key, "allowed: a key whose value is a number") from None
         except ConfigError as error:
-            raise ConfigError(f"{path}.{end}", value, f"allowed for {p.key}: "
-                              + error.allowed.removeprefix("allowed: ")) from None
+            raise ConfigError(
+                f"{path}.{end}", value, f"allowed for {p.key}: " + error.allowed.removeprefix("allowed: ")
+            ) from None
 
 
 class Robustness(ExperimentKind):
@@ -109,38 +128,60 @@ class Robustness(ExperimentKind):
         rob, space = config.robustness, config.uncertainty
         if space.posterior is not None:
             if space.parameters:
-                raise ConfigError("uncertainty.parameters", [p.key for p in space.parameters],
-                                  "allowed: an empty list with uncertainty.posterior (the worlds "
-                                  "take the calibration's parameters)")
+                raise ConfigError(
+                    "uncertainty.parameters",
+                    [p.key for p in space.parameters],
+                    "allowed: an empty list with uncertainty.posterior (the worlds "
+                    "take the calibration's parameters)",
+                )
             space = space_of(config)
         if config.experiment.precision.outcome is not None:
-            raise ConfigError("experiment.precision.outcome", config.experiment.precision.outcome,
-                              "allowed: null with experiment.kind=robustness (every world x policy "
-                              "runs `replicates` replicates)")
+            raise ConfigError(
+                "experiment.precision.outcome",
+                config.experiment.precision.outcome,
+                "allowed: null with experiment.kind=robustness (every world x policy "
+                "runs `replicates` replicates)",
+            )
         if config.experiment.selection.outcome is not None:
-            raise ConfigError("experiment.selection.outcome", config.experiment.selection.outcome,
-                              "allowed: null with experiment.kind=robustness (every world x policy "
-                              "runs `replicates` replicates)")
+            raise ConfigError(
+                "experiment.selection.outcome",
+                config.experiment.selection.outcome,
+                "allowed: null with experiment.kind=robustness (every world x policy "
+                "runs `replicates` replicates)",
+            )
         if not space.parameters and space.name == "posterior":  # conf/uncertainty/posterior.yaml
-            raise ConfigError("uncertainty.posterior", None, "allowed: a finished experiment=calibrate run "
-                              "directory (uncertainty.posterior=<run dir>)")
+            raise ConfigError(
+                "uncertainty.posterior",
+                None,
+                "allowed: a finished experiment=calibrate run directory (uncertainty.posterior=<run dir>)",
+            )
         if not space.parameters:
-            raise ConfigError("uncertainty.parameters", [], "allowed: at least one uncertain parameter "
-                              "(choose a space, e.g. uncertainty=default; conf/uncertainty/; or "
-                              "uncertainty=posterior uncertainty.posterior=<calibration run dir>)")
+            raise ConfigError(
+                "uncertainty.parameters",
+                [],
+                "allowed: at least one uncertain parameter "
+                "(choose a space, e.g. uncertainty=default; conf/uncertainty/; or "
+                "uncertainty=posterior uncertainty.posterior=<calibration run dir>)",
+            )
         policies = listed_scenarios(config)
         if len(policies) < 2:
-            raise ConfigError("experiment.scenarios", [n for n, _ in policies],
-                              "allowed: at least two policies to compare with experiment.kind=robustness")
+            raise ConfigError(
+                "experiment.scenarios",
+                [n for n, _ in policies],
+                "allowed: at least two policies to compare with experiment.kind=robustness",
+            )
         outcomes = get_model(config.model.name).outcomes
         objective = rob.objective
         if objective.outcome not in outcomes:
-            raise ConfigError("robustness.objective.outcome", objective.outcome,
-                              "allowed: one of " + ", ".join(outcomes))
+            raise ConfigError(
+                "robustness.objective.outcome", objective.outcome, "allowed: one of " + ", ".join(outcomes)
+            )
         if objective.per_money and objective.cost not in outcomes:
-            raise ConfigError("robustness.objective.cost", objective.cost,
-                              "allowed: one of " + ", ".join(outcomes)
-                              + " (or robustness.objective.per_money=false)")
+            raise ConfigError(
+                "robustness.objective.cost",
+                objective.cost,
+                "allowed: one of " + ", ".join(outcomes) + " (or robustness.objective.per_money=false)",
+            )
         set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
         for i, p in enumerate(space.parameters):
             check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
@@ -194,16 +235,25 @@ class Robustness(ExperimentKind):
         split = pl.col("scenario").str.split_exact("/", 1)
         rows = finished.rows.with_columns(
             split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
-            split.struct.field("field_1").alias("policy"))
-        data = rb.to_arrays(rows, worlds["world"].to_list(), policies, objective.outcome,
-                            objective.cost if objective.per_money else None, config.replicates)
+            split.struct.field("field_1").alias("policy"),
+        )
+        data = rb.to_arrays(
+            rows,
+            worlds["world"].to_list(),
+            policies,
+            objective.outcome,
+            objective.cost if objective.per_money else None,
+            config.replicates,
+        )
         maximize = objective.direction == "max"
         per_money = objective.per_money
-        table = rb.robustness_table(data, baseline, per_money, maximize, rob.satisfice, config.seed,
-                                    samples=rob.bootstrap)
+        table = rb.robustness_table(
+            data, baseline, per_money, maximize, rob.satisfice, config.seed, samples=rob.bootstrap
+        )
         write_parquet(table, run_dir / "robustness.parquet")
-        per_world = rb.per_world_table(data, baseline, per_money, maximize, rob.satisfice, config.seed,
-                                       samples=rob.bootstrap)
+        per_world = rb.per_world_table(
+            data, baseline, per_money, maximize, rob.satisfice, config.seed, samples=rob.bootstrap
+        )
         assert finished.effects is not None  # the pipeline's per-world paired effects
         per_world = self._with_effects(per_world, finished.effects, objective.outcome)
         write_parquet(per_world, run_dir / "per_world.parquet")
@@ -216,24 +266,35 @@ class Robustness(ExperimentKind):
         write_parquet(discovery, run_dir / "discovery.parquet")
         write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
         best = per_world.filter(pl.col("best")).unique("world", keep="first").sort("world")
-        order = rb.importance_order(worlds.filter(pl.col("world").is_in(best["world"].implode())),
-                                    best["best_policy"].to_list(), config.seed)
+        order = rb.importance_order(
+            worlds.filter(pl.col("world").is_in(best["world"].implode())),
+            best["best_policy"].to_list(),
+            config.seed,
+        )
         figures = rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
         words = self._satisfice_words(config, baseline_name)
         flips = rb.flip_sentences(table, discovery, worlds, words)
         section = self._section(config, table, flips, order, baseline_name)
-        children = [{
-            "name": p,
-            "params": {"policy": p, "overrides": " ".join(s.overrides) or "(none)",
-                       "worlds": rob.worlds, "replicates": config.replicates,
-                       "objective": self._objective_words(config, baseline_name)},
-            "metrics": {f"{r['metric']}{suffix}": r[col] for r in table.filter(pl.col("policy") == p)
-                        .iter_rows(named=True) for suffix, col in (("", "value"), ("_ci_low", "ci_low"),
-                                                                   ("_ci_high", "ci_high"))},
-        } for p, s in zip(policies, config.experiment.scenarios, strict=True)]
+        children = [
+            {
+                "name": p,
+                "params": {
+                    "policy": p,
+                    "overrides": " ".join(s.overrides) or "(none)",
+                    "worlds": rob.worlds,
+                    "replicates": config.replicates,
+                    "objective": self._objective_words(config, baseline_name),
+                },
+                "metrics": {
+                    f"{r['metric']}{suffix}": r[col]
+                    for r in table.filter(pl.col("policy") == p).iter_rows(named=True)
+                    for suffix, col in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))
+                },
+            }
+            for p, s in zip(policies, config.experiment.scenarios, strict=True)
+        ]
         names = set(finished.rows["scenario"].unique().to_list())
-        return KindOutput(figures=figures, sections=[section], unlisted=names, children=children,
-                          lines=flips)
+        return KindOutput(figures=figures, sections=[section], unlisted=names, children=children, lines=flips)
 
     @staticmethod
     def _with_effects(per_world: pl.DataFrame, effects: pl.DataFrame, outcome: str) -> pl.DataFrame:
@@ -243,16 +304,20 @@ class Robustness(ExperimentKind):
         effects = effects.select(
             split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
             split.struct.field("field_1").alias("policy"),
-            "effect", pl.col("ci_low").alias("effect_ci_low"), pl.col("ci_high").alias("effect_ci_high"),
-            "effect_per_cost")
+            "effect",
+            pl.col("ci_low").alias("effect_ci_low"),
+            pl.col("ci_high").alias("effect_ci_high"),
+            "effect_per_cost",
+        )
         return per_world.join(effects, on=["world", "policy"], how="left", maintain_order="left")
 
     @staticmethod
     def _objective_words(config: Config, baseline: str) -> str:
         o = config.robustness.objective
         what = f"{o.direction} `{o.outcome}`"
-        return what + (f", as its paired effect against `{baseline}` per unit of extra `{o.cost}`"
-                       if o.per_money else "")
+        return what + (
+            f", as its paired effect against `{baseline}` per unit of extra `{o.cost}`" if o.per_money else ""
+        )
 
     @staticmethod
     def _satisfice_words(config: Config, baseline: str) -> str:
@@ -262,16 +327,20 @@ class Robustness(ExperimentKind):
         sign = ">=" if rob.objective.direction == "max" else "<="
         return f"to reach the threshold (objective {sign} {rob.satisfice:g})"
 
-    def _section(self, config: Config, table: pl.DataFrame, flips: list[str], order: list[str],
-                 baseline: str) -> str:
+    def _section(
+        self, config: Config, table: pl.DataFrame, flips: list[str], order: list[str], baseline: str
+    ) -> str:
         rob = config.robustness
         uncertain = space_of(config)
         space = ", ".join(f"`{p.key}` [{p.low:g}, {p.high:g}]" for p in uncertain.parameters)
-        wide = table.with_columns(pl.format("{} [{}, {}]", *[pl.col(c).round_sig_figs(3) for c in
-                                                            ("value", "ci_low", "ci_high")]).alias("text")
-                                  ).pivot(on="metric", index="policy", values="text")
+        wide = table.with_columns(
+            pl.format(
+                "{} [{}, {}]", *[pl.col(c).round_sig_figs(3) for c in ("value", "ci_low", "ci_high")]
+            ).alias("text")
+        ).pivot(on="metric", index="policy", values="text")
         lines = [
-            f"## Robustness across {rob.worlds} worlds", "",
+            f"## Robustness across {rob.worlds} worlds",
+            "",
             f"Uncertainty space `{uncertain.name}`: {space}. {rob.worlds} worlds "
             f"({'weighted posterior draws' if uncertain.posterior else rob.sampler}) x "
             f"{len(config.experiment.scenarios)} policies x {config.replicates} "
@@ -282,14 +351,21 @@ class Robustness(ExperimentKind):
             f"{self._satisfice_words(config, baseline)}; `worst_case`: its worst objective over the "
             "worlds (maximin). 95% CIs from a bootstrap over worlds and, within them, replicates "
             f"({rob.bootstrap} draws). Per world: `per_world.parquet`; the worlds: `worlds.parquet`.",
-            "", markdown_table(wide), "",
-            "## Where the answer flips", "",
+            "",
+            markdown_table(wide),
+            "",
+            "## Where the answer flips",
+            "",
             "Scenario discovery on the worlds: PRIM boxes (Friedman & Fisher 1999; EMA Workbench) "
-            "for \"this policy is best here\" and \"this policy fails here\"; a restriction is named "
+            'for "this policy is best here" and "this policy fails here"; a restriction is named '
             "when its quasi-p value is below 0.05. All boxes, with CART's beside them: "
-            "`discovery.parquet`; the peeling trajectories: `discovery_trajectory.parquet`.", "",
-            *flips, "",
+            "`discovery.parquet`; the peeling trajectories: `discovery_trajectory.parquet`.",
+            "",
+            *flips,
+            "",
             "Parameters by how well they predict the best policy (extra-trees feature scores): "
-            + ", ".join(f"`{k}`" for k in order) + ".", "",
+            + ", ".join(f"`{k}`" for k in order)
+            + ".",
+            "",
         ]
         return "\n".join(lines)

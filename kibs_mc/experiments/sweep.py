@@ -54,8 +54,10 @@ def sweep_of(config: Config) -> SweepConfig:
     sweep = config.experiment.sweep
     if sweep.factors_from == "factors":
         return sweep
-    space = [SweepFactor(key=p.key, low=p.low, high=p.high, scale=p.scale, integer=p.integer, why=p.why)
-             for p in config.uncertainty.parameters]
+    space = [
+        SweepFactor(key=p.key, low=p.low, high=p.high, scale=p.scale, integer=p.integer, why=p.why)
+        for p in config.uncertainty.parameters
+    ]
     listed = list(sweep.factors) if sweep.factors_from == "both" else []
     return dataclasses.replace(sweep, factors=[*listed, *space])
 
@@ -74,27 +76,43 @@ class Sweep(ExperimentKind):
     def check(self, config: Config) -> None:
         sweep, space = config.experiment.sweep, config.uncertainty
         if sweep.method is None:
-            raise ConfigError("experiment.sweep.method", None,
-                              "allowed: one of 'sobol', 'lhs', 'grid' with experiment.kind=sweep")
+            raise ConfigError(
+                "experiment.sweep.method",
+                None,
+                "allowed: one of 'sobol', 'lhs', 'grid' with experiment.kind=sweep",
+            )
         if sweep.factors_from == "factors" and space.parameters:
-            raise ConfigError("experiment.sweep.factors_from", sweep.factors_from,
-                              f"allowed: 'uncertainty' or 'both' with uncertainty={space.name} (its "
-                              "parameters are swept only then), or no uncertainty space")
+            raise ConfigError(
+                "experiment.sweep.factors_from",
+                sweep.factors_from,
+                f"allowed: 'uncertainty' or 'both' with uncertainty={space.name} (its "
+                "parameters are swept only then), or no uncertainty space",
+            )
         if sweep.factors_from != "factors":
             if space.posterior is not None:
-                raise ConfigError("uncertainty.posterior", space.posterior,
-                                  "allowed: null with experiment.kind=sweep (factors are sampled "
-                                  "independently over ranges; a posterior's worlds: experiment=robustness)")
+                raise ConfigError(
+                    "uncertainty.posterior",
+                    space.posterior,
+                    "allowed: null with experiment.kind=sweep (factors are sampled "
+                    "independently over ranges; a posterior's worlds: experiment=robustness)",
+                )
             if not space.parameters:
-                raise ConfigError("uncertainty.parameters", [],
-                                  f"allowed: at least one parameter with experiment.sweep.factors_from="
-                                  f"{sweep.factors_from} (choose a space, e.g. uncertainty=default; "
-                                  "conf/uncertainty/)")
+                raise ConfigError(
+                    "uncertainty.parameters",
+                    [],
+                    f"allowed: at least one parameter with experiment.sweep.factors_from="
+                    f"{sweep.factors_from} (choose a space, e.g. uncertainty=default; "
+                    "conf/uncertainty/)",
+                )
         if sweep.factors_from == "both":
             for p in space.parameters:
                 if p.key in {f.key for f in sweep.factors}:
-                    raise ConfigError("uncertainty.parameters", p.key, "allowed: keys not already in "
-                                      "experiment.sweep.factors with factors_from=both (each key once)")
+                    raise ConfigError(
+                        "uncertainty.parameters",
+                        p.key,
+                        "allowed: keys not already in "
+                        "experiment.sweep.factors with factors_from=both (each key once)",
+                    )
         resolved = sweep_of(config)
         for path, factor in zip(_factor_paths(config), resolved.factors, strict=True):
             check_parameter(config, path, factor)
@@ -112,11 +130,13 @@ class Sweep(ExperimentKind):
         first = listed + sweep.samples * points_per_sample(sweep)
         if not self._doubling(config):
             return super().first_targets(config, scenarios)
-        return {sc.index: config.replicates if position < first else 0
-                for position, sc in enumerate(scenarios)}
+        return {
+            sc.index: config.replicates if position < first else 0 for position, sc in enumerate(scenarios)
+        }
 
-    def next_round(self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario],
-                   counts: dict[int, int]) -> Round | None:
+    def next_round(
+        self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int]
+    ) -> Round | None:
         if not self._doubling(config):
             return None
         sweep = sweep_of(config)
@@ -124,19 +144,31 @@ class Sweep(ExperimentKind):
         n = run_samples(rows, sweep, config.seed)
         indices = sensitivity(rows, sweep, config.seed, [outcome], n)
         if precise(indices, outcome, sweep.tolerance):
-            return Round(dict(counts), [f"Sobol indices of `{outcome}` precise at N = {n} base samples "
-                                        f"({n * points_per_sample(sweep)} points): every S1 and ST 95% CI "
-                                        f"half-width <= {sweep.tolerance:g} and the factors ranked by ST."])
+            return Round(
+                dict(counts),
+                [
+                    f"Sobol indices of `{outcome}` precise at N = {n} base samples "
+                    f"({n * points_per_sample(sweep)} points): every S1 and ST 95% CI "
+                    f"half-width <= {sweep.tolerance:g} and the factors ranked by ST."
+                ],
+            )
         if n >= planned_samples(sweep):
             confs = [*indices["S1_conf"].to_list(), *indices["ST_conf"].to_list()]
             widest = max(confs) if confs else float("nan")
-            return Round(dict(counts), [f"Sobol indices of `{outcome}` stopped at "
-                                        f"experiment.sweep.max_samples = {n} base samples, not yet precise "
-                                        f"(widest 95% CI half-width {widest:.2f} > {sweep.tolerance:g})."])
+            return Round(
+                dict(counts),
+                [
+                    f"Sobol indices of `{outcome}` stopped at "
+                    f"experiment.sweep.max_samples = {n} base samples, not yet precise "
+                    f"(widest 95% CI half-width {widest:.2f} > {sweep.tolerance:g})."
+                ],
+            )
         listed = len(config.experiment.scenarios)
         upto = listed + 2 * n * points_per_sample(sweep)
-        targets = {sc.index: max(counts[sc.index], config.replicates if position < upto else 0)
-                   for position, sc in enumerate(scenarios)}
+        targets = {
+            sc.index: max(counts[sc.index], config.replicates if position < upto else 0)
+            for position, sc in enumerate(scenarios)
+        }
         return Round(targets)
 
     def analyse(self, finished: Finished) -> KindOutput:
@@ -144,10 +176,14 @@ class Sweep(ExperimentKind):
         sweep = sweep_of(config)
         ran = set(rows["scenario"].unique().to_list()) if rows.height else set()
         points = points_frame(sweep, config.seed)
-        counts = rows.group_by("scenario").len(name="replicates") if rows.height else \
-            pl.DataFrame(schema={"scenario": pl.String, "replicates": pl.UInt32})
+        counts = (
+            rows.group_by("scenario").len(name="replicates")
+            if rows.height
+            else pl.DataFrame(schema={"scenario": pl.String, "replicates": pl.UInt32})
+        )
         points = points.join(counts, on="scenario", how="left").with_columns(
-            pl.col("replicates").fill_null(0).cast(pl.Int64))
+            pl.col("replicates").fill_null(0).cast(pl.Int64)
+        )
         write_parquet(points, finished.run_dir / "points.parquet")
         numeric = [o for o in finished.outcomes if rows.height and rows.schema[o] != pl.Boolean]
         indices = sensitivity(rows, sweep, config.seed, numeric)
@@ -155,22 +191,36 @@ class Sweep(ExperimentKind):
         shown = [o for o in finished.headline if o in numeric] or numeric
         figures = []
         if points.height:
-            figures.append(sweep_plot(rows, points.filter(pl.col("scenario").is_in(ran)), shown[:4],
-                                      finished.run_dir / "sweep.png",
-                                      log_factors=[f.key for f in sweep.factors if f.scale == "log"]))
+            figures.append(
+                sweep_plot(
+                    rows,
+                    points.filter(pl.col("scenario").is_in(ran)),
+                    shown[:4],
+                    finished.run_dir / "sweep.png",
+                    log_factors=[f.key for f in sweep.factors if f.scale == "log"],
+                )
+            )
         figures.append(sensitivity_plot(indices, finished.run_dir / "sensitivity.png"))
         convergence = sobol_convergence(rows, sweep, config.seed, shown[:4])
         if convergence.height:
             write_parquet(convergence, finished.run_dir / "sensitivity_convergence.parquet")
             figures.append(convergence_plot(convergence, finished.run_dir / "sensitivity_convergence.png"))
         warnings = index_warnings(indices, shown[:4])
-        section = report_section(indices, finished.headline, warnings=warnings,
-                                 factors=sweep.factors) if indices.height else ""
-        notes = [f"`{r['outcome']}` <- `{r['factor']}`: S1 {r['S1']:.2f} ± {r['S1_conf']:.2f}"
-                 + (f", ST {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
-                 + f" (N = {r['samples']})"
-                 for r in indices.filter(pl.col("outcome").is_in(shown[:2])).iter_rows(named=True)]
+        section = (
+            report_section(indices, finished.headline, warnings=warnings, factors=sweep.factors)
+            if indices.height
+            else ""
+        )
+        notes = [
+            f"`{r['outcome']}` <- `{r['factor']}`: S1 {r['S1']:.2f} ± {r['S1_conf']:.2f}"
+            + (f", ST {r['ST']:.2f} ± {r['ST_conf']:.2f}" if r["ST"] is not None else "")
+            + f" (N = {r['samples']})"
+            for r in indices.filter(pl.col("outcome").is_in(shown[:2])).iter_rows(named=True)
+        ]
         notes += [f"warning: {w}" for w in warnings]
-        return KindOutput(figures=[f for f in figures if f is not None],
-                          sections=[section] if section else [],
-                          unlisted=set(points["scenario"].to_list()), notes=notes)
+        return KindOutput(
+            figures=[f for f in figures if f is not None],
+            sections=[section] if section else [],
+            unlisted=set(points["scenario"].to_list()),
+            notes=notes,
+        )

@@ -80,8 +80,14 @@ def simulate_replicate(config: CowanJonardScenario, seed: int) -> tuple[dict, No
     indptr, indices = watts_strogatz(model.agents, model.degree, model.rewire_p, rng_state)
     knowledge = kernel.initial_knowledge(model.agents, model.categories, rng_state, model.initial_max)
     meetings, trades, converged = kernel.run_replicate(
-        indptr, indices, knowledge, rng_state,
-        model.alpha, model.tolerance, model.max_meetings, model.agents,
+        indptr,
+        indices,
+        knowledge,
+        rng_state,
+        model.alpha,
+        model.tolerance,
+        model.max_meetings,
+        model.agents,
     )
     row = knowledge_outcomes(knowledge)
     row.update(meetings=meetings, trades=trades, converged=converged)

@@ -39,8 +39,9 @@ def _half(values: np.ndarray) -> float:
     return float(stdtrit(n - 1, 0.975)) * float(values.std(ddof=1)) / math.sqrt(n)
 
 
-def precision_cells(rows: pl.DataFrame, names: Sequence[str], baseline: str,
-                    precision: PrecisionConfig) -> dict[str, tuple[float, float]]:
+def precision_cells(
+    rows: pl.DataFrame, names: Sequence[str], baseline: str, precision: PrecisionConfig
+) -> dict[str, tuple[float, float]]:
     """Per scenario: (95% CI half-width of the estimate it decides, the goal for it).
 
     ``on=mean``: the scenario's mean, goal a share of |mean| when relative. ``effect``: its
@@ -54,8 +55,11 @@ def precision_cells(rows: pl.DataFrame, names: Sequence[str], baseline: str,
         for s in names:
             part = rows.filter(pl.col("scenario") == s)[precision.outcome]
             y = part.cast(pl.Float64).drop_nulls().to_numpy()
-            goal = precision.half_width * abs(float(y.mean())) if precision.relative and len(y) else \
-                precision.half_width
+            goal = (
+                precision.half_width * abs(float(y.mean()))
+                if precision.relative and len(y)
+                else precision.half_width
+            )
             out[s] = (_half(y), goal if len(y) else float("nan"))
         return out
     y = paired_matrix(rows, precision.outcome, names)
@@ -75,8 +79,13 @@ def precision_cells(rows: pl.DataFrame, names: Sequence[str], baseline: str,
 
 
 def next_targets(
-    rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int],
-    precision: PrecisionConfig, max_replicates: int, chunk_size: int, baseline: str | None = None,
+    rows: pl.DataFrame,
+    scenarios: Sequence[Scenario],
+    counts: dict[int, int],
+    precision: PrecisionConfig,
+    max_replicates: int,
+    chunk_size: int,
+    baseline: str | None = None,
 ) -> tuple[dict[int, int], list[dict]]:
     """Replicates each scenario should reach next, from the CI half-width of what it decides.
 
@@ -106,14 +115,19 @@ def next_targets(
 def precision_notes(status: list[dict], precision: PrecisionConfig) -> list[str]:
     """Which scenarios reached the precision target and which stopped at max_replicates."""
     kind = "relative " if precision.relative else ""
-    what = {"mean": "mean", "effect": "paired effect against the baseline",
-            "contrast": "widest paired difference with another scenario"}[precision.on]
+    what = {
+        "mean": "mean",
+        "effect": "paired effect against the baseline",
+        "contrast": "widest paired difference with another scenario",
+    }[precision.on]
     notes = []
     for s in status:
         verdict = "reached the target" if s["reached"] else "stopped at experiment.max_replicates"
-        notes.append(f"`{s['scenario']}`: {verdict}: 95% CI half-width of the {what} on "
-                     f"`{precision.outcome}` {s['half_width']:.4g} vs {kind}target {s['target']:.4g} "
-                     f"with n={s['n']}.")
+        notes.append(
+            f"`{s['scenario']}`: {verdict}: 95% CI half-width of the {what} on "
+            f"`{precision.outcome}` {s['half_width']:.4g} vs {kind}target {s['target']:.4g} "
+            f"with n={s['n']}."
+        )
     return notes
 
 
@@ -139,22 +153,31 @@ class Selection:
     def frame(self, means: dict[str, float]) -> pl.DataFrame:
         """One row per candidate: replicates, mean, eliminated at, selected."""
         survivors = {self.candidates[i] for i in self.result.survivors}
-        return pl.DataFrame({
-            "scenario": self.candidates,
-            "outcome": [self.outcome] * len(self.candidates),
-            "replicates": [self.replicates[c] for c in self.candidates],
-            "mean": [means.get(c, float("nan")) for c in self.candidates],
-            "eliminated_after": [self.result.eliminated_at.get(i) for i in range(len(self.candidates))],
-            "in_contention": [c in survivors for c in self.candidates],
-            "selected": [c == self.selected for c in self.candidates],
-            "delta": [self.delta] * len(self.candidates),
-            "alpha": [self.alpha] * len(self.candidates),
-        }, schema_overrides={"eliminated_after": pl.Int64})
+        return pl.DataFrame(
+            {
+                "scenario": self.candidates,
+                "outcome": [self.outcome] * len(self.candidates),
+                "replicates": [self.replicates[c] for c in self.candidates],
+                "mean": [means.get(c, float("nan")) for c in self.candidates],
+                "eliminated_after": [self.result.eliminated_at.get(i) for i in range(len(self.candidates))],
+                "in_contention": [c in survivors for c in self.candidates],
+                "selected": [c == self.selected for c in self.candidates],
+                "delta": [self.delta] * len(self.candidates),
+                "alpha": [self.alpha] * len(self.candidates),
+            },
+            schema_overrides={"eliminated_after": pl.Int64},
+        )
 
 
 def selection_targets(
-    rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int], selection: SelectionConfig,
-    candidates: Sequence[str], larger_is_better: bool, max_replicates: int, chunk_size: int,
+    rows: pl.DataFrame,
+    scenarios: Sequence[Scenario],
+    counts: dict[int, int],
+    selection: SelectionConfig,
+    candidates: Sequence[str],
+    larger_is_better: bool,
+    max_replicates: int,
+    chunk_size: int,
 ) -> tuple[dict[int, int], Selection]:
     """Replay KN over the replicates reached and give the contenders one more round.
 
@@ -173,8 +196,11 @@ def selection_targets(
     if selection.relative:
         first = [abs(float(np.nanmean(o[:n0]))) for o in observations if len(o) >= n0]
         delta = selection.delta * max(first, default=0.0) if first else float("nan")
-    result = kn(observations, delta, selection.alpha, n0, larger_is_better) if delta > 0 else \
-        KNResult(survivors=list(range(len(candidates))), done=len(candidates) == 1)
+    result = (
+        kn(observations, delta, selection.alpha, n0, larger_is_better)
+        if delta > 0
+        else KNResult(survivors=list(range(len(candidates))), done=len(candidates) == 1)
+    )
     targets = dict(counts)
     reached = min(counts[index[candidates[i]]] for i in result.survivors)
     capped = False
@@ -182,12 +208,21 @@ def selection_targets(
         if reached >= max_replicates:
             capped = True
         else:
-            want = next_count(result, reached, chunk_size, max_replicates) if result.stage else \
-                max(reached, n0)
+            want = (
+                next_count(result, reached, chunk_size, max_replicates) if result.stage else max(reached, n0)
+            )
             for i in result.survivors:
                 targets[index[candidates[i]]] = max(want, counts[index[candidates[i]]])
-    state = Selection(selection.outcome, list(candidates), delta, selection.alpha, larger_is_better,
-                      result, {c: counts[index[c]] for c in candidates}, capped)
+    state = Selection(
+        selection.outcome,
+        list(candidates),
+        delta,
+        selection.alpha,
+        larger_is_better,
+        result,
+        {c: counts[index[c]] for c in candidates},
+        capped,
+    )
     return targets, state
 
 
@@ -197,9 +232,13 @@ def selection_notes(state: Selection) -> list[str]:
     gone = sorted(((r, state.candidates[i]) for i, r in state.result.eliminated_at.items()))
     dropped = "; ".join(f"`{c}` eliminated after {r}" for r, c in gone) or "none eliminated"
     if state.selected is not None:
-        return [f"Selection (Kim & Nelson 2001, KN): `{state.selected}` is best on `{state.outcome}` "
-                f"within delta = {state.delta:.4g}, probability of correct selection >= "
-                f"{1 - state.alpha:.2f}; replicates per candidate: {n} ({dropped})."]
+        return [
+            f"Selection (Kim & Nelson 2001, KN): `{state.selected}` is best on `{state.outcome}` "
+            f"within delta = {state.delta:.4g}, probability of correct selection >= "
+            f"{1 - state.alpha:.2f}; replicates per candidate: {n} ({dropped})."
+        ]
     left = ", ".join(f"`{state.candidates[i]}`" for i in state.result.survivors)
-    return [f"Selection (KN) not certified: {left} still in contention on `{state.outcome}` at "
-            f"experiment.max_replicates (delta = {state.delta:.4g}; {dropped})."]
+    return [
+        f"Selection (KN) not certified: {left} still in contention on `{state.outcome}` at "
+        f"experiment.max_replicates (delta = {state.delta:.4g}; {dropped})."
+    ]

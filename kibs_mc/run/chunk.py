@@ -60,8 +60,14 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
         except Exception as exc:  # noqa: BLE001 - one replicate's failure must not cost the others
             if interrupt.caused_by_interrupt(exc):  # Ctrl-C, not a failure: stop the chunk
                 raise KeyboardInterrupt from None
-            errors.append({"scenario": chunk.scenario, "replicate": int(replicate), "seed": int(seed),
-                           "error": f"{type(exc).__name__}: {exc}"})
+            errors.append(
+                {
+                    "scenario": chunk.scenario,
+                    "replicate": int(replicate),
+                    "seed": int(seed),
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
             continue
         interrupt.check()
         for name in outcomes:

@@ -30,8 +30,10 @@ def _handler(signum: int, frame: object) -> None:
 def deferred_interrupts() -> Iterator[None]:
     """Install the handler for the duration of a run (main thread, default handler only: an
     ignored SIGINT, or one the embedding program handles, is left alone)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     _requested.clear()

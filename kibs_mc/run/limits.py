@@ -103,14 +103,18 @@ def free_disk(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_resources(configs: Sequence[Config], outcomes: int, replicates: int, workers: int,
-                    run_dir: Path) -> None:
+def check_resources(
+    configs: Sequence[Config], outcomes: int, replicates: int, workers: int, run_dir: Path
+) -> None:
     """Raise UserError (exit 2) with the estimate when the experiment cannot fit."""
     est = estimate(configs, outcomes, replicates, workers)
     memory = available_memory()
     if est.memory_bytes > memory:
-        where = (f"{est.workers} local workers x {est.worker_bytes / GiB:.3g} GiB per replicate "
-                 "in flight + " if est.workers else "")
+        where = (
+            f"{est.workers} local workers x {est.worker_bytes / GiB:.3g} GiB per replicate in flight + "
+            if est.workers
+            else ""
+        )
         raise UserError(
             f"this experiment needs about {est.memory_bytes / GiB:.3g} GiB of memory ({where}"
             f"{est.driver_bytes / GiB:.3g} GiB for {replicates * len(configs)} result rows in the "

@@ -72,13 +72,17 @@ def _check_scenario_overrides(name: str, own_overrides: Sequence[str]) -> None:
         top = _key(text).split(".")[0].split("@")[0]
         if top in COMMON_KEYS:
             raise ConfigError(
-                f"experiment.scenarios[{name}].overrides", text,
-                "allowed: model, cluster and governance settings; " + ", ".join(COMMON_KEYS[:-1])
-                + " are common to every scenario (set them on the command line)")
+                f"experiment.scenarios[{name}].overrides",
+                text,
+                "allowed: model, cluster and governance settings; "
+                + ", ".join(COMMON_KEYS[:-1])
+                + " are common to every scenario (set them on the command line)",
+            )
 
 
-def build_scenarios(config: Config, overrides: Sequence[str],
-                    specs: Sequence[ScenarioSpec] | None = None) -> list[Scenario]:
+def build_scenarios(
+    config: Config, overrides: Sequence[str], specs: Sequence[ScenarioSpec] | None = None
+) -> list[Scenario]:
     """Compose and validate every scenario: the invocation's overrides, then the scenario's.
 
     Args:
@@ -114,9 +118,12 @@ def build_scenarios(config: Config, overrides: Sequence[str],
         scenarios.append(Scenario(index, name, tuple(own_overrides), scenario_config))
     models = sorted({sc.config.model.name for sc in scenarios})
     if len(models) > 1:
-        raise ConfigError("experiment.scenarios", ", ".join(models),
-                          "allowed: scenarios of one model (their outcomes are compared column by "
-                          "column); run one experiment per model")
+        raise ConfigError(
+            "experiment.scenarios",
+            ", ".join(models),
+            "allowed: scenarios of one model (their outcomes are compared column by "
+            "column); run one experiment per model",
+        )
     return scenarios
 
 
@@ -127,8 +134,9 @@ TASK_OVERHEAD_S = 0.001
 DRIVER_SHARE = 0.05
 
 
-def auto_chunk_size(replicates: int, scenarios: int, workers: int,
-                    replicate_seconds: float | None = None) -> int:
+def auto_chunk_size(
+    replicates: int, scenarios: int, workers: int, replicate_seconds: float | None = None
+) -> int:
     """At least four tasks per worker for load balance, at most MAX_AUTO_CHUNK replicates.
 
     With ``replicate_seconds`` (a measured replicate's duration) the cap rises as far as
@@ -146,8 +154,18 @@ def auto_chunk_size(replicates: int, scenarios: int, workers: int,
 
 
 #: Config keys that do not change what a replicate computes.
-NOT_INPUTS = ("executor", "tracking", "resume", "keep_parts", "experiment", "replicates", "seed",
-              "calibration", "uncertainty", "robustness")
+NOT_INPUTS = (
+    "executor",
+    "tracking",
+    "resume",
+    "keep_parts",
+    "experiment",
+    "replicates",
+    "seed",
+    "calibration",
+    "uncertainty",
+    "robustness",
+)
 
 
 def simulation_inputs(config: Config) -> dict:
@@ -174,8 +192,7 @@ def adaptive_settings(config: Config) -> dict | None:
 def plan_inputs(config: Config, chunk_size: int) -> dict:
     """What the plan's fingerprint depends on, as flat ``dotted.key: value`` pairs (JSON
     values), recorded in plan.json so that a refused resume names what differs."""
-    flat: dict = {"replicates": config.replicates, "seed": config.seed,
-                  "executor.chunk_size": chunk_size}
+    flat: dict = {"replicates": config.replicates, "seed": config.seed, "executor.chunk_size": chunk_size}
 
     def walk(prefix: str, value: object) -> None:
         if isinstance(value, dict):
@@ -241,7 +258,7 @@ class Plan:
                 stop = min(start + self.chunk_size, ranges[sc.index][1])
                 reps = np.arange(start, stop, dtype=np.int64)
                 low, block_seeds = seeds[sc.first_replicate]
-                yield Chunk(sc.index, sc.name, sc.config, reps, block_seeds[start - low:stop - low])
+                yield Chunk(sc.index, sc.name, sc.config, reps, block_seeds[start - low : stop - low])
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the results and the chunk boundaries."""
@@ -249,8 +266,10 @@ class Plan:
             "replicates": self.replicates,
             "seed": self.seed,
             "chunk_size": self.chunk_size,
-            "scenarios": [(s.name, simulation_inputs(s.config))
-                          + ((s.first_replicate,) if s.first_replicate else ()) for s in self.scenarios],
+            "scenarios": [
+                (s.name, simulation_inputs(s.config)) + ((s.first_replicate,) if s.first_replicate else ())
+                for s in self.scenarios
+            ],
         }
         if self.adaptive is not None:  # absent otherwise: fixed-count plans keep their hash
             payload["adaptive"] = self.adaptive

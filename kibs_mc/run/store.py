@@ -82,8 +82,9 @@ def _frame(results: Sequence[ChunkResult], attr: str) -> pl.DataFrame:
         values = np.concatenate([cols[name] for _, cols in parts])
         # pl.Series takes an object array of str directly (much faster than .tolist()); the
         # dtype keeps an empty object array (a batch whose replicates all failed) writable.
-        data[name] = pl.Series(name, values, dtype=pl.String) if values.dtype == object else \
-            pl.Series(name, values)
+        data[name] = (
+            pl.Series(name, values, dtype=pl.String) if values.dtype == object else pl.Series(name, values)
+        )
     counts = [len(next(iter(cols.values()))) for _, cols in parts]
     keys = pl.Series(CHUNK_COLUMN, [k for k, _ in parts])
     data[CHUNK_COLUMN] = keys.gather(np.repeat(np.arange(len(parts)), counts))
@@ -143,15 +144,17 @@ def refused_write(exc: BaseException) -> int | None:
     if code is None:
         text = str(exc)
         found = re.search(r"os error (\d+)", text)
-        code = int(found.group(1)) if found else next(
-            (e for e in FULL_ERRNOS if os.strerror(e) in text), None)
+        code = (
+            int(found.group(1)) if found else next((e for e in FULL_ERRNOS if os.strerror(e) in text), None)
+        )
     return code if code in FULL_ERRNOS else None
 
 
 def out_of_space(code: int, directory: Path) -> ExecutionError:
     """One message for results the file system refused to take (exit 1, resume hint)."""
-    return ExecutionError(f"cannot write results in {directory}: {os.strerror(code)}. Free space "
-                          "there (or make it writable).")
+    return ExecutionError(
+        f"cannot write results in {directory}: {os.strerror(code)}. Free space there (or make it writable)."
+    )
 
 
 def read_plan(run_dir: Path) -> dict | None:
@@ -169,14 +172,22 @@ def read_plan(run_dir: Path) -> dict | None:
     try:
         plan = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is damaged ({exc.msg} at character {exc.pos}); it records which "
-                        "experiment the run directory holds: restore it, or pick another "
-                        "hydra.run.dir.") from None
-    if not (isinstance(plan, dict) and isinstance(plan.get("fingerprint"), str)
-            and isinstance(plan.get("chunk_size"), int) and isinstance(plan.get("overrides", []), list)):
-        raise UserError(f"{path} is damaged (not a kibs-mc plan: an object with fingerprint, "
-                        "chunk_size and overrides is expected); restore it, or pick another "
-                        "hydra.run.dir.")
+        raise UserError(
+            f"{path} is damaged ({exc.msg} at character {exc.pos}); it records which "
+            "experiment the run directory holds: restore it, or pick another "
+            "hydra.run.dir."
+        ) from None
+    if not (
+        isinstance(plan, dict)
+        and isinstance(plan.get("fingerprint"), str)
+        and isinstance(plan.get("chunk_size"), int)
+        and isinstance(plan.get("overrides", []), list)
+    ):
+        raise UserError(
+            f"{path} is damaged (not a kibs-mc plan: an object with fingerprint, "
+            "chunk_size and overrides is expected); restore it, or pick another "
+            "hydra.run.dir."
+        )
     return plan
 
 
@@ -189,11 +200,16 @@ def describe_differences(recorded: dict | None, current: dict | None) -> str:
         text = json.dumps(value, default=str)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    differ = [f"{k} (recorded {show(recorded.get(k))}, now {show(current.get(k))})"
-              for k in sorted(set(recorded) | set(current)) if recorded.get(k) != current.get(k)]
+    differ = [
+        f"{k} (recorded {show(recorded.get(k))}, now {show(current.get(k))})"
+        for k in sorted(set(recorded) | set(current))
+        if recorded.get(k) != current.get(k)
+    ]
     if not differ:
-        return ("the scenarios' composed configurations differ although the same settings were "
-                "given (a file in conf/ or kibs-mc itself changed since)")
+        return (
+            "the scenarios' composed configurations differ although the same settings were "
+            "given (a file in conf/ or kibs-mc itself changed since)"
+        )
     more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
     return "it differs in " + ", ".join(differ[:5]) + more
 
@@ -235,9 +251,15 @@ class ResultStore:
         self._finalized: str | None = None
 
     # -- progress on disk
-    def open(self, fingerprint: str, chunk_size: int, resume: bool,
-             overrides: Sequence[str] = (), scenarios: Sequence[tuple[str, Sequence[str]]] = (),
-             inputs: dict | None = None) -> set[str]:
+    def open(
+        self,
+        fingerprint: str,
+        chunk_size: int,
+        resume: bool,
+        overrides: Sequence[str] = (),
+        scenarios: Sequence[tuple[str, Sequence[str]]] = (),
+        inputs: dict | None = None,
+    ) -> set[str]:
         """Prepare the run directory; return the keys of chunks already completed.
 
         ``plan.json`` records the fingerprint, the chunk size, the invocation's overrides and
@@ -267,8 +289,11 @@ class ResultStore:
             else:
                 self._index[final.stem] = final
         if self._index and recorded is None:
-            where = f"{COMPACTED} and its files" if any(p.final for p in self._index.values()) \
+            where = (
+                f"{COMPACTED} and its files"
+                if any(p.final for p in self._index.values())
                 else f"{len(self._index)} result parts in {self.parts}"
+            )
             raise UserError(
                 f"run directory {self.run_dir} holds {where} but no plan.json, so nothing shows "
                 "which experiment they belong to; pick another hydra.run.dir (or move them away)."
@@ -290,12 +315,21 @@ class ResultStore:
                 raise UserError(
                     f"{self.run_dir / COMPACTED if part.final else self.parts / (part.stem + '.parquet')}"
                     " was not computed for this "
-                    f"experiment's plan (" + (f"fingerprint {part.plan[:12]}" if part.plan else
-                                               "no plan fingerprint: an older kibs-mc wrote it")
+                    f"experiment's plan ("
+                    + (
+                        f"fingerprint {part.plan[:12]}"
+                        if part.plan
+                        else "no plan fingerprint: an older kibs-mc wrote it"
+                    )
                     + f", this plan {fingerprint[:12]}); move it away, or pick another hydra.run.dir."
                 )
-        plan = {"fingerprint": fingerprint, "chunk_size": chunk_size, "overrides": list(overrides),
-                "scenarios": [[name, list(own)] for name, own in scenarios], "inputs": inputs or {}}
+        plan = {
+            "fingerprint": fingerprint,
+            "chunk_size": chunk_size,
+            "overrides": list(overrides),
+            "scenarios": [[name, list(own)] for name, own in scenarios],
+            "inputs": inputs or {},
+        }
         try:
             write_text_atomic(self.run_dir / PLAN_FILE, json.dumps(plan))
         except OSError as exc:
@@ -339,9 +373,12 @@ class ResultStore:
         for path in self.parts.glob(f"{stem}.*parquet"):
             os.replace(path, damaged / path.name)
         first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-        print(f"kibs-mc: warning: damaged result part {self.parts / (stem + '.parquet')} "
-              f"({type(reason).__name__}: {first[:200]}) set aside in {damaged}; its chunks are "
-              "computed again.", file=sys.stderr)
+        print(
+            f"kibs-mc: warning: damaged result part {self.parts / (stem + '.parquet')} "
+            f"({type(reason).__name__}: {first[:200]}) set aside in {damaged}; its chunks are "
+            "computed again.",
+            file=sys.stderr,
+        )
 
     def _scan_final(self) -> Part | None:
         """The final files as a part when the run is compacted (``compacted.json``), else None.
@@ -380,9 +417,12 @@ class ResultStore:
             if (self.run_dir / name).exists():
                 os.replace(self.run_dir / name, damaged / name)
         _fsync(self.run_dir)
-        print(f"kibs-mc: warning: the compacted results of {self.run_dir} do not match "
-              f"{COMPACTED} ({type(reason).__name__}: {str(reason)[:200]}); set aside in {damaged}, "
-              "their chunks are computed again.", file=sys.stderr)
+        print(
+            f"kibs-mc: warning: the compacted results of {self.run_dir} do not match "
+            f"{COMPACTED} ({type(reason).__name__}: {str(reason)[:200]}); set aside in {damaged}, "
+            "their chunks are computed again.",
+            file=sys.stderr,
+        )
 
     def _final(self) -> Part | None:
         return next((p for p in self._index.values() if p.final), None)
@@ -401,8 +441,11 @@ class ResultStore:
         if final is None:
             return
         name = _expanded(final.stem)
-        meta = {PLAN_KEY: final.plan or "", CHUNKS_KEY: json.dumps(list(final.chunks)),
-                FAILED_KEY: json.dumps(sorted(final.failed))}
+        meta = {
+            PLAN_KEY: final.plan or "",
+            CHUNKS_KEY: json.dumps(list(final.chunks)),
+            FAILED_KEY: json.dumps(sorted(final.failed)),
+        }
         self.parts.mkdir(exist_ok=True)
         try:
             for kind in (".timeseries", ".errors", ""):  # the rows last: they mark the part done
@@ -436,8 +479,10 @@ class ResultStore:
         n = len(result.rows["replicate"])
         # Time-series rows count too: at 25 per replicate they are most of what is buffered.
         self._buffered_rows += n + (len(result.timeseries["replicate"]) if result.timeseries else 0)
-        if self._buffered_rows >= self.flush_rows or \
-                time.monotonic() - self._last_flush >= self.flush_seconds:
+        if (
+            self._buffered_rows >= self.flush_rows
+            or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -450,17 +495,24 @@ class ResultStore:
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         keys = [r.key for r in self._buffer]
         failed = sorted({r.key for r in self._buffer if getattr(r, "errors", ())})
-        meta = {PLAN_KEY: self.fingerprint or "", CHUNKS_KEY: json.dumps(keys),
-                FAILED_KEY: json.dumps(failed)}
+        meta = {
+            PLAN_KEY: self.fingerprint or "",
+            CHUNKS_KEY: json.dumps(keys),
+            FAILED_KEY: json.dumps(failed),
+        }
         rows = _frame(self._buffer, "rows")
         try:
             if any(r.timeseries is not None for r in self._buffer):
-                _write_atomic(_frame(self._buffer, "timeseries"),
-                              self.parts / f"{name}.timeseries.parquet", meta)
+                _write_atomic(
+                    _frame(self._buffer, "timeseries"), self.parts / f"{name}.timeseries.parquet", meta
+                )
             errors = [{**e, CHUNK_COLUMN: r.key} for r in self._buffer for e in getattr(r, "errors", ())]
             if errors:
-                _write_atomic(pl.DataFrame(errors, schema={**ERROR_SCHEMA, CHUNK_COLUMN: pl.String}),
-                              self.parts / f"{name}.errors.parquet", meta)
+                _write_atomic(
+                    pl.DataFrame(errors, schema={**ERROR_SCHEMA, CHUNK_COLUMN: pl.String}),
+                    self.parts / f"{name}.errors.parquet",
+                    meta,
+                )
             _write_atomic(rows, self.parts / f"{name}.parquet", meta)
         except Exception as exc:
             if (code := refused_write(exc)) is not None:
@@ -480,8 +532,10 @@ class ResultStore:
             stem = path.name.split(".")[0]
             self._set_aside(stem, exc)
             self._index.pop(stem, None)
-            raise ExecutionError(f"result part {path} is damaged ({type(exc).__name__}); it was "
-                                 "set aside, so its chunks are computed again.") from None
+            raise ExecutionError(
+                f"result part {path} is damaged ({type(exc).__name__}); it was "
+                "set aside, so its chunks are computed again."
+            ) from None
         return frame if all_keys else frame.filter(pl.col(CHUNK_COLUMN).is_in(list(keys)))
 
     def _selected(self, kind: str) -> list[tuple[Path, set[str], bool]]:
@@ -529,8 +583,10 @@ class ResultStore:
             return pl.read_parquet(self.run_dir / FINAL_FILES[""])
         if self._final() is not None:  # not reached by execute: flush uncompacts first
             self.uncompact()
-        newest = max((int(m.group(1)) for stem in self._index
-                      if (m := re.fullmatch(r"part-(\d{20})-.*", stem))), default=0)
+        newest = max(
+            (int(m.group(1)) for stem in self._index if (m := re.fullmatch(r"part-(\d{20})-.*", stem))),
+            default=0,
+        )
         stem = f"part-{max(time.time_ns(), newest + 1):020d}-compacted"  # after every part
         chosen = self._chosen()
         meta = {PLAN_KEY: self.fingerprint or "", FINAL_KEY: stem}
@@ -540,8 +596,12 @@ class ResultStore:
         rows = pl.concat(frames) if frames else pl.DataFrame()
         if rows.height:
             rows = rows.sort(rank, "replicate")
-        rows_meta = {**meta, ROWS_KEY: _row_map(rows), CHUNKS_KEY: json.dumps(sorted(chosen)),
-                     FAILED_KEY: json.dumps(sorted(k for k, p in chosen.items() if k in p.failed))}
+        rows_meta = {
+            **meta,
+            ROWS_KEY: _row_map(rows),
+            CHUNKS_KEY: json.dumps(sorted(chosen)),
+            FAILED_KEY: json.dumps(sorted(k for k, p in chosen.items() if k in p.failed)),
+        }
         if CHUNK_COLUMN in rows.columns:
             rows = rows.drop(CHUNK_COLUMN)
         try:
@@ -550,14 +610,21 @@ class ResultStore:
             if ts_parts:
                 _write_timeseries_in_plan_order(ts_parts, self.run_dir / FINAL_FILES[".timeseries"], meta)
             else:
-                _write_atomic(pl.DataFrame({"scenario": [], "replicate": [], "step": []},
-                                           schema={"scenario": pl.String, "replicate": pl.Int64,
-                                                   "step": pl.Int64}),
-                              self.run_dir / FINAL_FILES[".timeseries"], {**meta, ROWS_KEY: "[]"})
+                _write_atomic(
+                    pl.DataFrame(
+                        {"scenario": [], "replicate": [], "step": []},
+                        schema={"scenario": pl.String, "replicate": pl.Int64, "step": pl.Int64},
+                    ),
+                    self.run_dir / FINAL_FILES[".timeseries"],
+                    {**meta, ROWS_KEY: "[]"},
+                )
             errors = self._errors()
             if errors.height:
-                _write_atomic(errors.drop(CHUNK_COLUMN), self.run_dir / FINAL_FILES[".errors"],
-                              {**meta, ROWS_KEY: _row_map(errors)})
+                _write_atomic(
+                    errors.drop(CHUNK_COLUMN),
+                    self.run_dir / FINAL_FILES[".errors"],
+                    {**meta, ROWS_KEY: _row_map(errors)},
+                )
             else:
                 (self.run_dir / FINAL_FILES[".errors"]).unlink(missing_ok=True)  # an earlier run's
         except Exception as exc:
@@ -583,12 +650,20 @@ class ResultStore:
             if self._finalized is None or self._buffer:
                 raise RuntimeError("compact() needs a finalize() after the last results")
             files = [name for name in FINAL_FILES.values() if (self.run_dir / name).exists()]
-            write_text_atomic(self.run_dir / COMPACTED, json.dumps(
-                {"fingerprint": self.fingerprint or "", "stem": self._finalized, "files": files}))
+            write_text_atomic(
+                self.run_dir / COMPACTED,
+                json.dumps({"fingerprint": self.fingerprint or "", "stem": self._finalized, "files": files}),
+            )
             chosen = self._chosen()
-            self._index = {self._finalized: Part(
-                self._finalized, self.fingerprint or None, tuple(sorted(chosen)),
-                frozenset(k for k, p in chosen.items() if k in p.failed), final=True)}
+            self._index = {
+                self._finalized: Part(
+                    self._finalized,
+                    self.fingerprint or None,
+                    tuple(sorted(chosen)),
+                    frozenset(k for k, p in chosen.items() if k in p.failed),
+                    final=True,
+                )
+            }
         removed = 0
         if self.parts.is_dir():
             for path in sorted(self.parts.iterdir()):
@@ -612,8 +687,14 @@ def _row_map(frame: pl.DataFrame) -> str:
     if not frame.height:
         return "[]"
     runs = frame[CHUNK_COLUMN].rle()
-    return json.dumps([[k, n] for n, k in zip(runs.struct.field("len").to_list(),
-                                              runs.struct.field("value").to_list(), strict=True)])
+    return json.dumps(
+        [
+            [k, n]
+            for n, k in zip(
+                runs.struct.field("len").to_list(), runs.struct.field("value").to_list(), strict=True
+            )
+        ]
+    )
 
 
 def _rows_of(path: Path) -> int:
@@ -661,8 +742,9 @@ def _with_chunk_column(source: Path, dest: Path, meta: dict[str, str]) -> None:
 TS_BLOCK_ROWS = 50_000
 
 
-def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]], path: Path,
-                                    metadata: dict[str, str]) -> None:
+def _write_timeseries_in_plan_order(
+    parts: Sequence[tuple[Path, set[str], bool]], path: Path, metadata: dict[str, str]
+) -> None:
     """Merge time-series parts into ``path`` sorted by (scenario in plan order, replicate, step).
 
     ``parts``: each file with the chunk keys to take from it (each chunk from one file: the
@@ -691,8 +773,9 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
     def write_block() -> None:
         nonlocal writer
         rank = {k: i for i, k in enumerate(sorted(k for keys in block.values() for k in keys))}
-        frames = [pl.scan_parquet(p).filter(pl.col(CHUNK_COLUMN).is_in(keys)).collect()
-                  for p, keys in block.items()]
+        frames = [
+            pl.scan_parquet(p).filter(pl.col(CHUNK_COLUMN).is_in(keys)).collect() for p, keys in block.items()
+        ]
         ts = pl.concat([f.select(frames[0].columns) for f in frames])  # parts' column orders may differ
         ts = ts.with_columns(pl.col(CHUNK_COLUMN).replace_strict(rank, return_dtype=pl.Int64))
         ts = ts.sort(CHUNK_COLUMN, "replicate", "step").drop(CHUNK_COLUMN)
@@ -717,7 +800,8 @@ def _write_timeseries_in_plan_order(parts: Sequence[tuple[Path, set[str], bool]]
     if writer is None:  # no rows in any part: an empty file with the parts' columns
         empty = pl.read_parquet(parts[0][0]).head(0).drop(CHUNK_COLUMN)
         empty.select("scenario", *[c for c in empty.columns if c != "scenario"]).write_parquet(
-            tmp, metadata=meta)
+            tmp, metadata=meta
+        )
     _publish(tmp, path)
 
 

@@ -57,15 +57,18 @@ def _runs(uri: str, experiment: str) -> list:
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 raise CompareError(f"no experiment {experiment!r} in the store")
-            return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
-                                      max_results=5000)
+            return client.search_runs(
+                [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000
+            )
     except CompareError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreachable server, not a store, damaged schema
         text = str(exc).strip()
         first = text.splitlines()[0][:300] if text else ""
-        raise CompareError(f"cannot read the MLflow store at {uri} ({type(exc).__name__}: {first}); "
-                           "pass --uri with a reachable tracking server or an MLflow database") from None
+        raise CompareError(
+            f"cannot read the MLflow store at {uri} ({type(exc).__name__}: {first}); "
+            "pass --uri with a reachable tracking server or an MLflow database"
+        ) from None
 
 
 def _children(runs: list, parent_id: str) -> list:
@@ -79,8 +82,10 @@ def _find(runs: list, run_id: str):
             continue
         if r.info.run_id == run_id or (len(run_id) >= 6 and r.info.run_id.startswith(run_id)):
             return r
-    raise CompareError(f"no experiment run {run_id!r} in the store (see kibs-mc-compare list; "
-                       "an id prefix of at least 6 characters will do)")
+    raise CompareError(
+        f"no experiment run {run_id!r} in the store (see kibs-mc-compare list; "
+        "an id prefix of at least 6 characters will do)"
+    )
 
 
 def _scenario(child) -> str:
@@ -103,8 +108,9 @@ def _pick_outcomes(available: list[str], wanted: Sequence[str] | None) -> list[s
         return available
     unknown = [o for o in wanted if o not in available]
     if unknown:
-        raise CompareError(f"--outcome {unknown[0]!r} is not an outcome of the run(s); allowed: "
-                           + ", ".join(available))
+        raise CompareError(
+            f"--outcome {unknown[0]!r} is not an outcome of the run(s); allowed: " + ", ".join(available)
+        )
     return [o for o in available if o in wanted]
 
 
@@ -145,16 +151,24 @@ def cmd_list(runs: list, console: Console) -> None:
         params = [{k: v for k, v in g.data.params.items() if k != "replicates"} for g in group]
         for r, shown in zip(group, differing(params), strict=True):
             diffs[r.info.run_id] = shown
-    table = Table(title="kibs-mc experiments, newest first", title_justify="left",
-                  caption="differs: the settings not the same in every listed run of that experiment",
-                  caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+    table = Table(
+        title="kibs-mc experiments, newest first",
+        title_justify="left",
+        caption="differs: the settings not the same in every listed run of that experiment",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_lines=False,
+    )
     table.add_column("run id", no_wrap=True)
     table.add_column("started", no_wrap=True)
     table.add_column("experiment, what differs, run dir", overflow="fold")
     for i, r in enumerate(parents):
         started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%m-%d %H:%M")
-        lines = [f"{r.data.tags.get('kibs_mc.experiment', '?')}: "
-                 + size_text(len(_children(runs, r.info.run_id)), r.data.params.get("replicates", "?"))]
+        lines = [
+            f"{r.data.tags.get('kibs_mc.experiment', '?')}: "
+            + size_text(len(_children(runs, r.info.run_id)), r.data.params.get("replicates", "?"))
+        ]
         if diffs[r.info.run_id]:
             lines.append("differs: " + " ".join(f"{k}={v}" for k, v in diffs[r.info.run_id].items()))
         lines.append(_relative(r.data.tags.get("kibs_mc.run_dir", "")))
@@ -163,9 +177,16 @@ def cmd_list(runs: list, console: Console) -> None:
 
 
 #: Metric suffixes of a scenario's child run, and the column of the shared table they fill.
-_COLUMNS = {"mean": "mean", "ci_low": "ci_low", "ci_high": "ci_high", "effect": "effect",
-            "effect_ci_low": "effect_ci_low", "effect_ci_high": "effect_ci_high",
-            "effect_clear": "clear", "sd": "sd"}
+_COLUMNS = {
+    "mean": "mean",
+    "ci_low": "ci_low",
+    "ci_high": "ci_high",
+    "effect": "effect",
+    "effect_ci_low": "effect_ci_low",
+    "effect_ci_high": "effect_ci_high",
+    "effect_clear": "clear",
+    "sd": "sd",
+}
 
 
 def _frame(children: list, outcomes: Sequence[str]) -> pl.DataFrame:
@@ -178,8 +199,12 @@ def _frame(children: list, outcomes: Sequence[str]) -> pl.DataFrame:
                 value = m.get(f"{o}_{suffix}")
                 row[column] = bool(value) if column == "clear" and value is not None else value
             rows.append(row)
-    schema = {"scenario": pl.String, "outcome": pl.String, "n": pl.Float64,
-              **{c: (pl.Boolean if c == "clear" else pl.Float64) for c in _COLUMNS.values()}}
+    schema = {
+        "scenario": pl.String,
+        "outcome": pl.String,
+        "n": pl.Float64,
+        **{c: (pl.Boolean if c == "clear" else pl.Float64) for c in _COLUMNS.values()},
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -193,12 +218,15 @@ def cmd_show(runs: list, run_id: str, wanted: list[str] | None, console: Console
     bare = [s for s in scenarios if frame.filter(pl.col("scenario") == s)["effect"].is_null().all()]
     baseline = bare[0] if len(bare) == 1 and len(scenarios) > 1 else None
     replicates = parent.data.params.get("replicates", "?")
-    title = (f"run {parent.info.run_id[:8]} ({parent.data.tags.get('kibs_mc.experiment', '?')}): "
-             + size_text(len(scenarios), replicates))
+    title = f"run {parent.info.run_id[:8]} ({parent.data.tags.get('kibs_mc.experiment', '?')}): " + size_text(
+        len(scenarios), replicates
+    )
     console.print(results_table(frame, outcomes, scenarios, baseline, title))
     if "clear" in frame.columns and frame["clear"].is_null().all() and frame["effect"].is_not_null().any():
-        console.print("(logged before the analysis's verdicts were tracked: no 'clear' marks; "
-                      "see report.md in the run directory)")
+        console.print(
+            "(logged before the analysis's verdicts were tracked: no 'clear' marks; "
+            "see report.md in the run directory)"
+        )
     console.print(f"run dir: {parent.data.tags.get('kibs_mc.run_dir', '?')}")
 
 
@@ -224,36 +252,54 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
     cb = {_scenario(c): c for c in _children(runs, rb.info.run_id)}
     common = [s for s in ca if s in cb]
     if not common:
-        raise CompareError(f"runs {ida} and {idb} have no scenario in common ({ida}: "
-                           f"{', '.join(ca) or 'none'}; {idb}: {', '.join(cb) or 'none'}); "
-                           "allowed: two runs that share at least one scenario name")
+        raise CompareError(
+            f"runs {ida} and {idb} have no scenario in common ({ida}: "
+            f"{', '.join(ca) or 'none'}; {idb}: {', '.join(cb) or 'none'}); "
+            "allowed: two runs that share at least one scenario name"
+        )
     oa, ob = _outcomes(list(ca.values())), _outcomes(list(cb.values()))
     shared = [o for o in oa if o in ob]
     if not shared:
-        raise CompareError(f"runs {ida} and {idb} have no outcome in common (different models: "
-                           f"{ra.data.params.get('model.name')} and {rb.data.params.get('model.name')}); "
-                           "allowed: two runs of the same model")
+        raise CompareError(
+            f"runs {ida} and {idb} have no outcome in common (different models: "
+            f"{ra.data.params.get('model.name')} and {rb.data.params.get('model.name')}); "
+            "allowed: two runs of the same model"
+        )
     outcomes = _pick_outcomes(shared, wanted)
     what = differing([ra.data.params, rb.data.params])
     if what[0]:
-        console.print("what differs: " + "; ".join(
-            f"{k}: {what[0][k]} ({ida}) vs {what[1][k]} ({idb})" for k in what[0]))
+        console.print(
+            "what differs: "
+            + "; ".join(f"{k}: {what[0][k]} ({ida}) vs {what[1][k]} ({idb})" for k in what[0])
+        )
     else:
         console.print("what differs: no setting (same configuration; different seeds or code?)")
     structure: dict[str, tuple[str, str]] = {}
     for s in common:  # the same scenario simulated on another model or cluster
         pa, pb = ca[s].data.params, cb[s].data.params
-        inputs = differing([{k: v for k, v in pa.items() if k.startswith(STRUCTURE)},
-                            {k: v for k, v in pb.items() if k.startswith(STRUCTURE)}])
+        inputs = differing(
+            [
+                {k: v for k, v in pa.items() if k.startswith(STRUCTURE)},
+                {k: v for k, v in pb.items() if k.startswith(STRUCTURE)},
+            ]
+        )
         structure.update({k: (inputs[0][k], inputs[1][k]) for k in inputs[0]})
     if structure:
-        print(f"kibs-mc-compare: warning: runs {ida} and {idb} simulate different models or clusters ("
-              + "; ".join(f"{k}: {x} vs {y}" for k, (x, y) in structure.items())
-              + "): their differences mix that change with any other", file=sys.stderr)
+        print(
+            f"kibs-mc-compare: warning: runs {ida} and {idb} simulate different models or clusters ("
+            + "; ".join(f"{k}: {x} vs {y}" for k, (x, y) in structure.items())
+            + "): their differences mix that change with any other",
+            file=sys.stderr,
+        )
     fa, fb = _frame([ca[s] for s in common], outcomes), _frame([cb[s] for s in common], outcomes)
-    table = Table(title=f"{idb} minus {ida}: scenario means, difference with its 95% CI (Welch, "
-                        "unpaired; 'differs': the CI excludes 0)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=f"{idb} minus {ida}: scenario means, difference with its 95% CI (Welch, "
+        "unpaired; 'differs': the CI excludes 0)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("outcome / scenario", overflow="fold", min_width=12)
     table.add_column(ida, justify="right", no_wrap=True)
     table.add_column(idb, justify="right", no_wrap=True)
@@ -268,12 +314,21 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
             x, y = ia[(o, s)], ib[(o, s)]
             if x["mean"] is None or y["mean"] is None:
                 continue
-            ci = welch(x["mean"], x["sd"], x["n"] or 0, y["mean"], y["sd"], y["n"] or 0) \
-                if x["sd"] is not None and y["sd"] is not None else None
+            ci = (
+                welch(x["mean"], x["sd"], x["n"] or 0, y["mean"], y["sd"], y["n"] or 0)
+                if x["sd"] is not None and y["sd"] is not None
+                else None
+            )
             differs = ci is not None and (ci[0] > 0 or ci[1] < 0)
-            table.add_row(f"  {s}", number(x["mean"]), number(y["mean"]), signed(y["mean"] - x["mean"]),
-                          half_width_text(*ci) if ci else "", "differs" if differs else "",
-                          end_section=j == len(common) - 1 and i < len(outcomes) - 1)
+            table.add_row(
+                f"  {s}",
+                number(x["mean"]),
+                number(y["mean"]),
+                signed(y["mean"] - x["mean"]),
+                half_width_text(*ci) if ci else "",
+                "differs" if differs else "",
+                end_section=j == len(common) - 1 and i < len(outcomes) - 1,
+            )
     console.print(table)
     only = [s for s in ca if s not in cb] + [s for s in cb if s not in ca]
     if only:
@@ -300,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         if args.uri.startswith("sqlite:///"):
-            if not Path(args.uri[len("sqlite:///"):]).exists():
+            if not Path(args.uri[len("sqlite:///") :]).exists():
                 raise CompareError(f"no MLflow store at {args.uri} (run kibs-mc first, or pass --uri)")
         runs = _runs(args.uri, args.experiment)
         if args.command == "list":

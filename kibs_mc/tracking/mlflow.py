@@ -28,12 +28,28 @@ from kibs_mc.terminal import verdict_column, with_verdict
 
 #: Files of a run directory logged on the parent run (patterns), whether logged at the end of the
 #: run or later with ``python -m kibs_mc.tracking RUN_DIR``.
-ARTIFACTS = ("posterior.parquet", "ppc.parquet", "parameters.parquet", "generations.parquet",
-             "calibration.json", "replicates.parquet", "summary.parquet", "timeseries.parquet",
-             "effects.parquet",
-             "sensitivity.parquet", "errors.parquet", "worlds.parquet", "per_world.parquet",
-             "robustness.parquet", "discovery.parquet", "discovery_trajectory.parquet",
-             "config.yaml", "report.md", "report.html", "*.png")
+ARTIFACTS = (
+    "posterior.parquet",
+    "ppc.parquet",
+    "parameters.parquet",
+    "generations.parquet",
+    "calibration.json",
+    "replicates.parquet",
+    "summary.parquet",
+    "timeseries.parquet",
+    "effects.parquet",
+    "sensitivity.parquet",
+    "errors.parquet",
+    "worlds.parquet",
+    "per_world.parquet",
+    "robustness.parquet",
+    "discovery.parquet",
+    "discovery_trajectory.parquet",
+    "config.yaml",
+    "report.md",
+    "report.html",
+    "*.png",
+)
 #: Metrics logged with a step on the parent run (name -> values by step; e.g. per generation).
 STEPS_FILE = "mlflow_steps.json"
 
@@ -79,6 +95,8 @@ def hide_uri_override(override: str) -> str:
 def connect_uri(uri: str) -> str:
     """The URI to connect with: the full form of a URI :func:`hide_credentials` redacted."""
     return _SECRET_URIS.get(uri, uri)
+
+
 #: Child runs an experiment kind chose instead of one per scenario (``KindOutput.children``),
 #: kept in the run directory so that logging it later gives the same runs.
 CHILDREN_FILE = "mlflow_children.json"
@@ -105,7 +123,7 @@ def store_lock(uri: str, timeout: float = STORE_LOCK_SECONDS) -> Iterator[None]:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
         yield
         return
-    path = Path(uri[len("sqlite:///"):].split("?")[0])  # sqlite:////abs/path -> /abs/path
+    path = Path(uri[len("sqlite:///") :].split("?")[0])  # sqlite:////abs/path -> /abs/path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -116,8 +134,9 @@ def store_lock(uri: str, timeout: float = STORE_LOCK_SECONDS) -> Iterator[None]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the MLflow store {path} stayed locked by another process "
-                                       f"for {timeout:.0f} s") from None
+                    raise TimeoutError(
+                        f"the MLflow store {path} stayed locked by another process for {timeout:.0f} s"
+                    ) from None
                 time.sleep(0.1)
         yield
     finally:
@@ -134,8 +153,12 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out
     if isinstance(obj, list) and obj and (dataclasses.is_dataclass(obj[0]) or isinstance(obj[0], dict)):
-        names = (x.get("name", x.get("key", "?")) if isinstance(x, dict)
-                 else getattr(x, "name", getattr(x, "key", "?")) for x in obj)
+        names = (
+            x.get("name", x.get("key", "?"))
+            if isinstance(x, dict)
+            else getattr(x, "name", getattr(x, "key", "?"))
+            for x in obj
+        )
         out[prefix.rstrip(".")] = ",".join(str(n) for n in names)
         return out
     out[prefix.rstrip(".")] = obj
@@ -212,13 +235,20 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((parts.hostname, port), timeout=timeout).close()
     except OSError as exc:
-        raise ConnectionError(f"cannot connect to {parts.hostname}:{port} "
-                              f"({exc.strerror or type(exc).__name__})") from None
+        raise ConnectionError(
+            f"cannot connect to {parts.hostname}:{port} ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
-def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequence[Scenario],
-                    summary: pl.DataFrame, run_dir: Path, run_metrics: dict[str, float] | None,
-                    period: tuple[float, float] | None) -> str:
+def _log_experiment(
+    tracking: TrackingConfig,
+    config: Config,
+    scenarios: Sequence[Scenario],
+    summary: pl.DataFrame,
+    run_dir: Path,
+    run_metrics: dict[str, float] | None,
+    period: tuple[float, float] | None,
+) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(connect_uri(tracking.uri))
@@ -229,8 +259,9 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
     start_ms = None if period is None else int(period[0] * 1000)
     # Runs are created with the experiment's start time (mlflow.start_run has no such
     # argument; it can resume a run created here), and ended with its end time below.
-    parent_id = client.create_run(experiment_id, start_time=start_ms, tags=tags,
-                                  run_name=config.experiment.name).info.run_id
+    parent_id = client.create_run(
+        experiment_id, start_time=start_ms, tags=tags, run_name=config.experiment.name
+    ).info.run_id
     run_ids = [parent_id]
     with mlflow.start_run(run_id=parent_id):
         mlflow.log_params(flatten(config))
@@ -242,17 +273,25 @@ def _log_experiment(tracking: TrackingConfig, config: Config, scenarios: Sequenc
                 mlflow.log_metric(name, float(value), step=step)
         children_file = run_dir / CHILDREN_FILE
         for kept in json.loads(children_file.read_text()) if children_file.exists() else []:
-            child = client.create_run(experiment_id, start_time=start_ms, run_name=kept["name"],
-                                      tags={**tags, "kibs_mc.child": kept["name"],
-                                            "mlflow.parentRunId": parent_id})
+            child = client.create_run(
+                experiment_id,
+                start_time=start_ms,
+                run_name=kept["name"],
+                tags={**tags, "kibs_mc.child": kept["name"], "mlflow.parentRunId": parent_id},
+            )
             run_ids.append(child.info.run_id)
             with mlflow.start_run(run_id=child.info.run_id, nested=True):
                 mlflow.log_params(kept.get("params", {}))
-                mlflow.log_metrics({k: float(v) for k, v in kept.get("metrics", {}).items()
-                                    if v is not None and v == v})
+                mlflow.log_metrics(
+                    {k: float(v) for k, v in kept.get("metrics", {}).items() if v is not None and v == v}
+                )
         for sc in scenarios if not children_file.exists() else []:
-            child = client.create_run(experiment_id, start_time=start_ms, run_name=sc.name,
-                                      tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id})
+            child = client.create_run(
+                experiment_id,
+                start_time=start_ms,
+                run_name=sc.name,
+                tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id},
+            )
             run_ids.append(child.info.run_id)
             with mlflow.start_run(run_id=child.info.run_id, nested=True):
                 params = flatten(simulation_inputs(sc.config))
@@ -279,11 +318,16 @@ def log_run_dir(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     run_dir = Path(run_dir)
     recorded = read_plan(run_dir)
     if recorded is None or not (run_dir / "summary.parquet").exists():
-        raise UserError(f"{run_dir} is not a finished kibs-mc run directory (no plan.json or "
-                        "summary.parquet); finish it first with the same overrides plus resume=true.")
+        raise UserError(
+            f"{run_dir} is not a finished kibs-mc run directory (no plan.json or "
+            "summary.parquet); finish it first with the same overrides plus resume=true."
+        )
     keys = {o.partition("=")[0] for o in overrides}
-    args = [o for o in recorded.get("overrides", [])
-            if not o.startswith("hydra.") and o.partition("=")[0] not in keys]
+    args = [
+        o
+        for o in recorded.get("overrides", [])
+        if not o.startswith("hydra.") and o.partition("=")[0] not in keys
+    ]
     args += list(overrides)
     config = load_config(args)
     specs = recorded.get("scenarios") or listed_scenarios(config)  # older runs did not record them
@@ -310,8 +354,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = [hide_uri_override(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not args or args[0].startswith("-"):
-        print("usage: python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI] [tracking.experiment_name=NAME]",
-              file=sys.stderr)
+        print(
+            "usage: python -m kibs_mc.tracking RUN_DIR [tracking.uri=URI] [tracking.experiment_name=NAME]",
+            file=sys.stderr,
+        )
         sys.exit(2)
     try:
         run_id = log_run_dir(Path(args[0]), args[1:])
@@ -319,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"kibs-mc: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the store failed again: say so in one line
-        print(f"kibs-mc: MLflow logging failed ({type(exc).__name__}: {first_line(exc)}); "
-              f"the results stay in {args[0]}.", file=sys.stderr)
+        print(
+            f"kibs-mc: MLflow logging failed ({type(exc).__name__}: {first_line(exc)}); "
+            f"the results stay in {args[0]}.",
+            file=sys.stderr,
+        )
         sys.exit(1)
     print(f"logged {args[0]} as MLflow run {run_id}")

@@ -64,7 +64,7 @@ def _relabel(indptr: np.ndarray, indices: np.ndarray, perm: np.ndarray) -> tuple
     new_idx = np.empty_like(indices)
     for new in range(n):
         old = inverse[new]
-        new_idx[new_ptr[new]:new_ptr[new + 1]] = perm[indices[indptr[old]:indptr[old + 1]]]
+        new_idx[new_ptr[new] : new_ptr[new + 1]] = perm[indices[indptr[old] : indptr[old + 1]]]
     return new_ptr, new_idx
 
 
@@ -81,20 +81,36 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
     counts = cluster.counts
     n = sum(counts)
     agent_type = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    agents = Agents(agent_type=agent_type, position=np.zeros((n, 2)), knowledge=np.zeros((n, cluster.fields)),
-                    core=np.zeros(n, dtype=np.int64), manage=np.zeros(n), capital=np.zeros(n),
-                    potential=np.zeros(n), own_potential=np.zeros(n), innovations=np.zeros(n, dtype=np.int64),
-                    alive=np.ones(n, dtype=np.bool_), member=np.zeros(n, dtype=np.bool_),
-                    contracted=np.zeros(n, dtype=np.bool_), consulted=np.zeros(n, dtype=np.bool_),
-                    connected=np.zeros(n, dtype=np.bool_))
+    agents = Agents(
+        agent_type=agent_type,
+        position=np.zeros((n, 2)),
+        knowledge=np.zeros((n, cluster.fields)),
+        core=np.zeros(n, dtype=np.int64),
+        manage=np.zeros(n),
+        capital=np.zeros(n),
+        potential=np.zeros(n),
+        own_potential=np.zeros(n),
+        innovations=np.zeros(n, dtype=np.int64),
+        alive=np.ones(n, dtype=np.bool_),
+        member=np.zeros(n, dtype=np.bool_),
+        contracted=np.zeros(n, dtype=np.bool_),
+        consulted=np.zeros(n, dtype=np.bool_),
+        connected=np.zeros(n, dtype=np.bool_),
+    )
     for i in range(n):
         kernel.draw_agent(i, int(agent_type[i]), agents, traits, rng_state)
     position, knowledge = agents.position, agents.knowledge
     if cluster.network == "spatial":
-        indptr, indices = spatial_typed(position, knowledge, agent_type,
-                                        np.asarray(cluster.sociability, dtype=np.float64),
-                                        cluster.distance_scale, cluster.similarity_weight,
-                                        float(cluster.mean_degree), rng_state)
+        indptr, indices = spatial_typed(
+            position,
+            knowledge,
+            agent_type,
+            np.asarray(cluster.sociability, dtype=np.float64),
+            cluster.distance_scale,
+            cluster.similarity_weight,
+            float(cluster.mean_degree),
+            rng_state,
+        )
     else:
         if cluster.network == "watts_strogatz":
             indptr, indices = watts_strogatz(n, cluster.mean_degree, cluster.rewire_p, rng_state)
@@ -129,6 +145,7 @@ def in_huge_pages(state: ClusterState) -> ClusterState:
     of a step's cost, docs/performance.md). Values, shapes and dtypes are unchanged, so the
     run is the same; small states, and systems without MADV_HUGEPAGE, keep their arrays."""
     parts = (state.agents, state.ties, state.work)
+
     def lines(a: np.ndarray) -> int:  # bytes of whole cache lines: each array starts on its own
         return -(-a.nbytes // 64) * 64
 
@@ -145,7 +162,7 @@ def in_huge_pages(state: ClusterState) -> ClusterState:
         fields = []
         for a in part:
             if isinstance(a, np.ndarray):
-                b = arena[at:at + a.nbytes].view(a.dtype).reshape(a.shape)
+                b = arena[at : at + a.nbytes].view(a.dtype).reshape(a.shape)
                 b[...] = a
                 at += lines(a)
                 a = b

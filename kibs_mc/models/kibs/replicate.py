@@ -84,7 +84,8 @@ def run(config: KibsScenario, seed: int) -> Run:
     state = build_cluster(config.cluster, prm, rng_state)
     initial_capital = float(kernel.living_capital(state.agents))
     hte_mean, cumulative, ties = kernel.run_replicate(
-        state.agents, state.ties, state.work, rng_state, prm, config.model.steps)
+        state.agents, state.ties, state.work, rng_state, prm, config.model.steps
+    )
     return Run(state, hte_mean, cumulative, ties, initial_capital)
 
 
@@ -92,8 +93,13 @@ def money_residual(result: Run) -> float:
     """Change of the living agents' capital minus the booked external flows: 0 up to rounding
     when money is conserved (government in, market in, entrants in, costs out, exits out)."""
     ledger = result.state.work.ledger
-    booked = (ledger[kernel.GOV_SPENT] + ledger[kernel.MARKET_IN] + ledger[kernel.ENTRY_IN]
-              - ledger[kernel.COSTS_OUT] - ledger[kernel.EXIT_OUT])
+    booked = (
+        ledger[kernel.GOV_SPENT]
+        + ledger[kernel.MARKET_IN]
+        + ledger[kernel.ENTRY_IN]
+        - ledger[kernel.COSTS_OUT]
+        - ledger[kernel.EXIT_OUT]
+    )
     return float(kernel.living_capital(result.state.agents) - result.initial_capital - booked)
 
 
@@ -153,8 +159,7 @@ def _discrete_power_law_mle(tail: np.ndarray, xmin: int) -> float:
     # imports the models (each CLI start, each Ray worker) would pay without fitting anything.
     from scipy.optimize import minimize_scalar
 
-    fit = minimize_scalar(nll, bounds=(1.0 + 1e-6, 30.0), method="bounded",
-                                   options={"xatol": 1e-6})
+    fit = minimize_scalar(nll, bounds=(1.0 + 1e-6, 30.0), method="bounded", options={"xatol": 1e-6})
     return float(fit.x)
 
 
@@ -271,14 +276,28 @@ class Kibs:
     name: str = "kibs"
     schema: type = KibsConfig
     outcomes: Mapping[str, type] = OUTCOMES
-    headline: tuple[str, ...] = ("innovations_total", "hte_knowledge_mean", "diffusion_time",
-                                 "kibs_net_revenue", "hte_exits", "kibs_exits", "innovations_independent",
-                                 "governance_cost")
+    headline: tuple[str, ...] = (
+        "innovations_total",
+        "hte_knowledge_mean",
+        "diffusion_time",
+        "kibs_net_revenue",
+        "hte_exits",
+        "kibs_exits",
+        "innovations_independent",
+        "governance_cost",
+    )
     #: Slower diffusion, more exits (young firms' too), more unequal knowledge, more defaults
     #: and more public money are worse.
-    lower_is_better: tuple[str, ...] = ("diffusion_time", "hte_exits", "kibs_exits", "bank_exits",
-                                        "hte_young_exit_share", "bank_defaults", "hte_knowledge_gini",
-                                        "governance_cost")
+    lower_is_better: tuple[str, ...] = (
+        "diffusion_time",
+        "hte_exits",
+        "kibs_exits",
+        "bank_exits",
+        "hte_young_exit_share",
+        "bank_defaults",
+        "hte_knowledge_gini",
+        "governance_cost",
+    )
     #: Further config groups the model reads, with their schemas (registered with Hydra).
     groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
 

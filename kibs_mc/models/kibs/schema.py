@@ -14,19 +14,32 @@ from kibs_mc.fields import setting
 AGENT_TYPES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
 
 
-def _check_per_type(path: str, key: str, values: Sequence[float], *, ge: float | None = None,
-                    gt: float | None = None, le: float | None = None) -> None:
+def _check_per_type(
+    path: str,
+    key: str,
+    values: Sequence[float],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> None:
     full = f"{path}.{key}"
-    allowed = (f"allowed: a list of {len(AGENT_TYPES)} numbers, one per type "
-               f"({', '.join(AGENT_TYPES)})")
+    allowed = f"allowed: a list of {len(AGENT_TYPES)} numbers, one per type ({', '.join(AGENT_TYPES)})"
     if len(values) != len(AGENT_TYPES):
         raise ConfigError(full, list(values), allowed)
     for v in values:
-        bad = (not math.isfinite(v) or (ge is not None and v < ge) or (gt is not None and v <= gt)
-               or (le is not None and v > le))
+        bad = (
+            not math.isfinite(v)
+            or (ge is not None and v < ge)
+            or (gt is not None and v <= gt)
+            or (le is not None and v > le)
+        )
         if bad:
-            bounds = (f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else "(-inf") + \
-                ", " + (f"{le:g}]" if le is not None else "inf)")
+            bounds = (
+                (f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else "(-inf")
+                + ", "
+                + (f"{le:g}]" if le is not None else "inf)")
+            )
             raise ConfigError(full, list(values), f"{allowed}, each in {bounds}")
 
 
@@ -73,11 +86,13 @@ class ClusterConfig:
         _check_per_type(path, "max_ties", self.max_ties, ge=1)
         n = sum(self.counts)
         if self.mean_degree >= n:
-            raise ConfigError(f"{path}.mean_degree", self.mean_degree,
-                              f"allowed: below the number of agents ({n})")
+            raise ConfigError(
+                f"{path}.mean_degree", self.mean_degree, f"allowed: below the number of agents ({n})"
+            )
         if self.network in ("watts_strogatz", "barabasi_albert") and self.mean_degree % 2:
-            raise ConfigError(f"{path}.mean_degree", self.mean_degree,
-                              f"allowed: an even number for network={self.network}")
+            raise ConfigError(
+                f"{path}.mean_degree", self.mean_degree, f"allowed: an even number for network={self.network}"
+            )
 
 
 @dataclass(frozen=True)
@@ -133,8 +148,11 @@ class KibsConfig:
 
     def check(self, path: str) -> None:
         if self.new_tie_weight < self.tie_floor:
-            raise ConfigError(f"{path}.new_tie_weight", self.new_tie_weight,
-                              f"allowed: at least {path}.tie_floor={self.tie_floor:g}")
+            raise ConfigError(
+                f"{path}.new_tie_weight",
+                self.new_tie_weight,
+                f"allowed: at least {path}.tie_floor={self.tie_floor:g}",
+            )
 
 
 @dataclass(frozen=True)

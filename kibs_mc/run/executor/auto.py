@@ -51,8 +51,9 @@ class Choice:
         return f"executor=auto: {where}: {self.reason}"
 
 
-def choose(item_seconds: float, items_left: int, cores: int, cold: bool = False,
-           ray_cost: float = LOCAL_RAY_COST_S) -> Choice:
+def choose(
+    item_seconds: float, items_left: int, cores: int, cold: bool = False, ray_cost: float = LOCAL_RAY_COST_S
+) -> Choice:
     """Serial or Ray for ``items_left`` more items of ``item_seconds`` each on ``cores`` cores.
 
     Ray's time for work W is about ``ray_cost + W / (cores x RAY_STEADY_EFFICIENCY)``, the serial
@@ -63,10 +64,16 @@ def choose(item_seconds: float, items_left: int, cores: int, cold: bool = False,
     saved = max(work - work / (cores * RAY_STEADY_EFFICIENCY), 0.0)
     what = f"~{_seconds(work)} s of work in {items_left} chunks left"
     if saved > ray_cost:
-        return Choice("ray", f"{what}; Ray saves ~{_seconds(saved)} s on {cores} CPUs, costs "
-                             f"~{_seconds(ray_cost)} s to start", final=not cold)
-    return Choice("serial", f"{what}; Ray would save ~{_seconds(saved)} s on {cores} CPUs, "
-                            f"but costs ~{_seconds(ray_cost)} s to start")
+        return Choice(
+            "ray",
+            f"{what}; Ray saves ~{_seconds(saved)} s on {cores} CPUs, costs ~{_seconds(ray_cost)} s to start",
+            final=not cold,
+        )
+    return Choice(
+        "serial",
+        f"{what}; Ray would save ~{_seconds(saved)} s on {cores} CPUs, "
+        f"but costs ~{_seconds(ray_cost)} s to start",
+    )
 
 
 def _seconds(value: float) -> str:
@@ -83,8 +90,12 @@ class AutoExecutor(Executor):
     Ray is chosen.
     """
 
-    def __init__(self, cfg: ExecutorConfig, announce: Callable[[str], None] | None = None,
-                 ray_cost: float = LOCAL_RAY_COST_S) -> None:
+    def __init__(
+        self,
+        cfg: ExecutorConfig,
+        announce: Callable[[str], None] | None = None,
+        ray_cost: float = LOCAL_RAY_COST_S,
+    ) -> None:
         self._cfg = replace(cfg, kind="ray")
         self._announce = announce or (lambda line: None)
         self._ray_cost = ray_cost
@@ -146,4 +157,3 @@ class AutoExecutor(Executor):
     def __exit__(self, *exc: object) -> None:
         if self._chosen is not None:
             self._chosen.__exit__(*exc)
-

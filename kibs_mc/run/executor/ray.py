@@ -114,8 +114,9 @@ class RayExecutor(Executor):
             if local is not None:
                 local.restore_env(force=True)
 
-    def _stream_remote(self, fn: Callable[[T], R], todo: _Shared,
-                       local: _LocalRunner | None) -> Iterator[tuple[T, R]]:
+    def _stream_remote(
+        self, fn: Callable[[T], R], todo: _Shared, local: _LocalRunner | None
+    ) -> Iterator[tuple[T, R]]:
         """Submit items as Ray tasks (at most ``max_in_flight`` at once) and yield results as
         they complete, interleaved with the results of the helper thread's last chunks."""
         ray = self._ray
@@ -147,9 +148,11 @@ class RayExecutor(Executor):
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        failure = (f"task {getattr(item, 'key', item)} failed for good after "
-                                   f"executor.max_retries={self._cfg.max_retries} retries "
-                                   f"({type(exc).__name__}: {first_line(exc)}).")
+                        failure = (
+                            f"task {getattr(item, 'key', item)} failed for good after "
+                            f"executor.max_retries={self._cfg.max_retries} retries "
+                            f"({type(exc).__name__}: {first_line(exc)})."
+                        )
                     if failure is not None:
                         # Neither the error (raised outside the except block, so without Ray's
                         # exception as its context) nor this frame, which its traceback keeps,
@@ -263,7 +266,8 @@ class _LocalRunner:
                 # The same error a chunk failing on a Ray worker gives (exit 1, resume hint).
                 self._error = ExecutionError(
                     f"task {getattr(taken[0], 'key', taken[0])} failed in the driver while the "
-                    f"local Ray cluster started ({type(exc).__name__}: {first_line(exc)}).")
+                    f"local Ray cluster started ({type(exc).__name__}: {first_line(exc)})."
+                )
                 return
 
     def restore_env(self, force: bool = False) -> None:
