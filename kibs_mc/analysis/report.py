@@ -10,9 +10,10 @@ tables (contrasts, ranks, effects, outcomes) and the configuration.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -94,162 +95,234 @@ class Findings:
     parameters: str | None = None  # where the model's parameter values come from (hand-set or calibrated)
 
 
-def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
-    """A few sentences a policy maker can act on (see module doc)."""
+@dataclass(frozen=True)
+class Answer:
+    """The best scenario on the objective, as every sentence of the summary reads it."""
+
+    findings: Findings
+    headline: Sequence[str]
+    ranked: pl.DataFrame  # the objective's ranks, best first
+    top: dict[str, Any]  # the best scenario's row of ``ranked``
+
+    @property
+    def best(self) -> str:
+        return str(self.top["scenario"])
+
+    @property
+    def others(self) -> int:
+        return self.ranked.height - 1
+
+    @property
+    def level(self) -> str:
+        """The multiplicity adjustment in words."""
+        return "Holm" if self.findings.adjust == "holm" else "Benjamini-Hochberg"
+
+    def effect(self, outcome: str, scenario: str | None = None) -> dict[str, Any] | None:
+        """The paired effect of ``scenario`` (default: the best) on ``outcome``, if any."""
+        f = self.findings
+        part = f.effects.filter(
+            (pl.col("outcome") == outcome) & (pl.col("scenario") == (scenario or self.best))
+        )
+        return part.row(0, named=True) if part.height else None
+
+
+def answer(f: Findings, headline: Sequence[str]) -> Answer | None:
+    """The summary's subject: the best scenario on ``f.objective`` (None without ranks)."""
     ranked = f.ranks.filter(pl.col("outcome") == f.objective).sort("rank")
     if ranked.height == 0:
-        return []
-    k = ranked.height
-    better = ranked["better"][0]
-    top = ranked.row(0, named=True)
-    best = top["scenario"]
-    tied = ranked.filter(pl.col("rank") == 1)["scenario"].to_list()
-    lines = []
-    effect = f.effects.filter((pl.col("outcome") == f.objective) & (pl.col("scenario") == best))
+        return None
+    return Answer(f, headline, ranked, ranked.row(0, named=True))
+
+
+def best_sentence(a: Answer) -> str | None:
+    """The decision: the best scenario, its effect over the baseline and its rank set."""
+    f, top = a.findings, a.top
+    e = a.effect(f.objective)
     against = ""
-    if effect.height:
-        e = effect.row(0, named=True)
+    if e is not None:
         rel = _rel(e["effect"], e["baseline_mean"])
-        ci = f"95% CI {_num(e['ci_low'])} to {_num(e['ci_high'])}"
         sign = "+" if e["effect"] > 0 else ""
         against = (
-            f", {sign}{_num(e['effect'])} ({rel}) over `{f.baseline}`, {ci}"
-            if rel
-            else f", {sign}{_num(e['effect'])} over `{f.baseline}`, {ci}"
+            f", {sign}{_num(e['effect'])}{f' ({rel})' if rel else ''} over `{f.baseline}`, "
+            f"95% CI {_num(e['ci_low'])} to {_num(e['ci_high'])}"
         )
     sure = top["rank_low"] == top["rank_high"] == 1
-    rank_text = (
-        f"ranks {_ordinal(top['rank'])} of {k} [{top['rank_low']}, {top['rank_high']}] "
-        f"(95% rank confidence set{': certainly first' if sure else ''})"
+    tied = a.ranked.filter(pl.col("rank") == 1).height > 1
+    return (
+        f"- **{'Best (tied)' if tied else 'Best'} for `{f.objective}` ({a.ranked['better'][0]} is "
+        f"better): `{a.best}`**, mean {_num(top['mean'])}{against}; it ranks "
+        f"{_ordinal(top['rank'])} of {a.ranked.height} [{top['rank_low']}, {top['rank_high']}] "
+        f"(95% rank confidence set{': certainly first' if sure else ''})."
     )
-    lead = "Best" if len(tied) == 1 else "Best (tied)"
-    lines.append(
-        f"- **{lead} for `{f.objective}` ({better} is better): `{best}`**, mean "
-        f"{_num(top['mean'])}{against}; it {rank_text}."
+
+
+def _why_unclear(a: Answer, r: dict[str, Any]) -> str:
+    """A contrast of the best one that is not clear, in words: the best one's lead over the
+    other with its CI, and why that lead does not decide."""
+    flip = 1 if r["scenario"] == a.best else -1  # the best one's lead over the other
+    lead, low, high = flip * r["difference"], flip * r["ci_low"], flip * r["ci_high"]
+    if flip < 0:
+        low, high = high, low
+    base = a.top["mean"] - lead if r["scenario"] == a.best else r["scenario_mean"]
+    rel = _rel(lead, base)
+    margin = _num(r["margin"])
+    if not (low > 0 or high < 0):
+        why = f"within chance, and not beyond the {margin} that matters"
+    elif abs(lead) <= r["margin"]:
+        why = f"beyond chance, but smaller than the {margin} that matters"
+    else:  # beyond chance and the margin unadjusted: the adjustment (or too few replicates) decides
+        p_adj = r["p_holm"] if a.findings.adjust == "holm" else r["p_bh"]
+        why = (
+            f"beyond chance and above the {margin} that matters, but not clear after "
+            f"adjustment, p = {p_adj:.2g}: more replicates would decide"
+        )
+    other = r["versus"] if r["scenario"] == a.best else r["scenario"]
+    return (
+        f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
+        f"{_num(low)} to {_num(high)}: {why})"
     )
-    # who it is not clearly ahead of
+
+
+def lead_sentence(a: Answer) -> str | None:
+    """How sure: whom the best one is clearly ahead of, and why not of the others."""
+    f = a.findings
     pair = f.contrasts.filter(
-        (pl.col("outcome") == f.objective) & ((pl.col("scenario") == best) | (pl.col("versus") == best))
+        (pl.col("outcome") == f.objective) & ((pl.col("scenario") == a.best) | (pl.col("versus") == a.best))
     )
-    level = "Holm" if f.adjust == "holm" else "Benjamini-Hochberg"
-    close = []
-    for r in pair.iter_rows(named=True):
-        if r["clear"]:
+    close = [_why_unclear(a, r) for r in pair.iter_rows(named=True) if not r["clear"]]
+    if not close:
+        return f"- Clearly ahead of all {a.others} others on `{f.objective}` after {a.level} adjustment."
+    return (
+        f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {a.level} "
+        f"adjustment; clearly ahead of the other {a.others - len(close)}."
+    )
+
+
+def cost_sentence(a: Answer) -> str | None:
+    """What the best one costs, whether every policy had the same budget, and its effect per
+    unit of money."""
+    f = a.findings
+    if f.cost is None:
+        return None
+    cost = f.ranks.filter((pl.col("outcome") == f.cost) & (pl.col("scenario") == a.best))
+    others = f.ranks.filter((pl.col("outcome") == f.cost) & (pl.col("scenario") != f.baseline))
+    if cost.height == 0 or others.height == 0:
+        return None
+    spread = others["mean"].to_numpy()
+    equal = bool(spread.max() - spread.min() <= 1e-9 * max(abs(spread).max(), 1.0))
+    budget = "the same budget as every other policy" if equal else "a budget that differs from the others'"
+    e = a.effect(f.objective)
+    per = ""
+    if e is not None and e["effect_per_cost"] is not None:
+        per = f"; {_num(e['effect_per_cost'])} `{f.objective}` per unit of `{f.cost}`"
+    return f"- Its cost (`{f.cost}`) is {_num(cost['mean'][0])}, {budget}{per}."
+
+
+def selection_sentence(a: Answer) -> str | None:
+    """The certified selection (Kim & Nelson), when one ran."""
+    sel = a.findings.selection
+    if sel is None or sel.height == 0:
+        return None
+    chosen = sel.filter(pl.col("selected"))
+    gone = sel.filter(pl.col("eliminated_after").is_not_null()).sort("eliminated_after")
+    dropped = "; ".join(
+        f"`{r['scenario']}` eliminated after {r['eliminated_after']}" for r in gone.iter_rows(named=True)
+    )
+    reps = ", ".join(f"`{r['scenario']}` {r['replicates']}" for r in sel.iter_rows(named=True))
+    delta, alpha = sel["delta"][0], sel["alpha"][0]
+    if chosen.height:
+        return (
+            f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
+            f"within delta = {_num(delta)}, probability of correct selection >= "
+            f"{1 - alpha:.2f} (Kim & Nelson 2001 KN on common random numbers; replicates "
+            f"{reps}{'; ' + dropped if dropped else ''})."
+        )
+    left = ", ".join(f"`{s}`" for s in sel.filter(pl.col("in_contention"))["scenario"].to_list())
+    return (
+        f"- **Not certified**: {left} still in contention (delta = {_num(delta)}) on "
+        f"`{sel['outcome'][0]}` at experiment.max_replicates ({reps})."
+    )
+
+
+def tradeoff_sentence(a: Answer) -> str | None:
+    """What the best one trades off against the baseline on the other headline outcomes
+    (clear effects only)."""
+    f = a.findings
+    if a.best == f.baseline:
+        return None
+    worse: list[str] = []
+    gains: list[str] = []
+    for outcome in a.headline:
+        if outcome in (f.objective, f.cost):
             continue
-        flip = 1 if r["scenario"] == best else -1  # the best one's lead over the other
-        lead, low, high = flip * r["difference"], flip * r["ci_low"], flip * r["ci_high"]
-        if flip < 0:
-            low, high = high, low
-        base = top["mean"] - lead if r["scenario"] == best else r["scenario_mean"]
-        rel = _rel(lead, base)
-        margin = _num(r["margin"])
-        if not (low > 0 or high < 0):
-            why = f"within chance, and not beyond the {margin} that matters"
-        elif abs(lead) <= r["margin"]:
-            why = f"beyond chance, but smaller than the {margin} that matters"
-        else:  # beyond chance and the margin unadjusted: the adjustment (or too few replicates) decides
-            p_adj = r["p_holm"] if f.adjust == "holm" else r["p_bh"]
-            why = (
-                f"beyond chance and above the {margin} that matters, but not clear after "
-                f"adjustment, p = {p_adj:.2g}: more replicates would decide"
-            )
-        other = r["versus"] if r["scenario"] == best else r["scenario"]
-        close.append(
-            f"`{other}` ({'+' if lead > 0 else ''}{_num(lead)}{f', {rel}' if rel else ''}, 95% CI "
-            f"{_num(low)} to {_num(high)}: {why})"
+        r = a.effect(outcome)
+        direction = f.ranks.filter(pl.col("outcome") == outcome)
+        if r is None or direction.height == 0 or not r["clear"]:
+            continue
+        good = (r["effect"] > 0) == (direction["better"][0] == "higher")
+        (gains if good else worse).append(
+            f"`{outcome}` {_rel(r['effect'], r['baseline_mean']) or _num(r['effect'])}"
         )
-    if close:
-        lines.append(
-            f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {level} "
-            f"adjustment; clearly ahead of the other {k - 1 - len(close)}."
+    if worse:
+        also = f"; better on {', '.join(gains)}" if gains else ""
+        return (
+            f"- Trade-offs of `{a.best}` against `{f.baseline}` (clear effects only): worse on "
+            f"{', '.join(worse)}{also}."
         )
-    else:
-        lines.append(f"- Clearly ahead of all {k - 1} others on `{f.objective}` after {level} adjustment.")
-    if f.cost is not None:
-        cost = f.ranks.filter((pl.col("outcome") == f.cost) & (pl.col("scenario") == best))
-        others = f.ranks.filter((pl.col("outcome") == f.cost) & (pl.col("scenario") != f.baseline))
-        if cost.height and others.height:
-            c = cost["mean"][0]
-            spread = others["mean"].to_numpy()
-            equal = bool(spread.max() - spread.min() <= 1e-9 * max(abs(spread).max(), 1.0))
-            budget = (
-                "the same budget as every other policy" if equal else "a budget that differs from the others'"
-            )
-            per = f.effects.filter((pl.col("outcome") == f.objective) & (pl.col("scenario") == best))
-            per_text = ""
-            if per.height and per["effect_per_cost"][0] is not None:
-                per_text = f"; {_num(per['effect_per_cost'][0])} `{f.objective}` per unit of `{f.cost}`"
-            lines.append(f"- Its cost (`{f.cost}`) is {_num(c)}, {budget}{per_text}.")
-    if f.selection is not None and f.selection.height:
-        sel = f.selection
-        chosen = sel.filter(pl.col("selected"))
-        gone = sel.filter(pl.col("eliminated_after").is_not_null()).sort("eliminated_after")
-        dropped = "; ".join(
-            f"`{r['scenario']}` eliminated after {r['eliminated_after']}" for r in gone.iter_rows(named=True)
+    if gains:
+        return (
+            f"- No clear trade-off: against `{f.baseline}`, `{a.best}` is also better on "
+            f"{', '.join(gains)} and clearly worse on no other headline outcome."
         )
-        reps = ", ".join(f"`{r['scenario']}` {r['replicates']}" for r in sel.iter_rows(named=True))
-        delta, alpha = sel["delta"][0], sel["alpha"][0]
-        if chosen.height:
-            lines.append(
-                f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
-                f"within delta = {_num(delta)}, probability of correct selection >= "
-                f"{1 - alpha:.2f} (Kim & Nelson 2001 KN on common random numbers; replicates "
-                f"{reps}{'; ' + dropped if dropped else ''})."
-            )
-        else:
-            left = ", ".join(f"`{s}`" for s in sel.filter(pl.col("in_contention"))["scenario"].to_list())
-            lines.append(
-                f"- **Not certified**: {left} still in contention (delta = {_num(delta)}) on "
-                f"`{sel['outcome'][0]}` at experiment.max_replicates ({reps})."
-            )
-    # trade-offs of the best against the baseline on the other headline outcomes
-    if best != f.baseline:
-        trade = []
-        for outcome in headline:
-            if outcome in (f.objective, f.cost):
-                continue
-            row = f.effects.filter((pl.col("outcome") == outcome) & (pl.col("scenario") == best))
-            direction = f.ranks.filter(pl.col("outcome") == outcome)
-            if row.height == 0 or direction.height == 0 or not row["clear"][0]:
-                continue
-            r = row.row(0, named=True)
-            good = (r["effect"] > 0) == (direction["better"][0] == "higher")
-            rel = _rel(r["effect"], r["baseline_mean"]) or _num(r["effect"])
-            trade.append((good, f"`{outcome}` {rel}"))
-        worse = [t for g, t in trade if not g]
-        gains = [t for g, t in trade if g]
-        if worse:
-            also = f"; better on {', '.join(gains)}" if gains else ""
-            lines.append(
-                f"- Trade-offs of `{best}` against `{f.baseline}` (clear effects only): worse on "
-                f"{', '.join(worse)}{also}."
-            )
-        elif gains:
-            lines.append(
-                f"- No clear trade-off: against `{f.baseline}`, `{best}` is also better on "
-                f"{', '.join(gains)} and clearly worse on no other headline outcome."
-            )
-        else:
-            lines.append(f"- No clear effect of `{best}` on the other headline outcomes.")
-    # how large the uncertainty is
-    fam = f.contrasts
-    n = int(ranked["n"][0])
-    effect_rows = f.effects.filter(pl.col("outcome") == f.objective)
+    return f"- No clear effect of `{a.best}` on the other headline outcomes."
+
+
+def uncertainty_sentence(a: Answer) -> str | None:
+    """How large the uncertainty is: replicates, clear contrasts, the widest effect CI."""
+    f = a.findings
+    rows = f.effects.filter(pl.col("outcome") == f.objective)
     widest = ""
-    if effect_rows.height:
-        half = float(((effect_rows["ci_high"] - effect_rows["ci_low"]) / 2).max())  # type: ignore[arg-type]
-        base = effect_rows["baseline_mean"][0]
+    if rows.height:
+        half = float(((rows["ci_high"] - rows["ci_low"]) / 2).max())  # type: ignore[arg-type]
+        base = rows["baseline_mean"][0]
         share = f" ({100 * half / abs(base):.1f}% of the baseline mean)" if base else ""
         widest = f"; the widest 95% CI of an effect on `{f.objective}` is ±{_num(half)}{share}"
     smallest = f"{100 * f.min_effect:g}% of the baseline mean" if f.relative else _num(f.min_effect)
-    lines.append(
-        f"- Uncertainty: {n} paired replicates per scenario; {int(fam['clear'].sum())} of "
-        f"{fam.height} pairwise contrasts are clear ({level} at alpha = {f.alpha:g} across all "
-        f"of them, smallest effect that matters: {smallest}){widest}."
+    return (
+        f"- Uncertainty: {int(a.ranked['n'][0])} paired replicates per scenario; "
+        f"{int(f.contrasts['clear'].sum())} of {f.contrasts.height} pairwise contrasts are clear "
+        f"({a.level} at alpha = {f.alpha:g} across all of them, smallest effect that matters: "
+        f"{smallest}){widest}."
     )
-    if f.parameters:  # the intervals carry replicate noise only, not doubt about the parameters
-        lines.append(f"- Parameters: {f.parameters}.")
-    return lines
+
+
+def parameters_sentence(a: Answer) -> str | None:
+    """What the answer rests on: where the parameter values come from (the intervals carry
+    replicate noise only, not doubt about the parameters)."""
+    return f"- Parameters: {a.findings.parameters}." if a.findings.parameters else None
+
+
+#: The executive summary's sentences, in order: each builder reads the :class:`Answer` and
+#: returns one Markdown bullet, or None when it has nothing to say for this run. A new
+#: sentence is a function here and its place in this tuple.
+SENTENCES: tuple[Callable[[Answer], str | None], ...] = (
+    best_sentence,
+    lead_sentence,
+    cost_sentence,
+    selection_sentence,
+    tradeoff_sentence,
+    uncertainty_sentence,
+    parameters_sentence,
+)
+
+
+def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
+    """A few sentences a policy maker can act on (see module doc): one per builder of
+    :data:`SENTENCES` that has something to say."""
+    subject = answer(f, headline)
+    if subject is None:
+        return []
+    return [line for build in SENTENCES if (line := build(subject)) is not None]
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -262,14 +335,121 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def _effects_section(effects: pl.DataFrame, shown: Sequence[str]) -> list[str]:
+    eff = effects.filter(pl.col("outcome").is_in(shown)).select(
+        "scenario",
+        "outcome",
+        "baseline_mean",
+        "scenario_mean",
+        "effect",
+        "ci_low",
+        "ci_high",
+        "effect_size",
+        "effect_per_cost",
+        *[c for c in ("p_adjusted", "clear") if c in effects.columns],
+    )
+    return [
+        "## Paired effects against the baseline",
+        "",
+        "Mean paired difference over common-random-number replicates, 95% percentile "
+        "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
+        "`effect_per_cost` divides by the extra governance cost.",
+        "",
+        markdown_table(eff),
+        "",
+    ]
+
+
+def _ranks_section(findings: Findings, shown: Sequence[str]) -> list[str]:
+    ranked = findings.ranks.filter(pl.col("outcome").is_in(shown)).select(
+        "outcome", "scenario", "mean", "better", "rank", "rank_low", "rank_high"
+    )
+    return [
+        "## Ranks",
+        "",
+        "Rank of each scenario's mean (1 = best in the outcome's direction) with its 95% "
+        "confidence set `[rank_low, rank_high]` (Mogstad, Romano, Shaikh & Wilhelm 2024: "
+        "simultaneous bootstrap CIs of the scenario's paired differences).",
+        "",
+        markdown_table(ranked),
+        "",
+    ]
+
+
+def _contrasts_section(findings: Findings) -> list[str]:
+    level = "Holm" if findings.adjust == "holm" else "Benjamini-Hochberg"
+    con = findings.contrasts.select(
+        "outcome",
+        "scenario",
+        "versus",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "margin",
+        "p_value",
+        "p_holm",
+        "p_bh",
+        "clear",
+    )
+    return [
+        "## Pairwise contrasts",
+        "",
+        f"Every pair of scenarios on every headline outcome: mean paired difference "
+        f"(`scenario` - `versus`) with its 95% percentile bootstrap CI; `p_value` tests "
+        f"whether the difference exceeds `margin` (the smallest effect that matters); "
+        f"`clear` = {level}-adjusted p below {findings.alpha:g} across all "
+        f"{findings.contrasts.height} contrasts (`p_bh`: Benjamini-Hochberg, for "
+        "comparison).",
+        "",
+        markdown_table(con),
+        "",
+    ]
+
+
+def _outcomes_section(summary: pl.DataFrame, shown: Sequence[str]) -> list[str]:
+    summ = summary.filter(pl.col("outcome").is_in(shown)).select(
+        "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high"
+    )
+    return [
+        "## Outcomes per scenario",
+        "",
+        "Mean across replicates with the 95% t interval.",
+        "",
+        markdown_table(summ),
+        "",
+    ]
+
+
+#: The style of every HTML page kibs-mc writes (the run's report and the decision page).
+PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+    "text-align:right}th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;"
+    "overflow:auto}"
+)
+
+
+def html_page(title: str, markdown_text: str, style: str = "") -> str:
+    """A self-contained HTML page of ``markdown_text`` (tables and fenced code)."""
+    import html
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{PAGE_STYLE}{style}</style></head><body>{body}</body></html>\n"
+    )
+
+
 def write_report(
     run_dir: Path,
+    *,
     title: str,
     config_yaml: str,
-    summary: pl.DataFrame,
-    effects: pl.DataFrame,
-    headline: Sequence[str],
-    figures: Sequence[Path],
+    headline: Sequence[str] = (),
+    tables: Mapping[str, pl.DataFrame] | None = None,
+    figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
     sections: Sequence[str] = (),
     findings: Findings | None = None,
@@ -279,14 +459,16 @@ def write_report(
     Args:
         headline: the outcomes the text reads out and the tables show, in order (the model's
             headline outcomes, :func:`kibs_mc.models.headline`).
+        tables: ``summary`` (per scenario and outcome) and ``effects`` (paired, against the
+            baseline), each optional (a calibration has neither).
         sections: Markdown sections of the experiment kind (e.g. a sweep's sensitivity
             indices), placed after the effects.
         findings: contrasts, ranks and the selection, for the executive summary and tables.
     """
-    import markdown
-
     run_dir = Path(run_dir)
     shown = list(headline)
+    summary = (tables or {}).get("summary", pl.DataFrame())
+    effects = (tables or {}).get("effects", pl.DataFrame())
     parts = [f"# {title}", ""]
     summary_lines = executive_summary(findings, shown) if findings is not None else []
     if summary_lines:
@@ -298,95 +480,17 @@ def write_report(
     if figures:
         parts += ["## Figures", ""] + [f"![{f.stem}]({f.name})\n" for f in figures]
     if effects.height:
-        eff = effects.filter(pl.col("outcome").is_in(shown)).select(
-            "scenario",
-            "outcome",
-            "baseline_mean",
-            "scenario_mean",
-            "effect",
-            "ci_low",
-            "ci_high",
-            "effect_size",
-            "effect_per_cost",
-            *[c for c in ("p_adjusted", "clear") if c in effects.columns],
-        )
-        parts += [
-            "## Paired effects against the baseline",
-            "",
-            "Mean paired difference over common-random-number replicates, 95% percentile "
-            "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
-            "`effect_per_cost` divides by the extra governance cost.",
-            "",
-            markdown_table(eff),
-            "",
-        ]
+        parts += _effects_section(effects, shown)
     if findings is not None and findings.contrasts.height:
-        level = "Holm" if findings.adjust == "holm" else "Benjamini-Hochberg"
-        ranked = findings.ranks.filter(pl.col("outcome").is_in(shown)).select(
-            "outcome", "scenario", "mean", "better", "rank", "rank_low", "rank_high"
-        )
-        parts += [
-            "## Ranks",
-            "",
-            "Rank of each scenario's mean (1 = best in the outcome's direction) with its 95% "
-            "confidence set `[rank_low, rank_high]` (Mogstad, Romano, Shaikh & Wilhelm 2024: "
-            "simultaneous bootstrap CIs of the scenario's paired differences).",
-            "",
-            markdown_table(ranked),
-            "",
-        ]
-        con = findings.contrasts.select(
-            "outcome",
-            "scenario",
-            "versus",
-            "difference",
-            "ci_low",
-            "ci_high",
-            "margin",
-            "p_value",
-            "p_holm",
-            "p_bh",
-            "clear",
-        )
-        parts += [
-            "## Pairwise contrasts",
-            "",
-            f"Every pair of scenarios on every headline outcome: mean paired difference "
-            f"(`scenario` - `versus`) with its 95% percentile bootstrap CI; `p_value` tests "
-            f"whether the difference exceeds `margin` (the smallest effect that matters); "
-            f"`clear` = {level}-adjusted p below {findings.alpha:g} across all "
-            f"{findings.contrasts.height} contrasts (`p_bh`: Benjamini-Hochberg, for "
-            "comparison).",
-            "",
-            markdown_table(con),
-            "",
-        ]
+        parts += _ranks_section(findings, shown) + _contrasts_section(findings)
     for section in sections:
         parts += [section.rstrip(), ""]
-    if summary.height:  # a calibration has no scenarios
-        summ = summary.filter(pl.col("outcome").is_in(shown)).select(
-            "scenario", "outcome", "n", "mean", "sd", "ci_low", "ci_high"
-        )
-        parts += [
-            "## Outcomes per scenario",
-            "",
-            "Mean across replicates with the 95% t interval.",
-            "",
-            markdown_table(summ),
-            "",
-        ]
+    if summary.height:
+        parts += _outcomes_section(summary, shown)
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     text = "\n".join(parts)
     md_path = run_dir / "report.md"
     md_path.write_text(text.rstrip("\n") + "\n")  # one final newline, whatever the sections end with
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
-    html = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
-        "text-align:right}th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;"
-        "overflow:auto}</style></head><body>" + body + "</body></html>\n"
-    )
     html_path = run_dir / "report.html"
-    html_path.write_text(html)
+    html_path.write_text(html_page(title, text))
     return md_path, html_path

@@ -490,14 +490,10 @@ class Calibrate(ExperimentKind):
         section, lines = report_section(params, ppc, generations, cal.interval)
         report_md, _ = write_report(
             run_dir,
-            f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
-            (run_dir / "config.yaml").read_text(),
-            pl.DataFrame(),
-            pl.DataFrame(),
-            [],
-            figures,
-            [],
-            [section],
+            title=f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
+            config_yaml=(run_dir / "config.yaml").read_text(),
+            figures=figures,
+            sections=[section],
         )
         samples = int(generations["samples"].sum()) if generations.height else 0
         wall = time.monotonic() - started

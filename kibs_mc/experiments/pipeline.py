@@ -457,15 +457,17 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         )
     report_md, _ = write_report(
         run_dir,
-        f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
-        (run_dir / "config.yaml").read_text(),
-        summary.filter(pl.col("scenario").is_in(listed)),
-        effects.filter(pl.col("scenario").is_in(listed)),
-        shown,
-        figures,
-        executed.notes,
-        extra.sections,
-        findings,
+        title=f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
+        config_yaml=(run_dir / "config.yaml").read_text(),
+        headline=shown,
+        tables={
+            "summary": summary.filter(pl.col("scenario").is_in(listed)),
+            "effects": effects.filter(pl.col("scenario").is_in(listed)),
+        },
+        figures=figures,
+        notes=executed.notes,
+        sections=extra.sections,
+        findings=findings,
     )
     return ExperimentResult(
         run_dir,
