@@ -14,10 +14,14 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``pipeline``: replicates/s of the kernel alone on one thread (measured right before and
   after each whole run), of two kernel processes at once, and of whole ``kibs-mc`` runs
   (process start, imports, Ray start-up and Numba cache loading included) on the serial
-  executor, on a local Ray cluster with 1 and 2 CPUs and with ``executor=auto`` (``--runs``
-  picks some; with serial, ray_2cpu and auto, auto's time over the better of the two); efficiencies
-  against the kernel; Ray's per-task overhead and the driver's cost per chunk, for scaling
-  estimates. Default model: the default experiment's (``model=kibs``).
+  executor, on local Ray clusters of n CPUs (``ray_<n>cpu``; n above the machine's cores
+  simulates more workers) and with ``executor=auto`` (``--runs`` picks some; with serial,
+  ray_2cpu and auto, auto's time over the better of the two). Per run two efficiencies against
+  the kernel: wall clock, and CPU (the kernel's CPU seconds over the CPU seconds of every
+  process of the run, which other load on a shared machine barely changes; ``--by-class``
+  splits the latter by process). ``--replicates`` takes several counts. Also Ray's per-task
+  overhead and the driver's cost per chunk, for scaling estimates. Default model: the default
+  experiment's (``model=kibs``).
 - ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (the laptop default unless
   overrides are given): simulations (particles tried) and accepted particles per second,
   start-up, ABC-SMC generations and the predictive check included.
@@ -47,6 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,9 +66,12 @@ def machine() -> dict[str, object]:
     """What the figures were measured on (the load average says whether it was shared)."""
     import platform
 
+    one, five, fifteen = os.getloadavg()
     return {
         "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "load_avg_1m": round(one, 2),
+        "uptime": f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
@@ -357,11 +365,16 @@ def bench_latency(sizes_mib: Sequence[float], loads: int) -> None:
 # --------------------------------------------------------------------------- pipeline
 
 
-def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 8.0) -> tuple[float, int]:
-    """Replicates/s of ``simulate_replicate`` in this process, one thread, compile excluded.
+def kernel_rate(
+    overrides: Sequence[str], replicates: int, min_seconds: float = 8.0
+) -> tuple[float, int, float]:
+    """Replicates/s of the model's ``simulate`` in this process, one thread, compile excluded:
+    (per wall second, replicates run, per second of this thread's CPU time).
 
     The replicates are spread evenly over the experiment's ``replicates`` seeds (every k-th),
-    so their mean cost is the experiment's, and run for at least ``min_seconds``.
+    so their mean cost is the experiment's, and run for at least ``min_seconds``. The CPU rate
+    leaves out the time spent waiting for a core, so it is the one to compare with a run's CPU
+    seconds on a shared machine.
     """
     import numpy as np
 
@@ -374,14 +387,14 @@ def kernel_rate(overrides: Sequence[str], replicates: int, min_seconds: float = 
     seeds = replicate_seeds(config.seed, replicates)
     simulate(config, int(seeds[0]))  # compile / load from cache
     order = np.concatenate([seeds[offset::7] for offset in range(7)])  # spread, then fill in
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     done = 0
     for seed in order:
         simulate(config, int(seed))
         done += 1
         if time.perf_counter() - started > min_seconds and done >= 50:
             break
-    return done / (time.perf_counter() - started), done
+    return done / (time.perf_counter() - started), done, done / (time.thread_time() - cpu_started)
 
 
 KERNEL_RATE_CHILD = """
@@ -411,11 +424,118 @@ def concurrent_kernel_rate(
     return float(sum(rates))
 
 
-def cli_run(overrides: Sequence[str], run_dir: Path, stderr: list[str] | None = None) -> float:
-    """Wall seconds of a whole ``kibs-mc`` process (its stderr appended to ``stderr``)."""
+#: Runs a command as the root of its own process tree and reports what the whole tree cost.
+#: It makes itself the subreaper of its descendants (Linux ``PR_SET_CHILD_SUBREAPER``), so the
+#: Ray daemons and workers a run starts are waited for here even after the run's own process
+#: has exited, and ``RUSAGE_CHILDREN`` then holds the CPU seconds of every process of the run.
+#: With ``by_class`` it also reads each descendant's CPU seconds from /proc twice a second
+#: (the last reading before it exits) and sums them by what the process is.
+TREE_CHILD = r"""
+import ctypes, json, os, resource, subprocess, sys, threading, time
+out, by_class, cmd = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+CLASSES = (("default_worker.py", "ray_worker"), ("raylet", "raylet"), ("gcs_server", "gcs"),
+           ("dashboard/agent.py", "ray_dashboard_agent"), ("dashboard.py", "ray_dashboard"),
+           ("log_monitor", "ray_log_monitor"), ("monitor.py", "ray_autoscaler_monitor"),
+           ("runtime_env", "ray_runtime_env_agent"))
+tick = os.sysconf("SC_CLK_TCK")
+seen, names, done = {}, {}, threading.Event()
+def poll(root):
+    while not done.wait(0.5):
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        me = os.getpid()
+        for pid, (ppid, cpu) in parents.items():
+            chain, p = 0, pid
+            while p in parents and p != me and chain < 50:
+                p, chain = parents[p][0], chain + 1
+            if p != me or pid == me:
+                continue
+            if pid not in names:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        line = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                names[pid] = "driver" if pid == root else next((c for k, c in CLASSES if k in line), "other")
+            seen[pid] = cpu
+started = time.perf_counter()
+proc = subprocess.Popen(cmd)
+if by_class:
+    threading.Thread(target=poll, args=(proc.pid,), daemon=True).start()
+code = proc.wait()
+wall = time.perf_counter() - started
+done.set()
+deadline, left = time.monotonic() + 30, 0
+while True:  # the run's daemons exit after it (Ray's shutdown): wait for every one
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid == 0:
+        if time.monotonic() > deadline:
+            left = 1
+            break
+        time.sleep(0.05)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+classes = {}
+for pid, cpu in seen.items():
+    classes[names[pid]] = classes.get(names[pid], 0.0) + cpu
+with open(out, "w") as f:
+    json.dump({"code": code, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+               "by_class": classes, "processes_left": left}, f)
+"""
+
+
+@dataclass
+class TreeRun:
+    """What one command cost: wall seconds to its exit, CPU seconds of its whole process tree
+    (Ray's daemons and workers included), and (when asked for) those by process class."""
+
+    wall_s: float
+    cpu_s: float
+    by_class: dict[str, float]
+
+
+def run_tree(
+    cmd: Sequence[str],
+    env: dict[str, str],
+    cwd: Path,
+    stderr: list[str] | None = None,
+    by_class: bool = False,
+) -> TreeRun:
+    """Run ``cmd`` under :data:`TREE_CHILD` (its stderr appended to ``stderr`` when given)."""
+    with tempfile.NamedTemporaryFile(prefix="kibs-bench-tree-", suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", TREE_CHILD, out.name, "1" if by_class else "0", *cmd],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        report = json.loads(Path(out.name).read_text() or "{}")
+    if done.returncode != 0 or report.get("code") != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({report.get('code')}):\n{done.stderr[-2000:]}")
+    if stderr is not None:
+        stderr.append(done.stderr)
+    classes = {k: round(v, 2) for k, v in sorted(report["by_class"].items(), key=lambda kv: -kv[1])}
+    return TreeRun(report["wall_s"], report["cpu_s"], classes)
+
+
+def cli_run(
+    overrides: Sequence[str], run_dir: Path, stderr: list[str] | None = None, by_class: bool = False
+) -> TreeRun:
+    """A whole ``kibs-mc`` process and everything it starts (its stderr appended to ``stderr``)."""
     cmd = [sys.executable, "-m", "kibs_mc", *overrides, "tracking=none", f"hydra.run.dir={run_dir}"]
-    seconds, _ = _timed(cmd, child_env(), REPO, stderr)
-    return seconds
+    return run_tree(cmd, child_env(), REPO, stderr, by_class)
 
 
 def ray_overheads(tasks: int = 2000) -> dict[str, float]:
@@ -476,74 +596,126 @@ def driver_chunk_cost(chunk_size: int, chunks: int = 2000) -> float:
         return (time.perf_counter() - started) / chunks
 
 
-def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str] = ()) -> None:
+def pipeline_runs(labels: Sequence[str]) -> dict[str, tuple[list[str], int]]:
+    """Executor overrides and cores used of each whole run: ``serial``, ``auto`` (2 CPUs) and
+    ``ray_<n>cpu`` (a local Ray cluster of n CPUs; n above the machine's cores simulates more
+    workers on the cores there are)."""
+    runs: dict[str, tuple[list[str], int]] = {}
+    for label in labels:
+        if label == "serial":
+            runs[label] = (["executor=serial"], 1)
+        elif label == "auto":
+            runs[label] = (["executor=auto", "executor.num_cpus=2"], 2)
+        else:
+            cpus = int(label.removeprefix("ray_").removesuffix("cpu"))
+            runs[label] = (["executor=ray", f"executor.num_cpus={cpus}"], cpus)
+    return runs
+
+
+def run_label(text: str) -> str:
+    """argparse type of ``--runs``: serial, auto or ray_<n>cpu."""
+    import re
+
+    if text in ("serial", "auto") or re.fullmatch(r"ray_[1-9][0-9]*cpu", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: allowed: serial, auto, ray_<n>cpu (e.g. ray_2cpu)")
+
+
+#: The whole runs of ``bench.py pipeline`` when ``--runs`` is not given.
+DEFAULT_RUNS = ("serial", "ray_1cpu", "ray_2cpu", "auto")
+
+
+def bench_pipeline(
+    replicates: int, overrides: Sequence[str], only: Sequence[str] = (), by_class: bool = False
+) -> None:
     """Whole runs against the kernel alone. The machine's speed drifts by a few percent over
     minutes, so the kernel-only rate is measured right before and right after each whole run
-    and the run is compared with their mean."""
+    and the run is compared with their mean.
+
+    Two efficiencies per run: ``efficiency`` (replicates/s over cores x the kernel's
+    replicates/s, wall clock: what a user waits for, depressed by anything else running) and
+    ``cpu_efficiency`` (the kernel's CPU seconds for the run's replicates over the CPU seconds
+    of every process of the run: the share of what the run burnt that was simulation, which
+    other load on the machine barely changes)."""
     from kibs_mc.run.limits import effective_cpus
     from kibs_mc.run.plan import auto_chunk_size
 
-    context = {"replicates": replicates, "overrides": list(overrides), **machine()}
-    rate, measured = kernel_rate(overrides, replicates)
+    def context() -> dict[str, object]:
+        return {"replicates": replicates, "overrides": list(overrides), **machine()}
+
+    rate, measured, cpu_rate = kernel_rate(overrides, replicates)
     emit(
         "pipeline_kernel_replicates_per_s",
         rate,
         "replicates/s",
         measured_replicates=measured,
+        cpu_replicates_per_s=round(cpu_rate, 2),
         threads=1,
-        **context,
+        **context(),
     )
-    if effective_cpus() >= 2 and (not only or "ray_2cpu" in only):
+    runs = pipeline_runs(only or DEFAULT_RUNS)
+    if effective_cpus() >= 2 and any(cpus >= 2 for _, cpus in runs.values()):
         emit(
             "pipeline_kernel_2proc_replicates_per_s",
             concurrent_kernel_rate(overrides, replicates, 2),
             "replicates/s",
             definition="sum of 2 kernel-only processes running at once",
             single_thread_x2=2 * rate,
-            **context,
+            **context(),
         )
-    runs = {
-        "serial": (["executor=serial"], 1),
-        "ray_1cpu": (["executor=ray", "executor.num_cpus=1"], 1),
-        "ray_2cpu": (["executor=ray", "executor.num_cpus=2"], 2),
-        "auto": (["executor=auto", "executor.num_cpus=2"], 2),
-    }
     took: dict[str, float] = {}
     said: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kibs-bench-") as tmp:
         for label, (executor, cpus) in runs.items():
-            if cpus > effective_cpus() or (only and label not in only):
+            if label in ("serial", "ray_1cpu", "auto") and cpus > effective_cpus():
                 continue
-            seconds = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label, said)
-            took[label] = seconds
-            before, (rate, measured) = rate, kernel_rate(overrides, replicates)
+            run = cli_run(
+                [*overrides, f"replicates={replicates}", *executor], Path(tmp) / label, said, by_class
+            )
+            took[label] = run.wall_s
+            before, cpu_before = rate, cpu_rate
+            rate, measured, cpu_rate = kernel_rate(overrides, replicates)
             emit(
                 "pipeline_kernel_replicates_per_s",
                 rate,
                 "replicates/s",
                 measured_replicates=measured,
+                cpu_replicates_per_s=round(cpu_rate, 2),
                 threads=1,
                 after=label,
-                **context,
+                **context(),
             )
-            reference = (before + rate) / 2
-            run_rate = replicates / seconds
+            reference, cpu_reference = (before + rate) / 2, (cpu_before + cpu_rate) / 2
+            cores = min(cpus, effective_cpus())  # more workers than cores share the cores
+            run_rate = replicates / run.wall_s
             emit(
                 f"pipeline_{label}_replicates_per_s",
                 run_rate,
                 "replicates/s",
-                seconds=round(seconds, 3),
+                seconds=round(run.wall_s, 3),
                 chunk_size=auto_chunk_size(replicates, 1, cpus),
-                **context,
+                **context(),
             )
             emit(
                 f"pipeline_{label}_efficiency",
-                run_rate / (cpus * reference),
+                run_rate / (cores * reference),
                 "ratio",
                 kernel_replicates_per_s=round(reference, 2),
-                definition=f"run replicates/s / ({cpus} x kernel-only replicates/s, mean of the "
+                workers=cpus,
+                definition=f"run replicates/s / ({cores} x kernel-only replicates/s, mean of the "
                 "measurements right before and after the run)",
-                **context,
+                **context(),
+            )
+            emit(
+                f"pipeline_{label}_cpu_efficiency",
+                replicates / cpu_reference / run.cpu_s,
+                "ratio",
+                cpu_s=round(run.cpu_s, 2),
+                kernel_cpu_s=round(replicates / cpu_reference, 2),
+                by_class=run.by_class or None,
+                definition="kernel CPU seconds of the run's replicates (1 thread, mean before and "
+                "after) / CPU seconds of every process of the run (driver, Ray daemons, workers)",
+                **context(),
             )
     if {"serial", "ray_2cpu", "auto"} <= set(took):
         best = min(took["serial"], took["ray_2cpu"])
@@ -555,9 +727,9 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
             definition="executor=auto seconds / the better of serial and Ray (2 CPUs), same bench run",
             seconds={k: round(v, 3) for k, v in took.items()},
             auto_choice=" | ".join(choice),
-            **context,
+            **context(),
         )
-    if only and "ray_2cpu" not in only:
+    if not any(label.startswith("ray_") for label in runs):
         return  # Ray's own overheads only with a Ray run
     chunk = auto_chunk_size(replicates, 1, 2)
     over = ray_overheads()
@@ -590,7 +762,7 @@ def bench_pipeline(replicates: int, overrides: Sequence[str], only: Sequence[str
         "s",
         chunk_size=chunk,
         definition="kernel seconds of one auto-sized chunk",
-        **context,
+        **context(),
     )
 
 
@@ -683,7 +855,8 @@ def bench_calibrate(overrides: Sequence[str]) -> None:
     overrides = ["experiment=calibrate", "tracking=none", *overrides]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        seconds = cli_run(overrides, run_dir)
+        run = cli_run(overrides, run_dir)
+        seconds = run.wall_s
         generations = pl.read_parquet(run_dir / "generations.parquet")
     config = load_config(overrides)
     samples, particles = int(generations["samples"].sum()), int(generations["particles"].sum())
@@ -716,7 +889,7 @@ def bench_robustness(overrides: Sequence[str]) -> None:
     overrides = ["experiment=robustness", *overrides]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        seconds = cli_run(overrides, run_dir)
+        seconds = cli_run(overrides, run_dir).wall_s
         config = load_config(overrides)
         rows = pl.read_parquet(run_dir / "replicates.parquet")
         model = get_model(config.model.name)
@@ -774,13 +947,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     lat.add_argument("--loads", type=int, default=2_000_000)
     pipe = sub.add_parser("pipeline", help="replicates/s: kernel, serial, Ray 1 and 2 CPUs")
-    pipe.add_argument("--replicates", type=int, default=10_000)
+    pipe.add_argument(
+        "--replicates",
+        type=int,
+        nargs="+",
+        default=[10_000],
+        help="replicates per run; several values run the whole set for each in turn",
+    )
     pipe.add_argument(
         "--runs",
         nargs="+",
-        choices=("serial", "ray_1cpu", "ray_2cpu", "auto"),
+        type=run_label,
         default=(),
-        help="only these whole runs (default: all three)",
+        help="only these whole runs: serial, auto, ray_<n>cpu (default: " + " ".join(DEFAULT_RUNS) + ")",
+    )
+    pipe.add_argument(
+        "--by-class",
+        action="store_true",
+        help="also each run's CPU seconds by process (driver, Ray workers, Ray daemons), read from /proc",
     )
     pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
@@ -813,7 +997,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif command == "startup":
         bench_startup()
     elif command == "pipeline":
-        bench_pipeline(args.replicates, args.overrides or PIPELINE_MODEL, args.runs)
+        for replicates in args.replicates:
+            bench_pipeline(replicates, args.overrides or PIPELINE_MODEL, args.runs, args.by_class)
     elif command == "calibrate":
         bench_calibrate(args.overrides)
     elif command == "memory":

@@ -40,3 +40,36 @@ def test_bench_cj_prints_meetings_per_second_as_json():
     assert figure["unit"] == "meetings/s" and figure["value"] > 0
     assert figure["meetings"] == 2000 and figure["agents"] == 20
     assert {"name", "value", "unit"} <= figure.keys()
+
+
+#: Starts a grandchild that burns CPU for a moment and outlives its parent (as Ray's daemons
+#: outlive the driver that started them), then exits at once.
+ORPHANING_PARENT = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c",
+    "import time\\nend = time.thread_time() + 0.3\\nwhile time.thread_time() < end: pass"])
+"""
+
+
+def test_run_tree_counts_the_cpu_of_descendants_that_outlive_the_run():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    run = bench.run_tree([sys.executable, "-c", ORPHANING_PARENT], dict(bench.child_env()), REPO)
+    # the parent itself exits at once (a few hundredths of a CPU second): the rest is the orphan's
+    assert run.cpu_s >= 0.3
+
+
+def test_bench_pipeline_refuses_an_unknown_run_with_exit_2():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "pipeline", "--runs", "ray_two"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "'ray_two': allowed: serial, auto, ray_<n>cpu" in done.stderr
