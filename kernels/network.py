@@ -190,7 +190,6 @@ def spatial_typed(
     thus tied with exactly its probability, at a cost of O(cells^2 + candidates).
     """
     n = agent_type.shape[0]
-    d = knowledge.shape[1]
     target = n * mean_degree / 2.0
     pairs = n * (n - 1) // 2
     score_sum = 0.0
@@ -198,7 +197,7 @@ def spatial_typed(
         for i in range(n):
             for j in range(i + 1, n):
                 score_sum += _spatial_score(
-                    position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j, d
+                    position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j
                 )
     else:
         for _ in range(NORMALISATION_SAMPLE):
@@ -207,7 +206,7 @@ def spatial_typed(
             if j >= i:
                 j += 1
             score_sum += _spatial_score(
-                position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j, d
+                position, knowledge, agent_type, sociability, distance_scale, similarity_weight, i, j
             )
         score_sum *= pairs / NORMALISATION_SAMPLE
     c = target / score_sum if score_sum > 0.0 else 0.0
@@ -288,7 +287,6 @@ def spatial_typed(
                         similarity_weight,
                         i,
                         j,
-                        d,
                     ),
                 )
                 if uniform(rng_state) * q < p:
@@ -326,8 +324,9 @@ def _spatial_score(
     similarity_weight: float,
     i: int,
     j: int,
-    d: int,
 ) -> float:
+    """s_ij of :func:`spatial_typed` for the pair (i, j)."""
+    d = knowledge.shape[1]
     dx = position[i, 0] - position[j, 0]
     dy = position[i, 1] - position[j, 1]
     num = 0.0

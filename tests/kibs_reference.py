@@ -1,4 +1,4 @@
-"""Slow pure-Python twin of the cluster-model step kernels (kernels/kibs.py, version 2), for
+"""Slow pure-Python twin of the cluster-model step kernels (kernels/kibs/, version 2), for
 tests only.
 
 Written from docs/ODD.md section 7 with Python floats, lists of neighbours per agent and the
@@ -15,6 +15,11 @@ from tests.reference import SplitMix64
 
 HTE, T_KIBS, P_KIBS, UNI, INT, FIN = range(6)
 KIBS = (T_KIBS, P_KIBS)
+# the instrument table (docs/ODD.md s.7.6)
+STRATEGIC, MANAGEMENT, BUSINESS, INFORMATION = range(4)
+N_INSTRUMENTS = 4
+HTE_ONLY = (True, True, True, False)
+ENROL_ORDER = (BUSINESS, STRATEGIC, MANAGEMENT, INFORMATION)
 
 
 class Twin:
@@ -33,10 +38,7 @@ class Twin:
         self.own = [float(x) for x in a.own_potential]
         self.innov = [int(x) for x in a.innovations]
         self.alive = [bool(x) for x in a.alive]
-        self.member = [bool(x) for x in a.member]
-        self.contracted = [bool(x) for x in a.contracted]
-        self.consulted = [bool(x) for x in a.consulted]
-        self.connected = [bool(x) for x in a.connected]
+        self.enrolled = [[bool(x) for x in row] for row in a.enrolled]  # the instrument table
         self.capacity = [int(ties.indptr[i + 1] - ties.indptr[i]) for i in range(len(self.t))]
         self.rows = []
         for i in range(len(self.t)):
@@ -160,7 +162,7 @@ class Twin:
         return s
 
     def synergy(self, i: int) -> float:
-        return 1 + self.prm.information_synergy if self.connected[i] else 1.0
+        return 1 + self.prm.information_synergy if self.enrolled[i][INFORMATION] else 1.0
 
     def can_trade(self, i: int, j: int) -> bool:
         pairs = list(zip(self.k[i], self.k[j], strict=True))
@@ -175,7 +177,7 @@ class Twin:
             return
         delta = self.distance(self.k[i], self.k[j])
         tau = prm.transfer_efficiency
-        c = int(self.connected[i]) + int(self.connected[j])
+        c = int(self.enrolled[i][INFORMATION]) + int(self.enrolled[j][INFORMATION])
         if c:
             tau += prm.information_gain * (1 - tau) * 0.5 * c
         share = tau * self.sharing(w, part)
@@ -294,25 +296,26 @@ class Twin:
             if not self.alive[i]:
                 continue
             if self.t[i] == HTE:
-                r[0] += self.contracted[i] and self.first_partner(i) >= 0
-                r[1] += self.consulted[i]
-                r[2] += self.member[i]
+                r[STRATEGIC] += self.enrolled[i][STRATEGIC] and self.first_partner(i) >= 0
+                r[MANAGEMENT] += self.enrolled[i][MANAGEMENT]
+                r[BUSINESS] += self.enrolled[i][BUSINESS]
             elif self.t[i] == INT:
-                r[3] += 1
+                r[INFORMATION] += 1
         return r
 
     def instruments(self, gained: list[float]) -> list[int]:
         prm = self.prm
         n = len(self.t)
-        if prm.strategic_money > 0:
+        if prm.money[STRATEGIC] > 0:
             for i in range(n):
-                if self.alive[i] and self.contracted[i] and self.t[i] == HTE and self.first_partner(i) < 0:
+                reached = self.alive[i] and self.enrolled[i][STRATEGIC] and self.t[i] == HTE
+                if reached and self.first_partner(i) < 0:
                     self.partnership(i)
         r = self.recipients()
-        if prm.management_money > 0 and r[1] > 0:
-            money = prm.management_money / r[1]
+        if prm.money[MANAGEMENT] > 0 and r[MANAGEMENT] > 0:
+            money = prm.money[MANAGEMENT] / r[MANAGEMENT]
             for i in range(n):
-                if not (self.alive[i] and self.consulted[i] and self.t[i] == HTE):
+                if not (self.alive[i] and self.enrolled[i][MANAGEMENT] and self.t[i] == HTE):
                     continue
                 j = self.contract(i, P_KIBS, True)
                 if j < 0:
@@ -325,13 +328,13 @@ class Twin:
                 if self.m[j] > self.m[i]:
                     step = 1 - math.exp(-prm.consulting_effect * money * self.synergy(i))
                     self.m[i] += step * (self.m[j] - self.m[i])
-        if prm.business_money > 0 and r[2] > 0:
-            voucher = prm.business_money / r[2]
+        if prm.money[BUSINESS] > 0 and r[BUSINESS] > 0:
+            voucher = prm.money[BUSINESS] / r[BUSINESS]
             service = voucher * (1 - prm.platform_fee_share)
             platform = voucher * prm.platform_fee_share
             unis = [k for k in range(n) if self.alive[k] and self.t[k] == UNI]
             for i in range(n):
-                if not (self.alive[i] and self.member[i] and self.t[i] == HTE):
+                if not (self.alive[i] and self.enrolled[i][BUSINESS] and self.t[i] == HTE):
                     continue
                 j = self.contract(i, T_KIBS, False)
                 if j >= 0 and service > 0:
@@ -352,20 +355,20 @@ class Twin:
                         self.cap[k] += platform / len(unis)
                     self.ledger["gov"] += platform
                     self.ledger["hte_spend"] += platform
-        if prm.information_money > 0 and r[3] > 0:
+        if prm.money[INFORMATION] > 0 and r[INFORMATION] > 0:
             for k in range(n):
                 if self.alive[k] and self.t[k] == INT:
-                    self.cap[k] += prm.information_money / r[3]
-            self.ledger["gov"] += prm.information_money
+                    self.cap[k] += prm.money[INFORMATION] / r[INFORMATION]
+            self.ledger["gov"] += prm.money[INFORMATION]
         return r
 
     def projects(self, r: list[int]) -> None:
         prm = self.prm
-        if prm.strategic_money <= 0 or r[0] == 0:
+        if prm.money[STRATEGIC] <= 0 or r[STRATEGIC] == 0:
             return
-        grant = prm.strategic_money / r[0]
+        grant = prm.money[STRATEGIC] / r[STRATEGIC]
         for i in range(len(self.t)):
-            if not (self.alive[i] and self.contracted[i] and self.t[i] == HTE):
+            if not (self.alive[i] and self.enrolled[i][STRATEGIC] and self.t[i] == HTE):
                 continue
             j = self.first_partner(i)
             if j < 0:
@@ -409,7 +412,7 @@ class Twin:
             elif self.t[i] == HTE and self.cap[i] > 0 and prm.rd_gain > 0:
                 self.k[i][self.core[i]] += prm.rd_gain
                 own[i] += prm.rd_gain
-                cost = prm.rd_cost_member if self.member[i] else prm.rd_cost
+                cost = prm.rd_cost_member if self.enrolled[i][BUSINESS] else prm.rd_cost
                 self.cap[i] -= cost
                 self.ledger["costs"] += cost
                 self.ledger["hte_spend"] += cost
@@ -421,7 +424,7 @@ class Twin:
         d = len(self.k[0])
         pool = [sum(self.k[u][f] for u in unis) / len(unis) for f in range(d)]
         for i in range(len(self.t)):
-            if not (self.alive[i] and self.member[i] and self.t[i] == HTE):
+            if not (self.alive[i] and self.enrolled[i][BUSINESS] and self.t[i] == HTE):
                 continue
             learn = self.rate(i, self.distance(self.k[i], pool))
             r = self.prm.platform_transfer * self.prm.transfer_efficiency * learn
@@ -542,7 +545,8 @@ class Twin:
                 if b > 0 and self.step - b <= 24 and b + 24 <= self.last:
                     self.young_exits += 1
             self.exit(i)
-            u_start, u_member, u_partner, u_consult, u_connect = (self.rng.uniform() for _ in range(5))
+            u_start = self.rng.uniform()
+            u = {k: self.rng.uniform() for k in ENROL_ORDER}
             if u_start >= prm.startup_prob:
                 continue
             self.draw(i, t)
@@ -554,16 +558,13 @@ class Twin:
             self.born[i] = self.step
             if t == HTE and self.step + 24 <= self.last:
                 self.young_entrants += 1
-            hte = t == HTE
-            self.member[i] = hte and u_member < prm.platform_share
-            self.contracted[i] = hte and u_partner < prm.partnership_share
-            self.consulted[i] = hte and u_consult < prm.consulting_share
-            self.connected[i] = u_connect < prm.connect_share
+            for k in range(N_INSTRUMENTS):
+                self.enrolled[i][k] = (t == HTE or not HTE_ONLY[k]) and u[k] < prm.reach[k]
             for _ in range(prm.startup_search):
                 j = self.rng.integer(n)
                 if self.alive[j] and j != i and self.rng.uniform() < self.accept(i, j):
                     self.add(i, j, prm.new_tie_weight, False)
-            if self.contracted[i]:
+            if self.enrolled[i][STRATEGIC]:
                 self.partnership(i)
 
     # ----------------------------------------------------------------- network
@@ -601,7 +602,7 @@ class Twin:
                 a = self.rows[i][self.rng.integer(len(self.rows[i]))][0]
                 b = self.rows[i][self.rng.integer(len(self.rows[i]))][0]
                 self.add(a, b, w0, False)
-            if self.rng.uniform() < prm.long_range_p and self.connected[i]:
+            if self.rng.uniform() < prm.long_range_p and self.enrolled[i][INFORMATION]:
                 j = self.rng.integer(n)
                 if self.alive[j] and j != i and self.rng.uniform() < 1 - self.distance(self.k[i], self.k[j]):
                     self.add(i, j, w0, False)

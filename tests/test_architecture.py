@@ -32,9 +32,11 @@ def package_modules() -> dict[str, Path]:
         if parts[-1] == "__init__":
             parts = parts[:-1]
         modules[".".join(parts)] = path
-    for path in (REPO / "kernels").glob("*.py"):
-        name = "kibs_mc.kernels" if path.stem == "__init__" else f"kibs_mc.kernels.{path.stem}"
-        modules[name] = path
+    for path in (REPO / "kernels").rglob("*.py"):  # shipped as kibs_mc.kernels
+        parts = ["kibs_mc", "kernels", *path.relative_to(REPO / "kernels").with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
     return modules
 
 

@@ -109,8 +109,7 @@ def test_step_kernels_match_python_twin(overrides):
     np.testing.assert_allclose(state.potential, twin.pot, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.own_potential, twin.own, rtol=1e-9, atol=1e-12)
     assert state.alive.tolist() == twin.alive
-    for flag in ("member", "contracted", "consulted", "connected"):
-        assert getattr(state, flag).tolist() == getattr(twin, flag), flag
+    assert state.enrolled.tolist() == twin.enrolled  # the instrument table
     assert state.innovations.tolist() == twin.innov
     assert int(cumulative[-1]) == twin.imitations + twin.independent
     tally = work.tally
@@ -621,7 +620,7 @@ def test_partners_are_chosen_by_what_the_hte_lacks():
     for seed in range(1, 6):
         s = build_cluster(cfg.cluster, prm, new_state(seed))
         a, t = s.agents, s.ties
-        for i in np.flatnonzero(a.contracted):
+        for i in np.flatnonzero(a.enrolled[:, kernel.STRATEGIC]):
             j = kernel.first_partner(t, int(i))
             if j >= 0:
                 by_type[int(a.agent_type[j])].append(float(a.manage[i]))

@@ -3,9 +3,9 @@ the initial network, platform membership and strategic partnerships (MODEL.md s.
 
 The random stream of a replicate is drawn in this order: agents (type by type, in type
 order), the network, then who the governance instruments reach (``kernels.kibs.enrol``: one
-uniform per HTE for each of the business, strategic and management programmes, one per agent
-for the information platform). The number of draws does not depend on the budget, so scenarios
-that share a seed share their cluster up to what the instruments change (common random numbers).
+uniform per eligible agent for each instrument, in ``kernels.kibs.ENROL_ORDER``). The number
+of draws does not depend on the budget, so scenarios that share a seed share their cluster up to
+what the instruments change (common random numbers).
 """
 
 from __future__ import annotations
@@ -92,10 +92,7 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
         own_potential=np.zeros(n),
         innovations=np.zeros(n, dtype=np.int64),
         alive=np.ones(n, dtype=np.bool_),
-        member=np.zeros(n, dtype=np.bool_),
-        contracted=np.zeros(n, dtype=np.bool_),
-        consulted=np.zeros(n, dtype=np.bool_),
-        connected=np.zeros(n, dtype=np.bool_),
+        enrolled=np.zeros((n, kernel.N_INSTRUMENTS), dtype=np.bool_),
     )
     for i in range(n):
         kernel.draw_agent(i, int(agent_type[i]), agents, traits, rng_state)

@@ -13,11 +13,12 @@ Every share at 0 is the baseline: no money, no reach, nothing changes.
 
 from __future__ import annotations
 
-from kibs_mc.kernels.kibs import KibsParams
+from kibs_mc.kernels.kibs import INSTRUMENT_NAMES, KibsParams
 from kibs_mc.models.kibs.build import type_traits
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
-LEVERS = ("strategic", "management", "business", "information")
+#: The four levers, in the kernels' instrument order.
+LEVERS = INSTRUMENT_NAMES
 
 
 def instrument_money(governance: GovernanceConfig, cluster: ClusterConfig) -> dict[str, float]:
@@ -41,7 +42,7 @@ def _reach(money: float, unit_cost: float, eligible: int) -> float:
 
 def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: GovernanceConfig) -> KibsParams:
     """The kernel's parameter tuple for one scenario (instruments: see the module docstring;
-    what each one's money does: ``kernels/kibs.py::instruments`` and ``joint_projects``)."""
+    what each one's money does: ``kernels/kibs/instruments.py`` and ``projects.py``)."""
     fx = governance.effects
     cost = governance.unit_cost
     money = instrument_money(governance, cluster)
@@ -96,14 +97,13 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         distance_scale=float(cluster.distance_scale),
         broker_p=float(model.broker_p),
         long_range_p=float(fx.long_range_search),
-        strategic_money=money["strategic"],
-        management_money=money["management"],
-        business_money=money["business"],
-        information_money=money["information"],
-        partnership_share=_reach(money["strategic"], cost.strategic, cluster.hte),
-        consulting_share=_reach(money["management"], cost.management, cluster.hte),
-        platform_share=_reach(money["business"], cost.business, cluster.hte),
-        connect_share=_reach(money["information"], cost.information, agents),
+        money=tuple(money[lever] for lever in LEVERS),
+        reach=(
+            _reach(money["strategic"], cost.strategic, cluster.hte),
+            _reach(money["management"], cost.management, cluster.hte),
+            _reach(money["business"], cost.business, cluster.hte),
+            _reach(money["information"], cost.information, agents),
+        ),
         project_cost=float(fx.project_cost),
         project_rate=float(fx.project_rate),
         project_value=float(fx.project_value),
