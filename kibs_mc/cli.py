@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import textwrap
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from kibs_mc.config import CONF_DIR, load_config, to_config
-from kibs_mc.errors import ExecutionError, UserError
+from kibs_mc.errors import ConfigError, ExecutionError, UserError
 from kibs_mc.experiments import ExperimentResult, run_experiment
 from kibs_mc.run.lock import lock_run_dir
 from kibs_mc.terminal import results_table, run_size, verdict_column, with_verdict
@@ -96,7 +97,17 @@ def print_results(
     console.print(legend, style="dim")
 
 
-def print_summary(result: ExperimentResult, console: Console) -> None:
+#: ``--full`` on the command line: every table in the terminal, not only the answer.
+full_tables: list[str] = []
+
+
+def plain(markdown_line: str) -> str:
+    """A Markdown line of the report as terminal text (no emphasis marks, no backticks)."""
+    return markdown_line.replace("**", "").replace("`", "")
+
+
+def print_tables(result: ExperimentResult, console: Console) -> None:
+    """The full results: every outcome of every listed scenario, and the kind's own lines."""
     sampled = set(result.sampled)
     listed = [sc.name for sc in result.scenarios if sc.name not in sampled]
     outcomes = [*result.headline, *[o for o in result.outcomes if o not in result.headline]]
@@ -115,17 +126,41 @@ def print_summary(result: ExperimentResult, console: Console) -> None:
             "sensitivity.parquet in the run directory"
         )
     for line in result.lines:
-        console.print(line.replace("**", "").replace("`", ""), markup=False, highlight=False)
+        console.print(plain(line), markup=False, highlight=False)
+
+
+def print_summary(result: ExperimentResult, console: Console, full: bool = False) -> None:
+    """The end of a run's output: its answer (the report's executive summary: the decision,
+    how sure, what it rests on) and where its files are; every table too when ``full`` or when
+    the run has no summary."""
+    from kibs_mc.analysis.report import read_summary
+
+    answer = read_summary(result.report) if result.report is not None else []
+    if full or not answer:
+        print_tables(result, console)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)
+    if answer:
+        console.print()
+        console.print("[bold]Answer[/] (the executive summary of report.md)")
+        for line in answer:  # a bullet's continuation lines indented under its text
+            say(console, plain(line), indent="  ")
+    console.print()
+    console.print(f"results: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
     if result.report is not None:
-        console.print(f"report: {result.report} (and report.html)")
-    console.print(
-        f"results: {result.run_dir} (chunks: {result.computed_chunks} computed, "
-        f"{result.reused_chunks} reused)"
+        more = "" if full else "; every table in the terminal: add --full"
+        say(console, f"  report.html, report.md, figures and Parquet tables{more}", indent="  ")
+    chunks = f"chunks: {result.computed_chunks} computed, {result.reused_chunks} reused"
+    run = f"; MLflow run {result.mlflow_run_id} (make ui)" if result.mlflow_run_id else ""
+    say(console, chunks + run, indent="  ")
+
+
+def say(console: Console, text: str, indent: str = "") -> None:
+    """``text`` wrapped at the console's width (80 in a pipe), continuation lines indented."""
+    wrapped = textwrap.fill(
+        text, width=console.width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
     )
-    if result.mlflow_run_id:
-        console.print(f"mlflow run: {result.mlflow_run_id}")
+    console.print(wrapped, markup=False, highlight=False, soft_wrap=True)
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
@@ -156,7 +191,7 @@ def hydra_main(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-    print_summary(result, console)
+    print_summary(result, console, full=bool(full_tables))
     if hc.mode == RunMode.MULTIRUN:
         _multirun_jobs.append(result)
         _multirun_dir[:] = [Path(hc.sweep.dir)]
@@ -265,12 +300,83 @@ def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, ([f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else [])
 
 
+#: What ``kibs-mc --help`` says before Hydra's list of config groups and keys.
+HELP = """\
+kibs-mc: Monte Carlo experiments on how the governance of four collaboration interfaces
+(strategic, management, business, information) between a high-tech cluster and its
+knowledge-intensive business services (KIBS) changes innovation. Each run simulates many
+random clusters per scenario on the same seeds and ends with its answer: the best scenario,
+how sure that is, and what it rests on.
+
+usage: kibs-mc [key=value ...]          one experiment (Hydra overrides)
+       kibs-mc -m key=a,b ...           one experiment per value (multirun)
+       kibs-mc --cfg job [key=value]    print the composed configuration
+
+experiments (experiment=...):
+  single              the composed configuration as one scenario (the default)
+  compare_governance  the six governance settings, paired effects against the baseline (make run)
+  lever_sweep         Sobol sensitivity of the outcomes to the four levers
+  calibrate           ABC-SMC fit of the model to a cluster's statistics (calibration.targets)
+  robustness          which setting stays best across uncertain worlds (uncertainty=...)
+  cj_docking          the Cowan-Jonard docking sweep (model=cowan_jonard)
+
+main keys:
+  replicates=N (per scenario)  seed=N  cluster=small|default|large  executor=auto|ray|serial
+  governance=baseline|strategic|management|business|information|all_four
+  governance.<interface>=SHARE of the budget, governance.unit_cost.<interface>=MONEY per unit
+  calibration.use=RUN_DIR (compare at a calibration's posterior)  tracking=mlflow|none
+  resume=true hydra.run.dir=RUN_DIR (finish an interrupted run)
+  --full: every table in the terminal, not only the answer (they are always in report.md)
+
+documentation: README.md; docs/ODD.md (the model), docs/inference.md, docs/calibration.md,
+docs/robustness.md, docs/distributed.md
+
+Every configuration group and key Hydra knows follows.
+"""
+
+
+def did_you_mean(error: UserError) -> UserError:
+    """A bad key, with the known keys closest to it named (``Did you mean 'replicates'?``)."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from kibs_mc.config.compose import compose_config
+
+    if not isinstance(error, ConfigError):
+        return error
+    if error.allowed.startswith("allowed: one of ") and isinstance(error.value, str):  # a group's option
+        options = [o.strip(" '") for o in error.allowed[len("allowed: one of ") :].split(",")]
+        close = difflib.get_close_matches(error.value, options, n=2, cutoff=0.6)
+        named = " or ".join(repr(f"{error.key}={c}") for c in close)
+    elif "is not a known key" in error.allowed:
+        parent, _, leaf = error.key.rpartition(".")
+        try:
+            root = compose_config([])
+        except UserError:
+            return error
+        node = OmegaConf.select(root, parent) if parent else root
+        known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(leaf, known, n=2, cutoff=0.6)
+        named = " or ".join(repr(f"{parent}.{c}" if parent else c) for c in close)
+    else:
+        return error
+    if not close:
+        return error
+    return ConfigError(error.key, error.value, error.allowed, f"Did you mean {named}?")
+
+
 def main() -> None:
     """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
     exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
     try:
         # Credentials in tracking.uri never reach Hydra's .hydra/ files, plan.json or MLflow.
         sys.argv[1:] = [hide_uri_override(a) for a in sys.argv[1:]]
+        if "--help" in sys.argv or "-h" in sys.argv:
+            print(HELP)
+            sys.argv.append("hydra.help.app_name=kibs-mc")
+        full_tables[:] = [a for a in sys.argv[1:] if a == "--full"]
+        sys.argv[1:] = [a for a in sys.argv[1:] if a != "--full"]
         try:
             argv, search = config_dirs(sys.argv[1:])
             if all(not a.startswith("-") for a in argv):
@@ -278,7 +384,7 @@ def main() -> None:
                 load_config(kept + search)
                 check_run_dir(argv)
         except UserError as error:
-            fail(error)
+            fail(did_you_mean(error))
         hydra_main()
         if _multirun_dir:
             compare_jobs(_multirun_jobs, _multirun_dir[0], Console())

@@ -1,5 +1,6 @@
-"""What a new user reads (issue 17): the terminal summary in a pipe (80 columns, no colour),
-scenarios named after their overrides, a multirun's jobs side by side, the run directory."""
+"""What a new user reads: the answer at the end of a run's output, the full tables with
+``--full`` in a pipe (80 columns, no colour), scenarios named after their overrides, a
+multirun's jobs side by side, the run directory."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ KIBS_FAST = ["cluster=small", "model.steps=20", "executor=serial", "tracking=non
 
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory):
-    """One small compare_governance run through the CLI, its stdout captured by a pipe."""
+    """One small compare_governance run through the CLI with every table (``--full``), its
+    stdout captured by a pipe."""
     cwd = tmp_path_factory.mktemp("compare")
-    proc = run_cli("experiment=compare_governance", "replicates=4", *KIBS_FAST, "hydra.run.dir=run", cwd=cwd)
+    proc = run_cli(
+        "experiment=compare_governance", "replicates=4", *KIBS_FAST, "hydra.run.dir=run", "--full", cwd=cwd
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc, cwd / "run"
 
@@ -48,6 +52,33 @@ def test_the_summary_in_a_pipe_fits_80_columns_and_marks_clear_effects_in_words(
             found.add((line.split()[0], current))
     expected = {(r["scenario"], r["outcome"]) for r in effects.filter(pl.col(verdict)).iter_rows(named=True)}
     assert expected and found == expected
+
+
+@pytest.mark.slow
+def test_without_full_the_output_ends_with_the_answer_and_where_the_files_are(compare_run):
+    _, run = compare_run
+    proc = run_cli(
+        "experiment=compare_governance",
+        "replicates=4",
+        *KIBS_FAST,
+        "resume=true",
+        f"hydra.run.dir={run}",
+        cwd=run.parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "± 95% CI" not in out and "mean" in out  # no table, the answer's numbers
+    assert max(len(line) for line in out.splitlines()) <= 80
+    report = (run / "report.md").read_text()
+    summary = report.split("## Executive summary\n", 1)[1].split("\n## ", 1)[0]
+    first = summary.strip().splitlines()[0].replace("**", "").replace("`", "")
+    assert " ".join(out.split()).count(" ".join(first.split())) == 1  # the decision, said once
+    lines = out.rstrip().splitlines()
+    answer = next(i for i, line in enumerate(lines) if line.startswith("Answer"))
+    results = next(i for i, line in enumerate(lines) if line.startswith("results: "))
+    assert answer < results and len(lines) - results <= 4  # the answer, then where the files are
+    assert str(run) in " ".join(lines[results:]).replace("\n", "")
+    assert "Parameters:" in out and "--full" in out
 
 
 @pytest.mark.slow

@@ -134,9 +134,24 @@ def answer(f: Findings, headline: Sequence[str]) -> Answer | None:
     return Answer(f, headline, ranked, ranked.row(0, named=True))
 
 
+def one_scenario_sentence(a: Answer) -> str | None:
+    """A run of one scenario decides nothing: its means on the headline outcomes."""
+    if a.others:
+        return None
+    means = a.findings.ranks.filter(pl.col("scenario") == a.best)
+    shown = {r["outcome"]: r["mean"] for r in means.iter_rows(named=True)}
+    values = ", ".join(f"`{o}` {_num(shown[o])}" for o in a.headline[:READ_OUT] if o in shown)
+    return (
+        f"- **`{a.best}`** (one scenario, {int(a.ranked['n'][0])} replicates; nothing to compare "
+        f"against): mean {values}."
+    )
+
+
 def best_sentence(a: Answer) -> str | None:
     """The decision: the best scenario, its effect over the baseline and its rank set."""
     f, top = a.findings, a.top
+    if not a.others:
+        return None
     e = a.effect(f.objective)
     against = ""
     if e is not None:
@@ -186,6 +201,8 @@ def _why_unclear(a: Answer, r: dict[str, Any]) -> str:
 def lead_sentence(a: Answer) -> str | None:
     """How sure: whom the best one is clearly ahead of, and why not of the others."""
     f = a.findings
+    if not a.others:
+        return None
     pair = f.contrasts.filter(
         (pl.col("outcome") == f.objective) & ((pl.col("scenario") == a.best) | (pl.col("versus") == a.best))
     )
@@ -280,6 +297,8 @@ def tradeoff_sentence(a: Answer) -> str | None:
 def uncertainty_sentence(a: Answer) -> str | None:
     """How large the uncertainty is: replicates, clear contrasts, the widest effect CI."""
     f = a.findings
+    if not f.contrasts.height:
+        return None
     rows = f.effects.filter(pl.col("outcome") == f.objective)
     widest = ""
     if rows.height:
@@ -306,6 +325,7 @@ def parameters_sentence(a: Answer) -> str | None:
 #: returns one Markdown bullet, or None when it has nothing to say for this run. A new
 #: sentence is a function here and its place in this tuple.
 SENTENCES: tuple[Callable[[Answer], str | None], ...] = (
+    one_scenario_sentence,
     best_sentence,
     lead_sentence,
     cost_sentence,
@@ -453,6 +473,7 @@ def write_report(
     notes: Sequence[str] = (),
     sections: Sequence[str] = (),
     findings: Findings | None = None,
+    summary: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """Write report.md and report.html; returns both paths.
 
@@ -464,13 +485,16 @@ def write_report(
         sections: Markdown sections of the experiment kind (e.g. a sweep's sensitivity
             indices), placed after the effects.
         findings: contrasts, ranks and the selection, for the executive summary and tables.
+        summary: the executive summary's bullets (Markdown) of a kind that decides without
+            findings (a calibration, a robustness experiment); after the findings' own.
     """
     run_dir = Path(run_dir)
     shown = list(headline)
-    summary = (tables or {}).get("summary", pl.DataFrame())
+    outcomes = (tables or {}).get("summary", pl.DataFrame())
     effects = (tables or {}).get("effects", pl.DataFrame())
     parts = [f"# {title}", ""]
     summary_lines = executive_summary(findings, shown) if findings is not None else []
+    summary_lines += [line if line.startswith("- ") else f"- {line}" for line in summary]
     if summary_lines:
         parts += ["## Executive summary", "", *summary_lines, ""]
     if notes:
@@ -485,8 +509,8 @@ def write_report(
         parts += _ranks_section(findings, shown) + _contrasts_section(findings)
     for section in sections:
         parts += [section.rstrip(), ""]
-    if summary.height:
-        parts += _outcomes_section(summary, shown)
+    if outcomes.height:
+        parts += _outcomes_section(outcomes, shown)
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     text = "\n".join(parts)
     md_path = run_dir / "report.md"
@@ -494,3 +518,13 @@ def write_report(
     html_path = run_dir / "report.html"
     html_path.write_text(html_page(title, text))
     return md_path, html_path
+
+
+def read_summary(report_md: Path) -> list[str]:
+    """The executive summary's bullets of a written ``report.md`` (none when it has none)."""
+    text = Path(report_md).read_text() if Path(report_md).is_file() else ""
+    section = text.split("\n## Executive summary\n", 1)[1:]
+    if not section:
+        return []
+    body = section[0].split("\n## ", 1)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]

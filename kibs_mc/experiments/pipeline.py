@@ -468,6 +468,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         notes=executed.notes,
         sections=extra.sections,
         findings=findings,
+        summary=[] if findings is not None else extra.lines,
     )
     return ExperimentResult(
         run_dir,
