@@ -86,6 +86,27 @@ def test_driver_computes_while_the_local_cluster_starts_and_every_item_runs_once
     assert not out["initialized_after"] and not out["raylet_alive"]
 
 
+def test_a_small_local_cluster_has_the_driver_compute_beside_one_ray_worker_fewer():
+    """With 2 CPUs Ray starts one worker and the driver computes beside it for the whole run,
+    in every call (e.g. the next round of an adaptive run), each item once."""
+    out = run_script("""
+        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        first = [(r[0], r[1]) for _, r in ex.map_unordered(work, some_then_after_start(200))]
+        ray_cpus = ray.cluster_resources().get("CPU")
+        second = [(r[0], r[1]) for _, r in ex.map_unordered(work, range(200, 300))]
+        ex.close()
+        wait_for_shutdown()
+        print(json.dumps({"first": first, "second": second, "ray_cpus": ray_cpus,
+                          "workers": ex.workers, "driver": os.getpid()}))
+    """)
+    driver = out["driver"]
+    assert out["workers"] == 2 and out["ray_cpus"] == 1
+    assert sorted(i for i, _ in out["first"] + out["second"]) == list(range(300))
+    # items 20 on are handed out only once Ray runs: the driver still takes its share of them
+    assert any(p == driver for i, p in out["first"] if i >= 20)
+    assert any(p == driver for _, p in out["second"]) and any(p != driver for _, p in out["second"])
+
+
 def test_a_failed_start_hands_over_what_the_driver_finished_before_raising():
     out = run_script("""
         ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))

@@ -1,9 +1,11 @@
 """The Ray executor: chunks as Ray tasks on a local or an attached cluster.
 
-Two phases: while a local cluster starts, a helper thread of the driver computes chunks
+While a local cluster starts, a helper thread of the driver computes chunks
 (:class:`_LocalRunner`); then results stream from remote tasks, a bounded number in flight
-(:meth:`RayExecutor._stream_remote`). The serial executor (``base.py``) is its oracle: the
-same rows, whatever the workers or the order of completion.
+(:meth:`RayExecutor._stream_remote`). On a local cluster of a few CPUs the helper goes on
+computing beside Ray's workers for the whole run, one worker fewer being started. The serial
+executor (``base.py``) is its oracle: the same rows, whatever the workers or the order of
+completion.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ R = TypeVar("R")
 #: One Numba thread per Ray worker, so workers do not oversubscribe the cores.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
+#: Up to this many CPUs, a local cluster's driver computes chunks itself for the whole run (a
+#: helper thread; the kernels release the GIL) and Ray starts one worker fewer. The driver's
+#: core would otherwise idle between results, and each Ray worker costs seconds of CPU to
+#: start (Ray's own imports, then the package and the Numba kernels), which on a laptop competes
+#: with the work. With more CPUs the driver's time is better spent taking in their results.
+DRIVER_COMPUTES_UP_TO = 8
+
 
 class RayExecutor(Executor):
     """Ray tasks, a bounded number in flight, results yielded as they complete.
@@ -38,7 +47,9 @@ class RayExecutor(Executor):
 
     A local cluster takes seconds to start (Ray's daemons, then its workers: about 3 s on a
     laptop, mostly waiting), so it starts when the first chunks are asked for, and meanwhile
-    a helper thread of the driver runs chunks (the kernels release the GIL). Ray is started
+    a helper thread of the driver runs chunks (the kernels release the GIL). With 2 to
+    DRIVER_COMPUTES_UP_TO CPUs the helper goes on for the whole run, as one of the ``num_cpus``
+    workers, and Ray gets the others. Ray is started
     and used only from the thread that asked for the chunks (a cluster started from another
     thread hangs on its first task). After a successful run it is shut down in a background
     thread, while the driver aggregates; the next executor, and the interpreter's exit, wait
@@ -54,6 +65,8 @@ class RayExecutor(Executor):
         self._cfg = cfg
         self._start_locally = False
         self._started_here = False
+        #: the driver computes beside Ray's workers (a small local cluster)
+        self._driver_computes = False
         address = cfg.address or os.environ.get("RAY_ADDRESS")
         if ray.is_initialized():
             pass
@@ -72,6 +85,7 @@ class RayExecutor(Executor):
         else:
             self.workers = int(cfg.num_cpus or effective_cpus())
             self._start_locally = True
+            self._driver_computes = 2 <= self.workers <= DRIVER_COMPUTES_UP_TO
             return
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -84,7 +98,11 @@ class RayExecutor(Executor):
         # behaviour, drop the warning (setting RAY_AUTH_MODE here is too late: Ray caches it).
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         with _loopback_only(self._ray):
-            self._ray.init(num_cpus=self.workers, include_dashboard=False, **RAY_INIT)
+            self._ray.init(num_cpus=self._ray_workers(), include_dashboard=False, **RAY_INIT)
+
+    def _ray_workers(self) -> int:
+        """How many of the ``workers`` are Ray's (the others: the driver)."""
+        return self.workers - 1 if self._driver_computes else self.workers
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         iterator = iter(items)
@@ -95,23 +113,27 @@ class RayExecutor(Executor):
         local: _LocalRunner | None = None
         if self._start_locally:
             self._start_locally = False
-            local = _LocalRunner(fn, todo)
+            local = _LocalRunner(fn, todo, WORKER_ENV)
             try:
                 self._init_local()
             except BaseException:
                 yield from local.stop_and_drain()
                 raise
-            local.stop()
+            if not self._driver_computes:
+                local.stop()
+        elif self._driver_computes:  # a later call (e.g. the next round): the driver computes again
+            local = _LocalRunner(fn, todo)
         try:
             yield from self._stream_remote(fn, todo, local)
         except GeneratorExit:
             raise
         except BaseException:
             if local is not None:  # interrupted or failed: hand over what the helper finished
-                yield from local.drain(raise_error=False)
+                yield from local.stop_and_drain()
             raise
         finally:
             if local is not None:
+                local.stop()
                 local.restore_env(force=True)
 
     def _stream_remote(
@@ -121,7 +143,7 @@ class RayExecutor(Executor):
         they complete, interleaved with the results of the helper thread's last chunks."""
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=self._cfg.max_retries)(fn)
-        limit = self._cfg.max_in_flight or 2 * self.workers
+        limit = self._cfg.max_in_flight or 2 * self._ray_workers()
         pending: dict[Any, T] = {}
 
         def submit(count: int) -> None:
@@ -235,18 +257,20 @@ class _Shared:
 
 
 class _LocalRunner:
-    """Runs items in a helper thread of the driver until stopped; results wait in a queue."""
+    """Runs items in a helper thread of the driver until stopped; results wait in a queue.
 
-    #: How long an interrupted or failed start waits for the helper's current chunk.
+    ``env``: variables set in this process while the helper runs (see ``__init__``)."""
+
+    #: How long an interrupted or failed run waits for the helper's current chunk.
     FINISH_SECONDS = 2.0
 
-    def __init__(self, fn: Callable[[T], R], todo: _Shared) -> None:
+    def __init__(self, fn: Callable[[T], R], todo: _Shared, env: dict[str, str] | None = None) -> None:
         # Workers inherit the raylet's environment, which is this process's when it starts:
         # set through os.environ rather than a runtime_env, Ray's pre-started workers match
         # the tasks and serve them at once (with a runtime_env Ray starts other workers on
         # the first task, about a second later). Set before the helper thread starts and
         # restored once it has finished (restore_env), so no thread sees the environment change.
-        self._saved_env: dict[str, str | None] | None = _set_env(WORKER_ENV)
+        self._saved_env: dict[str, str | None] | None = _set_env(env) if env else None
         self._fn = fn
         self._todo = todo
         self._results: queue.SimpleQueue = queue.SimpleQueue()
@@ -265,8 +289,8 @@ class _LocalRunner:
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 # The same error a chunk failing on a Ray worker gives (exit 1, resume hint).
                 self._error = ExecutionError(
-                    f"task {getattr(taken[0], 'key', taken[0])} failed in the driver while the "
-                    f"local Ray cluster started ({type(exc).__name__}: {first_line(exc)})."
+                    f"task {getattr(taken[0], 'key', taken[0])} failed in the driver, which computes "
+                    f"beside the local Ray cluster ({type(exc).__name__}: {first_line(exc)})."
                 )
                 return
 
@@ -299,7 +323,7 @@ class _LocalRunner:
             raise error
 
     def stop_and_drain(self) -> Iterator[tuple]:
-        """On a failed or interrupted start: stop, give the current chunk a moment to finish,
+        """On a failed or interrupted run: stop, give the current chunk a moment to finish,
         and hand over everything finished (nothing computed is lost)."""
         self.stop()
         self._thread.join(self.FINISH_SECONDS)
