@@ -237,7 +237,7 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
     summary = summarize(rows, jobs[0].outcomes)
     effects = None
     if paired:
-        effects = paired_effects(rows, jobs[0].outcomes, names[0], seed=jobs[0].scenarios[0].config.seed)
+        effects = paired_effects(rows, jobs[0].outcomes, names[0])
         write_parquet(effects, sweep_dir / "effects.parquet")
         summary = add_effects_to_summary(summary, effects)
     write_parquet(summary, sweep_dir / "summary.parquet")

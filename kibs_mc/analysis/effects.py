@@ -7,13 +7,14 @@ random cluster and its initial knowledge), which is why paired intervals are muc
 than unpaired ones on the same data (Law 2015, Simulation Modeling and Analysis, s.11.2).
 
 For each scenario and outcome:
-- ``effect``: mean of d, with a percentile bootstrap 95% CI over replicates, resampled with
-  the cell's own generator (:func:`kibs_mc.analysis.inference.cell_rng`);
+- ``effect``: mean of d over the replicates both have, with its 95% t interval
+  (:func:`kibs_mc.analysis.inference.t_interval`), the interval of the same t statistic that
+  the minimum-effect test below decides with;
 - ``effect_size``: Glass's delta, the effect in units of the baseline's standard deviation
   across replicates (a scale-free magnitude that pairing does not inflate);
 - ``effect_per_cost``: effect per unit of extra ``governance_cost`` over the baseline, when
   the model reports that outcome;
-- ``unpaired_ci_low/high``: the bootstrap CI that ignores pairing, for comparison;
+- ``unpaired_ci_low/high``: the Welch t interval that ignores pairing, for comparison;
 - ``significant``: the (unadjusted) CI excludes zero;
 - ``margin``, ``p_value``, ``p_adjusted``, ``clear``: the minimum-effect test of
   :mod:`kibs_mc.analysis.inference` and its multiplicity adjustment (:func:`decide_effects`):
@@ -26,15 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+from scipy.special import stdtrit
 
 from kibs_mc.analysis.inference import (
-    BOOTSTRAP_SAMPLES,
-    benjamini_hochberg,
-    bootstrap_mean_ci,
-    cell_rng,
-    holm,
+    adjust_by_family,
     margin,
     min_effect_p,
+    t_interval,
 )
 
 #: The outcome that measures money, when a model reports it (effects per unit of it).
@@ -43,29 +42,26 @@ COST_OUTCOME = "governance_cost"
 __all__ = [
     "COST_OUTCOME",
     "add_effects_to_summary",
-    "bootstrap_difference_ci",
-    "bootstrap_mean_ci",
     "choose_baseline",
     "decide_effects",
     "paired_effects",
+    "welch_interval",
 ]
 
 
-def bootstrap_difference_ci(
-    a: np.ndarray,
-    b: np.ndarray,
-    rng: np.random.Generator,
-    confidence: float = 0.95,
-    samples: int = BOOTSTRAP_SAMPLES,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(a) - mean(b), resampling a and b independently."""
-    if len(a) < 2 or len(b) < 2:
+def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Welch's t interval of mean(a) - mean(b) for independent samples (Welch 1947; the
+    Welch-Satterthwaite degrees of freedom); NaN below two values on either side."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
         return float("nan"), float("nan")
-    ma = a[rng.integers(0, len(a), size=(samples, len(a)))].mean(axis=1)
-    mb = b[rng.integers(0, len(b), size=(samples, len(b)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(ma - mb, [tail, 1 - tail])
-    return float(low), float(high)
+    va, vb = float(a.var(ddof=1)) / na, float(b.var(ddof=1)) / nb
+    diff = float(a.mean()) - float(b.mean())
+    if va + vb == 0:
+        return diff, diff
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stdtrit(df, 0.5 + confidence / 2)) * np.sqrt(va + vb)
+    return diff - half, diff + half
 
 
 def choose_baseline(scenarios: Sequence[str], requested: str | None = None) -> str:
@@ -79,7 +75,6 @@ def paired_effects(
     rows: pl.DataFrame,
     outcomes: Sequence[str],
     baseline: str,
-    seed: int = 0,
     confidence: float = 0.95,
     min_effect: float = 0.0,
     relative: bool = True,
@@ -87,8 +82,8 @@ def paired_effects(
     """Effects of every scenario other than ``baseline`` on every outcome (see module doc).
 
     ``p_value`` tests H0: |effect| <= margin, the margin being ``min_effect`` (a share of the
-    baseline's mean when ``relative``); ``p_adjusted`` and ``clear`` are Holm's across these
-    rows until :func:`decide_effects` sets them from the reported family."""
+    baseline's mean when ``relative``); ``p_adjusted`` and ``clear`` are Holm's across each
+    outcome's rows until :func:`decide_effects` sets them from the reported families."""
     scenarios = [
         s for s in rows.get_column("scenario").unique(maintain_order=True).to_list() if s != baseline
     ]
@@ -97,7 +92,7 @@ def paired_effects(
     records = []
     for scenario in scenarios:
         other = rows.filter(pl.col("scenario") == scenario)
-        paired = other.join(base, on="replicate", suffix="__base")
+        paired = other.join(base, on="replicate", suffix="__base").sort("replicate")
         if has_cost:
             gap = (paired[COST_OUTCOME] - paired[f"{COST_OUTCOME}__base"]).mean()
             extra_cost = float(gap) if isinstance(gap, int | float) else 0.0
@@ -107,12 +102,8 @@ def paired_effects(
             d = y - y0
             n = len(d)
             effect = float(d.mean()) if n else float("nan")
-            low, high = bootstrap_mean_ci(
-                d, cell_rng(seed, "effect", outcome, scenario, baseline), confidence
-            )
-            ulow, uhigh = bootstrap_difference_ci(
-                y, y0, cell_rng(seed, "unpaired", outcome, scenario, baseline), confidence
-            )
+            low, high = t_interval(d, confidence)
+            ulow, uhigh = welch_interval(y, y0, confidence)
             base_mean = float(y0.mean()) if n else float("nan")
             m = margin(min_effect, relative, base_mean if base_mean else float(np.mean(y)) if n else 0.0)
             sd_base = float(y0.std(ddof=1)) if n > 1 else float("nan")
@@ -168,8 +159,9 @@ def decide_effects(
 
     An effect whose pair is in ``contrasts`` (the reported family,
     :func:`kibs_mc.analysis.inference.contrasts`) takes that contrast's adjusted p-value; the
-    others (outcomes or scenarios outside the family, e.g. sweep points) form a family of
-    their own, adjusted the same way (Holm, or Benjamini-Hochberg with ``adjust="bh"``)."""
+    others (outcomes or scenarios outside the reported contrasts, e.g. sweep points or the
+    worlds of a robustness run) form one family per outcome, adjusted the same way (Holm, or
+    Benjamini-Hochberg with ``adjust="bh"``)."""
     adjusted = np.full(effects.height, np.nan)
     if contrasts is not None and contrasts.height:
         column = "p_bh" if adjust == "bh" else "p_holm"
@@ -182,7 +174,8 @@ def decide_effects(
     rest = np.isnan(adjusted)
     if rest.any():
         p = effects["p_value"].to_numpy()[rest]
-        adjusted[rest] = benjamini_hochberg(p) if adjust == "bh" else holm(p)
+        outcome = np.asarray(effects["outcome"].to_list(), dtype=object)[rest]
+        adjusted[rest] = adjust_by_family(p, list(outcome), adjust)
     return effects.with_columns(
         p_adjusted=pl.Series(adjusted, dtype=pl.Float64),
         clear=pl.Series(np.nan_to_num(adjusted, nan=1.0) < alpha, dtype=pl.Boolean),

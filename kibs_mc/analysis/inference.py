@@ -1,81 +1,72 @@
 """Contrasts between scenarios, multiplicity, relevance and ranks, on common random numbers.
 
 What a decision rests on is a comparison, so every pair of scenarios is compared on every
-outcome that is reported, from the per-replicate differences d_r = y_r(a) - y_r(b) (replicate
-r of every scenario starts from the same seed, MODEL.md s.4):
+outcome that is reported, from the per-replicate differences d_r = y_r(a) - y_r(b) over every
+replicate r both scenarios have (replicate r of every scenario starts from the same seed,
+MODEL.md s.4; a scenario a selection stopped early is compared on the replicates it has):
 
-- ``difference``: mean of d with a percentile bootstrap CI (2 000 resamples of replicates);
-- ``p_value``: a two-sided paired t test of H0: |E d| <= ``margin`` (a minimum-effect test,
-  Murphy & Myors 1999; with margin 0 the ordinary paired t test), so that a difference is
-  "clear" only if it is both beyond chance and larger than the smallest effect that matters
-  (``experiment.min_effect``, a share of the baseline's mean when relative);
-- ``p_holm``: Holm's (1979) step-down adjustment across the whole family of reported contrasts
-  (every pair x every outcome), which keeps the probability of any false "clear" at or below
-  alpha under any dependence between the tests; ``p_bh``: Benjamini & Hochberg (1995), the
-  false discovery rate, for readers who prefer it (``experiment.adjust=bh`` decides with it);
+- ``difference``: mean of d with its t interval, mean +- t_{n-1} s / sqrt(n) (:func:`t_interval`);
+- ``p_value``: the minimum-effect test of H0: |E d| <= ``margin`` (Murphy & Myors 1999; with
+  margin 0 the ordinary paired t test, :func:`min_effect_p`) on the same t statistic, so that a
+  difference is "clear" only if it is both beyond chance and larger than the smallest effect
+  that matters (``experiment.min_effect``, a share of the baseline's mean when relative);
+- ``p_holm``: Holm's (1979) step-down adjustment across the outcome's contrasts (every pair of
+  scenarios on that outcome: one family per outcome, so the decided outcome's family is its own
+  contrasts), which keeps the probability of any false "clear" in the family at or below alpha
+  under any dependence between the tests; ``p_bh``: Benjamini & Hochberg (1995), the false
+  discovery rate, for readers who prefer it (``experiment.adjust=bh`` decides with it);
 - ranks: the rank of each scenario's mean (1 = best in the outcome's direction) with a
   marginal confidence set by the method of Mogstad, Romano, Shaikh & Wilhelm (2024, Rev. Econ.
-  Stud. 91(1):476-518, s.3): simultaneous bootstrap CIs for the k-1 differences of one scenario
-  with each other one; the rank lies between 1 + (number surely better) and k - (number surely
-  worse). Unlike a percentile interval of bootstrap ranks, it keeps its coverage when means tie
-  (Hall & Miller 2009, J. Comput. Graph. Stat. 18:280-295).
+  Stud. 91(1):476-518, s.3): the rank lies between 1 + (number surely better) and k - (number
+  surely worse), where "surely" is decided by tests of the 2 (k - 1) one-sided hypotheses of a
+  scenario against each other one whose family-wise error is at most alpha (Holm's step-down
+  over paired t tests: exact for normal differences at every n >= 2). Unlike a percentile
+  interval of bootstrap ranks, it keeps its coverage when means tie (Hall & Miller 2009, J.
+  Comput. Graph. Stat. 18:280-295); unlike the bootstrap of the max-|t| statistic, also at a
+  handful of replicates (a bootstrap of 4 replicates sees too little spread and no t tails).
 
-Every resampled cell has its own generator, derived from the root seed and the cell's names
-(:func:`cell_rng`): adding an outcome or a scenario, or reordering columns, leaves every other
-cell's CI unchanged.
+Every interval and test is a function of the cell's own replicates: adding an outcome or a
+scenario, or reordering columns, leaves every other cell unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Sequence
 
 import numpy as np
 import polars as pl
-from scipy.special import stdtr
-
-#: Bootstrap resamples per CI.
-BOOTSTRAP_SAMPLES = 2000
-#: Spawn-key tag of the analysis's generators (distinct from the replicates' keys).
-ANALYSIS_KEY = 0xB007
+from scipy.special import stdtr, stdtrit
 
 
-def cell_rng(seed: int, *names: str) -> np.random.Generator:
-    """The generator of one analysis cell, from the root seed and the cell's names only.
-
-    Each name enters the spawn key as a stable 32-bit BLAKE2b digest (Python's ``hash`` of a
-    string changes from process to process)."""
-    key = tuple(int.from_bytes(hashlib.blake2b(n.encode(), digest_size=4).digest(), "little") for n in names)
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(ANALYSIS_KEY, *key)))
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, rng: np.random.Generator, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
-    n = len(values)
+def t_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The t interval of the mean of ``d``: mean +- t_{n-1, (1 + confidence) / 2} s / sqrt(n)
+    (NaN below two values). Exact for normal values at every n; its coverage on skewed values
+    is in docs/inference.md."""
+    n = len(d)
     if n < 2:
         return float("nan"), float("nan")
-    means = values[rng.integers(0, n, size=(samples, n))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+    mean = float(d.mean())
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * float(d.std(ddof=1)) / np.sqrt(n)
+    return mean - half, mean + half
 
 
 def min_effect_p(d: np.ndarray, margin: float = 0.0) -> float:
-    """Two-sided p-value of H0: |E d| <= ``margin`` from the paired differences ``d``.
+    """p-value of H0: |E d| <= ``margin`` from the paired differences ``d``.
 
-    Rejecting says the mean difference lies beyond the margin on the side of the estimate:
-    p = 2 P(T_{n-1} > (|mean d| - margin) / se), capped at 1. With margin 0 it is the paired
-    t test. The size is at most alpha at both ends of the null interval."""
+    With a = |mean d| and se its standard error, p = P(|m + se T| >= a) at the edge of the null
+    (m = margin, T ~ t_{n-1}): F(-(a - m) / se) + F(-(a + m) / se), F the t_{n-1} distribution
+    function. Rejecting says the mean difference lies beyond the margin on the side of the
+    estimate. With margin 0 it is the two-sided paired t test; with a margin of many standard
+    errors it is the one-sided test at the near edge; either way its size is alpha at the
+    edges of the null (measured: docs/inference.md)."""
     n = len(d)
     if n < 2:
         return float("nan")
     se = float(d.std(ddof=1)) / np.sqrt(n)
-    excess = abs(float(d.mean())) - margin
+    a = abs(float(d.mean()))
     if se == 0:
-        return 0.0 if excess > 0 else 1.0
-    return float(min(1.0, 2 * stdtr(n - 1, -excess / se)))
+        return 0.0 if a > margin else 1.0
+    return float(min(1.0, stdtr(n - 1, -(a - margin) / se) + stdtr(n - 1, -(a + margin) / se)))
 
 
 def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -108,64 +99,106 @@ def benjamini_hochberg(p: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+def _step_down(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's step-down decisions at family-wise level ``alpha``, one family per row of ``p``
+    (True = rejected)."""
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    passed = np.take_along_axis(p, order, axis=-1) < alpha / (m - np.arange(m))
+    out = np.zeros(p.shape, dtype=bool)
+    np.put_along_axis(out, order, np.logical_and.accumulate(passed, axis=-1), axis=-1)
+    return out
+
+
+def pairwise_t(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """t statistics of the paired differences y[:, i] - y[:, j] (k x k) over the replicates
+    both columns have, and their degrees of freedom (shared replicates - 1; 0 where a pair has
+    fewer than two, or no spread, and then t = 0)."""
+    d = y[:, :, None] - y[:, None, :]
+    ok = np.isfinite(d)
+    count = ok.sum(axis=0)
+    d = np.where(ok, d, 0.0)
+    mean = d.sum(axis=0) / np.maximum(count, 1)
+    ss = (np.where(ok, d - mean, 0.0) ** 2).sum(axis=0)
+    se = np.sqrt(ss / np.maximum(count - 1, 1) / np.maximum(count, 1))
+    usable = (count >= 2) & (se > 0)
+    t = np.where(usable, mean / np.where(usable, se, 1.0), 0.0)
+    return t, np.where(usable, count - 1, 0)
+
+
 def rank_sets(
-    y: np.ndarray,
-    rng: np.random.Generator,
-    alpha: float = 0.05,
-    larger_better: bool = True,
-    samples: int = BOOTSTRAP_SAMPLES,
+    y: np.ndarray, alpha: float = 0.05, larger_better: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank of each column's mean (1 = best) and its marginal (1 - alpha) confidence set.
 
-    ``y`` is replicates x scenarios, row r from seed r in every column; rows are resampled
-    jointly, which keeps the pairing. For scenario i the critical value c_i is the (1 - alpha)
-    bootstrap quantile of max_j |d*_ij - d_ij| / se_ij over the other scenarios j; j is surely
-    better when d_ij + c_i se_ij < 0 and surely worse when d_ij - c_i se_ij > 0."""
+    ``y`` is replicates x scenarios, row r from seed r in every column, NaN where a scenario
+    lacks a replicate. For scenario i, each other scenario j gives two one-sided paired t tests
+    on the replicates both have (j better than i; j worse than i); Holm's step-down over these
+    2 (k - 1) tests at level alpha decides which j are surely better (counted in the low end)
+    and surely worse (counted out of the high end). A pair with fewer than two shared
+    replicates, or no spread in its differences, decides nothing."""
     y = np.asarray(y, dtype=float)
     if not larger_better:
         y = -y
     n, k = y.shape
-    means = y.mean(axis=0) if n else np.full(k, np.nan)
+    finite = np.isfinite(y)
+    means = np.where(finite, y, 0.0).sum(axis=0) / np.where(finite.any(axis=0), finite.sum(axis=0), np.nan)
     rank = 1 + (means[None, :] > means[:, None]).sum(axis=1)
     low, high = np.ones(k, dtype=np.int64), np.full(k, k, dtype=np.int64)
-    if n < 2 or k < 2:
+    if k < 2 or n < 2:
         return rank, low, high
-    boot = y[rng.integers(0, n, size=(samples, n))].mean(axis=1)  # samples x k
-    for i in range(k):
-        others = [j for j in range(k) if j != i]
-        d = y[:, [i]] - y[:, others]
-        dhat = d.mean(axis=0)
-        se = d.std(axis=0, ddof=1) / np.sqrt(n)
-        spread = np.abs((boot[:, [i]] - boot[:, others]) - dhat)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(se > 0, spread / np.where(se > 0, se, 1.0), 0.0)
-        c = float(np.quantile(t.max(axis=1), 1 - alpha))
-        low[i] = 1 + int(((dhat + c * se < 0) & (se > 0)).sum())
-        high[i] = k - int(((dhat - c * se > 0) & (se > 0)).sum())
+    t, df = pairwise_t(y)  # t[i, j]: i minus j
+    others = ~np.eye(k, dtype=bool)
+    t, df = t[others].reshape(k, k - 1), df[others].reshape(k, k - 1)
+    usable = df > 0
+    safe = np.where(usable, df, 1)
+    worse = np.where(usable, stdtr(safe, t), 1.0)  # one-sided p of "i is worse than j"
+    better = np.where(usable, stdtr(safe, -t), 1.0)  # one-sided p of "i is better than j"
+    sure = _step_down(np.concatenate([worse, better], axis=1), alpha)
+    low += sure[:, : k - 1].sum(axis=1)
+    high -= sure[:, k - 1 :].sum(axis=1)
     return rank, low, high
 
 
-def paired_matrix(rows: pl.DataFrame, outcome: str, scenarios: Sequence[str]) -> np.ndarray:
-    """Replicates x scenarios of ``outcome`` on the replicates every scenario has (a replicate
-    that failed in one scenario leaves the comparison)."""
+def replicate_matrix(rows: pl.DataFrame, outcome: str, scenarios: Sequence[str]) -> np.ndarray:
+    """Replicates x scenarios of ``outcome``, row r = replicate r's seed in every column, NaN
+    where a scenario lacks that replicate (a failed one, or one a selection never ran)."""
     if not scenarios:
         return np.empty((0, 0))
     wide = (
         rows.filter(pl.col("scenario").is_in(list(scenarios)))
         .select("scenario", "replicate", pl.col(outcome).cast(pl.Float64))
         .pivot(on="scenario", index="replicate", values=outcome)
-        .drop_nulls()
         .sort("replicate")
     )
     if any(s not in wide.columns for s in scenarios):
         return np.empty((0, len(scenarios)))
-    return wide.select(list(scenarios)).to_numpy()
+    return wide.select(list(scenarios)).fill_null(float("nan")).to_numpy()
+
+
+def paired_matrix(rows: pl.DataFrame, outcome: str, scenarios: Sequence[str]) -> np.ndarray:
+    """Replicates x scenarios of ``outcome`` on the replicates every scenario has (a replicate
+    that is missing in one scenario leaves the whole matrix)."""
+    y = replicate_matrix(rows, outcome, scenarios)
+    return y[np.isfinite(y).all(axis=1)] if y.size else y
 
 
 def margin(min_effect: float, relative: bool, reference: float) -> float:
     """The smallest difference that matters on an outcome: ``min_effect`` itself, or that share
     of |reference| (the baseline's mean) when ``relative``."""
     return min_effect * abs(reference) if relative else min_effect
+
+
+def adjust_by_family(p: np.ndarray, family: Sequence[str], adjust: str = "holm") -> np.ndarray:
+    """Adjusted p-values, each family (e.g. each outcome) adjusted on its own: Holm, or
+    Benjamini-Hochberg with ``adjust="bh"``."""
+    p = np.asarray(p, dtype=float)
+    names = np.asarray(family, dtype=object)
+    out = np.full(p.shape, np.nan)
+    for name in dict.fromkeys(family):
+        part = names == name
+        out[part] = benjamini_hochberg(p[part]) if adjust == "bh" else holm(p[part])
+    return out
 
 
 CONTRAST_SCHEMA = {
@@ -191,38 +224,45 @@ def contrasts(
     outcomes: Sequence[str],
     scenarios: Sequence[str],
     baseline: str,
-    seed: int,
     min_effect: float = 0.0,
     relative: bool = True,
     alpha: float = 0.05,
     adjust: str = "holm",
 ) -> pl.DataFrame:
-    """Every pair (a, b) of ``scenarios`` (a listed first) on every outcome, as one family.
+    """Every pair (a, b) of ``scenarios`` (a listed first) on every outcome, each on the
+    replicates both have; each outcome's contrasts are one family.
 
-    ``clear``: the adjusted p-value (Holm, or BH with ``adjust="bh"``) is below ``alpha``,
-    i.e. the difference is beyond ``margin`` (the outcome's smallest relevant difference)."""
+    ``n``, the means and the difference are those of the pair's shared replicates; ``ci_low``
+    and ``ci_high`` its (1 - alpha) t interval. ``clear``: the adjusted p-value (Holm, or BH
+    with ``adjust="bh"``, within the outcome) is below ``alpha``, i.e. the difference is
+    beyond ``margin`` (the outcome's smallest relevant difference)."""
     records: list[dict] = []
     for outcome in outcomes:
-        y = paired_matrix(rows, outcome, scenarios)
+        y = replicate_matrix(rows, outcome, scenarios)
         if y.shape[0] == 0:
             continue
-        ref = float(y[:, list(scenarios).index(baseline)].mean()) if baseline in scenarios else 0.0
-        m = margin(min_effect, relative, ref if ref else float(y.mean()))
+        reference = float("nan")
+        if baseline in scenarios:
+            own = y[:, list(scenarios).index(baseline)]
+            reference = float(np.mean(own[np.isfinite(own)])) if np.isfinite(own).any() else reference
+        if not (np.isfinite(reference) and reference):
+            reference = float(np.nanmean(y)) if np.isfinite(y).any() else 0.0
+        m = margin(min_effect, relative, reference)
         for a in range(len(scenarios)):
             for b in range(a + 1, len(scenarios)):
-                d = y[:, a] - y[:, b]
-                low, high = bootstrap_mean_ci(
-                    d, cell_rng(seed, "contrast", outcome, scenarios[a], scenarios[b]), 1 - alpha
-                )
+                both = np.isfinite(y[:, a]) & np.isfinite(y[:, b])
+                ya, yb = y[both, a], y[both, b]
+                d = ya - yb
+                low, high = t_interval(d, 1 - alpha)
                 records.append(
                     {
                         "outcome": outcome,
                         "scenario": scenarios[a],
                         "versus": scenarios[b],
                         "n": len(d),
-                        "scenario_mean": float(y[:, a].mean()),
-                        "versus_mean": float(y[:, b].mean()),
-                        "difference": float(d.mean()),
+                        "scenario_mean": float(ya.mean()) if len(d) else float("nan"),
+                        "versus_mean": float(yb.mean()) if len(d) else float("nan"),
+                        "difference": float(d.mean()) if len(d) else float("nan"),
                         "ci_low": low,
                         "ci_high": high,
                         "margin": m,
@@ -230,7 +270,8 @@ def contrasts(
                     }
                 )
     p = np.array([r["p_value"] for r in records])
-    by_holm, by_bh = holm(p), benjamini_hochberg(p)
+    family = [r["outcome"] for r in records]
+    by_holm, by_bh = adjust_by_family(p, family, "holm"), adjust_by_family(p, family, "bh")
     decide = by_bh if adjust == "bh" else by_holm
     for r, h, b, q in zip(records, by_holm, by_bh, decide, strict=True):
         r.update(p_holm=float(h), p_bh=float(b), clear=bool(q < alpha))
@@ -253,25 +294,26 @@ def ranks(
     rows: pl.DataFrame,
     outcomes: Sequence[str],
     scenarios: Sequence[str],
-    seed: int,
     lower_is_better: Collection[str] = (),
     alpha: float = 0.05,
 ) -> pl.DataFrame:
-    """Rank of each scenario on each outcome (1 = best) with its (1 - alpha) confidence set."""
+    """Rank of each scenario on each outcome (1 = best) with its (1 - alpha) confidence set;
+    ``n`` and ``mean`` are each scenario's own (all its replicates)."""
     records = []
     for outcome in outcomes:
-        y = paired_matrix(rows, outcome, scenarios)
+        y = replicate_matrix(rows, outcome, scenarios)
         if y.shape[0] == 0:
             continue
         larger = outcome not in lower_is_better
-        rank, low, high = rank_sets(y, cell_rng(seed, "rank", outcome), alpha, larger)
+        rank, low, high = rank_sets(y, alpha, larger)
         for i, s in enumerate(scenarios):
+            own = y[:, i][np.isfinite(y[:, i])]
             records.append(
                 {
                     "outcome": outcome,
                     "scenario": s,
-                    "n": y.shape[0],
-                    "mean": float(y[:, i].mean()),
+                    "n": len(own),
+                    "mean": float(own.mean()) if len(own) else float("nan"),
                     "better": "higher" if larger else "lower",
                     "rank": int(rank[i]),
                     "rank_low": int(low[i]),

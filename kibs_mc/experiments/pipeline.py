@@ -392,7 +392,6 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         rows,
         outcomes,
         planned.kind.baselines(config, names),
-        config.seed,
         confidence=1 - exp.alpha,
         min_effect=exp.min_effect,
         relative=exp.min_effect_relative,
@@ -410,13 +409,12 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         decided,
         listed,
         baseline,
-        config.seed,
         exp.min_effect,
         exp.min_effect_relative,
         exp.alpha,
         exp.adjust,
     )
-    ranked = ranks(rows, decided, listed, config.seed, lower, exp.alpha)
+    ranked = ranks(rows, decided, listed, lower, exp.alpha)
     effects = decide_effects(effects, family, exp.alpha, exp.adjust)
     write_parquet(effects, run_dir / "effects.parquet")
     write_parquet(family, run_dir / "contrasts.parquet")
@@ -510,7 +508,7 @@ def _parameters(config: Config, kind: ExperimentKind) -> str | None:
 
 
 def _effects(
-    rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], seed: int, **options: Any
+    rows: pl.DataFrame, outcomes: Sequence[str], baselines: dict[str, str], **options: Any
 ) -> pl.DataFrame:
     """Paired effects of each scenario against its own baseline (one group per baseline, e.g.
     per world of a robustness experiment)."""
@@ -518,11 +516,9 @@ def _effects(
     for name, base in baselines.items():
         groups.setdefault(base, []).append(name)
     if len(groups) == 1:
-        return paired_effects(rows, outcomes, next(iter(groups)), seed=seed, **options)
+        return paired_effects(rows, outcomes, next(iter(groups)), **options)
     parts = [
-        paired_effects(
-            rows.filter(pl.col("scenario").is_in([base, *names])), outcomes, base, seed=seed, **options
-        )
+        paired_effects(rows.filter(pl.col("scenario").is_in([base, *names])), outcomes, base, **options)
         for base, names in groups.items()
     ]
     return pl.concat(parts)
