@@ -89,7 +89,7 @@ def print_results(
     if baseline is not None and "effect" in frame.columns:
         legend += (
             f"; effect: paired difference from {baseline!r} on the same seeds, ± the 95% "
-            "bootstrap CI's half-width"
+            "t interval's half-width"
         )
         verdict = verdict_column(frame)
         if verdict:

@@ -108,7 +108,7 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
         ax.set_title(outcome.replace("_", " "), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # at most 5 labels: none overlap
-    return _save(fig, f"Paired effect vs {baseline!r} (95% bootstrap CI; grey: CI includes 0)", path)
+    return _save(fig, f"Paired effect vs {baseline!r} (95% t interval; grey: it includes 0)", path)
 
 
 def distribution_plot(

@@ -307,10 +307,11 @@ def uncertainty_sentence(a: Answer) -> str | None:
         share = f" ({100 * half / abs(base):.1f}% of the baseline mean)" if base else ""
         widest = f"; the widest 95% CI of an effect on `{f.objective}` is ±{_num(half)}{share}"
     smallest = f"{100 * f.min_effect:g}% of the baseline mean" if f.relative else _num(f.min_effect)
+    family = f.contrasts.filter(pl.col("outcome") == f.objective)
     return (
         f"- Uncertainty: {int(a.ranked['n'][0])} paired replicates per scenario; "
-        f"{int(f.contrasts['clear'].sum())} of {f.contrasts.height} pairwise contrasts are clear "
-        f"({a.level} at alpha = {f.alpha:g} across all of them, smallest effect that matters: "
+        f"{int(family['clear'].sum())} of {family.height} pairwise contrasts on `{f.objective}` are "
+        f"clear ({a.level} at alpha = {f.alpha:g} across them, smallest effect that matters: "
         f"{smallest}){widest}."
     )
 
@@ -371,8 +372,8 @@ def _effects_section(effects: pl.DataFrame, shown: Sequence[str]) -> list[str]:
     return [
         "## Paired effects against the baseline",
         "",
-        "Mean paired difference over common-random-number replicates, 95% percentile "
-        "bootstrap CI; `effect_size` is Glass's delta (effect / baseline sd); "
+        "Mean paired difference over common-random-number replicates, 95% t "
+        "interval; `effect_size` is Glass's delta (effect / baseline sd); "
         "`effect_per_cost` divides by the extra governance cost.",
         "",
         markdown_table(eff),
@@ -389,7 +390,7 @@ def _ranks_section(findings: Findings, shown: Sequence[str]) -> list[str]:
         "",
         "Rank of each scenario's mean (1 = best in the outcome's direction) with its 95% "
         "confidence set `[rank_low, rank_high]` (Mogstad, Romano, Shaikh & Wilhelm 2024: "
-        "simultaneous bootstrap CIs of the scenario's paired differences).",
+        "Holm's step-down over the scenario's one-sided paired t tests against each other one).",
         "",
         markdown_table(ranked),
         "",
@@ -415,11 +416,11 @@ def _contrasts_section(findings: Findings) -> list[str]:
         "## Pairwise contrasts",
         "",
         f"Every pair of scenarios on every headline outcome: mean paired difference "
-        f"(`scenario` - `versus`) with its 95% percentile bootstrap CI; `p_value` tests "
-        f"whether the difference exceeds `margin` (the smallest effect that matters); "
-        f"`clear` = {level}-adjusted p below {findings.alpha:g} across all "
-        f"{findings.contrasts.height} contrasts (`p_bh`: Benjamini-Hochberg, for "
-        "comparison).",
+        f"(`scenario` - `versus`) on the replicates both have, with its 95% t interval; "
+        f"`p_value` tests whether the difference exceeds `margin` (the smallest effect that "
+        f"matters); `clear` = {level}-adjusted p below {findings.alpha:g} across the "
+        f"contrasts of the same outcome (one family per outcome; `p_bh`: Benjamini-Hochberg, "
+        "for comparison).",
         "",
         markdown_table(con),
         "",
