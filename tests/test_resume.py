@@ -3,10 +3,12 @@ run's, no corrupt or stale files. (The same on a multi-node Ray cluster: test_cl
 
 from __future__ import annotations
 
+import shutil
+
 import polars as pl
 import pytest
 
-from tests.conftest import kill_after_parts, run_cli
+from tests.conftest import REPO, kill_after_parts, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +22,17 @@ SLOW = [
     "replicates=80",
     "executor.chunk_size=4",
     "executor=serial",
+]
+
+
+SMALL_CJ = [
+    "model=cowan_jonard",
+    "model.agents=60",
+    "model.degree=4",
+    "tracking=none",
+    "executor=serial",
+    "replicates=4",
+    "executor.chunk_size=2",
 ]
 
 
@@ -44,16 +57,56 @@ def test_sigkilled_driver_resumes_from_its_completed_chunks(tmp_path):
 
 
 def test_resume_refuses_another_experiment(tmp_path):
-    small = [
-        "model=cowan_jonard",
-        "model.agents=60",
-        "model.degree=4",
-        "tracking=none",
-        "executor=serial",
-        "replicates=4",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
+    small = [*SMALL_CJ, f"hydra.run.dir={tmp_path / 'run'}"]
     assert run_cli(*small, cwd=tmp_path).returncode == 0
     other = run_cli(*small, "seed=5", "resume=true", cwd=tmp_path)
     assert other.returncode == 2 and "different experiment" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def code_copy(tmp_path):
+    """A copy of the package whose modules a test may edit (kernels and conf/ shared, read only)."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO / "kibs_mc", src / "kibs_mc", ignore=shutil.ignore_patterns("__pycache__", "kernels")
+    )
+    (src / "kibs_mc" / "kernels").symlink_to(REPO / "kernels")
+    (src / "conf").symlink_to(REPO / "conf")
+    return src
+
+
+def test_resume_across_a_change_of_the_model_code_is_refused_naming_the_module(tmp_path):
+    """A run directory never holds replicates of two versions of the model: the plan's
+    fingerprint covers the code; a comment or docstring is not code."""
+    src = code_copy(tmp_path)
+    env = {"PYTHONPATH": str(src)}
+    small = [*SMALL_CJ, f"hydra.run.dir={tmp_path / 'run'}"]
+    first = run_cli(*small, cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    model = src / "kibs_mc" / "models" / "cowan_jonard.py"
+    text = model.read_text()
+    model.write_text(text.replace('"""', '"""A docstring edited. ', 1) + "\n# a comment\n")
+    same = run_cli(*small, "resume=true", cwd=tmp_path, env=env)
+    assert same.returncode == 0 and "chunks: 0 computed, 2 reused" in same.stdout, same.stderr[-2000:]
+    assert '"knowledge_mean": mean,' in text
+    model.write_text(text.replace('"knowledge_mean": mean,', '"knowledge_mean": 2 * mean,'))
+    before = (tmp_path / "run" / "replicates.parquet").read_bytes()
+    changed = run_cli(*small, "resume=true", cwd=tmp_path, env=env)
+    assert changed.returncode == 2, changed.stderr[-2000:]
+    message = changed.stderr.strip()
+    assert "module kibs_mc.models.cowan_jonard" in message and "without resume=true" in message
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert (tmp_path / "run" / "replicates.parquet").read_bytes() == before  # nothing touched
+
+
+def test_the_code_fingerprint_covers_the_kernels_and_the_packages_they_use():
+    from kibs_mc.run.code import code_inputs
+
+    kibs, cj = code_inputs("kibs"), code_inputs("cowan_jonard")
+    assert {
+        "code:kibs_mc.models.kibs.replicate",
+        "code:kibs_mc.kernels.kibs",
+        "code:kibs_mc.kernels.rng",
+    } <= set(kibs)
+    assert "code:kibs_mc.models.kibs.replicate" not in cj and "code:kibs_mc.models.cowan_jonard" in cj
+    assert {"code:numpy", "code:numba", "code:python"} <= set(kibs)

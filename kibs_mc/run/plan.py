@@ -20,6 +20,7 @@ import numpy as np
 from kibs_mc.config import Config, apply_values, compose_config, load_config, to_config, with_numbers
 from kibs_mc.errors import ConfigError
 from kibs_mc.run.chunk import Chunk
+from kibs_mc.run.code import code_inputs
 
 #: Upper bound on replicates per task when chosen automatically: keeps the work lost to a
 #: dead worker small and the progress bar moving, while tasks stay far above Ray's overhead.
@@ -191,8 +192,10 @@ def adaptive_settings(config: Config) -> dict | None:
 
 def plan_inputs(config: Config, chunk_size: int) -> dict:
     """What the plan's fingerprint depends on, as flat ``dotted.key: value`` pairs (JSON
-    values), recorded in plan.json so that a refused resume names what differs."""
+    values), recorded in plan.json so that a refused resume names what differs; the code that
+    computes the results among them (``code:<module>``, :func:`kibs_mc.run.code.code_inputs`)."""
     flat: dict = {"replicates": config.replicates, "seed": config.seed, "executor.chunk_size": chunk_size}
+    flat.update(code_inputs(config.model.name))
 
     def walk(prefix: str, value: object) -> None:
         if isinstance(value, dict):
@@ -261,8 +264,10 @@ class Plan:
                 yield Chunk(sc.index, sc.name, sc.config, reps, block_seeds[start - low : stop - low])
 
     def fingerprint(self) -> str:
-        """Hash of everything that determines the results and the chunk boundaries."""
+        """Hash of everything that determines the results and the chunk boundaries: the
+        settings and the code that computes the replicates (:mod:`kibs_mc.run.code`)."""
         payload = {
+            "code": code_inputs(self.scenarios[0].config.model.name),
             "replicates": self.replicates,
             "seed": self.seed,
             "chunk_size": self.chunk_size,

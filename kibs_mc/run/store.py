@@ -48,6 +48,7 @@ import polars as pl
 from kibs_mc.analysis.statistics import RunningSummary
 from kibs_mc.errors import ExecutionError, UserError
 from kibs_mc.run.chunk import ChunkResult
+from kibs_mc.run.code import CODE, changed_code
 
 PARTS = "chunks"
 #: The run directory's record of its plan: fingerprint, chunk size, the invocation's overrides.
@@ -192,9 +193,12 @@ def read_plan(run_dir: Path) -> dict | None:
 
 
 def describe_differences(recorded: dict | None, current: dict | None) -> str:
-    """``key (recorded a, now b)`` for each input that differs between two plans."""
+    """``key (recorded a, now b)`` for each setting that differs between two plans (the code
+    is named by :func:`refused_resume`)."""
     if not isinstance(recorded, dict) or not current:
         return "its configuration, seed or replicate count differ"
+    recorded = {k: v for k, v in recorded.items() if not k.startswith(CODE)}
+    current = {k: v for k, v in current.items() if not k.startswith(CODE)}
 
     def show(value: object) -> str:
         text = json.dumps(value, default=str)
@@ -212,6 +216,39 @@ def describe_differences(recorded: dict | None, current: dict | None) -> str:
         )
     more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
     return "it differs in " + ", ".join(differ[:5]) + more
+
+
+def refused_resume(run_dir: Path, recorded: dict | None, current: dict | None) -> UserError:
+    """Why ``run_dir`` cannot be resumed with the plan whose inputs are ``current``: the code
+    that computes the results changed (named module by module), or the settings differ."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    current = current or {}
+    if any(k.startswith(CODE) for k in current):
+        changed = (
+            changed_code(recorded, current)
+            if any(k.startswith(CODE) for k in recorded)
+            else ["not recorded by the kibs-mc that started it"]
+        )
+        if changed:
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            settings = describe_differences(recorded, current)
+            return UserError(
+                f"resume=true, but the code that computes the results is not the code that "
+                f"started {run_dir} ({', '.join(changed[:5])}{more}), and a run never mixes "
+                "results of two versions. Start afresh: the same command without resume=true "
+                "and with another hydra.run.dir (or move the directory away); or finish it with "
+                "the kibs-mc that started it."
+                + (
+                    f" Its settings differ too: {settings.removeprefix('it differs in ')}."
+                    if settings.startswith("it differs in")
+                    else ""
+                )
+            )
+    return UserError(
+        f"resume=true, but {run_dir} holds a different experiment "
+        f"({describe_differences(recorded, current)}); run it with the same overrides, or pick "
+        "another hydra.run.dir."
+    )
 
 
 @dataclass(frozen=True)
@@ -305,11 +342,7 @@ class ResultStore:
                     "chunks; rerun with resume=true to continue it, or pick another hydra.run.dir."
                 )
             if recorded["fingerprint"] != fingerprint:
-                raise UserError(
-                    f"resume=true, but {self.run_dir} holds a different experiment "
-                    f"({describe_differences(recorded.get('inputs'), inputs)}); run it with the "
-                    "same overrides, or pick another hydra.run.dir."
-                )
+                raise refused_resume(self.run_dir, recorded.get("inputs"), inputs)
         for part in self._index.values():
             if part.plan != fingerprint:
                 raise UserError(
