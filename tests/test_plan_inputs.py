@@ -30,6 +30,11 @@ SMALL = [
         "executor.chunk_size=3",
         "tracking.uri=sqlite:///x.db",
         "experiment.baseline=a",
+        "calibration.use=/some/calibration",
+        "calibration.point=map",
+        "uncertainty.posterior=/some/calibration",
+        "uncertainty=default",
+        "robustness.worlds=2",
     ],
 )
 def test_a_scenario_may_not_set_what_every_scenario_shares(override):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -63,21 +63,48 @@ def listed_scenarios(config: Config) -> list[ScenarioSpec]:
     return [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
 
 
-#: Top-level keys common to every scenario of an experiment: a scenario that set them would
-#: run with the common value anyway (the seeds, the counts and the executor are the plan's).
-COMMON_KEYS = ("seed", "replicates", "resume", "keep_parts", "executor", "tracking", "experiment", "hydra")
+#: Config keys that do not change what a replicate computes.
+NOT_INPUTS = (
+    "executor",
+    "tracking",
+    "resume",
+    "keep_parts",
+    "experiment",
+    "replicates",
+    "seed",
+    "calibration",
+    "uncertainty",
+    "robustness",
+)
+
+
+def scenario_groups() -> list[str]:
+    """The top-level keys a scenario may set: the groups that decide what its replicates
+    compute (``model``, ``cluster``, ``governance``: everything but :data:`NOT_INPUTS`)."""
+    return [f.name for f in fields(Config) if f.name not in NOT_INPUTS]
+
+
+#: Top-level keys common to every scenario of an experiment: the seeds, the counts, the executor
+#: and the experiment-wide settings (``calibration.use``, the ``uncertainty`` space, the
+#: ``robustness`` worlds) are the plan's; a scenario that set one would be run without it.
+COMMON_KEYS = (*NOT_INPUTS, "hydra")
 
 
 def _check_scenario_overrides(name: str, own_overrides: Sequence[str]) -> None:
+    groups = scenario_groups()
     for text in own_overrides:
-        top = _key(text).split(".")[0].split("@")[0]
-        if top in COMMON_KEYS:
+        top = _key(text).split(".")[0].split("@")[0].split("[")[0]
+        if top not in groups:
             raise ConfigError(
                 f"experiment.scenarios[{name}].overrides",
                 text,
-                "allowed: model, cluster and governance settings; "
-                + ", ".join(COMMON_KEYS[:-1])
-                + " are common to every scenario (set them on the command line)",
+                f"allowed: {', '.join(groups)} settings; "
+                + (
+                    f"{top} is common to every scenario"
+                    if top in COMMON_KEYS
+                    else f"{top} is not one of them"
+                )
+                + " (set it on the command line or at the top of the experiment file)",
             )
 
 
@@ -152,21 +179,6 @@ def auto_chunk_size(
         min_task_seconds = max(1, workers) * TASK_OVERHEAD_S / DRIVER_SHARE
         cap = max(MAX_AUTO_CHUNK, math.ceil(min_task_seconds / replicate_seconds))
     return max(1, min(cap, per_task, replicates))
-
-
-#: Config keys that do not change what a replicate computes.
-NOT_INPUTS = (
-    "executor",
-    "tracking",
-    "resume",
-    "keep_parts",
-    "experiment",
-    "replicates",
-    "seed",
-    "calibration",
-    "uncertainty",
-    "robustness",
-)
 
 
 def simulation_inputs(config: Config) -> dict:
