@@ -424,55 +424,71 @@ def concurrent_kernel_rate(
     return float(sum(rates))
 
 
-#: Runs a command as the root of its own process tree and reports what the whole tree cost.
-#: It makes itself the subreaper of its descendants (Linux ``PR_SET_CHILD_SUBREAPER``), so the
-#: Ray daemons and workers a run starts are waited for here even after the run's own process
-#: has exited, and ``RUSAGE_CHILDREN`` then holds the CPU seconds of every process of the run.
-#: With ``by_class`` it also reads each descendant's CPU seconds from /proc twice a second
-#: (the last reading before it exits) and sums them by what the process is.
+#: Runs a command and reports the CPU seconds of every process of its tree. It makes itself the
+#: subreaper of its descendants (Linux ``PR_SET_CHILD_SUBREAPER``), so the Ray daemons and
+#: workers a run starts stay in its tree after the run's own process has exited, and it reads
+#: each descendant's CPU seconds from /proc four times a second (walking the tree through
+#: ``/proc/<pid>/task/<tid>/children``); a process counts with its last reading (up to 0.25 s
+#: before it exits is missed), the command's own process with its final one (read while it is
+#: a zombie). ``RUSAGE_CHILDREN`` would not do: Ray's processes are reaped by others (the
+#: raylet, the driver's shutdown) whose own accounting does not reach it in full.
 TREE_CHILD = r"""
-import ctypes, json, os, resource, subprocess, sys, threading, time
-out, by_class, cmd = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+import ctypes, json, os, subprocess, sys, threading, time
+out, cmd = sys.argv[1], sys.argv[2:]
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 CLASSES = (("default_worker.py", "ray_worker"), ("raylet", "raylet"), ("gcs_server", "gcs"),
            ("dashboard/agent.py", "ray_dashboard_agent"), ("dashboard.py", "ray_dashboard"),
            ("log_monitor", "ray_log_monitor"), ("monitor.py", "ray_autoscaler_monitor"),
-           ("runtime_env", "ray_runtime_env_agent"))
+           ("runtime_env", "ray_runtime_env_agent"), ("reaper", "ray_reaper"))
 tick = os.sysconf("SC_CLK_TCK")
-seen, names, done = {}, {}, threading.Event()
+me, seen, names, done = os.getpid(), {}, {}, threading.Event()
+
+def cpu_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
+
+def children(pid):
+    found = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+def name_of(pid, root):
+    if pid == root:
+        return "driver"
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        line = f.read().replace(b"\0", b" ").decode(errors="replace")
+    return next((c for k, c in CLASSES if k in line), "other")
+
 def poll(root):
-    while not done.wait(0.5):
-        parents = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-        me = os.getpid()
-        for pid, (ppid, cpu) in parents.items():
-            chain, p = 0, pid
-            while p in parents and p != me and chain < 50:
-                p, chain = parents[p][0], chain + 1
-            if p != me or pid == me:
+    while True:
+        todo = children(me)
+        while todo:
+            pid = todo.pop()
+            try:
+                if pid not in names:
+                    names[pid] = name_of(pid, root)
+                seen[pid] = max(seen.get(pid, 0.0), cpu_of(pid))
+            except OSError:
                 continue
-            if pid not in names:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        line = f.read().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                names[pid] = "driver" if pid == root else next((c for k, c in CLASSES if k in line), "other")
-            seen[pid] = cpu
+            todo += children(pid)
+        if done.wait(0.25):
+            return
+
 started = time.perf_counter()
 proc = subprocess.Popen(cmd)
-if by_class:
-    threading.Thread(target=poll, args=(proc.pid,), daemon=True).start()
-code = proc.wait()
+poller = threading.Thread(target=poll, args=(proc.pid,), daemon=True)
+poller.start()
+os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: its final times
 wall = time.perf_counter() - started
-done.set()
+names[proc.pid] = "driver"
+seen[proc.pid] = cpu_of(proc.pid)
+code = proc.wait()
 deadline, left = time.monotonic() + 30, 0
 while True:  # the run's daemons exit after it (Ray's shutdown): wait for every one
     try:
@@ -484,37 +500,32 @@ while True:  # the run's daemons exit after it (Ray's shutdown): wait for every 
             left = 1
             break
         time.sleep(0.05)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+done.set()
+poller.join()
 classes = {}
 for pid, cpu in seen.items():
     classes[names[pid]] = classes.get(names[pid], 0.0) + cpu
 with open(out, "w") as f:
-    json.dump({"code": code, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-               "by_class": classes, "processes_left": left}, f)
+    json.dump({"code": code, "wall_s": wall, "cpu_s": sum(seen.values()), "by_class": classes,
+               "processes_left": left}, f)
 """
 
 
 @dataclass
 class TreeRun:
     """What one command cost: wall seconds to its exit, CPU seconds of its whole process tree
-    (Ray's daemons and workers included), and (when asked for) those by process class."""
+    (Ray's daemons and workers included), and those by process class."""
 
     wall_s: float
     cpu_s: float
     by_class: dict[str, float]
 
 
-def run_tree(
-    cmd: Sequence[str],
-    env: dict[str, str],
-    cwd: Path,
-    stderr: list[str] | None = None,
-    by_class: bool = False,
-) -> TreeRun:
+def run_tree(cmd: Sequence[str], env: dict[str, str], cwd: Path, stderr: list[str] | None = None) -> TreeRun:
     """Run ``cmd`` under :data:`TREE_CHILD` (its stderr appended to ``stderr`` when given)."""
     with tempfile.NamedTemporaryFile(prefix="kibs-bench-tree-", suffix=".json") as out:
         done = subprocess.run(
-            [sys.executable, "-c", TREE_CHILD, out.name, "1" if by_class else "0", *cmd],
+            [sys.executable, "-c", TREE_CHILD, out.name, *cmd],
             env=env,
             cwd=cwd,
             capture_output=True,
@@ -530,12 +541,10 @@ def run_tree(
     return TreeRun(report["wall_s"], report["cpu_s"], classes)
 
 
-def cli_run(
-    overrides: Sequence[str], run_dir: Path, stderr: list[str] | None = None, by_class: bool = False
-) -> TreeRun:
+def cli_run(overrides: Sequence[str], run_dir: Path, stderr: list[str] | None = None) -> TreeRun:
     """A whole ``kibs-mc`` process and everything it starts (its stderr appended to ``stderr``)."""
     cmd = [sys.executable, "-m", "kibs_mc", *overrides, "tracking=none", f"hydra.run.dir={run_dir}"]
-    return run_tree(cmd, child_env(), REPO, stderr, by_class)
+    return run_tree(cmd, child_env(), REPO, stderr)
 
 
 def ray_overheads(tasks: int = 2000) -> dict[str, float]:
@@ -669,9 +678,7 @@ def bench_pipeline(
         for label, (executor, cpus) in runs.items():
             if label in ("serial", "ray_1cpu", "auto") and cpus > effective_cpus():
                 continue
-            run = cli_run(
-                [*overrides, f"replicates={replicates}", *executor], Path(tmp) / label, said, by_class
-            )
+            run = cli_run([*overrides, f"replicates={replicates}", *executor], Path(tmp) / label, said)
             took[label] = run.wall_s
             before, cpu_before = rate, cpu_rate
             rate, measured, cpu_rate = kernel_rate(overrides, replicates)
@@ -712,7 +719,7 @@ def bench_pipeline(
                 "ratio",
                 cpu_s=round(run.cpu_s, 2),
                 kernel_cpu_s=round(replicates / cpu_reference, 2),
-                by_class=run.by_class or None,
+                by_class=run.by_class if by_class else None,
                 definition="kernel CPU seconds of the run's replicates (1 thread, mean before and "
                 "after) / CPU seconds of every process of the run (driver, Ray daemons, workers)",
                 **context(),
@@ -964,7 +971,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pipe.add_argument(
         "--by-class",
         action="store_true",
-        help="also each run's CPU seconds by process (driver, Ray workers, Ray daemons), read from /proc",
+        help="also print each run's CPU seconds by process (driver, Ray workers, Ray daemons)",
     )
     pipe.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(PIPELINE_MODEL)})")
     mem = sub.add_parser("memory", help="driver peak RSS, few vs many replicates")
