@@ -24,7 +24,8 @@ Subcommands (``all``, the default, runs each with its quick defaults):
   experiment's (``model=kibs``).
 - ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (the laptop default unless
   overrides are given): simulations (particles tried) and accepted particles per second,
-  start-up, ABC-SMC generations and the predictive check included.
+  start-up, ABC-SMC generations and the predictive check included, and its efficiency (the
+  simulations' compute seconds over wall seconds x cores, and over the run's CPU seconds).
 - ``robustness``: a whole ``kibs-mc experiment=robustness`` run (the laptop default unless
   overrides are given): world x policy x replicate units per second, start-up and analysis
   included, and the robustness analysis' own seconds (bootstrap, PRIM/CART, figures).
@@ -471,7 +472,7 @@ def poll(root):
         while todo:
             pid = todo.pop()
             try:
-                if pid not in names:
+                if names.get(pid, "other") == "other":  # caught between fork and exec: look again
                     names[pid] = name_of(pid, root)
                 seen[pid] = max(seen.get(pid, 0.0), cpu_of(pid))
             except OSError:
@@ -853,20 +854,34 @@ MEMORY_MODEL = ["model=kibs", "cluster=small", "model.steps=24", "model.record_e
 PIPELINE_MODEL = ["model=kibs"]
 
 
-def bench_calibrate(overrides: Sequence[str]) -> None:
-    """Simulations and accepted particles per second of a whole calibration run."""
+def bench_calibrate(overrides: Sequence[str], by_class: bool = False) -> None:
+    """Simulations and accepted particles per second of a whole calibration run, and its
+    efficiency: the simulations' own compute seconds over wall seconds x cores (and over the
+    CPU seconds of every process of the run). A simulation's compute is taken at the kernel's
+    rate at the configured values (measured right before and after the run), so it assumes the
+    particles cost what the configured values cost."""
     import polars as pl
 
     from kibs_mc.config import load_config
+    from kibs_mc.run.limits import effective_cpus
 
     overrides = ["experiment=calibrate", "tracking=none", *overrides]
+    config = load_config(overrides)
+    cal = config.calibration
+    before, _, cpu_before = kernel_rate(overrides, 1000)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         run = cli_run(overrides, run_dir)
         seconds = run.wall_s
         generations = pl.read_parquet(run_dir / "generations.parquet")
-    config = load_config(overrides)
+    after, _, cpu_after = kernel_rate(overrides, 1000)
     samples, particles = int(generations["samples"].sum()), int(generations["particles"].sum())
+    # every replicate the run simulated: the particles tried, the predictive check, the probe
+    replicates = (samples + cal.ppc_draws) * cal.replicates + 1
+    if cal.targets == "synthetic":
+        replicates += cal.synthetic_replicates
+    cores = int(config.executor.num_cpus or effective_cpus()) if config.executor.kind != "serial" else 1
+    compute = replicates / ((before + after) / 2)
     emit(
         "calibrate_simulations_per_s",
         samples / seconds,
@@ -875,10 +890,33 @@ def bench_calibrate(overrides: Sequence[str]) -> None:
         simulations=samples,
         particles=particles,
         generations=generations.height,
-        population=config.calibration.population,
-        replicates_per_particle=config.calibration.replicates,
+        population=cal.population,
+        replicates_per_particle=cal.replicates,
         wall_s=round(seconds, 2),
         executor=config.executor.kind,
+        overrides=list(overrides),
+        **machine(),
+    )
+    emit(
+        "calibrate_efficiency",
+        compute / (seconds * cores),
+        "ratio",
+        replicates=replicates,
+        compute_s=round(compute, 2),
+        cores=cores,
+        kernel_replicates_per_s=round((before + after) / 2, 2),
+        definition="the simulations' compute seconds (replicates / kernel-only replicates/s at the "
+        "configured values, mean before and after) / (wall seconds x cores)",
+        overrides=list(overrides),
+        **machine(),
+    )
+    emit(
+        "calibrate_cpu_efficiency",
+        replicates / ((cpu_before + cpu_after) / 2) / run.cpu_s,
+        "ratio",
+        cpu_s=round(run.cpu_s, 2),
+        by_class=run.by_class if by_class else None,
+        definition="the simulations' CPU seconds / CPU seconds of every process of the run",
         overrides=list(overrides),
         **machine(),
     )
@@ -980,6 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     mem.add_argument("--executor", choices=("serial", "ray"), default="serial")
     mem.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(MEMORY_MODEL)})")
     cal = sub.add_parser("calibrate", help="a whole calibration run: simulations/s, particles/s")
+    cal.add_argument("--by-class", action="store_true", help="also print the CPU seconds by process")
     cal.add_argument(
         "overrides",
         nargs="*",
@@ -1007,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for replicates in args.replicates:
             bench_pipeline(replicates, args.overrides or PIPELINE_MODEL, args.runs, args.by_class)
     elif command == "calibrate":
-        bench_calibrate(args.overrides)
+        bench_calibrate(args.overrides, args.by_class)
     elif command == "memory":
         bench_memory(args.small, args.large, args.executor, args.overrides or MEMORY_MODEL)
     elif command == "robustness":

@@ -2,7 +2,7 @@
 
 A local Ray cluster costs seconds before it computes anything (its daemons, then its workers
 importing the package and loading the kernels) and a few percent in the steady state; on two
-cores that is about 5 s more fixed cost than a serial run (docs/performance.md, section 4:
+cores that is about 5 s more fixed cost than a serial run (docs/bench/journal.md, pipeline efficiency of 2026-11-27:
 the 10 000-replicate runs of the small cluster, the default cluster and Cowan-Jonard took
 6-8.5 s longer than their ideal two-core time, the serial runs 2-5 s longer than their ideal
 one-core time). So Ray is worth starting only when the time its extra cores save on the work
@@ -35,7 +35,7 @@ R = TypeVar("R")
 #: Seconds a local Ray cluster adds to a run, over the serial run's fixed costs (see above).
 LOCAL_RAY_COST_S = 5.0
 #: Share of a core a Ray worker's replicates get in the steady state (the driver, Ray's
-#: daemons and per-task round trips take the rest; docs/performance.md, section 4).
+#: daemons and per-task round trips take the rest; docs/bench/journal.md, 2026-11-27).
 RAY_STEADY_EFFICIENCY = 0.95
 
 
