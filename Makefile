@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench ui clean slurm-deps slurm-up slurm-down
+.PHONY: run test lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,22 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
+# One light MLflow server (one worker, no job runner) for ./mlflow.db; prints the address of
+# the kibs-mc experiment's runs once it answers. Ctrl-C stops it.
 ui: $(STAMP)
-	@echo "make ui: the MLflow UI for ./mlflow.db on http://127.0.0.1:5000; it answers after 15-60 s (its workers start first). Ctrl-C stops it."
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	@$(BIN)/python -m kibs_mc.tracking.ui --uri sqlite:///mlflow.db
 
 # The Debian packages of the one-node Slurm that tests/test_slurm.py starts (as root; .ci/run
 # calls this). Without them those tests are skipped, with this command as the reason.
 slurm-deps:
 	@scripts/slurm/local-slurm.sh check || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
+
+# Debian's headless Chromium, which tests/test_decision_page.py renders the decision page in
+# (as root; .ci/run calls this). Without it that test is skipped, with this command as the reason.
+browser-deps:
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null; }
 
 # A private one-node Slurm for trying scripts/slurm/ by hand: eval "$$(make -s slurm-up)"
 slurm-up: slurm-deps

@@ -310,6 +310,7 @@ how sure that is, and what it rests on.
 
 usage: kibs-mc [key=value ...]          one experiment (Hydra overrides)
        kibs-mc -m key=a,b ...           one experiment per value (multirun)
+       kibs-mc report RUN_DIR ...       one decision page: finished runs side by side
        kibs-mc --cfg job [key=value]    print the composed configuration
 
 experiments (experiment=...):
@@ -372,6 +373,10 @@ def main() -> None:
     try:
         # Credentials in tracking.uri never reach Hydra's .hydra/ files, plan.json or MLflow.
         sys.argv[1:] = [hide_uri_override(a) for a in sys.argv[1:]]
+        if sys.argv[1:2] == ["report"]:  # the decision page, not an experiment
+            from kibs_mc.analysis.decision import main as report
+
+            exit_now(report(sys.argv[2:]))
         if "--help" in sys.argv or "-h" in sys.argv:
             print(HELP)
             sys.argv.append("hydra.help.app_name=kibs-mc")

@@ -1,15 +1,15 @@
-"""End to end against a real MLflow tracking server on 127.0.0.1, read back through its REST API."""
+"""End to end against a real MLflow tracking server on 127.0.0.1 (started as ``make ui`` starts
+it), read back through its REST API."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -35,48 +35,65 @@ def post(base: str, path: str, body: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """One server for the module's tests (each logs to its own experiment): it takes a while
-    to start."""
+def ui_server(tmp_path_factory):
+    """One server for the module's tests (each logs to its own experiment), started as ``make
+    ui`` starts it (``python -m kibs_mc.tracking.ui``): it takes a while to start. Yields its
+    address, the line ``make ui`` printed once it answered, and the process."""
     tmp_path = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    mlflow = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
         [
-            str(mlflow),
-            "server",
-            "--host",
-            "127.0.0.1",
+            sys.executable,
+            "-m",
+            "kibs_mc.tracking.ui",
+            "--uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
             "--port",
             str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
         ],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=open(tmp_path / "server.log", "w"),
+        text=True,
         cwd=tmp_path,
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-    yield base
-    proc.terminate()
+    assert proc.stdout is not None
+    printed = []
+    for line in proc.stdout:  # ends when the command does (it failed to start the server)
+        printed.append(line)
+        if "ready after" in line:
+            break
+    else:
+        proc.kill()
+        pytest.fail(
+            "make ui did not start the server: "
+            + "".join(printed)
+            + (tmp_path / "server.log").read_text()[-2000:]
+        )
+    yield f"http://127.0.0.1:{port}", printed[-1], proc
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C: it stops its server
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(ui_server):
+    return ui_server[0]
+
+
+def test_make_ui_prints_its_address_once_it_answers_and_runs_light(ui_server):
+    import psutil
+
+    base, line, proc = ui_server
+    assert f"{base}/" in line
+    with urllib.request.urlopen(f"{base}/health", timeout=10) as r:
+        assert r.status == 200
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert len(tree) <= 4  # the command, the server, one worker (no job runner)
+    page = next(word for word in line.split() if word.startswith("http://"))
+    with urllib.request.urlopen(page, timeout=10) as r:
+        assert r.status == 200  # the page it names
 
 
 def test_experiment_child_runs_tags_metrics_and_plots_reach_the_server(mlflow_server, cli):
@@ -122,6 +139,20 @@ def test_experiment_child_runs_tags_metrics_and_plots_reach_the_server(mlflow_se
         for f in get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=parent_id).get("files", [])
     }
     assert {"effects.png", "distributions.png", "report.html", "replicates.parquet"} <= files
+    # As users expect: the experiment opens on its runs; the run is named after the experiment
+    # and its overrides, described by its executive summary, and carries the decision.
+    kind = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+    assert kind.get("mlflow.experimentKind") == "custom_model_development"
+    parent = parents[0]
+    assert (
+        parent["info"]["run_name"]
+        == "cj_docking model=cowan_jonard model.agents=80 model.degree=4 replicates=6"
+    )
+    note = tags(parent)["mlflow.note.content"]
+    assert note.startswith("- **Best for `knowledge_mean`") and "Results: `" in note
+    decision = {m["key"] for m in parent["data"]["metrics"]}
+    assert {f"knowledge_mean/rank/{p}" for p in ("p:0", "p:0.3", "p:1")} <= decision
+    assert "knowledge_mean/effect/p:0.3" in decision and "wall_seconds" in decision
 
 
 def test_credentials_in_the_tracking_uri_are_sent_but_never_written(mlflow_server, cli, tmp_path):

@@ -11,6 +11,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -165,12 +166,16 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def scenario_metrics(summary: pl.DataFrame, scenario: str) -> dict[str, float]:
-    """``<outcome>_<stat>`` for the summary statistics, and the paired effect when present."""
+def scenario_metrics(summary: pl.DataFrame, scenario: str, first: str | None = None) -> dict[str, float]:
+    """``<outcome>_<stat>`` for the summary statistics, and the paired effect when present;
+    the outcome ``first`` (the one the decision is made on) before the others."""
     metrics: dict[str, float] = {}
-    stats = ("mean", "sd", "ci_low", "ci_high", "effect", "effect_ci_low", "effect_ci_high", "effect_size")
+    stats = ("effect", "effect_ci_low", "effect_ci_high", "mean", "ci_low", "ci_high", "sd", "effect_size")
     verdict = verdict_column(summary)  # the analysis's verdict on the effect: 1 clear, 0 not
-    for row in summary.filter(pl.col("scenario") == scenario).iter_rows(named=True):
+    rows = summary.filter(pl.col("scenario") == scenario)
+    if first is not None:
+        rows = rows.sort(pl.col("outcome") != first, maintain_order=True)
+    for row in rows.iter_rows(named=True):
         for stat in (s for s in stats if s in row):
             value = row[stat]
             if value is not None and value == value:
@@ -195,6 +200,68 @@ def scenario_tags(scenario: Scenario) -> dict[str, str]:
     return tags
 
 
+#: Keys (their first part) of overrides that do not change what a run simulates, or that the
+#: name says already: left out of its MLflow run name.
+NOT_NAMED = {"hydra", "tracking", "executor", "experiment", "resume", "keep_parts", "seed"}
+
+#: The experiment view MLflow opens on: its runs table ("Model training"), not the GenAI views.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def run_name(config: Config, run_dir: Path) -> str:
+    """The parent run's name: the experiment and the invocation's overrides of what it
+    simulates (``compare_governance cluster=small replicates=50``); a calibration's posterior
+    by its directory's name."""
+    recorded = read_plan(run_dir) or {}
+    words = [config.experiment.name]
+    for text in recorded.get("overrides", []):
+        key, _, value = text.partition("=")
+        if key.lstrip("+~").split(".")[0] in NOT_NAMED:
+            continue
+        if key in ("calibration.use", "uncertainty.posterior"):
+            text = f"{key}={Path(value).name}"
+        words.append(text)
+    return " ".join(words)
+
+
+def description(run_dir: Path) -> str:
+    """The parent run's description (MLflow's note): the executive summary of its report and
+    where its files are."""
+    from kibs_mc.analysis.report import read_summary
+
+    lines = read_summary(run_dir / "report.md")
+    return "\n".join([*lines, "", f"Results: `{run_dir.resolve()}` (report.html: every table and figure)."])
+
+
+def metric_key(text: str) -> str:
+    """``text`` as an MLflow metric name (alphanumerics, ``_ - . : /`` and spaces): a
+    scenario named after its overrides keeps them readable (``p=0.3`` -> ``p:0.3``)."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", text.replace("=", ":"))
+
+
+def decision_metrics(run_dir: Path) -> dict[str, float]:
+    """The decision in numbers, logged first on the parent run: for the outcome the report
+    decides on (the first in ``ranks.parquet``), each scenario's rank and paired effect
+    (``<outcome>/rank/<scenario>``, ``<outcome>/effect/<scenario>``)."""
+    ranks_file, effects_file = run_dir / "ranks.parquet", run_dir / "effects.parquet"
+    if not ranks_file.is_file():
+        return {}
+    ranks = pl.read_parquet(ranks_file)
+    if ranks.height == 0:
+        return {}
+    objective = str(ranks["outcome"][0])
+    metrics = {
+        metric_key(f"{objective}/rank/{r['scenario']}"): float(r["rank"])
+        for r in ranks.filter(pl.col("outcome") == objective).sort("rank").iter_rows(named=True)
+    }
+    if effects_file.is_file():
+        effects = pl.read_parquet(effects_file).filter(pl.col("outcome") == objective)
+        for r in effects.iter_rows(named=True):
+            if r["effect"] is not None and r["effect"] == r["effect"]:
+                metrics[metric_key(f"{objective}/effect/{r['scenario']}")] = float(r["effect"])
+    return metrics
+
+
 def log_experiment(
     tracking: TrackingConfig,
     config: Config,
@@ -215,6 +282,9 @@ def log_experiment(
     """
     bounded_http_retries()
     check_reachable(tracking.uri)
+    if period is None and run_metrics and run_metrics.get("wall_seconds"):
+        end = time.time()  # logged as the run ends: it ran for its wall time until now
+        period = (end - run_metrics["wall_seconds"], end)
     with store_lock(tracking.uri):
         return _log_experiment(tracking, config, scenarios, summary, run_dir, run_metrics, period)
 
@@ -256,15 +326,20 @@ def _log_experiment(
     run_dir = Path(run_dir)
     tags = {"kibs_mc.experiment": config.experiment.name, "kibs_mc.run_dir": str(run_dir.resolve())}
     client = mlflow.MlflowClient()
+    client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
     start_ms = None if period is None else int(period[0] * 1000)
     # Runs are created with the experiment's start time (mlflow.start_run has no such
     # argument; it can resume a run created here), and ended with its end time below.
     parent_id = client.create_run(
-        experiment_id, start_time=start_ms, tags=tags, run_name=config.experiment.name
+        experiment_id,
+        start_time=start_ms,
+        tags={**tags, "mlflow.note.content": description(run_dir)},
+        run_name=run_name(config, run_dir),
     ).info.run_id
     run_ids = [parent_id]
     with mlflow.start_run(run_id=parent_id):
         mlflow.log_params(flatten(config))
+        mlflow.log_metrics(decision_metrics(run_dir))  # the decision first, then the bookkeeping
         if run_metrics:
             mlflow.log_metrics(run_metrics)
         steps_file = run_dir / STEPS_FILE
@@ -285,6 +360,8 @@ def _log_experiment(
                 mlflow.log_metrics(
                     {k: float(v) for k, v in kept.get("metrics", {}).items() if v is not None and v == v}
                 )
+        decided = decision_metrics(run_dir)
+        objective = next(iter(decided)).split("/")[0] if decided else None
         for sc in scenarios if not children_file.exists() else []:
             child = client.create_run(
                 experiment_id,
@@ -298,7 +375,7 @@ def _log_experiment(
                 params["scenario"] = sc.name
                 params["overrides"] = " ".join(sc.overrides) or "(none)"
                 mlflow.log_params(params)
-                mlflow.log_metrics(scenario_metrics(summary, sc.name))
+                mlflow.log_metrics(scenario_metrics(summary, sc.name, objective))
         for pattern in ARTIFACTS:
             for path in sorted(run_dir.glob(pattern)):
                 mlflow.log_artifact(str(path))
