@@ -3,9 +3,14 @@ never a traceback or a hang; an unreachable or locked MLflow store costs no resu
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import socket
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -85,7 +90,8 @@ overrides = st.lists(st.tuples(keys, values).map(lambda kv: f"{kv[0]}={kv[1]}"),
 
 
 def assert_clear(message: str) -> None:
-    assert message and "Traceback" not in message and "\n\n" not in message, message
+    """One line of bounded length, no traceback."""
+    assert message and "Traceback" not in message and "\n" not in message, message
     assert len(message) < 1500, message
 
 
@@ -119,25 +125,129 @@ SMALL = [
 ]
 
 
+def calibration_copy(source: Path, dest: Path, edit_point=None, edit_weights=None) -> Path:
+    """A copy of a finished calibration run with its calibration.json or posterior weights edited."""
+    shutil.copytree(source, dest)
+    if edit_point is not None:
+        path = dest / "calibration.json"
+        saved = json.loads(path.read_text())
+        edit_point(saved["mean"])
+        path.write_text(json.dumps(saved))
+    if edit_weights is not None:
+        path = dest / "posterior.parquet"
+        frame = pl.read_parquet(path)
+        frame.with_columns(weight=pl.Series(edit_weights(frame["weight"].to_list()))).write_parquet(path)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    """A finished calibration of model.tie_decay (prior 0.01-0.5): the other runs' files that
+    calibration.use and uncertainty.posterior read."""
+    run_dir = tmp_path_factory.mktemp("calibration") / "run"
+    args = [
+        "experiment=calibrate",
+        *KIBS,
+        "calibration.parameters=[{key: model.tie_decay, low: 0.01, high: 0.5}]",
+        "calibration.targets=synthetic",
+        "calibration.template=recovery",
+        "calibration.truth.model.tie_decay=0.1",
+        "calibration.population=8",
+        "calibration.generations=1",
+        "calibration.ppc_draws=4",
+        "calibration.synthetic_replicates=2",
+    ]
+    run_experiment(load_config(args), args, run_dir)
+    return run_dir
+
+
+KIBS = ["cluster=small", "model.steps=12", "tracking=none", "executor=serial"]
+USE = (*KIBS, "replicates=2", "calibration.use={cal}")
+POSTERIOR = ("experiment=robustness", "uncertainty=posterior", "uncertainty.posterior={cal}", *KIBS)
+
+
+def point(**values):
+    """An edit of calibration.json's posterior mean (None removes the key)."""
+
+    def edit(mean: dict) -> None:
+        for key, value in values.items():
+            key = key.replace("__", ".")
+            if value is None:
+                mean.pop(key)
+            else:
+                mean[key] = value
+
+    return edit
+
+
+def weights(first=None, every=None):
+    """An edit of the last generation's posterior weights."""
+    return lambda w: [every] * len(w) if every is not None else [first, *w[1:]]
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile input: the overrides (``{cal}``: a copy of the calibration run, edited by
+    ``point``/``weights``; ``{tmp}``: the test's directory), what the one line must name, and
+    whether it goes through the kibs-mc command (exit status 2) or the API (UserError)."""
+
+    args: tuple[str, ...]
+    says: str
+    point: Callable | None = None
+    weights: Callable | None = None
+    cli: bool = False
+
+
+HOSTILE = {
+    # the command line, through kibs-mc (exit status 2)
+    "replicates not a number": Hostile((*SMALL, "replicates=abc"), "replicates", cli=True),
+    "NaN alpha": Hostile((*SMALL, "model.alpha=nan"), "model.alpha", cli=True),
+    "agents 1e400": Hostile((*SMALL, "model.agents=1e400"), "model.agents", cli=True),
+    "unknown group": Hostile((*SMALL, "nosuchgroup=x"), "nosuchgroup", cli=True),
+    "unknown executor": Hostile((*SMALL, "executor=nosuch"), "executor", cli=True),
+    "run dir below a file": Hostile((*SMALL, "hydra.run.dir=/etc/hostname/run"), "hydra.run.dir", cli=True),
+    "too many replicates": Hostile(
+        (*SMALL, "experiment=cj_docking", "replicates=100000000"), "GiB", cli=True
+    ),
+    "too large a model": Hostile(
+        (*SMALL, "model.agents=10000000", "model.categories=10000"), "GiB", cli=True
+    ),
+    # calibration.json of calibration.use: only the calibration's parameters, finite, in the prior
+    "point sets the seed": Hostile(USE, "mean.seed=1", point(seed=1), cli=True),
+    "point sets replicates": Hostile(USE, "mean.replicates=1", point(replicates=1)),
+    "point outside the prior": Hostile(USE, "mean.model.tie_decay=0.9", point(model__tie_decay=0.9)),
+    "point NaN": Hostile(USE, "mean.model.tie_decay=nan", point(model__tie_decay=math.nan)),
+    "point not a number": Hostile(USE, "mean.model.tie_decay='abc'", point(model__tie_decay="abc")),
+    "point missing": Hostile(USE, "every calibrated parameter", point(model__tie_decay=None)),
+    "not a calibration": Hostile((*KIBS, "calibration.use={tmp}"), "calibration.use"),
+    # posterior.parquet of uncertainty.posterior: weights finite, >= 0, of positive total
+    "negative weight": Hostile(POSTERIOR, "weight[0]=-0.01", weights=weights(-0.01)),
+    "infinite weight": Hostile(POSTERIOR, "weight[0]=inf", weights=weights(math.inf)),
+    "NaN weight": Hostile(POSTERIOR, "weight[0]=nan", weights=weights(math.nan)),
+    "zero weights": Hostile(POSTERIOR, "positive total", weights=weights(every=0.0)),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "args,says",
-    [
-        (["replicates=abc"], "replicates"),
-        (["model.alpha=nan"], "model.alpha"),
-        (["model.agents=1e400"], "model.agents"),
-        (["nosuchgroup=x"], "nosuchgroup"),
-        (["executor=nosuch"], "executor"),
-        (["hydra.run.dir=/etc/hostname/run"], "hydra.run.dir"),
-        (["experiment=cj_docking", "replicates=100000000"], "GiB"),
-        (["model.agents=10000000", "model.categories=10000"], "GiB"),
-    ],
-)
-def test_cli_bad_input_exits_2_with_one_message(cli, args, says):
-    proc = cli(*SMALL, "tracking=none", *args, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert says in proc.stderr
-    assert_clear(proc.stderr.strip())
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_input_ends_in_one_line_naming_it_before_any_work(name, request, tmp_path, cli):
+    case = HOSTILE[name]
+    cal = ""
+    if case.point is not None or case.weights is not None:
+        source = request.getfixturevalue("calibration")
+        cal = str(calibration_copy(source, tmp_path / "cal", case.point, case.weights))
+    args = [*(a.format(cal=cal, tmp=tmp_path) for a in case.args), "tracking=none"]
+    if case.cli:
+        proc = cli(*args, "hydra.run.dir=run", timeout=120)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        message = proc.stderr.strip()
+    else:
+        with pytest.raises(UserError) as error:
+            run_experiment(load_config(args), args, tmp_path / "run")
+        message = f"kibs-mc: {error.value}"
+    assert case.says in message
+    assert_clear(message)
+    assert not (tmp_path / "run" / "chunks").exists() or not any((tmp_path / "run" / "chunks").iterdir())
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ replaces the pipeline's plan -> execute -> analyse (it still reports and tracks 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,11 +33,12 @@ from kibs_mc.config import CONF_DIR, Config, UncertainParameter, with_numbers
 from kibs_mc.errors import ConfigError, UserError
 from kibs_mc.experiments.kind import ExperimentKind
 from kibs_mc.models import get_model
+from kibs_mc.run import calibrated
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.store import write_parquet
 
 #: What a finished calibration leaves for ``calibration.use`` (posterior mean and MAP).
-POINT_FILE = "calibration.json"
+POINT_FILE = calibrated.POINT_FILE
 DB_FILE = "abc.db"
 
 
@@ -555,16 +555,7 @@ def posterior_point(config: Config, overrides: Sequence[str]) -> tuple[Config, l
     use = config.calibration.use
     if use is None:
         return config, list(overrides)
-    path = Path(use).expanduser() / POINT_FILE
-    try:
-        point = json.loads(path.read_text())[config.calibration.point]
-    except (OSError, ValueError, KeyError):
-        raise ConfigError(
-            "calibration.use",
-            use,
-            f"allowed: a finished calibration run directory (with a readable {POINT_FILE})",
-        ) from None
-    values = {k: float(v) for k, v in point.items() if not (isinstance(v, float) and math.isnan(v))}
+    values = calibrated.read_point(use, config.calibration.point)  # checked: the calibration's own parameters
     out = set_values(config, values, "calibration.use")
     return out, list(overrides) + [f"{k}={getattr_number(out, k)!r}" for k in values]
 

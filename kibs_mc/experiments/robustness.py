@@ -21,56 +21,28 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from omegaconf import OmegaConf
 
 from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
 from kibs_mc.analysis.report import markdown_table
-from kibs_mc.config import Config, UncertainParameter, UncertaintyConfig, replace_number
+from kibs_mc.config import Config, UncertaintyConfig, replace_number
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.fields import validate
 from kibs_mc.models import get_model
+from kibs_mc.run import calibrated
 from kibs_mc.run.plan import NOT_INPUTS, ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
-
-#: Files of a calibration run directory that ``uncertainty.posterior`` reads.
-POSTERIOR_FILES = ("posterior.parquet", "config.yaml")
 
 
 def read_posterior(run_dir: str) -> tuple[UncertaintyConfig, pl.DataFrame]:
     """A finished calibration's space (its calibrated parameters and prior ranges, from its
     ``config.yaml``) and its last generation's particles (``posterior.parquet``: one column per
-    parameter and ``weight``); a ConfigError naming ``uncertainty.posterior`` otherwise."""
-    path = Path(run_dir).expanduser()
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
-        assert isinstance(saved, dict)
-        listed = (
-            (saved.get("calibration") or {}).get("parameters")
-            or (saved.get("uncertainty") or {}).get("parameters")
-            or []
-        )
-        parameters = [UncertainParameter(**{k: v for k, v in p.items()}) for p in listed]
-        posterior = pl.read_parquet(path / "posterior.parquet")
-        last = posterior.filter(pl.col("generation") == posterior["generation"].max())
-        keys = [p.key for p in parameters]
-        last = last.select(*keys, "weight")
-    except Exception:  # missing, unreadable or not a calibration's: one message for all
-        raise ConfigError(
-            "uncertainty.posterior",
-            run_dir,
-            "allowed: a finished experiment=calibrate run "
-            "directory (with " + " and ".join(POSTERIOR_FILES) + ")",
-        ) from None
-    if not keys or last.height == 0 or not (last["weight"].sum() > 0):
-        raise ConfigError(
-            "uncertainty.posterior",
-            run_dir,
-            "allowed: a calibration run directory whose "
-            "posterior has parameters and particles of positive weight",
-        )
-    return UncertaintyConfig(name=f"posterior of {path.name}", parameters=parameters, posterior=run_dir), last
+    parameter and ``weight``), each value checked (:func:`kibs_mc.run.calibrated.read_posterior`);
+    a ConfigError naming ``uncertainty.posterior`` or the file otherwise."""
+    parameters, last = calibrated.read_posterior(run_dir)
+    name = f"posterior of {Path(run_dir).expanduser().name}"
+    return UncertaintyConfig(name=name, parameters=parameters, posterior=run_dir), last
 
 
 def space_of(config: Config) -> UncertaintyConfig:
