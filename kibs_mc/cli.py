@@ -120,11 +120,6 @@ def print_tables(result: ExperimentResult, console: Console) -> None:
             run_size(result.rows, listed) + (", common random numbers" if len(listed) > 1 else ""),
             console,
         )
-    if sampled and not result.lines:
-        console.print(
-            f"{len(sampled)} sampled sweep points: see sweep.png, sensitivity.png and "
-            "sensitivity.parquet in the run directory"
-        )
     for line in result.lines:
         console.print(plain(line), markup=False, highlight=False)
 

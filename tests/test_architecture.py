@@ -74,3 +74,44 @@ def test_no_two_packages_import_each_other():
             if a != b and module != "kibs_mc":
                 edges.add((a, b))
     assert not [(a, b) for a, b in edges if (b, a) in edges]
+
+
+def module_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """The circles of the module import graph (each a strongly connected component of more than
+    one module, or a module importing itself), imports inside functions included."""
+    graph = {m: sorted(t for t in imports(p) if t in modules and t != m) for m, p in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(m: str) -> None:  # Tarjan's strongly connected components
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        for t in graph[m]:
+            if t not in index:
+                visit(t)
+                low[m] = min(low[m], low[t])
+            elif t in stack:
+                low[m] = min(low[m], index[t])
+        if low[m] == index[m]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == m:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    return found
+
+
+def test_no_module_of_the_package_imports_itself_back():
+    # A package's __init__ re-exports its modules, so modules import each other by their own
+    # names (kibs_mc.experiments.kind), never through a package that imports them back.
+    modules = {m: p for m, p in package_modules().items() if m != "kibs_mc"}
+    assert module_cycles(modules) == []

@@ -29,16 +29,17 @@ import polars as pl
 from rich.console import Console
 
 from kibs_mc.analysis.targets import Target, aggregate, check_targets, load_targets, replicate_value
-from kibs_mc.config import CONF_DIR, Config, UncertainParameter, with_numbers
+from kibs_mc.config import CONF_DIR, Config, UncertainParameter
 from kibs_mc.errors import ConfigError, UserError
-from kibs_mc.experiments.kind import ExperimentKind
+from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult
+from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
-from kibs_mc.run import calibrated
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.store import write_parquet
 
-#: What a finished calibration leaves for ``calibration.use`` (posterior mean and MAP).
-POINT_FILE = calibrated.POINT_FILE
+#: ``posterior_point`` (``calibration.use``) reads the POINT_FILE this kind writes.
+__all__ = ["DB_FILE", "POINT_FILE", "Calibrate", "posterior_point", "resolve_targets"]
+
 DB_FILE = "abc.db"
 
 
@@ -60,22 +61,6 @@ def parameters_of(config: Config) -> list[UncertainParameter]:
     """The calibrated parameters: ``calibration.parameters``, else the ``uncertainty`` space's."""
     space = getattr(config, "uncertainty", None)  # the conf/uncertainty group (issue 12), when present
     return list(config.calibration.parameters) or list(getattr(space, "parameters", []))
-
-
-def set_values(config: Config, values: dict[str, float], what: str) -> Config:
-    """``config`` with numeric keys set (ConfigError naming ``what`` and the key otherwise)."""
-    out = with_numbers(config, [f"{k}={v!r}" for k, v in values.items()])
-    if out is None:
-        for key, value in values.items():
-            if with_numbers(config, [f"{key}={value!r}"]) is None:
-                raise ConfigError(
-                    f"{what}.{key}" if what else key,
-                    value,
-                    "allowed: a numeric key of the configuration (e.g. model.imitation_rate) "
-                    "with a value its field accepts",
-                )
-    assert out is not None
-    return out
 
 
 def _value(p: UncertainParameter, x: float) -> float:
@@ -262,8 +247,6 @@ class Calibrate(ExperimentKind):
             set_values(config, {p.key: _value(p, p.low)}, f"calibration.parameters[{i}]")
 
     def run(self, config: Config, overrides: Sequence[str], run_dir: Path, console: Console) -> Any:
-        from kibs_mc.experiments.pipeline import ExperimentResult
-
         started = time.monotonic()
         self.check(config)
         run_dir = Path(run_dir)
@@ -547,24 +530,3 @@ class Calibrate(ExperimentKind):
                 file=sys.stderr,
             )
             return None
-
-
-def posterior_point(config: Config, overrides: Sequence[str]) -> tuple[Config, list[str]]:
-    """``calibration.use=<run dir>``: the configuration and overrides with the calibration's
-    posterior mean or MAP (``calibration.point``) set, for any other experiment."""
-    use = config.calibration.use
-    if use is None:
-        return config, list(overrides)
-    values = calibrated.read_point(use, config.calibration.point)  # checked: the calibration's own parameters
-    out = set_values(config, values, "calibration.use")
-    return out, list(overrides) + [f"{k}={getattr_number(out, k)!r}" for k in values]
-
-
-def getattr_number(config: Any, key: str) -> float:
-    node = config
-    for part in key.replace("]", "").split("."):
-        name, _, index = part.partition("[")
-        node = getattr(node, name)
-        if index:
-            node = node[int(index)]
-    return node

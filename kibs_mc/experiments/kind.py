@@ -16,7 +16,40 @@ from typing import Any
 import polars as pl
 
 from kibs_mc.config import Config
+from kibs_mc.experiments.posterior import posterior_point
+from kibs_mc.experiments.rounds import OneRound, Round, Rounds
 from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
+
+__all__ = [
+    "ExperimentKind",
+    "ExperimentResult",
+    "Finished",
+    "KindOutput",
+    "Round",
+    "Rounds",
+    "name_unnamed",
+    "overrides_name",
+]
+
+#: The name of a scenario that ``conf/experiment/single.yaml`` leaves to the command line.
+UNNAMED = "default"
+#: Settings that change how a run is executed or recorded, not what it simulates: left out of
+#: a scenario's name.
+NOT_SIMULATED = ("replicates", "seed", "resume", "keep_parts", "experiment", "executor", "tracking", "hydra")
+
+
+def overrides_name(overrides: Sequence[str]) -> str:
+    """A scenario's name from the command line's overrides of what it simulates, e.g.
+    ``governance=information governance.information=0.5``; ``default`` without any."""
+    kept = [o for o in overrides if o.lstrip("+~").partition("=")[0].split(".")[0] not in NOT_SIMULATED]
+    return " ".join(kept) or UNNAMED
+
+
+def name_unnamed(specs: Sequence[ScenarioSpec], overrides: Sequence[str]) -> list[ScenarioSpec]:
+    """The scenarios with the unnamed one (``default`` without overrides of its own, as in
+    ``single``) named after the invocation's overrides: the three jobs of ``kibs-mc -m
+    governance.information=0,0.5,1`` are then told apart in every table and in MLflow."""
+    return [(overrides_name(overrides) if name == UNNAMED and not own else name, own) for name, own in specs]
 
 
 @dataclass(frozen=True)
@@ -48,22 +81,39 @@ class KindOutput:
     notes: list[str] = field(default_factory=list)  # printed by the terminal and in the report
 
 
-@dataclass(frozen=True)
-class Round:
-    """A kind's next round of replicates: each scenario's target count, and notes for the
-    report once it decides to stop (targets no higher than the counts reached)."""
+@dataclass
+class ExperimentResult:
+    """What an experiment leaves, for the terminal and the caller (files are in ``run_dir``)."""
 
-    targets: dict[int, int]
-    notes: list[str] = field(default_factory=list)
+    run_dir: Path
+    rows: pl.DataFrame
+    summary: pl.DataFrame
+    scenarios: list[Scenario]
+    outcomes: list[str]
+    mlflow_run_id: str | None
+    computed_chunks: int
+    reused_chunks: int
+    failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
+    effects: pl.DataFrame | None = None  # paired effects against the baseline
+    baseline: str | None = None
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
+    sampled: list[str] = field(default_factory=list)  # scenarios not listed one by one (sweep points)
+    headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
+    contrasts: pl.DataFrame | None = None  # every pair of listed scenarios, adjusted as one family
+    ranks: pl.DataFrame | None = None  # rank of each listed scenario with its confidence set
+    selection: pl.DataFrame | None = None  # KN's candidates, with experiment.selection
+    lines: list[str] = field(default_factory=list)  # the kind's own lines for the terminal
 
 
 class ExperimentKind:
     """Base kind: runs the scenarios ``experiment.scenarios`` lists and adds nothing.
 
     Call order (``kibs_mc.experiments.pipeline``): :meth:`check` before any work,
-    :meth:`scenario_specs` and :meth:`first_replicates` to plan, :meth:`baselines` to pair
-    scenarios for the effects, then after the replicates have run and the summary and paired
-    effects are written, :meth:`analyse`.
+    :meth:`prepare` (the configuration the scenarios start from), :meth:`scenario_specs` and
+    :meth:`first_replicates` to plan, :meth:`rounds` for what to run next, :meth:`baselines`
+    to pair scenarios for the effects, then after the replicates have run and the summary and
+    paired effects are written, :meth:`analyse` and :meth:`parameters` (for the report).
     """
 
     name = "compare"
@@ -80,21 +130,20 @@ class ExperimentKind:
                 "need experiment.kind=sweep)",
             )
 
-    def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
-        """The scenarios to run, before composition."""
-        return listed_scenarios(config)
+    def prepare(self, config: Config, overrides: Sequence[str]) -> tuple[Config, list[str]]:
+        """The configuration and overrides the scenarios are composed from: with
+        ``calibration.use``, a finished calibration's posterior point set on them."""
+        return posterior_point(config, overrides)
 
-    def first_targets(self, config: Config, scenarios: Sequence[Scenario]) -> dict[int, int]:
-        """Replicates each scenario runs in the first round (default: ``replicates`` each)."""
-        return {sc.index: config.replicates for sc in scenarios}
+    def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
+        """The scenarios to run, before composition: ``experiment.scenarios``, the unnamed one
+        named after the invocation's ``overrides`` (:func:`name_unnamed`)."""
+        return name_unnamed(listed_scenarios(config), overrides)
 
-    def next_round(
-        self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int]
-    ) -> Round | None:
-        """After a round: the next one, or None when the kind runs a single round. ``rows``
-        holds only the replicates each scenario had reached (``counts``), so a resumed run
-        takes the same decisions."""
-        return None
+    def rounds(self, config: Config, scenarios: Sequence[Scenario]) -> Rounds:
+        """What to run next (:mod:`kibs_mc.experiments.rounds`) when no adaptive rule of the
+        experiment decides: one round of ``replicates`` each by default."""
+        return OneRound({sc.index: config.replicates for sc in scenarios})
 
     def first_replicates(self, config: Config, specs: Sequence[ScenarioSpec]) -> list[int]:
         """Each scenario's first replicate number in the root seed's stream: 0 for all (every
@@ -113,7 +162,19 @@ class ExperimentKind:
         """Analysis beyond the summary and the paired effects."""
         return KindOutput()
 
-    def run(self, config: Config, overrides: Sequence[str], run_dir: Path, console: Any) -> Any:
+    def parameters(self, config: Config) -> str | None:
+        """Where the parameter values of the experiment come from, in words for the report's
+        executive summary; None where the kind varies or fits them itself."""
+        if config.calibration.use is None:
+            return None
+        return (
+            f"the posterior {config.calibration.point} of the calibration in "
+            f"`{config.calibration.use}` (`calibration.use`)"
+        )
+
+    def run(
+        self, config: Config, overrides: Sequence[str], run_dir: Path, console: Any
+    ) -> ExperimentResult | None:
         """A kind that is no fixed plan of scenarios (``calibrate``: ABC-SMC generations) runs
         itself here and returns its ``ExperimentResult``; None (the default): the pipeline
         plans, executes and analyses the kind's scenarios."""

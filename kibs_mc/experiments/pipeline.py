@@ -12,8 +12,8 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +43,17 @@ from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError, first_line
-from kibs_mc.experiments.calibrate import posterior_point
-from kibs_mc.experiments.compare import name_unnamed
-from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
+from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult, Finished, KindOutput
 from kibs_mc.experiments.registry import get_kind
-from kibs_mc.models import Model, get_model, headline
-from kibs_mc.run.adaptive import (
-    Selection,
-    next_targets,
-    precision_notes,
-    reached_rows,
-    selection_notes,
-    selection_targets,
+from kibs_mc.experiments.rounds import (
+    PrecisionRounds,
+    Round,
+    Rounds,
+    SelectionRounds,
+    larger_is_better,
 )
+from kibs_mc.models import Model, get_model, headline
+from kibs_mc.run.adaptive import Selection
 from kibs_mc.run.chunk import run_chunk
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.interrupt import deferred_interrupts
@@ -72,33 +70,13 @@ from kibs_mc.run.store import (
 )
 from kibs_mc.terminal import run_size, with_verdict
 
-
-@dataclass
-class ExperimentResult:
-    run_dir: Path
-    rows: pl.DataFrame
-    summary: pl.DataFrame
-    scenarios: list[Scenario]
-    outcomes: list[str]
-    mlflow_run_id: str | None
-    computed_chunks: int
-    reused_chunks: int
-    failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
-    effects: pl.DataFrame | None = None  # paired effects against the baseline
-    baseline: str | None = None
-    report: Path | None = None
-    notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
-    sampled: list[str] = field(default_factory=list)  # scenarios not listed one by one (sweep points)
-    headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
-    contrasts: pl.DataFrame | None = None  # every pair of listed scenarios, adjusted as one family
-    ranks: pl.DataFrame | None = None  # rank of each listed scenario with its confidence set
-    selection: pl.DataFrame | None = None  # KN's candidates, with experiment.selection
-    lines: list[str] = field(default_factory=list)  # the kind's own lines for the terminal
+__all__ = ["ExperimentResult", "analyse", "execute", "plan", "run_experiment", "track"]
 
 
 @dataclass
 class Planned:
-    """The validated plan of an experiment, before any work."""
+    """The validated plan of an experiment, before any work: every scenario composed, and
+    what the rounds and the analysis compare (decided once, here)."""
 
     config: Config
     overrides: Sequence[str]
@@ -107,7 +85,9 @@ class Planned:
     model: Model
     scenarios: list[Scenario]
     outcomes: list[str]
-    most_replicates: int  # per scenario, with adaptive rounds at their cap
+    baseline: str  # the scenario effects are measured against
+    candidates: list[str]  # the listed scenarios but the baseline (what a selection chooses among)
+    watched: str  # the outcome whose precision the progress display shows
 
 
 @dataclass
@@ -142,15 +122,16 @@ def run_experiment(
     """
     started, started_at = time.monotonic(), time.time()
     run_dir = Path(run_dir)
+    console = console or Console(stderr=True)
     taken = lock_run_dir(run_dir)
     try:
         with deferred_interrupts():
-            own = get_kind(config).run(config, overrides, run_dir, console or Console(stderr=True))
+            kind = get_kind(config)
+            own = kind.run(config, overrides, run_dir, console)
             if own is not None:  # a kind that runs itself (calibrate)
                 return own
-            config, overrides = posterior_point(config, overrides)  # calibration.use: a calibrated cluster
-            planned = plan(config, overrides, run_dir)
-            executed = execute(planned, console or Console(stderr=True))
+            planned = plan(*kind.prepare(config, overrides), run_dir, kind)
+            executed = execute(planned, console)
             result = analyse(planned, executed)
             result.mlflow_run_id = track(
                 planned,
@@ -173,11 +154,13 @@ def run_experiment(
             unlock_run_dir(run_dir)
 
 
-def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
+def plan(
+    config: Config, overrides: Sequence[str], run_dir: Path, kind: ExperimentKind | None = None
+) -> Planned:
     """Compose and validate every scenario and check the machine can hold the run (exit 2
-    otherwise), before any work starts."""
-    kind = get_kind(config)
-    specs = name_unnamed(kind.scenario_specs(config), overrides)
+    otherwise), before any work starts. ``kind``: the checked kind of ``config``."""
+    kind = kind or get_kind(config)
+    specs = kind.scenario_specs(config, overrides)
     scenarios = [
         replace(sc, first_replicate=first) if first else sc
         for sc, first in zip(
@@ -186,49 +169,65 @@ def plan(config: Config, overrides: Sequence[str], run_dir: Path) -> Planned:
     ]
     model = get_model(scenarios[0].config.model.name)  # one model per experiment
     outcomes = list(model.outcomes)
-    precision = config.experiment.precision
+    names = [sc.name for sc in scenarios]
+    exp = config.experiment
+    baseline = choose_baseline(names, exp.baseline)
+    chosen = [s.name for s in exp.scenarios if s.name in names and s.name != baseline]
+    _check_adaptive(config, outcomes, chosen)
+    adaptive = exp.precision.outcome is not None or exp.selection.outcome is not None
+    most = max(config.replicates, exp.max_replicates) if adaptive else config.replicates
+    check_resources(
+        [sc.config for sc in scenarios], len(outcomes), most, local_workers(config.executor), run_dir
+    )
+    watched = exp.precision.outcome or exp.selection.outcome or headline(model, limit=1)[0]
+    return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, baseline, chosen, watched)
+
+
+def _check_adaptive(config: Config, outcomes: Sequence[str], candidates: Sequence[str]) -> None:
+    """The adaptive rule names an outcome of the model, one rule at a time, and a selection
+    has at least two candidates (ConfigError otherwise)."""
+    precision, selection = config.experiment.precision, config.experiment.selection
     if precision.outcome is not None and precision.outcome not in outcomes:
         raise ConfigError(
             "experiment.precision.outcome", precision.outcome, "allowed: one of " + ", ".join(outcomes)
         )
-    selection = config.experiment.selection
-    if selection.outcome is not None:
-        if selection.outcome not in outcomes:
-            raise ConfigError(
-                "experiment.selection.outcome", selection.outcome, "allowed: one of " + ", ".join(outcomes)
-            )
-        if precision.outcome is not None:
-            raise ConfigError(
-                "experiment.selection.outcome",
-                selection.outcome,
-                "allowed: null while experiment.precision.outcome is set (one adaptive rule per run)",
-            )
-        if len(candidates(config, kind, [sc.name for sc in scenarios])) < 2:
-            raise ConfigError(
-                "experiment.selection.outcome",
-                selection.outcome,
-                "allowed: null with fewer than two listed scenarios besides the baseline",
-            )
-    adaptive = precision.outcome is not None or selection.outcome is not None
-    most = max(config.replicates, config.experiment.max_replicates) if adaptive else config.replicates
-    check_resources(
-        [sc.config for sc in scenarios], len(outcomes), most, local_workers(config.executor), run_dir
-    )
-    return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, most)
+    if selection.outcome is None:
+        return
+    if selection.outcome not in outcomes:
+        raise ConfigError(
+            "experiment.selection.outcome", selection.outcome, "allowed: one of " + ", ".join(outcomes)
+        )
+    if precision.outcome is not None:
+        raise ConfigError(
+            "experiment.selection.outcome",
+            selection.outcome,
+            "allowed: null while experiment.precision.outcome is set (one adaptive rule per run)",
+        )
+    if len(candidates) < 2:
+        raise ConfigError(
+            "experiment.selection.outcome",
+            selection.outcome,
+            "allowed: null with fewer than two listed scenarios besides the baseline",
+        )
 
 
-def candidates(config: Config, kind: ExperimentKind, names: Sequence[str]) -> list[str]:
-    """The scenarios a selection chooses among: the listed ones but the baseline."""
-    listed = [s.name for s in config.experiment.scenarios if s.name in names]
-    baseline = choose_baseline(list(names), config.experiment.baseline)
-    return [n for n in listed if n != baseline]
-
-
-def larger_is_better(model: Model, outcome: str, declared: bool | None = None) -> bool:
-    """The direction of ``outcome``: as declared, else as the model says (higher by default)."""
-    if declared is not None:
-        return declared
-    return outcome not in model.lower_is_better
+def choose_rounds(planned: Planned, chunk_size: int) -> Rounds:
+    """What to run next (:mod:`kibs_mc.experiments.rounds`): KN selection with
+    ``experiment.selection``, precision rounds with ``experiment.precision``, else the kind's
+    own rounds (whose first round the adaptive rules start from too)."""
+    config, scenarios = planned.config, planned.scenarios
+    exp = config.experiment
+    own = planned.kind.rounds(config, scenarios)
+    if exp.selection.outcome is not None:
+        better = larger_is_better(planned.model, exp.selection.outcome, exp.selection.larger_is_better)
+        return SelectionRounds(
+            own.first(), scenarios, exp.selection, planned.candidates, better, exp.max_replicates, chunk_size
+        )
+    if exp.precision.outcome is not None:
+        return PrecisionRounds(
+            own.first(), scenarios, exp.precision, exp.max_replicates, chunk_size, planned.baseline
+        )
+    return own
 
 
 def _progress(console: Console) -> Progress:
@@ -254,102 +253,63 @@ def running_precision(store: ResultStore, outcome: str) -> str:
 
 
 def execute(planned: Planned, console: Console) -> Executed:
-    """Run the plan's chunks on the configured executor, in adaptive rounds when
-    ``experiment.precision.outcome`` is set, writing each result as it arrives."""
-    config, scenarios = planned.config, planned.scenarios
-    precision, selection = config.experiment.precision, config.experiment.selection
-    names = [sc.name for sc in scenarios]
-    baseline = choose_baseline(names, config.experiment.baseline)
-    chosen = candidates(config, planned.kind, names)
+    """Run the plan's rounds on the configured executor until no round is left, writing each
+    result as it arrives."""
     store = ResultStore(planned.run_dir)
-    notes: list[str] = []
-    state: Selection | None = None
+    names = [sc.name for sc in planned.scenarios]
+    with make_executor(planned.config.executor, _announcer(console)) as executor:
+        run_plan, done = _open(planned, store, executor)
+        rounds = choose_rounds(planned, run_plan.chunk_size)
+        counts = {sc.index: 0 for sc in planned.scenarios}
+        step, computed = Round(rounds.first()), 0
+        with _progress(console) as progress:
+            task = progress.add_task("run", total=sum(step.targets.values()), ci="")
+            while step.left(counts):
+                ranges = {i: (counts[i], step.targets[i]) for i in counts if step.targets[i] > counts[i]}
+                todo = [c for c in run_plan.chunks(ranges) if c.key not in done]
+                total = sum(step.targets.values())
+                progress.update(task, total=total, completed=total - sum(len(c.replicates) for c in todo))
+                computed += _run_round(executor, store, todo, progress, task, planned.watched)
+                counts.update({i: b for i, (_, b) in ranges.items()})
+                step = rounds.after(lambda: store.finalize(names), counts)
+    rows = store.finalize(names)
+    if not planned.config.keep_parts:
+        store.compact()  # a finished run keeps one part, not thousands of small files
+    return Executed(store, rows, store.errors(), computed, len(done), step.notes, step.selection)
 
+
+def _announcer(console: Console) -> Callable[[str], None]:
     def announce(line: str) -> None:  # one line, however narrow the terminal
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
-    with make_executor(config.executor, announce) as executor:
-        chunk_size = (
-            config.executor.chunk_size
-            or (config.resume and store.recorded_chunk_size())
-            or auto_chunk_size(
-                config.replicates,
-                len(scenarios),
-                executor.workers,
-                replicate_seconds(scenarios[0], config.seed, executor.workers),
-            )
+    return announce
+
+
+def _open(planned: Planned, store: ResultStore, executor: Executor) -> tuple[Plan, set[str]]:
+    """The plan cut into chunks of the chosen size, and the chunks the store already holds
+    (``resume=true``); the resolved configuration is written beside them."""
+    config, scenarios = planned.config, planned.scenarios
+    chunk_size = (
+        config.executor.chunk_size
+        or (config.resume and store.recorded_chunk_size())
+        or auto_chunk_size(
+            config.replicates,
+            len(scenarios),
+            executor.workers,
+            replicate_seconds(scenarios[0], config.seed, executor.workers),
         )
-        run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size, adaptive_settings(config))
-        done = store.open(
-            run_plan.fingerprint(),
-            chunk_size,
-            config.resume,
-            planned.overrides,
-            [(sc.name, sc.overrides) for sc in scenarios],
-            plan_inputs(config, chunk_size),
-        )
-        write_text_atomic(planned.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
-        reused = len(done)
-        computed = 0
-        counts = {sc.index: 0 for sc in scenarios}
-        targets = planned.kind.first_targets(config, scenarios)
-        with _progress(console) as progress:
-            task = progress.add_task("run", total=sum(targets.values()), ci="")
-            watched = precision.outcome or selection.outcome or headline(planned.model, limit=1)[0]
-            while True:
-                ranges = {i: (counts[i], targets[i]) for i in counts if targets[i] > counts[i]}
-                todo = [c for c in run_plan.chunks(ranges) if c.key not in done]
-                progress.update(
-                    task,
-                    total=sum(targets.values()),
-                    completed=sum(targets.values()) - sum(len(c.replicates) for c in todo),
-                )
-                computed += _run_round(executor, store, todo, progress, task, watched)
-                counts.update({i: b for i, (_, b) in ranges.items()})
-                if precision.outcome is None and selection.outcome is None:
-                    rows = (
-                        store.finalize(names)
-                        if type(planned.kind).next_round is not ExperimentKind.next_round
-                        else None
-                    )
-                    step = (
-                        None
-                        if rows is None
-                        else planned.kind.next_round(
-                            config, reached_rows(rows, scenarios, counts), scenarios, counts
-                        )
-                    )
-                    if step is None or all(step.targets[i] <= counts[i] for i in counts):
-                        notes = step.notes if step is not None else []
-                        break
-                    targets = step.targets
-                    continue
-                rows = store.finalize(names)
-                if selection.outcome is not None:
-                    targets, state = selection_targets(
-                        rows,
-                        scenarios,
-                        counts,
-                        selection,
-                        chosen,
-                        larger_is_better(planned.model, selection.outcome, selection.larger_is_better),
-                        config.experiment.max_replicates,
-                        chunk_size,
-                    )
-                    if all(targets[i] <= counts[i] for i in counts):
-                        notes = selection_notes(state)
-                        break
-                    continue
-                targets, status = next_targets(
-                    rows, scenarios, counts, precision, config.experiment.max_replicates, chunk_size, baseline
-                )
-                if all(targets[i] <= counts[i] for i in counts):
-                    notes = precision_notes(status, precision)
-                    break
-    rows = store.finalize(names)
-    if not config.keep_parts:
-        store.compact()  # a finished run keeps one part, not thousands of small files
-    return Executed(store, rows, store.errors(), computed, reused, notes, state)
+    )
+    run_plan = Plan(scenarios, config.replicates, config.seed, chunk_size, adaptive_settings(config))
+    done = store.open(
+        run_plan.fingerprint(),
+        chunk_size,
+        config.resume,
+        planned.overrides,
+        [(sc.name, sc.overrides) for sc in scenarios],
+        plan_inputs(config, chunk_size),
+    )
+    write_text_atomic(planned.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
+    return run_plan, done
 
 
 def _run_round(
@@ -387,7 +347,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     exp = config.experiment
     summary = summarize(rows, outcomes)
     names = [sc.name for sc in planned.scenarios]
-    baseline = choose_baseline(names, exp.baseline)
+    baseline = planned.baseline
     effects = _effects(
         rows,
         outcomes,
@@ -451,7 +411,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
             exp.adjust,
             chosen,
             COST_OUTCOME if COST_OUTCOME in outcomes else None,
-            _parameters(config, planned.kind),
+            planned.kind.parameters(config),
         )
     report_md, _ = write_report(
         run_dir,
@@ -489,22 +449,6 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         selection=chosen,
         lines=extra.lines,
     )
-
-
-def _parameters(config: Config, kind: ExperimentKind) -> str | None:
-    """Where the parameter values of a comparison come from, for its executive summary."""
-    if config.calibration.use is not None:
-        return (
-            f"the posterior {config.calibration.point} of the calibration in "
-            f"`{config.calibration.use}` (`calibration.use`)"
-        )
-    if kind.name in ("single", "compare"):  # the other kinds vary or fit the parameters themselves
-        return (
-            "the model's default values (docs/ODD.md), not calibrated to data; the answer can "
-            "change once they are (`experiment=calibrate`, then `calibration.use=<run dir>`; "
-            "docs/calibration.md)"
-        )
-    return None
 
 
 def _effects(

@@ -170,7 +170,7 @@ class Robustness(ExperimentKind):
         values = rb.sample_worlds(config.uncertainty, rob.worlds, rob.sampler, config.seed)
         return rb.worlds_frame(config.uncertainty, values)
 
-    def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
+    def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
         worlds = self.worlds(config)
         params = space_of(config).parameters
         policies = listed_scenarios(config)

@@ -13,7 +13,8 @@ or both (``factors_from=both``); each is sampled on its scale (linear, log, inte
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -32,10 +33,12 @@ from kibs_mc.analysis.sensitivity import (
 )
 from kibs_mc.config import Config, SweepConfig, SweepFactor
 from kibs_mc.errors import ConfigError
-from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput, Round
+from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.experiments.robustness import check_parameter
+from kibs_mc.experiments.rounds import Round, Rounds, Rows
 from kibs_mc.models import get_model, headline
-from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
+from kibs_mc.run.adaptive import reached_rows
+from kibs_mc.run.plan import Scenario, ScenarioSpec
 from kibs_mc.run.store import write_parquet
 
 
@@ -117,59 +120,14 @@ class Sweep(ExperimentKind):
         for path, factor in zip(_factor_paths(config), resolved.factors, strict=True):
             check_parameter(config, path, factor)
 
-    def scenario_specs(self, config: Config) -> list[ScenarioSpec]:
-        return listed_scenarios(config) + point_scenarios(sweep_of(config), config.seed)
+    def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
+        return super().scenario_specs(config, overrides) + point_scenarios(sweep_of(config), config.seed)
 
-    def _doubling(self, config: Config) -> bool:
+    def rounds(self, config: Config, scenarios: Sequence[Scenario]) -> Rounds:
         sweep = sweep_of(config)
-        return sweep.method == "sobol" and planned_samples(sweep) > sweep.samples
-
-    def first_targets(self, config: Config, scenarios: Sequence[Scenario]) -> dict[int, int]:
-        sweep = sweep_of(config)
-        listed = len(config.experiment.scenarios)
-        first = listed + sweep.samples * points_per_sample(sweep)
-        if not self._doubling(config):
-            return super().first_targets(config, scenarios)
-        return {
-            sc.index: config.replicates if position < first else 0 for position, sc in enumerate(scenarios)
-        }
-
-    def next_round(
-        self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: dict[int, int]
-    ) -> Round | None:
-        if not self._doubling(config):
-            return None
-        sweep = sweep_of(config)
-        outcome = watched_outcome(config)
-        n = run_samples(rows, sweep, config.seed)
-        indices = sensitivity(rows, sweep, config.seed, [outcome], n)
-        if precise(indices, outcome, sweep.tolerance):
-            return Round(
-                dict(counts),
-                [
-                    f"Sobol indices of `{outcome}` precise at N = {n} base samples "
-                    f"({n * points_per_sample(sweep)} points): every S1 and ST 95% CI "
-                    f"half-width <= {sweep.tolerance:g} and the factors ranked by ST."
-                ],
-            )
-        if n >= planned_samples(sweep):
-            confs = [*indices["S1_conf"].to_list(), *indices["ST_conf"].to_list()]
-            widest = max(confs) if confs else float("nan")
-            return Round(
-                dict(counts),
-                [
-                    f"Sobol indices of `{outcome}` stopped at "
-                    f"experiment.sweep.max_samples = {n} base samples, not yet precise "
-                    f"(widest 95% CI half-width {widest:.2f} > {sweep.tolerance:g})."
-                ],
-            )
-        listed = len(config.experiment.scenarios)
-        upto = listed + 2 * n * points_per_sample(sweep)
-        targets = {
-            sc.index: max(counts[sc.index], config.replicates if position < upto else 0)
-            for position, sc in enumerate(scenarios)
-        }
-        return Round(targets)
+        if sweep.method == "sobol" and planned_samples(sweep) > sweep.samples:
+            return SobolRounds(config, sweep, tuple(scenarios))
+        return super().rounds(config, scenarios)
 
     def analyse(self, finished: Finished) -> KindOutput:
         config, rows = finished.config, finished.rows
@@ -218,9 +176,66 @@ class Sweep(ExperimentKind):
             for r in indices.filter(pl.col("outcome").is_in(shown[:2])).iter_rows(named=True)
         ]
         notes += [f"warning: {w}" for w in warnings]
+        unlisted = set(points["scenario"].to_list())
         return KindOutput(
             figures=[f for f in figures if f is not None],
             sections=[section] if section else [],
-            unlisted=set(points["scenario"].to_list()),
+            unlisted=unlisted,
             notes=notes,
+            lines=[
+                f"{len(unlisted)} sampled sweep points: see sweep.png, sensitivity.png and "
+                "sensitivity.parquet in the run directory"
+            ]
+            if unlisted
+            else [],
         )
+
+
+@dataclass(frozen=True)
+class SobolRounds:
+    """A Sobol sweep that doubles its base sample (``samples``, 2 ``samples``, ... up to
+    ``max_samples``, keeping every point run: the samples are nested) until the indices of the
+    watched outcome are precise (``experiment.sweep.tolerance``)."""
+
+    config: Config
+    sweep: SweepConfig
+    scenarios: tuple[Scenario, ...]
+
+    def _upto(self, samples: int) -> dict[int, int]:
+        """``replicates`` for the listed scenarios and the points of ``samples`` base samples."""
+        upto = len(self.config.experiment.scenarios) + samples * points_per_sample(self.sweep)
+        return {
+            sc.index: self.config.replicates if position < upto else 0
+            for position, sc in enumerate(self.scenarios)
+        }
+
+    def first(self) -> dict[int, int]:
+        return self._upto(self.sweep.samples)
+
+    def after(self, rows: Rows, counts: Mapping[int, int]) -> Round:
+        sweep, outcome = self.sweep, watched_outcome(self.config)
+        reached = reached_rows(rows(), self.scenarios, dict(counts))
+        n = run_samples(reached, sweep, self.config.seed)
+        indices = sensitivity(reached, sweep, self.config.seed, [outcome], n)
+        if precise(indices, outcome, sweep.tolerance):
+            return Round(
+                dict(counts),
+                [
+                    f"Sobol indices of `{outcome}` precise at N = {n} base samples "
+                    f"({n * points_per_sample(sweep)} points): every S1 and ST 95% CI "
+                    f"half-width <= {sweep.tolerance:g} and the factors ranked by ST."
+                ],
+            )
+        if n >= planned_samples(sweep):
+            confs = [*indices["S1_conf"].to_list(), *indices["ST_conf"].to_list()]
+            widest = max(confs) if confs else float("nan")
+            return Round(
+                dict(counts),
+                [
+                    f"Sobol indices of `{outcome}` stopped at "
+                    f"experiment.sweep.max_samples = {n} base samples, not yet precise "
+                    f"(widest 95% CI half-width {widest:.2f} > {sweep.tolerance:g})."
+                ],
+            )
+        wanted = self._upto(2 * n)
+        return Round({i: max(counts[i], wanted[i]) for i in counts})
