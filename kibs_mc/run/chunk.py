@@ -1,19 +1,26 @@
 """A chunk of replicates of one scenario: the unit of work an executor ships to a worker.
 
 ``run_chunk`` reaches the model through the registry (:func:`kibs_mc.models.get_model`); the
-executor above it knows only "run this function on this item".
+executor above it knows only "run this function on this item". A chunk sent to another process
+carries only the parts of the configuration its model reads (the ``model`` group and the groups
+the model declares), so a Ray worker imports the models and their kernels, not the
+configuration package (Hydra, OmegaConf).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kibs_mc.config import Config
 from kibs_mc.models import get_model
 from kibs_mc.run import interrupt
+
+if TYPE_CHECKING:
+    from kibs_mc.config import Config
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,8 @@ class Chunk:
 
     scenario_index: int
     scenario: str
-    config: Config  # the scenario's validated configuration
+    #: the scenario's validated configuration (in another process: what its model reads of it)
+    config: Config | Any
     replicates: np.ndarray  # int64 replicate numbers
     seeds: np.ndarray  # uint64 seeds, one per replicate
 
@@ -30,6 +38,18 @@ class Chunk:
     def key(self) -> str:
         """Stable name of the chunk, for its part file and for resume."""
         return f"s{self.scenario_index:08d}-r{int(self.replicates[0]):09d}-n{len(self.replicates)}"
+
+    def __reduce__(self) -> tuple:
+        """Pickled (for a worker) with :func:`model_inputs` in place of the whole configuration."""
+        config = model_inputs(self.config)
+        return (Chunk, (self.scenario_index, self.scenario, config, self.replicates, self.seeds))
+
+
+def model_inputs(config: Config | Any) -> SimpleNamespace:
+    """What a model reads of a scenario's configuration: its ``model`` group and the groups it
+    declares (``Model.groups``), as attributes of the same names."""
+    groups = getattr(get_model(config.model.name), "groups", {})
+    return SimpleNamespace(model=config.model, **{name: getattr(config, name) for name in groups})
 
 
 @dataclass
