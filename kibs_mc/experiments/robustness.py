@@ -321,8 +321,10 @@ class Robustness(ExperimentKind):
             "policy (ties split); `regret_*`: the best policy's objective minus this one's, mean "
             "and 90th percentile over worlds; `satisficing`: share of worlds where the policy manages "
             f"{self._satisfice_words(config, baseline)}; `worst_case`: its worst objective over the "
-            "worlds (maximin). 95% CIs from a bootstrap over worlds and, within them, replicates "
-            f"({rob.bootstrap} draws). Per world: `per_world.parquet`; the worlds: `worlds.parquet`.",
+            "worlds (maximin). 95% CIs: each world's replicates bound these (t bounds of the paired "
+            "differences: surely / possibly best, regret low / high), and the worlds are resampled "
+            f"({rob.bootstrap} draws; docs/robustness.md). Per world: `per_world.parquet`; "
+            "the worlds: `worlds.parquet`.",
             "",
             markdown_table(wide),
             "",
