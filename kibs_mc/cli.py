@@ -145,9 +145,13 @@ def print_summary(result: ExperimentResult, console: Console, full: bool = False
     if result.report is not None:
         more = "" if full else "; every table in the terminal: add --full"
         say(console, f"  report.html, report.md, figures and Parquet tables{more}", indent="  ")
-    chunks = f"chunks: {result.computed_chunks} computed, {result.reused_chunks} reused"
-    run = f"; MLflow run {result.mlflow_run_id} (make ui)" if result.mlflow_run_id else ""
-    say(console, chunks + run, indent="  ")
+    done = [f"chunks: {result.computed_chunks} computed, {result.reused_chunks} reused"]
+    if not (result.computed_chunks or result.reused_chunks):  # a calibration runs no chunks
+        done = []
+    if result.mlflow_run_id:
+        done.append(f"MLflow run {result.mlflow_run_id} (make ui)")
+    if done:
+        say(console, "; ".join(done), indent="  ")
 
 
 def say(console: Console, text: str, indent: str = "") -> None:

@@ -66,7 +66,7 @@ def test_two_parameters_are_recovered_from_synthetic_targets(recovered):
     assert params["parameter"].to_list() == list(TRUTH)
     for row in params.iter_rows(named=True):
         # the 90% posterior interval covers the planted value and is at least 2x narrower than the prior's
-        assert row["low"] <= TRUTH[row["parameter"]] <= row["high"], row
+        assert row["interval_low"] <= TRUTH[row["parameter"]] <= row["interval_high"], row
         assert row["covers_truth"] is True
         assert row["narrowing"] >= 2.0, row
     posterior = pl.read_parquet(recovered / "posterior.parquet")
@@ -80,6 +80,10 @@ def test_two_parameters_are_recovered_from_synthetic_targets(recovered):
     assert ppc["target"].to_list() == ["innovations_per_hte", "knowledge_growth", "knowledge_gini"]
     assert ppc["inside"].all()  # targets simulated at the truth are reproduced
     assert (recovered / "posterior.png").stat().st_size > 0 and (recovered / "ppc.png").stat().st_size > 0
+    # the report opens with its answer and the next command
+    summary = (recovered / "report.md").read_text().split("## Executive summary\n", 1)[1].split("\n## ")[0]
+    assert "**3 of 3 targets reproduced**" in summary and "not reproduced" not in summary
+    assert f"calibration.use={recovered}" in summary and f"uncertainty.posterior={recovered}" in summary
 
 
 def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_path):
@@ -143,6 +147,10 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
     assert row["inside"] is False and row["verdict"] == "not reproduced"
     assert row["high"] < 1.0
     assert any("clustering" in line and "not reproduced" in line for line in result.lines)
+    assert "not reproduced: `clustering`, `check`" in (tmp_path / "run" / "report.md").read_text()
+    params = pl.read_parquet(tmp_path / "run" / "parameters.parquet")
+    assert {"prior_interval_low", "prior_interval_high"} <= set(params.columns)
+    assert "truth" not in params.columns and "covers_truth" not in params.columns  # no truth known
     import mlflow
 
     client = mlflow.MlflowClient(uri)

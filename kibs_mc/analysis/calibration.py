@@ -41,7 +41,10 @@ def parameter_table(
     posterior: pl.DataFrame, parameters: Sequence[Any], interval: float, truth: dict[str, float]
 ) -> pl.DataFrame:
     """One row per parameter of the last generation: weighted mean, MAP, the central
-    ``interval`` credible interval, the prior's width and how much narrower the interval is."""
+    ``interval`` credible interval (``interval_low``, ``interval_high``), the prior's central
+    interval of the same probability (``prior_interval_low``, ``prior_interval_high``) and how
+    much narrower the posterior's is (``narrowing``); with a known truth (synthetic targets),
+    ``truth`` and whether the interval covers it."""
     last = posterior.filter(pl.col("generation") == posterior["generation"].max())
     w = last["weight"].to_numpy()
     keys = [p.key for p in parameters]
@@ -57,21 +60,21 @@ def parameter_table(
         else:
             plo, phi = p.low + np.array([lo_q, hi_q]) * (p.high - p.low)
         width = float(high - low)
-        rows.append(
-            {
-                "parameter": p.key,
-                "mean": float(np.sum(w * x) / w.sum()),
-                "map": float(best[j]),
-                "low": float(low),
-                "high": float(high),
-                "prior_low": float(plo),
-                "prior_high": float(phi),
-                "narrowing": float((phi - plo) / width) if width > 0 else float("inf"),
-                "truth": truth.get(p.key, float("nan")),
-                "covers_truth": (bool(low <= truth[p.key] <= high) if p.key in truth else None),
-            }
-        )
-    return pl.DataFrame(rows, schema_overrides={"covers_truth": pl.Boolean})
+        row = {
+            "parameter": p.key,
+            "mean": float(np.sum(w * x) / w.sum()),
+            "map": float(best[j]),
+            "interval_low": float(low),
+            "interval_high": float(high),
+            "prior_interval_low": float(plo),
+            "prior_interval_high": float(phi),
+            "narrowing": float((phi - plo) / width) if width > 0 else float("inf"),
+        }
+        if truth:
+            row["truth"] = truth.get(p.key, float("nan"))
+            row["covers_truth"] = bool(low <= truth[p.key] <= high) if p.key in truth else None
+        rows.append(row)
+    return pl.DataFrame(rows, schema_overrides={"covers_truth": pl.Boolean} if truth else None)
 
 
 def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> pl.DataFrame:
@@ -120,7 +123,9 @@ def posterior_plot(
     last_t = int(posterior["generation"].cast(pl.Int64).max() or 0)  # type: ignore[arg-type]
     last = posterior.filter(pl.col("generation") == last_t)
     first = posterior.filter(pl.col("generation") == 0)
-    fig, axes = plt.subplots(n, n, figsize=(2.6 * n + 1, 2.6 * n + 0.5), squeeze=False)
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    fig, axes = plt.subplots(n, n, figsize=(2.6 * n + 1, 2.6 * n + 0.5), squeeze=False, layout="constrained")
     for i, pi in enumerate(parameters):
         for j, pj in enumerate(parameters):
             ax = axes[i][j]
@@ -173,12 +178,20 @@ def posterior_plot(
                     ax.set_xscale("log")
                 if pi.scale == "log":
                     ax.set_yscale("log")
+            # few ticks, labelled on the outer panels only: long parameter values do not collide
+            ax.tick_params(labelsize=7)
+            for axis, p in ((ax.xaxis, pj), (ax.yaxis, pi)):
+                axis.set_major_locator(LogLocator(numticks=3) if p.scale == "log" else MaxNLocator(3))
+                axis.set_minor_formatter(NullFormatter())  # a log axis labels its minor ticks too
             if i == n - 1:
                 ax.set_xlabel(pj.key, fontsize=8)
+            else:
+                ax.tick_params(labelbottom=False, which="both")
             if j == 0 and i != j:
                 ax.set_ylabel(pi.key, fontsize=8)
+            else:
+                ax.tick_params(labelleft=False, which="both")
     fig.suptitle("ABC-SMC posterior: marginals (diagonal) and pairs (last generation)")
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -192,7 +205,7 @@ def ppc_plot(draws: pl.DataFrame, ppc: pl.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.6 * ppc.height + 1.5))
+    fig, ax = plt.subplots(figsize=(7, 0.6 * ppc.height + 1.5), layout="constrained")
     for k, row in enumerate(ppc.iter_rows(named=True)):
         x = draws.filter(pl.col("target") == row["target"])["value"].to_numpy().astype(float)
         z = (x - row["observed"]) / row["scale"]
@@ -216,7 +229,6 @@ def ppc_plot(draws: pl.DataFrame, ppc: pl.DataFrame, path: Path) -> Path:
     ax.set_xlabel("(simulated - observed) / scale")
     ax.set_title("Posterior predictive check (bars: predictive interval)")
     ax.set_xscale("symlog")
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -234,12 +246,12 @@ def report_section(
     for r in params.iter_rows(named=True):
         truth = (
             ""
-            if r["covers_truth"] is None
+            if r.get("covers_truth") is None
             else f"; truth {r['truth']:.4g} {'inside' if r['covers_truth'] else 'OUTSIDE'}"
         )
         lines.append(
-            f"  {r['parameter']}: mean {r['mean']:.4g}, MAP {r['map']:.4g}, [{r['low']:.4g}, "
-            f"{r['high']:.4g}], {r['narrowing']:.1f}x narrower than the prior{truth}"
+            f"  {r['parameter']}: mean {r['mean']:.4g}, MAP {r['map']:.4g}, [{r['interval_low']:.4g}, "
+            f"{r['interval_high']:.4g}], {r['narrowing']:.1f}x narrower than the prior{truth}"
         )
     lines.append(
         f"targets ({pct} posterior predictive interval): {int(ppc['inside'].sum())} of {ppc.height} "
@@ -271,3 +283,31 @@ def report_section(
         "",
     ]
     return "\n".join(text), lines
+
+
+def calibration_summary(params: pl.DataFrame, ppc: pl.DataFrame, interval: float, run_dir: Path) -> list[str]:
+    """The calibration's executive summary (Markdown bullets): which targets it reproduced,
+    how well the data pin the parameters down, and the commands that use the posterior."""
+    pct = f"{100 * interval:.0f}%"
+    missed = ppc.filter(~pl.col("inside"))["target"].to_list()
+    lines = [
+        f"**{int(ppc['inside'].sum())} of {ppc.height} targets reproduced** (the observed value "
+        f"inside the {pct} posterior predictive interval)"
+        + (f"; not reproduced: {', '.join(f'`{t}`' for t in missed)}" if missed else "")
+        + "."
+    ]
+    narrow = ", ".join(
+        f"`{r['parameter']}` {r['mean']:.4g} [{r['interval_low']:.4g}, {r['interval_high']:.4g}], "
+        f"{r['narrowing']:.1f}x narrower"
+        for r in params.sort("narrowing", descending=True).iter_rows(named=True)
+    )
+    lines.append(
+        f"Parameters (posterior mean [{pct} interval], narrowing against the prior's {pct}): {narrow}."
+    )
+    lines.append(
+        f"Next: compare the policies at this posterior with `kibs-mc experiment=compare_governance "
+        f"calibration.use={run_dir}`, or across it with `kibs-mc experiment=robustness "
+        f"uncertainty=posterior uncertainty.posterior={run_dir}`; then `kibs-mc report` with the runs "
+        "to see the answers side by side."
+    )
+    return lines

@@ -20,8 +20,9 @@ COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedC
 
 
 def _save(fig: plt.Figure, title: str, path: Path) -> Path:
+    """Title the figure and write it; the constrained layout keeps the title, panel titles,
+    tick labels and axis labels clear of each other."""
     fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -33,13 +34,25 @@ def _label(name: str, width: int = 24) -> str:
     return "\n".join(textwrap.wrap(name, width, break_on_hyphens=False)) or name
 
 
-def _grid(count: int, width: float = 4.2, height: float = 3.0) -> tuple[plt.Figure, list]:
+def _grid(count: int, width: float = 4.2, height: float = 3.0, lead: bool = False) -> tuple[plt.Figure, list]:
+    """A figure of ``count`` panels, three a row. ``lead``: the first panel (the outcome the
+    decision is made on) alone on the first row, across it and taller."""
     cols = min(3, count)
-    rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat)
+    rest = count - 1 if lead else count
+    rows = math.ceil(rest / cols) if rest else 0
+    top = 1.4 if lead else 0.0
+    fig = plt.figure(figsize=(width * cols, height * (rows + top) + 0.6), layout="constrained")
+    grid = fig.add_gridspec(rows + (1 if lead else 0), cols, height_ratios=[top] * lead + [1] * rows)
+    axes = [fig.add_subplot(grid[0, :])] if lead else []
+    axes += [fig.add_subplot(grid[lead + i // cols, i % cols]) for i in range(rest)]
+    return fig, axes
+
+
+def _lead_first(outcomes: Sequence[str], lead: str | None) -> list[str]:
+    """``outcomes`` with ``lead`` (the deciding outcome) first."""
+    if lead is None or lead not in outcomes:
+        return list(outcomes)
+    return [lead, *[o for o in outcomes if o != lead]]
 
 
 def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], path: Path) -> Path | None:
@@ -88,12 +101,17 @@ def timeseries_plot(ts: pl.DataFrame | pl.LazyFrame, scenarios: Sequence[str], p
     return _save(fig, "Time series: mean and 95% CI band across replicates", path)
 
 
-def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> Path | None:
-    """Paired effect of each scenario against the baseline, with its 95% CI, per outcome."""
+def forest_plot(
+    effects: pl.DataFrame, outcomes: Sequence[str], path: Path, lead: str | None = None
+) -> Path | None:
+    """Paired effect of each scenario against the baseline, with its 95% CI, per outcome;
+    ``lead`` (the deciding outcome) first and larger."""
     if effects.height == 0:
         return None
-    shown = [o for o in outcomes if o in set(effects["outcome"].to_list())]
-    fig, axes = _grid(len(shown), width=4.2, height=0.45 * effects["scenario"].n_unique() + 1.4)
+    shown = _lead_first([o for o in outcomes if o in set(effects["outcome"].to_list())], lead)
+    fig, axes = _grid(
+        len(shown), width=4.2, height=0.45 * effects["scenario"].n_unique() + 1.4, lead=shown[0] == lead
+    )
     baseline = effects["baseline"][0]
     for ax, outcome in zip(axes, shown, strict=False):
         part = effects.filter(pl.col("outcome") == outcome)
@@ -105,27 +123,38 @@ def forest_plot(effects: pl.DataFrame, outcomes: Sequence[str], path: Path) -> P
         ax.scatter(effect, y, c=colors, zorder=3, s=18)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, [_label(s) for s in part["scenario"].to_list()], fontsize=8)
-        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        decided = outcome == lead
+        ax.set_title(
+            outcome.replace("_", " ") + (" (the decision is made on this outcome)" if decided else ""),
+            fontsize=12 if decided else 10,
+            fontweight="bold" if decided else "normal",
+        )
         ax.grid(axis="x", alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # at most 5 labels: none overlap
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8 if decided else 4))  # at most 5 labels a panel
     return _save(fig, f"Paired effect vs {baseline!r} (95% t interval; grey: it includes 0)", path)
 
 
 def distribution_plot(
-    rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str], path: Path
+    rows: pl.DataFrame, scenarios: Sequence[str], outcomes: Sequence[str], path: Path, lead: str | None = None
 ) -> Path | None:
-    """Box plots of each outcome across replicates, per scenario."""
-    shown = [o for o in outcomes if rows.schema[o] != pl.Boolean]
+    """Box plots of each outcome across replicates, per scenario; ``lead`` first and larger."""
+    shown = _lead_first([o for o in outcomes if rows.schema[o] != pl.Boolean], lead)
     if rows.height == 0 or not shown:
         return None
-    fig, axes = _grid(len(shown), height=0.35 * len(scenarios) + 1.6)
+    fig, axes = _grid(len(shown), height=0.35 * len(scenarios) + 1.6, lead=shown[0] == lead)
     for ax, outcome in zip(axes, shown, strict=False):
         data = [rows.filter(pl.col("scenario") == s)[outcome].cast(pl.Float64).to_numpy() for s in scenarios]
         labels = [_label(s) for s in scenarios]
         ax.boxplot(data, orientation="horizontal", tick_labels=labels, showfliers=False, widths=0.6)
         ax.set_yticks(range(1, len(scenarios) + 1), labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_title(outcome.replace("_", " "), fontsize=10)
+        decided = outcome == lead
+        ax.set_title(
+            outcome.replace("_", " ") + (" (the decision is made on this outcome)" if decided else ""),
+            fontsize=12 if decided else 10,
+            fontweight="bold" if decided else "normal",
+        )
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8 if decided else 4))
         ax.grid(axis="x", alpha=0.3)
     return _save(fig, "Outcome distributions across replicates (box: quartiles, whiskers: 1.5 IQR)", path)
 
@@ -146,12 +175,15 @@ def make_plots(
     """
     run_dir = Path(run_dir)
     written = []
+    ranks = run_dir / "ranks.parquet"  # the first outcome ranked is the one the report decides on
+    lead = pl.read_parquet(ranks, columns=["outcome"])["outcome"].head(1).to_list() if ranks.exists() else []
+    decided = lead[0] if lead else None
     ts_file = run_dir / "timeseries.parquet"
     if ts_file.exists() and 0 < len(listed) <= MAX_LISTED_SCENARIOS:
         written.append(timeseries_plot(pl.scan_parquet(ts_file), listed, run_dir / "timeseries.png"))
     if len(scenarios) <= MAX_LISTED_SCENARIOS:
-        written.append(forest_plot(effects, outcomes, run_dir / "effects.png"))
-        written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png"))
+        written.append(forest_plot(effects, outcomes, run_dir / "effects.png", decided))
+        written.append(distribution_plot(rows, scenarios, outcomes, run_dir / "distributions.png", decided))
     return [p for p in written if p is not None]
 
 
@@ -174,7 +206,11 @@ def sweep_plot(
     means = rows.group_by("scenario").agg([pl.col(o).cast(pl.Float64).mean() for o in outcomes])
     data = points.join(means, on="scenario", how="inner")
     fig, axes = plt.subplots(
-        len(outcomes), len(factors), figsize=(3.2 * len(factors), 2.6 * len(outcomes)), squeeze=False
+        len(outcomes),
+        len(factors),
+        figsize=(3.2 * len(factors), 2.6 * len(outcomes)),
+        squeeze=False,
+        layout="constrained",
     )
     for i, outcome in enumerate(outcomes):
         for j, factor in enumerate(factors):

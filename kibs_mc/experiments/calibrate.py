@@ -439,6 +439,7 @@ class Calibrate(ExperimentKind):
         result_type: type,
     ) -> Any:
         from kibs_mc.analysis.calibration import (
+            calibration_summary,
             parameter_table,
             posterior_plot,
             ppc_plot,
@@ -477,6 +478,7 @@ class Calibrate(ExperimentKind):
             config_yaml=(run_dir / "config.yaml").read_text(),
             figures=figures,
             sections=[section],
+            summary=calibration_summary(params, ppc, cal.interval, run_dir),
         )
         samples = int(generations["samples"].sum()) if generations.height else 0
         wall = time.monotonic() - started
