@@ -31,6 +31,14 @@ def test_little_work_is_serial_and_much_work_is_ray():
     assert choose(2 * LOCAL_RAY_COST_S, 1, cores=2).kind == "serial"  # saves ~4.7 s < 5 s
 
 
+def test_time_lost_on_earlier_serial_calls_counts_towards_starting_ray():
+    # 4 s of work saves ~1.9 s on 2 cores: serial alone, Ray once earlier calls lost 3.2 s more.
+    assert choose(0.1, 40, cores=2).kind == "serial"
+    later = choose(0.1, 40, cores=2, lost=3.2)
+    assert later.kind == "ray" and later.final
+    assert "Ray would have saved ~3.2 s on the earlier calls, run here" in later.reason
+
+
 def test_a_cold_first_measurement_decides_serial_but_not_ray():
     # The first chunk includes loading (or compiling) the kernels: an over-estimate.
     assert choose(0.01, 10, cores=2, cold=True).final
@@ -85,6 +93,36 @@ def test_enough_work_goes_to_a_local_ray_cluster_after_two_chunks_measured_here(
     # remaining items while it does: kibs_mc.run.executor.ray).
     assert got["started"]
     assert len(got["lines"]) == 1 and got["lines"][0].startswith("executor=auto: ray, 2 CPUs: ~")
+
+
+@pytest.mark.slow
+def test_many_short_calls_move_to_ray_once_the_time_lost_serially_pays_for_it():
+    # Calls of 6 items of 0.05 s: each alone is serial (Ray would save ~0.12 s of a 0.5 s
+    # start-up), but every call run here adds ~0.14 s lost, so the fourth or so starts Ray.
+    code = textwrap.dedent("""
+        import json, os, time
+        from kibs_mc.config import ExecutorConfig
+        from kibs_mc.run.executor.auto import AutoExecutor
+
+        def work(i):
+            time.sleep(0.05)
+            return os.getpid()
+
+        lines, calls = [], []
+        with AutoExecutor(ExecutorConfig(kind="auto", num_cpus=2), lines.append, ray_cost=0.5) as ex:
+            for call in range(8):
+                pairs = list(ex.map_unordered(work, list(range(6 * call, 6 * call + 6))))
+                calls.append({"items": [i for i, _ in pairs], "pids": [p for _, p in pairs]})
+        print(json.dumps({"calls": calls, "driver": os.getpid(), "lines": lines}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [sorted(c["items"]) for c in got["calls"]] == [list(range(6 * k, 6 * k + 6)) for k in range(8)]
+    first = got["calls"][0]
+    assert set(first["pids"]) == {got["driver"]}  # the first call stays here
+    assert [line.split(":")[1].strip() for line in got["lines"]] == ["serial", "ray, 2 CPUs"], got["lines"]
+    assert "on the earlier calls, run here" in got["lines"][1]
 
 
 @pytest.mark.slow

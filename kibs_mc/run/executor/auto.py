@@ -52,17 +52,30 @@ class Choice:
 
 
 def choose(
-    item_seconds: float, items_left: int, cores: int, cold: bool = False, ray_cost: float = LOCAL_RAY_COST_S
+    item_seconds: float,
+    items_left: int,
+    cores: int,
+    cold: bool = False,
+    ray_cost: float = LOCAL_RAY_COST_S,
+    lost: float = 0.0,
 ) -> Choice:
     """Serial or Ray for ``items_left`` more items of ``item_seconds`` each on ``cores`` cores.
 
     Ray's time for work W is about ``ray_cost + W / (cores x RAY_STEADY_EFFICIENCY)``, the serial
     run's W, so Ray is chosen when ``W - W / (cores x efficiency) > ray_cost``. With ``cold``
     (a first item, the kernels loaded or compiled during it) only a serial verdict is final.
+
+    ``lost``: what Ray would have saved on the earlier calls of the same run that ran serially
+    (e.g. the generations of a calibration so far). It counts towards Ray's start-up cost: once
+    the time lost by staying serial reaches what a cluster costs, Ray is started, so a run of
+    many short calls never takes more than about twice its best time (the rent-or-buy rule).
     """
     work = item_seconds * max(items_left, 0)
     saved = max(work - work / (cores * RAY_STEADY_EFFICIENCY), 0.0)
     what = f"~{_seconds(work)} s of work in {items_left} chunks left"
+    if lost > 0:
+        what += f" (Ray would have saved ~{_seconds(lost)} s on the earlier calls, run here)"
+    saved += lost
     if saved > ray_cost:
         return Choice(
             "ray",
@@ -84,10 +97,12 @@ class AutoExecutor(Executor):
     """Runs the first items in this process, then goes on serially or on Ray (see the module doc).
 
     Attaching to a given cluster (``executor.address`` or ``$RAY_ADDRESS``) is always Ray, and
-    one core is always serial; neither needs a measurement. The choice is made once, on the
-    first :meth:`map_unordered` call, and announced in one line through ``announce``. The
-    Ray settings (``num_cpus``, ``chunk_size``, ``max_in_flight``, ``max_retries``) apply when
-    Ray is chosen.
+    one core is always serial; neither needs a measurement. Otherwise the first
+    :meth:`map_unordered` call chooses, and a serial choice is revisited on every later call
+    (its first item timed here), counting what Ray would have saved on the calls run serially
+    so far (:func:`choose`'s ``lost``); once Ray, always Ray. Each choice is announced in one
+    line through ``announce``. The Ray settings (``num_cpus``, ``chunk_size``,
+    ``max_in_flight``, ``max_retries``) apply when Ray is chosen.
     """
 
     def __init__(
@@ -103,6 +118,10 @@ class AutoExecutor(Executor):
         self.cores = int(cfg.num_cpus or effective_cpus())
         self.workers = self.cores  # chunks are sized as for Ray: small enough either way
         self.choice: Choice | None = None
+        #: a serial choice from a measurement, revisited on later calls
+        self._revisable = False
+        #: seconds Ray would have saved on the calls run serially so far
+        self._lost = 0.0
         address = cfg.address or os.environ.get("RAY_ADDRESS")
         if address:
             where = "executor.address" if cfg.address else "RAY_ADDRESS"
@@ -112,6 +131,8 @@ class AutoExecutor(Executor):
             self._decide(Choice("serial", "one core: a local Ray cluster would not run more at once"))
 
     def _decide(self, choice: Choice) -> None:
+        if self.choice is not None and choice.kind == self.choice.kind:
+            return  # the same choice again: said once
         self.choice = choice
         if choice.kind == "ray":
             # Imported only here: importing Ray costs ~0.5 s, which a serial run would pay for
@@ -124,31 +145,39 @@ class AutoExecutor(Executor):
         self._announce(choice.line(self._chosen.workers))
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        if self._chosen is not None:
+        if self._chosen is not None and not self._revisable:
             yield from self._chosen.map_unordered(fn, items)
             return
         left = operator.length_hint(items, -1)  # a list's length; -1 when unknown
         iterator = iter(items)
-        cold = True
-        while self._chosen is None:
-            try:
-                item = next(iterator)
-            except StopIteration:  # everything ran in the probe
-                return
+        cold = self._chosen is None  # the first call loads (or compiles) the kernels
+        busy = 0.0  # seconds of this call's items run here
+        decided = False
+        for item in iterator:
             started = time.perf_counter()
             result = fn(item)
             seconds = time.perf_counter() - started
+            busy += 0.0 if cold else seconds  # a cold item's loading is no work Ray would share
             left -= 1
-            if left < 0:  # the amount of work is unknown: Ray, as before there was a choice
-                self._decide(Choice("ray", "the amount of work is not known in advance"))
-            else:
-                choice = choose(seconds, left, self.cores, cold=cold, ray_cost=self._ray_cost)
-                if choice.final or left == 0:
+            if not decided:
+                if left < 0:  # the amount of work is unknown: Ray, as before there was a choice
+                    choice = Choice("ray", "the amount of work is not known in advance")
+                else:
+                    choice = choose(
+                        seconds, left, self.cores, cold=cold, ray_cost=self._ray_cost, lost=self._lost
+                    )
+                if choice.final or left <= 0:
                     self._decide(choice)
-            cold = False
+                    self._revisable = choice.kind == "serial"
+                    decided = True
+                cold = False
             yield item, result
-        assert self._chosen is not None
-        yield from self._chosen.map_unordered(fn, iterator)
+            if decided and not self._revisable:  # Ray: the rest goes there
+                assert self._chosen is not None
+                yield from self._chosen.map_unordered(fn, iterator)
+                return
+        # Everything ran here: what Ray would have saved on it counts when the next call chooses.
+        self._lost += busy - busy / (self.cores * RAY_STEADY_EFFICIENCY)
 
     def close(self) -> None:
         if self._chosen is not None:
