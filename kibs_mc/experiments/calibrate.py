@@ -5,7 +5,7 @@ space (uniform, or log-uniform with ``scale: log``); the targets from ``calibrat
 (:mod:`kibs_mc.analysis.targets`; ``synthetic`` simulates them at ``calibration.truth``).
 ABC-SMC is pyabc's (Toni et al. 2009; adaptive quantile thresholds, Del Moral et al. 2012):
 its ``MappingSampler`` maps "sample until one particle is accepted" over the population with
-the project's executor, so particles run on Ray like chunks do. The distance is the Euclidean
+the project's executor (:mod:`kibs_mc.run.executor.abc`), so particles run on Ray like chunks do. The distance is the Euclidean
 norm of (simulated - observed) / scale over the targets. Generations are run one at a time,
 each written to pyabc's database ``abc.db`` in the run directory, so a killed run continues
 with ``resume=true`` from its last finished generation.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult
 from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
 from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.executor.abc import seeded_sampler
 from kibs_mc.run.store import write_parquet
 
 #: ``posterior_point`` (``calibration.use``) reads the POINT_FILE this kind writes.
@@ -100,59 +101,6 @@ class Simulator:
 def _ppc_task(item: tuple[int, Simulator, dict[str, float], list[int]]) -> dict[str, float]:
     _, simulator, values, seeds = item
     return simulator.statistics(values, seeds)
-
-
-def seeded_sampler(executor: Executor, seed: int) -> Any:
-    """pyabc's MappingSampler on ``executor``, with reproducible tasks: task ``i`` of
-    generation ``t`` seeds NumPy's global generator from ``SeedSequence(seed, (t + 1, i))``
-    (pyabc's own map function reseeds from the operating system's entropy), so a calibration's
-    generations do not depend on the executor, and a resumed run repeats an uninterrupted one."""
-    import pyabc
-
-    class SeededMappingSampler(pyabc.sampler.MappingSampler):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(map_=self._map)
-            self.seed = seed
-            self.t = -1
-
-        def _map(self, fn: Callable, items: Iterable) -> list:
-            todo = [(self.t, i) for i, _ in enumerate(items)]
-
-            def task(item: tuple[int, int]) -> Any:  # a plain function, as Ray's tasks must be
-                return fn(item)
-
-            done = dict(executor.map_unordered(task, todo))
-            return [done[item] for item in todo]
-
-        def map_function(self, simulate_one: Any, item: tuple[int, int]) -> tuple[Any, int]:
-            # pyabc's MappingSampler.map_function, seeded from the task instead of the OS
-            simulate_one = self.unpickle(simulate_one)
-            t, i = item
-            state = np.random.SeedSequence(self.seed, spawn_key=(t + 1, i)).generate_state(2)
-            np.random.seed(int(state[0]))  # noqa: NPY002 - pyabc draws from the global generator
-            random.seed(int(state[1]))
-            nr_simulations = 0
-            sample = self._create_empty_sample()
-            while True:
-                new_sim = simulate_one()
-                nr_simulations += 1
-                sample.append(new_sim)
-                if new_sim.accepted:
-                    break
-            return sample, nr_simulations
-
-        def sample_until_n_accepted(self, n: int, simulate_one: Any, t: int, **kwargs: Any) -> Any:
-            self.t = t
-            return super().sample_until_n_accepted(n, simulate_one, t, **kwargs)
-
-        def __getstate__(self) -> Any:
-            return (super().__getstate__(), self.seed, self.t)
-
-        def __setstate__(self, state: Any) -> None:
-            super().__setstate__(state[0])
-            self.seed, self.t = state[1], state[2]
-
-    return SeededMappingSampler()
 
 
 def _seeds(seed: int, stream: int, count: int) -> list[int]:
