@@ -5,10 +5,10 @@ space (uniform, or log-uniform with ``scale: log``); the targets from ``calibrat
 (:mod:`kibs_mc.analysis.targets`; ``synthetic`` simulates them at ``calibration.truth``).
 ABC-SMC is pyabc's (Toni et al. 2009; adaptive quantile thresholds, Del Moral et al. 2012):
 its ``MappingSampler`` maps "sample until one particle is accepted" over the population with
-the project's executor (:mod:`kibs_mc.run.executor.abc`), so particles run on Ray like chunks do. The distance is the Euclidean
-norm of (simulated - observed) / scale over the targets. Generations are run one at a time,
-each written to pyabc's database ``abc.db`` in the run directory, so a killed run continues
-with ``resume=true`` from its last finished generation.
+the project's executor (:mod:`kibs_mc.run.executor.abc`), so particles run on Ray like chunks
+do. The distance is the Euclidean norm of (simulated - observed) / scale over the targets.
+Generations are run one at a time, each written to pyabc's database ``abc.db`` in the run
+directory, so a killed run continues with ``resume=true`` from its last finished generation.
 
 Unlike the other kinds this one is not a fixed plan of scenarios: :meth:`Calibrate.run`
 replaces the pipeline's plan -> execute -> analyse (it still reports and tracks the same way).
