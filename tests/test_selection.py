@@ -41,7 +41,7 @@ def test_selection_runs_kn_rounds_through_the_pipeline_and_resumes_to_the_same_d
     # the baseline does not compete
     assert set(sel["scenario"]) == {"p=0.01", "p=0.03", "p=0.1", "p=0.3", "p=1"}
     counts = dict(full.rows.group_by("scenario").len().iter_rows())
-    assert counts["p=0"] == 10
+    assert counts["p=0"] == sel["replicates"].max()  # the baseline runs along with the contenders
     for r in sel.iter_rows(named=True):
         assert counts[r["scenario"]] == r["replicates"]
         reps = full.rows.filter(pl.col("scenario") == r["scenario"])["replicate"].to_list()
@@ -63,6 +63,20 @@ def test_selection_runs_kn_rounds_through_the_pipeline_and_resumes_to_the_same_d
     assert resumed.reused_chunks > 0
     assert resumed.rows.equals(full.rows)
     assert pl.read_parquet(cut / "selection.parquet").equals(sel)
+
+
+def test_the_first_round_is_kns_first_stage_whatever_replicates_says(tmp_path):
+    """With replicates=300 the first round used to run 300 of every scenario before KN
+    screened anything (1 800 replicates where KN had decided by stage 18)."""
+    many = run(tmp_path / "many", *SELECT, "replicates=300", "experiment.max_replicates=300")
+    few = run(tmp_path / "few", *SELECT, "experiment.max_replicates=300")
+    assert many.rows.equals(few.rows)  # replicates sets nothing with a selection
+    counts = dict(many.rows.group_by("scenario").len().iter_rows())
+    sel = pl.read_parquet(many.run_dir / "selection.parquet")
+    assert max(counts.values()) < 300 and min(counts.values()) == 10
+    assert counts["p=0"] == sel["replicates"].max()  # the baseline goes on with the contenders
+    with pytest.raises(ConfigError, match="experiment.selection.first_stage"):
+        run(tmp_path / "bad", *SELECT, "experiment.max_replicates=5")
 
 
 def test_selection_and_precision_together_are_refused(tmp_path):

@@ -250,8 +250,9 @@ def selection_sentence(a: Answer) -> str | None:
     if chosen.height:
         return (
             f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
-            f"within delta = {_num(delta)}, probability of correct selection >= "
-            f"{1 - alpha:.2f} (Kim & Nelson 2001 KN on common random numbers; replicates "
+            f"with probability >= {1 - alpha:.2f} when it leads by at least delta = {_num(delta)} "
+            f"(otherwise it is within delta of the best with that probability; "
+            f"Kim & Nelson 2001 KN on common random numbers; replicates "
             f"{reps}{'; ' + dropped if dropped else ''})."
         )
     left = ", ".join(f"`{s}`" for s in sel.filter(pl.col("in_contention"))["scenario"].to_list())

@@ -53,7 +53,7 @@ from kibs_mc.experiments.rounds import (
     larger_is_better,
 )
 from kibs_mc.models import Model, get_model, headline
-from kibs_mc.run.adaptive import Selection
+from kibs_mc.run.adaptive import Selection, selection_first_round
 from kibs_mc.run.chunk import run_chunk
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.interrupt import deferred_interrupts
@@ -209,6 +209,12 @@ def _check_adaptive(config: Config, outcomes: Sequence[str], candidates: Sequenc
             selection.outcome,
             "allowed: null with fewer than two listed scenarios besides the baseline",
         )
+    if selection.first_stage > config.experiment.max_replicates:
+        raise ConfigError(
+            "experiment.selection.first_stage",
+            selection.first_stage,
+            f"allowed: at most experiment.max_replicates ({config.experiment.max_replicates})",
+        )
 
 
 def choose_rounds(planned: Planned, chunk_size: int) -> Rounds:
@@ -221,7 +227,13 @@ def choose_rounds(planned: Planned, chunk_size: int) -> Rounds:
     if exp.selection.outcome is not None:
         better = larger_is_better(planned.model, exp.selection.outcome, exp.selection.larger_is_better)
         return SelectionRounds(
-            own.first(), scenarios, exp.selection, planned.candidates, better, exp.max_replicates, chunk_size
+            selection_first_round(scenarios, exp.selection),
+            scenarios,
+            exp.selection,
+            planned.candidates,
+            better,
+            exp.max_replicates,
+            chunk_size,
         )
     if exp.precision.outcome is not None:
         return PrecisionRounds(

@@ -169,6 +169,12 @@ class Selection:
         )
 
 
+def selection_first_round(scenarios: Sequence[Scenario], selection: SelectionConfig) -> dict[int, int]:
+    """KN's first stage: ``first_stage`` replicates of every scenario. With a selection,
+    ``replicates`` sets nothing: KN decides how many each contender runs."""
+    return {sc.index: selection.first_stage for sc in scenarios}
+
+
 def selection_targets(
     rows: pl.DataFrame,
     scenarios: Sequence[Scenario],
@@ -183,7 +189,8 @@ def selection_targets(
 
     The indifference zone is ``selection.delta`` or, when relative, that share of the largest
     |mean| over the candidates' first ``first_stage`` replicates (fixed by those replicates, so
-    a resumed run finds the same)."""
+    a resumed run finds the same). Scenarios that do not compete (the baseline) run along with
+    the contenders, so that the selected one's effect against them uses all its replicates."""
     assert selection.outcome is not None
     rows = reached_rows(rows, scenarios, counts)
     index = {sc.name: sc.index for sc in scenarios}
@@ -213,6 +220,9 @@ def selection_targets(
             )
             for i in result.survivors:
                 targets[index[candidates[i]]] = max(want, counts[index[candidates[i]]])
+            for sc in scenarios:
+                if sc.name not in candidates:
+                    targets[sc.index] = max(want, counts[sc.index])
     state = Selection(
         selection.outcome,
         list(candidates),
@@ -234,8 +244,9 @@ def selection_notes(state: Selection) -> list[str]:
     if state.selected is not None:
         return [
             f"Selection (Kim & Nelson 2001, KN): `{state.selected}` is best on `{state.outcome}` "
-            f"within delta = {state.delta:.4g}, probability of correct selection >= "
-            f"{1 - state.alpha:.2f}; replicates per candidate: {n} ({dropped})."
+            f"with probability >= {1 - state.alpha:.2f} when it leads by at least delta = "
+            f"{state.delta:.4g} (otherwise it is within delta of the best with that probability); "
+            f"replicates per candidate: {n} ({dropped})."
         ]
     left = ", ".join(f"`{state.candidates[i]}`" for i in state.result.survivors)
     return [
