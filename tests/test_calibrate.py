@@ -117,6 +117,16 @@ def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_p
     assert resumed.equals(pl.read_parquet(recovered / "posterior.parquet"))
 
 
+def test_the_posterior_does_not_depend_on_how_particles_are_batched(recovered, tmp_path):
+    # executor=auto on 2 CPUs cuts each generation into twice as many items as serial does
+    # (seeded_sampler: PARTICLE_ITEMS_PER_WORKER per worker), whichever executor it then uses
+    overrides = [*(o for o in RECOVERY if o != "executor=serial"), "executor=auto", "executor.num_cpus=2"]
+    calibrate(overrides, tmp_path / "auto")
+    for name in ("posterior", "generations", "ppc_draws"):
+        got = pl.read_parquet(tmp_path / "auto" / f"{name}.parquet")
+        assert got.equals(pl.read_parquet(recovered / f"{name}.parquet")), name
+
+
 def test_a_finished_calibration_is_not_overwritten_without_resume(recovered):
     with pytest.raises(Exception, match="resume=true"):
         calibrate(RECOVERY, recovered)
