@@ -11,7 +11,10 @@ probability). After
 the run, each outcome's scenario means feed SALib: first-order (S1) and total (ST) Sobol
 indices (Saltelli et al. 2010, Comput. Phys. Commun. 181:259-270), or first-order RBD-FAST
 indices for a Latin hypercube (Tarantola et al. 2006). Replicate noise in the scenario means
-inflates the indices' uncertainty; their bootstrap CIs (``*_conf``) say how much.
+biases Sobol indices, not only their uncertainty (it inflates the variance they divide by and
+the total index's numerator); with two or more replicates per point :func:`sobol_indices`
+removes that bias with the replicates' own covariances, and ``noise_share`` says how much of
+the points' variance was noise. RBD-FAST indices and one-replicate sweeps are not corrected.
 
 Convergence (Sobol): SALib's Saltelli sample of N base points is the first N (D + 2) rows of the
 sample of 2N (a scrambled Sobol' sequence), so a sweep can double N, keeping every point it
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -129,6 +133,73 @@ def _scenario_means(rows: pl.DataFrame, names: Sequence[str], outcomes: Sequence
     return order.join(means, on="scenario", how="left", maintain_order="left")
 
 
+#: Bootstrap resamples of the base samples for the Sobol indices' CIs (SALib's default).
+SOBOL_RESAMPLES = 100
+
+
+def sobol_indices(
+    y: np.ndarray, factors: int, seed: int, resamples: int = SOBOL_RESAMPLES, confidence: float = 0.95
+) -> dict[str, np.ndarray]:
+    """First-order and total Sobol indices of the mean response from replicates at Saltelli's
+    points, corrected for the replicate noise in the points' means.
+
+    ``y`` is points x replicates in SALib's order without second order (per base sample n:
+    A_n, AB_n1..AB_nD, B_n), replicate r from seed r at every point (common random numbers
+    allowed: only each point's own replicates are compared). The estimators are Saltelli et
+    al.'s (2010, Comput. Phys. Commun. 181:259-270, Table 2) for S1, mean B (AB_j - A), and
+    Jansen's for ST, mean (A - AB_j)^2 / 2, over the variance V = mean (A - B)^2 / 2. Each
+    averages a product of two points' means; a mean of R noisy replicates adds the covariance
+    of the two points' replicate noise, divided by R, to that product, so the estimate
+    subtracts the replicates' sample covariance / R from each product (for a square, the
+    variance of the paired differences / R). That leaves the indices of the mean response:
+    without it, noise inflates V (S1 biased toward 0) and the ST numerator (ST biased up).
+    With one replicate per point nothing can be subtracted.
+
+    Returns S1, S1_conf, ST, ST_conf (``confidence`` half-widths, normal approximation of
+    ``resamples`` bootstrap resamples of the base samples, as SALib reports them) and
+    ``noise_share``, the part of the points' variance that is replicate noise."""
+    from scipy.stats import norm
+
+    y = np.asarray(y, dtype=float)
+    step = factors + 2
+    n = y.shape[0] // step
+    reps = y.shape[1]
+    a, b = y[0 : n * step : step], y[step - 1 : n * step : step]  # (n, R)
+    ab = np.stack([y[j + 1 : n * step : step] for j in range(factors)], axis=1)  # (n, D, R)
+
+    def bias(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Sample covariance over replicates of x and z, / R: what the noise adds to mean x * mean z."""
+        if reps < 2:
+            return np.zeros(np.broadcast_shapes(x.shape, z.shape)[:-1])
+        xc, zc = x - x.mean(axis=-1, keepdims=True), z - z.mean(axis=-1, keepdims=True)
+        return (xc * zc).sum(axis=-1) / (reps - 1) / reps
+
+    ma, mb, mab = a.mean(axis=1), b.mean(axis=1), ab.mean(axis=2)  # (n,), (n,), (n, D)
+    d_ab = a - b
+    v_terms = 0.5 * (d_ab.mean(axis=1) ** 2 - bias(d_ab, d_ab))  # (n,)
+    gap = ab - a[:, None, :]  # AB_j - A per replicate, (n, D, R)
+    s1_terms = mb[:, None] * (mab - ma[:, None]) - bias(b[:, None, :], gap)
+    st_terms = 0.5 * ((ma[:, None] - mab) ** 2 - bias(gap, gap))
+    raw_v = 0.5 * float((d_ab.mean(axis=1) ** 2).mean())
+
+    def indices(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = v_terms[rows].mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return s1_terms[rows].mean(axis=0) / v, st_terms[rows].mean(axis=0) / v
+
+    s1, st = indices(np.arange(n))
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    boot = [indices(r) for r in draws]
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return {
+        "S1": s1,
+        "S1_conf": z * np.std([s for s, _ in boot], axis=0, ddof=1),
+        "ST": st,
+        "ST_conf": z * np.std([t for _, t in boot], axis=0, ddof=1),
+        "noise_share": np.full(factors, 1 - float(v_terms.mean()) / raw_v if raw_v > 0 else np.nan),
+    }
+
+
 INDEX_SCHEMA = {
     "outcome": pl.String,
     "factor": pl.String,
@@ -137,7 +208,26 @@ INDEX_SCHEMA = {
     "S1_conf": pl.Float64,
     "ST": pl.Float64,
     "ST_conf": pl.Float64,
+    "noise_share": pl.Float64,
 }
+
+
+def replicate_matrix(rows: pl.DataFrame, names: Sequence[str], outcome: str) -> np.ndarray | None:
+    """Points (in ``names``' order) x the replicates every point has, of ``outcome``; None
+    without a ``replicate`` column or with fewer than two replicates common to all points."""
+    if "replicate" not in rows.columns:
+        return None
+    wide = (
+        rows.filter(pl.col("scenario").is_in(list(names)))
+        .select("scenario", "replicate", pl.col(outcome).cast(pl.Float64))
+        .pivot(on="replicate", index="scenario", values=outcome)
+    )
+    wide = pl.DataFrame({"scenario": list(names)}).join(
+        wide, on="scenario", how="left", maintain_order="left"
+    )
+    y = wide.drop("scenario").fill_null(float("nan")).to_numpy()
+    y = y[:, np.isfinite(y).all(axis=0)] if y.size else y
+    return y if y.ndim == 2 and y.shape[1] >= 2 else None
 
 
 def sensitivity(
@@ -160,9 +250,15 @@ def sensitivity(
         if np.any(~np.isfinite(y)) or np.std(y) == 0:
             continue  # no variation (or missing points): indices undefined
         if sweep.method == "sobol":
-            from SALib.analyze import sobol
+            replicates = replicate_matrix(rows, names, outcome)
+            r: dict[str, Any]
+            if replicates is not None:  # the mean response's indices, replicate noise removed
+                r = dict(sobol_indices(replicates, len(problem["names"]), seed % 2**32))
+            else:
+                from SALib.analyze import sobol
 
-            r = sobol.analyze(problem, y, calc_second_order=False, seed=seed % 2**32)
+                r = dict(sobol.analyze(problem, y, calc_second_order=False, seed=seed % 2**32))
+                r["noise_share"] = [None] * len(problem["names"])
             for i, factor in enumerate(problem["names"]):
                 records.append(
                     {
@@ -173,6 +269,7 @@ def sensitivity(
                         "S1_conf": r["S1_conf"][i],
                         "ST": r["ST"][i],
                         "ST_conf": r["ST_conf"][i],
+                        "noise_share": r["noise_share"][i],
                     }
                 )
         else:
@@ -190,6 +287,7 @@ def sensitivity(
                         "S1_conf": r["S1_conf"][i],
                         "ST": None,
                         "ST_conf": None,
+                        "noise_share": None,
                     }
                 )
     return pl.DataFrame(records, schema=INDEX_SCHEMA)
@@ -305,8 +403,10 @@ def report_section(
             "",
             "Sensitivity indices of the scenario means (Sobol indices for `sobol` sweeps, "
             "first-order RBD-FAST for `lhs`): `S1` the share of variance a factor explains "
-            "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Indices "
-            "whose CI spans zero are not distinguishable from replicate noise."
+            "alone, `ST` with its interactions (`*_conf`: 95% bootstrap half-width). Sobol "
+            "indices are those of the mean response: with two or more replicates per point the "
+            "replicate noise in the points' means is removed (`noise_share`: its part of their "
+            "variance). Indices whose CI spans zero are not distinguishable from replicate noise."
             + (" " + factor_words(factors) if factors else ""),
             "",
             markdown_table(shown),
