@@ -2,17 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# .installed-run: what `make run` needs; .installed: that plus the test and lint tools.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+# First use: one line per step with its expected time (measured with pip's cache warm: about
+# 65 s of CPU; 5.5 min wall at load 3-12, 9 min at load 20 on 2 cores; a first download adds
+# its own time).
+$(RUN_STAMP): pyproject.toml
+	@echo "make: first use: installing kibs-mc into $(VENV) (about 1.7 GB; 5-10 min; once)"
+	@echo "make: [1/2] creating $(VENV), updating pip (about 20 s)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "make: [2/2] installing kibs-mc and about 150 packages (NumPy, Numba, Polars, Ray, MLflow, ...; 5-9 min)"
+	@$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+	@echo "make: installed; the first run also compiles the model's kernels (once, about 50 s)"
 
-run: $(STAMP)
+$(STAMP): $(RUN_STAMP)
+	@echo "make: installing the test and lint tools into $(VENV) (about 30 packages, 1-2 min; once)"
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/kibs-mc experiment=compare_governance
 
 # One pytest worker per core, each taking whole test files (a file's module fixtures, e.g. the
@@ -31,7 +45,7 @@ bench: $(STAMP)
 
 # One light MLflow server (one worker, no job runner) for ./mlflow.db; prints the address of
 # the kibs-mc experiment's runs once it answers. Ctrl-C stops it.
-ui: $(STAMP)
+ui: $(RUN_STAMP)
 	@$(BIN)/python -m kibs_mc.tracking.ui --uri sqlite:///mlflow.db
 
 # The Debian packages of the one-node Slurm that tests/test_slurm.py starts (as root; .ci/run

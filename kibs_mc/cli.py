@@ -162,6 +162,31 @@ def say(console: Console, text: str, indent: str = "") -> None:
     console.print(wrapped, markup=False, highlight=False, soft_wrap=True)
 
 
+#: CPU seconds the first compilation of a model's kernels took (a tiny run with an empty
+#: NUMBA_CACHE_DIR: 46.5 s of CPU for the kibs model); models not measured say no number.
+COMPILE_SECONDS = {"kibs": 50}
+
+
+def kernels_cold(model: str) -> bool:
+    """Whether the model's Numba kernels have no compiled copy on disk yet (a fresh install):
+    the first run then compiles them before any replicate runs."""
+    import kibs_mc.kernels as kernels
+
+    root = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(kernels.__file__).parent)
+    return not any(
+        p.name.startswith(f"{model}.") or f"/{model}" in str(p.parent) for p in root.rglob("*.nbi")
+    )
+
+
+def announce_compile(model: str, console: Console) -> None:
+    if kernels_cold(model):
+        seconds = COMPILE_SECONDS.get(model)
+        about = f", about {seconds} s on an idle core" if seconds else ""
+        console.print(
+            f"compiling the {model} model's kernels (first run only{about})...", markup=False, highlight=False
+        )
+
+
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     console = Console()
@@ -169,6 +194,7 @@ def hydra_main(cfg: DictConfig) -> None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         config = to_config(cfg)
+        announce_compile(config.model.name, Console(stderr=True))
         # A URI from a config file or an interpolation: no credentials in what is written.
         config = replace(config, tracking=replace(config.tracking, uri=hide_credentials(config.tracking.uri)))
         result = run_experiment(config, list(hc.overrides.task), run_dir)
@@ -210,10 +236,10 @@ def job_names(names: list[str]) -> list[str]:
 
 
 def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console) -> None:
-    """The jobs of a multirun side by side, with paired effects against the first job where
-    they share their seeds (the same ``seed``: replicate r of every job starts from the same
-    seed); written to ``summary.parquet`` and ``effects.parquet`` in the sweep directory."""
-    from kibs_mc.analysis.effects import add_effects_to_summary, paired_effects
+    """The jobs of a multirun side by side, analysed as one experiment's scenarios: paired
+    effects against the first job where they share their seeds (the same ``seed``: replicate r
+    of every job starts from the same seed), contrasts, ranks, figures and the report with its
+    executive summary, written into the sweep directory; the terminal ends with its answer."""
     from kibs_mc.analysis.statistics import summarize
     from kibs_mc.run.store import write_parquet
 
@@ -226,7 +252,6 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
         )
         return
     names = job_names([job.scenarios[0].name for job in jobs])
-    outcomes = [*jobs[0].headline, *[o for o in jobs[0].outcomes if o not in jobs[0].headline]]
     rows = pl.concat(
         [job.rows.with_columns(scenario=pl.lit(name)) for name, job in zip(names, jobs, strict=True)],
         how="vertical_relaxed",
@@ -236,24 +261,90 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
     summary = summarize(rows, jobs[0].outcomes)
     effects = None
     if paired:
-        effects = paired_effects(rows, jobs[0].outcomes, names[0])
-        write_parquet(effects, sweep_dir / "effects.parquet")
-        summary = add_effects_to_summary(summary, effects)
+        summary, effects = analyse_jobs(jobs, rows, names, summary, sweep_dir)
     write_parquet(summary, sweep_dir / "summary.parquet")
-    title = f"multirun: {len(jobs)} jobs side by side"
-    print_results(
-        with_verdict(summary, effects),
-        outcomes,
-        names,
-        names[0] if paired else None,
-        title + (", paired (common seeds)" if paired else ""),
-        console,
+    title = f"multirun: {len(jobs)} jobs side by side" + (", paired (common seeds)" if paired else "")
+    result = ExperimentResult(
+        sweep_dir,
+        rows,
+        summary,
+        [],
+        list(jobs[0].outcomes),
+        None,
+        0,
+        0,
+        effects=effects,
+        baseline=names[0] if paired else None,
+        headline=list(jobs[0].headline),
+        report=sweep_dir / "report.md" if paired else None,
     )
     if not paired:
+        outcomes = [*jobs[0].headline, *[o for o in jobs[0].outcomes if o not in jobs[0].headline]]
+        print_results(summary, outcomes, names, None, title, console)
         console.print("the jobs do not share their seeds: no paired effects (unpaired means only)")
-    console.print(
-        f"multirun results: {sweep_dir} (summary.parquet" + (", effects.parquet)" if paired else ")")
+        console.print(f"multirun results: {sweep_dir} (summary.parquet)")
+        return
+    console.print(f"[bold]{title}[/]")
+    print_summary(result, console, full=bool(full_tables))
+
+
+def analyse_jobs(
+    jobs: list[ExperimentResult], rows: pl.DataFrame, names: list[str], summary: pl.DataFrame, sweep_dir: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A multirun's paired jobs analysed as an experiment's scenarios (the first job the
+    baseline, the settings of the first job's experiment): effects, contrasts and ranks as
+    Parquet, the figures, and report.md/report.html with the executive summary; returns the
+    summary with the effects, and the effects."""
+    from kibs_mc.analysis.effects import add_effects_to_summary, decide_effects, paired_effects
+    from kibs_mc.analysis.inference import contrasts, ranks
+    from kibs_mc.analysis.plots import make_plots
+    from kibs_mc.analysis.report import Findings, write_report
+    from kibs_mc.models import get_model
+    from kibs_mc.run.store import write_parquet
+
+    config = jobs[0].scenarios[0].config
+    exp, outcomes, shown = config.experiment, list(jobs[0].outcomes), list(jobs[0].headline)
+    model = get_model(config.model.name)
+    decided = [o for o in shown if rows.schema[o] != pl.Boolean]
+    margin, relative = exp.min_effect, exp.min_effect_relative
+    effects = paired_effects(rows, outcomes, names[0], 1 - exp.alpha, margin, relative)
+    family = contrasts(rows, decided, names, names[0], margin, relative, exp.alpha, exp.adjust)
+    ranked = ranks(rows, decided, names, [o for o in outcomes if o in model.lower_is_better], exp.alpha)
+    effects = decide_effects(effects, family, exp.alpha, exp.adjust)
+    summary = add_effects_to_summary(summary, effects)
+    for name, frame in (("effects", effects), ("contrasts", family), ("ranks", ranked)):
+        write_parquet(frame, sweep_dir / f"{name}.parquet")
+    figures = make_plots(sweep_dir, rows, effects, names, names, outcomes)
+    findings = None
+    if decided:
+        cost = "governance_cost" if "governance_cost" in outcomes else None
+        findings = Findings(
+            decided[0],
+            names[0],
+            family,
+            ranked,
+            effects,
+            exp.min_effect,
+            exp.min_effect_relative,
+            exp.alpha,
+            exp.adjust,
+            cost=cost,
+        )
+    jobs_text = "\n".join(f"- `{n}`: {job.run_dir}" for n, job in zip(names, jobs, strict=True))
+    write_report(
+        sweep_dir,
+        title=f"kibs-mc multirun: {len(jobs)} jobs side by side",
+        config_yaml=(jobs[0].run_dir / "config.yaml").read_text()
+        if (jobs[0].run_dir / "config.yaml").exists()
+        else "",
+        headline=shown,
+        tables={"summary": summary, "effects": effects},
+        figures=figures,
+        notes=[f"The jobs share their seeds: paired against the first, `{names[0]}`."],
+        sections=["## The jobs\n\n" + jobs_text + "\n"],
+        findings=findings,
     )
+    return summary, effects
 
 
 def check_run_dir(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from kibs_mc.config import load_config
 from kibs_mc.experiments.pipeline import run_experiment
 
-FAST = ["cluster=small", "model.steps=20", "executor=serial", "tracking=none"]
+from .test_decision_page import CALIBRATE, FAST
 
 
 def texts(fig: Figure) -> list:
@@ -59,17 +59,7 @@ def test_the_figures_of_a_comparison_and_a_calibration_have_no_overlapping_text(
     assert matplotlib.get_backend().lower() == "agg"
     compare = ["experiment=compare_governance", "replicates=4", *FAST]
     run_experiment(load_config(compare), compare, tmp_path / "compare")
-    calibrate = [
-        "experiment=calibrate",
-        *FAST,
-        "calibration.targets=synthetic",
-        "calibration.template=recovery",
-        "calibration.truth.model.transfer_efficiency=0.6",
-        "calibration.population=20",
-        "calibration.generations=1",
-        "calibration.ppc_draws=10",
-        "calibration.min_acceptance=0",
-    ]
+    calibrate = [o for o in CALIBRATE if not o.startswith("calibration.parameters")]  # all five
     run_experiment(load_config(calibrate), calibrate, tmp_path / "calibrate")
     names = set(saved)
     assert {"effects.png", "distributions.png", "timeseries.png", "posterior.png", "ppc.png"} <= names

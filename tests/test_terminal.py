@@ -202,3 +202,21 @@ def test_a_multirun_names_its_jobs_and_compares_them_paired(tmp_path):
     assert density == pytest.approx((b["network_density"] - a["network_density"]).mean())
     assert "multirun: 2 jobs side by side, paired" in proc.stdout
     assert "governance.information=1" in proc.stdout
+    # the same report and figures as an experiment, and its answer at the end
+    for name in ("report.md", "report.html", "effects.png", "distributions.png", "ranks.parquet"):
+        assert (sweep / name).is_file(), name
+    report = (sweep / "report.md").read_text()
+    assert "## Executive summary" in report and "Best for `innovations_total`" in report
+    assert proc.stdout.index("Answer") < proc.stdout.index(f"results: {sweep.relative_to(tmp_path)}")
+
+
+def test_a_fresh_install_is_told_that_the_kernels_compile_first(tmp_path, monkeypatch):
+    """No compiled kernels in Numba's cache (a fresh install): the first run says it compiles
+    them; once the cache holds the model's kernels, it does not."""
+    from kibs_mc.cli import kernels_cold
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert kernels_cold("kibs") and kernels_cold("cowan_jonard")
+    (tmp_path / "kibs_0123abcd").mkdir()
+    (tmp_path / "kibs_0123abcd" / "step.run_replicate-40.py311.nbi").write_bytes(b"")  # Numba's naming
+    assert not kernels_cold("kibs") and kernels_cold("cowan_jonard")

@@ -208,7 +208,8 @@ def lead_sentence(a: Answer) -> str | None:
     )
     close = [_why_unclear(a, r) for r in pair.iter_rows(named=True) if not r["clear"]]
     if not close:
-        return f"- Clearly ahead of all {a.others} others on `{f.objective}` after {a.level} adjustment."
+        others = "the other scenario" if a.others == 1 else f"all {a.others} others"
+        return f"- Clearly ahead of {others} on `{f.objective}` after {a.level} adjustment."
     return (
         f"- Not clearly ahead of {'; '.join(close)} on `{f.objective}` after {a.level} "
         f"adjustment; clearly ahead of the other {a.others - len(close)}."
