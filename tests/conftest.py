@@ -128,7 +128,7 @@ def cut_run(run_dir: Path, dest: Path, below: int) -> Path:
     ``0..below-1`` of each scenario were written: later rows leave the chunk parts, whose
     metadata (plan fingerprint, chunk keys) stays true to what they hold. A compacted run's
     final files are first made a chunk part again (as a resume that computes does)."""
-    from kibs_mc.run.store import ResultStore
+    from kibs_mc.run.store import ResultStore, write_parquet
 
     shutil.copytree(run_dir, dest)
     ResultStore(dest).uncompact()
@@ -139,7 +139,7 @@ def cut_run(run_dir: Path, dest: Path, below: int) -> Path:
         if kept.height:
             meta = {k: v for k, v in pl.read_parquet_metadata(part).items() if k.startswith("kibs_mc.")}
             meta["kibs_mc.chunks"] = json.dumps(sorted(kept["_chunk"].unique().to_list()))
-            kept.write_parquet(part, metadata=meta)
+            write_parquet(kept, part, meta)  # with its new content checksum
         else:
             part.unlink()
     return dest

@@ -17,7 +17,7 @@ from kibs_mc.experiments.pipeline import run_experiment
 from kibs_mc.models import MODELS
 from kibs_mc.run.chunk import ChunkResult
 from kibs_mc.run.plan import replicate_seeds
-from kibs_mc.run.store import ResultStore
+from kibs_mc.run.store import COMPACTED, ResultStore, content_check
 
 SMALL = [
     "model=cowan_jonard",
@@ -194,3 +194,111 @@ def test_the_plan_records_what_a_refused_resume_names(tmp_path):
         run(tmp_path / "run", "resume=true", "executor.chunk_size=3")
     with pytest.raises(UserError, match=r"model.alpha \(recorded 0.1, now 0.5\)"):
         run(tmp_path / "run", "resume=true", "model.alpha=0.5")
+
+
+# ------------------------------------------------------------------ files that prove their content
+
+
+def flip(path, bit):
+    data = bytearray(path.read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
+
+
+def rows_parts(run_dir):
+    return sorted(p for p in (run_dir / "chunks").glob("*.parquet") if p.name.count(".") == 1)
+
+
+def test_every_parquet_file_of_a_run_carries_a_content_checksum_that_holds(tmp_path):
+    run(tmp_path / "run", "keep_parts=true", args=KIBS)
+    files = sorted((tmp_path / "run").rglob("*.parquet"))
+    assert len(files) >= 8 and any("chunks" in str(p) for p in files)
+    assert [p for p in files if content_check(p) is not None] == []
+
+
+def test_any_single_bit_flip_in_a_part_is_named_set_aside_and_computed_again(tmp_path, capsys):
+    """Anywhere in the file: data pages, page headers, footer. (Before, most flips in the footer
+    went unnoticed and flips in the data pages changed the results or raised.)"""
+    clean = run(tmp_path / "clean", "keep_parts=true", args=KIBS)
+    series = pl.read_parquet(tmp_path / "clean" / "timeseries.parquet")
+    rng = np.random.default_rng(27)
+    for i in range(8):
+        run_dir = tmp_path / f"flip{i}"
+        shutil.copytree(tmp_path / "clean", run_dir)
+        files = sorted((run_dir / "chunks").glob("*.parquet"))  # rows and time series
+        part = files[i % len(files)]
+        flip(part, int(rng.integers(part.stat().st_size * 8)))
+        capsys.readouterr()
+        resumed = run(run_dir, "keep_parts=true", "resume=true", args=KIBS)
+        err = capsys.readouterr().err
+        stem = part.name.split(".")[0]
+        assert f"damaged result part {run_dir / 'chunks' / stem}.parquet" in err, err
+        assert "content checksum mismatch" in err or "not a Parquet file" in err, err
+        assert resumed.computed_chunks > 0
+        assert resumed.rows.equals(clean.rows)
+        assert pl.read_parquet(run_dir / "timeseries.parquet").equals(series)
+
+
+def test_a_part_edited_with_its_metadata_kept_is_set_aside(tmp_path, capsys):
+    clean = run(tmp_path / "run", "keep_parts=true", args=KIBS)
+    part = rows_parts(tmp_path / "run")[0]
+    meta = {k: v for k, v in pl.read_parquet_metadata(part).items() if k.startswith("kibs_mc.")}
+    edited = pl.read_parquet(part).with_columns(pl.col("innovations_total") * 2)
+    edited.write_parquet(part, metadata=meta)  # the chunk record and the old checksum kept
+    capsys.readouterr()
+    resumed = run(tmp_path / "run", "keep_parts=true", "resume=true", args=KIBS)
+    assert "content checksum mismatch" in capsys.readouterr().err
+    assert resumed.computed_chunks > 0 and resumed.rows.equals(clean.rows)
+
+
+def test_a_part_whose_time_series_file_is_gone_is_set_aside(tmp_path, capsys):
+    clean = run(tmp_path / "run", "keep_parts=true", args=KIBS)
+    series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
+    part = rows_parts(tmp_path / "run")[0]
+    part.with_name(part.name.replace(".parquet", ".timeseries.parquet")).unlink()
+    capsys.readouterr()
+    resumed = run(tmp_path / "run", "keep_parts=true", "resume=true", args=KIBS)
+    assert "timeseries.parquet is missing" in capsys.readouterr().err
+    assert resumed.rows.equals(clean.rows)
+    assert pl.read_parquet(tmp_path / "run" / "timeseries.parquet").equals(series)
+
+
+@pytest.mark.parametrize("change", ["duplicated row", "foreign time series"])
+def test_every_final_file_of_a_compacted_run_is_checked_not_only_those_compacted_json_lists(
+    tmp_path, capsys, change
+):
+    clean = run(tmp_path / "run", args=KIBS)
+    series = pl.read_parquet(tmp_path / "run" / "timeseries.parquet")
+    if change == "duplicated row":
+        path = tmp_path / "run" / "replicates.parquet"
+        meta = {k: v for k, v in pl.read_parquet_metadata(path).items() if k.startswith("kibs_mc.")}
+        frame = pl.read_parquet(path)
+        pl.concat([frame, frame.head(1)]).write_parquet(path, metadata=meta)
+    else:  # another run's time series, and a manifest that no longer lists the file
+        run(tmp_path / "other", "seed=7", args=KIBS)
+        shutil.copy(tmp_path / "other" / "timeseries.parquet", tmp_path / "run" / "timeseries.parquet")
+        manifest = json.loads((tmp_path / "run" / COMPACTED).read_text())
+        manifest["files"] = ["replicates.parquet"]
+        (tmp_path / "run" / COMPACTED).write_text(json.dumps(manifest))
+    capsys.readouterr()
+    resumed = run(tmp_path / "run", "resume=true", args=KIBS)
+    err = capsys.readouterr().err
+    assert f"the final files of {tmp_path / 'run'} are not those kibs-mc wrote" in err
+    assert "Traceback" not in err
+    assert (resumed.computed_chunks, resumed.reused_chunks) == (2, 0)
+    assert resumed.rows.equals(clean.rows)
+    assert pl.read_parquet(tmp_path / "run" / "timeseries.parquet").equals(series)
+
+
+def test_compaction_reads_the_final_files_back_and_rewrites_one_the_disk_did_not_keep(tmp_path, capsys):
+    store = ResultStore(tmp_path, flush_seconds=1e9)
+    store.open("fp", 3, resume=False)
+    for start in range(0, 9, 3):
+        store.write(chunk_result(start, 3))
+    rows = store.finalize(["a"])
+    flip(tmp_path / "replicates.parquet", 8 * 40)  # as a disk returning other bytes would
+    assert store.compact() > 0
+    assert "replicates.parquet: content checksum mismatch" in capsys.readouterr().err
+    assert (tmp_path / "chunks" / "damaged" / "replicates.parquet").exists()
+    assert content_check(tmp_path / "replicates.parquet") is None
+    assert pl.read_parquet(tmp_path / "replicates.parquet").equals(rows)

@@ -14,24 +14,30 @@ order (scenario, then replicate), which makes the files independent of the execu
 number of workers and the order chunks finished in.
 
 Every part proves what it holds: its Parquet metadata names the plan fingerprint it was
-computed for and the chunks it holds (those whose replicates raised among them), so a part is
-never reused for another experiment, a chunk found in two parts (recomputed after an
-interruption) is merged once, and a chunk that holds errors is computed again on resume. Files
-are fsynced before the rename that publishes them; a part that cannot be read is set aside in
-``chunks/damaged/`` and its chunks are computed again.
+computed for, the chunks it holds (those whose replicates raised among them) and its other
+files, so a part is never reused for another experiment, a chunk found in two parts (recomputed
+after an interruption) is merged once, and a chunk that holds errors is computed again on
+resume. Every Parquet file kibs-mc writes also carries the SHA-256 of its own bytes
+(``CHECKSUM_KEY``, taken with that value blanked): resume checks every part and every final file
+against it before using them, so a flipped bit, an edited value or row, or another run's file is
+noticed wherever it lies. Files are fsynced before the rename that publishes them; a part that
+cannot be read, is incomplete or fails its check is set aside in ``chunks/damaged/``, named, and
+its chunks are computed again.
 
 ``compact`` (after the last ``finalize``, unless ``keep_parts=true``) removes ``chunks/``: the
 final files then are the run's record. Each carries in its Parquet metadata the plan
 fingerprint, its chunks' rows in file order and (replicates.parquet) the chunks holding errors,
-and ``compacted.json`` beside them names the files that belong together. Resume reads a
-compacted run's chunks from there; when it has chunks to compute (a chunk with errors), the
-final files are first written back as one part ("uncompacted"), so every step of it is crash
-safe the same way as any part.
+and ``compacted.json`` beside them names the files that belong together. Compaction reads the
+final files back and checks them before any part is removed. Resume checks every final file
+present (listed in ``compacted.json`` or not) and reads a compacted run's chunks from them;
+when it has chunks to compute (a chunk with errors), the final files are first written back as
+one part ("uncompacted"), so every step of it is crash safe the same way as any part.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -41,6 +47,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -58,8 +65,10 @@ CHUNK_COLUMN = "_chunk"
 
 #: Columns of errors.parquet; seeds are 64-bit unsigned like the replicates' ``seed`` column.
 ERROR_SCHEMA = {"scenario": pl.String, "replicate": pl.Int64, "seed": pl.UInt64, "error": pl.String}
-#: Parquet metadata keys of a part: the plan fingerprint, its chunks, those holding errors.
+#: Parquet metadata keys of a part: the plan fingerprint, its chunks, those holding errors, and
+#: (in its rows file) the kinds of its other files (``[".timeseries", ".errors"]``, as written).
 PLAN_KEY, CHUNKS_KEY, FAILED_KEY = "kibs_mc.plan", "kibs_mc.chunks", "kibs_mc.failed_chunks"
+SIBLINGS_KEY = "kibs_mc.siblings"
 #: Parquet metadata keys of a final file: its rows' chunks in file order (``[[key, rows],
 #: ...]``, one entry per run of rows) and the name of the finalize that wrote it.
 ROWS_KEY, FINAL_KEY = "kibs_mc.chunk_rows", "kibs_mc.final"
@@ -101,10 +110,98 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+#: Parquet metadata key of every file kibs-mc writes: the SHA-256 of the file's bytes, taken with
+#: this key's own value set to SEAL_PLACEHOLDER (a file cannot hold its own hash otherwise).
+CHECKSUM_KEY = "kibs_mc.sha256"
+SEAL_PLACEHOLDER = "0" * 64
+#: How the key and its value's length sit in the footer: a Parquet KeyValue in Thrift's compact
+#: encoding (field 1, the key, a binary; field 2, the value, a binary of 64 bytes).
+_SEAL_AT = CHECKSUM_KEY.encode() + b"\x18\x40"
+_BLOCK = 1 << 20
+
+
+def _sealed(metadata: dict[str, str] | None) -> dict[str, str]:
+    """``metadata`` with room for the content checksum (filled in by ``_seal``)."""
+    return {**(metadata or {}), CHECKSUM_KEY: SEAL_PLACEHOLDER}
+
+
+def _checksum_at(f: BinaryIO, size: int) -> int | str:
+    """The offset of the content checksum's value in an open Parquet file, or why there is
+    none."""
+    if size < 12:
+        return "not a Parquet file (too short)"
+    f.seek(size - 8)
+    tail = f.read(8)
+    length = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1" or not 4 <= size - 8 - length < size:
+        return "not a Parquet file (no footer)"
+    f.seek(size - 8 - length)
+    footer = f.read(length)
+    at = footer.find(_SEAL_AT)
+    if at < 0 or footer.find(_SEAL_AT, at + 1) >= 0:
+        return "no content checksum"
+    return size - 8 - length + at + len(_SEAL_AT)
+
+
+def _digest(f: BinaryIO, size: int, at: int) -> str:
+    """SHA-256 of the file with the 64 bytes at ``at`` read as SEAL_PLACEHOLDER."""
+    h = hashlib.sha256()
+    f.seek(0)
+    done = 0
+    while done < at:
+        block = f.read(min(_BLOCK, at - done))
+        h.update(block)
+        done += len(block)
+    h.update(SEAL_PLACEHOLDER.encode())
+    f.seek(at + 64)
+    while block := f.read(_BLOCK):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _seal(path: Path) -> None:
+    """Write the content checksum into a Parquet file written with ``_sealed`` metadata."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        at = _checksum_at(f, size)
+        if isinstance(at, str):
+            raise RuntimeError(f"{path} was written without room for its checksum ({at})")
+        f.seek(at)
+        if f.read(64) != SEAL_PLACEHOLDER.encode():
+            raise RuntimeError(f"{path} is sealed already")
+        digest = _digest(f, size, at)
+        f.seek(at)
+        f.write(digest.encode())
+
+
+def content_check(path: Path) -> str | None:
+    """None when the Parquet file at ``path`` holds what kibs-mc wrote (its content checksum
+    matches), else why not: no checksum, or a content changed since (a flipped bit, a row
+    edited or added, another run's file)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            at = _checksum_at(f, size)
+            if isinstance(at, str):
+                return at
+            f.seek(at)
+            recorded = f.read(64)
+            if _digest(f, size, at).encode() != recorded:
+                return "content checksum mismatch: changed since kibs-mc wrote it"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+class DamagedFile(Exception):
+    """A result file whose content is not what kibs-mc wrote (``content_check``)."""
+
+
 def _publish(tmp: Path, path: Path) -> None:
-    """Rename a fully written temporary file into place, durably: the data is fsynced before
-    the rename (a crash never leaves a published file with missing blocks) and the directory
-    after it (the new name survives a crash)."""
+    """Seal a fully written temporary Parquet file (its content checksum) and rename it into
+    place, durably: the data is fsynced before the rename (a crash never leaves a published file
+    with missing blocks) and the directory after it (the new name survives a crash)."""
+    _seal(tmp)
     _fsync(tmp)
     os.replace(tmp, path)
     _fsync(path.parent)
@@ -113,7 +210,7 @@ def _publish(tmp: Path, path: Path) -> None:
 def _write_atomic(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        frame.write_parquet(tmp, compression="lz4", metadata=metadata)
+        frame.write_parquet(tmp, compression="lz4", metadata=_sealed(metadata))
         _publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -286,6 +383,9 @@ class ResultStore:
         self._index: dict[str, Part] = {}
         #: the name the last ``finalize`` gave the final files (``compact`` records it)
         self._finalized: str | None = None
+        self._scenario_order: Sequence[str] = ()
+        #: files whose content check passed: path -> (inode, size, mtime) when it did
+        self._checked: dict[Path, tuple[int, int, int]] = {}
 
     # -- progress on disk
     def open(
@@ -376,8 +476,8 @@ class ResultStore:
         return None if plan is None else int(plan["chunk_size"])
 
     def _scan(self) -> dict[str, Part]:
-        """Every part on disk by stem, from the Parquet footers (no data is read); a part
-        any of whose files cannot be read is set aside."""
+        """Every part on disk by stem, from the Parquet footers; a part any of whose files is
+        missing, cannot be read or fails its content check is set aside."""
         index: dict[str, Part] = {}
         for rows in sorted(self.parts.glob("*.parquet")):
             if rows.name.endswith((".timeseries.parquet", ".errors.parquet")):
@@ -385,19 +485,31 @@ class ResultStore:
             stem = rows.name[: -len(".parquet")]
             try:
                 meta = pl.read_parquet_metadata(rows)
-                for kind in ("timeseries", "errors"):
-                    sibling = self.parts / f"{stem}.{kind}.parquet"
-                    if sibling.exists():
-                        pl.read_parquet_metadata(sibling)
-                chunks = json.loads(meta.get(CHUNKS_KEY, "null"))
-                if chunks is None:  # written before parts carried their chunk keys
-                    chunks = pl.read_parquet(rows, columns=[CHUNK_COLUMN])[CHUNK_COLUMN].unique().to_list()
+                siblings = json.loads(meta[SIBLINGS_KEY])
+                for kind in ("", *siblings):
+                    self._verify(self.parts / f"{stem}{kind}.parquet")
+                chunks = json.loads(meta[CHUNKS_KEY])
                 failed = json.loads(meta.get(FAILED_KEY, "[]"))
             except Exception as exc:  # noqa: BLE001 - any unreadable part is set aside alike
                 self._set_aside(stem, exc)
                 continue
             index[stem] = Part(stem, meta.get(PLAN_KEY), tuple(chunks), frozenset(failed))
         return index
+
+    def _verify(self, path: Path) -> None:
+        """Raise DamagedFile unless ``path`` holds what kibs-mc wrote; a file checked (or
+        written) by this store and unchanged since is not read again."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DamagedFile(f"{path.name} is missing") from None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._checked.get(path) == stamp:
+            return
+        reason = content_check(path)
+        if reason is not None:
+            raise DamagedFile(f"{path.name}: {reason}")
+        self._checked[path] = stamp
 
     def _set_aside(self, stem: str, reason: BaseException) -> None:
         """Move the files of a damaged part to chunks/damaged/; its chunks count as not done."""
@@ -415,7 +527,12 @@ class ResultStore:
 
     def _scan_final(self) -> Part | None:
         """The final files as a part when the run is compacted (``compacted.json``), else None.
-        Files that do not match the manifest are set aside (their chunks are computed again)."""
+
+        Every final file in the run directory is checked, whether the manifest lists it or
+        not: it must be listed, carry the manifest's finalize and plan, add up to its chunk rows
+        and pass its content check; ``replicates.parquet`` and ``timeseries.parquet`` must be
+        there, and ``errors.parquet`` exactly when chunks hold errors. Otherwise the final files
+        are set aside (their chunks are computed again)."""
         import pyarrow.parquet as pq
 
         try:
@@ -425,17 +542,26 @@ class ResultStore:
         try:
             manifest = json.loads(text)
             stem, plan, files = manifest["stem"], manifest["fingerprint"], manifest["files"]
+            present = [name for name in FINAL_FILES.values() if (self.run_dir / name).exists()]
+            if not isinstance(files, list) or sorted(files) != sorted(present):
+                raise DamagedFile(f"{COMPACTED} lists {files}, the directory holds {present}")
             chunks: list[str] = []
             failed: list[str] = []
-            for name in files:
+            for name in present:
+                self._verify(self.run_dir / name)
                 meta = pq.read_metadata(self.run_dir / name)
                 kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
                 if kv.get(FINAL_KEY) != stem or kv.get(PLAN_KEY) != plan:
-                    raise ValueError(f"{name} was written by another finalize than {COMPACTED} names")
+                    raise DamagedFile(f"{name} was written by another finalize than {COMPACTED} names")
                 if sum(n for _, n in json.loads(kv[ROWS_KEY])) != meta.num_rows:
-                    raise ValueError(f"{name}: its chunk rows do not add up to its rows")
+                    raise DamagedFile(f"{name}: its chunk rows do not add up to its rows")
                 if name == FINAL_FILES[""]:
                     chunks, failed = json.loads(kv[CHUNKS_KEY]), json.loads(kv[FAILED_KEY])
+            needed = [FINAL_FILES[""], FINAL_FILES[".timeseries"]] + (
+                [FINAL_FILES[".errors"]] if failed else []
+            )
+            if sorted(needed) != sorted(present):
+                raise DamagedFile(f"the final files are {present}; a finished run has {needed}")
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, the chunks are computed again
             self._set_aside_final(exc)
             return None
@@ -451,9 +577,9 @@ class ResultStore:
                 os.replace(self.run_dir / name, damaged / name)
         _fsync(self.run_dir)
         print(
-            f"kibs-mc: warning: the compacted results of {self.run_dir} do not match "
-            f"{COMPACTED} ({type(reason).__name__}: {str(reason)[:200]}); set aside in {damaged}, "
-            "their chunks are computed again.",
+            f"kibs-mc: warning: the final files of {self.run_dir} are not those kibs-mc wrote "
+            f"({type(reason).__name__}: {str(reason)[:200]}); set aside in {damaged}, their "
+            "chunks are computed again.",
             file=sys.stderr,
         )
 
@@ -480,11 +606,16 @@ class ResultStore:
             FAILED_KEY: json.dumps(sorted(final.failed)),
         }
         self.parts.mkdir(exist_ok=True)
+        written: list[str] = []
         try:
-            for kind in (".timeseries", ".errors", ""):  # the rows last: they mark the part done
+            for kind in (".timeseries", ".errors"):
                 source = self.run_dir / FINAL_FILES[kind]
-                if source.exists() and (kind == "" or _rows_of(source)):
+                if source.exists() and _rows_of(source):
                     _with_chunk_column(source, self.parts / f"{name}{kind}.parquet", meta)
+                    written.append(kind)
+            # the rows last: they mark the part done and name its other files
+            rows_meta = {**meta, SIBLINGS_KEY: json.dumps(written)}
+            _with_chunk_column(self.run_dir / FINAL_FILES[""], self.parts / f"{name}.parquet", rows_meta)
         except Exception as exc:
             if (code := refused_write(exc)) is not None:
                 raise out_of_space(code, self.parts) from None
@@ -534,19 +665,19 @@ class ResultStore:
             FAILED_KEY: json.dumps(failed),
         }
         rows = _frame(self._buffer, "rows")
+        errors = [{**e, CHUNK_COLUMN: r.key} for r in self._buffer for e in getattr(r, "errors", ())]
+        files: dict[str, pl.DataFrame] = {}
+        if any(r.timeseries is not None for r in self._buffer):
+            files[".timeseries"] = _frame(self._buffer, "timeseries")
+        if errors:
+            files[".errors"] = pl.DataFrame(errors, schema={**ERROR_SCHEMA, CHUNK_COLUMN: pl.String})
+        written = list(files)
         try:
-            if any(r.timeseries is not None for r in self._buffer):
-                _write_atomic(
-                    _frame(self._buffer, "timeseries"), self.parts / f"{name}.timeseries.parquet", meta
-                )
-            errors = [{**e, CHUNK_COLUMN: r.key} for r in self._buffer for e in getattr(r, "errors", ())]
-            if errors:
-                _write_atomic(
-                    pl.DataFrame(errors, schema={**ERROR_SCHEMA, CHUNK_COLUMN: pl.String}),
-                    self.parts / f"{name}.errors.parquet",
-                    meta,
-                )
-            _write_atomic(rows, self.parts / f"{name}.parquet", meta)
+            for kind in written:  # the rows last: they mark the part done and name its other files
+                self._write_checked(files[kind], self.parts / f"{name}{kind}.parquet", meta)
+            self._write_checked(
+                rows, self.parts / f"{name}.parquet", {**meta, SIBLINGS_KEY: json.dumps(written)}
+            )
         except Exception as exc:
             if (code := refused_write(exc)) is not None:
                 raise out_of_space(code, self.parts) from None
@@ -557,23 +688,33 @@ class ResultStore:
         self._buffer.clear()
         self._buffered_rows = 0
 
+    def _write_checked(self, frame: pl.DataFrame, path: Path, meta: dict[str, str]) -> None:
+        """Write a part file; this store then knows its content without reading it again."""
+        _write_atomic(frame, path, meta)
+        st = path.stat()
+        self._checked[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _read(self, path: Path, keys: set[str], all_keys: bool) -> pl.DataFrame:
         """The rows of ``keys`` in a part file; a file that fails to read is set aside."""
         try:
             frame = pl.read_parquet(path)
         except Exception as exc:  # noqa: BLE001
-            stem = path.name.split(".")[0]
-            self._set_aside(stem, exc)
-            self._index.pop(stem, None)
-            raise ExecutionError(
-                f"result part {path} is damaged ({type(exc).__name__}); it was "
-                "set aside, so its chunks are computed again."
-            ) from None
+            raise self._damaged(path, exc, type(exc).__name__) from None
         return frame if all_keys else frame.filter(pl.col(CHUNK_COLUMN).is_in(list(keys)))
+
+    def _damaged(self, path: Path, exc: BaseException, why: str) -> ExecutionError:
+        """Set aside the part of ``path``, found damaged while the run merges its parts."""
+        stem = path.name.split(".")[0]
+        self._set_aside(stem, exc)
+        self._index.pop(stem, None)
+        return ExecutionError(
+            f"result part {path} is damaged ({why}); it was set aside, so its chunks are computed again."
+        )
 
     def _selected(self, kind: str) -> list[tuple[Path, set[str], bool]]:
         """(file, chunk keys taken from it, whether that is all of them) for each part file
-        of ``kind`` ("" rows, ".timeseries", ".errors") holding a chosen copy."""
+        of ``kind`` ("" rows, ".timeseries", ".errors") holding a chosen copy, each checked:
+        one whose content changed since it was written is set aside (ExecutionError)."""
         by_stem: dict[str, set[str]] = {}
         for key, part in self._chosen().items():
             by_stem.setdefault(part.stem, set()).add(key)
@@ -581,6 +722,10 @@ class ResultStore:
         for stem in sorted(by_stem):
             path = self.parts / f"{stem}{kind}.parquet"
             if path.exists():
+                try:
+                    self._verify(path)
+                except DamagedFile as exc:
+                    raise self._damaged(path, exc, str(exc)) from None
                 out.append((path, by_stem[stem], by_stem[stem] >= set(self._index[stem].chunks)))
         return out
 
@@ -612,6 +757,7 @@ class ResultStore:
         compacted run with nothing new is not rewritten: its files are returned as they are.
         """
         self.flush()
+        self._scenario_order = list(scenario_order)
         if self._compacted():
             return pl.read_parquet(self.run_dir / FINAL_FILES[""])
         if self._final() is not None:  # not reached by execute: flush uncompacts first
@@ -668,6 +814,32 @@ class ResultStore:
         return rows
 
     # -- compaction
+    def _check_final_files(self) -> None:
+        """Before the parts go: read the final files back and check their content. A file the
+        disk did not keep as written is set aside and the final files written again from the
+        parts, once; a second failure ends the run (ExecutionError, the parts kept)."""
+        for attempt in range(2):
+            damaged = []
+            for name in FINAL_FILES.values():
+                path = self.run_dir / name
+                if path.exists() and (reason := content_check(path)) is not None:
+                    damaged.append(f"{name}: {reason}")
+                    (self.parts / DAMAGED).mkdir(parents=True, exist_ok=True)
+                    os.replace(path, self.parts / DAMAGED / name)
+            if not damaged:
+                return
+            print(
+                f"kibs-mc: warning: {'; '.join(damaged)} in {self.run_dir} (set aside in "
+                f"{self.parts / DAMAGED}); the final files are written again from the parts.",
+                file=sys.stderr,
+            )
+            if attempt == 0:
+                self.finalize(self._scenario_order)
+        raise ExecutionError(
+            f"the final files written in {self.run_dir} do not read back as written; the parts "
+            f"in {self.parts} are kept."
+        )
+
     def compact(self) -> int:
         """Make the final files the run's record and remove ``chunks/``; return the number of
         files removed. Call it after ``finalize``.
@@ -682,6 +854,7 @@ class ResultStore:
         if self._final() is None:
             if self._finalized is None or self._buffer:
                 raise RuntimeError("compact() needs a finalize() after the last results")
+            self._check_final_files()
             files = [name for name in FINAL_FILES.values() if (self.run_dir / name).exists()]
             write_text_atomic(
                 self.run_dir / COMPACTED,
@@ -754,11 +927,12 @@ def _with_chunk_column(source: Path, dest: Path, meta: dict[str, str]) -> None:
             at = np.searchsorted(ends, np.arange(start, start + batch.num_rows), side="right")
             start += batch.num_rows
             table = pa.Table.from_batches([batch]).append_column(CHUNK_COLUMN, keys.take(at))
-            table = table.replace_schema_metadata(meta)
+            table = table.replace_schema_metadata(_sealed(meta))
             writer = writer or pq.ParquetWriter(tmp, table.schema, compression="lz4")
             writer.write_table(table)
         if writer is None:  # no rows: an empty part with the file's columns
-            schema = file.schema_arrow.append(pa.field(CHUNK_COLUMN, pa.string())).with_metadata(meta)
+            schema = file.schema_arrow.append(pa.field(CHUNK_COLUMN, pa.string()))
+            schema = schema.with_metadata(_sealed(meta))
             writer = pq.ParquetWriter(tmp, schema, compression="lz4")
     except BaseException:
         if writer is not None:
@@ -813,7 +987,7 @@ def _write_timeseries_in_plan_order(
         ts = ts.with_columns(pl.col(CHUNK_COLUMN).replace_strict(rank, return_dtype=pl.Int64))
         ts = ts.sort(CHUNK_COLUMN, "replicate", "step").drop(CHUNK_COLUMN)
         arrow = ts.select("scenario", *[c for c in ts.columns if c != "scenario"]).to_arrow()
-        arrow = arrow.replace_schema_metadata(meta)
+        arrow = arrow.replace_schema_metadata(_sealed(meta))
         writer = writer or pq.ParquetWriter(tmp, arrow.schema, compression="lz4")
         writer.write_table(arrow)
 
@@ -833,7 +1007,7 @@ def _write_timeseries_in_plan_order(
     if writer is None:  # no rows in any part: an empty file with the parts' columns
         empty = pl.read_parquet(parts[0][0]).head(0).drop(CHUNK_COLUMN)
         empty.select("scenario", *[c for c in empty.columns if c != "scenario"]).write_parquet(
-            tmp, metadata=meta
+            tmp, metadata=_sealed(meta)
         )
     _publish(tmp, path)
 
@@ -844,7 +1018,8 @@ def write_summary(summary: pl.DataFrame, run_dir: Path) -> Path:
     return path
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to ``path`` atomically (temporary name, then rename)."""
-    _write_atomic(frame, Path(path))
+def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` to ``path`` atomically (temporary name, then rename), with ``metadata``
+    and its content checksum (:func:`content_check`)."""
+    _write_atomic(frame, Path(path), metadata)
     return Path(path)
