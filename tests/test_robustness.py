@@ -214,9 +214,38 @@ def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
     edge = box.row(0, named=True)
     assert edge["high"] == pytest.approx(budget.max()) and abs(edge["low"] - 0.04) < 0.01
     assert edge["density"] == 1.0 and edge["coverage"] == 1.0
+    # a sharp, deterministic threshold: every resampled box restricts the budget, near 0.04
+    assert edge["restricted_share"] == 1.0
+    assert (
+        edge["low_ci_low"] <= edge["low"] <= edge["low_ci_high"]
+        and edge["low_ci_high"] - edge["low_ci_low"] < 0.02
+    )
     report = result.report.read_text()
-    assert "governance.budget > " in report
+    assert (
+        f"governance.budget > {edge['low']:.3g} [{edge['low_ci_low']:.3g}, {edge['low_ci_high']:.3g}]"
+        in report
+    )
     assert report.startswith("# kibs-mc experiment `robustness`: 64 scenarios x 2 replicates")
+
+
+def test_prim_edges_carry_their_stability_over_resampled_worlds():
+    """A sharp threshold (best where x < 0.4) gives a narrow interval around 0.4 that every
+    resampled box restricts; the same threshold with a fifth of the labels flipped gives a
+    wider one; a parameter that does nothing is rarely restricted."""
+    from kibs_mc.analysis.robustness import discover
+
+    rng = np.random.default_rng(6)
+    points = pl.DataFrame({"world": np.arange(96), "x": rng.uniform(0, 1, 96), "z": rng.uniform(0, 1, 96)})
+    sharp = points["x"].to_numpy() < 0.4
+    noisy = sharp ^ (rng.uniform(0, 1, 96) < 0.2)
+    found, _ = discover(points, {("a", "best"): sharp, ("b", "best"): noisy}, seed=1, box_bootstrap=30)
+    prim = found.filter((pl.col("method") == "prim") & (pl.col("parameter") == "x"))
+    a, b = (prim.filter(pl.col("policy") == p).row(0, named=True) for p in ("a", "b"))
+    assert a["high_ci_low"] <= 0.4 <= a["high_ci_high"] and a["restricted_share"] == 1.0
+    assert a["high_ci_high"] - a["high_ci_low"] < 0.15
+    assert b["high_ci_high"] - b["high_ci_low"] > a["high_ci_high"] - a["high_ci_low"]
+    z = found.filter((pl.col("method") == "prim") & (pl.col("parameter") == "z") & (pl.col("policy") == "a"))
+    assert z.height == 0 or z["restricted_share"][0] < 0.5
 
 
 def test_identical_policies_are_best_equally_often(tmp_path):

@@ -467,19 +467,86 @@ def choose_box(trajectory, density: float = DENSITY_TARGET) -> int:
     return int((trajectory["coverage"] * trajectory["density"]).idxmax())
 
 
+#: Bootstrap resamples of the worlds for the stability of each PRIM box's edges.
+BOX_BOOTSTRAP = 50
+
+
+def _prim_box(prim, x, y: np.ndarray, density: float, mass_min: float):
+    """PRIM's box of ``y`` over ``x`` (EMA Workbench) and the index of the chosen box."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = prim.Prim(x, y, threshold=0.5, peel_alpha=0.05, paste_alpha=0.05, mass_min=mass_min)
+        box = p.find_box()
+    return box, choose_box(box.peeling_trajectory.reset_index(drop=True), density)
+
+
+def box_edges(
+    x, y: np.ndarray, density: float, mass_min: float, draws: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chosen PRIM box found again on each resample of the worlds (``draws``: B x W
+    indices): its low and high edge per parameter (B x parameters; the parameter's whole
+    range where the box does not restrict it) and whether it restricts it. A resample where
+    the target is everywhere or nowhere gives NaN."""
+    prim, _ = _ema()
+    columns = list(x.columns)
+    full = {c: (float(x[c].min()), float(x[c].max())) for c in columns}
+    low = np.full((len(draws), len(columns)), np.nan)
+    high = np.full((len(draws), len(columns)), np.nan)
+    restricts = np.zeros((len(draws), len(columns)), dtype=bool)
+    for b, rows in enumerate(draws):
+        yb = y[rows]
+        if yb.sum() == 0 or yb.sum() == len(yb):
+            continue
+        box, chosen = _prim_box(prim, x.iloc[rows].reset_index(drop=True), yb, density, mass_min)
+        lims = box.box_lims[chosen]
+        for j, c in enumerate(columns):
+            lo, hi = float(lims[c].iloc[0]), float(lims[c].iloc[1])
+            restricts[b, j] = lo > full[c][0] or hi < full[c][1]
+            low[b, j], high[b, j] = max(lo, full[c][0]), min(hi, full[c][1])
+    return low, high, restricts
+
+
+def _edge_cis(edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None, j: int) -> dict[str, float | None]:
+    """95% percentile intervals of parameter j's box edges over the resamples, and the share
+    of resampled boxes that restrict it (None without resamples)."""
+    keys = ("low_ci_low", "low_ci_high", "high_ci_low", "high_ci_high", "restricted_share")
+    if edges is None:
+        return dict.fromkeys(keys)
+    low, high, restricts = edges
+    found = np.isfinite(low[:, j])
+    if not found.any():
+        return dict.fromkeys(keys)
+    lo = np.quantile(low[found, j], [0.025, 0.975])
+    hi = np.quantile(high[found, j], [0.025, 0.975])
+    values = (*lo, *hi, restricts[found, j].mean())
+    return {k: float(v) for k, v in zip(keys, values, strict=True)}
+
+
 def discover(
     points: pl.DataFrame,
     targets: dict[tuple[str, str], np.ndarray],
     density: float = DENSITY_TARGET,
     mass_min: float = 0.05,
+    seed: int = 0,
+    box_bootstrap: int = BOX_BOOTSTRAP,
+    significance: float = 0.05,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """PRIM and CART boxes for each target (policy, kind) over the worlds' parameters.
 
     Returns (discovery, trajectory): discovery has one row per (policy, target, method, box,
     parameter) restricted by the box, with its low/high, the box's coverage, density and mass
     (and PRIM's quasi p-value of the restriction); trajectory holds PRIM's peeling trajectory.
+    A PRIM row of a box the report names (a restriction with quasi-p below ``significance``)
+    also says how stable the box is: PRIM run again on ``box_bootstrap`` resamples of the
+    worlds (the same rule chooses the box) gives 95% percentile intervals of the
+    restriction's low and high edge (``low_ci_*``, ``high_ci_*``; an edge at the parameter's
+    end stays there when the resampled box does not restrict it) and the share of resampled
+    boxes that restrict the parameter at all (``restricted_share``).
     """
     prim, cart = _ema()
+    draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xB0C5,))).integers(
+        0, points.height, size=(box_bootstrap, points.height)
+    )
     mass_min = max(mass_min, 2 / max(points.height, 1))  # at least two worlds per box or leaf
     x = points.drop("world").to_pandas()
     x = x.astype({c: "float64" for c in x.columns})
@@ -489,12 +556,8 @@ def discover(
         y = np.asarray(y, dtype=bool)
         if y.sum() == 0 or y.sum() == len(y):
             continue  # nothing to separate
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = prim.Prim(x, y, threshold=0.5, peel_alpha=0.05, paste_alpha=0.05, mass_min=mass_min)
-            box = p.find_box()
+        box, chosen = _prim_box(prim, x, y, density, mass_min)
         tr = box.peeling_trajectory.reset_index(drop=True)
-        chosen = choose_box(tr, density)
         for i, r in tr.iterrows():
             paths.append(
                 {
@@ -511,6 +574,8 @@ def discover(
         lims = box.box_lims[chosen]
         qp = box.qp[chosen] if chosen < len(box.qp) else {}
         r = tr.iloc[chosen]
+        named = any(0 <= v < significance for values in qp.values() for v in values)
+        edges = box_edges(x, y, density, mass_min, draws) if box_bootstrap and named else None
         for param in x.columns:
             low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
             if (low, high) == full[param]:
@@ -529,6 +594,7 @@ def discover(
                     "density": float(r["density"]),
                     "mass": float(r["mass"]),
                     "qp": max(q) if q else None,
+                    **_edge_cis(edges, list(x.columns).index(param)),
                 }
             )
         with warnings.catch_warnings():
@@ -569,6 +635,11 @@ def discover(
         "density": pl.Float64,
         "mass": pl.Float64,
         "qp": pl.Float64,
+        "low_ci_low": pl.Float64,
+        "low_ci_high": pl.Float64,
+        "high_ci_low": pl.Float64,
+        "high_ci_high": pl.Float64,
+        "restricted_share": pl.Float64,
     }
     tschema = {
         "policy": pl.String,
@@ -586,12 +657,21 @@ def discover(
 # --------------------------------------------------------------------------- words
 
 
-def _range_words(param: str, low: float, high: float, full: tuple[float, float]) -> str:
+def _range_words(
+    param: str, low: float, high: float, full: tuple[float, float], row: dict | None = None
+) -> str:
+    """``param`` in [low, high] in words; with a discovery ``row`` that has edge CIs, each edge
+    named with its 95% interval over resampled worlds, e.g. "x < 0.42 [0.35, 0.5]"."""
+
+    def edge(value: float, end: str) -> str:
+        lo, hi = (row or {}).get(f"{end}_ci_low"), (row or {}).get(f"{end}_ci_high")
+        return f"{value:.3g}" + (f" [{lo:.3g}, {hi:.3g}]" if lo is not None and hi is not None else "")
+
     if low <= full[0]:
-        return f"{param} < {high:.3g}"
+        return f"{param} < {edge(high, 'high')}"
     if high >= full[1]:
-        return f"{param} > {low:.3g}"
-    return f"{low:.3g} < {param} < {high:.3g}"
+        return f"{param} > {edge(low, 'low')}"
+    return f"{edge(low, 'low')} < {param} < {edge(high, 'high')}"
 
 
 def _pct(x: float) -> str:
@@ -628,10 +708,21 @@ def flip_sentences(
                 f"(quasi-p >= {significance:g})" + tail
             )
         words = " and ".join(
-            _range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]])
+            _range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]], r)
             for r in sure.iter_rows(named=True)
         )
-        return f", mostly where {words}" + tail
+        shares = [
+            f"{r['parameter']} in {_pct(r['restricted_share'])}"
+            for r in sure.iter_rows(named=True)
+            if r["restricted_share"] is not None
+        ]
+        stable = (
+            "; [edge]: 95% interval over resampled sets of worlds, whose boxes restrict "
+            + " and ".join(shares)
+            if shares
+            else ""
+        )
+        return f", mostly where {words}" + tail[:-1] + stable + ")"
 
     lines = []
     metric = {r["policy"] + "/" + r["metric"]: r for r in table.iter_rows(named=True)}

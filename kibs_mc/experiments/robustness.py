@@ -234,7 +234,7 @@ class Robustness(ExperimentKind):
             mine = per_world.filter(pl.col("policy") == p).sort("world")
             targets[(p, "best")] = mine["best"].to_numpy()
             targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
-        discovery, trajectory = rb.discover(worlds, targets, density=rob.density)
+        discovery, trajectory = rb.discover(worlds, targets, density=rob.density, seed=config.seed)
         write_parquet(discovery, run_dir / "discovery.parquet")
         write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
         best = per_world.filter(pl.col("best")).unique("world", keep="first").sort("world")
@@ -332,7 +332,9 @@ class Robustness(ExperimentKind):
             "",
             "Scenario discovery on the worlds: PRIM boxes (Friedman & Fisher 1999; EMA Workbench) "
             'for "this policy is best here" and "this policy fails here"; a restriction is named '
-            "when its quasi-p value is below 0.05. All boxes, with CART's beside them: "
+            "when its quasi-p value is below 0.05, each edge with its 95% interval over "
+            f"{rb.BOX_BOOTSTRAP} resampled sets of worlds (PRIM run again on each). All boxes, with "
+            "CART's beside them: "
             "`discovery.parquet`; the peeling trajectories: `discovery_trajectory.parquet`.",
             "",
             *flips,
