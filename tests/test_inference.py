@@ -285,3 +285,28 @@ def test_the_summary_does_not_call_a_large_lead_small_when_the_adjustment_decide
     assert unclear_big.height >= 3  # the planted situation
     assert "smaller than" not in close
     assert close.count("not clear after adjustment") == unclear_big.height
+
+
+def test_each_outcome_is_its_own_holm_family():
+    """The decided outcome's contrasts are adjusted among themselves only: adding seven more
+    outcomes leaves its adjusted p-values and decisions as they were (one family of 120 would
+    multiply its smallest p by up to 120 instead of 15)."""
+    from kibs_mc.analysis.effects import decide_effects
+
+    rng = np.random.default_rng(9)
+    names = ["baseline", "a", "b", "c", "d", "e"]
+    y = crn(rng, 12, [10.0, 10.4, 10.8, 10.0, 9.6, 10.2], own=0.5)
+    rows = long_rows(y, names)
+    for i in range(7):
+        rows = rows.with_columns(pl.col("y").alias(f"other{i}") + rng.normal(0, 1, rows.height))
+    alone = contrasts(rows, ["y"], names, "baseline", min_effect=0.0)
+    together = contrasts(rows, ["y", *[f"other{i}" for i in range(7)]], names, "baseline", min_effect=0.0)
+    mine = together.filter(pl.col("outcome") == "y")
+    assert mine.height == 15 and together.height == 120
+    assert mine.select("p_holm", "p_bh", "clear").equals(alone.select("p_holm", "p_bh", "clear"))
+    assert list(mine["p_holm"]) == pytest.approx(list(holm(mine["p_value"].to_numpy())))
+    # effects outside the contrasts: one family per outcome as well
+    effects = decide_effects(paired_effects(rows, ["y", "other0"], "baseline"))
+    for outcome in ("y", "other0"):
+        part = effects.filter(pl.col("outcome") == outcome)
+        assert list(part["p_adjusted"]) == pytest.approx(list(holm(part["p_value"].to_numpy())))
