@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import sys
 import textwrap
 import threading
@@ -331,17 +332,18 @@ def analyse_jobs(
             cost=cost,
         )
     jobs_text = "\n".join(f"- `{n}`: {job.run_dir}" for n, job in zip(names, jobs, strict=True))
+    if (jobs[0].run_dir / "config.yaml").is_file():  # the configuration the report shows
+        shutil.copyfile(jobs[0].run_dir / "config.yaml", sweep_dir / "config.yaml")
     write_report(
         sweep_dir,
         title=f"kibs-mc multirun: {len(jobs)} jobs side by side",
-        config_yaml=(jobs[0].run_dir / "config.yaml").read_text()
-        if (jobs[0].run_dir / "config.yaml").exists()
-        else "",
         headline=shown,
         tables={"summary": summary, "effects": effects},
         figures=figures,
-        notes=[f"The jobs share their seeds: paired against the first, `{names[0]}`."],
-        sections=["## The jobs\n\n" + jobs_text + "\n"],
+        text={
+            "notes": [f"The jobs share their seeds: paired against the first, `{names[0]}`."],
+            "sections": ["## The jobs\n\n" + jobs_text + "\n"],
+        },
         findings=findings,
     )
     return summary, effects

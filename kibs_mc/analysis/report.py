@@ -469,39 +469,38 @@ def write_report(
     run_dir: Path,
     *,
     title: str,
-    config_yaml: str,
     headline: Sequence[str] = (),
     tables: Mapping[str, pl.DataFrame] | None = None,
     figures: Sequence[Path] = (),
-    notes: Sequence[str] = (),
-    sections: Sequence[str] = (),
+    text: Mapping[str, Sequence[str]] | None = None,
     findings: Findings | None = None,
-    summary: Sequence[str] = (),
 ) -> tuple[Path, Path]:
-    """Write report.md and report.html; returns both paths.
+    """Write report.md and report.html; returns both paths. The configuration shown is the
+    run directory's ``config.yaml``.
 
     Args:
         headline: the outcomes the text reads out and the tables show, in order (the model's
             headline outcomes, :func:`kibs_mc.models.headline`).
         tables: ``summary`` (per scenario and outcome) and ``effects`` (paired, against the
             baseline), each optional (a calibration has neither).
-        sections: Markdown sections of the experiment kind (e.g. a sweep's sensitivity
-            indices), placed after the effects.
+        text: ``summary``: the executive summary's bullets (Markdown) of a kind that decides
+            without findings (a calibration, a robustness experiment), after the findings' own;
+            ``notes``: notes; ``sections``: Markdown sections of the experiment kind (e.g. a
+            sweep's sensitivity indices), placed after the effects.
         findings: contrasts, ranks and the selection, for the executive summary and tables.
-        summary: the executive summary's bullets (Markdown) of a kind that decides without
-            findings (a calibration, a robustness experiment); after the findings' own.
     """
     run_dir = Path(run_dir)
     shown = list(headline)
     outcomes = (tables or {}).get("summary", pl.DataFrame())
     effects = (tables or {}).get("effects", pl.DataFrame())
+    text = text or {}
     parts = [f"# {title}", ""]
     summary_lines = executive_summary(findings, shown) if findings is not None else []
-    summary_lines += [line if line.startswith("- ") else f"- {line}" for line in summary]
+    summary_lines += [line if line.startswith("- ") else f"- {line}" for line in text.get("summary", ())]
     if summary_lines:
         parts += ["## Executive summary", "", *summary_lines, ""]
-    if notes:
-        parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    if text.get("notes"):
+        parts += ["## Notes", "", *[f"- {n}" for n in text["notes"]], ""]
     if effects.height:
         parts += ["## What the scenarios do", "", *reading(effects, shown), ""]
     if figures:
@@ -510,16 +509,18 @@ def write_report(
         parts += _effects_section(effects, shown)
     if findings is not None and findings.contrasts.height:
         parts += _ranks_section(findings, shown) + _contrasts_section(findings)
-    for section in sections:
+    for section in text.get("sections", ()):
         parts += [section.rstrip(), ""]
     if outcomes.height:
         parts += _outcomes_section(outcomes, shown)
+    config = run_dir / "config.yaml"
+    config_yaml = config.read_text() if config.is_file() else ""
     parts += ["## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
-    text = "\n".join(parts)
+    markdown_text = "\n".join(parts)
     md_path = run_dir / "report.md"
-    md_path.write_text(text.rstrip("\n") + "\n")  # one final newline, whatever the sections end with
+    md_path.write_text(markdown_text.rstrip("\n") + "\n")  # one final newline, whatever the sections end with
     html_path = run_dir / "report.html"
-    html_path.write_text(html_page(title, text))
+    html_path.write_text(html_page(title, markdown_text))
     return md_path, html_path
 
 

@@ -423,10 +423,8 @@ class Calibrate(ExperimentKind):
         report_md, _ = write_report(
             run_dir,
             title=f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
-            config_yaml=(run_dir / "config.yaml").read_text(),
             figures=figures,
-            sections=[section],
-            summary=calibration_summary(params, ppc, cal.interval, run_dir),
+            text={"sections": [section], "summary": calibration_summary(params, ppc, cal.interval, run_dir)},
         )
         samples = int(generations["samples"].sum()) if generations.height else 0
         wall = time.monotonic() - started

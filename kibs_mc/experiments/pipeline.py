@@ -428,17 +428,18 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     report_md, _ = write_report(
         run_dir,
         title=f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
-        config_yaml=(run_dir / "config.yaml").read_text(),
         headline=shown,
         tables={
             "summary": summary.filter(pl.col("scenario").is_in(listed)),
             "effects": effects.filter(pl.col("scenario").is_in(listed)),
         },
         figures=figures,
-        notes=executed.notes,
-        sections=extra.sections,
+        text={
+            "notes": executed.notes,
+            "sections": extra.sections,
+            "summary": [] if findings is not None else extra.lines,
+        },
         findings=findings,
-        summary=[] if findings is not None else extra.lines,
     )
     return ExperimentResult(
         run_dir,

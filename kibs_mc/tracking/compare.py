@@ -165,15 +165,23 @@ def cmd_list(runs: list, console: Console) -> None:
     table.add_column("experiment, what differs, run dir", overflow="fold")
     for i, r in enumerate(parents):
         started = datetime.fromtimestamp(r.info.start_time / 1000).strftime("%m-%d %H:%M")
-        lines = [
-            f"{r.data.tags.get('kibs_mc.experiment', '?')}: "
-            + size_text(len(_children(runs, r.info.run_id)), r.data.params.get("replicates", "?"))
-        ]
+        lines = [f"{r.data.tags.get('kibs_mc.experiment', '?')}: {run_size(runs, r)}"]
         if diffs[r.info.run_id]:
             lines.append("differs: " + " ".join(f"{k}={v}" for k, v in diffs[r.info.run_id].items()))
         lines.append(_relative(r.data.tags.get("kibs_mc.run_dir", "")))
         table.add_row(r.info.run_id[:12], started, "\n".join(lines), end_section=i < len(parents) - 1)
     console.print(table)
+
+
+def run_size(runs: list, parent) -> str:
+    """How much a run simulated: scenarios x replicates, or a calibration's simulations."""
+    if parent.data.params.get("experiment.kind") == "calibrate":
+        metrics = parent.data.metrics
+        return (
+            f"calibration, {int(metrics.get('simulations_total', 0))} simulations in "
+            f"{int(metrics.get('generations', 0))} generations"
+        )
+    return size_text(len(_children(runs, parent.info.run_id)), parent.data.params.get("replicates", "?"))
 
 
 #: Metric suffixes of a scenario's child run, and the column of the shared table they fill.
@@ -245,11 +253,9 @@ def welch(ma: float, sa: float, na: float, mb: float, sb: float, nb: float) -> t
     return (mb - ma - t * se, mb - ma + t * se)
 
 
-def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Console) -> None:
-    ra, rb = _find(runs, a), _find(runs, b)
+def _common_scenarios(ra, rb, ca: dict, cb: dict) -> list[str]:
+    """The scenarios both runs have (CompareError, naming each run's, when none)."""
     ida, idb = ra.info.run_id[:8], rb.info.run_id[:8]
-    ca = {_scenario(c): c for c in _children(runs, ra.info.run_id)}
-    cb = {_scenario(c): c for c in _children(runs, rb.info.run_id)}
     common = [s for s in ca if s in cb]
     if not common:
         raise CompareError(
@@ -257,15 +263,26 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
             f"{', '.join(ca) or 'none'}; {idb}: {', '.join(cb) or 'none'}); "
             "allowed: two runs that share at least one scenario name"
         )
+    return common
+
+
+def _common_outcomes(ra, rb, ca: dict, cb: dict, wanted: list[str] | None) -> list[str]:
+    """The outcomes both runs logged, narrowed to ``wanted`` (CompareError when none)."""
     oa, ob = _outcomes(list(ca.values())), _outcomes(list(cb.values()))
     shared = [o for o in oa if o in ob]
     if not shared:
         raise CompareError(
-            f"runs {ida} and {idb} have no outcome in common (different models: "
-            f"{ra.data.params.get('model.name')} and {rb.data.params.get('model.name')}); "
+            f"runs {ra.info.run_id[:8]} and {rb.info.run_id[:8]} have no outcome in common (different "
+            f"models: {ra.data.params.get('model.name')} and {rb.data.params.get('model.name')}); "
             "allowed: two runs of the same model"
         )
-    outcomes = _pick_outcomes(shared, wanted)
+    return _pick_outcomes(shared, wanted)
+
+
+def _say_what_differs(ra, rb, ca: dict, cb: dict, common: list[str], console: Console) -> None:
+    """The settings that differ between the runs, and a warning when the same scenario
+    simulates another model or cluster in each."""
+    ida, idb = ra.info.run_id[:8], rb.info.run_id[:8]
     what = differing([ra.data.params, rb.data.params])
     if what[0]:
         console.print(
@@ -275,7 +292,7 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
     else:
         console.print("what differs: no setting (same configuration; different seeds or code?)")
     structure: dict[str, tuple[str, str]] = {}
-    for s in common:  # the same scenario simulated on another model or cluster
+    for s in common:
         pa, pb = ca[s].data.params, cb[s].data.params
         inputs = differing(
             [
@@ -291,7 +308,12 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
             + "): their differences mix that change with any other",
             file=sys.stderr,
         )
-    fa, fb = _frame([ca[s] for s in common], outcomes), _frame([cb[s] for s in common], outcomes)
+
+
+def _diff_table(
+    ida: str, idb: str, fa: pl.DataFrame, fb: pl.DataFrame, outcomes: list[str], common: list[str]
+) -> Table:
+    """Per outcome and scenario: both runs' means and their difference with its Welch CI."""
     table = Table(
         title=f"{idb} minus {ida}: scenario means, difference with its 95% CI (Welch, "
         "unpaired; 'differs': the CI excludes 0)",
@@ -301,9 +323,8 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
         collapse_padding=True,
     )
     table.add_column("outcome / scenario", overflow="fold", min_width=12)
-    table.add_column(ida, justify="right", no_wrap=True)
-    table.add_column(idb, justify="right", no_wrap=True)
-    table.add_column("difference", justify="right", no_wrap=True)
+    for name in (ida, idb, "difference"):
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("± 95% CI", no_wrap=True)
     table.add_column("", no_wrap=True)
     ia = {(r["outcome"], r["scenario"]): r for r in fa.iter_rows(named=True)}
@@ -314,22 +335,32 @@ def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Cons
             x, y = ia[(o, s)], ib[(o, s)]
             if x["mean"] is None or y["mean"] is None:
                 continue
-            ci = (
-                welch(x["mean"], x["sd"], x["n"] or 0, y["mean"], y["sd"], y["n"] or 0)
-                if x["sd"] is not None and y["sd"] is not None
-                else None
-            )
-            differs = ci is not None and (ci[0] > 0 or ci[1] < 0)
+            ci = None
+            if x["sd"] is not None and y["sd"] is not None:
+                ci = welch(x["mean"], x["sd"], x["n"] or 0, y["mean"], y["sd"], y["n"] or 0)
             table.add_row(
                 f"  {s}",
                 number(x["mean"]),
                 number(y["mean"]),
                 signed(y["mean"] - x["mean"]),
                 half_width_text(*ci) if ci else "",
-                "differs" if differs else "",
+                "differs" if ci is not None and (ci[0] > 0 or ci[1] < 0) else "",
                 end_section=j == len(common) - 1 and i < len(outcomes) - 1,
             )
-    console.print(table)
+    return table
+
+
+def cmd_diff(runs: list, a: str, b: str, wanted: list[str] | None, console: Console) -> None:
+    """The same scenarios in two runs: what differs between them, then each outcome's means
+    side by side with the difference and its Welch CI."""
+    ra, rb = _find(runs, a), _find(runs, b)
+    ca = {_scenario(c): c for c in _children(runs, ra.info.run_id)}
+    cb = {_scenario(c): c for c in _children(runs, rb.info.run_id)}
+    common = _common_scenarios(ra, rb, ca, cb)
+    outcomes = _common_outcomes(ra, rb, ca, cb, wanted)
+    _say_what_differs(ra, rb, ca, cb, common, console)
+    fa, fb = _frame([ca[s] for s in common], outcomes), _frame([cb[s] for s in common], outcomes)
+    console.print(_diff_table(ra.info.run_id[:8], rb.info.run_id[:8], fa, fb, outcomes, common))
     only = [s for s in ca if s not in cb] + [s for s in cb if s not in ca]
     if only:
         console.print(f"not in both runs: {', '.join(only)}")

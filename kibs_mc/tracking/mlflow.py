@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +311,74 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+@dataclass(frozen=True)
+class _Parent:
+    """Where child runs go: the client, the experiment, the parent run, their shared tags and
+    the experiment's start (milliseconds since the epoch; None: now)."""
+
+    client: Any
+    experiment_id: str
+    run_id: str
+    tags: dict[str, str]
+    start_ms: int | None
+
+    def child(self, name: str, tags: dict[str, str], params: dict, metrics: dict[str, float]) -> str:
+        import mlflow
+
+        run = self.client.create_run(
+            self.experiment_id,
+            start_time=self.start_ms,
+            run_name=name,
+            tags={**self.tags, **tags, "mlflow.parentRunId": self.run_id},
+        )
+        with mlflow.start_run(run_id=run.info.run_id, nested=True):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+        return str(run.info.run_id)
+
+
+def _log_children(
+    parent: _Parent, scenarios: Sequence[Scenario], summary: pl.DataFrame, run_dir: Path
+) -> list[str]:
+    """One child per scenario, or those the kind listed (``mlflow_children.json``)."""
+    children_file = run_dir / CHILDREN_FILE
+    if children_file.exists():
+        return [
+            parent.child(
+                kept["name"],
+                {"kibs_mc.child": kept["name"]},
+                kept.get("params", {}),
+                {k: float(v) for k, v in kept.get("metrics", {}).items() if v is not None and v == v},
+            )
+            for kept in json.loads(children_file.read_text())
+        ]
+    decided = decision_metrics(run_dir)
+    objective = next(iter(decided)).split("/")[0] if decided else None
+    ids = []
+    for sc in scenarios:
+        params = flatten(simulation_inputs(sc.config))
+        params["scenario"] = sc.name
+        params["overrides"] = " ".join(sc.overrides) or "(none)"
+        ids.append(
+            parent.child(sc.name, scenario_tags(sc), params, scenario_metrics(summary, sc.name, objective))
+        )
+    return ids
+
+
+def _log_parent(config: Config, run_dir: Path, run_metrics: dict[str, float] | None) -> None:
+    """The parent run's params, metrics (the decision first) and per-step metrics."""
+    import mlflow
+
+    mlflow.log_params(flatten(config))
+    mlflow.log_metrics(decision_metrics(run_dir))  # the decision first, then the bookkeeping
+    if run_metrics:
+        mlflow.log_metrics(run_metrics)
+    steps_file = run_dir / STEPS_FILE
+    for name, values in (json.loads(steps_file.read_text()) if steps_file.exists() else {}).items():
+        for step, value in enumerate(values):  # e.g. a calibration's epsilon per generation
+            mlflow.log_metric(name, float(value), step=step)
+
+
 def _log_experiment(
     tracking: TrackingConfig,
     config: Config,
@@ -336,51 +405,16 @@ def _log_experiment(
         tags={**tags, "mlflow.note.content": description(run_dir)},
         run_name=run_name(config, run_dir),
     ).info.run_id
-    run_ids = [parent_id]
     with mlflow.start_run(run_id=parent_id):
-        mlflow.log_params(flatten(config))
-        mlflow.log_metrics(decision_metrics(run_dir))  # the decision first, then the bookkeeping
-        if run_metrics:
-            mlflow.log_metrics(run_metrics)
-        steps_file = run_dir / STEPS_FILE
-        for name, values in (json.loads(steps_file.read_text()) if steps_file.exists() else {}).items():
-            for step, value in enumerate(values):  # e.g. a calibration's epsilon per generation
-                mlflow.log_metric(name, float(value), step=step)
-        children_file = run_dir / CHILDREN_FILE
-        for kept in json.loads(children_file.read_text()) if children_file.exists() else []:
-            child = client.create_run(
-                experiment_id,
-                start_time=start_ms,
-                run_name=kept["name"],
-                tags={**tags, "kibs_mc.child": kept["name"], "mlflow.parentRunId": parent_id},
-            )
-            run_ids.append(child.info.run_id)
-            with mlflow.start_run(run_id=child.info.run_id, nested=True):
-                mlflow.log_params(kept.get("params", {}))
-                mlflow.log_metrics(
-                    {k: float(v) for k, v in kept.get("metrics", {}).items() if v is not None and v == v}
-                )
-        decided = decision_metrics(run_dir)
-        objective = next(iter(decided)).split("/")[0] if decided else None
-        for sc in scenarios if not children_file.exists() else []:
-            child = client.create_run(
-                experiment_id,
-                start_time=start_ms,
-                run_name=sc.name,
-                tags={**tags, **scenario_tags(sc), "mlflow.parentRunId": parent_id},
-            )
-            run_ids.append(child.info.run_id)
-            with mlflow.start_run(run_id=child.info.run_id, nested=True):
-                params = flatten(simulation_inputs(sc.config))
-                params["scenario"] = sc.name
-                params["overrides"] = " ".join(sc.overrides) or "(none)"
-                mlflow.log_params(params)
-                mlflow.log_metrics(scenario_metrics(summary, sc.name, objective))
+        _log_parent(config, run_dir, run_metrics)
+        children = _log_children(
+            _Parent(client, experiment_id, parent_id, tags, start_ms), scenarios, summary, run_dir
+        )
         for pattern in ARTIFACTS:
             for path in sorted(run_dir.glob(pattern)):
                 mlflow.log_artifact(str(path))
     if period is not None:
-        for run_id in run_ids:
+        for run_id in [parent_id, *children]:
             client.set_terminated(run_id, "FINISHED", end_time=int(period[1] * 1000))
     return str(parent_id)
 
