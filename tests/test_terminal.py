@@ -220,3 +220,14 @@ def test_a_fresh_install_is_told_that_the_kernels_compile_first(tmp_path, monkey
     (tmp_path / "kibs_0123abcd").mkdir()
     (tmp_path / "kibs_0123abcd" / "step.run_replicate-40.py311.nbi").write_bytes(b"")  # Numba's naming
     assert not kernels_cold("kibs") and kernels_cold("cowan_jonard")
+
+
+@pytest.mark.slow
+def test_mlflow_says_nothing_between_the_progress_bar_and_the_answer(tmp_path):
+    """A first run creates the MLflow store and its experiment: MLflow's INFO lines about it
+    stay out of the terminal."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("replicates=2", *KIBS_FAST[:2], "executor=serial", f"tracking.uri={uri}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "mlflow.db").is_file() and "MLflow run " in proc.stdout
+    assert " INFO " not in proc.stdout + proc.stderr

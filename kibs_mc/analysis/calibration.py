@@ -108,6 +108,63 @@ def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> p
     return pl.DataFrame(rows)
 
 
+def _marginal(ax: Any, first: pl.DataFrame, last: pl.DataFrame, p: Any, truth: dict[str, float]) -> None:
+    """A parameter's weighted histogram in the first and the last generation, and its truth."""
+    bins = np.geomspace(p.low, p.high, 25) if p.scale == "log" else np.linspace(p.low, p.high, 25)
+    for frame, style in ((first, {"color": "0.8"}), (last, {"alpha": 0.8, "color": "C0"})):
+        generation = int(frame["generation"][0]) if frame.height else 0
+        ax.hist(
+            frame[p.key].to_numpy(),
+            bins=bins,
+            weights=frame["weight"].to_numpy(),
+            label=f"generation {generation}",
+            density=True,
+            **style,
+        )
+    if p.key in truth:
+        ax.axvline(truth[p.key], color="C3", label="truth")
+    if p.scale == "log":
+        ax.set_xscale("log")
+
+
+def _pair(ax: Any, last: pl.DataFrame, px: Any, py: Any, truth: dict[str, float]) -> None:
+    """The last generation's particles on two parameters (marker area: weight), and the truth."""
+    w = last["weight"].to_numpy()
+    ax.scatter(
+        last[px.key].to_numpy(),
+        last[py.key].to_numpy(),
+        s=6 + 200 * w / w.max() / len(w) * 10,
+        alpha=0.5,
+        color="C0",
+    )
+    if px.key in truth and py.key in truth:
+        ax.plot([truth[px.key]], [truth[py.key]], "x", color="C3", ms=10, mew=2)
+    ax.set_xlim(px.low, px.high)
+    ax.set_ylim(py.low, py.high)
+    if px.scale == "log":
+        ax.set_xscale("log")
+    if py.scale == "log":
+        ax.set_yscale("log")
+
+
+def _pair_axes(ax: Any, px: Any, py: Any, bottom: bool, left: bool) -> None:
+    """Few ticks, labelled on the outer panels only: long parameter values do not collide."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    ax.tick_params(labelsize=7)
+    for axis, p in ((ax.xaxis, px), (ax.yaxis, py)):
+        axis.set_major_locator(LogLocator(numticks=3) if p.scale == "log" else MaxNLocator(3))
+        axis.set_minor_formatter(NullFormatter())  # a log axis labels its minor ticks too
+    if bottom:
+        ax.set_xlabel(px.key, fontsize=8)
+    else:
+        ax.tick_params(labelbottom=False, which="both")
+    if left:
+        ax.set_ylabel(py.key, fontsize=8)
+    else:
+        ax.tick_params(labelleft=False, which="both")
+
+
 def posterior_plot(
     posterior: pl.DataFrame, parameters: Sequence[Any], truth: dict[str, float], path: Path
 ) -> Path:
@@ -118,13 +175,10 @@ def posterior_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [p.key for p in parameters]
-    n = len(keys)
+    n = len(parameters)
     last_t = int(posterior["generation"].cast(pl.Int64).max() or 0)  # type: ignore[arg-type]
     last = posterior.filter(pl.col("generation") == last_t)
     first = posterior.filter(pl.col("generation") == 0)
-    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
-
     fig, axes = plt.subplots(n, n, figsize=(2.6 * n + 1, 2.6 * n + 0.5), squeeze=False, layout="constrained")
     for i, pi in enumerate(parameters):
         for j, pj in enumerate(parameters):
@@ -133,64 +187,12 @@ def posterior_plot(
                 ax.axis("off")
                 continue
             if i == j:
-                bins = (
-                    np.geomspace(pi.low, pi.high, 25)
-                    if pi.scale == "log"
-                    else np.linspace(pi.low, pi.high, 25)
-                )
-                ax.hist(
-                    first[pi.key].to_numpy(),
-                    bins=bins,
-                    weights=first["weight"].to_numpy(),
-                    color="0.8",
-                    label="generation 0",
-                    density=True,
-                )
-                ax.hist(
-                    last[pi.key].to_numpy(),
-                    bins=bins,
-                    weights=last["weight"].to_numpy(),
-                    alpha=0.8,
-                    color="C0",
-                    label=f"generation {last_t}",
-                    density=True,
-                )
-                if pi.key in truth:
-                    ax.axvline(truth[pi.key], color="C3", label="truth")
-                if pi.scale == "log":
-                    ax.set_xscale("log")
+                _marginal(ax, first, last, pi, truth)
                 if i == 0:
                     ax.legend(fontsize=7)
             else:
-                w = last["weight"].to_numpy()
-                ax.scatter(
-                    last[pj.key].to_numpy(),
-                    last[pi.key].to_numpy(),
-                    s=6 + 200 * w / w.max() / len(w) * 10,
-                    alpha=0.5,
-                    color="C0",
-                )
-                if pi.key in truth and pj.key in truth:
-                    ax.plot([truth[pj.key]], [truth[pi.key]], "x", color="C3", ms=10, mew=2)
-                ax.set_xlim(pj.low, pj.high)
-                ax.set_ylim(pi.low, pi.high)
-                if pj.scale == "log":
-                    ax.set_xscale("log")
-                if pi.scale == "log":
-                    ax.set_yscale("log")
-            # few ticks, labelled on the outer panels only: long parameter values do not collide
-            ax.tick_params(labelsize=7)
-            for axis, p in ((ax.xaxis, pj), (ax.yaxis, pi)):
-                axis.set_major_locator(LogLocator(numticks=3) if p.scale == "log" else MaxNLocator(3))
-                axis.set_minor_formatter(NullFormatter())  # a log axis labels its minor ticks too
-            if i == n - 1:
-                ax.set_xlabel(pj.key, fontsize=8)
-            else:
-                ax.tick_params(labelbottom=False, which="both")
-            if j == 0 and i != j:
-                ax.set_ylabel(pi.key, fontsize=8)
-            else:
-                ax.tick_params(labelleft=False, which="both")
+                _pair(ax, last, pj, pi, truth)
+            _pair_axes(ax, pj, pi, bottom=i == n - 1, left=j == 0 and i != j)
     fig.suptitle("ABC-SMC posterior: marginals (diagonal) and pairs (last generation)")
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -48,9 +48,10 @@ def _client(uri: str):
 
 def _runs(uri: str, experiment: str) -> list:
     """Every run of ``experiment``; CompareError (one line) when the store cannot be read."""
-    from kibs_mc.tracking.mlflow import bounded_http_retries, store_lock
+    from kibs_mc.tracking.mlflow import bounded_http_retries, quiet_mlflow, store_lock
 
     bounded_http_retries()  # as kibs-mc: seconds, not minutes, on a dead server
+    quiet_mlflow()
     try:
         with store_lock(uri):  # a new SQLite store is created (migrated) by one process at a time
             client = _client(uri)

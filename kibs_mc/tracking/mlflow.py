@@ -104,6 +104,15 @@ def connect_uri(uri: str) -> str:
 CHILDREN_FILE = "mlflow_children.json"
 
 
+def quiet_mlflow() -> None:
+    """No MLflow INFO lines (creating a store's tables, a new experiment) in the terminal,
+    between the progress bar and the answer: warnings and errors only."""
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def bounded_http_retries() -> None:
     """MLflow's default HTTP retries back off for minutes on a dead server; a few seconds
     are enough here (results are on disk and can be logged later)."""
@@ -390,6 +399,7 @@ def _log_experiment(
 ) -> str:
     import mlflow
 
+    quiet_mlflow()
     mlflow.set_tracking_uri(connect_uri(tracking.uri))
     experiment_id = mlflow.set_experiment(tracking.experiment_name).experiment_id
     run_dir = Path(run_dir)
