@@ -12,8 +12,8 @@ For each scenario and outcome:
   the minimum-effect test below decides with;
 - ``effect_size``: Glass's delta, the effect in units of the baseline's standard deviation
   across replicates (a scale-free magnitude that pairing does not inflate);
-- ``effect_per_cost``: effect per unit of extra ``governance_cost`` over the baseline, when
-  the model reports that outcome;
+- ``effect_per_cost``: effect per unit of extra cost over the baseline, when the model has an
+  outcome that measures spending (``Model.cost``, e.g. ``governance_cost``);
 - ``unpaired_ci_low/high``: the Welch t interval that ignores pairing, for comparison;
 - ``significant``: the (unadjusted) CI excludes zero;
 - ``margin``, ``p_value``, ``p_adjusted``, ``clear``: the minimum-effect test of
@@ -35,12 +35,9 @@ from kibs_mc.analysis.inference import (
     min_effect_p,
     t_interval,
 )
-
-#: The outcome that measures money, when a model reports it (effects per unit of it).
-COST_OUTCOME = "governance_cost"
+from kibs_mc.models import MODELS
 
 __all__ = [
-    "COST_OUTCOME",
     "add_effects_to_summary",
     "choose_baseline",
     "decide_effects",
@@ -78,8 +75,11 @@ def paired_effects(
     confidence: float = 0.95,
     min_effect: float = 0.0,
     relative: bool = True,
+    cost: str | None = None,
 ) -> pl.DataFrame:
-    """Effects of every scenario other than ``baseline`` on every outcome (see module doc).
+    """Effects of every scenario other than ``baseline`` on every outcome (see module doc);
+    also per unit of extra ``cost`` (the outcome that measures spending; None: a registered
+    model's ``Model.cost`` that ``rows`` has, if any).
 
     ``p_value`` tests H0: |effect| <= margin, the margin being ``min_effect`` (a share of the
     baseline's mean when ``relative``); ``p_adjusted`` and ``clear`` are Holm's across each
@@ -88,13 +88,16 @@ def paired_effects(
         s for s in rows.get_column("scenario").unique(maintain_order=True).to_list() if s != baseline
     ]
     base = rows.filter(pl.col("scenario") == baseline)
-    has_cost = COST_OUTCOME in rows.columns
+    if cost is None:
+        cost = next((m.cost for m in MODELS.values() if m.cost in rows.columns), None)
+    cost = cost if cost in rows.columns else None
+    has_cost = cost is not None
     records = []
     for scenario in scenarios:
         other = rows.filter(pl.col("scenario") == scenario)
         paired = other.join(base, on="replicate", suffix="__base").sort("replicate")
-        if has_cost:
-            gap = (paired[COST_OUTCOME] - paired[f"{COST_OUTCOME}__base"]).mean()
+        if cost is not None:
+            gap = (paired[cost] - paired[f"{cost}__base"]).mean()
             extra_cost = float(gap) if isinstance(gap, int | float) else 0.0
         for outcome in outcomes:
             y = paired[outcome].cast(pl.Float64).to_numpy()

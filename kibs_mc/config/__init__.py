@@ -17,6 +17,9 @@ from kibs_mc.config.compose import (
     with_numbers,
 )
 from kibs_mc.config.schema import (
+    EXPERIMENT,
+    RUN,
+    SIMULATION,
     CalibrationConfig,
     Config,
     ExecutorConfig,
@@ -31,11 +34,15 @@ from kibs_mc.config.schema import (
     TrackingConfig,
     UncertainParameter,
     UncertaintyConfig,
+    keys_of,
     to_config,
 )
 
 __all__ = [
     "CONF_DIR",
+    "EXPERIMENT",
+    "RUN",
+    "SIMULATION",
     "CalibrationConfig",
     "Config",
     "ExecutorConfig",
@@ -53,6 +60,7 @@ __all__ = [
     "apply_values",
     "compose_config",
     "group_options",
+    "keys_of",
     "load_config",
     "replace_number",
     "to_config",

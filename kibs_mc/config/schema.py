@@ -10,8 +10,10 @@ then checks ranges and choices that types cannot express (declared next to each 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, make_dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, Node, OmegaConf
@@ -19,7 +21,6 @@ from omegaconf import MISSING, DictConfig, ListConfig, Node, OmegaConf
 from kibs_mc.errors import ConfigError
 from kibs_mc.fields import setting, validate
 from kibs_mc.models import MODELS
-from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig
 
 
 @dataclass(frozen=True)
@@ -259,25 +260,86 @@ class TrackingConfig:
     experiment_name: str = "kibs-mc"
 
 
+#: The role of each top-level section of the configuration (its field's ``role`` metadata):
+#: what a replicate computes (the model and its groups: fingerprinted, set per scenario) ...
+SIMULATION = "simulation"
+#: ... what the experiment does with the replicates (its kind's settings, counts and seeds:
+#: common to every scenario) ...
+EXPERIMENT = "experiment"
+#: ... or how a run is executed and recorded (never a result; Hydra's own ``hydra`` node too).
+RUN = "run"
+
+
+def _role(role: str, declared: Any) -> Any:
+    """The dataclass field ``declared`` with its section's ``role`` in its metadata."""
+    declared.metadata = MappingProxyType({**declared.metadata, "role": role})
+    return declared
+
+
 @dataclass(frozen=True)
-class Config:
-    """The whole configuration of an invocation (or of one scenario)."""
+class Sections:
+    """The pipeline's sections of the configuration, each with its role; the root
+    :data:`Config` adds each registered model's groups (:func:`build_config`)."""
 
     # The registered model's schema (kibs_mc.models): OmegaConf cannot type a field as a union
     # of dataclasses, so the group's choice decides and validation checks it.
-    model: Any = MISSING
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
-    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # experiment.kind=calibrate
-    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)  # experiment.kind=robustness
-    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
-    replicates: int = setting(100, ge=1, le=100_000_000)  # per scenario
-    seed: int = setting(20261127, ge=0, lt=2**63)
-    resume: bool = False
-    keep_parts: bool = False  # keep chunks/ as written (else removed once the final files hold every chunk)
+    model: Any = _role(SIMULATION, field(default=MISSING))
+    experiment: ExperimentConfig = _role(EXPERIMENT, field(default_factory=ExperimentConfig))
+    executor: ExecutorConfig = _role(RUN, field(default_factory=ExecutorConfig))
+    tracking: TrackingConfig = _role(RUN, field(default_factory=TrackingConfig))
+    # experiment.kind=calibrate; calibration.use feeds its posterior point into other experiments
+    calibration: CalibrationConfig = _role(EXPERIMENT, field(default_factory=CalibrationConfig))
+    uncertainty: UncertaintyConfig = _role(EXPERIMENT, field(default_factory=UncertaintyConfig))
+    robustness: RobustnessConfig = _role(EXPERIMENT, field(default_factory=RobustnessConfig))
+    replicates: int = _role(EXPERIMENT, setting(100, ge=1, le=100_000_000))  # per scenario
+    seed: int = _role(EXPERIMENT, setting(20261127, ge=0, lt=2**63))
+    resume: bool = _role(RUN, field(default=False))
+    # keep chunks/ as written (else removed once the final files hold every chunk)
+    keep_parts: bool = _role(RUN, field(default=False))
+
+
+def _copy(f: Field) -> Any:
+    """A new field declared as ``f`` is (a dataclass field belongs to one class)."""
+    return field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
+
+
+def build_config(models: Mapping[str, Any]) -> type:
+    """The root configuration class: the pipeline's :class:`Sections`, with each registered
+    model's further groups (``Model.groups``, e.g. ``cluster`` and ``governance``) as
+    simulation sections after ``model``. Two models may share a group only with one schema."""
+    hints = get_type_hints(Sections)
+    own = [(f.name, hints[f.name], _copy(f)) for f in fields(Sections)]
+    groups: dict[str, type] = {}
+    for model in models.values():
+        for group, schema in getattr(model, "groups", {}).items():
+            if groups.setdefault(group, schema) is not schema:
+                raise TypeError(f"config group {group!r}: two models declare it with different schemas")
+    added = [(g, s, field(default_factory=s, metadata={"role": SIMULATION})) for g, s in groups.items()]
+    cls = make_dataclass("Config", [own[0], *added, *own[1:]], frozen=True)
+    cls.__module__ = __name__  # pickled by reference (chunks travel to Ray workers with it)
+    cls.__doc__ = "The whole configuration of an invocation (or of one scenario)."
+    return cls
+
+
+if TYPE_CHECKING:
+
+    class Config(Sections):
+        """The whole configuration of an invocation (or of one scenario)."""
+
+        def __getattr__(self, name: str) -> Any: ...  # a model's groups (build_config)
+
+else:
+    Config = build_config(MODELS)
+
+
+def keys_of(role: str) -> tuple[str, ...]:
+    """The top-level keys of the configuration with ``role`` (:data:`SIMULATION`,
+    :data:`EXPERIMENT` or :data:`RUN`; Hydra's own ``hydra`` node is a run setting): the one
+    place that says which keys a replicate's results depend on (the plan's fingerprint, the
+    keys a scenario may set, a scenario's name, the keys an uncertain parameter may name, what
+    ``kibs-mc-compare diff`` lists)."""
+    found = tuple(f.name for f in fields(Config) if f.metadata.get("role") == role)
+    return (*found, "hydra") if role == RUN else found
 
 
 def _writable(node: DictConfig | ListConfig) -> None:

@@ -8,6 +8,7 @@ A kind is chosen with ``experiment.kind``; adding one is a module with a subclas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from kibs_mc.config import Config
+from kibs_mc.config import SIMULATION, Config, keys_of
 from kibs_mc.experiments.posterior import posterior_point
 from kibs_mc.experiments.rounds import OneRound, Round, Rounds
 from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
@@ -33,15 +34,14 @@ __all__ = [
 
 #: The name of a scenario that ``conf/experiment/single.yaml`` leaves to the command line.
 UNNAMED = "default"
-#: Settings that change how a run is executed or recorded, not what it simulates: left out of
-#: a scenario's name.
-NOT_SIMULATED = ("replicates", "seed", "resume", "keep_parts", "experiment", "executor", "tracking", "hydra")
 
 
 def overrides_name(overrides: Sequence[str]) -> str:
-    """A scenario's name from the command line's overrides of what it simulates, e.g.
-    ``governance=information governance.information=0.5``; ``default`` without any."""
-    kept = [o for o in overrides if o.lstrip("+~").partition("=")[0].split(".")[0] not in NOT_SIMULATED]
+    """A scenario's name from the command line's overrides of what it simulates (the
+    simulation keys), e.g. ``governance=information governance.information=0.5``; ``default``
+    without any."""
+    simulated = keys_of(SIMULATION)
+    kept = [o for o in overrides if re.split(r"[.@/\[]", o.lstrip("+~").partition("=")[0])[0] in simulated]
     return " ".join(kept) or UNNAMED
 
 

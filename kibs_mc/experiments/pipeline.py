@@ -31,7 +31,6 @@ from rich.progress import (
 )
 
 from kibs_mc.analysis.effects import (
-    COST_OUTCOME,
     add_effects_to_summary,
     choose_baseline,
     decide_effects,
@@ -367,6 +366,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
         confidence=1 - exp.alpha,
         min_effect=exp.min_effect,
         relative=exp.min_effect_relative,
+        cost=planned.model.cost,
     )
     extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown, effects))
     if extra.children is not None:
@@ -422,7 +422,7 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
             exp.alpha,
             exp.adjust,
             chosen,
-            COST_OUTCOME if COST_OUTCOME in outcomes else None,
+            planned.model.cost,
             planned.kind.parameters(config),
         )
     report_md, _ = write_report(

@@ -14,7 +14,6 @@ the seeds of ``compare_governance``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ import polars as pl
 from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
 from kibs_mc.analysis.report import markdown_table
-from kibs_mc.config import Config, UncertaintyConfig, replace_number
+from kibs_mc.config import SIMULATION, Config, UncertaintyConfig, keys_of, replace_number
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
 from kibs_mc.fields import validate
 from kibs_mc.models import get_model
 from kibs_mc.run import calibrated
-from kibs_mc.run.plan import NOT_INPUTS, ScenarioSpec, listed_scenarios
+from kibs_mc.run.plan import ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
 
 
@@ -62,7 +61,7 @@ def check_parameter(config: Config, path: str, p: Any, set_by_policies: Collecti
     """The key names a number the simulation reads, no policy sets it, and both ends of its
     range are allowed (ConfigError naming ``path``; the sweep checks its factors with it too)."""
     top = p.key.partition(".")[0].partition("[")[0]
-    inputs = [f.name for f in dataclasses.fields(config) if f.name not in NOT_INPUTS]
+    inputs = list(keys_of(SIMULATION))
     if top not in inputs:
         raise ConfigError(
             f"{path}.key", p.key, "allowed: a numeric key of the simulation, under " + ", ".join(inputs)

@@ -26,7 +26,11 @@ class Model(Protocol):
         headline: the outcomes read out first (terminal, report, progress precision), in order.
         lower_is_better: the outcomes whose smaller values are better (ranks, the best scenario
             of the report, selection); every other outcome is better when higher.
-        groups: further config groups the model reads (group name -> schema), e.g. ``cluster``.
+        groups: further config groups the model reads (group name -> schema), e.g. ``cluster``;
+            the root configuration adds them (:func:`kibs_mc.config.schema.build_config`).
+        cost: the outcome that measures spending, or None: paired effects are also given per
+            unit of its extra over the baseline (``effect_per_cost``).
+        tags: config groups whose values tag each scenario's MLflow run (e.g. the levers).
     """
 
     name: str
@@ -34,6 +38,9 @@ class Model(Protocol):
     outcomes: Mapping[str, type]
     headline: tuple[str, ...]
     lower_is_better: tuple[str, ...]
+    groups: Mapping[str, type]
+    cost: str | None
+    tags: tuple[str, ...]
 
     def simulate(self, config: Any, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
         """One replicate of ``config`` (a scenario's whole validated configuration) from the

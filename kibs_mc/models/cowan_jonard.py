@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -111,6 +112,9 @@ class CowanJonard:
     outcomes: Mapping[str, type] = OUTCOMES
     headline: tuple[str, ...] = ("knowledge_mean", "knowledge_cv", "meetings", "converged")
     lower_is_better: tuple[str, ...] = ("knowledge_cv",)  # unequal knowledge
+    groups: Mapping[str, type] = MappingProxyType({})  # it reads only `model`
+    cost: str | None = None  # no spending measured
+    tags: tuple[str, ...] = ()
 
     def simulate(self, config: CowanJonardScenario, seed: int) -> tuple[dict, None]:
         return simulate_replicate(config, seed)

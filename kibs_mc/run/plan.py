@@ -12,12 +12,23 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from kibs_mc.config import Config, apply_values, compose_config, load_config, to_config, with_numbers
+from kibs_mc.config import (
+    EXPERIMENT,
+    RUN,
+    SIMULATION,
+    Config,
+    apply_values,
+    compose_config,
+    keys_of,
+    load_config,
+    to_config,
+    with_numbers,
+)
 from kibs_mc.errors import ConfigError
 from kibs_mc.run.chunk import Chunk
 from kibs_mc.run.code import code_inputs
@@ -63,31 +74,16 @@ def listed_scenarios(config: Config) -> list[ScenarioSpec]:
     return [(s.name, list(s.overrides)) for s in config.experiment.scenarios]
 
 
-#: Config keys that do not change what a replicate computes.
-NOT_INPUTS = (
-    "executor",
-    "tracking",
-    "resume",
-    "keep_parts",
-    "experiment",
-    "replicates",
-    "seed",
-    "calibration",
-    "uncertainty",
-    "robustness",
-)
+#: Top-level keys common to every scenario of an experiment: the seeds, the counts, the executor
+#: and the experiment-wide settings (``calibration.use``, the ``uncertainty`` space, the
+#: ``robustness`` worlds) are the plan's; a scenario that set one would be run without it.
+COMMON_KEYS = (*keys_of(EXPERIMENT), *keys_of(RUN))
 
 
 def scenario_groups() -> list[str]:
     """The top-level keys a scenario may set: the groups that decide what its replicates
-    compute (``model``, ``cluster``, ``governance``: everything but :data:`NOT_INPUTS`)."""
-    return [f.name for f in fields(Config) if f.name not in NOT_INPUTS]
-
-
-#: Top-level keys common to every scenario of an experiment: the seeds, the counts, the executor
-#: and the experiment-wide settings (``calibration.use``, the ``uncertainty`` space, the
-#: ``robustness`` worlds) are the plan's; a scenario that set one would be run without it.
-COMMON_KEYS = (*NOT_INPUTS, "hydra")
+    compute (``model``, ``cluster``, ``governance``: the simulation keys)."""
+    return list(keys_of(SIMULATION))
 
 
 def _check_scenario_overrides(name: str, own_overrides: Sequence[str]) -> None:
@@ -183,7 +179,7 @@ def auto_chunk_size(
 
 def simulation_inputs(config: Config) -> dict:
     """The part of a scenario's config that determines its replicates' results."""
-    return {k: v for k, v in asdict(config).items() if k not in NOT_INPUTS}
+    return {k: v for k, v in asdict(config).items() if k in keys_of(SIMULATION)}
 
 
 def adaptive_settings(config: Config) -> dict | None:
@@ -218,7 +214,7 @@ def plan_inputs(config: Config, chunk_size: int) -> dict:
 
     data = asdict(config)
     for group, value in data.items():
-        if group not in NOT_INPUTS:
+        if group in keys_of(SIMULATION):
             walk(group, value)
     flat["experiment.kind"] = data["experiment"].get("kind")
     flat["experiment.scenarios"] = data["experiment"]["scenarios"]

@@ -32,10 +32,22 @@ class CompareError(Exception):
     pass
 
 
-#: Parameters that do not change results: never listed as what differs between runs.
-NOT_RESULTS = ("tracking.", "executor.", "resume", "keep_parts", "hydra.")
-#: Settings that make two runs simulate different things (a warning in ``diff``).
-STRUCTURE = ("model.", "cluster.")
+def structure_keys() -> tuple[str, ...]:
+    """Prefixes of the settings that make two runs simulate different things (a warning in
+    ``diff``): what the replicates compute, but the groups that tag runs (a model's levers,
+    ``Model.tags``)."""
+    from kibs_mc.config import SIMULATION, keys_of  # imported when needed: Hydra, the models
+    from kibs_mc.models import MODELS
+
+    return tuple(f"{key}." for key in keys_of(SIMULATION) if not any(key in m.tags for m in MODELS.values()))
+
+
+def run_settings() -> tuple[str, ...]:
+    """The settings that do not change results (how a run is executed and recorded): never
+    listed as what differs between runs."""
+    from kibs_mc.config import RUN, keys_of
+
+    return keys_of(RUN)
 
 
 def _client(uri: str):
@@ -118,7 +130,7 @@ def _pick_outcomes(available: list[str], wanted: Sequence[str] | None) -> list[s
 def differing(params: Sequence[dict[str, str]]) -> list[dict[str, str]]:
     """Per run, the settings whose values are not the same in every run (a config group's
     option, e.g. ``cluster=small``, stands for all the group's fields when it differs)."""
-    keys = sorted({k for p in params for k in p if not k.startswith(NOT_RESULTS)})
+    keys = sorted({k for p in params for k in p if k.partition(".")[0] not in run_settings()})
     varying = [k for k in keys if len({p.get(k) for p in params}) > 1]
     groups = {k.partition(".")[0] for k in varying if k.endswith(".name") and k.count(".") == 1}
     out = []
@@ -297,8 +309,8 @@ def _say_what_differs(ra, rb, ca: dict, cb: dict, common: list[str], console: Co
         pa, pb = ca[s].data.params, cb[s].data.params
         inputs = differing(
             [
-                {k: v for k, v in pa.items() if k.startswith(STRUCTURE)},
-                {k: v for k, v in pb.items() if k.startswith(STRUCTURE)},
+                {k: v for k, v in pa.items() if k.startswith(structure_keys())},
+                {k: v for k, v in pb.items() if k.startswith(structure_keys())},
             ]
         )
         structure.update({k: (inputs[0][k], inputs[1][k]) for k in inputs[0]})

@@ -24,6 +24,7 @@ import polars as pl
 
 from kibs_mc.config import Config, TrackingConfig, load_config
 from kibs_mc.errors import UserError, first_line
+from kibs_mc.models import get_model
 from kibs_mc.run.plan import Scenario, build_scenarios, listed_scenarios, simulation_inputs
 from kibs_mc.run.store import read_plan
 from kibs_mc.terminal import verdict_column, with_verdict
@@ -197,16 +198,16 @@ def scenario_metrics(summary: pl.DataFrame, scenario: str, first: str | None = N
 
 
 def scenario_tags(scenario: Scenario) -> dict[str, str]:
-    """Tags that make child runs comparable in the UI: the scenario, its overrides and, for
-    models with governance, the four lever values."""
+    """Tags that make child runs comparable in the UI: the scenario, its overrides and the
+    values of the groups the model tags runs with (``Model.tags``: the cluster model's four
+    levers)."""
     tags = {"kibs_mc.scenario": scenario.name}
     for text in scenario.overrides:
         key, _, value = text.partition("=")
         tags[f"override.{key}"] = value
-    governance = getattr(scenario.config, "governance", None)
-    if governance is not None:
-        for key, value in flatten(governance).items():
-            tags[f"governance.{key}"] = str(value)
+    for group in get_model(scenario.config.model.name).tags:
+        for key, value in flatten(getattr(scenario.config, group)).items():
+            tags[f"{group}.{key}"] = str(value)
     return tags
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -299,7 +300,11 @@ class Kibs:
         "governance_cost",
     )
     #: Further config groups the model reads, with their schemas (registered with Hydra).
-    groups = {"cluster": ClusterConfig, "governance": GovernanceConfig}
+    groups: Mapping[str, type] = MappingProxyType({"cluster": ClusterConfig, "governance": GovernanceConfig})
+    #: Public money spent on the interfaces: effects are also reported per unit of it.
+    cost: str | None = "governance_cost"
+    #: The levers: each scenario's MLflow run is tagged with their values.
+    tags: tuple[str, ...] = ("governance",)
 
     def simulate(self, config: KibsScenario, seed: int) -> tuple[dict, dict]:
         return simulate_replicate(config, seed)
