@@ -87,14 +87,15 @@ def paired_effects(
     scenarios = [
         s for s in rows.get_column("scenario").unique(maintain_order=True).to_list() if s != baseline
     ]
-    base = rows.filter(pl.col("scenario") == baseline)
+    parts = rows.partition_by("scenario", as_dict=True)  # one pass, not one filter per scenario
+    base = parts.get((baseline,), rows.clear())
     if cost is None:
         cost = next((m.cost for m in MODELS.values() if m.cost in rows.columns), None)
     cost = cost if cost in rows.columns else None
     has_cost = cost is not None
     records = []
     for scenario in scenarios:
-        other = rows.filter(pl.col("scenario") == scenario)
+        other = parts[(scenario,)]
         paired = other.join(base, on="replicate", suffix="__base").sort("replicate")
         if cost is not None:
             gap = (paired[cost] - paired[f"{cost}__base"]).mean()
