@@ -107,6 +107,30 @@ class ResultsTable:
         yield self.wide if options.max_width >= self.needed else self.stacked
 
 
+def _row(r: dict, scenario: str, baseline: str | None, verdict: str | None) -> tuple[list[str], list[Text]]:
+    """One scenario's cells of the wide table and its lines of the stacked one; with a
+    ``baseline``, the effect columns too (empty for the baseline itself)."""
+    cells = [f"  {scenario}", number(r["mean"]), half_width_text(r["ci_low"], r["ci_high"])]
+    lines = [
+        Text(f"   {scenario}", overflow="fold"),
+        Text(f"     mean {cells[1]} {cells[2]}".rstrip(), overflow="fold"),
+    ]
+    if baseline is None:
+        return cells, lines
+    effect = r.get("effect")
+    if scenario == baseline or effect is None or math.isnan(effect):
+        return [*cells, "", "", ""], lines
+    clear = bool(verdict and r.get(verdict))
+    style = ("green" if effect > 0 else "red") if clear else "default"
+    cells += [
+        f"[{style}]{signed(effect)}[/]",
+        half_width_text(r.get("effect_ci_low"), r.get("effect_ci_high")),
+        f"[{style}]{CLEAR}[/]" if clear else "",
+    ]
+    lines.append(Text.from_markup(f"     effect {cells[3]} {cells[4]} {cells[5]}".rstrip(), overflow="fold"))
+    return cells, lines
+
+
 def results_table(
     frame: pl.DataFrame,
     outcomes: Sequence[str],
@@ -152,27 +176,10 @@ def results_table(
         stacked.append(Text.from_markup(f" [bold]{outcome}[/]", overflow="fold"))
         listed = [s for s in scenarios if (outcome, s) in rows]
         for j, scenario in enumerate(listed):
-            r = rows[(outcome, scenario)]
-            cells = [f"  {scenario}", number(r["mean"]), half_width_text(r["ci_low"], r["ci_high"])]
-            stacked.append(Text(f"   {scenario}", overflow="fold"))
-            stacked.append(Text(f"     mean {cells[1]} {cells[2]}".rstrip(), overflow="fold"))
-            if with_effects:
-                effect = r.get("effect")
-                if scenario == baseline or effect is None or math.isnan(effect):
-                    cells += ["", "", ""]
-                else:
-                    clear = bool(verdict and r.get(verdict))
-                    style = ("green" if effect > 0 else "red") if clear else "default"
-                    cells += [
-                        f"[{style}]{signed(effect)}[/]",
-                        half_width_text(r.get("effect_ci_low"), r.get("effect_ci_high")),
-                        f"[{style}]{CLEAR}[/]" if clear else "",
-                    ]
-                    stacked.append(
-                        Text.from_markup(
-                            f"     effect {cells[3]} {cells[4]} {cells[5]}".rstrip(), overflow="fold"
-                        )
-                    )
+            cells, lines = _row(
+                rows[(outcome, scenario)], scenario, baseline if with_effects else None, verdict
+            )
+            stacked += lines
             widths = [max(w, Text.from_markup(c).cell_len) for w, c in zip(widths, cells[1:], strict=True)]
             table.add_row(*cells, end_section=j == len(listed) - 1 and i < len(shown) - 1)
         if i < len(shown) - 1:
