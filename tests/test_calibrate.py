@@ -132,7 +132,7 @@ def test_a_finished_calibration_is_not_overwritten_without_resume(recovered):
         calibrate(RECOVERY, recovered)
 
 
-def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
+def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     fitted = """
   - {name: clustering, statistic: network_clustering, observed: 3.0, scale: 0.1,
      source: impossible (at most 1)}
@@ -166,6 +166,15 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path):
     client = mlflow.MlflowClient(uri)
     history = client.get_metric_history(result.mlflow_run_id, "epsilon")
     assert sorted(m.step for m in history) == [0, 1]  # progress per generation in MLflow
+    from kibs_mc.tracking.compare import main as compare
+
+    capsys.readouterr()
+    assert compare(["--uri", uri, "list"]) == 0
+    listed = " ".join(capsys.readouterr().out.split())
+    simulations = int(client.get_run(result.mlflow_run_id).data.metrics["simulations_total"])
+    assert (
+        f"calibration, {simulations} simulations in 2 generations" in listed and "0 scenarios" not in listed
+    )
     # a check (fit: false) is judged in the predictive check but is no part of the ABC distance:
     # the posterior is the same without it, though it is a million scales off
     row = ppc.filter(pl.col("target") == "check").row(0, named=True)
