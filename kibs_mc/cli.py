@@ -23,11 +23,11 @@ import hydra
 import polars as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from kibs_mc.config import CONF_DIR, load_config, to_config
-from kibs_mc.errors import ConfigError, ExecutionError, UserError
+from kibs_mc.config import CONF_DIR, load_config, sweep_checks, to_config
+from kibs_mc.errors import ConfigError, ExecutionError, UserError, redact_environment
 from kibs_mc.experiments import ExperimentResult, run_experiment
 from kibs_mc.run.lock import lock_run_dir
 from kibs_mc.terminal import results_table, run_size, verdict_column, with_verdict
@@ -64,8 +64,17 @@ def finish(status: int) -> None:
     sys.exit(status)
 
 
-def fail(error: UserError) -> None:
-    print(f"kibs-mc: {error}", file=sys.stderr)
+#: Refusals printed so far: a multirun's jobs refused for the same reason say it once.
+_refusals: list[str] = []
+
+
+def fail(error: UserError, config_text: str = "") -> None:
+    """Refuse the job with one line (exit status 2); values read from the environment through
+    ``${oc.env:...}`` in the overrides or the configuration are not shown."""
+    message = redact_environment(f"kibs-mc: {error}", " ".join(sys.argv) + config_text)
+    if message not in _refusals:
+        print(message, file=sys.stderr)
+        _refusals.append(message)
     finish(2)
 
 
@@ -200,7 +209,7 @@ def hydra_main(cfg: DictConfig) -> None:
         config = replace(config, tracking=replace(config.tracking, uri=hide_credentials(config.tracking.uri)))
         result = run_experiment(config, list(hc.overrides.task), run_dir)
     except UserError as error:
-        fail(error)
+        fail(error, str(OmegaConf.to_container(cfg, resolve=False)))
         return
     except ExecutionError as error:
         print(
@@ -476,10 +485,14 @@ def main() -> None:
         sys.argv[1:] = [a for a in sys.argv[1:] if a != "--full"]
         try:
             argv, search = config_dirs(sys.argv[1:])
+            multirun = [a for a in argv if a in ("-m", "--multirun")]
+            argv = [a for a in argv if a not in multirun]
             if all(not a.startswith("-") for a in argv):
                 kept = [a for a in argv if not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
-                load_config(kept + search)
-                check_run_dir(argv)
+                for overrides in sweep_checks(kept) if multirun else [kept]:
+                    load_config(overrides + search)  # a multirun: every swept value, once
+                if not multirun:
+                    check_run_dir(argv)
         except UserError as error:
             fail(did_you_mean(error))
         hydra_main()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -163,6 +165,12 @@ def calibration(tmp_path_factory):
 
 KIBS = ["cluster=small", "model.steps=12", "tracking=none", "executor=serial"]
 USE = (*KIBS, "replicates=2", "calibration.use={cal}")
+CJ = tuple(o for o in SMALL if not o.startswith("replicates="))
+HEADER = "# @package _global_\n"
+#: Eight lines of YAML that stand for 9**8 (43 million) values.
+BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 8)
+)
 POSTERIOR = ("experiment=robustness", "uncertainty=posterior", "uncertainty.posterior={cal}", *KIBS)
 
 
@@ -196,6 +204,7 @@ class Hostile:
     point: Callable | None = None
     weights: Callable | None = None
     cli: bool = False
+    files: tuple[tuple[str, str], ...] = ()  # (path under the test's directory, text) written first
 
 
 HOSTILE = {
@@ -225,6 +234,47 @@ HOSTILE = {
     "infinite weight": Hostile(POSTERIOR, "weight[0]=inf", weights=weights(math.inf)),
     "NaN weight": Hostile(POSTERIOR, "weight[0]=nan", weights=weights(math.nan)),
     "zero weights": Hostile(POSTERIOR, "positive total", weights=weights(every=0.0)),
+    # files of the user's: plain YAML of a sane size, read as data
+    "python tag in an experiment file": Hostile(
+        (*SMALL, "--config-dir={tmp}/conf", "experiment=evil"),
+        "could not determine a constructor for the tag",
+        files=(
+            (
+                "conf/experiment/evil.yaml",
+                f"{HEADER}experiment:\n  name: !!python/object/apply:os.getcwd []\n",
+            ),
+        ),
+        cli=True,
+    ),
+    "broken YAML in an experiment file": Hostile(
+        (*SMALL, "hydra.searchpath=[file://{tmp}/conf]", "experiment=broken"),
+        "line 4, column 1: expected ',' or ']'",
+        files=(("conf/experiment/broken.yaml", f"{HEADER}experiment:\n  name: [unclosed\n"),),
+    ),
+    "alias bomb in an experiment file": Hostile(
+        (*SMALL, "hydra.searchpath=[file://{tmp}/conf]", "experiment=bomb"),
+        "alias bomb",
+        files=(("conf/experiment/bomb.yaml", HEADER + BOMB + "experiment:\n  scenarios: *a7\n"),),
+    ),
+    "alias bomb in a targets file": Hostile(
+        (*KIBS, "experiment=calibrate", "calibration.targets={tmp}/bomb.yaml"),
+        "alias bomb",
+        files=(("bomb.yaml", BOMB + "targets: [*a7]\n"),),
+        cli=True,
+    ),
+    # where the run goes, and what the messages show
+    "run directory outside outputs/": Hostile(
+        (*SMALL, "experiment.name=../../../escaped"), "experiment.name", cli=True
+    ),
+    "environment value": Hostile(
+        (*SMALL, "executor.kind=${oc.env:PATH}"), "executor.kind='${oc.env:PATH}'", cli=True
+    ),
+    "very long value": Hostile((*SMALL, "experiment.name=" + "x/" * 3000), "... (cut)"),
+    # a multirun: each swept value checked up front, a refusal said once
+    "bad sweep value": Hostile(("-m", *CJ, "replicates=4,abc"), "replicates='abc'", cli=True),
+    "refusal common to every job": Hostile(
+        ("-m", *CJ, "calibration.use={tmp}", "replicates=2,3"), "calibration.use", cli=True
+    ),
 }
 
 
@@ -233,10 +283,13 @@ HOSTILE = {
 def test_hostile_input_ends_in_one_line_naming_it_before_any_work(name, request, tmp_path, cli):
     case = HOSTILE[name]
     cal = ""
+    for name, text in case.files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
     if case.point is not None or case.weights is not None:
         source = request.getfixturevalue("calibration")
         cal = str(calibration_copy(source, tmp_path / "cal", case.point, case.weights))
-    args = [*(a.format(cal=cal, tmp=tmp_path) for a in case.args), "tracking=none"]
+    args = [*(a.replace("{cal}", cal).replace("{tmp}", str(tmp_path)) for a in case.args), "tracking=none"]
     if case.cli:
         proc = cli(*args, "hydra.run.dir=run", timeout=120)
         assert proc.returncode == 2, proc.stderr[-2000:]
@@ -247,6 +300,7 @@ def test_hostile_input_ends_in_one_line_naming_it_before_any_work(name, request,
         message = f"kibs-mc: {error.value}"
     assert case.says in message
     assert_clear(message)
+    assert os.environ["PATH"] not in message
     assert not (tmp_path / "run" / "chunks").exists() or not any((tmp_path / "run" / "chunks").iterdir())
 
 
@@ -291,3 +345,16 @@ def test_locked_mlflow_store_keeps_results(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "replicates.parquet").exists()
     err = capsys.readouterr().err
     assert "database is locked" in err and f"python -m kibs_mc.tracking {tmp_path / 'run'}" in err
+
+
+def test_scientific_notation_is_a_number_wherever_a_number_is_read(tmp_path):
+    from kibs_mc.analysis.targets import load_targets
+    from kibs_mc.config import CONF_DIR
+
+    assert load_config([*SMALL, "replicates=1e2"]).replicates == 100  # an integer setting
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "sci.yaml").write_text(f"{HEADER}model:\n  alpha: 2e-1\n")
+    assert load_config([*SMALL, f"hydra.searchpath=[file://{tmp_path}]", "experiment=sci"]).model.alpha == 0.2
+    recovery = (CONF_DIR / "targets" / "recovery.yaml").read_text()
+    (tmp_path / "sci.yaml").write_text(re.sub(r"scale: [0-9.]+", "scale: 2e-1", recovery))
+    assert {t.scale for t in load_targets(str(tmp_path / "sci.yaml"), CONF_DIR)} == {0.2}

@@ -53,6 +53,26 @@ def test_a_second_run_into_a_directory_in_use_is_refused_naming_the_holder(tmp_p
     assert not (run_dir / ".hydra").exists() and not (run_dir / "chunks").exists()
 
 
+def test_deleting_the_lock_file_by_hand_does_not_let_a_second_writer_in(tmp_path):
+    run_dir = tmp_path / "run"
+    lock_run_dir(run_dir)
+    try:
+        (run_dir / ".kibs-mc.lock").unlink()  # as a user cleaning up "stale" files would
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from kibs_mc.run.lock import lock_run_dir; lock_run_dir({str(run_dir)!r})",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        unlock_run_dir(run_dir)
+    assert proc.returncode != 0 and "is in use by another kibs-mc run" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_the_lock_is_held_during_a_run_and_released_after_it(tmp_path, monkeypatch):
     from kibs_mc.run import store
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from kibs_mc.config.files import read_yaml
 from kibs_mc.errors import ConfigError
 
 _AGGREGATE = re.compile(r"^(mean|median|sd|q(\d{1,2}))$")
@@ -185,19 +186,8 @@ def target_file(spec: str, conf_dir: Path) -> Path:
 
 def load_targets(spec: str, conf_dir: Path) -> list[Target]:
     """Read and check the target file ``spec`` names (ConfigError naming the file otherwise)."""
-    import yaml
-
     path = target_file(spec, conf_dir)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            "calibration.targets",
-            str(path),
-            f"allowed: a readable YAML file ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})",
-        ) from None
-    return parse_targets(data, str(path))
+    return parse_targets(read_yaml(path, "calibration.targets"), str(path))
 
 
 # --- statistics of one replicate ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from kibs_mc.config.compose import (
     group_options,
     load_config,
     replace_number,
+    sweep_checks,
     with_numbers,
 )
 from kibs_mc.config.schema import (
@@ -63,6 +64,7 @@ __all__ = [
     "keys_of",
     "load_config",
     "replace_number",
+    "sweep_checks",
     "to_config",
     "with_numbers",
 ]

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from kibs_mc.config.files import read_yaml
 from kibs_mc.config.schema import Config, to_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.fields import validate
@@ -59,6 +61,7 @@ def check_experiment_file(overrides: Sequence[str]) -> None:
     for directory in search_dirs(overrides):
         path = directory / "experiment" / f"{name}.yaml"
         if path.is_file():
+            read_yaml(path, "experiment")  # plain YAML, of a sane size, before Hydra walks it
             head = [line.strip() for line in path.read_text().splitlines()[:20]]
             if not any(line.startswith("#") and "@package _global_" in line for line in head):
                 raise ConfigError(
@@ -115,6 +118,16 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
             expected = "Boolean"
         kind = _TYPE_WORDS.get(expected, f"a value of type {expected}")
         return ConfigError(full_key, _override_value(overrides, full_key), f"allowed: {kind}")
+    in_file = re.search(
+        r"In '([^']+)': \w+ raised while composing config:\s*(.*?)\n\s*full_key: (\S+)", str(exc), re.S
+    )
+    if in_file:  # a value in a config file that its field does not take (Hydra keeps no cause)
+        source, problem, key = in_file.groups()
+        value = re.search(r"Value '([^']*)'", problem)
+        expected = problem.split(" could not be converted to ", 1)[-1].strip()
+        kind = _TYPE_WORDS.get(expected, f"a value of type {expected}")
+        shown = value.group(1) if value else problem
+        return ConfigError(key, shown, f"allowed: {kind} (set in {source}.yaml)")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ConfigError("overrides", " ".join(overrides), first_line.rstrip("."))
 
@@ -155,14 +168,91 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
                 "override", text, "allowed: overrides of existing keys only (no '+' or '~' prefix)"
             )
     check_experiment_file(overrides)
+    overrides = list(overrides)
+    for _ in range(len(overrides) + 1):
+        try:
+            return _compose(overrides)
+        except (HydraException, OmegaConfBaseException) as exc:
+            error = _translate(exc, overrides)
+            whole = _whole_number(overrides, error)
+            if whole is None:
+                raise error from None
+            overrides = whole  # 1e6 for an integer setting: the same number, written out
+        except yaml.YAMLError as exc:  # a config group file that is not plain YAML
+            mark = getattr(exc, "problem_mark", None)
+            where = getattr(mark, "name", None) or "a config file"
+            allowed = f"allowed: a YAML file of plain values ({_first(exc)})"
+            raise ConfigError("config", where, allowed) from None
+        except (ValueError, TypeError) as exc:  # e.g. Hydra on `model=0`: a group option that is not a name
+            raise ConfigError(
+                "overrides", " ".join(overrides), f"allowed: group=option with an option from conf/ ({exc})"
+            ) from None
+    raise AssertionError("unreachable: each pass rewrites one more override or raises")
+
+
+def _unresolved(cfg: DictConfig, key: str) -> Any:
+    """The value at ``key`` (``a.b``, ``a.b[2]``) as written, interpolations unresolved."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in re.findall(r"[^.\[\]]+", key):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _whole_number(overrides: list[str], error: ConfigError) -> list[str] | None:
+    """``overrides`` with the one ``error`` refuses as not an integer rewritten as one, when it
+    is a whole number in scientific notation (``replicates=1e6``); None otherwise."""
+    if error.allowed != "allowed: an integer":
+        return None
+    for i, text in enumerate(overrides):
+        key, _, value = text.partition("=")
+        if key == error.key and re.fullmatch(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+", value):
+            number = float(value)
+            if number.is_integer() and abs(number) < 2**63:
+                return [*overrides[:i], f"{key}={int(number)}", *overrides[i + 1 :]]
+    return None
+
+
+#: Most compositions a multirun's up-front check makes (each sweep value once).
+MOST_SWEEP_CHECKS = 50
+
+
+def sweep_checks(overrides: Sequence[str]) -> list[list[str]]:
+    """The overrides of a multirun (``a=1,2 b=x,y``) as plain override lists that together
+    give every swept value once (``a=1 b=x``, ``a=2 b=x``, ``a=1 b=y``), for the up-front check;
+    sweeps Hydra can only expand later (``glob``, intervals) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     try:
-        return _compose(overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise _translate(exc, overrides) from None
-    except (ValueError, TypeError) as exc:  # e.g. Hydra on `model=0`: a group option that is not a name
-        raise ConfigError(
-            "overrides", " ".join(overrides), f"allowed: group=option with an option from conf/ ({exc})"
-        ) from None
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # noqa: BLE001 - the check of the overrides as given names the bad one
+        return [list(overrides)]
+    values: list[tuple[str, list[str]]] = []
+    for override in parsed:
+        key, _, value = (override.input_line or "").partition("=")
+        if not override.is_sweep_override():
+            values.append((key, [value]))
+            continue
+        try:
+            swept = [str(v) for v in override.sweep_string_iterator()]
+        except Exception:  # noqa: BLE001 - glob(...) and intervals need Hydra's sweeper
+            continue
+        values.append((key, swept or [""]))
+    first = [f"{key}={options[0]}" for key, options in values]
+    checks = [first]
+    for i, (key, options) in enumerate(values):
+        for option in options[1:]:
+            checks.append([*first[:i], f"{key}={option}", *first[i + 1 :]])
+    return checks[:MOST_SWEEP_CHECKS]
 
 
 def load_config(overrides: Sequence[str] = ()) -> Config:
@@ -174,6 +264,11 @@ def load_config(overrides: Sequence[str] = ()) -> Config:
         return to_config(cfg)
     except OmegaConfBaseException as exc:  # e.g. an interpolation ${...} that does not resolve
         raise _translate(exc, overrides) from None
+    except ConfigError as error:  # a value given as ${oc.env:...} is named as given, not resolved
+        raw = _unresolved(cfg, error.key)
+        if isinstance(raw, str) and "${" in raw:
+            raise ConfigError(error.key, raw, error.allowed) from None
+        raise
 
 
 def apply_values(cfg: DictConfig, overrides: Sequence[str]) -> Config:

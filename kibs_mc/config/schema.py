@@ -155,6 +155,11 @@ class ExperimentConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def check(self, path: str) -> None:
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
+            # the run directory is outputs/<name>/<date_time>: a name must not lead elsewhere
+            raise ConfigError(
+                f"{path}.name", self.name, "allowed: a name without '/', '\\' or line breaks, not '.' or '..'"
+            )
         if not self.scenarios:
             raise ConfigError(f"{path}.scenarios", [], "allowed: at least one scenario")
         names = [s.name for s in self.scenarios]
