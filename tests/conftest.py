@@ -81,6 +81,7 @@ SLOWEST_FIRST = [
     "test_slurm.py",
     "test_distributed.py",
     "test_executor_contract.py",
+    "test_kind_contract.py",
     "test_robustness.py",
     "test_executor.py",
     "test_pipeline.py",

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 COMMON = """
 import json, os, sys, threading, time
 import ray
-from kibs_mc.config import ExecutorConfig
+from kibs_mc.config import RayConfig
 from kibs_mc.run.executor.ray import RayExecutor, wait_for_shutdown
 
 finished = []  # items whose work ran to the end, in any process's copy of this list
@@ -60,7 +60,7 @@ def run_script(body: str, timeout: float = 180) -> dict:
 
 def test_driver_computes_while_the_local_cluster_starts_and_every_item_runs_once():
     out = run_script("""
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        ex = RayExecutor(RayConfig(num_cpus=2))
         started_before_work = ray.is_initialized()
         results = [r for _, r in ex.map_unordered(work, some_then_after_start(200))]
         raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
@@ -90,7 +90,7 @@ def test_a_small_local_cluster_has_the_driver_compute_beside_one_ray_worker_fewe
     """With 2 CPUs Ray starts one worker and the driver computes beside it for the whole run,
     in every call (e.g. the next round of an adaptive run), each item once."""
     out = run_script("""
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        ex = RayExecutor(RayConfig(num_cpus=2))
         first = [(r[0], r[1]) for _, r in ex.map_unordered(work, some_then_after_start(200))]
         ray_cpus = ray.cluster_resources().get("CPU")
         second = [(r[0], r[1]) for _, r in ex.map_unordered(work, range(200, 300))]
@@ -109,7 +109,7 @@ def test_a_small_local_cluster_has_the_driver_compute_beside_one_ray_worker_fewe
 
 def test_a_failed_start_hands_over_what_the_driver_finished_before_raising():
     out = run_script("""
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        ex = RayExecutor(RayConfig(num_cpus=2))
 
         def failing_start():
             time.sleep(1.0)
@@ -137,7 +137,7 @@ def test_after_a_background_shutdown_the_next_executor_starts_a_fresh_cluster():
     out = run_script("""
         sessions = []
         for attempt in range(2):
-            ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1))
+            ex = RayExecutor(RayConfig(num_cpus=1))
             items = sorted(r[0] for _, r in ex.map_unordered(work, range(80)))
             sessions.append(ray._private.worker._global_node.session_name)
             ex.close()  # returns at once; the next RayExecutor waits for it
@@ -163,7 +163,7 @@ def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
                 raise ValueError("boom")
             return i
 
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
+        ex = RayExecutor(RayConfig(num_cpus=2, max_retries=0))
         err = None
         try:
             with ex:
@@ -174,7 +174,7 @@ def test_a_failed_task_error_can_be_dropped_while_the_cluster_shuts_down():
         message = str(err)
         shut_down_at_once = not ray.is_initialized()
         # ... and the same error dropped during a background shutdown of another cluster:
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2, max_retries=0))
+        ex = RayExecutor(RayConfig(num_cpus=2, max_retries=0))
         try:
             for _ in ex.map_unordered(fails_on_ray, some_then_after_start(400)):
                 pass
@@ -205,7 +205,7 @@ def test_a_chunk_failing_in_the_driver_gives_the_executors_error():
                 raise ValueError("bad chunk")
             return i
 
-        ex = RayExecutor(ExecutorConfig(kind="ray", num_cpus=2))
+        ex = RayExecutor(RayConfig(num_cpus=2))
         handed, message = [], None
         try:
             with ex:
@@ -232,7 +232,7 @@ def test_a_local_cluster_listens_on_127_0_0_1_only():
                            if c.status == psutil.CONN_LISTEN and c.pid in pids})
 
         sockets, remote = [], 0
-        executor = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1, chunk_size=1))
+        executor = RayExecutor(RayConfig(num_cpus=1, chunk_size=1))
         with executor:
             for item, (i, pid, thread, _) in executor.map_unordered(work, range(100)):
                 remote += pid != os.getpid()

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from kibs_mc.config import ExecutorConfig
+from kibs_mc.config import AutoConfig
 from kibs_mc.run.executor import make_executor
 from kibs_mc.run.executor.auto import LOCAL_RAY_COST_S, AutoExecutor, choose
 from tests.conftest import REPO, run_cli
@@ -47,7 +47,7 @@ def test_a_cold_first_measurement_decides_serial_but_not_ray():
 
 def test_a_small_run_stays_in_this_process_and_says_why():
     lines: list[str] = []
-    with make_executor(ExecutorConfig(kind="auto", num_cpus=2), lines.append) as ex:
+    with make_executor(AutoConfig(num_cpus=2), lines.append) as ex:
         pairs = list(ex.map_unordered(lambda i: i * i, list(range(30))))
     assert sorted(i for i, _ in pairs) == list(range(30))
     assert all(r == i * i for i, r in pairs)
@@ -58,7 +58,7 @@ def test_a_small_run_stays_in_this_process_and_says_why():
 
 def test_one_core_is_serial_without_a_measurement():
     lines: list[str] = []
-    ex = make_executor(ExecutorConfig(kind="auto", num_cpus=1), lines.append)
+    ex = make_executor(AutoConfig(num_cpus=1), lines.append)
     assert lines == ["executor=auto: serial: one core: a local Ray cluster would not run more at once"]
     assert list(ex.map_unordered(str, [1, 2])) == [(1, "1"), (2, "2")]
 
@@ -69,7 +69,7 @@ def test_enough_work_goes_to_a_local_ray_cluster_after_two_chunks_measured_here(
     # 24 items of 0.15 s (3.3 s left after the probe) are worth a cluster.
     code = textwrap.dedent("""
         import json, os, time
-        from kibs_mc.config import ExecutorConfig
+        from kibs_mc.config import AutoConfig
         from kibs_mc.run.executor.auto import AutoExecutor
 
         def work(i):
@@ -77,7 +77,7 @@ def test_enough_work_goes_to_a_local_ray_cluster_after_two_chunks_measured_here(
             return os.getpid()
 
         lines = []
-        with AutoExecutor(ExecutorConfig(kind="auto", num_cpus=2), lines.append, ray_cost=0.5) as ex:
+        with AutoExecutor(AutoConfig(num_cpus=2), lines.append, ray_cost=0.5) as ex:
             pairs = list(ex.map_unordered(work, list(range(24))))
             import ray
             started = ray.is_initialized()
@@ -101,7 +101,7 @@ def test_many_short_calls_move_to_ray_once_the_time_lost_serially_pays_for_it():
     # start-up), but every call run here adds ~0.14 s lost, so the fourth or so starts Ray.
     code = textwrap.dedent("""
         import json, os, time
-        from kibs_mc.config import ExecutorConfig
+        from kibs_mc.config import AutoConfig
         from kibs_mc.run.executor.auto import AutoExecutor
 
         def work(i):
@@ -109,7 +109,7 @@ def test_many_short_calls_move_to_ray_once_the_time_lost_serially_pays_for_it():
             return os.getpid()
 
         lines, calls = [], []
-        with AutoExecutor(ExecutorConfig(kind="auto", num_cpus=2), lines.append, ray_cost=0.5) as ex:
+        with AutoExecutor(AutoConfig(num_cpus=2), lines.append, ray_cost=0.5) as ex:
             for call in range(8):
                 pairs = list(ex.map_unordered(work, list(range(6 * call, 6 * call + 6))))
                 calls.append({"items": [i for i, _ in pairs], "pids": [p for _, p in pairs]})

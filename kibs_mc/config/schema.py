@@ -244,16 +244,38 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
-class ExecutorConfig:
-    """Where chunks of replicates run: ``serial`` in this process, ``ray``, or ``auto`` (serial
-    when a local Ray cluster would not pay off, measured on the first chunks)."""
+class SerialConfig:
+    """``executor=serial``: every chunk in this process, in order (for debugging, and the oracle
+    the other executors must match)."""
 
-    kind: str = setting("auto", choices=("auto", "serial", "ray"))
+    kind: str = setting("serial", choices=("serial",))
+    chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """``executor=ray``: a new local cluster of ``num_cpus`` CPUs, or the cluster at
+    ``address`` (or ``$RAY_ADDRESS``)."""
+
+    kind: str = setting("ray", choices=("ray",))
     num_cpus: int | None = setting(None, ge=1)  # None: all cores of this machine
     address: str | None = None  # Ray cluster to attach to; None: RAY_ADDRESS or a new local one
     chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
     max_in_flight: int = setting(0, ge=0)  # tasks submitted ahead; 0: 2 per worker
     max_retries: int = setting(3, ge=0)  # re-runs of a task whose worker died
+
+
+@dataclass(frozen=True)
+class AutoConfig(RayConfig):
+    """``executor=auto`` (the default): serial when a local Ray cluster would not pay off,
+    measured on the first chunks, else Ray with these settings."""
+
+    kind: str = setting("auto", choices=("auto",))
+
+
+#: Each executor's settings, by ``executor.kind``: the schema of its option of the ``executor``
+#: group (``conf/executor/<kind>.yaml``); ``kibs_mc.run.executor.EXECUTORS`` holds the executors.
+EXECUTOR_SCHEMAS: dict[str, type] = {"serial": SerialConfig, "ray": RayConfig, "auto": AutoConfig}
 
 
 @dataclass(frozen=True)
@@ -290,7 +312,8 @@ class Sections:
     # of dataclasses, so the group's choice decides and validation checks it.
     model: Any = _role(SIMULATION, field(default=MISSING))
     experiment: ExperimentConfig = _role(EXPERIMENT, field(default_factory=ExperimentConfig))
-    executor: ExecutorConfig = _role(RUN, field(default_factory=ExecutorConfig))
+    # The chosen executor's settings (EXECUTOR_SCHEMAS), as the model's: the group's choice decides.
+    executor: Any = _role(RUN, field(default=MISSING))
     tracking: TrackingConfig = _role(RUN, field(default_factory=TrackingConfig))
     # experiment.kind=calibrate; calibration.use feeds its posterior point into other experiments
     calibration: CalibrationConfig = _role(EXPERIMENT, field(default_factory=CalibrationConfig))
@@ -390,7 +413,8 @@ def register_configs() -> None:
         cs.store(group="model", name=f"{name}_schema", node=_schema(model.schema))
         for group, schema in getattr(model, "groups", {}).items():
             cs.store(group=group, name=f"{group}_schema", node=_schema(schema))
-    cs.store(group="executor", name="executor_schema", node=_schema(ExecutorConfig))
+    for name, schema in EXECUTOR_SCHEMAS.items():
+        cs.store(group="executor", name=f"{name}_schema", node=_schema(schema))
     cs.store(group="tracking", name="tracking_schema", node=_schema(TrackingConfig))
     cs.store(group="uncertainty", name="uncertainty_schema", node=_schema(UncertaintyConfig))
 

@@ -54,9 +54,9 @@ from kibs_mc.experiments.rounds import (
 from kibs_mc.models import Model, get_model, headline
 from kibs_mc.run.adaptive import Selection, selection_first_round
 from kibs_mc.run.chunk import run_chunk
-from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.executor import Executor, local_workers, make_executor
 from kibs_mc.run.interrupt import deferred_interrupts
-from kibs_mc.run.limits import check_resources, local_workers
+from kibs_mc.run.limits import check_resources
 from kibs_mc.run.lock import lock_run_dir, unlock_run_dir
 from kibs_mc.run.plan import Plan, Scenario, adaptive_settings, auto_chunk_size, build_scenarios, plan_inputs
 from kibs_mc.run.store import (

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kibs_mc.config import Config, ExecutorConfig
+from kibs_mc.config import Config
 from kibs_mc.errors import UserError
 from kibs_mc.models import get_model
 
@@ -129,14 +129,3 @@ def check_resources(
             f"{run_dir}, but only {_size(disk)} is free there. Lower replicates or pick a "
             "hydra.run.dir on a larger file system."
         )
-
-
-def local_workers(executor: ExecutorConfig) -> int:
-    """Workers that will run on this machine: 0 when chunks go to an existing Ray cluster."""
-    if executor.kind == "serial":
-        return 1
-    if executor.address or os.environ.get("RAY_ADDRESS"):
-        return 0
-    # + 1: the driver computes chunks while a local cluster starts, and its last one may run
-    # beside the workers' (kibs_mc.run.executor.ray.RayExecutor).
-    return int(executor.num_cpus or effective_cpus()) + 1

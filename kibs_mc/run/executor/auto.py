@@ -22,10 +22,10 @@ import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import TypeVar
 
-from kibs_mc.config import ExecutorConfig
+from kibs_mc.config import AutoConfig, RayConfig
 from kibs_mc.run.executor.base import Executor, SerialExecutor
 from kibs_mc.run.limits import effective_cpus
 
@@ -105,13 +105,26 @@ class AutoExecutor(Executor):
     ``max_in_flight``, ``max_retries``) apply when Ray is chosen.
     """
 
+    name = "auto"
+    schema = AutoConfig
+
+    @classmethod
+    def create(cls, cfg: AutoConfig, announce: Callable[[str], None]) -> Executor:
+        return cls(cfg, announce)
+
+    @classmethod
+    def local_workers(cls, cfg: AutoConfig) -> int:
+        from kibs_mc.run.executor.ray import RayExecutor
+
+        return RayExecutor.local_workers(cfg)  # it may choose Ray
+
     def __init__(
         self,
-        cfg: ExecutorConfig,
+        cfg: RayConfig,
         announce: Callable[[str], None] | None = None,
         ray_cost: float = LOCAL_RAY_COST_S,
     ) -> None:
-        self._cfg = replace(cfg, kind="ray")
+        self._cfg = RayConfig(**{**asdict(cfg), "kind": "ray"})
         self._announce = announce or (lambda line: None)
         self._ray_cost = ray_cost
         self._chosen: Executor | None = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from kibs_mc.config import SerialConfig
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,11 +41,30 @@ class Executor(abc.ABC):
     - **Close**: releases what this executor started (a local Ray cluster), never what it
       attached to; idempotent.
 
+    Registered in :data:`kibs_mc.run.executor.EXECUTORS` under :attr:`name`, with its settings'
+    dataclass :attr:`schema` (``kibs_mc.config.EXECUTOR_SCHEMAS``, the option ``executor=<name>``).
+
     Attributes:
+        name: the value of ``executor.kind`` and of the Hydra choice ``executor=<name>``.
+        schema: the dataclass of its settings.
         workers: how many items run at once (for chunk sizing and resource checks).
     """
 
+    name: ClassVar[str]
+    schema: ClassVar[type]
     workers: int = 1
+
+    @classmethod
+    def create(cls, cfg: Any, announce: Callable[[str], None]) -> Executor:
+        """The executor for its settings ``cfg``; ``announce`` takes a line it may print once
+        (e.g. what it chose and why)."""
+        return cls(cfg)  # type: ignore[call-arg]
+
+    @classmethod
+    def local_workers(cls, cfg: Any) -> int:
+        """Workers that will run on this machine with settings ``cfg`` (for the memory check,
+        before anything starts): 0 where the work goes to another machine."""
+        return 1
 
     @abc.abstractmethod
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
@@ -61,6 +82,13 @@ class Executor(abc.ABC):
 
 class SerialExecutor(Executor):
     """Runs every item in this process, in order: the oracle the others must match."""
+
+    name = "serial"
+    schema = SerialConfig
+
+    @classmethod
+    def create(cls, cfg: Any, announce: Callable[[str], None]) -> Executor:
+        return cls()
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         for item in items:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from itertools import chain, islice
 from typing import Any, TypeVar
 
-from kibs_mc.config import ExecutorConfig
+from kibs_mc.config import RayConfig
 from kibs_mc.errors import ExecutionError, UserError, first_line
 from kibs_mc.run.executor.base import Executor
 from kibs_mc.run.limits import effective_cpus
@@ -57,7 +57,19 @@ class RayExecutor(Executor):
     error freed during a shutdown in progress kills the process).
     """
 
-    def __init__(self, cfg: ExecutorConfig) -> None:
+    name = "ray"
+    schema = RayConfig
+
+    @classmethod
+    def local_workers(cls, cfg: RayConfig) -> int:
+        """0 when chunks go to an existing cluster (``address`` or ``$RAY_ADDRESS``), else the
+        local cluster's CPUs + 1: the driver computes chunks while the cluster starts, and
+        beside its workers."""
+        if cfg.address or os.environ.get("RAY_ADDRESS"):
+            return 0
+        return int(cfg.num_cpus or effective_cpus()) + 1
+
+    def __init__(self, cfg: RayConfig) -> None:
         import ray
 
         wait_for_shutdown()
