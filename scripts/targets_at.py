@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 import polars as pl
 
-from kibs_mc.analysis.calibration import ppc_table
-from kibs_mc.analysis.targets import replicate_value
+from kibs_mc.analysis.calibration import NOT_REPRODUCED, REPRODUCED, TOO_WIDE, ppc_table
 from kibs_mc.config import load_config
 from kibs_mc.errors import UserError
-from kibs_mc.experiments.calibrate import resolve_targets
-from kibs_mc.models import get_model
+from kibs_mc.experiments.calibrate import Simulator, resolve_targets
 from kibs_mc.run.plan import replicate_seeds
+
+#: How each verdict is printed (the failures in capitals).
+SAID = {REPRODUCED: "reproduced", NOT_REPRODUCED: "NOT reproduced", TOO_WIDE: "TOO WIDE to tell"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,29 +39,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--replicates={args.replicates}: allowed: 2 or more", file=sys.stderr)
         return 2
     try:
-        config = load_config(["experiment=calibrate", *args.overrides])
-        targets = resolve_targets(config)
+        overrides = ["experiment=calibrate", *args.overrides]
+        config = load_config(overrides)
+        targets, arms = resolve_targets(config, overrides)
     except UserError as error:
         print(error, file=sys.stderr)
         return 2
-    model = get_model(config.model.name)
-    draws = []  # one row per (replicate, target), as the predictive check's draws
-    for seed in replicate_seeds(config.seed, args.replicates):
-        row, series = model.simulate(config, int(seed))
-        draws += [{"target": t.name, "value": replicate_value(t, row, series, config)} for t in targets]
-    table = ppc_table(pl.DataFrame(draws), targets, config.calibration.interval)
+    # one replicate per draw (a policy-response target: one pair of arms on one seed)
+    simulator = Simulator(config, (), tuple(replace(t, replicates=1) for t in targets), 1, tuple(arms))
+    draws = [  # one row per (replicate, target), as the predictive check's draws
+        {"target": name, "value": value}
+        for seed in replicate_seeds(config.seed, args.replicates)
+        for name, value in simulator.statistics({}, [int(seed)]).items()
+    ]
+    cal = config.calibration
+    table = ppc_table(pl.DataFrame(draws), targets, cal.interval, cal.max_width)
     for r in table.iter_rows(named=True):
         if r["draws"] == 0:
             print(f"{r['target']}: observed {r['observed']:g}, simulated: undefined in every replicate")
             continue
         print(
             f"{r['target']}: observed {r['observed']:g}, simulated {r['median']:.3g} [{r['low']:.3g}, "
-            f"{r['high']:.3g}] ({r['draws']} of {args.replicates} defined): "
-            f"{'reproduced' if r['inside'] else 'NOT reproduced'}"
+            f"{r['high']:.3g}] ({r['width']:.2g} scales wide; {r['draws']} of {args.replicates} defined): "
+            f"{SAID[r['verdict']]}"
         )
     print(
-        f"{int(table['inside'].sum())} of {table.height} targets inside the central "
-        f"{config.calibration.interval:g} of {args.replicates} replicates"
+        f"{int(table['reproduced'].sum())} of {table.height} targets reproduced: inside the central "
+        f"{cal.interval:g} of {args.replicates} replicates, which is at most {cal.max_width:g} scales wide"
     )
     return 0
 

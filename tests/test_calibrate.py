@@ -46,6 +46,9 @@ RECOVERY = [
     "calibration.ppc_draws=30",
     "calibration.min_acceptance=0",
     "calibration.quantile=0.3",
+    # a synthetic target's scale is one replicate's sd, so even a point posterior's 90%
+    # predictive interval is 3.3 scales wide; this short ABC's are 4.4-4.7
+    "calibration.max_width=5",
 ]
 
 
@@ -78,12 +81,38 @@ def test_two_parameters_are_recovered_from_synthetic_targets(recovered):
     assert (generations["epsilon"].diff().drop_nulls() < 0).all()  # thresholds fall
     ppc = pl.read_parquet(recovered / "ppc.parquet")
     assert ppc["target"].to_list() == ["innovations_per_hte", "knowledge_growth", "knowledge_gini"]
-    assert ppc["inside"].all()  # targets simulated at the truth are reproduced
+    assert ppc["inside"].all() and ppc["reproduced"].all()  # targets simulated at the truth are reproduced
+    assert (ppc["width"] <= 5).all()
     assert (recovered / "posterior.png").stat().st_size > 0 and (recovered / "ppc.png").stat().st_size > 0
     # the report opens with its answer and the next command
     summary = (recovered / "report.md").read_text().split("## Executive summary\n", 1)[1].split("\n## ")[0]
     assert "**3 of 3 targets reproduced**" in summary and "not reproduced" not in summary
     assert f"calibration.use={recovered}" in summary and f"uncertainty.posterior={recovered}" in summary
+
+
+def test_the_check_fails_the_same_calibration_stopped_after_one_generation(recovered, tmp_path):
+    """The same synthetic problem, stopped after generation 0 (its particles barely narrower
+    than the prior): its predictive intervals reproduce the targets only by being wide, so the
+    check fails and names them, and the parameters are reported not identified, in
+    calibration.json, parameters.parquet, the terminal's lines and the report; the three
+    generations' posterior passes."""
+    stopped = [o for o in RECOVERY if not o.startswith("calibration.generations")]
+    result = calibrate([*stopped, "calibration.generations=1"], tmp_path / "stopped")
+    said = json.loads((tmp_path / "stopped" / "calibration.json").read_text())
+    assert said["check"]["passes"] is False and said["check"]["failures"]
+    assert all("too wide" in f or "not reproduced" in f for f in said["check"]["failures"])
+    ppc = pl.read_parquet(tmp_path / "stopped" / "ppc.parquet")
+    assert (ppc.filter(pl.col("verdict") == "too wide")["width"] > 5).all() and not ppc["reproduced"].all()
+    params = pl.read_parquet(tmp_path / "stopped" / "parameters.parquet")
+    assert not params["identified"].all() and said["identified"] == dict(
+        zip(params["parameter"], params["identified"], strict=True)
+    )
+    loose = params.filter(~pl.col("identified"))["parameter"].to_list()
+    assert any(loose[0] in line and "NOT IDENTIFIED" in line for line in result.lines)
+    assert "FAILS" in (tmp_path / "stopped" / "report.md").read_text()
+    good = json.loads((recovered / "calibration.json").read_text())
+    assert good["check"] == {"passes": True, "failures": [], "max_width": 5.0}
+    assert all(good["identified"].values())
 
 
 def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_path):
@@ -157,7 +186,10 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     assert row["inside"] is False and row["verdict"] == "not reproduced"
     assert row["high"] < 1.0
     assert any("clustering" in line and "not reproduced" in line for line in result.lines)
-    assert "not reproduced: `clustering`, `check`" in (tmp_path / "run" / "report.md").read_text()
+    assert (
+        "not: `clustering` (not reproduced), `check` (not reproduced)"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
     params = pl.read_parquet(tmp_path / "run" / "parameters.parquet")
     assert {"prior_interval_low", "prior_interval_high"} <= set(params.columns)
     assert "truth" not in params.columns and "covers_truth" not in params.columns  # no truth known
@@ -179,7 +211,7 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     # the posterior is the same without it, though it is a million scales off
     row = ppc.filter(pl.col("target") == "check").row(0, named=True)
     assert row["fitted"] is False and row["verdict"] == "not reproduced" and row["draws"] == 12
-    assert any("check" in line and "(checked, not fitted)" in line for line in result.lines)
+    assert any("check" in line and "(held out: checked, not fitted)" in line for line in result.lines)
     without = tmp_path / "fitted_only.yaml"
     without.write_text("name: fitted_only\ntargets:" + fitted)
     calibrate([*RECOVERY[:5], f"calibration.targets={without}", *overrides[6:9]], tmp_path / "run2")
@@ -259,7 +291,7 @@ def test_unknown_statistics_are_refused_naming_them(tmp_path, statistic, bad):
 
 
 def test_the_default_targets_are_cited_and_resolve():
-    targets = resolve_targets(load_config(["experiment=calibrate", "model.steps=10"]))
+    targets, _ = resolve_targets(load_config(["experiment=calibrate", "model.steps=10"]))
     assert targets and all(t.source for t in targets)
     assert (CONF_DIR / "targets" / "default.yaml").is_file()
 
@@ -317,6 +349,6 @@ def test_targets_at_given_values_says_which_are_reproduced(tmp_path):
         if x.startswith(("near", "far"))
     }
     assert verdicts == {"near": "reproduced", "far": "NOT reproduced"}
-    assert "1 of 2 targets inside" in out.stdout
+    assert "1 of 2 targets reproduced" in out.stdout
     bad = subprocess.run([*script, "model.fixed_cost=-1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "model.fixed_cost" in bad.stderr and "Traceback" not in bad.stderr

@@ -91,7 +91,7 @@ def test_the_decision_page_puts_the_runs_side_by_side(runs, tmp_path):
     said = ranking_changes(read_run(runs / "hand"), read_run(runs / "calibrated"))
     assert said.replace("**", "").replace("`", "") in proc.stdout
     calibration = pl.read_parquet(runs / "cal" / "ppc.parquet")
-    assert f"{int(calibration['inside'].sum())} of {calibration.height} targets reproduced" in html
+    assert f"{int(calibration['reproduced'].sum())} of {calibration.height} targets reproduced" in html
 
 
 @pytest.mark.slow

@@ -1,5 +1,19 @@
-"""The analysis of a calibration (``experiment.kind=calibrate``): posterior summaries, the
-posterior predictive check, figures and the report section (docs/calibration.md)."""
+"""The analysis of a calibration (``experiment.kind=calibrate``): posterior summaries and which
+parameters the targets identify, the posterior predictive check and its verdicts, figures and
+the report section (docs/calibration.md).
+
+Two judgements here can fail a calibration:
+
+- **identification**: a parameter whose posterior interval is less than :data:`IDENTIFIED`
+  times narrower than its prior's is *not identified* (the targets say little about it); a
+  decision should keep it uncertain over its prior rather than fix it at a posterior point;
+- **the predictive check**: a target is *reproduced* when its observed value lies inside the
+  central predictive interval **and** that interval is at most ``max_width`` target scales wide.
+  An interval wider than that (an unconverged or unidentified fit) reproduces anything and is
+  reported as *too wide*; each target is also scored by its continuous ranked probability score
+  (CRPS, a proper score; Gneiting & Raftery 2007, J. Am. Stat. Assoc. 102:359-378, eq. 21) in
+  units of its scale, and by the standardised distance of the predictive median.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +26,18 @@ import polars as pl
 
 from kibs_mc.analysis.report import markdown_table
 
+#: A parameter whose posterior interval is less than this many times narrower than its prior's
+#: central interval of the same probability is "not identified".
+IDENTIFIED = 2.0
+#: The widest predictive interval, in target scales, that still reproduces a target (the
+#: default of ``calibration.max_width``). A target's scale is the standard deviation of its
+#: observed value (or an accepted error), so a prediction exactly as uncertain as the
+#: observation has a central 90% interval 3.3 scales wide; 4 scales leaves room for the
+#: posterior's own uncertainty. A wider interval says the target could be almost anything.
+MAX_WIDTH = 4.0
+#: The verdicts of the predictive check.
+REPRODUCED, NOT_REPRODUCED, TOO_WIDE = "reproduced", "not reproduced", "too wide"
+
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: Sequence[float]) -> np.ndarray:
     """Quantiles of a weighted sample (midpoint interpolation of the weighted ECDF)."""
@@ -19,6 +45,54 @@ def weighted_quantile(x: np.ndarray, w: np.ndarray, q: Sequence[float]) -> np.nd
     xs, ws = np.asarray(x, dtype=float)[order], np.asarray(w, dtype=float)[order]
     cw = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
     return np.interp(q, cw, xs)
+
+
+def weighted_cdf(x: np.ndarray, w: np.ndarray, at: float) -> float:
+    """The weighted sample's CDF at ``at`` (ties count half): Talts et al.'s (2018) rank
+    statistic of a truth among posterior draws, normalised to [0, 1]."""
+    x, w = np.asarray(x, dtype=float), np.asarray(w, dtype=float)
+    return float((w[x < at].sum() + 0.5 * w[x == at].sum()) / w.sum())
+
+
+#: The coverage of the 90% posterior interval that simulation-based calibration accepts, for
+#: an identified parameter: ABC's tolerance widens a posterior (coverage above the nominal),
+#: but one that covers less than 0.8 or more than 0.97 is miscalibrated.
+COVERAGE_RANGE = (0.80, 0.97)
+
+
+def coverage_table(rows: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
+    """Per parameter, from one row per (truth, parameter) with ``covered``, ``identified`` and
+    ``posterior_cdf``: the number of truths, the ``coverage`` of the posterior interval with its
+    Clopper-Pearson ``confidence`` interval, the share of truths where the parameter was
+    identified, a Kolmogorov-Smirnov p-value of the posterior CDF at the truths against the
+    uniform (a calibrated posterior makes it uniform; Talts et al. 2018), and ``verdict``:
+    ``calibrated`` (coverage inside COVERAGE_RANGE), ``miscalibrated``, or ``not identified``
+    (identified at fewer than half the truths: its interval is the prior's, whatever it covers)."""
+    from scipy.stats import binomtest, kstest
+
+    out = []
+    for key in rows["parameter"].unique(maintain_order=True).to_list():
+        part = rows.filter(pl.col("parameter") == key)
+        n, k = part.height, int(part["covered"].sum())
+        ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+        identified = float(part["identified"].mean())  # type: ignore[arg-type]
+        coverage = k / n
+        inside = COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1]
+        out.append(
+            {
+                "parameter": key,
+                "truths": n,
+                "coverage": coverage,
+                "coverage_low": float(ci.low),
+                "coverage_high": float(ci.high),
+                "identified_share": identified,
+                "uniformity_p": float(kstest(part["posterior_cdf"].to_numpy(), "uniform").pvalue),
+                "verdict": "not identified"
+                if identified < 0.5
+                else ("calibrated" if inside else "miscalibrated"),
+            }
+        )
+    return pl.DataFrame(out)
 
 
 def _map(values: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -42,9 +116,10 @@ def parameter_table(
 ) -> pl.DataFrame:
     """One row per parameter of the last generation: weighted mean, MAP, the central
     ``interval`` credible interval (``interval_low``, ``interval_high``), the prior's central
-    interval of the same probability (``prior_interval_low``, ``prior_interval_high``) and how
-    much narrower the posterior's is (``narrowing``); with a known truth (synthetic targets),
-    ``truth`` and whether the interval covers it."""
+    interval of the same probability (``prior_interval_low``, ``prior_interval_high``), how
+    much narrower the posterior's is (``narrowing``) and whether that is at least
+    :data:`IDENTIFIED` (``identified``); with a known truth (synthetic targets), ``truth`` and
+    whether the interval covers it."""
     last = posterior.filter(pl.col("generation") == posterior["generation"].max())
     w = last["weight"].to_numpy()
     keys = [p.key for p in parameters]
@@ -70,6 +145,7 @@ def parameter_table(
             "prior_interval_high": float(phi),
             "narrowing": float((phi - plo) / width) if width > 0 else float("inf"),
         }
+        row["identified"] = bool(row["narrowing"] >= IDENTIFIED)
         if truth:
             row["truth"] = truth.get(p.key, float("nan"))
             row["covers_truth"] = bool(low <= truth[p.key] <= high) if p.key in truth else None
@@ -77,9 +153,35 @@ def parameter_table(
     return pl.DataFrame(rows, schema_overrides={"covers_truth": pl.Boolean} if truth else None)
 
 
-def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> pl.DataFrame:
+def crps(draws: np.ndarray, observed: float) -> float:
+    """The continuous ranked probability score of the ensemble ``draws`` at ``observed``:
+    E|X - y| - E|X - X'| / 2 (Gneiting & Raftery 2007, eq. 21), from the sorted draws in
+    O(n log n). Lower is better; 0 only for a point mass on the observed value."""
+    x = np.sort(np.asarray(draws, dtype=float))
+    n = x.size
+    if n == 0:
+        return float("nan")
+    spread = 2.0 * np.sum((2.0 * np.arange(1, n + 1) - n - 1) * x) / n**2  # E|X - X'|
+    return float(np.mean(np.abs(x - observed)) - 0.5 * spread)
+
+
+def verdict(inside: bool, width: float, max_width: float) -> str:
+    """A target's verdict: not reproduced when the observed value lies outside the predictive
+    interval; too wide when it lies inside an interval more than ``max_width`` scales wide (the
+    check cannot tell); reproduced otherwise."""
+    if not inside:
+        return NOT_REPRODUCED
+    return REPRODUCED if np.isfinite(width) and width <= max_width else TOO_WIDE
+
+
+def ppc_table(
+    draws: pl.DataFrame, targets: Sequence[Any], interval: float, max_width: float = MAX_WIDTH
+) -> pl.DataFrame:
     """One row per target: the observed value beside the posterior predictive median and
-    central ``interval``, and the verdict (``inside``: reproduced)."""
+    central ``interval`` (``low``, ``high``), ``inside`` (the observed value lies in it), the
+    interval's ``width`` and the median's standardised distance ``z`` in target scales, the
+    ``crps`` in target scales, and the ``verdict``: reproduced, not reproduced, or too wide
+    (``width`` above ``max_width``: the check cannot tell); ``reproduced`` is its boolean."""
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     rows = []
     for t in targets:
@@ -87,6 +189,8 @@ def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> p
         x = x[np.isfinite(x)]
         low, med, high = np.quantile(x, [lo_q, 0.5, hi_q]) if x.size else (np.nan,) * 3
         inside = bool(low <= t.observed <= high) if x.size else False
+        width = float((high - low) / t.scale) if x.size else float("inf")
+        said = verdict(inside, width, max_width)
         rows.append(
             {
                 "target": t.name,
@@ -97,8 +201,11 @@ def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> p
                 "low": float(low),
                 "high": float(high),
                 "z": float((med - t.observed) / t.scale),
+                "width": width,
+                "crps": crps(x, t.observed) / t.scale,
                 "inside": inside,
-                "verdict": "reproduced" if inside else "not reproduced",
+                "reproduced": said == REPRODUCED,
+                "verdict": said,
                 "fitted": t.fit,
                 "draws": int(x.size),  # draws where the statistic is defined (not NaN)
                 "assumed": t.assumed,
@@ -106,6 +213,23 @@ def ppc_table(draws: pl.DataFrame, targets: Sequence[Any], interval: float) -> p
             }
         )
     return pl.DataFrame(rows)
+
+
+def check_verdict(params: pl.DataFrame, ppc: pl.DataFrame) -> tuple[bool, list[str]]:
+    """Whether the calibration passes its checks, and why not: every target (fitted and held
+    out) reproduced, with an interval at most ``max_width`` scales wide. Parameters that are not
+    identified do not fail it; they are named so that a decision keeps them uncertain."""
+    reasons = [
+        f"`{r['target']}` {r['verdict']}" + (" (held out)" if not r["fitted"] else "")
+        for r in ppc.iter_rows(named=True)
+        if not r["reproduced"]
+    ]
+    return not reasons, reasons
+
+
+def not_identified(params: pl.DataFrame) -> list[str]:
+    """The parameters the targets do not identify (``identified`` false)."""
+    return params.filter(~pl.col("identified"))["parameter"].to_list()
 
 
 def _marginal(ax: Any, first: pl.DataFrame, last: pl.DataFrame, p: Any, truth: dict[str, float]) -> None:
@@ -201,7 +325,8 @@ def posterior_plot(
 
 def ppc_plot(draws: pl.DataFrame, ppc: pl.DataFrame, path: Path) -> Path:
     """Posterior predictive check: each target's simulated values in units of its scale
-    around the observed value (0), with the predictive interval; red: not reproduced."""
+    around the observed value (0), with the predictive interval; green: reproduced, red: not
+    reproduced, orange: too wide to tell."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,7 +336,7 @@ def ppc_plot(draws: pl.DataFrame, ppc: pl.DataFrame, path: Path) -> Path:
     for k, row in enumerate(ppc.iter_rows(named=True)):
         x = draws.filter(pl.col("target") == row["target"])["value"].to_numpy().astype(float)
         z = (x - row["observed"]) / row["scale"]
-        colour = "C2" if row["inside"] else "C3"
+        colour = {REPRODUCED: "C2", NOT_REPRODUCED: "C3"}.get(row["verdict"], "C1")
         ax.plot(
             z,
             np.full(z.size, k) + np.random.default_rng(k).uniform(-0.15, 0.15, z.size),
@@ -236,8 +361,54 @@ def ppc_plot(draws: pl.DataFrame, ppc: pl.DataFrame, path: Path) -> Path:
     return path
 
 
+def _parameter_line(r: dict[str, Any]) -> str:
+    truth = (
+        ""
+        if r.get("covers_truth") is None
+        else f"; truth {r['truth']:.4g} {'inside' if r['covers_truth'] else 'OUTSIDE'}"
+    )
+    said = "" if r["identified"] else ": NOT IDENTIFIED (a decision keeps it uncertain over its prior)"
+    return (
+        f"  {r['parameter']}: mean {r['mean']:.4g}, MAP {r['map']:.4g}, [{r['interval_low']:.4g}, "
+        f"{r['interval_high']:.4g}], {r['narrowing']:.1f}x narrower than the prior{said}{truth}"
+    )
+
+
+def _target_line(r: dict[str, Any]) -> str:
+    return (
+        f"  {r['target']}: observed {r['observed']:.4g}, simulated {r['median']:.4g} "
+        f"[{r['low']:.4g}, {r['high']:.4g}] ({r['width']:.2g} scales wide, CRPS {r['crps']:.2g}): "
+        f"{r['verdict']}" + ("" if r["fitted"] else " (held out: checked, not fitted)")
+    )
+
+
+def check_sentence(params: pl.DataFrame, ppc: pl.DataFrame, max_width: float) -> str:
+    """One sentence: does the calibration pass its checks, and which parameters it leaves
+    unidentified."""
+    passed, reasons = check_verdict(params, ppc)
+    loose = not_identified(params)
+    said = (
+        f"The predictive check passes: every target reproduced by an interval at most {max_width:g} "
+        "scales wide."
+        if passed
+        else f"The predictive check FAILS ({'; '.join(reasons)}; an interval wider than {max_width:g} "
+        "scales reproduces almost anything)."
+    )
+    if loose:
+        said += (
+            f" Not identified (less than {IDENTIFIED:g}x narrower than the prior): "
+            + ", ".join(f"`{k}`" for k in loose)
+            + "; a decision should keep them uncertain over their priors."
+        )
+    return said
+
+
 def report_section(
-    params: pl.DataFrame, ppc: pl.DataFrame, generations: pl.DataFrame, interval: float
+    params: pl.DataFrame,
+    ppc: pl.DataFrame,
+    generations: pl.DataFrame,
+    interval: float,
+    max_width: float = MAX_WIDTH,
 ) -> tuple[str, list[str]]:
     """The report's calibration section and the terminal's lines."""
     pct = f"{100 * interval:.0f}%"
@@ -245,37 +416,30 @@ def report_section(
         f"posterior ({pct} interval), {generations.height} generations, final epsilon "
         f"{generations['epsilon'][-1]:.4g}:"
     ]
-    for r in params.iter_rows(named=True):
-        truth = (
-            ""
-            if r.get("covers_truth") is None
-            else f"; truth {r['truth']:.4g} {'inside' if r['covers_truth'] else 'OUTSIDE'}"
-        )
-        lines.append(
-            f"  {r['parameter']}: mean {r['mean']:.4g}, MAP {r['map']:.4g}, [{r['interval_low']:.4g}, "
-            f"{r['interval_high']:.4g}], {r['narrowing']:.1f}x narrower than the prior{truth}"
-        )
+    lines += [_parameter_line(r) for r in params.iter_rows(named=True)]
     lines.append(
-        f"targets ({pct} posterior predictive interval): {int(ppc['inside'].sum())} of {ppc.height} "
-        "reproduced"
+        f"targets ({pct} posterior predictive interval, at most {max_width:g} scales wide): "
+        f"{int(ppc['reproduced'].sum())} of {ppc.height} reproduced"
     )
-    for r in ppc.iter_rows(named=True):
-        lines.append(
-            f"  {r['target']}: observed {r['observed']:.4g}, simulated {r['median']:.4g} "
-            f"[{r['low']:.4g}, {r['high']:.4g}]: {r['verdict']}"
-            + ("" if r["fitted"] else " (checked, not fitted)")
-        )
+    lines += [_target_line(r) for r in ppc.iter_rows(named=True)]
+    lines.append(check_sentence(params, ppc, max_width))
     text = [
         "## Calibration (ABC-SMC)",
         "",
         f"Posterior of the last generation: weighted mean, MAP (highest weighted KDE), central {pct} "
-        "credible interval and how much narrower it is than the prior's.",
+        f"credible interval, how much narrower it is than the prior's, and `identified` (at least "
+        f"{IDENTIFIED:g}x narrower).",
         "",
         markdown_table(params),
         "",
         f"Posterior predictive check: each target simulated at posterior draws; reproduced when the "
-        f"observed value lies inside the central {pct} predictive interval (`fitted`: false for a "
-        "check that was not part of the ABC distance; `draws`: the draws where it is defined).",
+        f"observed value lies inside the central {pct} predictive interval and that interval is at "
+        f"most {max_width:g} target scales wide (`width`; wider: too wide to tell). `z`: the "
+        "predictive median's distance from the observed value, `crps`: the continuous ranked "
+        "probability score, both in target scales (`fitted`: false for a held-out target, not part "
+        "of the ABC distance; `draws`: the draws where it is defined).",
+        "",
+        check_sentence(params, ppc, max_width),
         "",
         markdown_table(ppc.drop("source")),
         "",
@@ -287,20 +451,28 @@ def report_section(
     return "\n".join(text), lines
 
 
-def calibration_summary(params: pl.DataFrame, ppc: pl.DataFrame, interval: float, run_dir: Path) -> list[str]:
+def calibration_summary(
+    params: pl.DataFrame, ppc: pl.DataFrame, interval: float, run_dir: Path, max_width: float = MAX_WIDTH
+) -> list[str]:
     """The calibration's executive summary (Markdown bullets): which targets it reproduced,
-    how well the data pin the parameters down, and the commands that use the posterior."""
+    whether it passes its checks, how well the data pin the parameters down, and the commands
+    that use the posterior."""
     pct = f"{100 * interval:.0f}%"
-    missed = ppc.filter(~pl.col("inside"))["target"].to_list()
+    missed = ppc.filter(~pl.col("reproduced"))
     lines = [
-        f"**{int(ppc['inside'].sum())} of {ppc.height} targets reproduced** (the observed value "
-        f"inside the {pct} posterior predictive interval)"
-        + (f"; not reproduced: {', '.join(f'`{t}`' for t in missed)}" if missed else "")
-        + "."
+        f"**{int(ppc['reproduced'].sum())} of {ppc.height} targets reproduced** (the observed value "
+        f"inside the {pct} posterior predictive interval, at most {max_width:g} scales wide)"
+        + (
+            "; not: " + ", ".join(f"`{r['target']}` ({r['verdict']})" for r in missed.iter_rows(named=True))
+            if missed.height
+            else ""
+        )
+        + ".",
+        check_sentence(params, ppc, max_width),
     ]
     narrow = ", ".join(
         f"`{r['parameter']}` {r['mean']:.4g} [{r['interval_low']:.4g}, {r['interval_high']:.4g}], "
-        f"{r['narrowing']:.1f}x narrower"
+        f"{r['narrowing']:.1f}x narrower" + ("" if r["identified"] else " (not identified)")
         for r in params.sort("narrowing", descending=True).iter_rows(named=True)
     )
     lines.append(

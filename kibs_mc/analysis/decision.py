@@ -319,7 +319,8 @@ def page_markdown(views: Sequence[RunView]) -> str:
         parts += ["## Targets the calibration reproduced", ""]
         for v in views:
             if v.targets is not None:
-                done = int(v.targets["inside"].sum())
+                said = "reproduced" if "reproduced" in v.targets.columns else "inside"
+                done = int(v.targets[said].sum())
                 parts.append(f"- **{v.label}**: {done} of {v.targets.height} targets reproduced.")
         parts += ["", markdown_table(_targets_table(views)), ""]
     parts += ["## Figures", ""]

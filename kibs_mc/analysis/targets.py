@@ -15,8 +15,21 @@ series, then aggregated over the replicates of a particle:
   (``12``: per year of monthly steps);
 - ``aggregate``: over the replicates, ``mean`` (default), ``median``, ``sd`` or ``qNN``
   (the NN-th percentile);
-- ``fit: false``: a check only, judged in the posterior predictive check but left out of the
-  ABC distance.
+- ``fit: false``: a check only (a held-out pattern), judged in the posterior predictive check
+  but left out of the ABC distance.
+
+A **policy-response target** is a paired effect: ``scenario`` (a ``conf/governance`` option) is
+simulated beside ``governance=baseline`` on the same seeds inside each particle, both at the
+stated ``intensity`` (overrides of model, cluster or governance numbers: the budget, the
+horizon ``model.steps``, ...), and ``effect`` says how the statistic of the two arms is compared:
+
+- ``difference``: scenario - baseline;
+- ``relative``: scenario / baseline - 1;
+- ``per_money``: (scenario - baseline) / the extra money the scenario spent (the model's cost
+  outcome), e.g. additional service purchases per unit of voucher money.
+
+``mapping`` says in words how the source's measurement is read as the model's statistic, and
+``replicates`` (optional) how many paired replicates a particle averages for this target.
 
 Every name is checked against a probe replicate before any work: a statistic the model does
 not produce, or a file that is missing or malformed, is a ``ConfigError`` (exit 2) naming it.
@@ -37,6 +50,12 @@ from kibs_mc.config.files import read_yaml
 from kibs_mc.errors import ConfigError
 
 _AGGREGATE = re.compile(r"^(mean|median|sd|q(\d{1,2}))$")
+#: How a policy-response target compares its two arms.
+EFFECTS = ("difference", "relative", "per_money")
+#: The governance option a policy-response target's scenario is compared with.
+BASELINE = "baseline"
+#: What an intensity may set: numbers of the groups that decide what a replicate computes.
+INTENSITY_GROUPS = ("model", "cluster", "governance")
 FIELDS = (
     "name",
     "statistic",
@@ -50,6 +69,11 @@ FIELDS = (
     "aggregate",
     "note",
     "fit",
+    "scenario",
+    "intensity",
+    "effect",
+    "mapping",
+    "replicates",
 )
 
 
@@ -73,6 +97,28 @@ class Target:
     #: ABC distance (a statistic the model cannot reach, or too noisy per replicate to rank
     #: particles, would otherwise decide the posterior on its own)
     fit: bool = True
+    #: a policy-response target: the governance option compared with the baseline
+    scenario: str | None = None
+    #: overrides both arms are simulated at, as (key, value) pairs
+    intensity: tuple[tuple[str, float], ...] = ()
+    #: how the two arms are compared (EFFECTS); None for a statistic of the cluster itself
+    effect: str | None = None
+    #: how the source's measurement is read as the model's statistic
+    mapping: str = ""
+    #: paired replicates a particle averages for this target (None: calibration.replicates)
+    replicates: int | None = None
+
+    @property
+    def paired(self) -> bool:
+        """A policy-response target (a scenario against the baseline)."""
+        return self.scenario is not None
+
+    def arms(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The overrides of the two arms (baseline, scenario), or None for a cluster statistic."""
+        if self.scenario is None:
+            return None
+        values = tuple(f"{k}={v!r}" for k, v in self.intensity)
+        return (f"governance={BASELINE}", *values), (f"governance={self.scenario}", *values)
 
 
 def _key(path: str, index: int, name: str) -> str:
@@ -136,6 +182,7 @@ def parse_targets(data: Any, path: str) -> list[Target]:
                 aggregate,
                 str(item.get("note", "")),
                 _flag(item.get("fit", True), _key(path, i, "fit")),
+                *_policy_fields(item, path, i),
             )
         )
     names = [t.name for t in out]
@@ -147,6 +194,59 @@ def parse_targets(data: Any, path: str) -> list[Target]:
             f"{path}: targets", "every fit: false", "allowed: at least one target with fit: true"
         )
     return out
+
+
+def _policy_fields(
+    item: Mapping[str, Any], path: str, i: int
+) -> tuple[str | None, tuple[tuple[str, float], ...], str | None, str, int | None]:
+    """scenario, intensity, effect, mapping and replicates of a target (checked)."""
+    scenario, effect = item.get("scenario"), item.get("effect")
+    if scenario is None:
+        for name in ("intensity", "effect"):
+            if item.get(name) is not None:
+                raise ConfigError(
+                    _key(path, i, name),
+                    item[name],
+                    "allowed: only with `scenario` (a policy-response target)",
+                )
+    elif not isinstance(scenario, str) or not scenario or scenario == BASELINE:
+        raise ConfigError(
+            _key(path, i, "scenario"), scenario, f"allowed: a governance option other than {BASELINE}"
+        )
+    elif effect not in EFFECTS:
+        raise ConfigError(_key(path, i, "effect"), effect, "allowed: " + ", ".join(EFFECTS))
+    intensity = item.get("intensity") or {}
+    if not isinstance(intensity, Mapping):
+        raise ConfigError(
+            _key(path, i, "intensity"),
+            intensity,
+            "allowed: a mapping of key: number, e.g. {governance.budget: 0.1}",
+        )
+    pairs = []
+    for key, value in intensity.items():
+        if str(key).split(".")[0] not in INTENSITY_GROUPS or "." not in str(key):
+            raise ConfigError(
+                _key(path, i, f"intensity.{key}"),
+                value,
+                "allowed: a number of the "
+                + ", ".join(INTENSITY_GROUPS)
+                + " groups (e.g. governance.budget)",
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(_key(path, i, f"intensity.{key}"), value, "allowed: a finite number")
+        pairs.append((str(key), value))
+    replicates = item.get("replicates")
+    if replicates is not None and (
+        isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1
+    ):
+        raise ConfigError(_key(path, i, "replicates"), replicates, "allowed: an integer of at least 1")
+    return (
+        None if scenario is None else str(scenario),
+        tuple(pairs),
+        None if scenario is None else str(effect),
+        str(item.get("mapping", "")),
+        replicates,
+    )
 
 
 def _flag(value: Any, key: str) -> bool:
@@ -258,15 +358,32 @@ def aggregate(values: Sequence[float], how: str) -> float:
     return float(np.percentile(x, int(how[1:])))
 
 
+def paired_effect(
+    target: Target, scenario: float, baseline: float, extra_money: float | None = None
+) -> float:
+    """A policy-response target's value from its two arms' aggregated statistics (``effect``);
+    ``per_money`` divides by ``extra_money``, the scenario's spending over the baseline's.
+    NaN where the comparison is undefined (a baseline of 0 for ``relative``, no extra money)."""
+    if target.effect == "difference":
+        return scenario - baseline
+    if target.effect == "relative":
+        return scenario / baseline - 1.0 if baseline != 0 else math.nan
+    if target.effect == "per_money":
+        return (scenario - baseline) / extra_money if extra_money else math.nan
+    raise ValueError(f"{target.name}: not a policy-response target")
+
+
 def check_targets(
     targets: Sequence[Target],
     row: Mapping[str, Any],
     ts: Mapping[str, np.ndarray] | None,
     config: Any,
     where: str,
+    indices: Sequence[int] | None = None,
 ) -> None:
     """Every statistic, reference and config key of ``targets`` exists (a probe replicate's
-    ``row`` and ``ts``); ConfigError naming the first that does not."""
+    ``row`` and ``ts``); ConfigError naming the first that does not (``indices``: the targets'
+    places in their file, for the message; default 0, 1, ...)."""
     outcomes = sorted(
         k for k, v in row.items() if isinstance(v, int | float | np.number) and not isinstance(v, bool)
     )
@@ -286,7 +403,7 @@ def check_targets(
             else ""
         )
     )
-    for i, target in enumerate(targets):
+    for i, target in zip(indices if indices is not None else range(len(targets)), targets, strict=True):
         for field_name in ("statistic", "relative_to"):
             ref = getattr(target, field_name)
             if ref is None:

@@ -236,6 +236,7 @@ class CalibrationConfig:
     replicates: int = setting(1, ge=1, le=10_000)  # replicates averaged per particle
     ppc_draws: int = setting(100, ge=2, le=100_000)  # posterior draws of the predictive check
     interval: float = setting(0.9, gt=0.0, lt=1.0)  # predictive and posterior interval
+    max_width: float = setting(4.0, gt=0.0)  # widest predictive interval (target scales) that reproduces
     use: str | None = None  # a calibration run directory: other experiments run at its point
     point: str = setting("mean", choices=("mean", "map"))  # which point `use` takes
 

@@ -20,7 +20,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,22 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 
-from kibs_mc.analysis.targets import Target, aggregate, check_targets, load_targets, replicate_value
-from kibs_mc.config import CONF_DIR, Config, UncertainParameter
+from kibs_mc.analysis.targets import (
+    Target,
+    aggregate,
+    check_targets,
+    load_targets,
+    paired_effect,
+    replicate_value,
+)
+from kibs_mc.config import CONF_DIR, Config, UncertainParameter, group_options
 from kibs_mc.errors import ConfigError, UserError
 from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult
 from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.executor.abc import seeded_sampler
+from kibs_mc.run.plan import build_scenarios
 from kibs_mc.run.store import write_parquet
 
 #: ``posterior_point`` (``calibration.use``) reads the POINT_FILE this kind writes.
@@ -68,33 +76,65 @@ def _value(p: UncertainParameter, x: float) -> float:
     return float(round(x)) if p.integer else float(x)
 
 
+#: A simulated arm: the overrides it is composed with (empty: the calibration's own
+#: configuration) and its configuration.
+Arm = tuple[tuple[str, ...], Config]
+
+
 @dataclass(frozen=True)
 class Simulator:
     """The statistics of ``targets`` for one set of parameter values: ``replicates`` replicates
     from seeds drawn from NumPy's global generator (which pyabc seeds in each task), each
-    statistic aggregated over them. Picklable, so it travels to Ray workers."""
+    statistic aggregated over them. A policy-response target runs its two arms (``arms``: the
+    composed configurations, by their overrides) on the same seeds, the parameter values set in
+    each. Picklable, so it travels to Ray workers."""
 
     config: Config
     parameters: tuple[UncertainParameter, ...]
     targets: tuple[Target, ...]
     replicates: int
+    arms: tuple[Arm, ...] = ()
 
     def values(self, particle: dict) -> dict[str, float]:
         return {p.key: _value(p, float(particle[f"p{i}"])) for i, p in enumerate(self.parameters)}
 
+    @property
+    def seeds_needed(self) -> int:
+        """Replicate seeds one set of values uses: the most any target averages."""
+        return max([self.replicates, *(t.replicates or self.replicates for t in self.targets)])
+
     def statistics(self, values: dict[str, float], seeds: Sequence[int]) -> dict[str, float]:
-        config = set_values(self.config, values, "calibration.parameters")
-        model = get_model(config.model.name)
-        per: dict[str, list[float]] = {t.name: [] for t in self.targets}
-        for seed in seeds:
-            row, ts = model.simulate(config, int(seed))
-            for t in self.targets:
-                per[t.name].append(replicate_value(t, row, ts, config))
-        return {t.name: aggregate(per[t.name], t.aggregate) for t in self.targets}
+        arms = {key: set_values(c, values, "calibration.parameters") for key, c in self.arms}
+        arms[()] = set_values(self.config, values, "calibration.parameters")
+        model = get_model(self.config.model.name)
+        runs: dict[tuple[tuple[str, ...], int], tuple[dict, Any]] = {}
+
+        def arm(key: tuple[str, ...], n: int, target: Target) -> tuple[float, float]:
+            """``target``'s statistic aggregated over the first ``n`` seeds of the arm ``key``,
+            and the arm's mean spending (the model's cost outcome)."""
+            per, cost = [], []
+            for seed in seeds[:n]:
+                if (key, seed) not in runs:
+                    runs[key, seed] = model.simulate(arms[key], int(seed))
+                row, ts = runs[key, seed]
+                per.append(replicate_value(target, row, ts, arms[key]))
+                cost.append(float(row[model.cost]) if model.cost else 0.0)
+            return aggregate(per, target.aggregate), float(np.mean(cost))
+
+        out = {}
+        for t in self.targets:
+            n = t.replicates or self.replicates
+            sides = t.arms()
+            if sides is None:
+                out[t.name] = arm((), n, t)[0]
+                continue
+            (base, base_cost), (scen, scen_cost) = arm(sides[0], n, t), arm(sides[1], n, t)
+            out[t.name] = paired_effect(t, scen, base, scen_cost - base_cost)
+        return out
 
     def __call__(self, particle: dict) -> dict[str, float]:
         # pyabc seeds NumPy's global generator in each task (MappingSampler.map_function)
-        seeds = np.random.randint(0, 2**63 - 1, size=self.replicates, dtype=np.int64)  # noqa: NPY002
+        seeds = np.random.randint(0, 2**63 - 1, size=self.seeds_needed, dtype=np.int64)  # noqa: NPY002
         return self.statistics(self.values(particle), [int(s) for s in seeds])
 
 
@@ -108,7 +148,9 @@ def _seeds(seed: int, stream: int, count: int) -> list[int]:
     return [int(s) for s in ss.generate_state(count, dtype=np.uint64) >> np.uint64(1)]
 
 
-def synthetic_targets(config: Config, template: list[Target], executor: Executor) -> list[Target]:
+def synthetic_targets(
+    config: Config, template: list[Target], arms: Sequence[Arm], executor: Executor
+) -> list[Target]:
     """Targets simulated at ``calibration.truth`` (``synthetic_replicates`` replicates): the
     template's statistics, observed = their value at the truth, scale = their standard
     deviation over those replicates (a replicate's noise; a tiny floor keeps it positive)."""
@@ -120,11 +162,11 @@ def synthetic_targets(config: Config, template: list[Target], executor: Executor
             "allowed: at least one key=value with calibration.targets="
             "synthetic (e.g. calibration.truth.model.imitation_rate=0.02)",
         )
-    at = set_values(config, truth, "calibration.truth")
-    simulator = Simulator(at, (), tuple(template), 1)
+    one = tuple(replace(t, replicates=1) for t in template)
+    simulator = Simulator(config, (), one, 1, tuple(arms))
     seeds = _seeds(config.seed, 1, config.calibration.synthetic_replicates)
     items: list[tuple[int, Simulator, dict[str, float], list[int]]] = [
-        (i, simulator, {}, [s]) for i, s in enumerate(seeds)
+        (i, simulator, dict(truth), [s]) for i, s in enumerate(seeds)
     ]
     rows = [r for _, r in sorted(executor.map_unordered(_ppc_task, items), key=lambda x: x[0][0])]
     out = []
@@ -134,38 +176,72 @@ def synthetic_targets(config: Config, template: list[Target], executor: Executor
         sd = float(np.std(x, ddof=1))
         floor = 1e-6 * max(abs(mean), 1e-6)
         out.append(
-            Target(
-                t.name,
-                t.statistic,
-                mean,
-                max(sd, floor),
-                f"synthetic: simulated at {truth}",
-                False,
-                t.relative_to,
-                t.per,
-                t.factor,
-                t.aggregate,
-                fit=t.fit,
+            replace(
+                t,
+                observed=mean,
+                scale=max(sd, floor),
+                source=f"synthetic: simulated at {truth}",
+                assumed=False,
             )
         )
     return out
 
 
-def resolve_targets(config: Config, executor: Executor | None = None) -> list[Target]:
-    """The targets ``calibration.targets`` names, checked against a probe replicate."""
+def compose_arms(config: Config, overrides: Sequence[str], targets: Sequence[Target]) -> list[Arm]:
+    """The configurations the policy-response targets' arms run (each distinct set of
+    overrides composed once, on top of the invocation's); ConfigError naming the target whose
+    scenario or intensity is not allowed, or sets a calibrated parameter."""
+    calibrated = {p.key for p in parameters_of(config)}
+    scenarios = group_options("governance", overrides)
+    specs: dict[tuple[str, ...], str] = {}
+    for i, t in enumerate(targets):
+        sides = t.arms()
+        if sides is None:
+            continue
+        if t.scenario not in scenarios:
+            raise ConfigError(
+                f"targets[{i}].scenario", t.scenario, "allowed: a governance option: " + ", ".join(scenarios)
+            )
+        for key, _ in t.intensity:
+            if key in calibrated:
+                raise ConfigError(
+                    f"targets[{i}].intensity.{key}",
+                    dict(t.intensity)[key],
+                    "allowed: a key that is not calibrated (the particle sets it)",
+                )
+        for side in sides:
+            specs.setdefault(side, f"{t.name}:{side[0]}")
+    keys = list(specs)
+    built = build_scenarios(config, overrides, [(specs[k], list(k)) for k in keys]) if keys else []
+    return [(k, sc.config) for k, sc in zip(keys, built, strict=True)]
+
+
+def resolve_targets(
+    config: Config, overrides: Sequence[str] = (), executor: Executor | None = None
+) -> tuple[list[Target], list[Arm]]:
+    """The targets ``calibration.targets`` names and the composed arms of its policy-response
+    targets, every statistic checked against a probe replicate of each arm."""
     spec = config.calibration.targets
     synthetic = spec == "synthetic"
     targets = load_targets(config.calibration.template if synthetic else spec, CONF_DIR)
-    probe_config = config
-    if synthetic:
-        probe_config = set_values(config, truth_of(config), "calibration.truth")
-    row, ts = get_model(config.model.name).simulate(probe_config, 1)
     where = "calibration.template" if synthetic else str(spec)
-    check_targets(targets, row, ts, probe_config, where)
+    arms = compose_arms(config, overrides, targets)
+    probe = {(): config, **dict(arms)}
+    truth = truth_of(config) if synthetic else {}
+    model = get_model(config.model.name)
+    for key, arm_config in probe.items():
+        at = set_values(arm_config, truth, "calibration.truth") if truth else arm_config
+        row, ts = model.simulate(at, 1)
+        own = [t for t in targets if (key == () and not t.paired) or (t.paired and key in (t.arms() or ()))]
+        check_targets(own, row, ts, at, where, indices=[targets.index(t) for t in own])
+        if any(t.effect == "per_money" for t in own) and model.cost not in row:
+            raise ConfigError(
+                f"{where}: effect", "per_money", "allowed: difference or relative (no cost outcome)"
+            )
     if synthetic:
         assert executor is not None
-        targets = synthetic_targets(config, targets, executor)
-    return targets
+        targets = synthetic_targets(config, targets, arms, executor)
+    return targets, arms
 
 
 def _ess(w: np.ndarray) -> float:
@@ -202,7 +278,7 @@ class Calibrate(ExperimentKind):
         parameters = parameters_of(config)
         cal = config.calibration
         with make_executor(config.executor) as executor:
-            targets = resolve_targets(config, executor)
+            targets, arms = resolve_targets(config, overrides, executor)
             spec = {
                 "parameters": [asdict(p) for p in parameters],
                 "targets": [asdict(t) for t in targets],
@@ -216,10 +292,10 @@ class Calibrate(ExperimentKind):
             self._open(run_dir, spec, config.resume)
             # the ABC fits the `fit: true` targets; the predictive check judges every target
             fitted = tuple(t for t in targets if t.fit)
-            simulator = Simulator(config, tuple(parameters), fitted, cal.replicates)
+            simulator = Simulator(config, tuple(parameters), fitted, cal.replicates, tuple(arms))
             generations = self._smc(config, simulator, run_dir, executor, console)
             posterior = self._posterior(run_dir, parameters)
-            checked = Simulator(config, tuple(parameters), tuple(targets), cal.replicates)
+            checked = Simulator(config, tuple(parameters), tuple(targets), cal.replicates, tuple(arms))
             ppc = self._ppc(config, checked, posterior, executor)
         return self._finish(
             config, run_dir, parameters, targets, posterior, ppc, generations, started, ExperimentResult
@@ -365,7 +441,7 @@ class Calibrate(ExperimentKind):
         items = []
         for d, i in enumerate(picks):
             values = {k: float(last[k][int(i)]) for k in keys}
-            items.append((d, simulator, values, _seeds(config.seed, 100 + d, simulator.replicates)))
+            items.append((d, simulator, values, _seeds(config.seed, 100 + d, simulator.seeds_needed)))
         results = sorted(executor.map_unordered(_ppc_task, items), key=lambda x: x[0][0])
         rows = [
             {"draw": item[0], **{f"param:{k}": v for k, v in item[2].items()}, "target": name, "value": value}
@@ -388,6 +464,7 @@ class Calibrate(ExperimentKind):
     ) -> Any:
         from kibs_mc.analysis.calibration import (
             calibration_summary,
+            check_verdict,
             parameter_table,
             posterior_plot,
             ppc_plot,
@@ -403,11 +480,15 @@ class Calibrate(ExperimentKind):
         write_parquet(draws, run_dir / "ppc_draws.parquet")
         params = parameter_table(posterior, parameters, cal.interval, truth)
         write_parquet(params, run_dir / "parameters.parquet")
-        ppc = ppc_table(draws, targets, cal.interval)
+        ppc = ppc_table(draws, targets, cal.interval, cal.max_width)
         write_parquet(ppc, run_dir / "ppc.parquet")
+        passed, reasons = check_verdict(params, ppc)
         point = {
             "mean": {r["parameter"]: r["mean"] for r in params.iter_rows(named=True)},
             "map": {r["parameter"]: r["map"] for r in params.iter_rows(named=True)},
+            # what a decision should keep uncertain over its prior (docs/calibration.md)
+            "identified": {r["parameter"]: r["identified"] for r in params.iter_rows(named=True)},
+            "check": {"passes": passed, "failures": reasons, "max_width": cal.max_width},
             "targets": cal.targets,
             "generations": generations.height,
         }
@@ -419,12 +500,15 @@ class Calibrate(ExperimentKind):
             posterior_plot(posterior, parameters, truth, run_dir / "posterior.png"),
             ppc_plot(draws, ppc, run_dir / "ppc.png"),
         ]
-        section, lines = report_section(params, ppc, generations, cal.interval)
+        section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width)
         report_md, _ = write_report(
             run_dir,
             title=f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
             figures=figures,
-            text={"sections": [section], "summary": calibration_summary(params, ppc, cal.interval, run_dir)},
+            text={
+                "sections": [section],
+                "summary": calibration_summary(params, ppc, cal.interval, run_dir, cal.max_width),
+            },
         )
         samples = int(generations["samples"].sum()) if generations.height else 0
         wall = time.monotonic() - started
@@ -443,7 +527,9 @@ class Calibrate(ExperimentKind):
             "simulations_total": float(samples),
             "simulations_per_second": samples / wall if wall > 0 else 0.0,
             "generations": float(generations.height),
-            "targets_reproduced": float(ppc["inside"].sum()),
+            "targets_reproduced": float(ppc["reproduced"].sum()),
+            "check_passes": float(passed),
+            "parameters_not_identified": float((~params["identified"]).sum()),
             "targets_total": float(ppc.height),
         }
         metrics.update(

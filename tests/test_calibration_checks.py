@@ -1,0 +1,271 @@
+"""Checks of a calibration that can fail (docs/calibration.md): the predictive check's verdicts
+and proper score on planted posteriors, identification, policy-response targets simulated on
+common seeds, and simulation-based calibration's coverage (planted, then one tiny real run).
+
+Kept small: planted draws for the statistics, the small cluster over 12-24 steps for the model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from kibs_mc.analysis.calibration import (
+    COVERAGE_RANGE,
+    check_verdict,
+    coverage_table,
+    crps,
+    parameter_table,
+    ppc_table,
+    report_section,
+    weighted_cdf,
+)
+from kibs_mc.analysis.targets import Target, parse_targets
+from kibs_mc.config import UncertainParameter, load_config
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments.calibrate import Simulator, resolve_targets
+from kibs_mc.models import get_model
+
+
+def _draws(values: dict[str, np.ndarray]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"draw": i, "target": name, "value": float(v)}
+            for name, x in values.items()
+            for i, v in enumerate(x)
+        ]
+    )
+
+
+def test_the_predictive_check_fails_a_wide_posterior_that_covers_the_observed_value():
+    """Three planted predictive distributions around the same observed value (10, scale 1):
+    a good posterior (sd 0.5 scales), an unconverged one (sd 3 scales, centred: it 'covers'
+    the value) and a biased one (sd 0.5, 3 scales off). Only the good one is reproduced; the
+    wide one is reported as too wide, not as reproduced; the CRPS ranks them."""
+    rng = np.random.default_rng(1)
+    target = [Target("y", "y", 10.0, 1.0)]
+    good = ppc_table(_draws({"y": rng.normal(10.0, 0.5, 400)}), target, 0.9).row(0, named=True)
+    wide = ppc_table(_draws({"y": rng.normal(10.0, 3.0, 400)}), target, 0.9).row(0, named=True)
+    biased = ppc_table(_draws({"y": rng.normal(13.0, 0.5, 400)}), target, 0.9).row(0, named=True)
+    assert good["verdict"] == "reproduced" and good["reproduced"] and good["width"] < 2
+    assert wide["inside"] and wide["verdict"] == "too wide" and not wide["reproduced"] and wide["width"] > 8
+    assert not biased["inside"] and biased["verdict"] == "not reproduced" and biased["z"] > 2.5
+    assert good["crps"] < wide["crps"] and good["crps"] < biased["crps"]
+    # the same wide posterior passes once the stated width allows it: the threshold decides
+    assert ppc_table(_draws({"y": rng.normal(10.0, 3.0, 400)}), target, 0.9, max_width=20)["reproduced"][0]
+
+
+def test_crps_is_the_proper_score_of_an_ensemble():
+    """The sorted-draws formula equals E|X - y| - E|X - X'|/2 by brute force, and for a normal
+    ensemble it approaches the closed form sigma (z(2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi))
+    (Gneiting & Raftery 2007, eq. 5 of the normal case)."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=200)
+    brute = np.mean(np.abs(x - 0.3)) - 0.5 * np.mean(np.abs(x[:, None] - x[None, :]))
+    assert crps(x, 0.3) == pytest.approx(brute, rel=1e-12)
+    big = rng.normal(size=200_000)
+    z = 0.7
+    closed = z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi)
+    assert crps(big, z) == pytest.approx(closed, abs=0.005)
+    assert crps(np.full(10, 2.0), 2.0) == 0.0
+
+
+def _posterior(values: dict[str, np.ndarray]) -> pl.DataFrame:
+    n = len(next(iter(values.values())))
+    return pl.DataFrame({**values, "weight": np.full(n, 1.0 / n), "generation": np.zeros(n, dtype=np.int64)})
+
+
+def test_a_parameter_barely_narrower_than_its_prior_is_not_identified():
+    """A planted posterior: `a` 10x narrower than its prior, `b` spread over 80% of its prior
+    (1.25x narrower). `b` is not identified in parameters.parquet's column, the terminal's
+    lines and the report's sentence; it does not fail the predictive check by itself."""
+    rng = np.random.default_rng(3)
+    params = [UncertainParameter("model.a", 0.0, 1.0), UncertainParameter("model.b", 0.0, 1.0)]
+    posterior = _posterior({"model.a": rng.normal(0.5, 0.027, 2000), "model.b": rng.uniform(0.1, 0.9, 2000)})
+    table = parameter_table(posterior, params, 0.9, {})
+    flags = dict(zip(table["parameter"], table["identified"], strict=True))
+    assert flags == {"model.a": True, "model.b": False}
+    assert 1.1 < table["narrowing"][1] < 1.4 and table["narrowing"][0] > 8
+    ppc = ppc_table(_draws({"y": rng.normal(10.0, 0.5, 200)}), [Target("y", "y", 10.0, 1.0)], 0.9)
+    generations = pl.DataFrame({"generation": [0], "epsilon": [1.0], "samples": [10], "ess": [9.0]})
+    section, lines = report_section(table, ppc, generations, 0.9)
+    assert any("model.b" in line and "NOT IDENTIFIED" in line for line in lines)
+    assert not any("model.a" in line and "NOT IDENTIFIED" in line for line in lines)
+    assert "Not identified (less than 2x narrower than the prior): `model.b`" in section
+    assert check_verdict(table, ppc) == (True, [])
+
+
+@pytest.mark.parametrize(
+    "item, key",
+    [
+        ({"effect": "relative"}, "targets[0].effect"),  # an effect needs a scenario
+        ({"scenario": "management"}, "targets[0].effect"),
+        ({"scenario": "management", "effect": "ratio"}, "targets[0].effect"),
+        ({"scenario": "baseline", "effect": "difference"}, "targets[0].scenario"),
+        ({"scenario": "management", "effect": "difference", "intensity": {"seed": 3}}, "intensity.seed"),
+        (
+            {"scenario": "management", "effect": "difference", "intensity": {"model.steps": "x"}},
+            "model.steps",
+        ),
+        ({"scenario": "management", "effect": "difference", "replicates": 0}, "targets[0].replicates"),
+    ],
+)
+def test_malformed_policy_response_targets_name_the_field(item, key):
+    text = {"targets": [{"name": "a", "statistic": "hte_exits", "observed": 1, "scale": 1, **item}]}
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        parse_targets(text, "f.yaml")
+
+
+def _target_file(tmp_path, *items: dict) -> str:
+    path = tmp_path / "targets.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "targets": list(items)}))
+    return str(path)
+
+
+def test_a_policy_response_target_is_a_paired_effect_on_common_seeds(tmp_path):
+    """A paired target simulates the scenario and the baseline on the particle's seeds, both at
+    the stated intensity: management with no budget is the baseline bit for bit, so its effect
+    is exactly 0; with a budget, the effect equals the one computed from the two arms by hand
+    (relative, and per unit of extra money); the particle's values reach both arms."""
+    common = {"statistic": "innovations_per_hte", "observed": 0.1, "scale": 0.05, "source": "test"}
+    spec = _target_file(
+        tmp_path,
+        {
+            "name": "none",
+            "scenario": "management",
+            "effect": "difference",
+            "intensity": {"governance.budget": 0.0},
+            **common,
+        },
+        {
+            "name": "rel",
+            "scenario": "management",
+            "effect": "relative",
+            "intensity": {"governance.budget": 0.1},
+            **common,
+        },
+        {
+            "name": "money",
+            "scenario": "management",
+            "effect": "per_money",
+            "intensity": {"governance.budget": 0.1},
+            **common,
+        },
+        {"name": "level", "statistic": "hte_exits", "observed": 1.0, "scale": 1.0, "fit": False},
+    )
+    overrides = ["experiment=calibrate", "cluster=small", "model.steps=12", f"calibration.targets={spec}"]
+    config = load_config(overrides)
+    targets, arms = resolve_targets(config, overrides)
+    assert len(arms) == 4  # baseline and management, each at budget 0 and 0.1: composed once each
+    sim = Simulator(config, (), tuple(targets), 2, tuple(arms))
+    got = sim.statistics({"model.transfer_efficiency": 0.3}, [11, 12])
+    assert got["none"] == 0.0
+    model = get_model("kibs")
+    base_cfg = load_config([*overrides, "governance.budget=0.1", "model.transfer_efficiency=0.3"])
+    scen_cfg = load_config(
+        [*overrides, "governance=management", "governance.budget=0.1", "model.transfer_efficiency=0.3"]
+    )
+    base = [model.simulate(base_cfg, s)[0] for s in (11, 12)]
+    scen = [model.simulate(scen_cfg, s)[0] for s in (11, 12)]
+    b, m = (
+        np.mean([r["innovations_per_hte"] for r in base]),
+        np.mean([r["innovations_per_hte"] for r in scen]),
+    )
+    cost = np.mean([r["governance_cost"] for r in scen]) - np.mean([r["governance_cost"] for r in base])
+    assert got["rel"] == pytest.approx(m / b - 1, rel=1e-12) and got["rel"] != 0
+    assert got["money"] == pytest.approx((m - b) / cost, rel=1e-12) and cost > 0
+    plain = load_config([*overrides, "model.transfer_efficiency=0.3"])
+    assert got["level"] == np.mean([model.simulate(plain, s)[0]["hte_exits"] for s in (11, 12)])
+
+
+def test_a_policy_target_may_not_set_a_calibrated_parameter_or_name_an_unknown_scenario(tmp_path):
+    common = {"name": "p", "statistic": "hte_exits", "observed": 0.1, "scale": 0.05, "effect": "difference"}
+    params = "calibration.parameters=[{key: governance.budget, low: 0.01, high: 0.2}]"
+    spec = _target_file(
+        tmp_path, {**common, "scenario": "management", "intensity": {"governance.budget": 0.1}}
+    )
+    overrides = ["experiment=calibrate", "model.steps=12", params, f"calibration.targets={spec}"]
+    with pytest.raises(ConfigError, match=r"intensity\.governance\.budget"):
+        resolve_targets(load_config(overrides), overrides)
+    spec = _target_file(tmp_path, {**common, "scenario": "managment"})
+    overrides = ["experiment=calibrate", "model.steps=12", f"calibration.targets={spec}"]
+    with pytest.raises(ConfigError, match="managment") as info:
+        resolve_targets(load_config(overrides), overrides)
+    assert "management" in str(info.value)
+
+
+def test_coverage_is_judged_with_its_interval_on_planted_posteriors():
+    """Planted normal-normal problems (truth ~ N(0, 1), data ~ N(truth, 1), 200 truths): the exact
+    posterior's 90% interval covers about 0.9 and is 'calibrated'; an overconfident one (half
+    as wide) covers about 0.6 and is 'miscalibrated'; the posterior CDF at the truth is uniform
+    for the exact posterior only. Clopper-Pearson intervals contain the coverage."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(4)
+    truth = rng.normal(size=200)
+    data = truth + rng.normal(size=200)
+    mean, sd = data / 2, np.sqrt(0.5)
+    rows = []
+    for name, scale in (("exact", 1.0), ("overconfident", 0.5)):
+        low, high = mean - 1.645 * sd * scale, mean + 1.645 * sd * scale
+        for i in range(200):
+            rows.append(
+                {
+                    "truth_index": i,
+                    "parameter": name,
+                    "truth": truth[i],
+                    "covered": bool(low[i] <= truth[i] <= high[i]),
+                    "identified": True,
+                    "posterior_cdf": float(norm.cdf(truth[i], mean[i], sd * scale)),
+                }
+            )
+    table = {r["parameter"]: r for r in coverage_table(pl.DataFrame(rows)).iter_rows(named=True)}
+    exact, over = table["exact"], table["overconfident"]
+    assert COVERAGE_RANGE[0] <= exact["coverage"] <= COVERAGE_RANGE[1] and exact["verdict"] == "calibrated"
+    assert over["coverage"] < 0.7 and over["verdict"] == "miscalibrated"
+    for r in (exact, over):
+        assert r["coverage_low"] < r["coverage"] < r["coverage_high"] and r["truths"] == 200
+    assert exact["uniformity_p"] > 0.01 and over["uniformity_p"] < 0.001
+    assert weighted_cdf(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0]), 2.0) == pytest.approx(0.375)
+
+
+def test_simulation_based_calibration_runs_a_calibration_per_prior_truth(tmp_path):
+    """scripts/sbc.py's engine on a tiny problem (3 truths, 12 particles, 1 generation): one
+    calibration per truth, drawn from the prior, whose observed values are the targets
+    simulated at that truth; sbc.parquet holds a row per truth with its interval, and a rerun
+    keeps the finished truths."""
+    from kibs_mc.experiments.sbc import RESULTS, draw_truths, simulation_based_calibration
+
+    overrides = [
+        "cluster=small",
+        "model.steps=24",
+        "executor=serial",
+        "calibration.targets=recovery",
+        "calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8}]",
+        "calibration.population=12",
+        "calibration.generations=1",
+        "calibration.ppc_draws=4",
+        "calibration.min_acceptance=0",
+    ]
+    rows = simulation_based_calibration(overrides, 3, tmp_path)
+    truths = draw_truths(load_config(["experiment=calibrate", *overrides]), 3)
+    assert rows["truth"].to_list() == [t["model.transfer_efficiency"] for t in truths]
+    assert len({round(t, 9) for t in rows["truth"]}) == 3 and all(0.3 <= t <= 0.8 for t in rows["truth"])
+    assert (rows["interval_low"] < rows["interval_high"]).all()
+    assert pl.read_parquet(tmp_path / RESULTS).equals(rows)
+    # each truth's observed values are its own simulation, not the recovery file's zeros
+    observed = [yaml.safe_load((tmp_path / f"targets_{i:03d}.yaml").read_text()) for i in range(3)]
+    first = [o["targets"][0]["observed"] for o in observed]
+    assert len(set(first)) == 3 and all(v > 0 for v in first)
+    assert json.loads((tmp_path / "truth_001" / "truth.json").read_text()) == truths[1]
+    stamp = (tmp_path / "truth_000" / "parameters.parquet").stat().st_mtime_ns
+    assert simulation_based_calibration(overrides, 3, tmp_path).equals(rows)
+    assert (tmp_path / "truth_000" / "parameters.parquet").stat().st_mtime_ns == stamp
+    table = coverage_table(rows)
+    assert table["truths"].to_list() == [3]
