@@ -2,9 +2,9 @@
 
 Exit status: 0 success; 1 a task failed for good after its retries (completed chunks kept);
 2 bad configuration or input (one message, no traceback); 3 finished, but some replicates
-raised (listed in ``errors.parquet``; the others are kept); 130 interrupted (completed chunks
-stay on disk for ``resume=true``). A Hydra multirun (``-m``) runs every job and exits with the
-highest status of its jobs.
+raised (listed in ``errors.parquet``; the others are kept); 130 interrupted by Ctrl-C, 143 by
+SIGTERM (``kill``, Slurm's ``scancel``); completed chunks stay on disk for ``resume=true``. A
+Hydra multirun (``-m``) runs every job and exits with the highest status of its jobs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from rich.console import Console
 from kibs_mc.config import CONF_DIR, load_config, sweep_checks, to_config
 from kibs_mc.errors import ConfigError, ExecutionError, UserError, redact_environment
 from kibs_mc.experiments import ExperimentResult, run_experiment
+from kibs_mc.run import interrupt
 from kibs_mc.run.lock import lock_run_dir
 from kibs_mc.terminal import results_table, run_size, verdict_column, with_verdict
 from kibs_mc.tracking.mlflow import hide_credentials, hide_uri_override
@@ -220,12 +221,13 @@ def hydra_main(cfg: DictConfig) -> None:
         finish(1)
         return
     except KeyboardInterrupt:
+        how = "terminated (SIGTERM)" if interrupt.by_sigterm() else "interrupted"
         print(
-            f"kibs-mc: interrupted; completed chunks are kept in {run_dir}. Continue with the "
+            f"kibs-mc: {how}; completed chunks are kept in {run_dir}. Continue with the "
             f"same overrides plus resume=true hydra.run.dir={run_dir}",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(143 if interrupt.by_sigterm() else 130)
     print_summary(result, console, full=bool(full_tables))
     if hc.mode == RunMode.MULTIRUN:
         _multirun_jobs.append(result)
@@ -471,6 +473,7 @@ def did_you_mean(error: UserError) -> UserError:
 def main() -> None:
     """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
     exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
+    interrupt.terminate_as_interrupt()  # SIGTERM (kill, scancel) stops a run as Ctrl-C does
     try:
         # Credentials in tracking.uri never reach Hydra's .hydra/ files, plan.json or MLflow.
         sys.argv[1:] = [hide_uri_override(a) for a in sys.argv[1:]]
@@ -502,6 +505,11 @@ def main() -> None:
             sys.exit(_multirun_status)
     except SystemExit as done:
         exit_now(done.code)
+    except KeyboardInterrupt:  # before a run started or after it ended: nothing to resume
+        print(
+            f"kibs-mc: {'terminated (SIGTERM)' if interrupt.by_sigterm() else 'interrupted'}", file=sys.stderr
+        )
+        exit_now(143 if interrupt.by_sigterm() else 130)
     exit_now(0)
 
 

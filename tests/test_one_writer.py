@@ -110,11 +110,26 @@ def test_the_lock_is_held_during_a_run_and_released_after_it(tmp_path, monkeypat
     unlock_run_dir(tmp_path / "run")
 
 
-def test_ctrl_c_stops_a_serial_run_with_130_and_resume_completes_it(tmp_path):
+@pytest.mark.parametrize(
+    "sig,executor,status,says",
+    [
+        (signal.SIGINT, "serial", 130, "interrupted"),
+        (signal.SIGTERM, "serial", 143, "terminated (SIGTERM)"),
+        (signal.SIGTERM, "ray", 143, "terminated (SIGTERM)"),  # ray.init's own SIGTERM handler is undone
+    ],
+)
+def test_ctrl_c_or_sigterm_stops_a_run_and_resume_completes_it(tmp_path, sig, executor, status, says):
+    """SIGTERM is what kill, Slurm's scancel and a job's time limit send: handled as Ctrl-C."""
     run_dir = tmp_path / "run"
     args = [*LONG, f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kibs_mc", *args],
+        [
+            sys.executable,
+            "-m",
+            "kibs_mc",
+            *[a for a in args if a != "executor=serial"],
+            f"executor={executor}",
+        ],
         cwd=tmp_path,
         text=True,
         stdout=subprocess.PIPE,
@@ -123,10 +138,11 @@ def test_ctrl_c_stops_a_serial_run_with_130_and_resume_completes_it(tmp_path):
     deadline = time.monotonic() + 120
     while not list((run_dir / "chunks").glob("part-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted; completed chunks are kept" in err and "Traceback" not in err
+    assert proc.returncode == status, err[-2000:]
+    assert f"{says}; completed chunks are kept in {run_dir}" in err and "Traceback" not in err
+    assert f"resume=true hydra.run.dir={run_dir}" in err
     assert not list((run_dir / "chunks").glob("*.errors.parquet")), "an interrupt recorded as a failure"
     assert not (run_dir / "replicates.parquet").exists()
     resumed = run_cli(*args, "resume=true", cwd=tmp_path)

@@ -4,6 +4,7 @@ run's, no corrupt or stale files. (The same on a multi-node Ray cluster: test_cl
 from __future__ import annotations
 
 import shutil
+import time
 
 import polars as pl
 import pytest
@@ -110,3 +111,24 @@ def test_the_code_fingerprint_covers_the_kernels_and_the_packages_they_use():
     } <= set(kibs)
     assert "code:kibs_mc.models.kibs.replicate" not in cj and "code:kibs_mc.models.cowan_jonard" in cj
     assert {"code:numpy", "code:numba", "code:python"} <= set(kibs)
+
+
+def test_a_local_ray_cluster_that_cannot_start_ends_the_run_with_one_message_and_resume_completes_it(
+    tmp_path,
+):
+    """Ray's start-up failing (here: its temporary directory cannot be made) ends the run in
+    seconds with one line and the resume command; the chunks the driver computed meanwhile are
+    kept. (Before: a traceback; a raylet killed while starting, a 30-60 s wait then a traceback.)"""
+    (tmp_path / "a-file").write_text("")
+    small = [a for a in SMALL_CJ if not a.startswith(("replicates=", "executor="))]
+    args = [*small, "replicates=20", "executor.chunk_size=2", f"hydra.run.dir={tmp_path / 'run'}"]
+    started = time.monotonic()
+    ray = ["executor=ray", "executor.num_cpus=2"]
+    failed = run_cli(*args, *ray, cwd=tmp_path, env={"RAY_TMPDIR": str(tmp_path / "a-file" / "ray")})
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    message = [line for line in failed.stderr.splitlines() if line.startswith("kibs-mc:")]
+    assert len(message) == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    assert "the local Ray cluster did not start" in message[0] and "resume=true" in message[0]
+    assert time.monotonic() - started < 120
+    resumed = run_cli(*args, "executor=serial", "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

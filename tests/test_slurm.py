@@ -101,8 +101,13 @@ def wait_until_released(cluster: slurm.LocalSlurm, job: int) -> None:
         time.sleep(0.2)
 
 
-def assert_nothing_left(cluster: slurm.LocalSlurm, job: int) -> None:
-    left = cluster.job_pids(job)
+def assert_nothing_left(cluster: slurm.LocalSlurm, job: int, within: float = 60) -> None:
+    """No process of ``job`` is left. One just killed (Slurm's SIGKILL after the job, or the
+    script's) can take a moment to go on a loaded machine, so this waits up to ``within``
+    seconds; a process left behind stays, and fails the test however long it waits."""
+    deadline = time.monotonic() + within
+    while (left := cluster.job_pids(job)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not left, f"processes of job {job} still running: " + "; ".join(
         f"{p}: {slurm.process_title(p)[:120]}" for p in left
     )

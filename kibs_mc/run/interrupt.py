@@ -1,4 +1,4 @@
-"""Ctrl-C (SIGINT) that stops a run cleanly, never recorded as a failed replicate.
+"""Ctrl-C (SIGINT) and SIGTERM that stop a run cleanly, never recorded as a failed replicate.
 
 A SIGINT raised as KeyboardInterrupt inside a Numba kernel comes out as ``SystemError: ...
 returned a result with an exception set`` (or is lost), which a chunk would record as a failed
@@ -6,6 +6,11 @@ replicate. So while the driver's main thread computes a replicate, the first SIG
 flag: the replicate finishes and its chunk then stops with KeyboardInterrupt (the unfinished
 chunk is not written; resume computes it). Anywhere else, and for a second SIGINT, it raises
 KeyboardInterrupt at once, as Python's default handler does.
+
+SIGTERM (what ``kill``, Slurm's ``scancel`` and a job's time limit send) is handled the same
+way where the program asks for it (:func:`terminate_as_interrupt`, which the ``kibs-mc`` command
+calls), as :class:`Terminated`, a KeyboardInterrupt: completed chunks are written and the run
+ends with its resume hint instead of being killed mid-write.
 """
 
 from __future__ import annotations
@@ -17,19 +22,62 @@ from contextlib import contextmanager
 
 _requested = threading.Event()
 _computing = threading.Event()  # the main thread is inside a replicate
+_terminated = threading.Event()  # the signal that stops the run is SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """The run was stopped by SIGTERM (exit status 143 in ``kibs-mc``), not by Ctrl-C."""
+
+
+def _stop() -> KeyboardInterrupt:
+    return Terminated() if _terminated.is_set() else KeyboardInterrupt()
 
 
 def _handler(signum: int, frame: object) -> None:
+    if signum == signal.SIGTERM:
+        _terminated.set()
     if _computing.is_set() and not _requested.is_set():
         _requested.set()
         return
-    raise KeyboardInterrupt
+    raise _stop()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _terminated.set()
+    raise Terminated
+
+
+def by_sigterm() -> bool:
+    """Whether the last run was stopped by SIGTERM rather than by Ctrl-C."""
+    return _terminated.is_set()
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM stops this process as Ctrl-C does (raising :class:`Terminated`),
+    where SIGTERM has its default action (main thread only)."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+@contextmanager
+def kept_sigterm() -> Iterator[None]:
+    """Around a call that installs its own SIGTERM handler (``ray.init`` makes SIGTERM a bare
+    ``sys.exit(15)``): this process's handler is put back afterwards."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and before in (_terminate, _handler):
+            signal.signal(signal.SIGTERM, before)
 
 
 @contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Install the handler for the duration of a run (main thread, default handler only: an
-    ignored SIGINT, or one the embedding program handles, is left alone)."""
+    """Install the handler for the duration of a run (main thread, default handlers only: an
+    ignored SIGINT, or one the embedding program handles, is left alone; SIGTERM only where
+    :func:`terminate_as_interrupt` asked for it)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -37,11 +85,17 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     _requested.clear()
+    _terminated.clear()
+    term = signal.getsignal(signal.SIGTERM) is _terminate
     signal.signal(signal.SIGINT, _handler)
+    if term:
+        signal.signal(signal.SIGTERM, _handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if term:
+            signal.signal(signal.SIGTERM, _terminate)
         _requested.clear()
 
 
@@ -59,9 +113,10 @@ def replicate() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if a SIGINT arrived during the last replicate."""
+    """Raise KeyboardInterrupt (:class:`Terminated` for SIGTERM) if a SIGINT or SIGTERM arrived
+    during the last replicate."""
     if _requested.is_set() and threading.current_thread() is threading.main_thread():
-        raise KeyboardInterrupt
+        raise _stop()
 
 
 def caused_by_interrupt(exc: BaseException) -> bool:

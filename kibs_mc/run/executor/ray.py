@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from kibs_mc.config import RayConfig
 from kibs_mc.errors import ExecutionError, UserError, first_line
+from kibs_mc.run import interrupt
 from kibs_mc.run.executor.base import Executor
 from kibs_mc.run.limits import effective_cpus
 
@@ -85,7 +86,8 @@ class RayExecutor(Executor):
         elif address:
             _check_reachable(address)
             try:
-                ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, **RAY_INIT)
+                with interrupt.kept_sigterm():
+                    ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, **RAY_INIT)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UserError(
                     f"cannot attach to the Ray cluster at executor.address={address!r} "
@@ -109,8 +111,14 @@ class RayExecutor(Executor):
         # ~/.ray/auth_token, generated if missing) and warns about it on every run: keep the
         # behaviour, drop the warning (setting RAY_AUTH_MODE here is too late: Ray caches it).
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        with _loopback_only(self._ray):
-            self._ray.init(num_cpus=self._ray_workers(), include_dashboard=False, **RAY_INIT)
+        with _loopback_only(self._ray), interrupt.kept_sigterm():
+            try:
+                self._ray.init(num_cpus=self._ray_workers(), include_dashboard=False, **RAY_INIT)
+            except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its raylet does not come up
+                raise ExecutionError(
+                    f"the local Ray cluster did not start ({type(exc).__name__}: {first_line(exc)}); "
+                    "run again, or use executor=serial."
+                ) from None
 
     def _ray_workers(self) -> int:
         """How many of the ``workers`` are Ray's (the others: the driver)."""
