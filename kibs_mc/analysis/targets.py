@@ -139,52 +139,7 @@ def parse_targets(data: Any, path: str) -> list[Target]:
             "allowed: a YAML mapping with a non-empty list `targets` of "
             "{name, statistic, observed, scale, source}",
         )
-    out: list[Target] = []
-    for i, item in enumerate(data["targets"]):
-        if not isinstance(item, Mapping):
-            raise ConfigError(
-                f"{path}: targets[{i}]", item, "allowed: a mapping {name, statistic, observed, scale, source}"
-            )
-        unknown = [k for k in item if k not in FIELDS]
-        if unknown:
-            raise ConfigError(
-                _key(path, i, str(unknown[0])), item[unknown[0]], "allowed: the fields " + ", ".join(FIELDS)
-            )
-        for required in ("name", "statistic", "observed", "scale"):
-            if item.get(required) is None:
-                raise ConfigError(_key(path, i, required), None, "allowed: a value (the field is required)")
-        numbers = {}
-        for name in ("observed", "scale", "factor"):
-            value = item.get(name, 1.0)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ConfigError(_key(path, i, name), value, "allowed: a finite number")
-            numbers[name] = float(value)
-        if numbers["scale"] <= 0:
-            raise ConfigError(_key(path, i, "scale"), item["scale"], "allowed: a number above 0")
-        aggregate = str(item.get("aggregate", "mean"))
-        if not _AGGREGATE.match(aggregate):
-            raise ConfigError(
-                _key(path, i, "aggregate"),
-                aggregate,
-                "allowed: mean, median, sd or qNN (a percentile, e.g. q90)",
-            )
-        out.append(
-            Target(
-                str(item["name"]),
-                str(item["statistic"]),
-                numbers["observed"],
-                numbers["scale"],
-                str(item.get("source", "")),
-                bool(item.get("assumed", False)),
-                None if item.get("relative_to") is None else str(item["relative_to"]),
-                _keys(item.get("per"), _key(path, i, "per")),
-                numbers["factor"],
-                aggregate,
-                str(item.get("note", "")),
-                _flag(item.get("fit", True), _key(path, i, "fit")),
-                *_policy_fields(item, path, i),
-            )
-        )
+    out = [_parse_target(item, path, i) for i, item in enumerate(data["targets"])]
     names = [t.name for t in out]
     for name in names:
         if names.count(name) > 1:
@@ -194,6 +149,55 @@ def parse_targets(data: Any, path: str) -> list[Target]:
             f"{path}: targets", "every fit: false", "allowed: at least one target with fit: true"
         )
     return out
+
+
+def _parse_target(item: Any, path: str, i: int) -> Target:
+    """One target of a target file (ConfigError naming its first bad field)."""
+    if not isinstance(item, Mapping):
+        raise ConfigError(
+            f"{path}: targets[{i}]", item, "allowed: a mapping {name, statistic, observed, scale, source}"
+        )
+    unknown = [k for k in item if k not in FIELDS]
+    if unknown:
+        raise ConfigError(
+            _key(path, i, str(unknown[0])), item[unknown[0]], "allowed: the fields " + ", ".join(FIELDS)
+        )
+    for required in ("name", "statistic", "observed", "scale"):
+        if item.get(required) is None:
+            raise ConfigError(_key(path, i, required), None, "allowed: a value (the field is required)")
+    numbers = {
+        name: _number(item.get(name, 1.0), _key(path, i, name)) for name in ("observed", "scale", "factor")
+    }
+    if numbers["scale"] <= 0:
+        raise ConfigError(_key(path, i, "scale"), item["scale"], "allowed: a number above 0")
+    aggregate = str(item.get("aggregate", "mean"))
+    if not _AGGREGATE.match(aggregate):
+        raise ConfigError(
+            _key(path, i, "aggregate"),
+            aggregate,
+            "allowed: mean, median, sd or qNN (a percentile, e.g. q90)",
+        )
+    return Target(
+        str(item["name"]),
+        str(item["statistic"]),
+        numbers["observed"],
+        numbers["scale"],
+        str(item.get("source", "")),
+        bool(item.get("assumed", False)),
+        None if item.get("relative_to") is None else str(item["relative_to"]),
+        _keys(item.get("per"), _key(path, i, "per")),
+        numbers["factor"],
+        aggregate,
+        str(item.get("note", "")),
+        _flag(item.get("fit", True), _key(path, i, "fit")),
+        *_policy_fields(item, path, i),
+    )
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(key, value, "allowed: a finite number")
+    return float(value)
 
 
 def _policy_fields(
@@ -232,9 +236,8 @@ def _policy_fields(
                 + ", ".join(INTENSITY_GROUPS)
                 + " groups (e.g. governance.budget)",
             )
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(_key(path, i, f"intensity.{key}"), value, "allowed: a finite number")
-        pairs.append((str(key), value))
+        number = _number(value, _key(path, i, f"intensity.{key}"))
+        pairs.append((str(key), value if isinstance(value, int) else number))  # integers stay integers
     replicates = item.get("replicates")
     if replicates is not None and (
         isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1
