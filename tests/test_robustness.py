@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from omegaconf import OmegaConf
 
+from kibs_mc.analysis.report import read_summary
 from kibs_mc.analysis.robustness import sample_worlds
 from kibs_mc.config import (
     UncertainParameter,
@@ -285,6 +286,18 @@ def test_identical_policies_are_best_equally_often(tmp_path):
     for r in table.iter_rows(named=True):
         child = children[children["tags.mlflow.runName"] == r["policy"]]
         assert child["metrics.p_best"].iloc[0] == pytest.approx(r["value"])
+    # what to measure next: one EVPPI per parameter of the space, in voi.parquet, the report's
+    # answer and the parent run's metrics
+    voi = pl.read_parquet(result.run_dir / "voi.parquet")
+    assert sorted(voi["parameter"]) == ["model.conversion_management_weight", "model.transfer_efficiency"]
+    assert (voi["ci_low"] <= voi["evppi"]).all() and (voi["evppi"] <= voi["ci_high"]).all()
+    parent = runs[runs["run_id"] == result.mlflow_run_id].iloc[0]
+    for r in voi.iter_rows(named=True):
+        assert parent[f"metrics.evppi/{r['parameter']}"] == pytest.approx(r["evppi"])
+    summary = read_summary(result.report)
+    assert summary[0].startswith("- **Best across what is not known: `")
+    assert "conditional on the hand-set values" in summary[0] and "certainly" not in " ".join(summary)
+    assert any(line.startswith("- What to measure next:") for line in summary)
 
 
 def test_one_world_gives_compare_governances_answer(tmp_path):

@@ -348,6 +348,139 @@ def executive_summary(f: Findings, headline: Sequence[str]) -> list[str]:
     return [line for build in SENTENCES if (line := build(subject)) is not None]
 
 
+#: The lower end of the 95% CI of a policy's probability of being best at or above which the
+#: summary of a decision across uncertain worlds calls it certainly the best (and only when
+#: the worlds rest on a calibration: without one, the answer is conditional on hand-set values).
+CERTAIN = 0.95
+
+
+def most_often_best(table: pl.DataFrame) -> str:
+    """The policy of robustness.parquet most often best; among equals, the smaller mean regret."""
+    wide = table.pivot(on="metric", index="policy", values="value")
+    return str(wide.sort(["p_best", "regret_mean"], descending=[True, False])["policy"][0])
+
+
+@dataclass(frozen=True)
+class Across:
+    """A decision across uncertain worlds (``experiment.kind=robustness``) as the sentences of
+    its executive summary read it."""
+
+    table: pl.DataFrame  # robustness.parquet: policy, metric, value, ci_low, ci_high
+    worlds: int
+    units: str  # the objective's units in words, e.g. "`innovations_total` per unit of `governance_cost`"
+    satisfice: str  # what satisficing asks, in words ("to do at least as well as `baseline`")
+    #: What the answer is conditional on, in words (e.g. hand-set values of the parameters the
+    #: worlds do not vary); None when the worlds draw the calibrated parameters from a posterior.
+    conditional: str | None
+    stops: str | None = None  # where the best policy stops being best, in words (PRIM), if found
+    voi: pl.DataFrame | None = None  # voi.parquet (kibs_mc.analysis.voi.voi_table)
+    source: str | None = None  # where the worlds' values come from, in words
+
+    def metric(self, policy: str, name: str) -> dict[str, Any]:
+        part = self.table.filter((pl.col("policy") == policy) & (pl.col("metric") == name))
+        return part.row(0, named=True)
+
+    @property
+    def best(self) -> str:
+        return most_often_best(self.table)
+
+    @property
+    def certain(self) -> bool:
+        return self.conditional is None and self.metric(self.best, "p_best")["ci_low"] >= CERTAIN
+
+
+def _share(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def across_best_sentence(a: Across) -> str:
+    """The answer: the policy most often best, that probability with its CI, its expected
+    regret and how often it satisfices; "certainly" only when the worlds draw the calibrated
+    parameters from their posterior and the CI's lower end is at least :data:`CERTAIN`; what the
+    ranking is conditional on otherwise."""
+    p, r, s = a.metric(a.best, "p_best"), a.metric(a.best, "regret_mean"), a.metric(a.best, "satisficing")
+    said = (
+        f"- **Best across what is not known: `{a.best}`**, the best policy in {_share(p['value'])} "
+        f"of {a.worlds} worlds [{_share(p['ci_low'])}, {_share(p['ci_high'])}] (95% CI over the "
+        f"worlds and their replicates); expected regret {_num(r['value'])} [{_num(r['ci_low'])}, "
+        f"{_num(r['ci_high'])}] {a.units}; it manages {a.satisfice} in {_share(s['value'])} of "
+        f"worlds [{_share(s['ci_low'])}, {_share(s['ci_high'])}]."
+    )
+    if a.conditional is not None:
+        return said + f" The ranking is conditional on {a.conditional}."
+    if a.certain:
+        return said + (
+            f" It is certainly the best policy over this joint uncertainty: the CI's lower end "
+            f"is at least {_share(CERTAIN)}."
+        )
+    return said + (
+        f" Not certain: the CI's lower end is below {_share(CERTAIN)} (more worlds or replicates "
+        "narrow it where the policies are close; the parameters that matter most are below)."
+    )
+
+
+def across_stops_sentence(a: Across) -> str | None:
+    """Where the best policy stops being best (its PRIM box of the other worlds)."""
+    if a.metric(a.best, "p_best")["value"] >= 1:
+        return f"- `{a.best}` is the best policy in every world drawn."
+    if a.stops is None or not a.stops.startswith(", mostly where"):
+        return (
+            f"- Where `{a.best}` stops being best, PRIM finds no region of the parameters "
+            "distinguishable from chance (`discovery.parquet`)."
+        )
+    return f"- `{a.best}` stops being best{a.stops}."
+
+
+def across_voi_sentence(a: Across) -> str | None:
+    """What to measure next: the parameters whose measurement would lower the expected regret
+    the most (EVPPI, with its CI), against what knowing everything would."""
+    if a.voi is None or a.voi.height == 0:
+        return None
+    top = a.voi.row(0, named=True)
+    evpi = (
+        f"knowing every parameter would lower it by {_num(top['evpi'])} (the expected regret of "
+        f"`{top['chosen']}`, the policy with the best mean objective)"
+    )
+    clear = a.voi.filter(pl.col("ci_low") > 0).head(3)
+    if clear.height == 0:
+        return (
+            f"- What to measure next: no single parameter's measurement would lower the expected "
+            f"regret beyond chance (every EVPPI interval reaches 0; the largest, `{top['parameter']}`, "
+            f"{_num(top['evppi'])} [{_num(top['ci_low'])}, {_num(top['ci_high'])}]); {evpi}."
+        )
+    first, *rest = clear.iter_rows(named=True)
+    then = "".join(
+        f"; measuring `{r['parameter']}` by {_num(r['evppi'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+        for r in rest
+    )
+    return (
+        f"- What to measure next: measuring `{first['parameter']}` would lower the expected regret "
+        f"by {_num(first['evppi'])} [{_num(first['ci_low'])}, {_num(first['ci_high'])}] {a.units} "
+        f"(EVPPI, 95% CI){then}; {evpi}. The decision depends most on `{first['parameter']}` "
+        "(voi.parquet)."
+    )
+
+
+def across_source_sentence(a: Across) -> str | None:
+    """Where the worlds' parameter values come from."""
+    return f"- Worlds: {a.source}." if a.source else None
+
+
+#: The executive summary of a decision across uncertain worlds, in order (each builder reads
+#: the :class:`Across` and returns one Markdown bullet, or None).
+ACROSS_SENTENCES: tuple[Callable[[Across], str | None], ...] = (
+    across_best_sentence,
+    across_stops_sentence,
+    across_voi_sentence,
+    across_source_sentence,
+)
+
+
+def across_summary(a: Across) -> list[str]:
+    """The bullets of :data:`ACROSS_SENTENCES` that have something to say."""
+    return [line for build in ACROSS_SENTENCES if (line := build(a)) is not None]
+
+
 def markdown_table(frame: pl.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)

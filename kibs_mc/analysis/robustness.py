@@ -678,6 +678,55 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def ranges_of(points: pl.DataFrame) -> dict[str, tuple[float, float]]:
+    """Each parameter's range over the worlds (the ends a box that does not restrict it has)."""
+    return {
+        c: (float(np.min(points[c].to_numpy())), float(np.max(points[c].to_numpy())))
+        for c in points.columns
+        if c != "world"
+    }
+
+
+def where_words(
+    discovery: pl.DataFrame,
+    full: dict[str, tuple[float, float]],
+    policy: str,
+    target: str,
+    significance: float = 0.05,
+) -> str:
+    """Where the worlds of ``target`` (``best``, ``fails``, ``not_best``) of ``policy`` lie, in
+    words from its PRIM box: ", mostly where x < 0.41 [0.39, 0.43] (PRIM box: ...)", or that
+    PRIM found no box, or no restriction distinguishable from chance."""
+    box = discovery.filter(
+        (pl.col("policy") == policy) & (pl.col("target") == target) & (pl.col("method") == "prim")
+    )
+    if box.height == 0:
+        return "; PRIM found no box that separates these worlds from the others"
+    sure = box.filter(pl.col("qp").is_not_null() & (pl.col("qp") < significance)).sort("qp")
+    stats = box.row(0, named=True)
+    tail = f" (PRIM box: coverage {stats['coverage']:.2f}, density {stats['density']:.2f})"
+    if sure.height == 0:
+        return (
+            "; no restriction of its PRIM box is distinguishable from chance "
+            f"(quasi-p >= {significance:g})" + tail
+        )
+    words = " and ".join(
+        _range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]], r)
+        for r in sure.iter_rows(named=True)
+    )
+    shares = [
+        f"{r['parameter']} in {_pct(r['restricted_share'])}"
+        for r in sure.iter_rows(named=True)
+        if r["restricted_share"] is not None
+    ]
+    stable = (
+        "; [edge]: 95% interval over resampled sets of worlds, whose boxes restrict " + " and ".join(shares)
+        if shares
+        else ""
+    )
+    return f", mostly where {words}" + tail[:-1] + stable + ")"
+
+
 def flip_sentences(
     table: pl.DataFrame,
     discovery: pl.DataFrame,
@@ -687,42 +736,10 @@ def flip_sentences(
 ) -> list[str]:
     """ "Where the answer flips": one sentence per policy that is best somewhere, and one per
     policy that fails the satisficing threshold somewhere, from its PRIM box."""
-    full = {
-        c: (float(np.min(points[c].to_numpy())), float(np.max(points[c].to_numpy())))
-        for c in points.columns
-        if c != "world"
-    }
+    full = ranges_of(points)
 
     def where(policy: str, target: str) -> str:
-        box = discovery.filter(
-            (pl.col("policy") == policy) & (pl.col("target") == target) & (pl.col("method") == "prim")
-        )
-        if box.height == 0:
-            return "; PRIM found no box that separates these worlds from the others"
-        sure = box.filter(pl.col("qp").is_not_null() & (pl.col("qp") < significance)).sort("qp")
-        stats = box.row(0, named=True)
-        tail = f" (PRIM box: coverage {stats['coverage']:.2f}, density {stats['density']:.2f})"
-        if sure.height == 0:
-            return (
-                "; no restriction of its PRIM box is distinguishable from chance "
-                f"(quasi-p >= {significance:g})" + tail
-            )
-        words = " and ".join(
-            _range_words(r["parameter"], r["low"], r["high"], full[r["parameter"]], r)
-            for r in sure.iter_rows(named=True)
-        )
-        shares = [
-            f"{r['parameter']} in {_pct(r['restricted_share'])}"
-            for r in sure.iter_rows(named=True)
-            if r["restricted_share"] is not None
-        ]
-        stable = (
-            "; [edge]: 95% interval over resampled sets of worlds, whose boxes restrict "
-            + " and ".join(shares)
-            if shares
-            else ""
-        )
-        return f", mostly where {words}" + tail[:-1] + stable + ")"
+        return where_words(discovery, full, policy, target, significance)
 
     lines = []
     metric = {r["policy"] + "/" + r["metric"]: r for r in table.iter_rows(named=True)}

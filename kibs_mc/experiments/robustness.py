@@ -23,7 +23,8 @@ import polars as pl
 
 from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
-from kibs_mc.analysis.report import markdown_table
+from kibs_mc.analysis.report import Across, across_summary, markdown_table, most_often_best
+from kibs_mc.analysis.voi import voi_table
 from kibs_mc.config import SIMULATION, Config, UncertaintyConfig, keys_of, replace_number
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
@@ -228,11 +229,14 @@ class Robustness(ExperimentKind):
         assert finished.effects is not None  # the pipeline's per-world paired effects
         per_world = self._with_effects(per_world, finished.effects, objective.outcome)
         write_parquet(per_world, run_dir / "per_world.parquet")
+        top = most_often_best(table)
         targets: dict[tuple[str, str], np.ndarray] = {}
         for p in policies:
             mine = per_world.filter(pl.col("policy") == p).sort("world")
             targets[(p, "best")] = mine["best"].to_numpy()
             targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
+            if p == top:  # where the answer's policy stops being best
+                targets[(p, "not_best")] = ~mine["best"].to_numpy()
         discovery, trajectory = rb.discover(worlds, targets, density=rob.density, seed=config.seed)
         write_parquet(discovery, run_dir / "discovery.parquet")
         write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
@@ -243,9 +247,23 @@ class Robustness(ExperimentKind):
             config.seed,
         )
         figures = rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
+        objective_j = rb.world_objective(data, baseline, per_money)[0]
+        value = voi_table(worlds, objective_j, policies, maximize, config.seed)
+        write_parquet(value, run_dir / "voi.parquet")
         words = self._satisfice_words(config, baseline_name)
         flips = rb.flip_sentences(table, discovery, worlds, words)
-        section = self._section(config, table, flips, order, baseline_name)
+        across = Across(
+            table,
+            rob.worlds,
+            self._units(config),
+            words,
+            self._conditional(config),
+            stops=rb.where_words(discovery, rb.ranges_of(worlds), top, "not_best"),
+            voi=value,
+            source=self._source(config),
+        )
+        headline = across_summary(across)
+        section = self._section(config, table, flips, order, baseline_name, value)
         children = [
             {
                 "name": p,
@@ -265,7 +283,9 @@ class Robustness(ExperimentKind):
             for p, s in zip(policies, config.experiment.scenarios, strict=True)
         ]
         names = set(finished.rows["scenario"].unique().to_list())
-        return KindOutput(figures=figures, sections=[section], unlisted=names, children=children, lines=flips)
+        return KindOutput(
+            figures=figures, sections=[section], unlisted=names, children=children, lines=[*headline, *flips]
+        )
 
     @staticmethod
     def _with_effects(per_world: pl.DataFrame, effects: pl.DataFrame, outcome: str) -> pl.DataFrame:
@@ -291,6 +311,41 @@ class Robustness(ExperimentKind):
         )
 
     @staticmethod
+    def _units(config: Config) -> str:
+        o = config.robustness.objective
+        return f"`{o.outcome}` per unit of `{o.cost}`" if o.per_money else f"`{o.outcome}`"
+
+    @staticmethod
+    def _conditional(config: Config) -> str | None:
+        """What the answer is conditional on (None: the worlds draw the calibrated parameters
+        from a calibration's posterior)."""
+        if config.uncertainty.posterior is not None:
+            return None
+        if config.calibration.use is not None:
+            return (
+                f"the posterior {config.calibration.point} of the calibration in `{config.calibration.use}` "
+                "for the calibrated parameters (their spread is not drawn: `uncertainty.posterior`)"
+            )
+        return (
+            "the hand-set values of the parameters the worlds do not vary (no calibration): it can "
+            "change once they are calibrated"
+        )
+
+    @staticmethod
+    def _source(config: Config) -> str:
+        space = space_of(config)
+        keys = ", ".join(f"`{p.key}`" for p in space.parameters)
+        if config.uncertainty.posterior is not None:
+            return (
+                f"{config.robustness.worlds} drawn from the weighted posterior of the calibration in "
+                f"`{config.uncertainty.posterior}` ({keys}); the policies share seeds within each world"
+            )
+        return (
+            f"{config.robustness.worlds} drawn over the ranges of the uncertainty space `{space.name}` "
+            f"({keys}); the policies share seeds within each world"
+        )
+
+    @staticmethod
     def _satisfice_words(config: Config, baseline: str) -> str:
         rob = config.robustness
         if rob.satisfice is None:
@@ -299,7 +354,13 @@ class Robustness(ExperimentKind):
         return f"to reach the threshold (objective {sign} {rob.satisfice:g})"
 
     def _section(
-        self, config: Config, table: pl.DataFrame, flips: list[str], order: list[str], baseline: str
+        self,
+        config: Config,
+        table: pl.DataFrame,
+        flips: list[str],
+        order: list[str],
+        baseline: str,
+        value: pl.DataFrame,
     ) -> str:
         rob = config.robustness
         uncertain = space_of(config)
@@ -341,6 +402,20 @@ class Robustness(ExperimentKind):
             "Parameters by how well they predict the best policy (extra-trees feature scores): "
             + ", ".join(f"`{k}`" for k in order)
             + ".",
+            "",
+            "## What to measure next",
+            "",
+            "Expected value of partial perfect information (EVPPI) of each parameter on the choice "
+            f"among the policies, in the objective's units ({self._units(config)}): the expected "
+            "regret that knowing the parameter exactly would remove. Estimated from the worlds "
+            "already simulated by the regression method of Strong, Oakley & Brennan (2014): each "
+            "policy's objective minus the chosen one's, regressed on the parameter alone (penalised "
+            "spline, GCV); `evppi` is corrected for the estimator's upward bias and its 95% interval "
+            "comes from draws of the regression's coefficients and of the worlds' weights "
+            "(docs/robustness.md). `evpi`: the chosen policy's expected regret (everything known). "
+            "`voi.parquet`.",
+            "",
+            markdown_table(value.select("parameter", "evppi", "ci_low", "ci_high", "plug_in", "upward_bias")),
             "",
         ]
         return "\n".join(lines)

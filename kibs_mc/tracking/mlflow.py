@@ -48,6 +48,7 @@ ARTIFACTS = (
     "robustness.parquet",
     "discovery.parquet",
     "discovery_trajectory.parquet",
+    "voi.parquet",
     "config.yaml",
     "report.md",
     "report.html",
@@ -256,10 +257,10 @@ def decision_metrics(run_dir: Path) -> dict[str, float]:
     (``<outcome>/rank/<scenario>``, ``<outcome>/effect/<scenario>``)."""
     ranks_file, effects_file = run_dir / "ranks.parquet", run_dir / "effects.parquet"
     if not ranks_file.is_file():
-        return {}
+        return voi_metrics(run_dir)
     ranks = pl.read_parquet(ranks_file)
     if ranks.height == 0:
-        return {}
+        return voi_metrics(run_dir)
     objective = str(ranks["outcome"][0])
     metrics = {
         metric_key(f"{objective}/rank/{r['scenario']}"): float(r["rank"])
@@ -270,6 +271,21 @@ def decision_metrics(run_dir: Path) -> dict[str, float]:
         for r in effects.iter_rows(named=True):
             if r["effect"] is not None and r["effect"] == r["effect"]:
                 metrics[metric_key(f"{objective}/effect/{r['scenario']}")] = float(r["effect"])
+    return metrics
+
+
+def voi_metrics(run_dir: Path) -> dict[str, float]:
+    """What to measure next, from ``voi.parquet`` (a decision across uncertain worlds): each
+    parameter's EVPPI with its interval (``evppi/<parameter>``, ``..._ci_low``, ``..._ci_high``)
+    and the expected regret of the chosen policy (``evpi``)."""
+    path = run_dir / "voi.parquet"
+    if not path.is_file():
+        return {}
+    voi = pl.read_parquet(path)
+    metrics = {"evpi": float(voi["evpi"][0])} if voi.height else {}
+    for r in voi.iter_rows(named=True):
+        for suffix, column in (("", "evppi"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
+            metrics[metric_key(f"evppi/{r['parameter']}{suffix}")] = float(r[column])
     return metrics
 
 
