@@ -70,8 +70,16 @@ def executor_streams(settings: dict) -> dict:
 
     got: dict[str, Any] = {}
     with executor_from(settings) as ex:
-        pairs = list(ex.map_unordered(square, range(60)))
+        computed: list[int] = []
+        ex.on_computed = computed.append  # may be called from another thread: list.append is atomic
+        pairs, late = [], []
+        for item, result in ex.map_unordered(square, range(60)):
+            pairs.append((item, result))
+            if item not in computed:
+                late.append(item)
+        ex.on_computed = None
         got.update(items=[i for i, _ in pairs], results=[r for _, r in pairs], workers=ex.workers)
+        got.update(computed=sorted(computed), reported_late=late)
 
         stream = ex.map_unordered(square, items())
         got["first"] = next(stream)
@@ -154,6 +162,10 @@ class ExecutorContract:
         assert sorted(streams["items"]) == list(range(60))
         assert all(r == i * i for i, r in zip(streams["items"], streams["results"], strict=True))
         assert streams["workers"] >= 1
+
+    def test_progress_hears_of_every_item_once_and_before_it_is_yielded(self, streams):
+        assert streams["computed"] == list(range(60)), "on_computed missed or repeated an item"
+        assert streams["reported_late"] == [], "on_computed was called after its item was yielded"
 
     def test_items_are_taken_lazily(self, streams):
         assert streams["first"][1] == streams["first"][0] ** 2

@@ -328,12 +328,16 @@ def _run_round(
 ) -> int:
     """Run ``todo`` and write each result as it arrives; returns the chunks computed."""
     computed = 0
+    # The bar advances as soon as a chunk is computed (the executor may hold results back, e.g.
+    # while a local Ray cluster starts and the driver computes), the precision as it is stored.
+    executor.on_computed = lambda chunk: progress.update(task, advance=len(chunk.replicates))
     try:
-        for chunk, result in executor.map_unordered(run_chunk, todo):
+        for _chunk, result in executor.map_unordered(run_chunk, todo):
             store.write(result)
             computed += 1
-            progress.update(task, advance=len(chunk.replicates), ci=running_precision(store, watched))
+            progress.update(task, ci=running_precision(store, watched))
     finally:
+        executor.on_computed = None
         store.flush()  # interrupted or failed: what completed stays on disk for resume
     return computed
 

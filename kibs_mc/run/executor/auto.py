@@ -159,6 +159,7 @@ class AutoExecutor(Executor):
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         if self._chosen is not None and not self._revisable:
+            self._chosen.on_computed = self.on_computed
             yield from self._chosen.map_unordered(fn, items)
             return
         left = operator.length_hint(items, -1)  # a list's length; -1 when unknown
@@ -170,6 +171,7 @@ class AutoExecutor(Executor):
             started = time.perf_counter()
             result = fn(item)
             seconds = time.perf_counter() - started
+            self._computed(item)
             busy += 0.0 if cold else seconds  # a cold item's loading is no work Ray would share
             left -= 1
             if not decided:
@@ -187,6 +189,7 @@ class AutoExecutor(Executor):
             yield item, result
             if decided and not self._revisable:  # Ray: the rest goes there
                 assert self._chosen is not None
+                self._chosen.on_computed = self.on_computed
                 yield from self._chosen.map_unordered(fn, iterator)
                 return
         # Everything ran here: what Ray would have saved on it counts when the next call chooses.

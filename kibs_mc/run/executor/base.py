@@ -40,6 +40,11 @@ class Executor(abc.ABC):
       results finished locally have been yielded; work in flight elsewhere is cancelled.
     - **Close**: releases what this executor started (a local Ray cluster), never what it
       attached to; idempotent.
+    - **Progress**: where the caller sets :attr:`on_computed`, it is called once per item as
+      soon as the item's result exists, from whichever thread computed it, and never after the
+      item is yielded. A progress display follows the work with it even while results wait to
+      be yielded (a local Ray cluster's start holds them back for seconds while the driver
+      computes).
 
     Registered in :data:`kibs_mc.run.executor.EXECUTORS` under :attr:`name`, with its settings'
     dataclass :attr:`schema` (``kibs_mc.config.EXECUTOR_SCHEMAS``, the option ``executor=<name>``).
@@ -53,6 +58,12 @@ class Executor(abc.ABC):
     name: ClassVar[str]
     schema: ClassVar[type]
     workers: int = 1
+    #: called with each item once its result exists (see Progress above); thread-safe
+    on_computed: Callable[[Any], None] | None = None
+
+    def _computed(self, item: Any) -> None:
+        if self.on_computed is not None:
+            self.on_computed(item)
 
     @classmethod
     def create(cls, cfg: Any, announce: Callable[[str], None]) -> Executor:
@@ -92,4 +103,6 @@ class SerialExecutor(Executor):
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         for item in items:
-            yield item, fn(item)
+            result = fn(item)
+            self._computed(item)
+            yield item, result

@@ -133,7 +133,7 @@ class RayExecutor(Executor):
         local: _LocalRunner | None = None
         if self._start_locally:
             self._start_locally = False
-            local = _LocalRunner(fn, todo, WORKER_ENV)
+            local = _LocalRunner(fn, todo, self._computed, WORKER_ENV)
             try:
                 self._init_local()
             except BaseException:
@@ -142,7 +142,7 @@ class RayExecutor(Executor):
             if not self._driver_computes:
                 local.stop()
         elif self._driver_computes:  # a later call (e.g. the next round): the driver computes again
-            local = _LocalRunner(fn, todo)
+            local = _LocalRunner(fn, todo, self._computed)
         try:
             yield from self._stream_remote(fn, todo, local)
         except GeneratorExit:
@@ -204,6 +204,7 @@ class RayExecutor(Executor):
                         del not_done, ref
                         raise ExecutionError(failure)
                     submit(1)
+                    self._computed(item)
                     yield item, result
             if local is not None:
                 yield from local.drain()
@@ -279,12 +280,20 @@ class _Shared:
 class _LocalRunner:
     """Runs items in a helper thread of the driver until stopped; results wait in a queue.
 
+    ``computed``: called with each item as soon as its result exists (in the helper thread:
+    while the local cluster starts, nothing is yielded, yet the progress display moves).
     ``env``: variables set in this process while the helper runs (see ``__init__``)."""
 
     #: How long an interrupted or failed run waits for the helper's current chunk.
     FINISH_SECONDS = 2.0
 
-    def __init__(self, fn: Callable[[T], R], todo: _Shared, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[T], R],
+        todo: _Shared,
+        computed: Callable[[Any], None],
+        env: dict[str, str] | None = None,
+    ) -> None:
         # Workers inherit the raylet's environment, which is this process's when it starts:
         # set through os.environ rather than a runtime_env, Ray's pre-started workers match
         # the tasks and serve them at once (with a runtime_env Ray starts other workers on
@@ -292,6 +301,7 @@ class _LocalRunner:
         # restored once it has finished (restore_env), so no thread sees the environment change.
         self._saved_env: dict[str, str | None] | None = _set_env(env) if env else None
         self._fn = fn
+        self._computed = computed
         self._todo = todo
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -305,7 +315,7 @@ class _LocalRunner:
             if not taken:
                 return
             try:
-                self._results.put((taken[0], self._fn(taken[0])))
+                result = self._fn(taken[0])
             except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
                 # The same error a chunk failing on a Ray worker gives (exit 1, resume hint).
                 self._error = ExecutionError(
@@ -313,6 +323,8 @@ class _LocalRunner:
                     f"beside the local Ray cluster ({type(exc).__name__}: {first_line(exc)})."
                 )
                 return
+            self._computed(taken[0])  # before the result can be yielded (the contract's order)
+            self._results.put((taken[0], result))
 
     def restore_env(self, force: bool = False) -> None:
         """Give the driver its environment back once the helper thread has finished (or now,
