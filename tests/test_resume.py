@@ -132,3 +132,36 @@ def test_a_local_ray_cluster_that_cannot_start_ends_the_run_with_one_message_and
     assert time.monotonic() - started < 120
     resumed = run_cli(*args, "executor=serial", "resume=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_a_calibration_resumed_across_a_change_of_the_model_code_is_refused_naming_the_module(tmp_path):
+    """Its generations would mix simulations of two versions of the model otherwise."""
+    import json
+
+    from kibs_mc.config import load_config
+    from kibs_mc.errors import UserError
+    from kibs_mc.experiments.pipeline import run_experiment
+
+    args = [
+        "experiment=calibrate",
+        "cluster=small",
+        "model.steps=12",
+        "tracking=none",
+        "executor=serial",
+        "calibration.parameters=[{key: model.tie_decay, low: 0.01, high: 0.5}]",
+        "calibration.targets=synthetic",
+        "calibration.template=recovery",
+        "calibration.truth.model.tie_decay=0.1",
+        "calibration.population=6",
+        "calibration.generations=1",
+        "calibration.ppc_draws=2",
+        "calibration.synthetic_replicates=2",
+    ]
+    run_experiment(load_config(args), args, tmp_path / "cal")
+    spec_file = tmp_path / "cal" / "calibration_spec.json"
+    spec = json.loads(spec_file.read_text())
+    assert "code:kibs_mc.models.kibs.replicate" in spec["code"]
+    spec["code"]["code:kibs_mc.models.kibs.replicate"] = "0" * 16  # as the model's code was then
+    spec_file.write_text(json.dumps(spec, sort_keys=True))
+    with pytest.raises(UserError, match="module kibs_mc.models.kibs.replicate"):
+        run_experiment(load_config([*args, "resume=true"]), [*args, "resume=true"], tmp_path / "cal")

@@ -41,10 +41,11 @@ from kibs_mc.errors import ConfigError, UserError
 from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult
 from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
+from kibs_mc.run.code import changed_code, code_inputs
 from kibs_mc.run.executor import Executor, make_executor
 from kibs_mc.run.executor.abc import seeded_sampler
 from kibs_mc.run.plan import build_scenarios
-from kibs_mc.run.store import write_parquet
+from kibs_mc.run.store import refused_resume, write_parquet
 
 #: ``posterior_point`` (``calibration.use``) reads the POINT_FILE this kind writes.
 __all__ = ["DB_FILE", "POINT_FILE", "Calibrate", "posterior_point", "resolve_targets"]
@@ -288,6 +289,7 @@ class Calibrate(ExperimentKind):
                 "model": asdict(config.model),
                 "cluster": asdict(config.cluster),
                 "governance": asdict(config.governance),
+                "code": code_inputs(config.model.name),  # generations of one code only
             }
             self._open(run_dir, spec, config.resume)
             # the ABC fits the `fit: true` targets; the predictive check judges every target
@@ -314,6 +316,9 @@ class Calibrate(ExperimentKind):
                     "continue it, or pick another hydra.run.dir."
                 )
             if not recorded.exists() or recorded.read_text() != text:
+                before = json.loads(recorded.read_text()) if recorded.exists() else {}
+                if changed_code(before.get("code") or {}, spec["code"]):
+                    raise refused_resume(run_dir, before.get("code"), spec["code"])
                 raise UserError(
                     f"{run_dir} holds a calibration of other targets, parameters or settings; "
                     "resume it with its own overrides, or pick another hydra.run.dir."
