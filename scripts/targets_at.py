@@ -4,8 +4,8 @@ at its hand-set defaults (or at any overrides) reproduce the stylized facts of a
 Simulates ``--replicates`` replicates of the configuration that ``experiment=calibrate`` plus
 the overrides compose, measures every target of ``calibration.targets`` on each, and prints per
 target the median and the central ``calibration.interval`` of the replicates beside the
-observed value, and whether the observed value lies inside (docs/calibration.md, "What the
-default targets say"). Bad overrides exit 2 with the one-line message of ``kibs-mc``.
+observed value, and the predictive check's verdict (docs/calibration.md, "Checks that can
+fail"). Bad overrides exit 2 with the one-line message of ``kibs-mc``.
 
     python scripts/targets_at.py                                   # the hand-set defaults
     python scripts/targets_at.py model.transfer_efficiency=0.045  # any overrides
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{SAID[r['verdict']]}"
         )
     print(
-        f"{int(table['reproduced'].sum())} of {table.height} targets reproduced: inside the central "
-        f"{cal.interval:g} of {args.replicates} replicates, which is at most {cal.max_width:g} scales wide"
+        f"{int(table['reproduced'].sum())} of {table.height} targets reproduced: the median of "
+        f"{args.replicates} replicates within the observed value's central {cal.interval:g} band, their "
+        f"central {cal.interval:g} at most {cal.max_width:g} scales wide"
     )
     return 0
 

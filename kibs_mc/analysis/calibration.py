@@ -7,12 +7,14 @@ Two judgements here can fail a calibration:
 - **identification**: a parameter whose posterior interval is less than :data:`IDENTIFIED`
   times narrower than its prior's is *not identified* (the targets say little about it); a
   decision should keep it uncertain over its prior rather than fix it at a posterior point;
-- **the predictive check**: a target is *reproduced* when its observed value lies inside the
-  central predictive interval **and** that interval is at most ``max_width`` target scales wide.
-  An interval wider than that (an unconverged or unidentified fit) reproduces anything and is
-  reported as *too wide*; each target is also scored by its continuous ranked probability score
-  (CRPS, a proper score; Gneiting & Raftery 2007, J. Am. Stat. Assoc. 102:359-378, eq. 21) in
-  units of its scale, and by the standardised distance of the predictive median.
+- **the predictive check**: a target is *reproduced* when the predictive median lies within the
+  observed value's own central interval (its standardised distance ``z`` = (median - observed)
+  / scale at most the normal quantile of ``interval``: 1.645 for 90%) **and** the central
+  predictive interval is at most ``max_width`` target scales wide. A wider interval (an
+  unconverged or unidentified fit, or a statistic too noisy for its scale) could reproduce
+  anything and is reported as *too wide*; each target is also scored by its continuous ranked
+  probability score (CRPS, a proper score; Gneiting & Raftery 2007, J. Am. Stat. Assoc.
+  102:359-378, eq. 21) in units of its scale.
 """
 
 from __future__ import annotations
@@ -165,11 +167,19 @@ def crps(draws: np.ndarray, observed: float) -> float:
     return float(np.mean(np.abs(x - observed)) - 0.5 * spread)
 
 
-def verdict(inside: bool, width: float, max_width: float) -> str:
-    """A target's verdict: not reproduced when the observed value lies outside the predictive
-    interval; too wide when it lies inside an interval more than ``max_width`` scales wide (the
-    check cannot tell); reproduced otherwise."""
-    if not inside:
+def _z_max(interval: float) -> float:
+    """The largest |z| that reproduces a target: the normal quantile of the central ``interval``."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + interval / 2))
+
+
+def verdict(z: float, width: float, interval: float, max_width: float) -> str:
+    """A target's verdict: not reproduced when the predictive median is more than the normal
+    ``interval`` quantile of target scales from the observed value (``|z|``: 1.645 for 90%, the
+    observed value's own central interval); too wide when the predictive interval is more than
+    ``max_width`` scales wide (the check cannot tell); reproduced otherwise."""
+    if not np.isfinite(z) or abs(z) > _z_max(interval):
         return NOT_REPRODUCED
     return REPRODUCED if np.isfinite(width) and width <= max_width else TOO_WIDE
 
@@ -179,9 +189,9 @@ def ppc_table(
 ) -> pl.DataFrame:
     """One row per target: the observed value beside the posterior predictive median and
     central ``interval`` (``low``, ``high``), ``inside`` (the observed value lies in it), the
-    interval's ``width`` and the median's standardised distance ``z`` in target scales, the
-    ``crps`` in target scales, and the ``verdict``: reproduced, not reproduced, or too wide
-    (``width`` above ``max_width``: the check cannot tell); ``reproduced`` is its boolean."""
+    median's standardised distance ``z`` and the interval's ``width`` in target scales, the
+    ``crps`` in target scales, and the ``verdict`` (:func:`verdict`): reproduced, not
+    reproduced, or too wide; ``reproduced`` is its boolean."""
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     rows = []
     for t in targets:
@@ -190,7 +200,8 @@ def ppc_table(
         low, med, high = np.quantile(x, [lo_q, 0.5, hi_q]) if x.size else (np.nan,) * 3
         inside = bool(low <= t.observed <= high) if x.size else False
         width = float((high - low) / t.scale) if x.size else float("inf")
-        said = verdict(inside, width, max_width)
+        z = float((med - t.observed) / t.scale)
+        said = verdict(z, width, interval, max_width)
         rows.append(
             {
                 "target": t.name,
@@ -200,7 +211,7 @@ def ppc_table(
                 "median": float(med),
                 "low": float(low),
                 "high": float(high),
-                "z": float((med - t.observed) / t.scale),
+                "z": z,
                 "width": width,
                 "crps": crps(x, t.observed) / t.scale,
                 "inside": inside,
@@ -418,7 +429,8 @@ def report_section(
     ]
     lines += [_parameter_line(r) for r in params.iter_rows(named=True)]
     lines.append(
-        f"targets ({pct} posterior predictive interval, at most {max_width:g} scales wide): "
+        f"targets (predictive median within the observed value's {pct} band, {pct} predictive interval "
+        f"at most {max_width:g} scales wide): "
         f"{int(ppc['reproduced'].sum())} of {ppc.height} reproduced"
     )
     lines += [_target_line(r) for r in ppc.iter_rows(named=True)]
@@ -433,10 +445,11 @@ def report_section(
         markdown_table(params),
         "",
         f"Posterior predictive check: each target simulated at posterior draws; reproduced when the "
-        f"observed value lies inside the central {pct} predictive interval and that interval is at "
-        f"most {max_width:g} target scales wide (`width`; wider: too wide to tell). `z`: the "
-        "predictive median's distance from the observed value, `crps`: the continuous ranked "
-        "probability score, both in target scales (`fitted`: false for a held-out target, not part "
+        f"predictive median lies within the observed value's central {pct} band (`z`, the median's "
+        f"distance in target scales, at most {_z_max(interval):.3g}) and the central {pct} "
+        f"predictive interval is at most {max_width:g} target scales wide (`width`; wider: too wide to "
+        "tell). `inside`: the observed value lies in the predictive interval; `crps`: the continuous "
+        "ranked probability score in target scales (`fitted`: false for a held-out target, not part "
         "of the ABC distance; `draws`: the draws where it is defined).",
         "",
         check_sentence(params, ppc, max_width),
@@ -460,8 +473,9 @@ def calibration_summary(
     pct = f"{100 * interval:.0f}%"
     missed = ppc.filter(~pl.col("reproduced"))
     lines = [
-        f"**{int(ppc['reproduced'].sum())} of {ppc.height} targets reproduced** (the observed value "
-        f"inside the {pct} posterior predictive interval, at most {max_width:g} scales wide)"
+        f"**{int(ppc['reproduced'].sum())} of {ppc.height} targets reproduced** (the predictive median "
+        f"within the observed value's {pct} band, the {pct} predictive interval at most {max_width:g} "
+        "scales wide)"
         + (
             "; not: " + ", ".join(f"`{r['target']}` ({r['verdict']})" for r in missed.iter_rows(named=True))
             if missed.height
