@@ -132,7 +132,8 @@ def test_a_policy_response_target_is_a_paired_effect_on_common_seeds(tmp_path):
     """A paired target simulates the scenario and the baseline on the particle's seeds, both at
     the stated intensity: management with no budget is the baseline bit for bit, so its effect
     is exactly 0; with a budget, the effect equals the one computed from the two arms by hand
-    (relative, and per unit of extra money); the particle's values reach both arms."""
+    (relative, and per unit of extra money); `level` is the scenario's own statistic; the
+    particle's values reach both arms."""
     common = {"statistic": "innovations_per_hte", "observed": 0.1, "scale": 0.05, "source": "test"}
     spec = _target_file(
         tmp_path,
@@ -158,11 +159,23 @@ def test_a_policy_response_target_is_a_paired_effect_on_common_seeds(tmp_path):
             **common,
         },
         {"name": "level", "statistic": "hte_exits", "observed": 1.0, "scale": 1.0, "fit": False},
+        {
+            "name": "spent",
+            "scenario": "management",
+            "effect": "level",
+            "intensity": {"governance.budget": 0.1},
+            **common,
+        },
     )
     overrides = ["experiment=calibrate", "cluster=small", "model.steps=12", f"calibration.targets={spec}"]
     config = load_config(overrides)
     targets, arms = resolve_targets(config, overrides)
-    assert len(arms) == 4  # baseline and management, each at budget 0 and 0.1: composed once each
+    # management at budget 0 and 0.1, and one baseline (it spends nothing, so its budget is moot)
+    assert sorted(k for k, _ in arms) == [
+        ("governance=baseline",),
+        ("governance=management", "governance.budget=0.0"),
+        ("governance=management", "governance.budget=0.1"),
+    ]
     sim = Simulator(config, (), tuple(targets), 2, tuple(arms))
     got = sim.statistics({"model.transfer_efficiency": 0.3}, [11, 12])
     assert got["none"] == 0.0
@@ -180,6 +193,7 @@ def test_a_policy_response_target_is_a_paired_effect_on_common_seeds(tmp_path):
     cost = np.mean([r["governance_cost"] for r in scen]) - np.mean([r["governance_cost"] for r in base])
     assert got["rel"] == pytest.approx(m / b - 1, rel=1e-12) and got["rel"] != 0
     assert got["money"] == pytest.approx((m - b) / cost, rel=1e-12) and cost > 0
+    assert got["spent"] == pytest.approx(m, rel=1e-12)  # level: the scenario's own statistic
     plain = load_config([*overrides, "model.transfer_efficiency=0.3"])
     assert got["level"] == np.mean([model.simulate(plain, s)[0]["hte_exits"] for s in (11, 12)])
 

@@ -26,7 +26,9 @@ horizon ``model.steps``, ...), and ``effect`` says how the statistic of the two 
 - ``difference``: scenario - baseline;
 - ``relative``: scenario / baseline - 1;
 - ``per_money``: (scenario - baseline) / the extra money the scenario spent (the model's cost
-  outcome), e.g. additional service purchases per unit of voucher money.
+  outcome), e.g. additional service purchases per unit of voucher money;
+- ``level``: the scenario's statistic itself (no baseline arm), e.g. what a funded partnership
+  achieves, which the baseline has none of.
 
 ``mapping`` says in words how the source's measurement is read as the model's statistic, and
 ``replicates`` (optional) how many paired replicates a particle averages for this target.
@@ -51,7 +53,7 @@ from kibs_mc.errors import ConfigError
 
 _AGGREGATE = re.compile(r"^(mean|median|sd|q(\d{1,2}))$")
 #: How a policy-response target compares its two arms.
-EFFECTS = ("difference", "relative", "per_money")
+EFFECTS = ("difference", "relative", "per_money", "level")
 #: The governance option a policy-response target's scenario is compared with.
 BASELINE = "baseline"
 #: What an intensity may set: numbers of the groups that decide what a replicate computes.
@@ -113,12 +115,18 @@ class Target:
         """A policy-response target (a scenario against the baseline)."""
         return self.scenario is not None
 
-    def arms(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        """The overrides of the two arms (baseline, scenario), or None for a cluster statistic."""
+    def arms(self) -> tuple[tuple[str, ...] | None, tuple[str, ...]] | None:
+        """The overrides of the two arms (baseline, scenario), or None for a cluster statistic.
+        The baseline spends no money, so the intensity's governance numbers change nothing
+        there (every lever at 0 is the baseline) and are left out of its overrides: targets at
+        different budgets share one baseline arm. ``level`` has no baseline arm (None)."""
         if self.scenario is None:
             return None
         values = tuple(f"{k}={v!r}" for k, v in self.intensity)
-        return (f"governance={BASELINE}", *values), (f"governance={self.scenario}", *values)
+        scenario = (f"governance={self.scenario}", *values)
+        if self.effect == "level":
+            return None, scenario
+        return (f"governance={BASELINE}", *(v for v in values if not v.startswith("governance."))), scenario
 
 
 def _key(path: str, index: int, name: str) -> str:
@@ -315,10 +323,34 @@ def _mean_degree(row: Mapping[str, Any], ts: Mapping[str, np.ndarray] | None) ->
     return 2.0 * ties / ((1.0 + math.sqrt(1.0 + 8.0 * ties / density)) / 2.0)
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def _knowledge_services(row: Mapping[str, Any], ts: Any) -> float:
+    """Knowledge services bought in the cluster: KIBS' gross revenue (fees, consulting and
+    service contracts, benefit shares) plus the voucher money paid to the universities'
+    platform (docs/ODD.md s.9 records)."""
+    return float(row["money_kibs_gross"]) + float(row["money_business_to_uni"])
+
+
+def _joint_per_partnership(row: Mapping[str, Any], ts: Any) -> float:
+    """Joint innovations per strategic partnership formed (NaN without a partnership)."""
+    return _ratio(
+        float(row["innovations_joint"]), float(row["partners_p_kibs"]) + float(row["partners_t_kibs"])
+    )
+
+
 #: Statistics computed from a replicate's outcomes and time series: name -> (function,
 #: outcomes it reads, time-series columns it reads at the last step).
 DERIVED: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
     "network_mean_degree": (_mean_degree, ("network_density",), ("ties",)),
+    "knowledge_services_bought": (_knowledge_services, ("money_kibs_gross", "money_business_to_uni"), ()),
+    "joint_innovations_per_partnership": (
+        _joint_per_partnership,
+        ("innovations_joint", "partners_p_kibs", "partners_t_kibs"),
+        (),
+    ),
 }
 
 
@@ -373,6 +405,8 @@ def paired_effect(
         return scenario / baseline - 1.0 if baseline != 0 else math.nan
     if target.effect == "per_money":
         return (scenario - baseline) / extra_money if extra_money else math.nan
+    if target.effect == "level":
+        return scenario
     raise ValueError(f"{target.name}: not a policy-response target")
 
 
@@ -418,10 +452,11 @@ def check_targets(
                     raise ConfigError(
                         f"{where}: targets[{i}].{field_name}",
                         ref,
-                        f"allowed: {ref} needs the outcomes {', '.join(needs)} and the "
-                        f"time-series columns {', '.join(series)}, which this model lacks",
+                        f"allowed: {ref} needs the outcomes {', '.join(needs)}"
+                        + (f" and the time-series columns {', '.join(series)}" if series else "")
+                        + ", which this model lacks",
                     )
-                if last != int(config.model.steps):
+                if series and last != int(config.model.steps):
                     raise ConfigError(
                         "model.steps",
                         config.model.steps,

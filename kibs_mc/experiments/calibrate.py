@@ -17,6 +17,7 @@ replaces the pipeline's plan -> execute -> analyse (it still reports and tracks 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -129,7 +130,8 @@ class Simulator:
             if sides is None:
                 out[t.name] = arm((), n, t)[0]
                 continue
-            (base, base_cost), (scen, scen_cost) = arm(sides[0], n, t), arm(sides[1], n, t)
+            scen, scen_cost = arm(sides[1], n, t)
+            base, base_cost = arm(sides[0], n, t) if sides[0] is not None else (math.nan, 0.0)
             out[t.name] = paired_effect(t, scen, base, scen_cost - base_cost)
         return out
 
@@ -211,7 +213,8 @@ def compose_arms(config: Config, overrides: Sequence[str], targets: Sequence[Tar
                     "allowed: a key that is not calibrated (the particle sets it)",
                 )
         for side in sides:
-            specs.setdefault(side, f"{t.name}:{side[0]}")
+            if side is not None:
+                specs.setdefault(side, f"{t.name}:{side[0]}")
     keys = list(specs)
     built = build_scenarios(config, overrides, [(specs[k], list(k)) for k in keys]) if keys else []
     return [(k, sc.config) for k, sc in zip(keys, built, strict=True)]
