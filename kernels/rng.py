@@ -37,6 +37,19 @@ def new_state(seed: int) -> np.ndarray:
     return np.array([seed], dtype=np.uint64)
 
 
+#: Offset of a second stream's seed from the first's (:func:`second_stream`): an odd constant far
+#: from any multiple of GOLDEN a run reaches (Steele et al.'s "split" draws a new gamma instead;
+#: one fixed offset is enough for two streams of at most ~10^12 draws each).
+SECOND_STREAM = np.uint64(0xD1B54A32D192ED03)
+
+
+def second_stream(state: np.ndarray) -> np.ndarray:
+    """A second random state for the same replicate, derived from ``state`` without advancing
+    it: its seed is the SplitMix64 output of the first stream's state plus ``SECOND_STREAM``."""
+    seed = (int(state[0]) + int(SECOND_STREAM)) % (1 << 64)  # wraps as uint64 arithmetic does
+    return np.array([mix(np.uint64(seed))], dtype=np.uint64)
+
+
 @njit(cache=True, nogil=True)
 def mix(s: np.uint64) -> np.uint64:
     """SplitMix64 output function of a state value."""

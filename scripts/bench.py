@@ -8,6 +8,10 @@ Subcommands (``all``, the default, runs each with its quick defaults):
 - ``cj``: the raw Cowan-Jonard meeting loop on one thread, the same work as
   ``shared/bench/cj_anchor.c``: ring lattice (p=0), knowledge Uniform[0,10), alpha 0.1,
   tolerance 0.01, a fixed number of meetings, no steady-state checks. Compilation excluded.
+- ``kibs``: agent-steps/s of the cluster kernel on the default cluster on one thread, and the
+  cost of a step as the cluster grows (its growth exponent); ``--against REV`` also times
+  commit REV's kernel side by side in interleaved rounds (e.g. the model's previous version)
+  and prints the ratio.
 - ``startup``: seconds from process start to a first finished replicate, with an empty
   (cold) and then a filled (warm) Numba on-disk cache, and how many kernels the warm run
   compiled (should be none).
@@ -329,6 +333,105 @@ def bench_kibs(
             governance=governance,
             definition=f"cluster building (agents, network, enrolment), {a0} -> {a1} agents; 1 = linear",
         )
+
+
+#: Run in a fresh interpreter of one code tree: the default cluster's step loop under one
+#: governance scenario, thread CPU seconds per replicate after an untimed first replicate. Only
+#: APIs every model version has (the comparison with another commit runs this in that tree).
+AGAINST_CHILD = r"""
+import json, sys, time
+from kibs_mc.config import load_config
+from kibs_mc.kernels import kibs as kernel
+from kibs_mc.kernels.rng import new_state
+from kibs_mc.models.kibs.build import build_cluster
+from kibs_mc.models.kibs.governance import kernel_parameters
+governance, replicates = sys.argv[1], int(sys.argv[2])
+overrides = ["model=kibs", "cluster=default", "executor=serial", "tracking=none", f"governance={governance}"]
+cfg = load_config(overrides)
+prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+run = 0.0
+for r in range(replicates + 1):
+    rng = new_state(1000 + r)
+    state = build_cluster(cfg.cluster, prm, rng)
+    t0 = time.thread_time()
+    kernel.run_replicate(state.agents, state.ties, state.work, rng, prm, cfg.model.steps)
+    if r:
+        run += time.thread_time() - t0
+agent_steps = state.n * cfg.model.steps
+print(json.dumps({"agent_steps_per_s": agent_steps * replicates / run, "kernel": kernel.__file__}))
+"""
+
+
+def code_tree(rev: str, into: Path) -> Path:
+    """The model code of commit ``rev`` (kibs_mc, kernels, conf), unpacked into ``into`` and
+    importable with ``PYTHONPATH=into`` (``kibs_mc.kernels`` is ``kernels/``, as the install maps it)."""
+    command = ["git", "-C", str(REPO), "archive", rev, "kibs_mc", "kernels", "conf"]
+    archive = subprocess.run(command, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    (into / "kibs_mc" / "kernels").symlink_to(into / "kernels", target_is_directory=True)
+    return into
+
+
+def bench_kibs_against(rev: str, governance: str, replicates: int, rounds: int) -> None:
+    """Agent-steps/s of this tree's cluster kernel and of commit ``rev``'s, side by side on the
+    default cluster: ``rounds`` interleaved rounds (the order alternates), each side a fresh
+    process timing ``replicates`` replicates on one thread (thread CPU time), its Numba cache
+    warm from an untimed first round. Emits both medians and the ratio this / rev (> 1: this
+    tree is faster per agent-step), with every round's ratio and the load."""
+    import statistics
+
+    with tempfile.TemporaryDirectory(prefix="kibs-bench-rev-") as tmp:
+        other = code_tree(rev, Path(tmp))
+        sides = {
+            "this": (child_env(NUMBA_NUM_THREADS="1"), str(REPO)),
+            rev: (child_env(NUMBA_NUM_THREADS="1", PYTHONPATH=str(other)), str(other)),
+        }
+
+        def one(label: str, reps: int) -> float:
+            env, cwd = sides[label]
+            out = subprocess.run(
+                [sys.executable, "-c", AGAINST_CHILD, governance, str(reps)],
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            if label == rev and not result["kernel"].startswith(str(other)):
+                raise RuntimeError(f"the {rev} side ran {result['kernel']}, not its own tree")
+            return float(result["agent_steps_per_s"])
+
+        for label in sides:  # compile or load each side's kernels once, untimed
+            one(label, 1)
+        speed: dict[str, list[float]] = {label: [] for label in sides}
+        for r in range(rounds):
+            for label in list(sides)[:: 1 if r % 2 == 0 else -1]:
+                speed[label].append(one(label, replicates))
+    ratios = [a / b for a, b in zip(speed["this"], speed[rev], strict=True)]
+    for label, values in speed.items():
+        emit(
+            "kibs_agent_steps_per_s",
+            statistics.median(values),
+            "agent-steps/s",
+            code=label,
+            cluster="default",
+            governance=governance,
+            rounds=rounds,
+            replicates=replicates,
+            per_round=[round(v) for v in values],
+            clock="thread_cpu",
+            **machine(),
+        )
+    emit(
+        "kibs_agent_steps_ratio",
+        statistics.median(ratios),
+        "ratio",
+        definition=f"agent-steps/s of this tree / of {rev}, default cluster, median of interleaved rounds",
+        governance=governance,
+        per_round=[round(x, 3) for x in ratios],
+        **machine(),
+    )
 
 
 def bench_latency(sizes_mib: Sequence[float], loads: int) -> None:
@@ -981,6 +1084,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=["baseline", "all_four"],
         help="governance scenarios, each a series (default: baseline and all_four)",
     )
+    kibs.add_argument(
+        "--against",
+        metavar="REV",
+        help="also this tree's default-cluster agent-steps/s side by side with commit REV's, "
+        "in interleaved rounds (e.g. the model's previous version)",
+    )
+    kibs.add_argument("--rounds", type=int, default=6, help="interleaved rounds of --against")
     sub.add_parser("startup", help="cold and warm start with Numba's on-disk cache")
     lat = sub.add_parser("latency", help="ns per load of a random pointer chase by working-set size")
     lat.add_argument(
@@ -1037,6 +1147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_cj(args.agents, args.degree, args.categories, args.meetings, args.replicates)
     elif command == "kibs":
         for governance in args.governance:
+            if args.against:
+                bench_kibs_against(args.against, governance, args.replicates, args.rounds)
             bench_kibs(args.sizes, args.steps, args.replicates, governance)
     elif command == "latency":
         bench_latency(args.sizes, args.loads)

@@ -1,15 +1,43 @@
-"""Slow pure-Python twin of the cluster-model step kernels (kernels/kibs/, version 2), for
+"""Slow pure-Python twin of the cluster-model step kernels (kernels/kibs/, version 3), for
 tests only.
 
 Written from docs/ODD.md section 7 with Python floats, lists of neighbours per agent and the
-SplitMix64 twin of tests/reference.py. Rows are Python lists; removing a tie moves the row's
-last tie into the freed place, as the kernel's padded CSR does, so the two can be compared
-slot by slot. Money flows are booked in the same ledger accounts as the kernel's.
+SplitMix64 twin of tests/reference.py (two streams: the cluster's and the instruments'). Rows
+are Python lists; removing a tie moves the row's last tie into the freed place, as the kernel's
+padded CSR does, so the two can be compared slot by slot. Money flows are booked in the same
+ledger accounts as the kernel's (their indices are the only thing taken from the kernel).
 """
 
 from __future__ import annotations
 
 import math
+
+from kibs_mc.kernels.kibs import (  # the ledger's account indices (names only)
+    COSTS_OUT,
+    DEFAULTS,
+    ENTRY_IN,
+    EXIT_OUT,
+    FEES,
+    FIXED_COSTS,
+    GOV_DEPTH,
+    GOV_SPENT,
+    GOV_STRATEGIC,
+    GOV_TO,
+    GOV_UNSPENT,
+    HTE_KIBS_SERVICES,
+    HTE_SPENDING,
+    INTEREST,
+    INTEREST_OUT,
+    JOINT_VALUE,
+    KIBS_COSTS,
+    KIBS_GROSS,
+    MARKET_IN,
+    P_PARTNERS,
+    PLATFORM_COSTS,
+    PROJECT_COSTS,
+    RD_COSTS,
+    T_PARTNERS,
+)
 
 from tests.reference import SplitMix64
 
@@ -51,22 +79,24 @@ class Twin:
         self.prm = prm
         self.rng = SplitMix64(0)
         self.rng.state = seed_state
-        self.ledger: dict[str, float] = {
-            k: 0.0
-            for k in (
-                "gov",
-                "market",
-                "costs",
-                "entry",
-                "exit",
-                "kibs_gross",
-                "kibs_costs",
-                "interest",
-                "defaults",
-                "hte_kibs",
-                "hte_spend",
-            )
-        }
+        self.ledger = [float(x) for x in state.work.ledger]
+        self.policy = SplitMix64(0)
+        self.policy.state = int(state.work.policy[0])
+        self.firm = [int(x) for x in a.firm]
+        self.partner = [int(x) for x in a.partner]
+        self.partner_firm = [int(x) for x in a.partner_firm]
+        self.alignment = [float(x) for x in a.alignment]
+        self.project = [float(x) for x in a.project]
+        self.per_unit = [float(x) for x in state.work.per_unit]
+        self.served = [float(x) for x in state.work.served]
+        self.demand = [float(x) for x in state.work.demand]
+        self.delivered = [0.0] * 4
+        self.entered = int(state.work.clock[2])
+        tally = state.work.tally  # partnerships formed at the start
+        self.partners = {T_KIBS: int(tally[T_PARTNERS]), P_KIBS: int(tally[P_PARTNERS])}
+        self.projects_run = 0
+        self.joint = 0
+        self.matches = 0
         self.step = int(state.work.clock[0])
         self.last = self.step
         self.born = [int(x) for x in state.work.born]
@@ -76,7 +106,6 @@ class Twin:
         self.exits = {"hte": 0, "kibs": 0, "fin": 0}
         self.imitations = 0
         self.independent = 0
-        self.projects_won = 0
 
     # ----------------------------------------------------------------- ties
     def slot(self, i: int, j: int) -> int:
@@ -113,12 +142,6 @@ class Twin:
         if q >= 0:
             self.rows[j][q][1] = w
 
-    def first_partner(self, i: int) -> int:
-        for tie in self.rows[i]:
-            if tie[2]:
-                return tie[0]
-        return -1
-
     def best_tied(self, i: int, t: int, by_management: bool) -> int:
         best, best_value = -1, -1.0
         for j, _, _ in self.rows[i]:
@@ -154,15 +177,12 @@ class Twin:
         a = self.absorptive(i)
         return a * self.phi(a, delta) if self.prm.distance_learning else a
 
-    def sharing(self, w: float, part: bool) -> float:
-        prm = self.prm
-        s = 1 - prm.trust_weight + prm.trust_weight * w
-        if part:
-            s *= 1 - prm.opportunism * (1 - prm.goal_alignment)
-        return s
+    def sharing(self, w: float) -> float:
+        return 1 - self.prm.trust_weight + self.prm.trust_weight * w
 
-    def synergy(self, i: int) -> float:
-        return 1 + self.prm.information_synergy if self.enrolled[i][INFORMATION] else 1.0
+    def learning_value(self, i: int, j: int) -> float:
+        r = self.rate(i, self.distance(self.k[i], self.k[j]))
+        return sum(r * (y - x) for x, y in zip(self.k[i], self.k[j], strict=True) if y > x)
 
     def can_trade(self, i: int, j: int) -> bool:
         pairs = list(zip(self.k[i], self.k[j], strict=True))
@@ -172,15 +192,11 @@ class Twin:
 
     def meet(self, i: int, p: int, gained: list[float]) -> None:
         prm = self.prm
-        j, w, part = self.rows[i][p]
+        j, w, _ = self.rows[i][p]
         if prm.barter and not self.can_trade(i, j):
             return
         delta = self.distance(self.k[i], self.k[j])
-        tau = prm.transfer_efficiency
-        c = int(self.enrolled[i][INFORMATION]) + int(self.enrolled[j][INFORMATION])
-        if c:
-            tau += prm.information_gain * (1 - tau) * 0.5 * c
-        share = tau * self.sharing(w, part)
+        share = prm.transfer_efficiency * self.sharing(w)
         ai, aj = self.absorptive(i), self.absorptive(j)
         if prm.distance_learning:
             ri = ai * self.phi(ai, delta) * share
@@ -210,9 +226,8 @@ class Twin:
             if served and prm.service_fee > 0:
                 self.cap[h] -= prm.service_fee
                 self.cap[kk] += prm.service_fee
-                self.ledger["kibs_gross"] += prm.service_fee
-                self.ledger["hte_kibs"] += prm.service_fee
-                self.ledger["hte_spend"] += prm.service_fee
+                for account in (KIBS_GROSS, FEES, HTE_KIBS_SERVICES, HTE_SPENDING):
+                    self.book(account, prm.service_fee)
 
     def choose(self, i: int, u: float) -> int:
         row = self.rows[i]
@@ -237,6 +252,43 @@ class Twin:
             self.meet(i, self.choose(i, self.rng.uniform()), gained)
 
     # ----------------------------------------------------------------- instruments
+    def book(self, account: int, amount: float) -> None:
+        self.ledger[account] += amount
+
+    def book_gov(self, k: int, t: int, money: float, unit_cost: float) -> None:
+        self.book(GOV_SPENT, money)
+        self.book(GOV_STRATEGIC + k, money)
+        self.book(GOV_TO + k * 6 + t, money)
+        if money > unit_cost:
+            self.book(GOV_DEPTH + k, money - unit_cost)
+
+    def slots_of(self, t: int) -> list[int]:
+        return [j for j in range(len(self.t)) if self.t[j] == t]  # living or not, slot order
+
+    def partner_of(self, i: int) -> int:
+        j = self.partner[i]
+        if j >= 0 and self.alive[j] and self.firm[j] == self.partner_firm[i]:
+            return j
+        return -1
+
+    def on_platform(self, i: int) -> bool:
+        return self.enrolled[i][INFORMATION] and self.per_unit[INFORMATION] > 0
+
+    def platform_capacity(self) -> None:
+        prm = self.prm
+        members = sum(1 for i in range(len(self.t)) if self.alive[i] and self.enrolled[i][INFORMATION])
+        ints = sum(1 for i in range(len(self.t)) if self.alive[i] and self.t[i] == INT)
+        money = prm.money[INFORMATION]
+        if money <= 0 or ints == 0 or members == 0:
+            self.per_unit[INFORMATION] = 0.0
+        elif prm.unit_cost[INFORMATION] <= 0:
+            self.per_unit[INFORMATION] = 1.0
+        else:
+            self.per_unit[INFORMATION] = min(1.0, money / (prm.unit_cost[INFORMATION] * members))
+
+    def room(self, i: int, j: int) -> bool:
+        return self.slot(i, j) >= 0 or len(self.rows[j]) < self.capacity[j]
+
     def partnership(self, i: int) -> None:
         d = len(self.k[i])
         techs = [j for j in range(len(self.t)) if self.alive[j] and self.t[j] == T_KIBS]
@@ -252,149 +304,282 @@ class Twin:
         tech_deficit = 1 - kbar / (k_t / (len(techs) * d)) if techs and k_t > 0 else -1.0
         manage_deficit = 1 - self.m[i] / (m_p / len(pros)) if pros and m_p > 0 else -1.0
         want = P_KIBS if manage_deficit > tech_deficit else T_KIBS
+        slots = self.slots_of(want)
+        if self.on_platform(i):
+            candidates = slots
+        else:
+            candidates = [j for j, _, _ in self.rows[i] if self.t[j] == want]
+            if slots:
+                candidates += [slots[self.policy.integer(len(slots))] for _ in range(self.prm.search_draws)]
         best, best_value = -1, 0.0
-        for j in range(len(self.t)):
-            if not self.alive[j] or self.t[j] != want:
+        for j in candidates:
+            if not self.alive[j] or not self.room(i, j):
                 continue
-            if self.slot(i, j) < 0 and len(self.rows[j]) >= self.capacity[j]:
-                continue
-            if want == P_KIBS:
-                value = self.m[j] - self.m[i]
-            else:
-                r = self.rate(i, self.distance(self.k[i], self.k[j]))
-                value = sum(r * (y - x) for x, y in zip(self.k[i], self.k[j], strict=True) if y > x)
+            value = self.m[j] - self.m[i] if want == P_KIBS else self.learning_value(i, j)
             if value > best_value:
                 best, best_value = j, value
         if best < 0:
             return
-        p = self.slot(i, best)
-        if p >= 0:
-            self.set_w(i, p, 1.0)
-            self.rows[i][p][2] = True
-            self.rows[best][self.slot(best, i)][2] = True
-        else:
-            self.add(i, best, 1.0, True)
+        self.partner[i] = best
+        self.partner_firm[i] = self.firm[best]
+        self.alignment[i] = self.prm.alignment_start
+        self.project[i] = 0.0
+        self.partners[want] += 1
 
-    def contract(self, i: int, t: int, by_management: bool) -> int:
-        j = self.best_tied(i, t, by_management)
+    def kibs_value(self, k: int, t: int) -> float:
+        return self.m[k] if t == P_KIBS else sum(self.k[k])
+
+    def contract(self, i: int, t: int) -> int:
+        j = self.best_tied(i, t, t == P_KIBS)
         if j >= 0:
             return j
-        best, best_value = -1, -1.0
-        for k in range(len(self.t)):
-            if self.t[k] != t or not self.alive[k] or len(self.rows[k]) >= self.capacity[k]:
-                continue
-            value = self.m[k] if by_management else sum(self.k[k])
-            if value > best_value:
-                best, best_value = k, value
-        if best >= 0 and self.add(i, best, self.prm.new_tie_weight, False):
+        free = [k for k in self.slots_of(t) if self.alive[k] and len(self.rows[k]) < self.capacity[k]]
+        if self.on_platform(i):
+            best, best_value = -1, -1.0
+            for k in free:
+                if self.kibs_value(k, t) > best_value:
+                    best, best_value = k, self.kibs_value(k, t)
             return best
-        return -1
+        slots = self.slots_of(t)
+        if not slots:
+            return -1
+        best, best_value = -1, -1.0
+        for _ in range(self.prm.search_draws):
+            k = slots[self.policy.integer(len(slots))]
+            if k in free and self.kibs_value(k, t) > best_value:
+                best, best_value = k, self.kibs_value(k, t)
+        return best
 
     def recipients(self) -> list[int]:
         r = [0, 0, 0, 0]
         for i in range(len(self.t)):
-            if not self.alive[i]:
-                continue
-            if self.t[i] == HTE:
-                r[STRATEGIC] += self.enrolled[i][STRATEGIC] and self.first_partner(i) >= 0
+            if self.alive[i] and self.t[i] == HTE:
+                r[STRATEGIC] += self.enrolled[i][STRATEGIC] and self.partner_of(i) >= 0
                 r[MANAGEMENT] += self.enrolled[i][MANAGEMENT]
                 r[BUSINESS] += self.enrolled[i][BUSINESS]
-            elif self.t[i] == INT:
-                r[INFORMATION] += 1
         return r
+
+    def consulting(self, r: list[int]) -> None:
+        prm = self.prm
+        money = prm.money[MANAGEMENT] / r[MANAGEMENT]
+        self.per_unit[MANAGEMENT] = money
+        for i in range(len(self.t)):
+            if not (self.alive[i] and self.enrolled[i][MANAGEMENT] and self.t[i] == HTE):
+                continue
+            j = self.contract(i, P_KIBS)
+            if j < 0:
+                self.book(GOV_UNSPENT + MANAGEMENT, money)
+                continue
+            self.cap[j] += money
+            self.book_gov(MANAGEMENT, P_KIBS, money, prm.unit_cost[MANAGEMENT])
+            for account in (KIBS_GROSS, HTE_KIBS_SERVICES, HTE_SPENDING):
+                self.book(account, money)
+            gap = self.m[j] - self.m[i]
+            step = (1 - math.exp(-prm.consulting_effect * money)) * gap if gap > 0 else 0.0
+            if step > 0:
+                self.m[i] += step
+                self.delivered[MANAGEMENT] += step
+                self.add(i, j, prm.new_tie_weight, False)
+
+    def vouchers(self, r: list[int], gained: list[float]) -> None:
+        prm = self.prm
+        voucher = prm.money[BUSINESS] / r[BUSINESS]
+        self.per_unit[BUSINESS] = voucher
+        service = voucher * (1 - prm.platform_fee_share)
+        fee = voucher * prm.platform_fee_share
+        unis = [k for k in range(len(self.t)) if self.alive[k] and self.t[k] == UNI]
+        cost = prm.unit_cost[BUSINESS]
+        fees = 0.0
+        for i in range(len(self.t)):
+            if not (self.alive[i] and self.enrolled[i][BUSINESS] and self.t[i] == HTE):
+                continue
+            j = self.contract(i, T_KIBS) if service > 0 else -1
+            if j >= 0:
+                self.cap[j] += service
+                self.book_gov(BUSINESS, T_KIBS, service, cost * (1 - prm.platform_fee_share))
+                for account in (KIBS_GROSS, HTE_KIBS_SERVICES, HTE_SPENDING):
+                    self.book(account, service)
+                depth = 1 - math.exp(-prm.service_effect * service)
+                self.served[i] = depth
+                rate = self.rate(i, self.distance(self.k[i], self.k[j])) * depth
+                moved = 0.0
+                for f in range(len(self.k[i])):
+                    if self.k[j][f] > self.k[i][f]:
+                        g = rate * (self.k[j][f] - self.k[i][f])
+                        self.k[i][f] += g
+                        moved += g
+                gained[i] += moved
+                self.delivered[BUSINESS] += moved
+                if moved > 0:
+                    self.add(i, j, prm.new_tie_weight, False)
+            else:
+                self.book(GOV_UNSPENT + BUSINESS, service)
+            if unis and fee > 0:
+                self.book_gov(BUSINESS, UNI, fee, cost * prm.platform_fee_share)
+                self.book(HTE_SPENDING, fee)
+                fees += fee
+            else:
+                self.book(GOV_UNSPENT + BUSINESS, fee)
+        self.book(PLATFORM_COSTS, fees)
+        self.book(COSTS_OUT, fees)
+        if fees == 0:
+            self.per_unit[BUSINESS] = 0.0
+
+    def broker(self, i: int) -> None:
+        prm = self.prm
+        n = len(self.t)
+        best, best_value = -1, 0.0
+        for _ in range(prm.match_candidates):
+            j = self.policy.integer(n)
+            if j == i or not self.alive[j] or not self.enrolled[j][INFORMATION]:
+                continue
+            if self.slot(i, j) >= 0 or len(self.rows[j]) >= self.capacity[j]:
+                continue
+            value = self.learning_value(i, j)
+            if value > best_value:
+                best, best_value = j, value
+        if best >= 0 and self.add(i, best, prm.new_tie_weight, False):
+            self.matches += 1
+
+    def information(self, gained: list[float]) -> None:
+        prm = self.prm
+        money = prm.money[INFORMATION]
+        share = self.per_unit[INFORMATION]
+        if share <= 0:
+            self.book(GOV_UNSPENT + INFORMATION, money)
+            return
+        members = [i for i in range(len(self.t)) if self.alive[i] and self.enrolled[i][INFORMATION]]
+        d = len(self.k[0])
+        pool = [0.0] * d
+        for i in members:
+            for f in range(d):
+                pool[f] += self.k[i][f]
+        pool = [x / len(members) for x in pool]
+        upkeep = share * prm.unit_cost[INFORMATION] * len(members)
+        budget = money - upkeep
+        q = min(1.0, budget / (prm.match_cost * len(members))) if prm.match_cost > 0 else 0.0
+        matches = 0
+        intensity = prm.codified_transfer * share * prm.transfer_efficiency
+        for i in members:
+            if intensity > 0:
+                rate = intensity * self.rate(i, self.distance(self.k[i], pool))
+                moved = 0.0
+                for f in range(d):
+                    if pool[f] > self.k[i][f]:
+                        g = rate * (pool[f] - self.k[i][f])
+                        self.k[i][f] += g
+                        moved += g
+                gained[i] += moved
+                self.delivered[INFORMATION] += moved
+            if q > 0 and budget >= prm.match_cost and self.policy.uniform() < q:
+                budget -= prm.match_cost
+                matches += 1
+                self.broker(i)
+        spent = upkeep + matches * prm.match_cost
+        self.book_gov(INFORMATION, INT, spent, upkeep)
+        self.book(PLATFORM_COSTS, spent)
+        self.book(COSTS_OUT, spent)
+        self.book(GOV_UNSPENT + INFORMATION, money - spent)
 
     def instruments(self, gained: list[float]) -> list[int]:
         prm = self.prm
-        n = len(self.t)
+        self.per_unit = [0.0] * 4
+        if prm.money[INFORMATION] > 0:
+            self.platform_capacity()
         if prm.money[STRATEGIC] > 0:
-            for i in range(n):
+            for i in range(len(self.t)):
                 reached = self.alive[i] and self.enrolled[i][STRATEGIC] and self.t[i] == HTE
-                if reached and self.first_partner(i) < 0:
+                if reached and self.partner_of(i) < 0:
                     self.partnership(i)
         r = self.recipients()
+        for k in (MANAGEMENT, BUSINESS):
+            if prm.money[k] > 0 and r[k] == 0:
+                self.book(GOV_UNSPENT + k, prm.money[k])
         if prm.money[MANAGEMENT] > 0 and r[MANAGEMENT] > 0:
-            money = prm.money[MANAGEMENT] / r[MANAGEMENT]
-            for i in range(n):
-                if not (self.alive[i] and self.enrolled[i][MANAGEMENT] and self.t[i] == HTE):
-                    continue
-                j = self.contract(i, P_KIBS, True)
-                if j < 0:
-                    continue
-                self.cap[j] += money
-                self.ledger["gov"] += money
-                self.ledger["kibs_gross"] += money
-                self.ledger["hte_kibs"] += money
-                self.ledger["hte_spend"] += money
-                if self.m[j] > self.m[i]:
-                    step = 1 - math.exp(-prm.consulting_effect * money * self.synergy(i))
-                    self.m[i] += step * (self.m[j] - self.m[i])
+            self.consulting(r)
         if prm.money[BUSINESS] > 0 and r[BUSINESS] > 0:
-            voucher = prm.money[BUSINESS] / r[BUSINESS]
-            service = voucher * (1 - prm.platform_fee_share)
-            platform = voucher * prm.platform_fee_share
-            unis = [k for k in range(n) if self.alive[k] and self.t[k] == UNI]
-            for i in range(n):
-                if not (self.alive[i] and self.enrolled[i][BUSINESS] and self.t[i] == HTE):
-                    continue
-                j = self.contract(i, T_KIBS, False)
-                if j >= 0 and service > 0:
-                    self.cap[j] += service
-                    self.ledger["gov"] += service
-                    self.ledger["kibs_gross"] += service
-                    self.ledger["hte_kibs"] += service
-                    self.ledger["hte_spend"] += service
-                    depth = 1 - math.exp(-prm.service_effect * service * self.synergy(i))
-                    rate = self.rate(i, self.distance(self.k[i], self.k[j])) * depth
-                    for f in range(len(self.k[i])):
-                        if self.k[j][f] > self.k[i][f]:
-                            g = rate * (self.k[j][f] - self.k[i][f])
-                            self.k[i][f] += g
-                            gained[i] += g
-                if unis and platform > 0:
-                    for k in unis:
-                        self.cap[k] += platform / len(unis)
-                    self.ledger["gov"] += platform
-                    self.ledger["hte_spend"] += platform
-        if prm.money[INFORMATION] > 0 and r[INFORMATION] > 0:
-            for k in range(n):
-                if self.alive[k] and self.t[k] == INT:
-                    self.cap[k] += prm.money[INFORMATION] / r[INFORMATION]
-            self.ledger["gov"] += prm.money[INFORMATION]
+            self.vouchers(r, gained)
+        if prm.money[INFORMATION] > 0:
+            self.information(gained)
         return r
+
+    # ----------------------------------------------------------------- joint projects, market
+    def demand_factor(self, c: int) -> float:
+        prm = self.prm
+        if prm.market_elasticity == 0:
+            return 1.0
+        return (1 + self.demand[c] / prm.market_capacity) ** -prm.market_elasticity
+
+    def joint_work(self, i: int, j: int) -> None:
+        prm = self.prm
+        p = self.slot(i, j)
+        if p < 0:
+            self.add(i, j, prm.new_tie_weight, True)
+            return
+        self.rows[i][p][2] = True
+        self.rows[j][self.slot(j, i)][2] = True
+        if prm.network_dynamics:
+            w = self.rows[i][p][1]
+            self.set_w(i, p, w + prm.tie_reinforcement * (1 - w))
 
     def projects(self, r: list[int]) -> None:
         prm = self.prm
-        if prm.money[STRATEGIC] <= 0 or r[STRATEGIC] == 0:
+        if prm.money[STRATEGIC] <= 0:
+            return
+        if r[STRATEGIC] == 0:
+            self.book(GOV_UNSPENT + STRATEGIC, prm.money[STRATEGIC])
             return
         grant = prm.money[STRATEGIC] / r[STRATEGIC]
+        self.per_unit[STRATEGIC] = grant
+        w_m = prm.conversion_management_weight
         for i in range(len(self.t)):
             if not (self.alive[i] and self.enrolled[i][STRATEGIC] and self.t[i] == HTE):
                 continue
-            j = self.first_partner(i)
+            j = self.partner_of(i)
             if j < 0:
                 continue
-            self.ledger["gov"] += grant
-            self.ledger["costs"] += prm.project_cost
-            rest = prm.project_cost - grant
-            self.cap[i] -= (1 - prm.risk_share) * rest
-            self.cap[j] -= prm.risk_share * rest
-            self.ledger["kibs_costs"] += prm.risk_share * rest
-            self.ledger["hte_spend"] += (1 - prm.risk_share) * prm.project_cost
-            a = self.absorptive(i)
-            phi = self.phi(a, self.distance(self.k[i], self.k[j])) if prm.distance_learning else 1.0
-            w = prm.conversion_management_weight
-            conversion = 1 - w + w * max(self.m[i], self.m[j])
-            hazard = prm.project_rate * phi * self.sharing(1.0, True) * conversion * self.synergy(i)
-            if self.rng.uniform() < 1 - math.exp(-hazard):
-                self.projects_won += 1
-                self.independent += 1
+            self.projects_run += 1
+            self.book_gov(STRATEGIC, HTE, grant, prm.unit_cost[STRATEGIC])
+            own_i = (1 - prm.risk_share) * prm.project_outlay if self.cap[i] > 0 else 0.0
+            own_j = prm.risk_share * prm.project_outlay if self.cap[j] > 0 else 0.0
+            self.cap[i] -= own_i
+            self.cap[j] -= own_j
+            resources = grant + own_i + own_j
+            self.book(PROJECT_COSTS, resources)
+            self.book(COSTS_OUT, resources)
+            self.book(HTE_SPENDING, grant + own_i)
+            self.book(KIBS_COSTS, own_j)
+            g = self.alignment[i]
+            used = resources * (1 - prm.opportunism * (1 - g))
+            if prm.distance_learning:
+                phi = self.phi(self.absorptive(i), self.distance(self.k[i], self.k[j]))
+            else:
+                phi = 1.0
+            built = prm.project_yield * phi * (1 - w_m + w_m * max(self.m[i], self.m[j]))
+            built *= used**prm.project_elasticity
+            if built > 0:
+                self.project[i] += built
+                self.joint_work(i, j)
+            c = self.core[i]
+            size = self.project[i]
+            hazard = prm.project_rate * size * self.demand_factor(c)
+            if self.policy.uniform() < 1 - math.exp(-hazard):
+                self.joint += 1
                 self.innov[i] += 1
-                self.ledger["market"] += prm.project_value
-                self.cap[j] += prm.benefit_share * prm.project_value
-                self.ledger["kibs_gross"] += prm.benefit_share * prm.project_value
-                self.cap[i] += (1 - prm.benefit_share) * prm.project_value
-                self.k[i][self.core[i]] += prm.innovation_knowledge
-                self.k[j][self.core[i]] += prm.innovation_knowledge
+                self.demand[c] += 1
+                self.k[i][c] += size
+                self.k[j][c] += size
+                self.delivered[STRATEGIC] += 2 * size
+                value = prm.joint_value * size
+                self.book(MARKET_IN, value)
+                self.book(JOINT_VALUE, value)
+                self.cap[j] += prm.benefit_share * value
+                self.book(KIBS_GROSS, prm.benefit_share * value)
+                self.cap[i] += (1 - prm.benefit_share) * value
+                self.project[i] = 0.0
+                self.alignment[i] = g + prm.alignment_gain * (1 - g)
+            else:
+                self.alignment[i] = g - prm.alignment_wear * g
 
     # ----------------------------------------------------------------- production, innovation
     def produce(self, own: list[float]) -> None:
@@ -407,32 +592,43 @@ class Twin:
             elif self.t[i] == T_KIBS and self.cap[i] > 0 and prm.t_kibs_rate > 0:
                 self.k[i][self.core[i]] += prm.t_kibs_rate
                 self.cap[i] -= prm.t_kibs_cost
-                self.ledger["costs"] += prm.t_kibs_cost
-                self.ledger["kibs_costs"] += prm.t_kibs_cost
+                for account in (COSTS_OUT, RD_COSTS, KIBS_COSTS):
+                    self.book(account, prm.t_kibs_cost)
             elif self.t[i] == HTE and self.cap[i] > 0 and prm.rd_gain > 0:
                 self.k[i][self.core[i]] += prm.rd_gain
                 own[i] += prm.rd_gain
-                cost = prm.rd_cost_member if self.enrolled[i][BUSINESS] else prm.rd_cost
+                cost = prm.rd_cost * (1 - prm.rd_cost_cut * self.served[i])
                 self.cap[i] -= cost
-                self.ledger["costs"] += cost
-                self.ledger["hte_spend"] += cost
+                for account in (COSTS_OUT, RD_COSTS, HTE_SPENDING):
+                    self.book(account, cost)
 
     def platform(self, gained: list[float]) -> None:
+        prm = self.prm
+        fee = prm.platform_fee_share * self.per_unit[BUSINESS]
+        intensity = prm.platform_transfer * (1 - math.exp(-prm.platform_effect * fee))
+        if intensity <= 0:
+            return
         unis = [i for i in range(len(self.t)) if self.alive[i] and self.t[i] == UNI]
-        if not unis or self.prm.platform_transfer <= 0:
+        if not unis:
             return
         d = len(self.k[0])
-        pool = [sum(self.k[u][f] for u in unis) / len(unis) for f in range(d)]
+        pool = [0.0] * d
+        for u in unis:
+            for f in range(d):
+                pool[f] += self.k[u][f]
+        pool = [x / len(unis) for x in pool]
         for i in range(len(self.t)):
             if not (self.alive[i] and self.enrolled[i][BUSINESS] and self.t[i] == HTE):
                 continue
-            learn = self.rate(i, self.distance(self.k[i], pool))
-            r = self.prm.platform_transfer * self.prm.transfer_efficiency * learn
+            r = intensity * prm.transfer_efficiency * self.rate(i, self.distance(self.k[i], pool))
+            moved = 0.0
             for f in range(d):
                 if pool[f] > self.k[i][f]:
                     g = r * (pool[f] - self.k[i][f])
                     self.k[i][f] += g
-                    gained[i] += g
+                    moved += g
+            gained[i] += moved
+            self.delivered[BUSINESS] += moved
 
     def innovate(self, gained: list[float], own: list[float]) -> None:
         prm = self.prm
@@ -442,21 +638,24 @@ class Twin:
                 continue
             self.pot[i] += gained[i]
             self.own[i] += own[i]
-            conversion = 1 - w + w * self.m[i]
+            c = self.core[i]
+            conversion = (1 - w + w * self.m[i]) * self.demand_factor(c)
             u_imitate, u_own = self.rng.uniform(), self.rng.uniform()
             if u_imitate < 1 - math.exp(-prm.imitation_rate * conversion * self.pot[i]):
                 self.imitations += 1
                 self.innov[i] += 1
                 self.pot[i] = 0.0
                 self.cap[i] += prm.imitation_reward
-                self.ledger["market"] += prm.imitation_reward
+                self.book(MARKET_IN, prm.imitation_reward)
+                self.demand[c] += 1
             if u_own < 1 - math.exp(-prm.independent_rate * conversion * self.own[i]):
                 self.independent += 1
                 self.innov[i] += 1
                 self.own[i] = 0.0
-                self.k[i][self.core[i]] += prm.innovation_knowledge
+                self.k[i][c] += prm.innovation_knowledge
                 self.cap[i] += prm.independent_reward
-                self.ledger["market"] += prm.independent_reward
+                self.book(MARKET_IN, prm.independent_reward)
+                self.demand[c] += 1
 
     # ----------------------------------------------------------------- finance
     def draw(self, i: int, t: int) -> None:
@@ -476,6 +675,8 @@ class Twin:
         self.cap[i] = float(tr.capital[t])
         self.pot[i] = 0.0
         self.own[i] = 0.0
+        self.partner[i] = self.partner_firm[i] = -1
+        self.alignment[i] = self.project[i] = 0.0
 
     def accept(self, i: int, j: int) -> float:
         dist = math.hypot(self.pos[i][0] - self.pos[j][0], self.pos[i][1] - self.pos[j][1])
@@ -490,9 +691,9 @@ class Twin:
         if self.cap[i] < 0 and self.t[i] != FIN and total > 0:
             for j, w in banks:
                 self.cap[j] += self.cap[i] * w / total
-            self.ledger["defaults"] -= self.cap[i]
+            self.book(DEFAULTS, -self.cap[i])
             self.cap[i] = 0.0
-        self.ledger["exit"] += self.cap[i]
+        self.book(EXIT_OUT, self.cap[i])
         self.cap[i] = 0.0
         self.alive[i] = False
         while self.rows[i]:
@@ -507,12 +708,12 @@ class Twin:
             t = self.t[i]
             if t == HTE:
                 self.cap[i] -= prm.fixed_cost
-                self.ledger["costs"] += prm.fixed_cost
-                self.ledger["hte_spend"] += prm.fixed_cost
+                for account in (COSTS_OUT, FIXED_COSTS, HTE_SPENDING):
+                    self.book(account, prm.fixed_cost)
             elif t in KIBS:
                 self.cap[i] -= prm.kibs_fixed_cost
-                self.ledger["costs"] += prm.kibs_fixed_cost
-                self.ledger["kibs_costs"] += prm.kibs_fixed_cost
+                for account in (COSTS_OUT, FIXED_COSTS, KIBS_COSTS):
+                    self.book(account, prm.kibs_fixed_cost)
             elif t != FIN:
                 continue
             if t == FIN:
@@ -527,13 +728,14 @@ class Twin:
                     if total > 0:
                         for j, w in banks:
                             self.cap[j] += owed * w / total
-                        self.ledger["interest"] += owed
+                        self.book(INTEREST, owed)
                     else:
-                        self.ledger["costs"] += owed
+                        self.book(COSTS_OUT, owed)
+                        self.book(INTEREST_OUT, owed)
                     if t in KIBS:
-                        self.ledger["kibs_costs"] += owed
+                        self.book(KIBS_COSTS, owed)
                     elif t == HTE:
-                        self.ledger["hte_spend"] += owed
+                        self.book(HTE_SPENDING, owed)
                 bank = sum(w for _, w in self.banks(i))
                 if self.cap[i] >= -prm.credit_line * min(1.0, bank):
                     continue
@@ -552,8 +754,10 @@ class Twin:
             self.draw(i, t)
             if t == HTE:
                 self.cap[i] = prm.startup_capital
-            self.ledger["entry"] += self.cap[i]
+            self.book(ENTRY_IN, self.cap[i])
             self.alive[i] = True
+            self.firm[i] = n + self.entered
+            self.entered += 1
             self.innov[i] = 0
             self.born[i] = self.step
             if t == HTE and self.step + 24 <= self.last:
@@ -602,10 +806,6 @@ class Twin:
                 a = self.rows[i][self.rng.integer(len(self.rows[i]))][0]
                 b = self.rows[i][self.rng.integer(len(self.rows[i]))][0]
                 self.add(a, b, w0, False)
-            if self.rng.uniform() < prm.long_range_p and self.enrolled[i][INFORMATION]:
-                j = self.rng.integer(n)
-                if self.alive[j] and j != i and self.rng.uniform() < 1 - self.distance(self.k[i], self.k[j]):
-                    self.add(i, j, w0, False)
 
     # ----------------------------------------------------------------- replicate
     def run(self, steps: int) -> None:
@@ -616,11 +816,14 @@ class Twin:
             self.step += 1
             gained = [0.0] * n
             own = [0.0] * n
+            if self.prm.money[BUSINESS] > 0:
+                self.served = [0.0] * n
             self.meetings(order, gained)
             r = self.instruments(gained)
             if self.prm.production:
                 self.produce(own)
                 self.platform(gained)
+            self.demand = [x * self.prm.market_keep for x in self.demand]
             self.projects(r)
             if self.prm.innovation:
                 self.innovate(gained, own)

@@ -41,7 +41,8 @@ def test_the_disk_estimate_covers_the_results_and_the_rest(tmp_path):
     other = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file() and p not in results)
     config = load_config(KIBS)
     scenarios = build_scenarios(config, KIBS)
-    est = estimate([sc.config for sc in scenarios], len(get_model("kibs").outcomes), 20, 1)
+    model = get_model("kibs")
+    est = estimate([sc.config for sc in scenarios], len(model.outcomes) + len(model.accounts), 20, 1)
     assert result.rows.height == 20
     assert est.disk_bytes - FIXED_OUTPUT_BYTES >= rows_and_series  # parts and merged files
     assert FIXED_OUTPUT_BYTES >= other  # figures, report, summaries, config, plan
@@ -56,11 +57,11 @@ def _limit_file_size(limit: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("limit,where", [(6500, "chunks"), (20000, "run")])
+@pytest.mark.parametrize("limit,where", [(6500, "chunks"), (50000, "run")])
 def test_a_file_system_that_refuses_results_ends_the_run_with_one_message(tmp_path, limit, where):
     """6 500 bytes: the first chunk part is refused (plan.json, ~5.3 KB, and config.yaml are
-    written; the part's files are 7-14 KB); 20 000: the figures are (every Parquet
-    file of this run is smaller)."""
+    written; the part's files are 7-40 KB); 50 000: the figures are (every Parquet file of this
+    run is smaller: replicates.parquet, with its money ledger, about 36 KB)."""
     run_dir = tmp_path / "run"
     args = [*KIBS, f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(

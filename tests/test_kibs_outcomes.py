@@ -59,7 +59,7 @@ def test_per_firm_counts_add_up_to_the_total_over_exits_and_entries():
 def test_young_exit_bookkeeping_matches_the_twin_past_the_two_year_window():
     """40 months, turbulent: entrants of months 1-16 are observed for two full years; with a
     larger start-up capital some of them survive those two years."""
-    cluster, twin, _ = run_both([*ALL_LEVERS, *TURBULENT, "model.startup_capital=25"], seed=7, steps=40)
+    cluster, twin, _, _ = run_both([*ALL_LEVERS, *TURBULENT, "model.startup_capital=25"], seed=7, steps=40)
     tally = cluster.work.tally
     assert 0 < tally[kernel.YOUNG_EXITS] < tally[kernel.YOUNG_ENTRANTS]
     assert [tally[kernel.YOUNG_ENTRANTS], tally[kernel.YOUNG_EXITS]] == [

@@ -174,18 +174,19 @@ def test_policies_share_seeds_within_a_world_and_worlds_use_their_own_block(tmp_
 
 
 def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
-    """Governance spends its budget exactly (model v2: share x budget x initial HTEs per step,
-    docs/ODD.md s.7.6), so with the budget uncertain in [0.01, 0.1] the information interface
-    (share 1) costs 100 HTEs x 8 steps x budget, and a spending cap of 32 is kept exactly where
-    the budget is at most 0.04. PRIM's box of where information fails the cap must start there
-    and must not restrict the irrelevant second parameter."""
+    """Consulting spends its budget exactly (share x budget x initial HTEs per step,
+    docs/ODD.md s.7.6: every consulted HTE finds a consultant), so with the budget uncertain in
+    [0.01, 0.1] the management interface (share 1) costs 100 HTEs x 8 steps x budget, and a
+    spending cap of 32 is kept exactly where the budget is at most 0.04. PRIM's box of where
+    management fails the cap must start there and must not restrict the irrelevant second
+    parameter."""
     space = (
         "uncertainty.parameters=[{key: governance.budget, low: 0.01, high: 0.1, scale: log}, "
         "{key: model.transfer_efficiency, low: 0.3, high: 0.8}]"
     )
     policies = (
         "experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"
-        "{name: information, overrides: ['governance=information']}]"
+        "{name: management, overrides: ['governance=management']}]"
     )
     result = run(
         tmp_path,
@@ -201,15 +202,15 @@ def test_planted_budget_threshold_is_recovered_by_prim(tmp_path):
     )
     worlds = pl.read_parquet(result.run_dir / "worlds.parquet")
     budget = worlds["governance.budget"].to_numpy()
-    spent = result.rows.filter(pl.col("scenario").str.ends_with("/information"))["governance_cost"]
-    assert spent.min() > 0  # the plant: information spends its whole budget
+    spent = result.rows.filter(pl.col("scenario").str.ends_with("/management"))["governance_cost"]
+    assert spent.min() > 0  # the plant: management spends its whole budget
     table = pl.read_parquet(result.run_dir / "robustness.parquet")
-    kept = table.filter((pl.col("policy") == "information") & (pl.col("metric") == "satisficing")).row(
+    kept = table.filter((pl.col("policy") == "management") & (pl.col("metric") == "satisficing")).row(
         0, named=True
     )
     assert kept["value"] == pytest.approx(np.mean(budget * 100 * 8 <= 32 + 1e-9))
     box = pl.read_parquet(result.run_dir / "discovery.parquet").filter(
-        (pl.col("policy") == "information") & (pl.col("target") == "fails") & (pl.col("method") == "prim")
+        (pl.col("policy") == "management") & (pl.col("target") == "fails") & (pl.col("method") == "prim")
     )
     assert box["parameter"].to_list() == ["governance.budget"]
     edge = box.row(0, named=True)

@@ -233,7 +233,9 @@ def test_any_single_bit_flip_in_a_part_is_named_set_aside_and_computed_again(tmp
         err = capsys.readouterr().err
         stem = part.name.split(".")[0]
         assert f"damaged result part {run_dir / 'chunks' / stem}.parquet" in err, err
-        assert "content checksum mismatch" in err or "not a Parquet file" in err, err
+        # the checksum, or the Parquet reader on a footer the flip made unreadable
+        said = ("content checksum mismatch", "not a Parquet file", "File out of specification")
+        assert any(reason in err for reason in said), err
         assert resumed.computed_chunks > 0
         assert resumed.rows.equals(clean.rows)
         assert pl.read_parquet(run_dir / "timeseries.parquet").equals(series)

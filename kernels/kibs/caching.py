@@ -4,7 +4,7 @@ docs/performance.md)."""
 
 from __future__ import annotations
 
-from kibs_mc.kernels.kibs.state import INFORMATION, Agents, Ties, Workspace
+from kibs_mc.kernels.kibs.state import Agents, Ties, Workspace
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -57,7 +57,6 @@ def _prefetch_agent(agents: Agents, ties: Ties, work: Workspace, i: int) -> None
     prefetch(agents.alive, i, 0)
     prefetch(agents.agent_type, i, 0)
     prefetch(agents.manage, i, 0)
-    prefetch(agents.enrolled, i, INFORMATION)
     prefetch(agents.capital, i, 0)
     prefetch(work.gained, i, 0)
     prefetch_write(agents.knowledge, i, 0)

@@ -7,7 +7,6 @@ import numpy as np
 from kibs_mc.kernels.kibs.caching import prefetch
 from kibs_mc.kernels.kibs.knowledge import cognitive_distance
 from kibs_mc.kernels.kibs.state import (
-    INFORMATION,
     INT,
     PREFETCH_AHEAD,
     PREFETCH_FROM,
@@ -78,13 +77,12 @@ def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams
     2. proximity search with probability p_S: a uniform candidate j, accepted with
        exp(-dist_ij / s) (1 - delta_ij);
     3. an intermediary, with probability p_B, ties two of its neighbours drawn uniformly
-       (brokerage; paper s.III.A: intermediaries provide information and consultation);
-    4. long-range search by an agent on the information platform, with probability p_L
-       (paper s.IV.D): a uniform candidate j anywhere, accepted with 1 - delta_ij.
-    One uniform is drawn per agent for each of 1, 2 and 4 (and for 3 if INT) whatever follows.
+       (brokerage of its own, unpaid; paper s.III.A: intermediaries provide information and
+       consultation; what the information instrument pays them for is
+       ``instruments.information_platform``).
+    One uniform is drawn per agent for each of 1 and 2 (and for 3 if INT) whatever follows.
     """
     agent_type = agents.agent_type
-    knowledge = agents.knowledge
     alive = agents.alive
     indptr = ties.indptr
     row_len = ties.row_len
@@ -116,10 +114,5 @@ def form_ties(agents: Agents, ties: Ties, rng_state: np.ndarray, prm: KibsParams
                 a = indices[start + integer(rng_state, row_len[i])]
                 b = indices[start + integer(rng_state, row_len[i])]
                 if add_tie(ties, a, b, w0, False):
-                    made += 1
-        if uniform(rng_state) < prm.long_range_p and agents.enrolled[i, INFORMATION]:
-            j = integer(rng_state, n)
-            if alive[j] and j != i and uniform(rng_state) < 1.0 - cognitive_distance(knowledge, i, j):
-                if add_tie(ties, i, j, w0, False):
                     made += 1
     return made

@@ -14,12 +14,14 @@ from kibs_mc.kernels.kibs.state import (
     EXIT_OUT,
     FIN,
     FIN_EXITS,
+    FIXED_COSTS,
     HTE,
     HTE_EXITS,
     HTE_ONLY,
     HTE_SPENDING,
     INNOVATION_BINS,
     INTEREST,
+    INTEREST_OUT,
     KIBS_COSTS,
     KIBS_EXITS,
     N_INSTRUMENTS,
@@ -98,7 +100,7 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
     whose net worth is negative (survival of the fittest, paper s.III.B). 1 + N_INSTRUMENTS uniforms
     are drawn per exit whatever follows: with probability q an entrant of the same type takes the
     slot at once (drawn as at the start, with capital K_0 for an HTE and the type's capital
-    otherwise, booked as capital in), makes ``startup_search`` proximity searches, and an HTE
+    otherwise, booked as capital in; a new firm id), makes ``startup_search`` proximity searches, and an HTE
     entrant is reached by each programme with its reach probability.
 
     Bookkeeping only (no dynamics read it): an exiting HTE's innovation count goes to
@@ -122,10 +124,12 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
         if t == HTE:
             capital[i] -= prm.fixed_cost
             ledger[COSTS_OUT] += prm.fixed_cost
+            ledger[FIXED_COSTS] += prm.fixed_cost
             ledger[HTE_SPENDING] += prm.fixed_cost
         elif is_kibs(t):
             capital[i] -= prm.kibs_fixed_cost
             ledger[COSTS_OUT] += prm.kibs_fixed_cost
+            ledger[FIXED_COSTS] += prm.kibs_fixed_cost
             ledger[KIBS_COSTS] += prm.kibs_fixed_cost
         elif t != FIN:
             continue
@@ -142,6 +146,7 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
                     ledger[INTEREST] += owed
                 else:
                     ledger[COSTS_OUT] += owed
+                    ledger[INTEREST_OUT] += owed
                 if is_kibs(t):
                     ledger[KIBS_COSTS] += owed
                 elif t == HTE:
@@ -167,6 +172,8 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
             capital[i] = prm.startup_capital
         ledger[ENTRY_IN] += capital[i]
         alive[i] = True
+        agents.firm[i] = n + work.clock[2]  # a new firm, a new id
+        work.clock[2] += 1
         agents.innovations[i] = 0  # a new firm: its count starts afresh
         work.born[i] = now
         if t == HTE and now + YOUNG_WINDOW <= last:

@@ -3,22 +3,38 @@ start (:func:`enrol`), and one function per instrument that spends its money for
 (:func:`instruments` calls them in instrument order). The strategic instrument's grant is spent
 in the joint projects (``projects.joint_projects``).
 
+Every instrument acts only through what agents do with its money: a consulting or service
+contract delivered by a KIBS, a grant spent on a joint project, fees that pay the universities
+and the intermediaries to run their platforms. Money an instrument cannot place is not spent
+(``GOV_UNSPENT``); money beyond the unit cost of what it reaches deepens the treatment with
+diminishing returns (``GOV_DEPTH``). Draws that depend on the policy (searches, brokered
+matches, project launches) come from the replicate's second stream ``Workspace.policy``, so an
+instrument whose money or mechanism is off leaves the cluster's own stream untouched.
+
 Adding an instrument: an index and a name in ``state`` (the table: ``N_INSTRUMENTS``,
-``INSTRUMENT_NAMES``, ``HTE_ONLY``, ``ENROL_ORDER``, a ledger account), its money and reach in
-``kibs_mc.models.kibs.governance``, one function here called from :func:`instruments`.
+``INSTRUMENT_NAMES``, ``HTE_ONLY``, ``ENROL_ORDER``), its money and reach in
+``kibs_mc.models.kibs.governance``, one function here called from :func:`instruments`
+(docs/architecture.md, "Adding a governance interface").
 """
 
 from __future__ import annotations
 
 import numpy as np
-from kibs_mc.kernels.kibs.knowledge import _learning_rate, cognitive_distance
+from kibs_mc.kernels.kibs.knowledge import (
+    _learning_rate,
+    cognitive_distance,
+    learning_value,
+    profile_distance,
+)
 from kibs_mc.kernels.kibs.state import (
     BUSINESS,
+    COSTS_OUT,
     ENROL_ORDER,
-    GOV_BUSINESS,
-    GOV_INFORMATION,
-    GOV_MANAGEMENT,
+    GOV_DEPTH,
     GOV_SPENT,
+    GOV_STRATEGIC,
+    GOV_TO,
+    GOV_UNSPENT,
     HTE,
     HTE_KIBS_SERVICES,
     HTE_ONLY,
@@ -27,8 +43,11 @@ from kibs_mc.kernels.kibs.state import (
     INT,
     KIBS_GROSS,
     MANAGEMENT,
+    MATCHES,
+    N_TYPES,
     P_KIBS,
     P_PARTNERS,
+    PLATFORM_COSTS,
     STRATEGIC,
     T_KIBS,
     T_PARTNERS,
@@ -38,8 +57,8 @@ from kibs_mc.kernels.kibs.state import (
     Ties,
     Workspace,
 )
-from kibs_mc.kernels.kibs.ties import add_tie, best_tied, find_slot, first_partner, set_weight
-from kibs_mc.kernels.rng import uniform
+from kibs_mc.kernels.kibs.ties import add_tie, best_tied, find_slot
+from kibs_mc.kernels.rng import integer, uniform
 from numba import njit
 
 # --------------------------------------------------------------------------- reach
@@ -68,49 +87,100 @@ def _reached(agents: Agents, rng_state: np.ndarray, share: float, hte_only: bool
 @njit(cache=True, nogil=True)
 def enrol(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
     """Who the instruments reach at the start (:func:`_reached`), instrument by instrument in
-    ``ENROL_ORDER``; then each HTE of the strategic programme forms its partnership, in slot
-    order."""
+    ``ENROL_ORDER``; then the information platform opens (:func:`platform_capacity`) and each
+    HTE of the strategic programme looks for its partner, in slot order."""
     enrolled = agents.enrolled
     for k in ENROL_ORDER:
         reached = _reached(agents, rng_state, prm.reach[k], HTE_ONLY[k])
         for i in range(agents.agent_type.shape[0]):
             enrolled[i, k] = reached[i]
+    platform_capacity(agents, work, prm)
     for i in range(agents.agent_type.shape[0]):
         if enrolled[i, STRATEGIC]:
             form_partnership(i, agents, ties, work, prm)
 
 
-@njit(cache=True, nogil=True)
-def count_recipients(agents: Agents, ties: Ties, work: Workspace) -> None:
-    """Agents reached by each instrument this step (living, flagged; strategic: contracted
-    HTEs with a partner; information: the living intermediaries that run the platform get the
-    money, the connected agents the service, so its count is of intermediaries)."""
-    r = work.recipients
-    r[:] = 0
-    enrolled = agents.enrolled
-    for i in range(agents.agent_type.shape[0]):
-        if not agents.alive[i]:
-            continue
-        t = agents.agent_type[i]
-        if t == HTE:
-            if enrolled[i, STRATEGIC] and first_partner(ties, i) >= 0:
-                r[STRATEGIC] += 1
-            if enrolled[i, MANAGEMENT]:
-                r[MANAGEMENT] += 1
-            if enrolled[i, BUSINESS]:
-                r[BUSINESS] += 1
-        elif t == INT:
-            r[INFORMATION] += 1
+@njit(cache=True, nogil=True, inline="always")
+def partner_of(agents: Agents, i: int) -> int:
+    """HTE i's strategic partner, or -1 (none, or it left: its slot is empty or holds another
+    firm)."""
+    j = agents.partner[i]
+    if j >= 0 and agents.alive[j] and agents.firm[j] == agents.partner_firm[i]:
+        return j
+    return -1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _synergy(agents: Agents, i: int, prm: KibsParams) -> float:
-    """1 + theta for an HTE on the information platform: the other three interfaces "must be
-    implemented through the information platform" (paper s.IV.D)."""
-    return 1.0 + prm.information_synergy if agents.enrolled[i, INFORMATION] else 1.0
+def on_platform(agents: Agents, work: Workspace, i: int) -> bool:
+    """i is a member of the information platform while the platform runs (its directory of
+    every firm is open to i)."""
+    return agents.enrolled[i, INFORMATION] and work.per_unit[INFORMATION] > 0.0
+
+
+@njit(cache=True, nogil=True)
+def platform_capacity(agents: Agents, work: Workspace, prm: KibsParams) -> int:
+    """The information platform this step: it runs while it has money, living intermediaries
+    to run it and living members. ``work.per_unit[INFORMATION]`` becomes the share of its
+    members' upkeep the money pays, min(1, M_I / (u_I members)) (0: closed), and
+    ``work.recipients[INFORMATION]`` the living intermediaries. Returns the members."""
+    members = 0
+    ints = 0
+    for i in range(agents.agent_type.shape[0]):
+        if agents.alive[i]:
+            if agents.enrolled[i, INFORMATION]:
+                members += 1
+            if agents.agent_type[i] == INT:
+                ints += 1
+    work.recipients[INFORMATION] = ints
+    money = prm.money[INFORMATION]
+    if money <= 0.0 or ints == 0 or members == 0:
+        work.per_unit[INFORMATION] = 0.0
+    elif prm.unit_cost[INFORMATION] <= 0.0:
+        work.per_unit[INFORMATION] = 1.0
+    else:
+        work.per_unit[INFORMATION] = min(1.0, money / (prm.unit_cost[INFORMATION] * members))
+    return members
+
+
+@njit(cache=True, nogil=True)
+def count_recipients(agents: Agents, work: Workspace) -> None:
+    """HTEs reached by the strategic (with a partner), management and business instruments this
+    step (the information platform's count is :func:`platform_capacity`'s)."""
+    r = work.recipients
+    r[STRATEGIC] = 0
+    r[MANAGEMENT] = 0
+    r[BUSINESS] = 0
+    enrolled = agents.enrolled
+    for i in range(agents.agent_type.shape[0]):
+        if not agents.alive[i] or agents.agent_type[i] != HTE:
+            continue
+        if enrolled[i, STRATEGIC] and partner_of(agents, i) >= 0:
+            r[STRATEGIC] += 1
+        if enrolled[i, MANAGEMENT]:
+            r[MANAGEMENT] += 1
+        if enrolled[i, BUSINESS]:
+            r[BUSINESS] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _book(work: Workspace, k: int, t: int, money: float, unit_cost: float) -> None:
+    """Book money instrument k spent on an agent of type t (and the part beyond the unit cost)."""
+    ledger = work.ledger
+    ledger[GOV_SPENT] += money
+    ledger[GOV_STRATEGIC + k] += money
+    ledger[GOV_TO + k * N_TYPES + t] += money
+    if money > unit_cost:
+        ledger[GOV_DEPTH + k] += money - unit_cost
 
 
 # --------------------------------------------------------------------------- whom the money buys
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_room(ties: Ties, i: int, j: int) -> bool:
+    """i and j are tied, or j's row has a free slot (a KIBS serves as many firms as it has room
+    for ties)."""
+    return find_slot(ties, i, j) >= 0 or ties.row_len[j] < ties.indptr[j + 1] - ties.indptr[j]
 
 
 @njit(cache=True, nogil=True)
@@ -119,16 +189,15 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
 
     i's technical deficit d_T = 1 - kbar_i / kbar_T (kbar_T: mean knowledge of living T-KIBS)
     and managerial deficit d_M = 1 - m_i / m_P (m_P: mean capability of living P-KIBS). If
-    d_M > d_T, i partners the P-KIBS with the highest capability m_j; else the T-KIBS with the
-    highest complementarity, the knowledge i would gain in one meeting,
-    sum_d a_i phi_i(delta_ij) max(0, k_jd - k_id). Only a KIBS with a free slot (or already
-    tied) counts; the tie becomes a partnership of weight 1 that does not decay.
-    Returns the partner, or -1 if none.
+    d_M > d_T, i looks for the P-KIBS with the highest capability m_j; else for the T-KIBS with
+    the highest complementarity (``knowledge.learning_value``). A member of the information
+    platform sees every living KIBS of the type (the platform's directory); any other HTE sees
+    its tied ones and ``search_draws`` drawn uniformly from the type (the policy stream). Only a
+    KIBS with room for i counts. The partnership starts with alignment g_0 and an empty project;
+    its tie is made by joint work (``projects.joint_projects``). Returns the partner, or -1.
     """
     knowledge = agents.knowledge
     alive = agents.alive
-    indptr = ties.indptr
-    row_len = ties.row_len
     d = knowledge.shape[1]
     k_t = 0.0
     n_t = 0
@@ -156,46 +225,47 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     want = P_KIBS if manage_deficit > tech_deficit else T_KIBS
     best = -1
     best_value = 0.0
-    for s in range(start[want], start[want + 1]):
-        j = by_type[s]
-        if not alive[j]:
-            continue
-        tied = find_slot(ties, i, j) >= 0
-        if not tied and row_len[j] >= indptr[j + 1] - indptr[j]:
+    lo = start[want]
+    count = start[want + 1] - lo
+    directory = on_platform(agents, work, i)
+    tied = ties.row_len[i]
+    draws = count if directory else tied + (prm.search_draws if count > 0 else 0)
+    for c in range(draws):
+        if directory:
+            j = by_type[lo + c]
+        elif c < tied:
+            j = ties.indices[ties.indptr[i] + c]
+            if agents.agent_type[j] != want:
+                continue
+        else:
+            j = by_type[lo + integer(work.policy, count)]
+        if not alive[j] or not _has_room(ties, i, j):
             continue
         if want == P_KIBS:
             value = agents.manage[j] - agents.manage[i]
         else:
-            rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm)
-            value = 0.0
-            for f in range(d):
-                if knowledge[j, f] > knowledge[i, f]:
-                    value += rate * (knowledge[j, f] - knowledge[i, f])
+            value = learning_value(agents, i, j, prm)
         if value > best_value:
             best_value = value
             best = j
     if best < 0:
         return -1
-    p = find_slot(ties, i, best)
-    if p >= 0:
-        set_weight(ties, i, p, 1.0)
-        ties.partner[p] = True
-        ties.partner[ties.mirror[p]] = True
-    elif not add_tie(ties, i, best, 1.0, True):
-        return -1
+    agents.partner[i] = best
+    agents.partner_firm[i] = agents.firm[best]
+    agents.alignment[i] = prm.alignment_start
+    agents.project[i] = 0.0
     work.tally[T_PARTNERS if want == T_KIBS else P_PARTNERS] += 1
     return best
 
 
 @njit(cache=True, nogil=True)
-def rank_kibs(agents: Agents, work: Workspace, t: int, by_management: bool) -> int:
-    """Fill ``work.ranking`` with the living agents of type t, best first by managerial
-    capability (by_management) or by total knowledge, ties by slot; returns how many.
+def rank_kibs(agents: Agents, work: Workspace, t: int) -> int:
+    """Fill ``work.ranking`` with the living agents of type t, best first (P-KIBS by managerial
+    capability, T-KIBS by total knowledge), ties by slot; returns how many.
 
     Used by :func:`contract_with` within one instruments step, where these values do not change
     (only HTEs learn and gain capability there), so the best KIBS with a free slot is the first
     of the ranking with one."""
-    knowledge = agents.knowledge
     by_type = work.by_type
     lo = work.type_start[t]
     hi = work.type_start[t + 1]
@@ -206,14 +276,8 @@ def rank_kibs(agents: Agents, work: Workspace, t: int, by_management: bool) -> i
         k = by_type[s]
         if not agents.alive[k]:
             continue
-        if by_management:
-            value = agents.manage[k]
-        else:
-            value = 0.0
-            for f in range(knowledge.shape[1]):
-                value += knowledge[k, f]
         slots[m] = k
-        values[m] = -value
+        values[m] = -_kibs_value(agents, k, t)
         m += 1
     order = np.argsort(values[:m], kind="mergesort")  # stable: equal values keep slot order
     for r in range(m):
@@ -221,36 +285,56 @@ def rank_kibs(agents: Agents, work: Workspace, t: int, by_management: bool) -> i
     return m
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _kibs_value(agents: Agents, k: int, t: int) -> float:
+    """How good a KIBS of type t is at its service: capability (P-KIBS), total knowledge (T-KIBS)."""
+    if t == P_KIBS:
+        return agents.manage[k]
+    value = 0.0
+    for f in range(agents.knowledge.shape[1]):
+        value += agents.knowledge[k, f]
+    return value
+
+
 @njit(cache=True, nogil=True)
 def contract_with(
-    agents: Agents,
-    ties: Ties,
-    work: Workspace,
-    i: int,
-    t: int,
-    by_management: bool,
-    w0: float,
-    cursor: np.ndarray,
+    agents: Agents, ties: Ties, work: Workspace, prm: KibsParams, i: int, t: int, cursor: np.ndarray
 ) -> int:
-    """The KIBS of type t that serves i: its best tied one (``ties.best_tied``), else a new tie
-    (weight w_0) to the best living one with a free slot; -1 if none.
+    """The KIBS of type t that serves i: its best tied one (``ties.best_tied``); else, for a
+    member of the information platform, the best living one with a free slot (the platform's
+    directory); else the best with a free slot of ``search_draws`` drawn uniformly from the type
+    (the policy stream); -1 if none.
 
-    The best with a free slot is the first in ``work.ranking[:cursor[1]]`` (:func:`rank_kibs`)
-    at or after ``cursor[0]`` whose row is not full; slots only fill during the instruments
-    step, so the cursor only moves forward (O(1) amortised instead of a scan of every agent)."""
-    j = best_tied(agents, ties, i, t, by_management)
+    The directory's best with a free slot is the first in ``work.ranking[:cursor[1]]``
+    (:func:`rank_kibs`) at or after ``cursor[0]`` whose row is not full; slots only fill during
+    the instruments step, so the cursor only moves forward (O(1) amortised)."""
+    j = best_tied(agents, ties, i, t, t == P_KIBS)
     if j >= 0:
         return j
-    ranking = work.ranking
-    ranked = cursor[1]
-    while cursor[0] < ranked:
-        k = ranking[cursor[0]]
-        if ties.row_len[k] < ties.indptr[k + 1] - ties.indptr[k]:
-            break
-        cursor[0] += 1
-    if cursor[0] < ranked and add_tie(ties, i, ranking[cursor[0]], w0, False):
-        return ranking[cursor[0]]
-    return -1
+    if on_platform(agents, work, i):
+        ranking = work.ranking
+        ranked = cursor[1]
+        while cursor[0] < ranked:
+            k = ranking[cursor[0]]
+            if ties.row_len[k] < ties.indptr[k + 1] - ties.indptr[k]:
+                return k
+            cursor[0] += 1
+        return -1
+    lo = work.type_start[t]
+    count = work.type_start[t + 1] - lo
+    best = -1
+    best_value = -1.0
+    if count == 0:
+        return -1
+    for _ in range(prm.search_draws):
+        k = work.by_type[lo + integer(work.policy, count)]
+        if not agents.alive[k] or ties.row_len[k] >= ties.indptr[k + 1] - ties.indptr[k]:
+            continue
+        value = _kibs_value(agents, k, t)
+        if value > best_value:
+            best_value = value
+            best = k
+    return best
 
 
 # --------------------------------------------------------------------------- one function per instrument
@@ -258,120 +342,206 @@ def contract_with(
 
 @njit(cache=True, nogil=True)
 def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
-    """Strategic (s.IV.A): a contracted HTE without a partner (its partner exited) looks for a
+    """Strategic (s.IV.A): a contracted HTE without a partner (its partner left) looks for a
     new one (:func:`form_partnership`); the matching grant is spent in the joint projects."""
     for i in range(agents.agent_type.shape[0]):
         if (
             agents.alive[i]
             and agents.enrolled[i, STRATEGIC]
             and agents.agent_type[i] == HTE
-            and first_partner(ties, i) < 0
+            and partner_of(agents, i) < 0
         ):
             form_partnership(i, agents, ties, work, prm)
 
 
 @njit(cache=True, nogil=True)
 def consulting(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
-    """Management (s.IV.B): a consulted HTE buys consulting from its best P-KIBS (by
-    capability) for m = M_M / n_M: the P-KIBS earns m, and
-    m_i += (1 - exp(-e_M m (1 + theta c_i))) (m_j - m_i)."""
-    ledger = work.ledger
-    capital = agents.capital
+    """Management (s.IV.B): a consulted HTE buys consulting from a P-KIBS (:func:`contract_with`)
+    for m = M_M / n_M: the P-KIBS earns m and raises i's capability,
+    m_i += (1 - exp(-e_M m)) (m_j - m_i) when m_j > m_i (diminishing returns in the money); a
+    consultation that changed something leaves a tie. No P-KIBS found: m is not spent."""
     money = prm.money[MANAGEMENT] / work.recipients[MANAGEMENT]
-    cursor = np.array([0, rank_kibs(agents, work, P_KIBS, True)])
+    work.per_unit[MANAGEMENT] = money
+    cursor = np.array([0, rank_kibs(agents, work, P_KIBS)])
     for i in range(agents.agent_type.shape[0]):
         if not (agents.alive[i] and agents.enrolled[i, MANAGEMENT] and agents.agent_type[i] == HTE):
             continue
-        j = contract_with(agents, ties, work, i, P_KIBS, True, prm.new_tie_weight, cursor)
+        j = contract_with(agents, ties, work, prm, i, P_KIBS, cursor)
         if j < 0:
+            work.ledger[GOV_UNSPENT + MANAGEMENT] += money
             continue
-        capital[j] += money
-        ledger[GOV_SPENT] += money
-        ledger[GOV_MANAGEMENT] += money
-        ledger[KIBS_GROSS] += money
-        ledger[HTE_KIBS_SERVICES] += money
-        ledger[HTE_SPENDING] += money
-        if agents.manage[j] > agents.manage[i]:
-            step = 1.0 - np.exp(-prm.consulting_effect * money * _synergy(agents, i, prm))
-            agents.manage[i] += step * (agents.manage[j] - agents.manage[i])
+        agents.capital[j] += money
+        _book(work, MANAGEMENT, P_KIBS, money, prm.unit_cost[MANAGEMENT])
+        work.ledger[KIBS_GROSS] += money
+        work.ledger[HTE_KIBS_SERVICES] += money
+        work.ledger[HTE_SPENDING] += money
+        gap = agents.manage[j] - agents.manage[i]
+        step = (1.0 - np.exp(-prm.consulting_effect * money)) * gap if gap > 0.0 else 0.0
+        if step > 0.0:
+            agents.manage[i] += step
+            work.delivered[MANAGEMENT] += step
+            add_tie(ties, i, j, prm.new_tie_weight, False)
 
 
 @njit(cache=True, nogil=True)
 def vouchers(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
     """Business (s.IV.C): a member HTE's voucher v = M_B / n_B buys engineering and software
-    services from its best T-KIBS (share 1 - f of v; the T-KIBS earns it and transfers
-    knowledge one-sidedly at rate a_i phi_i (1 - exp(-e_S v (1 - f) (1 + theta c_i)))) and
-    access to the universities' common technology platform (share f, paid to the living UNI
-    equally; members learn from the pooled UNI knowledge, ``production.platform_transfer``)."""
+    services from a T-KIBS (share 1 - f; the T-KIBS earns it and transfers knowledge
+    one-sidedly at rate a_i phi_i(delta_ij) D, D = 1 - exp(-e_S v (1 - f)) the service's depth,
+    which also cuts i's R&D cost this step, ``production.produce_knowledge``) and the
+    universities' common technology platform (share f: the universities spend it running the
+    platform, ``production.platform_transfer``). A service that moved knowledge leaves a tie.
+    No T-KIBS found, or no university: that share is not spent."""
     ledger = work.ledger
-    capital = agents.capital
     knowledge = agents.knowledge
     voucher = prm.money[BUSINESS] / work.recipients[BUSINESS]
+    work.per_unit[BUSINESS] = voucher
     service = voucher * (1.0 - prm.platform_fee_share)
-    platform = voucher * prm.platform_fee_share
+    fee = voucher * prm.platform_fee_share
     unis = 0
     for s in range(work.type_start[UNI], work.type_start[UNI + 1]):
         if agents.alive[work.by_type[s]]:
             unis += 1
-    cursor = np.array([0, rank_kibs(agents, work, T_KIBS, False)])
-    paid = 0
+    cursor = np.array([0, rank_kibs(agents, work, T_KIBS)])
+    cost = prm.unit_cost[BUSINESS]
+    fees = 0.0
     for i in range(agents.agent_type.shape[0]):
         if not (agents.alive[i] and agents.enrolled[i, BUSINESS] and agents.agent_type[i] == HTE):
             continue
-        j = contract_with(agents, ties, work, i, T_KIBS, False, prm.new_tie_weight, cursor)
-        if j >= 0 and service > 0.0:
-            capital[j] += service
-            ledger[GOV_SPENT] += service
-            ledger[GOV_BUSINESS] += service
+        j = contract_with(agents, ties, work, prm, i, T_KIBS, cursor) if service > 0.0 else -1
+        if j >= 0:
+            agents.capital[j] += service
+            _book(work, BUSINESS, T_KIBS, service, cost * (1.0 - prm.platform_fee_share))
             ledger[KIBS_GROSS] += service
             ledger[HTE_KIBS_SERVICES] += service
             ledger[HTE_SPENDING] += service
-            depth = 1.0 - np.exp(-prm.service_effect * service * _synergy(agents, i, prm))
+            depth = 1.0 - np.exp(-prm.service_effect * service)
+            work.served[i] = depth
             rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm) * depth
+            moved = 0.0
             for f in range(knowledge.shape[1]):
                 if knowledge[j, f] > knowledge[i, f]:
                     g = rate * (knowledge[j, f] - knowledge[i, f])
                     knowledge[i, f] += g
-                    work.gained[i] += g
-        if unis > 0 and platform > 0.0:
-            paid += 1
-            ledger[GOV_SPENT] += platform
-            ledger[GOV_BUSINESS] += platform
-            ledger[HTE_SPENDING] += platform
-    if paid > 0:  # the platform fees of all members, paid to the living UNI at once
-        each = paid * (platform / unis)
-        for s in range(work.type_start[UNI], work.type_start[UNI + 1]):
-            if agents.alive[work.by_type[s]]:
-                capital[work.by_type[s]] += each
+                    moved += g
+            work.gained[i] += moved
+            work.delivered[BUSINESS] += moved
+            if moved > 0.0:
+                add_tie(ties, i, j, prm.new_tie_weight, False)
+        else:
+            ledger[GOV_UNSPENT + BUSINESS] += service
+        if unis > 0 and fee > 0.0:
+            _book(work, BUSINESS, UNI, fee, cost * prm.platform_fee_share)
+            ledger[HTE_SPENDING] += fee
+            fees += fee
+        else:
+            ledger[GOV_UNSPENT + BUSINESS] += fee
+    # the universities spend the members' fees on running the platform this step
+    ledger[PLATFORM_COSTS] += fees
+    ledger[COSTS_OUT] += fees
+    if fees == 0.0:
+        work.per_unit[BUSINESS] = 0.0  # no platform this step
 
 
 @njit(cache=True, nogil=True)
-def information_platform(agents: Agents, work: Workspace, prm: KibsParams) -> None:
-    """Information (s.IV.D): M_I pays the living intermediaries that run the platform."""
-    capital = agents.capital
-    each = prm.money[INFORMATION] / work.recipients[INFORMATION]
-    for s in range(work.type_start[INT], work.type_start[INT + 1]):
-        if agents.alive[work.by_type[s]]:
-            capital[work.by_type[s]] += each
-    work.ledger[GOV_SPENT] += prm.money[INFORMATION]
-    work.ledger[GOV_INFORMATION] += prm.money[INFORMATION]
+def _broker(i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
+    """One brokered match for member i: of ``match_candidates`` firms drawn uniformly (the
+    policy stream), the member not yet tied to i, with room, from which i would learn most
+    (``knowledge.learning_value``) is tied to i with weight w_0."""
+    n = agents.agent_type.shape[0]
+    best = -1
+    best_value = 0.0
+    for _ in range(prm.match_candidates):
+        j = integer(work.policy, n)
+        if j == i or not agents.alive[j] or not agents.enrolled[j, INFORMATION]:
+            continue
+        if find_slot(ties, i, j) >= 0 or ties.row_len[j] >= ties.indptr[j + 1] - ties.indptr[j]:
+            continue
+        value = learning_value(agents, i, j, prm)
+        if value > best_value:
+            best_value = value
+            best = j
+    if best >= 0 and add_tie(ties, i, best, prm.new_tie_weight, False):
+        work.tally[MATCHES] += 1
 
 
 @njit(cache=True, nogil=True)
-def instruments(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
+def information_platform(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
+    """Information (s.IV.D): M_I pays the living intermediaries to run the platform, and they
+    spend it on it this step. It buys capacity: first the upkeep of its members, u_I each (the
+    share s = min(1, M_I / (u_I members)) of them it can pay), then brokered matches at c_m each
+    (each member's chance q = min(1, (M_I - upkeep) / (c_m members)), one policy uniform per
+    member, while the money lasts; :func:`_broker`). Money beyond that is not spent. Members
+    learn from the platform's codified knowledge, the mean knowledge of its members, at rate
+    kappa_I s tau a_i phi_i(delta(k_i, pool)), one-sided. No money, no intermediaries or no
+    members: no platform."""
+    money = prm.money[INFORMATION]
+    share = work.per_unit[INFORMATION]  # platform_capacity of this step
+    if share <= 0.0:
+        work.ledger[GOV_UNSPENT + INFORMATION] += money
+        return
+    knowledge = agents.knowledge
+    d = knowledge.shape[1]
+    pool = work.codified
+    pool[:] = 0.0
+    members = 0
+    for i in range(agents.agent_type.shape[0]):
+        if agents.alive[i] and agents.enrolled[i, INFORMATION]:
+            members += 1
+            for f in range(d):
+                pool[f] += knowledge[i, f]
+    for f in range(d):
+        pool[f] /= members
+    upkeep = share * prm.unit_cost[INFORMATION] * members
+    budget = money - upkeep
+    q = min(1.0, budget / (prm.match_cost * members)) if prm.match_cost > 0.0 else 0.0
+    matches = 0
+    intensity = prm.codified_transfer * share * prm.transfer_efficiency
+    for i in range(agents.agent_type.shape[0]):
+        if not (agents.alive[i] and agents.enrolled[i, INFORMATION]):
+            continue
+        if intensity > 0.0:
+            rate = intensity * _learning_rate(agents, i, profile_distance(knowledge[i], pool), prm)
+            moved = 0.0
+            for f in range(d):
+                if pool[f] > knowledge[i, f]:
+                    g = rate * (pool[f] - knowledge[i, f])
+                    knowledge[i, f] += g
+                    moved += g
+            work.gained[i] += moved
+            work.delivered[INFORMATION] += moved
+        if q > 0.0 and budget >= prm.match_cost and uniform(work.policy) < q:
+            budget -= prm.match_cost
+            matches += 1
+            _broker(i, agents, ties, work, prm)
+    spent = upkeep + matches * prm.match_cost
+    _book(work, INFORMATION, INT, spent, upkeep)
+    work.ledger[PLATFORM_COSTS] += spent
+    work.ledger[COSTS_OUT] += spent
+    work.ledger[GOV_UNSPENT + INFORMATION] += money - spent
+
+
+@njit(cache=True, nogil=True)
+def instruments(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
     """The four governance instruments spend their money for this step (paper s.IV), one
-    function each, in instrument order. Each instrument's money per step M_X is split equally
-    among its recipients (``count_recipients``) and lands on balance sheets in the cluster;
-    no recipient, no money spent. The strategic instrument first re-partners contracted HTEs
-    (:func:`seek_partners`); its grant is spent in ``projects.joint_projects``, which draws
-    one uniform per partnered HTE. The instruments draw nothing here."""
+    function each, in instrument order: the information platform's capacity first (whether its
+    directory is open to its members' searches this step), then strategic re-partnering
+    (:func:`seek_partners`; its grant is spent in ``projects.joint_projects``), consulting
+    (:func:`consulting`), service vouchers (:func:`vouchers`) and the information platform
+    (:func:`information_platform`). No recipient, no money spent."""
+    work.per_unit[:] = 0.0
+    if prm.money[INFORMATION] > 0.0:
+        platform_capacity(agents, work, prm)
     if prm.money[STRATEGIC] > 0.0:
         seek_partners(agents, ties, work, prm)
-    count_recipients(agents, ties, work)
+    count_recipients(agents, work)
     r = work.recipients
+    for k in range(MANAGEMENT, BUSINESS + 1):
+        if prm.money[k] > 0.0 and r[k] == 0:
+            work.ledger[GOV_UNSPENT + k] += prm.money[k]
     if prm.money[MANAGEMENT] > 0.0 and r[MANAGEMENT] > 0:
         consulting(agents, ties, work, prm)
     if prm.money[BUSINESS] > 0.0 and r[BUSINESS] > 0:
         vouchers(agents, ties, work, prm)
-    if prm.money[INFORMATION] > 0.0 and r[INFORMATION] > 0:
-        information_platform(agents, work, prm)
+    if prm.money[INFORMATION] > 0.0:
+        information_platform(agents, ties, work, prm)

@@ -156,12 +156,22 @@ def _learning_rate(agents: Agents, i: int, delta: float, prm: KibsParams) -> flo
 
 
 @njit(cache=True, nogil=True, inline="always")
-def sharing(prm: KibsParams, weight: float, is_partner: bool) -> float:
+def sharing(prm: KibsParams, weight: float) -> float:
     """Share of what could be learned that the two sides actually share on a tie:
-    s = (1 - psi + psi w) (trust grows with tie strength, paper s.II.A social capital), times
-    1 - o (1 - g) on a strategic partnership (opportunism o, curbed by goal alignment g,
-    paper s.IV.A: partnership "based on the goal consistency")."""
-    s = 1.0 - prm.trust_weight + prm.trust_weight * weight
-    if is_partner:
-        s *= 1.0 - prm.opportunism * (1.0 - prm.goal_alignment)
-    return s
+    s = 1 - psi + psi w (trust grows with tie strength, paper s.II.A social capital). A strategic
+    partnership's tie shares what any tie of its weight shares; goal alignment acts in the joint
+    project (``projects.joint_projects``)."""
+    return 1.0 - prm.trust_weight + prm.trust_weight * weight
+
+
+@njit(cache=True, nogil=True)
+def learning_value(agents: Agents, i: int, j: int, prm: KibsParams) -> float:
+    """What i would learn from j in one meeting of full sharing: sum_d a_i phi_i(delta_ij)
+    max(0, k_jd - k_id), the complementarity by which a partner or a brokered match is chosen."""
+    knowledge = agents.knowledge
+    rate = _learning_rate(agents, i, cognitive_distance(knowledge, i, j), prm)
+    value = 0.0
+    for f in range(knowledge.shape[1]):
+        if knowledge[j, f] > knowledge[i, f]:
+            value += rate * (knowledge[j, f] - knowledge[i, f])
+    return value

@@ -10,10 +10,10 @@ from kibs_mc.kernels.kibs.knowledge import _capacity, choose_partner, learning, 
 from kibs_mc.kernels.kibs.state import (
     ABOVE_OPTIMUM,
     BELOW_OPTIMUM,
+    FEES,
     HTE,
     HTE_KIBS_SERVICES,
     HTE_SPENDING,
-    INFORMATION,
     KIBS_GROSS,
     P_KIBS,
     PREDICT_AHEAD,
@@ -34,8 +34,8 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     """One meeting of i with the partner in slot p of its row; True if knowledge moved.
 
     1. Barter (docking only): no transfer without a double coincidence of wants.
-    2. Transfer with rate_i = a_i tau_ij phi_i(delta_ij) s_ij: tau_ij raised by the information
-       platform when either side is connected, s_ij the sharing factor (trust, opportunism).
+    2. Transfer with rate_i = a_i tau phi_i(delta_ij) s_ij: tau the transfer efficiency, s_ij
+       the sharing factor (trust grows with tie strength).
     3. A tie that carried knowledge strengthens: w += rho (1 - w) (network dynamics on).
     4. An HTE meeting a P-KIBS moves its managerial capability toward the consultant's:
        m_i += c (m_j - m_i) if m_j > m_i.
@@ -63,12 +63,7 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
         num += abs(x - y)
         den += x + y
     delta = num / den if den > 0.0 else 0.0
-    tau = prm.transfer_efficiency
-    connected = agents.enrolled
-    if connected[i, INFORMATION] or connected[j, INFORMATION]:
-        c = (1.0 if connected[i, INFORMATION] else 0.0) + (1.0 if connected[j, INFORMATION] else 0.0)
-        tau += prm.information_gain * (1.0 - tau) * 0.5 * c
-    share = tau * sharing(prm, ties.weights[p], ties.partner[p])
+    share = prm.transfer_efficiency * sharing(prm, ties.weights[p])
     if prm.adaptive_absorption:
         w_m = prm.absorption_management_weight
         a_i = _capacity(total_i / d, manage[i], prm.absorptive_base[agent_type[i]], prm.knowledge_half, w_m)
@@ -111,6 +106,7 @@ def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsP
             capital[h] -= prm.service_fee
             capital[k] += prm.service_fee
             work.ledger[KIBS_GROSS] += prm.service_fee
+            work.ledger[FEES] += prm.service_fee
             work.ledger[HTE_KIBS_SERVICES] += prm.service_fee
             work.ledger[HTE_SPENDING] += prm.service_fee
     return moved
@@ -168,7 +164,6 @@ def meetings_ahead(
                 prefetch_write(agents.manage, j, 0)
                 prefetch_write(agents.capital, j, 0)
                 prefetch(agents.agent_type, j, 0)
-                prefetch(agents.enrolled, j, INFORMATION)
         i = order[k]
         if not alive[i] or row_len[i] == 0:
             continue

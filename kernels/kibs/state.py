@@ -40,44 +40,11 @@ FIN = 5
 TYPE_NAMES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
 N_TYPES = 6
 
-# Ledger accounts (Workspace.ledger, money summed over the run).
-GOV_SPENT = 0  # government money paid into the cluster by the four instruments
-MARKET_IN = 1  # innovation rewards and joint-project surplus from outside the cluster
-COSTS_OUT = 2  # fixed and operating costs, R&D, project outlays, interest to outside lenders
-ENTRY_IN = 3  # capital brought in by entrants
-EXIT_OUT = 4  # net worth of exiting firms taken off the books (negative: debt written off)
-KIBS_GROSS = 5  # KIBS revenue: fees, consulting and service contracts, benefit shares
-KIBS_COSTS = 6  # KIBS costs: operating cost, production, project risk shares, interest
-INTEREST = 7  # interest received by banks
-DEFAULTS = 8  # loans written off by banks
-SURPLUS = 9  # joint-project surplus generated
-GOV_STRATEGIC = 10  # government money by instrument
-GOV_MANAGEMENT = 11
-GOV_BUSINESS = 12
-GOV_INFORMATION = 13
-HTE_KIBS_SERVICES = 14  # KIBS services bought by or for HTEs: fees, consulting and service contracts
-HTE_SPENDING = 15  # HTEs' spending: fixed cost, R&D, interest, project outlay share, services bought
-N_LEDGER = 16
-
-# Tally counters (Workspace.tally).
-HTE_EXITS = 0
-KIBS_EXITS = 1
-FIN_EXITS = 2
-IMITATIONS = 3  # innovations by imitation
-INDEPENDENT = 4  # independent innovations (own R&D and joint projects)
-PROJECTS = 5  # joint-project steps run
-PROJECT_SUCCESS = 6
-BELOW_OPTIMUM = 7  # meetings whose learner's distance was below the learning optimum
-ABOVE_OPTIMUM = 8  # ... at or above it
-T_PARTNERS = 9  # strategic partnerships formed with T-KIBS
-P_PARTNERS = 10  # ... with P-KIBS
-YOUNG_ENTRANTS = 11  # HTE entrants observed for YOUNG_WINDOW steps before the run ends
-YOUNG_EXITS = 12  # ... of which exited within YOUNG_WINDOW steps of entry
-N_TALLY = 13
-
-# The instrument table: one column of ``Agents.enrolled``, one entry of ``KibsParams.money`` and
-# ``.reach``, of ``Workspace.recipients`` and one ledger account (GOV_STRATEGIC + k) per
-# instrument k, the paper's four interfaces (s.IV.A-D).
+# The instrument table: one column of ``Agents.enrolled``, one entry of ``KibsParams.money``,
+# ``.reach`` and ``.unit_cost``, of ``Workspace.recipients``, ``.per_unit`` and ``.delivered``,
+# and one account in each per-instrument block of the ledger, per instrument k: the paper's
+# four interfaces (s.IV.A-D). A new instrument is a new index here (and its function in
+# ``instruments``): every array and block is sized by N_INSTRUMENTS.
 STRATEGIC = 0  # partnership programme: matching grants for joint projects
 MANAGEMENT = 1  # subsidised consulting
 BUSINESS = 2  # service vouchers and the universities' technology platform
@@ -92,6 +59,54 @@ HTE_ONLY = (True, True, True, False)
 #: one uniform per instrument, after the one that decides whether an entrant comes). Every
 #: draw is made whatever the budget, so scenarios that share a seed share their cluster.
 ENROL_ORDER = (BUSINESS, STRATEGIC, MANAGEMENT, INFORMATION)
+
+# Ledger accounts (Workspace.ledger): money summed over the run. The first five are the flows
+# across the cluster's boundary, so that the living agents' capital changes by
+# GOV_SPENT + MARKET_IN + ENTRY_IN - COSTS_OUT - EXIT_OUT (``replicate.money_residual``).
+GOV_SPENT = 0  # government money the instruments spent (paid into the cluster)
+MARKET_IN = 1  # market revenue: innovation rewards and the value of joint innovations
+COSTS_OUT = 2  # every cost paid outside: the sum of the five cost accounts below (FIXED_COSTS ..)
+ENTRY_IN = 3  # capital brought in by entrants
+EXIT_OUT = 4  # net worth of exiting firms taken off the books (negative: debt written off)
+KIBS_GROSS = 5  # KIBS revenue: fees, consulting and service contracts, benefit shares
+KIBS_COSTS = 6  # KIBS costs: operating cost, production, project outlays, interest
+INTEREST = 7  # interest received by banks
+DEFAULTS = 8  # loans written off by banks
+JOINT_VALUE = 9  # market value of joint innovations (part of MARKET_IN)
+HTE_KIBS_SERVICES = 10  # KIBS services bought by or for HTEs: fees, consulting and service contracts
+HTE_SPENDING = 11  # HTEs' spending: fixed cost, R&D, interest, project outlays and grants, services
+FEES = 12  # service fees HTEs paid KIBS in meetings
+FIXED_COSTS = 13  # HTEs' fixed cost and KIBS' operating cost
+RD_COSTS = 14  # HTEs' R&D and T-KIBS' knowledge production
+PROJECT_COSTS = 15  # joint projects: the grants and the partners' outlays, spent on the project
+PLATFORM_COSTS = 16  # running the universities' and the intermediaries' platforms
+INTEREST_OUT = 17  # interest paid to outside lenders (by firms without bank ties)
+# per-instrument blocks, sized by the instrument table
+GOV_STRATEGIC = 18  # money spent by instrument k: GOV_STRATEGIC + k
+GOV_MANAGEMENT = GOV_STRATEGIC + MANAGEMENT
+GOV_BUSINESS = GOV_STRATEGIC + BUSINESS
+GOV_INFORMATION = GOV_STRATEGIC + INFORMATION
+GOV_UNSPENT = GOV_STRATEGIC + N_INSTRUMENTS  # money instrument k had but did not spend: + k
+GOV_DEPTH = GOV_UNSPENT + N_INSTRUMENTS  # spent beyond the unit cost of what was reached: + k
+GOV_TO = GOV_DEPTH + N_INSTRUMENTS  # spent by instrument k on agents of type t: + k N_TYPES + t
+N_LEDGER = GOV_TO + N_INSTRUMENTS * N_TYPES
+
+# Tally counters (Workspace.tally).
+HTE_EXITS = 0
+KIBS_EXITS = 1
+FIN_EXITS = 2
+IMITATIONS = 3  # innovations by imitation
+INDEPENDENT = 4  # independent innovations from own R&D
+PROJECTS = 5  # joint-project months run
+JOINT = 6  # joint innovations (successful joint projects)
+BELOW_OPTIMUM = 7  # meetings whose learner's distance was below the learning optimum
+ABOVE_OPTIMUM = 8  # ... at or above it
+T_PARTNERS = 9  # strategic partnerships formed with T-KIBS
+P_PARTNERS = 10  # ... with P-KIBS
+YOUNG_ENTRANTS = 11  # HTE entrants observed for YOUNG_WINDOW steps before the run ends
+YOUNG_EXITS = 12  # ... of which exited within YOUNG_WINDOW steps of entry
+MATCHES = 13  # ties brokered by the information platform
+N_TALLY = 14
 
 #: Steps (months) within which an entrant's exit counts as a young firm's exit: two years.
 YOUNG_WINDOW = 24
@@ -113,6 +128,11 @@ class Agents(NamedTuple):
     innovations: np.ndarray  # int64 (n)
     alive: np.ndarray  # bool (n)
     enrolled: np.ndarray  # bool (n, N_INSTRUMENTS): reached by instrument k (the instrument table)
+    firm: np.ndarray  # int64 (n): the id of the firm in the slot (an entrant gets a new one)
+    partner: np.ndarray  # int64 (n): an HTE's strategic partner's slot (-1: none) ...
+    partner_firm: np.ndarray  # int64 (n): ... and its firm id (a partner that left is no partner)
+    alignment: np.ndarray  # float64 (n): goal alignment of the HTE's partnership, in [0, 1]
+    project: np.ndarray  # float64 (n): knowledge the HTE's joint project built, not yet launched
 
 
 class Ties(NamedTuple):
@@ -139,9 +159,16 @@ class Workspace(NamedTuple):
     type_start: np.ndarray  # int64 (N_TYPES + 1): type t holds by_type[type_start[t]:type_start[t + 1]]
     by_type: np.ndarray  # int64 (n): slots grouped by type, in slot order (a slot keeps its type)
     ranking: np.ndarray  # int64 (n): scratch, living KIBS of one type best first (:func:`rank_kibs`)
-    clock: np.ndarray  # int64 (2): the current step and the last step of the run (run_replicate)
+    clock: np.ndarray  # int64 (3): the current step, the run's last step, firms entered so far
     born: np.ndarray  # int64 (n): step at which the slot's firm entered (0: there at the start)
     exit_innovations: np.ndarray  # int64 (INNOVATION_BINS): exited HTEs by innovation count
+    served: np.ndarray  # float64 (n): depth of the engineering service an HTE received this step
+    per_unit: np.ndarray  # float64 (N_INSTRUMENTS): money per recipient this step (information:
+    # the share of its members' upkeep the platform pays this step)
+    demand: np.ndarray  # float64 (D): innovations launched in each field, a decaying count
+    codified: np.ndarray  # float64 (D): the information platform's codified knowledge
+    delivered: np.ndarray  # float64 (N_INSTRUMENTS): what each instrument's mechanism added (s.9)
+    policy: np.ndarray  # uint64 (1): the random stream of the instruments' own draws
 
 
 class TypeTraits(NamedTuple):
@@ -173,7 +200,6 @@ class KibsParams(NamedTuple):
     optimum_base: float  # b_0 in b_i = b_0 + b_1 a_i
     optimum_slope: float  # b_1
     transfer_efficiency: float  # tau_0
-    information_gain: float  # tau = tau_0 + gain (1 - tau_0) (c_i + c_j) / 2, c = connected
     trust_weight: float  # psi: share of the transfer that depends on tie strength
     tie_reinforcement: float
     service_fee: float
@@ -184,13 +210,15 @@ class KibsParams(NamedTuple):
     t_kibs_cost: float  # T-KIBS's cost of producing knowledge per step
     rd_gain: float
     rd_cost: float
-    rd_cost_member: float  # R&D cost with the KIBS' engineering and software services
-    platform_transfer: float
+    rd_cost_cut: float  # share of R&D cost an engineering service of full depth saves
     innovation: bool
     imitation_rate: float
     imitation_reward: float
     independent_rate: float
     independent_reward: float
+    market_elasticity: float  # epsilon: demand factor (1 + launched_d / Q)^-epsilon
+    market_capacity: float  # Q: launches per field in the market's memory that halve demand at epsilon 1
+    market_keep: float  # 1 - 1 / memory: the share of the launch count kept from one month to the next
     innovation_knowledge: float
     conversion_management_weight: float
     finance: bool
@@ -209,21 +237,30 @@ class KibsParams(NamedTuple):
     proximity_p: float
     distance_scale: float
     broker_p: float
-    long_range_p: float  # per connected agent-step
     # governance instruments (docs/ODD.md s.7.6), one entry per instrument in instrument order:
     money: tuple[float, ...]  # money per step
     reach: tuple[float, ...]  # probability that an eligible agent is reached
-    project_cost: float
-    project_rate: float
-    project_value: float
-    benefit_share: float
-    risk_share: float
-    opportunism: float
-    goal_alignment: float
-    consulting_effect: float  # per unit of money
-    service_effect: float  # per unit of money
-    platform_fee_share: float  # share of a voucher paid to the UNI platform
-    information_synergy: float  # theta: connected HTEs get (1 + theta) of every instrument
+    unit_cost: tuple[float, ...]  # money per unit reached per step
+    project_outlay: float  # C_o: the partners' own outlay per project month, split by risk share
+    project_yield: float  # y_P: knowledge a project builds per month per (money)^gamma
+    project_elasticity: float  # gamma: returns to the project's resources
+    project_rate: float  # lambda_P: launch hazard per unit of knowledge built
+    joint_value: float  # v_J: market value per unit of knowledge of a joint innovation
+    benefit_share: float  # beta: the KIBS partner's share of the value
+    risk_share: float  # s_r: the KIBS partner's share of the outlay
+    opportunism: float  # o: share of the resources a misaligned partnership wastes
+    alignment_start: float  # g_0: a new partnership's goal alignment
+    alignment_gain: float  # a success closes this share of 1 - g
+    alignment_wear: float  # a month without success wears this share of g
+    consulting_effect: float  # e_M: capability step per unit of consulting money
+    service_effect: float  # e_S: service depth per unit of service money
+    platform_fee_share: float  # f: share of a voucher paid to the universities' platform
+    platform_transfer: float  # pi: members' learning intensity from the platform at full funding
+    platform_effect: float  # e_P: platform funding per unit of fee per member
+    match_cost: float  # c_m: money per brokered match
+    match_candidates: int  # candidates the broker screens per match
+    codified_transfer: float  # kappa_I: members' learning intensity from the codified pool
+    search_draws: int  # KIBS a firm off the platform screens when it looks for one
     traits: TypeTraits  # what drawing an entrant needs
     prefetch_from: int = 2_000  # meetings and decay prefetch from this many agents on (PREFETCH_FROM)
 
@@ -281,6 +318,10 @@ def draw_agent(i: int, t: int, agents: Agents, traits: TypeTraits, rng_state: np
     agents.capital[i] = traits.capital[t]
     agents.potential[i] = 0.0
     agents.own_potential[i] = 0.0
+    agents.partner[i] = -1
+    agents.partner_firm[i] = -1
+    agents.alignment[i] = 0.0
+    agents.project[i] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -308,7 +349,13 @@ def workspace(agents: Agents) -> Workspace:
         type_start,
         by_type,
         np.zeros(n, dtype=np.int64),
-        np.zeros(2, dtype=np.int64),
+        np.zeros(3, dtype=np.int64),
         np.zeros(n, dtype=np.int64),
         np.zeros(INNOVATION_BINS, dtype=np.int64),
+        np.zeros(n),
+        np.zeros(N_INSTRUMENTS),
+        np.zeros(agents.knowledge.shape[1]),
+        np.zeros(agents.knowledge.shape[1]),
+        np.zeros(N_INSTRUMENTS),
+        np.zeros(1, dtype=np.uint64),
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 from kibs_mc.kernels.kibs.dynamics import decay_ties, form_ties
 from kibs_mc.kernels.kibs.finance import finance
-from kibs_mc.kernels.kibs.innovation import innovate
+from kibs_mc.kernels.kibs.innovation import age_market, innovate
 from kibs_mc.kernels.kibs.instruments import instruments
 from kibs_mc.kernels.kibs.meetings import meetings, meetings_ahead
 from kibs_mc.kernels.kibs.production import platform_transfer, produce_knowledge
 from kibs_mc.kernels.kibs.projects import joint_projects
-from kibs_mc.kernels.kibs.state import HTE, Agents, KibsParams, Ties, Workspace
+from kibs_mc.kernels.kibs.state import BUSINESS, HTE, Agents, KibsParams, Ties, Workspace
 from numba import njit
 
 
@@ -85,12 +85,13 @@ def run_replicate(
     in ``work``.
 
     Each step: meetings; the governance instruments; knowledge production and platform
-    transfer; joint projects; innovation; finance and selection; network dynamics (decay, then
-    formation). A process switched off in ``prm`` draws nothing from the stream.
+    transfer; the market's launch counts fade; joint projects; innovation; finance and
+    selection; network dynamics (decay, then formation). A process switched off in ``prm``
+    draws nothing from the stream; the instruments draw only from ``work.policy``.
 
-    ``work.clock`` holds the month (advanced once per step) and the run's last month, which
+    ``work.clock`` holds the month (advanced once per step), the run's last month, which
     :func:`finance` reads to date entries and to count only entrants observed for
-    ``YOUNG_WINDOW`` months (one call per replicate).
+    ``YOUNG_WINDOW`` months (one call per replicate), and the firms entered so far.
 
     Returns per-step arrays of length steps + 1 (index 0 = before the first step):
     HTE mean knowledge, cumulative innovations, tie count.
@@ -106,15 +107,18 @@ def run_replicate(
         work.clock[0] += 1
         work.gained[:] = 0.0
         work.own_gained[:] = 0.0
+        if prm.money[BUSINESS] > 0.0:
+            work.served[:] = 0.0
         if prm.random_draw or agents.agent_type.shape[0] < prm.prefetch_from:
             meetings(agents, ties, work, rng_state, prm)
         else:
             meetings_ahead(agents, ties, work, rng_state, prm)
-        instruments(agents, ties, work, rng_state, prm)
+        instruments(agents, ties, work, prm)
         if prm.production:
             produce_knowledge(agents, work, prm)
             platform_transfer(agents, work, prm)
-        total_innovations += joint_projects(agents, ties, work, rng_state, prm)
+        age_market(work, prm)
+        total_innovations += joint_projects(agents, ties, work, prm)
         if prm.innovation:
             total_innovations += innovate(agents, work, rng_state, prm)
         if prm.finance:

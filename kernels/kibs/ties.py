@@ -90,16 +90,6 @@ def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
     ties.weights[ties.mirror[p]] = w
 
 
-@njit(cache=True, nogil=True, inline="always")
-def first_partner(ties: Ties, i: int) -> int:
-    """The first strategic partner of i, or -1."""
-    start = ties.indptr[i]
-    for p in range(start, start + ties.row_len[i]):
-        if ties.partner[p]:
-            return ties.indices[p]
-    return -1
-
-
 @njit(cache=True, nogil=True)
 def best_tied(agents: Agents, ties: Ties, i: int, t: int, by_management: bool) -> int:
     """The living neighbour of type t with the highest managerial capability (by_management)

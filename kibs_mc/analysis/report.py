@@ -481,6 +481,45 @@ def across_summary(a: Across) -> list[str]:
     return [line for build in ACROSS_SENTENCES if (line := build(a)) is not None]
 
 
+#: Scenarios the money line names one by one; a run of more (sweeps, worlds x policies) gets
+#: the means over all its scenarios.
+MONEY_SCENARIOS = 8
+
+
+def money_sentence(replicates: Path) -> str | None:
+    """The money line, for a model whose records carry a money ledger (``replicates.parquet``
+    columns ``money_residual``, ``money_at_work_<name>`` and ``money_unspent_<name>``, one per
+    policy instrument; docs/ODD.md s.9): the largest conservation residual of any replicate,
+    and per scenario (or over all of them, past :data:`MONEY_SCENARIOS`) the money at work per
+    instrument and the money not spent, means per replicate, so a user can check the accounts
+    without reading the tests. None otherwise."""
+    if not Path(replicates).is_file():
+        return None
+    names = list(pl.read_parquet_schema(replicates))
+    if "money_residual" not in names:
+        return None
+    work = [c for c in names if c.startswith("money_at_work_")]
+    idle = [c for c in names if c.startswith("money_unspent_")]
+    frame = pl.read_parquet(replicates, columns=["scenario", "money_residual", *work, *idle])
+    many = frame["scenario"].n_unique() > MONEY_SCENARIOS
+    key = pl.lit(f"all {frame['scenario'].n_unique()} scenarios") if many else pl.col("scenario")
+    means = frame.group_by(key.alias("scenario"), maintain_order=True).mean()
+    parts = []
+    for row in means.iter_rows(named=True):
+        spent = [f"{c.removeprefix('money_at_work_')} {_num(row[c])}" for c in work if row[c]]
+        unspent = sum(row[c] for c in idle)
+        name = row["scenario"] if many else f"`{row['scenario']}`"
+        parts.append(
+            f"{name} {', '.join(spent) or 'none'}" + (f" (not spent {_num(unspent)})" if unspent else "")
+        )
+    worst = frame.select(pl.col("money_residual").abs().max()).item() or 0.0
+    return (
+        f"- Money: at work per replicate, by instrument: {'; '.join(parts)}. Largest conservation "
+        f"residual of any replicate {worst:.2g} (capital change minus booked flows; "
+        "`replicates.parquet` holds every account)."
+    )
+
+
 def markdown_table(frame: pl.DataFrame) -> str:
     head = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
@@ -630,6 +669,8 @@ def write_report(
     parts = [f"# {title}", ""]
     summary_lines = executive_summary(findings, shown) if findings is not None else []
     summary_lines += [line if line.startswith("- ") else f"- {line}" for line in text.get("summary", ())]
+    money = money_sentence(run_dir / "replicates.parquet") if summary_lines else None
+    summary_lines += [money] if money else []
     if summary_lines:
         parts += ["## Executive summary", "", *summary_lines, ""]
     if text.get("notes"):

@@ -601,7 +601,9 @@ def discover(
             warnings.simplefilter("ignore")
             tree = cart.CART(x, y, mass_min=mass_min)
             tree.build_tree()
-        for b, (lims, stats) in enumerate(zip(tree.boxes, tree.stats, strict=True)):
+        # a tree that did not split has one leaf and no box (ema_workbench's boxes fail on it)
+        leaves = zip(tree.boxes, tree.stats, strict=True) if tree.clf.tree_.node_count > 1 else []
+        for b, (lims, stats) in enumerate(leaves):
             if stats["density"] <= 0.5 or stats["coverage"] == 0:
                 continue  # a leaf where the target is the minority
             for param in x.columns:

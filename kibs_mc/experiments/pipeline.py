@@ -175,9 +175,8 @@ def plan(
     _check_adaptive(config, outcomes, chosen)
     adaptive = exp.precision.outcome is not None or exp.selection.outcome is not None
     most = max(config.replicates, exp.max_replicates) if adaptive else config.replicates
-    check_resources(
-        [sc.config for sc in scenarios], len(outcomes), most, local_workers(config.executor), run_dir
-    )
+    columns = len(outcomes) + len(model.accounts)  # a row's outcomes and records
+    check_resources([sc.config for sc in scenarios], columns, most, local_workers(config.executor), run_dir)
     watched = exp.precision.outcome or exp.selection.outcome or headline(model, limit=1)[0]
     return Planned(config, overrides, run_dir, kind, model, scenarios, outcomes, baseline, chosen, watched)
 

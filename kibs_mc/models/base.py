@@ -31,6 +31,12 @@ class Model(Protocol):
         cost: the outcome that measures spending, or None: paired effects are also given per
             unit of its extra over the baseline (``effect_per_cost``).
         tags: config groups whose values tag each scenario's MLflow run (e.g. the levers).
+        accounts: column name -> NumPy dtype of further columns of ``replicates.parquet`` that
+            are records, not outcomes (e.g. a money ledger): written beside the outcomes, never
+            compared between scenarios; ``simulate``'s row holds them too. May be empty. A
+            ledger named ``money_residual``, ``money_at_work_<instrument>`` and
+            ``money_unspent_<instrument>`` makes the report's money line
+            (``kibs_mc.analysis.report.money_sentence``).
     """
 
     name: str
@@ -41,6 +47,7 @@ class Model(Protocol):
     groups: Mapping[str, type]
     cost: str | None
     tags: tuple[str, ...]
+    accounts: Mapping[str, type]
 
     def simulate(self, config: Any, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
         """One replicate of ``config`` (a scenario's whole validated configuration) from the

@@ -115,6 +115,7 @@ class CowanJonard:
     groups: Mapping[str, type] = MappingProxyType({})  # it reads only `model`
     cost: str | None = None  # no spending measured
     tags: tuple[str, ...] = ()
+    accounts: Mapping[str, type] = MappingProxyType({})  # no records beside the outcomes
 
     def simulate(self, config: CowanJonardScenario, seed: int) -> tuple[dict, None]:
         return simulate_replicate(config, seed)

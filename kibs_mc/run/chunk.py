@@ -68,7 +68,7 @@ class ChunkResult:
 def run_chunk(chunk: Chunk) -> ChunkResult:
     """Simulate every replicate of ``chunk``; rows in replicate order."""
     model = get_model(chunk.config.model.name)
-    outcomes = model.outcomes
+    outcomes = {**model.outcomes, **model.accounts}  # every column of a row: outcomes, then records
     started = time.perf_counter()
     columns: dict[str, list] = {name: [] for name in outcomes}
     series: dict[str, list] = {}

@@ -5,7 +5,9 @@ The random stream of a replicate is drawn in this order: agents (type by type, i
 order), the network, then who the governance instruments reach (``kernels.kibs.enrol``: one
 uniform per eligible agent for each instrument, in ``kernels.kibs.ENROL_ORDER``). The number
 of draws does not depend on the budget, so scenarios that share a seed share their cluster up to
-what the instruments change (common random numbers).
+what the instruments change (common random numbers). The instruments' own draws (searches,
+brokered matches, project launches) come from a second stream derived from the seed
+(``kernels.rng.second_stream``), so they never shift the cluster's stream.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from kibs_mc.kernels import kibs as kernel
 from kibs_mc.kernels.kibs import Agents, KibsParams, Ties, TypeTraits, Workspace
 from kibs_mc.kernels.network import barabasi_albert, erdos_renyi, pad_csr, spatial_typed, watts_strogatz
-from kibs_mc.kernels.rng import shuffle
+from kibs_mc.kernels.rng import second_stream, shuffle
 from kibs_mc.models.kibs.schema import ClusterConfig
 
 
@@ -78,6 +80,7 @@ def _permutation(n: int, rng_state: np.ndarray) -> np.ndarray:
 def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray) -> ClusterState:
     """A random cluster: agents, network, and who the governance instruments reach."""
     traits = type_traits(cluster)
+    policy = second_stream(rng_state)  # the instruments' own draws (kernels.kibs.instruments)
     counts = cluster.counts
     n = sum(counts)
     agent_type = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
@@ -93,6 +96,11 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
         innovations=np.zeros(n, dtype=np.int64),
         alive=np.ones(n, dtype=np.bool_),
         enrolled=np.zeros((n, kernel.N_INSTRUMENTS), dtype=np.bool_),
+        firm=np.arange(n, dtype=np.int64),
+        partner=np.full(n, -1, dtype=np.int64),
+        partner_firm=np.full(n, -1, dtype=np.int64),
+        alignment=np.zeros(n),
+        project=np.zeros(n),
     )
     for i in range(n):
         kernel.draw_agent(i, int(agent_type[i]), agents, traits, rng_state)
@@ -121,6 +129,7 @@ def build_cluster(cluster: ClusterConfig, prm: KibsParams, rng_state: np.ndarray
     padded = pad_csr(indptr, indices, capacity, float(cluster.initial_tie_weight))
     ties = Ties(*padded, kernel.mirror_slots(padded[0], padded[1], padded[2]))
     work = kernel.workspace(agents)
+    work.policy[:] = policy
     kernel.enrol(agents, ties, work, rng_state, prm)
     return in_huge_pages(ClusterState(agents, ties, work))
 

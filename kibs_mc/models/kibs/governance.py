@@ -1,4 +1,4 @@
-"""Governance instruments -> kernel parameters, in one place (MODEL.md s.3 v2, docs/ODD.md s.7.6).
+"""Governance instruments -> kernel parameters, in one place (MODEL.md s.3, docs/ODD.md s.7.6).
 
 A governance scenario spends money. ``governance.budget`` is money per initial HTE per step;
 each interface of the seed paper (section IV: strategic, management, business, information)
@@ -6,14 +6,15 @@ gets the share of it named by its value in [0, 1], so its money per step is
 M_X = share_X x budget x (initial HTEs). An instrument's reach follows from its money and its
 unit cost (money per unit reached per step): the probability that an eligible agent is reached
 is min(1, M_X / (unit_cost_X x eligible_X)) (HTEs for strategic, management and business, every
-agent for information; a unit cost of 0 reaches everyone). The kernel then spends exactly M_X
-per step, split equally among the agents reached, and books every unit where it lands.
-Every share at 0 is the baseline: no money, no reach, nothing changes.
+agent for information; a unit cost of 0 reaches everyone). The kernel then splits M_X equally
+among the agents reached each step and books every unit where it lands and what it bought;
+money it cannot place is not spent and is booked as such. Every share at 0 is the baseline: no
+money, no reach, nothing changes.
 """
 
 from __future__ import annotations
 
-from kibs_mc.kernels.kibs import INSTRUMENT_NAMES, KibsParams
+from kibs_mc.kernels.kibs import HTE_ONLY, INSTRUMENT_NAMES, KibsParams
 from kibs_mc.models.kibs.build import type_traits
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
@@ -30,6 +31,12 @@ def planned_cost(governance: GovernanceConfig, cluster: ClusterConfig, steps: in
     """The money a scenario plans to spend over the run (what it spends if every instrument
     finds a recipient in every step; the outcome ``governance_cost`` is what it did spend)."""
     return float(sum(instrument_money(governance, cluster).values()) * steps)
+
+
+def market_capacity(model: KibsConfig, cluster: ClusterConfig) -> float:
+    """Q of the finite market (docs/ODD.md s.7.4): the launches per field over the market's
+    memory that halve demand at elasticity 1, ``market_size`` launches per initial HTE per year."""
+    return float(model.market_size * cluster.hte * model.market_memory / (12.0 * cluster.fields))
 
 
 def _reach(money: float, unit_cost: float, eligible: int) -> float:
@@ -60,7 +67,6 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         optimum_base=float(model.optimum_base),
         optimum_slope=float(model.optimum_slope),
         transfer_efficiency=float(model.transfer_efficiency),
-        information_gain=float(fx.information_gain),
         trust_weight=float(model.trust_weight),
         tie_reinforcement=float(model.tie_reinforcement),
         service_fee=float(model.service_fee),
@@ -71,13 +77,17 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         t_kibs_cost=float(model.t_kibs_cost),
         rd_gain=float(model.rd_gain),
         rd_cost=float(model.rd_cost),
-        rd_cost_member=float(model.rd_cost * (1.0 - fx.rd_cost_cut)),
-        platform_transfer=float(fx.platform_transfer),
+        rd_cost_cut=float(fx.rd_cost_cut),
         innovation=model.innovation,
         imitation_rate=float(model.imitation_rate),
         imitation_reward=float(model.imitation_reward),
         independent_rate=float(model.independent_rate),
         independent_reward=float(model.independent_reward),
+        market_elasticity=float(model.market_elasticity),
+        market_capacity=float(
+            model.market_size * cluster.hte * model.market_memory / (12.0 * cluster.fields)
+        ),
+        market_keep=float(1.0 - 1.0 / model.market_memory),
         innovation_knowledge=float(model.innovation_knowledge),
         conversion_management_weight=float(model.conversion_management_weight),
         finance=model.finance,
@@ -96,24 +106,36 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         proximity_p=float(model.proximity_p),
         distance_scale=float(cluster.distance_scale),
         broker_p=float(model.broker_p),
-        long_range_p=float(fx.long_range_search),
         money=tuple(money[lever] for lever in LEVERS),
-        reach=(
-            _reach(money["strategic"], cost.strategic, cluster.hte),
-            _reach(money["management"], cost.management, cluster.hte),
-            _reach(money["business"], cost.business, cluster.hte),
-            _reach(money["information"], cost.information, agents),
+        reach=tuple(
+            _reach(money[lever], float(getattr(cost, lever)), cluster.hte if HTE_ONLY[k] else agents)
+            for k, lever in enumerate(LEVERS)
         ),
-        project_cost=float(fx.project_cost),
+        unit_cost=(
+            float(cost.strategic),
+            float(cost.management),
+            float(cost.business),
+            float(cost.information),
+        ),
+        project_outlay=float(fx.project_outlay),
+        project_yield=float(fx.project_yield),
+        project_elasticity=float(fx.project_elasticity),
         project_rate=float(fx.project_rate),
-        project_value=float(fx.project_value),
+        joint_value=float(fx.joint_value),
         benefit_share=float(fx.benefit_share),
         risk_share=float(fx.risk_share),
         opportunism=float(fx.opportunism),
-        goal_alignment=float(fx.goal_alignment),
+        alignment_start=float(fx.alignment_start),
+        alignment_gain=float(fx.alignment_gain),
+        alignment_wear=float(fx.alignment_wear),
         consulting_effect=float(fx.consulting_effect),
         service_effect=float(fx.service_effect),
         platform_fee_share=float(fx.platform_fee_share),
-        information_synergy=float(fx.information_synergy),
+        platform_transfer=float(fx.platform_transfer),
+        platform_effect=float(fx.platform_effect),
+        match_cost=float(fx.match_cost),
+        match_candidates=int(fx.match_candidates),
+        codified_transfer=float(fx.codified_transfer),
+        search_draws=int(fx.search_draws),
         traits=type_traits(cluster),
     )

@@ -29,7 +29,7 @@ OUTCOMES: dict[str, type] = {
     "innovations_per_hte": np.float64,
     "innovations_imitation": np.int64,
     "innovations_independent": np.int64,
-    "joint_projects_succeeded": np.int64,
+    "innovations_joint": np.int64,
     "hte_knowledge_mean": np.float64,
     "hte_knowledge_gini": np.float64,
     "kibs_knowledge_mean": np.float64,
@@ -50,6 +50,42 @@ OUTCOMES: dict[str, type] = {
     "innovation_tail_exponent": np.float64,
     "hte_young_exit_share": np.float64,
     "kibs_fee_share": np.float64,
+}
+
+#: The money ledger, column -> account of ``Workspace.ledger`` (docs/ODD.md s.9): flows across
+#: the cluster's boundary, the costs they are made of, and flows between balance sheets.
+LEDGER_COLUMNS: dict[str, int] = {
+    "money_gov_spent": kernel.GOV_SPENT,
+    "money_market_in": kernel.MARKET_IN,
+    "money_entry_in": kernel.ENTRY_IN,
+    "money_costs_out": kernel.COSTS_OUT,
+    "money_exit_out": kernel.EXIT_OUT,
+    "money_fixed_costs": kernel.FIXED_COSTS,
+    "money_rd_costs": kernel.RD_COSTS,
+    "money_project_costs": kernel.PROJECT_COSTS,
+    "money_platform_costs": kernel.PLATFORM_COSTS,
+    "money_interest_out": kernel.INTEREST_OUT,
+    "money_joint_value": kernel.JOINT_VALUE,
+    "money_fees": kernel.FEES,
+    "money_interest": kernel.INTEREST,
+    "money_write_offs": kernel.DEFAULTS,
+    "money_kibs_gross": kernel.KIBS_GROSS,
+    "money_kibs_costs": kernel.KIBS_COSTS,
+}
+for _k, _lever in enumerate(kernel.INSTRUMENT_NAMES):
+    LEDGER_COLUMNS[f"money_at_work_{_lever}"] = kernel.GOV_STRATEGIC + _k  # spent
+    LEDGER_COLUMNS[f"money_unspent_{_lever}"] = kernel.GOV_UNSPENT + _k
+    LEDGER_COLUMNS[f"money_depth_{_lever}"] = kernel.GOV_DEPTH + _k
+    for _t, _type in enumerate(kernel.TYPE_NAMES):
+        LEDGER_COLUMNS[f"money_{_lever}_to_{_type}"] = kernel.GOV_TO + _k * kernel.N_TYPES + _t
+
+#: Records of ``replicates.parquet`` beside the outcomes (not compared between scenarios): the
+#: money ledger, its conservation residual, and what each instrument's mechanism delivered.
+ACCOUNTS: dict[str, type] = {
+    **dict.fromkeys(LEDGER_COLUMNS, np.float64),
+    "money_residual": np.float64,
+    **{f"delivered_{lever}": np.float64 for lever in kernel.INSTRUMENT_NAMES},
+    "matches_brokered": np.int64,
 }
 
 #: Fewest firms in the tail a power law is fitted to (:func:`power_law_exponent`).
@@ -202,7 +238,8 @@ def young_exit_share(tally: np.ndarray) -> float:
 
 
 def outcomes(config: KibsScenario, result: Run) -> dict:
-    """The outcome row of a finished replicate (MODEL.md s.3)."""
+    """The row of a finished replicate: its outcomes (MODEL.md s.3), then its records
+    (:func:`accounts`)."""
     s = result.state.agents
     living = s.alive
     hte = living & (s.agent_type == HTE)
@@ -221,7 +258,7 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
         "innovations_per_hte": total / config.cluster.hte,
         "innovations_imitation": int(tally[kernel.IMITATIONS]),
         "innovations_independent": int(tally[kernel.INDEPENDENT]),
-        "joint_projects_succeeded": int(tally[kernel.PROJECT_SUCCESS]),
+        "innovations_joint": int(tally[kernel.JOINT]),
         "hte_knowledge_mean": float(hte_levels.mean()) if hte_levels.size else 0.0,
         "hte_knowledge_gini": gini(hte_levels),
         "kibs_knowledge_mean": float(s.knowledge[kibs].mean()) if kibs.any() else 0.0,
@@ -242,7 +279,19 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
         "innovation_tail_exponent": power_law_exponent(counts)[0] if counts is not None else float("nan"),
         "hte_young_exit_share": young_exit_share(tally),
         "kibs_fee_share": fee_share,
+        **accounts(result),
     }
+
+
+def accounts(result: Run) -> dict:
+    """The records of a finished replicate (:data:`ACCOUNTS`)."""
+    work = result.state.work
+    row: dict = {name: float(work.ledger[index]) for name, index in LEDGER_COLUMNS.items()}
+    row["money_residual"] = money_residual(result)
+    for k, lever in enumerate(kernel.INSTRUMENT_NAMES):
+        row[f"delivered_{lever}"] = float(work.delivered[k])
+    row["matches_brokered"] = int(work.tally[kernel.MATCHES])
+    return row
 
 
 def simulate_replicate(config: KibsScenario, seed: int) -> tuple[dict, dict]:
@@ -285,6 +334,7 @@ class Kibs:
         "hte_exits",
         "kibs_exits",
         "innovations_independent",
+        "innovations_joint",
         "governance_cost",
     )
     #: Slower diffusion, more exits (young firms' too), more unequal knowledge, more defaults
@@ -299,6 +349,7 @@ class Kibs:
         "hte_knowledge_gini",
         "governance_cost",
     )
+    accounts: Mapping[str, type] = ACCOUNTS
     #: Further config groups the model reads, with their schemas (registered with Hydra).
     groups: Mapping[str, type] = MappingProxyType({"cluster": ClusterConfig, "governance": GovernanceConfig})
     #: Public money spent on the interfaces: effects are also reported per unit of it.

@@ -130,8 +130,12 @@ class KibsConfig:
     independent_reward: float = setting(4.0, ge=0.0)
     conversion_management_weight: float = setting(0.7, ge=0.0, le=1.0)
     innovation_knowledge: float = setting(0.3, ge=0.0)
+    # a finite market (docs/ODD.md s.7.4): demand (1 + L / Q)^-epsilon in a field
+    market_elasticity: float = setting(0.5, ge=0.0, le=2.0)  # epsilon
+    market_size: float = setting(1.0, gt=0.0)  # Q as launches per initial HTE per year
+    market_memory: float = setting(12.0, ge=1.0)  # months over which launches are counted
     finance: bool = True
-    fixed_cost: float = setting(0.17, ge=0.0)  # HTE, per step
+    fixed_cost: float = setting(0.15, ge=0.0)  # HTE, per step
     kibs_fixed_cost: float = setting(0.07, ge=0.0)  # T- and P-KIBS operating cost per step
     credit_line: float = setting(5.0, ge=0.0)
     interest: float = setting(0.01, ge=0.0, le=1.0)
@@ -159,7 +163,8 @@ class KibsConfig:
 class LeverCosts:
     """Money per unit an instrument reaches per step: the matching grant per partnership
     (strategic), subsidised consulting per HTE (management), the service voucher per member HTE
-    (business), the information service per connected agent (information). 0: reach all."""
+    (business), the platform's upkeep per member (information). 0: reach all. Each one's source
+    or plausible range: docs/ODD.md s.7.6, "Policy-response parameters"."""
 
     strategic: float = setting(0.1, ge=0.0)
     management: float = setting(0.1, ge=0.0)
@@ -169,23 +174,34 @@ class LeverCosts:
 
 @dataclass(frozen=True)
 class LeverEffects:
-    """What the instruments' money does (``kibs_mc.models.kibs.governance``, docs/ODD.md s.7.6)."""
+    """What agents do with the instruments' money (``kernels/kibs/instruments.py``,
+    ``projects.py``; docs/ODD.md s.7.3 and s.7.6, where each has its plausible range and source)."""
 
-    project_cost: float = setting(0.15, ge=0.0)  # C: outlay of a joint project per step
-    project_rate: float = setting(0.05, ge=0.0)  # lambda_P: success hazard scale
-    project_value: float = setting(4.0, ge=0.0)  # V: surplus of a successful joint project
-    benefit_share: float = setting(0.3, ge=0.0, le=1.0)  # beta: the KIBS partner's share of V
-    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # s_r: the KIBS partner's share of the cost
-    opportunism: float = setting(0.4, ge=0.0, le=1.0)  # o: share withheld by a misaligned partner
-    goal_alignment: float = setting(0.5, ge=0.0, le=1.0)  # g: how far aligned goals curb it
-    consulting_effect: float = setting(0.15, ge=0.0)  # e_M: capability gain per unit of money
+    # strategic: joint projects
+    project_outlay: float = setting(0.05, ge=0.0)  # C_o: the partners' own outlay per project month
+    project_yield: float = setting(0.1, ge=0.0)  # y_P: knowledge built per month per money^gamma
+    project_elasticity: float = setting(0.5, ge=0.0, le=1.0)  # gamma: returns to resources
+    project_rate: float = setting(0.05, ge=0.0)  # lambda_P: launch hazard per unit built
+    joint_value: float = setting(4.0, ge=0.0)  # v_J: value per unit of knowledge launched
+    benefit_share: float = setting(0.3, ge=0.0, le=1.0)  # beta: the KIBS partner's share of it
+    risk_share: float = setting(0.3, ge=0.0, le=1.0)  # s_r: the KIBS partner's share of the outlay
+    opportunism: float = setting(0.4, ge=0.0, le=1.0)  # o: resources a misaligned partnership wastes
+    alignment_start: float = setting(0.5, ge=0.0, le=1.0)  # g_0: a new partnership's alignment
+    alignment_gain: float = setting(0.3, ge=0.0, le=1.0)  # a_g: share of 1 - g a launch closes
+    alignment_wear: float = setting(0.01, ge=0.0, le=1.0)  # a_w: share of g a month without one wears
+    # management: consulting
+    consulting_effect: float = setting(0.15, ge=0.0)  # e_M: capability step per unit of money
+    # business: services and the universities' platform
     service_effect: float = setting(1.0, ge=0.0)  # e_S: service depth per unit of money
-    platform_fee_share: float = setting(0.3, ge=0.0, le=1.0)  # f: voucher share to the UNI platform
-    rd_cost_cut: float = setting(0.5, ge=0.0, le=1.0)  # cut in members' R&D cost
-    platform_transfer: float = setting(0.3, ge=0.0, le=1.0)  # pi: platform intensity for members
-    information_gain: float = setting(0.5, ge=0.0, le=1.0)  # share of (1 - tau) closed, both connected
-    long_range_search: float = setting(0.05, ge=0.0, le=1.0)  # per connected agent-step
-    information_synergy: float = setting(1.0, ge=0.0)  # theta: other instruments x (1 + theta)
+    rd_cost_cut: float = setting(0.5, ge=0.0, le=1.0)  # x: R&D cost a full-depth service saves
+    platform_fee_share: float = setting(0.3, ge=0.0, le=1.0)  # f: voucher share to the platform
+    platform_transfer: float = setting(0.3, ge=0.0, le=1.0)  # pi: platform intensity, fully funded
+    platform_effect: float = setting(30.0, ge=0.0)  # e_P: funding per unit of fee per member
+    # information: the intermediaries' platform
+    match_cost: float = setting(0.1, gt=0.0)  # c_m: money per brokered match
+    match_candidates: int = setting(5, ge=0)  # firms the broker screens per match
+    codified_transfer: float = setting(0.3, ge=0.0, le=1.0)  # kappa_I: learning from the codified pool
+    search_draws: int = setting(3, ge=0)  # KIBS a firm off the platform screens per search
 
 
 @dataclass(frozen=True)
