@@ -78,6 +78,14 @@ def _value(p: UncertainParameter, x: float) -> float:
     return float(round(x)) if p.integer else float(x)
 
 
+def _from_particle(p: UncertainParameter, x: float) -> float:
+    """A particle's coordinate as the parameter's value: ABC-SMC runs a log-uniform parameter
+    on the log scale, where its prior is uniform and pyabc's Gaussian perturbation kernels fit
+    a range of orders of magnitude (on the natural scale, a kernel wide enough for the large
+    values throws the small ones out of the prior, and the importance weights degenerate)."""
+    return _value(p, math.exp(x) if p.scale == "log" else x)
+
+
 #: A simulated arm: the overrides it is composed with (empty: the calibration's own
 #: configuration) and its configuration.
 Arm = tuple[tuple[str, ...], Config]
@@ -98,7 +106,7 @@ class Simulator:
     arms: tuple[Arm, ...] = ()
 
     def values(self, particle: dict) -> dict[str, float]:
-        return {p.key: _value(p, float(particle[f"p{i}"])) for i, p in enumerate(self.parameters)}
+        return {p.key: _from_particle(p, float(particle[f"p{i}"])) for i, p in enumerate(self.parameters)}
 
     @property
     def seeds_needed(self) -> int:
@@ -341,7 +349,7 @@ class Calibrate(ExperimentKind):
         prior = pyabc.Distribution(
             **{
                 f"p{i}": (
-                    pyabc.RV("loguniform", p.low, p.high)
+                    pyabc.RV("uniform", math.log(p.low), math.log(p.high) - math.log(p.low))
                     if p.scale == "log"
                     else pyabc.RV("uniform", p.low, p.high - p.low)
                 )
@@ -427,7 +435,7 @@ class Calibrate(ExperimentKind):
         for t in range(history.max_t + 1):
             df, w = history.get_distribution(m=0, t=t)
             columns: dict[str, Any] = {
-                p.key: [_value(p, x) for x in df[f"p{i}"].to_numpy(dtype=float)]
+                p.key: [_from_particle(p, x) for x in df[f"p{i}"].to_numpy(dtype=float)]
                 for i, p in enumerate(parameters)
             }
             columns["weight"] = np.asarray(w, dtype=float)
