@@ -269,9 +269,12 @@ class ModelContract:
         assert set(model.groups) <= set(keys_of(SIMULATION))  # the root Config has its groups
 
     def test_a_replicate_has_every_outcome_in_order_with_its_type(self, model, replicate):
+        """The row is the outcomes in order, then exactly the model's records (``accounts``,
+        in order, none named like an outcome), each a scalar of its declared type."""
         row, _ = replicate
-        assert list(row) == list(model.outcomes)
-        for name, dtype in model.outcomes.items():
+        assert not set(model.outcomes) & set(model.accounts)
+        assert list(row) == [*model.outcomes, *model.accounts]
+        for name, dtype in {**model.outcomes, **model.accounts}.items():
             assert np.asarray(row[name]).astype(dtype).shape == (), name
 
     def test_the_time_series_are_equal_columns_with_the_announced_rows(self, model, config, replicate):
@@ -284,13 +287,13 @@ class ModelContract:
 
     def test_a_seed_gives_the_same_replicate_and_another_seed_another(self, model, config, replicate):
         again, _ = model.simulate(config, SEED)
-        assert all(_same(_plain(replicate[0][k]), _plain(again[k])) for k in model.outcomes)
+        assert all(_same(_plain(v), _plain(again[k])) for k, v in replicate[0].items())
         other, _ = model.simulate(config, SEED + 1)
         assert any(not _same(_plain(replicate[0][k]), _plain(other[k])) for k in model.outcomes)
 
     def test_a_replicate_is_the_same_in_another_interpreter(self, model, overrides, replicate):
         fresh = call_fresh(simulated_row, overrides, SEED)
-        assert all(_same(_plain(replicate[0][k]), fresh[k]) for k in model.outcomes)
+        assert all(_same(_plain(v), fresh[k]) for k, v in replicate[0].items())
 
     def test_its_memory_estimate_is_positive(self, model, config):
         assert model.replicate_bytes(config) > 0
