@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
+from kibs_mc.analysis.report import MONEY_SCENARIOS, money_sentence
 from kibs_mc.experiments.compare import name_unnamed, overrides_name
 from kibs_mc.models import get_model
 from kibs_mc.terminal import CLEAR, number, results_table
@@ -90,6 +91,71 @@ def test_replicates_are_counted_per_scenario_in_the_summary_and_the_report(compa
     assert report.splitlines()[0].endswith("6 scenarios x 4 replicates")
     assert report.endswith("\n") and not report.endswith("\n\n")
     assert (run / "report.html").read_text().endswith("</html>\n")
+
+
+def _money_parts(line: str) -> dict[str, dict[str, float]]:
+    """Scenario -> {instrument or 'not spent': amount} of a report's money line."""
+    body = line.split("by instrument: ", 1)[1].split(". Largest", 1)[0]
+    parts = {}
+    for part in body.split("; "):
+        name, rest = re.fullmatch(r"(`[^`]+`|all \d+ scenarios) (.*)", part).groups()
+        amounts = dict(re.findall(r"(\w+) ([-\d.e+]+)", rest.replace("not spent", "not_spent")))
+        parts[name.strip("`")] = {k: float(v) for k, v in amounts.items()}
+    return parts
+
+
+@pytest.mark.slow
+def test_the_money_line_reads_every_replicates_ledger(compare_run):
+    """The executive summary ends with the money line: per scenario the mean money at work per
+    interface and what was not spent, from replicates.parquet's ledger, and the largest
+    conservation residual of any replicate. Equal money: at work plus not spent is the same
+    budget in every scenario but the baseline, which spends nothing."""
+    _, run = compare_run
+    summary = (run / "report.md").read_text().split("## Executive summary\n", 1)[1].split("\n## ", 1)[0]
+    line = summary.strip().splitlines()[-1]
+    assert line.startswith("- Money: at work per replicate, by instrument: ")
+    rows = pl.read_parquet(run / "replicates.parquet")
+    levers = ("strategic", "management", "business", "information")
+    means = rows.group_by("scenario").mean()
+    parts = _money_parts(line)
+    assert set(parts) == set(rows["scenario"]) and parts["baseline"] == {}
+    budgets = set()
+    for row in means.filter(pl.col("scenario") != "baseline").iter_rows(named=True):
+        shown = parts[row["scenario"]]
+        for lever in levers:
+            work = row[f"money_at_work_{lever}"]
+            assert shown.get(lever, 0.0) == pytest.approx(work, rel=1e-3), (row["scenario"], lever)
+        unspent = sum(row[f"money_unspent_{lever}"] for lever in levers)
+        assert shown.get("not_spent", 0.0) == pytest.approx(unspent, rel=1e-3, abs=1e-12)
+        budgets.add(round(sum(shown.values()), 6))
+    assert len(budgets) == 1 and budgets.pop() > 0
+    residual = float(re.search(r"residual of any replicate (\S+) ", line).group(1))
+    assert residual == pytest.approx(rows["money_residual"].abs().max(), rel=0.05)
+    assert residual < 1e-9 * rows["money_costs_out"].max()  # money is conserved
+
+
+def test_the_money_line_names_the_largest_residual_and_pools_many_scenarios(tmp_path):
+    """The largest residual in size (a negative one too); past MONEY_SCENARIOS the means over
+    all scenarios; nothing not spent, no 'not spent'; no ledger, no line."""
+    n = MONEY_SCENARIOS + 1
+    frame = pl.DataFrame(
+        {
+            "scenario": [f"s{i}" for i in range(n) for _ in range(2)],
+            "money_residual": [1e-8] * (2 * n - 1) + [-3e-6],
+            "money_at_work_strategic": [float(i % 2) * 10 for i in range(2 * n)],
+            "money_at_work_information": [0.0] * (2 * n),
+            "money_unspent_strategic": [0.0] * (2 * n),
+        }
+    )
+    frame.write_parquet(tmp_path / "replicates.parquet")
+    line = money_sentence(tmp_path / "replicates.parquet")
+    assert _money_parts(line) == {f"all {n} scenarios": {"strategic": 5.0}}
+    assert "residual of any replicate -3e-06 " not in line and "residual of any replicate 3e-06 " in line
+    frame.head(4).write_parquet(tmp_path / "replicates.parquet")
+    assert set(_money_parts(money_sentence(tmp_path / "replicates.parquet"))) == {"s0", "s1"}
+    frame.drop("money_residual").write_parquet(tmp_path / "replicates.parquet")
+    assert money_sentence(tmp_path / "replicates.parquet") is None
+    assert money_sentence(tmp_path / "missing.parquet") is None
 
 
 @pytest.mark.slow
