@@ -111,12 +111,7 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
             _reach(money[lever], float(getattr(cost, lever)), cluster.hte if HTE_ONLY[k] else agents)
             for k, lever in enumerate(LEVERS)
         ),
-        unit_cost=(
-            float(cost.strategic),
-            float(cost.management),
-            float(cost.business),
-            float(cost.information),
-        ),
+        unit_cost=tuple(float(getattr(cost, lever)) for lever in LEVERS),
         project_outlay=float(fx.project_outlay),
         project_yield=float(fx.project_yield),
         project_elasticity=float(fx.project_elasticity),
