@@ -34,6 +34,7 @@ PARAMETERS = (
 )
 RECOVERY = [
     "experiment=calibrate",
+    "cluster=small",
     "executor=serial",
     "tracking=none",
     "model.steps=36",
@@ -172,7 +173,7 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     targets.write_text("name: unreachable\ntargets:" + fitted + check)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
-        *RECOVERY[:5],
+        *RECOVERY[:6],
         f"calibration.targets={targets}",
         "calibration.population=12",
         "calibration.generations=2",
@@ -214,7 +215,7 @@ def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     assert any("check" in line and "(held out: checked, not fitted)" in line for line in result.lines)
     without = tmp_path / "fitted_only.yaml"
     without.write_text("name: fitted_only\ntargets:" + fitted)
-    calibrate([*RECOVERY[:5], f"calibration.targets={without}", *overrides[6:9]], tmp_path / "run2")
+    calibrate([*RECOVERY[:6], f"calibration.targets={without}", *overrides[7:10]], tmp_path / "run2")
     assert pl.read_parquet(tmp_path / "run2" / "posterior.parquet").equals(
         pl.read_parquet(tmp_path / "run" / "posterior.parquet")
     )
@@ -290,9 +291,15 @@ def test_unknown_statistics_are_refused_naming_them(tmp_path, statistic, bad):
     assert "allowed" in str(info.value)
 
 
-def test_the_default_targets_are_cited_and_resolve():
-    targets, _ = resolve_targets(load_config(["experiment=calibrate", "model.steps=10"]))
-    assert targets and all(t.source for t in targets)
+def test_the_default_targets_are_cited_mapped_and_hold_some_out():
+    """Every default target names its source and its mapping onto the model; each governance
+    interface has a policy-response target; at least two are held out of the fit."""
+    overrides = ["experiment=calibrate", "cluster=small", "model.steps=10"]
+    targets, arms = resolve_targets(load_config(overrides), overrides)
+    assert targets and all(t.source and t.mapping for t in targets)
+    interfaces = {"strategic", "management", "business", "information"}
+    assert {t.scenario for t in targets if t.scenario} == interfaces
+    assert len([t for t in targets if not t.fit]) >= 2 and arms
     assert (CONF_DIR / "targets" / "default.yaml").is_file()
 
 

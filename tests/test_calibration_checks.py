@@ -101,6 +101,30 @@ def test_a_parameter_barely_narrower_than_its_prior_is_not_identified():
     assert check_verdict(table, ppc) == (True, [])
 
 
+def test_the_map_of_fewer_particles_than_parameters_is_the_heaviest_particle():
+    """A last generation of 6 particles of 12 parameters (a KDE's covariance would be singular):
+    the MAP is the particle of largest weight, not an error."""
+    rng = np.random.default_rng(5)
+    params = [UncertainParameter(f"model.p{j}", 0.0, 1.0) for j in range(12)]
+    posterior = _posterior({p.key: rng.uniform(0, 1, 6) for p in params})
+    weights = np.array([0.1, 0.1, 0.4, 0.2, 0.1, 0.1])
+    posterior = posterior.with_columns(pl.Series("weight", weights))
+    table = parameter_table(posterior, params, 0.9, {})
+    assert table["map"].to_list() == [posterior[p.key][2] for p in params]
+
+
+def test_a_check_undefined_at_a_truth_is_left_out_of_its_target_file(tmp_path):
+    """Simulation-based calibration: a held-out statistic that is NaN at a truth (no entrant
+    observed for two years, say) is left out of that truth's target file, which stays valid;
+    a fitted one is kept."""
+    from kibs_mc.experiments.sbc import _target_file
+
+    targets = [Target("a", "a", 1.0, 1.0), Target("b", "b", 1.0, 1.0, fit=False)]
+    path = _target_file(targets, {"a": 2.0, "b": float("nan")}, tmp_path / "t.yaml")
+    parsed = parse_targets(yaml.safe_load(path.read_text()), str(path))
+    assert [(t.name, t.observed) for t in parsed] == [("a", 2.0)]
+
+
 @pytest.mark.parametrize(
     "item, key",
     [

@@ -103,12 +103,13 @@ def _map(values: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     spread = values.std(axis=0)
     keep = spread > 0
-    if values.shape[0] < 3 or not keep.any():
+    # a KDE needs more particles than dimensions (else its covariance is singular)
+    if values.shape[0] <= max(2, int(keep.sum())) or not keep.any():
         return values[int(np.argmax(w))]
     z = (values[:, keep] - values[:, keep].mean(axis=0)) / spread[keep]
     try:
         density = gaussian_kde(z.T, weights=w)(z.T)
-    except np.linalg.LinAlgError:
+    except (np.linalg.LinAlgError, ValueError):
         return values[int(np.argmax(w))]
     return values[int(np.argmax(density))]
 

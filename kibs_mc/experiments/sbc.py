@@ -73,6 +73,8 @@ def _target_file(targets: Sequence[Target], values: dict[str, float], path: Path
 
     items = []
     for t in targets:
+        if not (t.fit or np.isfinite(values[t.name])):
+            continue  # a check undefined at this truth (no entrant observed long enough, say)
         item: dict[str, Any] = {k: v for k, v in asdict(t).items() if v not in (None, (), "")}
         item["observed"] = float(values[t.name])
         if t.intensity:
