@@ -49,6 +49,21 @@ class TestRobustness(PlannedKindContract):
         ]
 
 
+class TestMix(PlannedKindContract):
+    @pytest.fixture(scope="class")
+    def overrides(self):
+        return [
+            "experiment=mix",
+            *QUICK,
+            "replicates=2",
+            "robustness.worlds=2",
+            "robustness.bootstrap=100",
+            "mix.candidates=2",
+            "mix.first_stage=2",
+            "mix.confirm_max=4",
+        ]
+
+
 class TestCalibrate(KindContract):
     @pytest.fixture(scope="class")
     def overrides(self):
@@ -67,5 +82,5 @@ class TestCalibrate(KindContract):
 
 
 def test_every_registered_kind_is_under_the_contract():
-    covered = {"single", "compare", "sweep", "robustness", "calibrate"}
+    covered = {"single", "compare", "sweep", "robustness", "calibrate", "mix"}
     assert set(KINDS) == covered, "a new kind needs its subclass of KindContract here"

@@ -140,7 +140,9 @@ class ExperimentConfig:
     """One experiment: its kind (``kibs_mc.experiments.KINDS``) and what the kind reads."""
 
     name: str = "single"
-    kind: str = "compare"  # single | compare | sweep | calibrate | robustness (checked against the registry)
+    kind: str = (
+        "compare"  # single | compare | sweep | calibrate | robustness | mix (checked against the registry)
+    )
     scenarios: list[ScenarioConfig] = field(default_factory=lambda: [ScenarioConfig(name="default")])
     baseline: str | None = None  # scenario effects are measured against; None: `baseline` or the first
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
@@ -215,6 +217,23 @@ class RobustnessConfig:
     satisfice: float | None = None  # threshold of the objective; None: the baseline's, world by world
     density: float = setting(0.8, gt=0.0, le=1.0)  # PRIM: the chosen box is at least this dense
     bootstrap: int = setting(1000, ge=100, le=100_000)  # draws for the metrics' CIs
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """``experiment.kind=mix``: splits of one budget over ``shares`` (points on the simplex)
+    and optionally several ``budgets``, each run across the robustness worlds; the pick is
+    confirmed on fresh seeds by KN against the runner-up and the equal split (docs/mix.md)."""
+
+    shares: list[str] = field(default_factory=list)  # the keys whose values are the budget's shares
+    budget: str = "governance.budget"  # the key of the budget the shares divide
+    budgets: list[float] = field(default_factory=list)  # budgets tried; empty: the configured one
+    equal: str = "all_four"  # the listed scenario that is the equal split at the configured budget
+    candidates: int = setting(16, ge=1, le=4096)  # splits drawn on the simplex (scrambled Sobol)
+    delta: float = setting(1.0, gt=0.0)  # KN's indifference zone, in the objective outcome's units
+    alpha: float = setting(0.05, gt=0.0, lt=0.5)  # KN: P(correct selection) >= 1 - alpha
+    first_stage: int = setting(10, ge=2)  # KN's n0: fresh replicates per world before screening
+    confirm_max: int = setting(100, ge=2, le=1_000_000)  # most fresh replicates per world and system
 
 
 @dataclass(frozen=True)
@@ -320,6 +339,7 @@ class Sections:
     calibration: CalibrationConfig = _role(EXPERIMENT, field(default_factory=CalibrationConfig))
     uncertainty: UncertaintyConfig = _role(EXPERIMENT, field(default_factory=UncertaintyConfig))
     robustness: RobustnessConfig = _role(EXPERIMENT, field(default_factory=RobustnessConfig))
+    mix: MixConfig = _role(EXPERIMENT, field(default_factory=MixConfig))
     replicates: int = _role(EXPERIMENT, setting(100, ge=1, le=100_000_000))  # per scenario
     seed: int = _role(EXPERIMENT, setting(20261127, ge=0, lt=2**63))
     resume: bool = _role(RUN, field(default=False))

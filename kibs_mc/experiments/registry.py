@@ -7,12 +7,13 @@ from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.calibrate import Calibrate
 from kibs_mc.experiments.compare import Compare, Single
 from kibs_mc.experiments.kind import ExperimentKind
+from kibs_mc.experiments.mix import Mix
 from kibs_mc.experiments.robustness import Robustness
 from kibs_mc.experiments.sweep import Sweep
 
 #: Every experiment kind, by the name ``experiment.kind`` takes.
 KINDS: dict[str, ExperimentKind] = {
-    k.name: k for k in (Single(), Compare(), Sweep(), Calibrate(), Robustness())
+    k.name: k for k in (Single(), Compare(), Sweep(), Calibrate(), Robustness(), Mix())
 }
 
 

@@ -1,0 +1,171 @@
+"""The best mix of budget shares (``experiment.kind=mix``, docs/mix.md): candidate splits on
+the simplex, their robust objective across the worlds, the front of money against robust
+effect, and the confirmation of the pick on fresh seeds by KN (:mod:`kibs_mc.analysis.selection`).
+
+Pure functions of arrays and frames; the kind (:mod:`kibs_mc.experiments.mix`) plans the
+scenarios and reads the rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.stats import qmc
+
+from kibs_mc.analysis.inference import t_interval
+from kibs_mc.analysis.robustness import Outcomes, world_objective
+from kibs_mc.analysis.selection import KNResult, kn
+
+__all__ = [
+    "Confirmation",
+    "confirm",
+    "front",
+    "mix_table",
+    "simplex_design",
+]
+
+
+def simplex_design(count: int, dims: int, seed: int) -> np.ndarray:
+    """``count`` points spread over the simplex of ``dims`` shares summing to 1: a scrambled
+    Sobol sequence in ``dims - 1`` dimensions (scipy.stats.qmc), each point's sorted
+    coordinates cut [0, 1] into ``dims`` spacings (uniform on the simplex for uniform points;
+    Devroye 1986, s.V.2.2). Deterministic in ``seed``."""
+    if dims < 2:
+        raise ValueError("a split needs at least two shares")
+    sobol = qmc.Sobol(d=dims - 1, scramble=True, seed=np.random.default_rng([seed, 0x313]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # balance needs a power of 2; any count is fine
+        u = np.sort(sobol.random(count), axis=1)
+    cuts = np.hstack([np.zeros((count, 1)), u, np.ones((count, 1))])
+    return np.diff(cuts, axis=1)
+
+
+def mix_table(
+    data: Outcomes, baseline: int, per_money: bool, maximize: bool, confidence: float = 0.95
+) -> pl.DataFrame:
+    """Per policy, across the worlds: ``objective`` (the mean over worlds of each world's
+    objective: the paired effect against the baseline per unit of extra money with
+    ``per_money``, else the outcome) with its t interval over the worlds, ``effect`` (the mean
+    paired effect against the baseline, outcome units) with its t interval, and ``money``
+    (the mean spending above the baseline's)."""
+    j = world_objective(data, baseline, per_money)[0]  # (W, P)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        effect = np.nanmean(data.y - data.y[:, baseline : baseline + 1, :], axis=2)  # (W, P)
+        money = np.nanmean(data.cost - data.cost[:, baseline : baseline + 1, :], axis=2)
+    records = []
+    for p, policy in enumerate(data.policies):
+        jp, ep = j[:, p][np.isfinite(j[:, p])], effect[:, p][np.isfinite(effect[:, p])]
+        j_low, j_high = t_interval(jp, confidence) if jp.size else (np.nan, np.nan)
+        e_low, e_high = t_interval(ep, confidence) if ep.size else (np.nan, np.nan)
+        records.append(
+            {
+                "policy": policy,
+                "objective": float(jp.mean()) if jp.size else np.nan,
+                "objective_ci_low": j_low,
+                "objective_ci_high": j_high,
+                "effect": float(ep.mean()) if ep.size else np.nan,
+                "effect_ci_low": e_low,
+                "effect_ci_high": e_high,
+                "money": float(np.nanmean(money[:, p])),
+            }
+        )
+    table = pl.DataFrame(records)
+    score = table["objective"].to_numpy() * (1 if maximize else -1)
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    return table.with_columns(pl.Series("rank", rank), pl.Series("on_front", front(table, maximize)))
+
+
+def front(table: pl.DataFrame, maximize: bool) -> np.ndarray:
+    """Which policies no other dominates on (less ``money``, better ``effect``): the Pareto
+    front of money against robust effect (a policy without a finite effect is off it)."""
+    money = table["money"].to_numpy()
+    effect = table["effect"].to_numpy() * (1 if maximize else -1)
+    ok = np.isfinite(money) & np.isfinite(effect)
+    on = np.zeros(len(money), dtype=bool)
+    for i in np.flatnonzero(ok):
+        no_worse = (money[ok] <= money[i]) & (effect[ok] >= effect[i])
+        better = (money[ok] < money[i]) | (effect[ok] > effect[i])
+        on[i] = not (no_worse & better).any()
+    return on
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """KN among the pick, the runner-up and the equal split on fresh seeds."""
+
+    systems: list[str]  # the pick first
+    roles: list[str]  # pick | runner_up | equal_split (joined with '+' when one system plays two)
+    observations: list[np.ndarray]  # per system: the fresh replicates' mean over worlds
+    result: KNResult
+    delta: float
+    alpha: float
+
+    @property
+    def selected(self) -> str | None:
+        """The certified best system (within ``delta`` with probability >= 1 - alpha)."""
+        chosen = self.result.selected
+        return None if chosen is None else self.systems[chosen]
+
+    def frame(self) -> pl.DataFrame:
+        """confirmation.parquet: one row per system."""
+        return pl.DataFrame(
+            {
+                "policy": self.systems,
+                "role": self.roles,
+                "replicates": [len(x) for x in self.observations],
+                "mean": [float(np.mean(x)) if len(x) else None for x in self.observations],
+                "eliminated_at": [self.result.eliminated_at.get(i) for i in range(len(self.systems))],
+                "selected": [self.selected == s for s in self.systems],
+            },
+            schema_overrides={"eliminated_at": pl.Int64, "mean": pl.Float64},
+        )
+
+
+def contenders(
+    table: pl.DataFrame, candidates: Sequence[str], equal: Callable[[str], str], same_money: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """The systems KN confirms among: the candidate ranked first, the best other candidate at
+    the same money (``same_money``: policy -> its budget's label), and the equal split at that
+    money (``equal``: label -> its policy). Returns (systems, roles)."""
+    ranked = table.filter(pl.col("policy").is_in(list(candidates))).sort("rank")["policy"].to_list()
+    pick = ranked[0]
+    level = same_money[pick]
+    runner = next((p for p in ranked[1:] if same_money[p] == level), None)
+    equal_here = equal(level)
+    systems, roles = [pick], ["pick"]
+    for system, role in ((runner, "runner_up"), (equal_here, "equal_split")):
+        if system is None:
+            continue
+        if system in systems:
+            roles[systems.index(system)] += "+" + role
+        else:
+            systems.append(system)
+            roles.append(role)
+    return systems, roles
+
+
+def confirm(
+    systems: Sequence[str],
+    roles: Sequence[str],
+    observations: Sequence[np.ndarray],
+    delta: float,
+    alpha: float,
+    n0: int,
+    larger_better: bool,
+) -> Confirmation:
+    """KN (Kim & Nelson 2001) over the systems' fresh observations (element r of each from the
+    same seeds: common random numbers)."""
+    if len(systems) < 2:  # one contender: nothing to confirm against
+        result = KNResult(survivors=[0], stage=0, done=True)
+    else:
+        result = kn(observations, delta, alpha, n0, larger_better)
+    return Confirmation(
+        list(systems), list(roles), [np.asarray(x) for x in observations], result, delta, alpha
+    )

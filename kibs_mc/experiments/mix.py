@@ -1,0 +1,475 @@
+"""``experiment.kind=mix``: which split of the budget over the interfaces, and for how much
+money, across uncertain worlds (docs/mix.md).
+
+The policies are the experiment's scenarios (the six governance settings: the references) and
+candidate splits of one budget over ``mix.shares`` (a scrambled Sobol design on the simplex plus
+the equal split, at each of ``mix.budgets``), crossed with the robustness worlds
+(:class:`~kibs_mc.experiments.robustness.Robustness`). Every (world, policy) is one scenario of
+the ordinary plan, so chunks, executors and resume are those of every experiment. World w owns
+the replicates [w B, (w + 1) B) of the root seed's stream, B = ``replicates + mix.confirm_max``:
+the first ``replicates`` are the search (every policy, common seeds within the world), the rest
+are fresh seeds for the confirmation, in which KN (Kim & Nelson 2001) adds replicates in every
+world to the pick, the runner-up and the equal split until one is certified best
+(:class:`MixRounds`: decided from the rows reached, so a resumed run takes the same decisions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from kibs_mc.analysis import mix as mx
+from kibs_mc.analysis import robustness as rb
+from kibs_mc.analysis.effects import choose_baseline
+from kibs_mc.analysis.report import markdown_table
+from kibs_mc.analysis.selection import next_count
+from kibs_mc.config import Config, UncertainParameter
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments.kind import Finished, KindOutput
+from kibs_mc.experiments.robustness import Robustness, check_parameter, space_of
+from kibs_mc.experiments.rounds import Round, Rows
+from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
+from kibs_mc.run.store import write_parquet
+
+#: The equal split's name (at each budget: ``equal@<budget>``).
+EQUAL = "equal"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    shares: tuple[float, ...]
+    budget: float | None  # None: the configured budget
+
+
+def candidates(config: Config) -> list[Candidate]:
+    """``mix.candidates`` splits on the simplex at the configured budget (the equal split there
+    is the listed scenario ``mix.equal``) or, with ``mix.budgets``, the equal split and those
+    splits at each budget."""
+    mix = config.mix
+    d = len(mix.shares)
+    points = mx.simplex_design(mix.candidates, d, config.seed)
+    width = len(str(max(mix.candidates - 1, 0)))
+    splits = [(f"split{i:0{width}d}", tuple(map(float, p))) for i, p in enumerate(points)]
+    if not mix.budgets:
+        return [Candidate(name, shares, None) for name, shares in splits]
+    splits = [(EQUAL, (1.0 / d,) * d), *splits]
+    return [Candidate(f"{name}@{b:g}", shares, b) for b in mix.budgets for name, shares in splits]
+
+
+def splits(config: Config) -> tuple[list[str], dict[str, str]]:
+    """The policies the pick is chosen among and each one's budget label ('' for the configured
+    budget): the listed scenarios but the baseline (splits of the configured budget: the six
+    governance settings are the simplex's four corners and its centre) and the candidates."""
+    exp = config.experiment
+    names = [s.name for s in exp.scenarios]
+    base = choose_baseline(names, exp.baseline)
+    level = {n: "" for n in names if n != base}
+    level.update({c.name: "" if c.budget is None else f"{c.budget:g}" for c in candidates(config)})
+    return list(level), level
+
+
+def equal_split(config: Config, label: str) -> str:
+    """The equal split's policy at a budget label."""
+    return config.mix.equal if label == "" else f"{EQUAL}@{label}"
+
+
+def _overrides(config: Config, c: Candidate) -> list[str]:
+    own = [f"{k}={v!r}" for k, v in zip(config.mix.shares, c.shares, strict=True)]
+    return own if c.budget is None else [*own, f"{config.mix.budget}={c.budget!r}"]
+
+
+def block(config: Config) -> int:
+    """Replicates each world owns in the root seed's stream: the search's and the fresh ones."""
+    return config.replicates + config.mix.confirm_max
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rows reached say: the search's table and the confirmation so far."""
+
+    data: rb.Outcomes  # the search's replicates
+    table: pl.DataFrame  # mix_table of every policy
+    confirmation: mx.Confirmation
+
+
+class Mix(Robustness):
+    name = "mix"
+
+    # -- before any work
+    def check(self, config: Config) -> None:
+        super().check(config)
+        mix = config.mix
+        if len(mix.shares) < 2:
+            raise ConfigError(
+                "mix.shares", list(mix.shares), "allowed: at least two keys whose values split the budget"
+            )
+        for i, key in enumerate(mix.shares):
+            check_parameter(config, f"mix.shares[{i}]", UncertainParameter(key=key, low=0.0, high=1.0))
+        for i, b in enumerate(mix.budgets):
+            if not b > 0:
+                raise ConfigError(f"mix.budgets[{i}]", b, "allowed: a budget > 0")
+        if mix.budgets:
+            low, high = min(mix.budgets), max(mix.budgets)
+            check_parameter(config, "mix.budget", UncertainParameter(key=mix.budget, low=low, high=high))
+        names = {n for n, _ in listed_scenarios(config)}
+        if not mix.budgets and mix.equal not in names:
+            raise ConfigError(
+                "mix.equal",
+                mix.equal,
+                "allowed: one of the listed scenarios (" + ", ".join(sorted(names)) + ")",
+            )
+        clash = sorted(names & {c.name for c in candidates(config)})
+        if clash:
+            raise ConfigError(
+                "experiment.scenarios", clash, "allowed: names other than the candidates' (equal, split<i>)"
+            )
+        set_by_mix = {*mix.shares, mix.budget}
+        for i, p in enumerate(space_of(config).parameters):
+            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_mix)
+
+    # -- the plan
+    def policies(self, config: Config) -> list[ScenarioSpec]:
+        """The references (``experiment.scenarios``) then the candidates."""
+        return [*listed_scenarios(config), *[(c.name, _overrides(config, c)) for c in candidates(config)]]
+
+    def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
+        params = space_of(config).parameters
+        specs: list[ScenarioSpec] = []
+        for row in self.worlds(config).iter_rows(named=True):
+            values = [f"{p.key}={_format(row[p.key], p.integer)}" for p in params]
+            for name, own in self.policies(config):
+                specs.append((self.scenario_name(config, row["world"], name), [*own, *values]))
+        return specs
+
+    def first_replicates(self, config: Config, specs: Sequence[ScenarioSpec]) -> list[int]:
+        count = len(self.policies(config))
+        return [(i // count) * block(config) for i in range(len(specs))]
+
+    def rounds(self, config: Config, scenarios: Sequence[Scenario]) -> MixRounds:
+        return MixRounds(self, config, tuple(scenarios))
+
+    # -- deciding from the rows reached
+    def decide(
+        self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: Mapping[int, int]
+    ) -> Decision:
+        """The search's table and KN's state from the replicates each scenario had reached."""
+        objective = config.robustness.objective
+        names = [n for n, _ in self.policies(config)]
+        worlds = self.worlds(config)["world"].to_list()
+        R = config.replicates
+        reached = pl.DataFrame(
+            {
+                "scenario": [sc.name for sc in scenarios],
+                "first": [sc.first_replicate for sc in scenarios],
+                "count": [counts[sc.index] for sc in scenarios],
+            },
+            schema={"scenario": pl.String, "first": pl.Int64, "count": pl.Int64},
+        )
+        split = pl.col("scenario").str.split_exact("/", 1)
+        rows = (
+            rows.join(reached, on="scenario")
+            .with_columns(
+                (pl.col("replicate") - pl.col("first")).alias("local"),
+                split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
+                split.struct.field("field_1").alias("policy"),
+            )
+            .filter(pl.col("local") < pl.col("count"))
+        )
+        search = rows.filter(pl.col("local") < R).with_columns(
+            (pl.col("world") * R + pl.col("local")).alias("replicate")
+        )
+        base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
+        data = rb.to_arrays(
+            search, worlds, names, objective.outcome, objective.cost if objective.per_money else None, R
+        )
+        maximize = objective.direction == "max"
+        table = mx.mix_table(data, names.index(base), objective.per_money, maximize)
+        chosen_among, level = splits(config)
+        systems, roles = mx.contenders(table, chosen_among, lambda label: equal_split(config, label), level)
+        fresh = rows.filter(pl.col("local") >= R)
+        observations = [_fresh_means(fresh, s, len(worlds), objective.outcome) for s in systems]
+        mix = config.mix
+        confirmation = mx.confirm(
+            systems, roles, observations, mix.delta, mix.alpha, mix.first_stage, maximize
+        )
+        return Decision(data, table, confirmation)
+
+    # -- after the run
+    def analyse(self, finished: Finished) -> KindOutput:
+        config, run_dir = finished.config, finished.run_dir
+        scenarios, counts = _reached(self, config, finished.rows)
+        decision = self.decide(config, finished.rows, scenarios, counts)
+        objective, rob = config.robustness.objective, config.robustness
+        names = [n for n, _ in self.policies(config)]
+        base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
+        maximize = objective.direction == "max"
+        worlds = self.worlds(config)
+        write_parquet(worlds, run_dir / "worlds.parquet")
+        robust = rb.robustness_table(
+            decision.data,
+            names.index(base),
+            objective.per_money,
+            maximize,
+            rob.satisfice,
+            config.seed,
+            samples=rob.bootstrap,
+        )
+        write_parquet(robust, run_dir / "robustness.parquet")
+        table = self.mix_frame(config, decision.table, robust)
+        write_parquet(table, run_dir / "mix.parquet")
+        confirmation = decision.confirmation.frame()
+        write_parquet(confirmation, run_dir / "confirmation.parquet")
+        figures = [p for p in [front_figure(run_dir, table, objective.outcome)] if p is not None]
+        lines = self.mix_lines(config, table, decision.confirmation)
+        section = self.mix_section(config, table, confirmation, lines)
+        children = [
+            {
+                "name": r["policy"],
+                "params": {"policy": r["policy"], "worlds": rob.worlds, "replicates": config.replicates},
+                "metrics": {
+                    k: float(r[k])
+                    for k in ("objective", "effect", "money", "p_best", "regret_mean")
+                    if r[k] is not None and np.isfinite(r[k])
+                },
+            }
+            for r in table.iter_rows(named=True)
+        ]
+        unlisted = set(finished.rows["scenario"].unique().to_list())
+        return KindOutput(
+            figures=figures, sections=[section], unlisted=unlisted, children=children, lines=lines
+        )
+
+    @staticmethod
+    def mix_frame(config: Config, table: pl.DataFrame, robust: pl.DataFrame) -> pl.DataFrame:
+        """mix.parquet: per policy its shares and budget (null for the references), money,
+        robust objective and effect with CIs, P(best) and mean regret with CIs, rank, front."""
+        wide = robust.filter(pl.col("metric").is_in(["p_best", "regret_mean"])).pivot(
+            on="metric", index="policy", values=["value", "ci_low", "ci_high"]
+        )
+        wide = wide.rename(
+            {
+                f"{v}_{m}": (m if v == "value" else f"{m}_{v}")
+                for m in ("p_best", "regret_mean")
+                for v in ("value", "ci_low", "ci_high")
+            }
+        )
+        shares = {c.name: c for c in candidates(config)}
+        keys = [k.rpartition(".")[2] for k in config.mix.shares]
+        extra = pl.DataFrame(
+            {
+                "policy": table["policy"],
+                **{
+                    k: [shares[p].shares[i] if p in shares else None for p in table["policy"]]
+                    for i, k in enumerate(keys)
+                },
+                "budget": [
+                    (shares[p].budget if shares[p].budget is not None else None) if p in shares else None
+                    for p in table["policy"]
+                ],
+                "candidate": [p in shares for p in table["policy"]],
+            },
+            schema_overrides={k: pl.Float64 for k in [*keys, "budget"]},
+        )
+        return extra.join(table, on="policy", maintain_order="left").join(
+            wide, on="policy", how="left", maintain_order="left"
+        )
+
+    @staticmethod
+    def mix_lines(config: Config, table: pl.DataFrame, c: mx.Confirmation) -> list[str]:
+        o = config.robustness.objective
+        pick = c.systems[0]
+        row = table.filter(pl.col("policy") == pick).row(0, named=True)
+        units = f"`{o.outcome}` per unit of `{o.cost}`" if o.per_money else f"`{o.outcome}`"
+        found = (
+            f"The search across {config.robustness.worlds} worlds puts split `{pick}` first: "
+            f"{row['objective']:.3g} {units} [{row['objective_ci_low']:.3g}, {row['objective_ci_high']:.3g}] "
+            "(95% t interval over the worlds)"
+            + (f", P(best) {row['p_best']:.2f} among all policies." if "p_best" in row else ".")
+        )
+        others = ", ".join(f"`{s}` ({r})" for s, r in zip(c.systems[1:], c.roles[1:], strict=True)) or "none"
+        n = min(len(x) for x in c.observations) if c.observations else 0
+        against = (
+            f"against {others} on fresh seeds (KN, delta = {c.delta:g} `{o.outcome}`, alpha = {c.alpha:g})"
+        )
+        if c.selected == pick and len(c.systems) > 1:
+            verdict = (
+                f"Confirmed: `{pick}` is the best split {against}, after up to {n} fresh replicates per "
+                f"world: within delta of the best with probability >= {1 - c.alpha:g}."
+            )
+        elif c.selected is not None and len(c.systems) > 1:
+            verdict = (
+                f"Not confirmed: {against}, KN selects `{c.selected}` instead of the search's pick, "
+                f"so `{c.selected}` is the best split (within delta, probability >= {1 - c.alpha:g})."
+            )
+        elif len(c.systems) == 1:
+            verdict = f"`{pick}` had no contender at its money to confirm against."
+        else:
+            verdict = (
+                f"Not certified: {against}, none is best after {n} fresh replicates per world "
+                f"(mix.confirm_max = {config.mix.confirm_max}); they are within noise of each other."
+            )
+        return [found, verdict]
+
+    def mix_section(
+        self, config: Config, table: pl.DataFrame, confirmation: pl.DataFrame, lines: list[str]
+    ) -> str:
+        keys = [k.rpartition(".")[2] for k in config.mix.shares]
+        shown = table.sort("rank").select(
+            "policy",
+            *keys,
+            "budget",
+            "money",
+            "objective",
+            "objective_ci_low",
+            "objective_ci_high",
+            "effect",
+            "p_best",
+            "regret_mean",
+            "on_front",
+        )
+        return "\n".join(
+            [
+                "## Best mix",
+                "",
+                f"{config.mix.candidates} splits of the budget over "
+                + ", ".join(f"`{k}`" for k in config.mix.shares)
+                + " "
+                "(a scrambled Sobol design on the simplex) and the equal split"
+                + (
+                    f", at budgets {', '.join(f'{b:g}' for b in config.mix.budgets)}"
+                    if config.mix.budgets
+                    else ""
+                )
+                + f", beside the experiment's {len(config.experiment.scenarios)} settings, across "
+                f"{config.robustness.worlds} worlds x {config.replicates} replicates (common seeds within a "
+                "world). `objective`: mean over the worlds of each world's objective, with its 95% "
+                "t interval over the worlds; `effect`: paired effect against the baseline; `money`: "
+                "spending above the baseline's; `on_front`: no policy spends less and does better "
+                "(the front of money against robust effect, `mix_front.png`). `mix.parquet`; KN's "
+                "confirmation on fresh seeds: `confirmation.parquet`.",
+                "",
+                *lines,
+                "",
+                markdown_table(shown.with_columns(pl.selectors.float().round_sig_figs(3))),
+                "",
+                markdown_table(confirmation),
+                "",
+            ]
+        )
+
+
+def _format(value: float, integer: bool) -> str:
+    return str(int(value)) if integer else repr(float(value))
+
+
+def _fresh_means(fresh: pl.DataFrame, policy: str, worlds: int, outcome: str) -> np.ndarray:
+    """A system's fresh replicates, each the mean over the worlds of ``outcome`` at one local
+    replicate number, in order, as long as every world has them (the same seeds per system)."""
+    mine = fresh.filter(pl.col("policy") == policy)
+    if mine.height == 0:
+        return np.zeros(0)
+    per = (
+        mine.group_by("local")
+        .agg(pl.col(outcome).cast(pl.Float64).mean().alias("m"), pl.len().alias("n"))
+        .sort("local")
+    )
+    complete = per.filter(pl.col("n") == worlds)
+    locals_ = complete["local"].to_numpy()
+    start = int(per["local"].to_numpy().min())
+    run = locals_ == np.arange(start, start + len(locals_))  # consecutive from the first fresh one
+    stop = int(np.argmin(run)) if not run.all() else len(run)
+    return complete["m"].to_numpy()[:stop]
+
+
+def scenarios_of(kind: Mix, config: Config) -> list[Scenario]:
+    """The scenarios as the decisions see them (index, name, overrides, first replicate), not
+    composed: each carries ``config`` itself."""
+    specs = kind.scenario_specs(config, [])
+    firsts = kind.first_replicates(config, specs)
+    return [
+        Scenario(i, name, tuple(own), config, first)
+        for i, ((name, own), first) in enumerate(zip(specs, firsts, strict=True))
+    ]
+
+
+def _reached(kind: Mix, config: Config, rows: pl.DataFrame) -> tuple[list[Scenario], dict[int, int]]:
+    """The scenarios and each one's replicate count in the rows."""
+    scenarios = scenarios_of(kind, config)
+    n = dict(rows.group_by("scenario").agg(pl.len()).iter_rows())
+    return scenarios, {sc.index: int(n.get(sc.name, 0)) for sc in scenarios}
+
+
+@dataclass(frozen=True)
+class MixRounds:
+    """The search (``replicates`` of every policy in every world), then KN's rounds: fresh
+    replicates in every world for the contenders still in KN's set, until one is certified or
+    ``mix.confirm_max``."""
+
+    kind: Mix
+    config: Config
+    scenarios: tuple[Scenario, ...]
+
+    def first(self) -> dict[int, int]:
+        return {sc.index: self.config.replicates for sc in self.scenarios}
+
+    def after(self, rows: Rows, counts: Mapping[int, int]) -> Round:
+        mix, R = self.config.mix, self.config.replicates
+        decision = self.kind.decide(self.config, rows(), self.scenarios, counts)
+        c = decision.confirmation
+        reached = min(len(c.observations[i]) for i in c.result.survivors)
+        if c.result.done or reached >= mix.confirm_max:
+            return Round(dict(counts), self.kind.mix_lines(self.config, decision.table, c)[1:])
+        if reached < mix.first_stage:
+            want = mix.first_stage
+        else:
+            want = next_count(c.result, reached, max(2, mix.first_stage // 2), mix.confirm_max)
+        alive = {c.systems[i] for i in c.result.survivors}
+        targets = dict(counts)
+        for sc in self.scenarios:
+            if sc.name.partition("/")[2] in alive:
+                targets[sc.index] = max(counts[sc.index], R + want)
+        return Round(targets)
+
+
+def front_figure(run_dir: Path, table: pl.DataFrame, outcome: str) -> Path | None:
+    """mix_front.png: money against robust effect, the front joined, the references labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = table.filter(pl.col("effect").is_finite() & pl.col("money").is_finite())
+    if ok.height == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    cand, ref = ok.filter(pl.col("candidate")), ok.filter(~pl.col("candidate"))
+    ax.scatter(cand["money"], cand["effect"], s=18, color="tab:blue", label="candidate splits")
+    ax.scatter(ref["money"], ref["effect"], s=30, marker="s", color="tab:orange", label="settings")
+    for r in ref.iter_rows(named=True):
+        ax.annotate(
+            r["policy"], (r["money"], r["effect"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    best = ok.sort("rank").row(0, named=True)
+    ax.annotate(
+        best["policy"],
+        (best["money"], best["effect"]),
+        fontsize=7,
+        xytext=(3, -9),
+        textcoords="offset points",
+    )
+    f = ok.filter(pl.col("on_front")).sort("money")
+    ax.plot(f["money"], f["effect"], "-", color="black", lw=1, label="front")
+    ax.set_xlabel("money above the baseline's")
+    ax.set_ylabel(f"effect on {outcome} (mean over worlds)")
+    ax.legend(fontsize=7)
+    fig.suptitle("Money against robust effect")
+    fig.tight_layout()
+    path = Path(run_dir) / "mix_front.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

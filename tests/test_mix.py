@@ -1,0 +1,183 @@
+"""experiment=mix (docs/mix.md): the search over budget shares and its confirmation by KN.
+
+A planted response (a known best split and a known diminishing return of money, with noise
+shared by the policies of a world and noise of their own) drives the kind's own rounds and
+decisions (:class:`kibs_mc.experiments.mix.MixRounds`, ``Mix.decide``) exactly as the pipeline
+does, from the rows reached after each round; the cluster model runs the kind end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kibs_mc.analysis.mix import simplex_design
+from kibs_mc.config import load_config
+from kibs_mc.errors import ConfigError
+from kibs_mc.experiments import get_kind, run_experiment
+from kibs_mc.experiments.mix import candidates, scenarios_of
+from kibs_mc.experiments.rounds import Round
+
+QUICK = ["cluster=small", "model.steps=12", "executor=serial", "tracking=none"]
+
+#: The listed settings' shares (strategic, management, business, information).
+SETTINGS = {
+    "baseline": (0.0, 0.0, 0.0, 0.0),
+    "strategic": (1.0, 0.0, 0.0, 0.0),
+    "management": (0.0, 1.0, 0.0, 0.0),
+    "business": (0.0, 0.0, 1.0, 0.0),
+    "information": (0.0, 0.0, 0.0, 1.0),
+    "all_four": (0.25, 0.25, 0.25, 0.25),
+}
+SPENT_PER_BUDGET = 10_000.0  # governance_cost per unit of budget
+
+
+def planted_search(overrides, best, scale, common_sd, own_sd, seed=1):
+    """Run the kind's rounds on a planted response: outcome = scale * sqrt(budget / 0.05) *
+    (1 - 2 |shares - best|^2) for a split (0 for the baseline), plus noise common to a world's
+    policies at a replicate and noise of each policy's own. Returns the kind, the config, the
+    scenarios, the final counts and the rows."""
+    config = load_config(["experiment=mix", *overrides])
+    kind = get_kind(config)
+    scenarios = scenarios_of(kind, config)
+    split_of = {c.name: (c.shares, c.budget or 0.05) for c in candidates(config)}
+    split_of.update({n: (s, 0.05) for n, s in SETTINGS.items()})
+    rng = np.random.default_rng(seed)
+    total = config.replicates + config.mix.confirm_max
+    worlds = config.robustness.worlds
+    common = rng.normal(0, common_sd, size=(worlds, total))
+    own = {sc.name: rng.normal(0, own_sd, size=total) for sc in scenarios}
+
+    def rows(counts):
+        frames = []
+        for sc in scenarios:
+            world, policy = int(sc.name.partition("/")[0][1:]), sc.name.partition("/")[2]
+            shares, budget = split_of[policy]
+            n = counts[sc.index]
+            if policy == "baseline":
+                mean, spent = 0.0, 0.0
+            else:
+                gap = np.sum((np.asarray(shares) - np.asarray(best)) ** 2)
+                mean, spent = scale * np.sqrt(budget / 0.05) * (1 - 2 * gap), budget * SPENT_PER_BUDGET
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "scenario": [sc.name] * n,
+                        "replicate": sc.first_replicate + np.arange(n),
+                        "innovations_total": mean + common[world, :n] + own[sc.name][:n],
+                        "governance_cost": np.full(n, spent),
+                    }
+                )
+            )
+        return pl.concat(frames)
+
+    rounds = kind.rounds(config, scenarios)
+    counts = {sc.index: 0 for sc in scenarios}
+    step = Round(rounds.first())
+    while step.left(counts):
+        counts.update({i: max(counts[i], t) for i, t in step.targets.items()})
+        step = rounds.after(lambda: rows(counts), counts)
+    return kind, config, scenarios, counts, rows(counts)
+
+
+def test_a_split_is_a_point_of_the_simplex_and_the_design_spreads_over_it():
+    points = simplex_design(64, 4, seed=3)
+    assert points.shape == (64, 4) and np.allclose(points.sum(axis=1), 1) and (points >= 0).all()
+    assert (points.max(axis=0) > 0.6).all()  # every interface gets most of the budget somewhere
+    assert np.array_equal(points, simplex_design(64, 4, seed=3))
+    assert not np.array_equal(points, simplex_design(64, 4, seed=4))
+
+
+def test_the_planted_best_split_and_the_diminishing_return_of_money_are_recovered():
+    best = (0.4, 0.3, 0.2, 0.1)
+    overrides = [
+        "replicates=4",
+        "robustness.worlds=4",
+        "mix.candidates=64",
+        "mix.budgets=[0.05,0.1]",
+        "mix.delta=1.0",
+        "mix.first_stage=5",
+        "mix.confirm_max=200",
+    ]
+    kind, config, scenarios, counts, rows = planted_search(overrides, best, 100.0, 20.0, 2.0)
+    decision = kind.decide(config, rows, scenarios, counts)
+    table, confirmation = decision.table, decision.confirmation
+    shares = {c.name: np.array(c.shares) for c in candidates(config)}
+    nearest = min((n for n in shares if n.endswith("@0.05")), key=lambda n: np.sum((shares[n] - best) ** 2))
+    # money has a diminishing return (sqrt): per unit of money the smaller budget wins
+    assert confirmation.systems[0].endswith("@0.05")
+    # the certified split is the design's nearest to the planted best, or within KN's delta of it
+    chosen = confirmation.selected
+    assert chosen is not None
+    true = {n: 100 * (1 - 2 * np.sum((s - best) ** 2)) for n, s in shares.items()}
+    assert true[nearest] - true[chosen] <= config.mix.delta
+    assert np.sqrt(np.sum((shares[chosen] - best) ** 2)) <= 0.2  # stated tolerance
+    # the effect doubles the money for sqrt(2) the effect: recovered within 5%
+    effect = dict(zip(table["policy"], table["effect"], strict=True))
+    assert effect["equal@0.1"] / effect["equal@0.05"] == pytest.approx(np.sqrt(2), rel=0.05)
+    # the front holds the best split of each budget, and no dominated policy
+    front = set(table.filter(pl.col("on_front"))["policy"])
+    assert "baseline" in front and not {"strategic", "management", "business", "information"} & front
+
+
+def test_where_the_equal_split_is_best_confirmation_refuses_the_searchs_noisy_pick():
+    overrides = [
+        "replicates=2",
+        "robustness.worlds=2",
+        "mix.candidates=16",
+        "mix.delta=3.0",
+        "mix.first_stage=10",
+        "mix.confirm_max=600",
+    ]
+    kind, config, scenarios, counts, rows = planted_search(overrides, (0.25,) * 4, 100.0, 5.0, 20.0, seed=4)
+    confirmation = kind.decide(config, rows, scenarios, counts).confirmation
+    pick = confirmation.systems[0]
+    assert pick != "all_four", "the planted noise was meant to mislead the search"
+    assert "equal_split" in confirmation.roles[confirmation.systems.index("all_four")]
+    assert confirmation.selected == "all_four"
+    assert kind.mix_lines(config, kind.decide(config, rows, scenarios, counts).table, confirmation)[
+        1
+    ].startswith("Not confirmed")
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("mix.shares=[]", "mix.shares"),
+        ("mix.shares=[governance.strategic,model.nope]", "mix.shares[1].key"),
+        ("mix.equal=nowhere", "mix.equal"),
+        ("mix.budgets=[0.05,-1.0]", "mix.budgets[1]"),
+        ("mix.delta=0", "mix.delta"),
+    ],
+)
+def test_bad_mix_settings_are_refused_naming_the_key(override, says):
+    with pytest.raises(ConfigError) as refused:
+        get_kind(load_config(["experiment=mix", *QUICK, override]))
+    assert says in str(refused.value)
+
+
+def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
+    overrides = [
+        "experiment=mix",
+        *QUICK,
+        "replicates=2",
+        "robustness.worlds=2",
+        "robustness.bootstrap=100",
+        "mix.candidates=3",
+        "mix.first_stage=2",
+        "mix.confirm_max=3",
+    ]
+    result = run_experiment(load_config(overrides), overrides, tmp_path / "run")
+    table = pl.read_parquet(tmp_path / "run" / "mix.parquet")
+    assert set(table["policy"]) == {*SETTINGS, "split0", "split1", "split2"}
+    assert table.filter(pl.col("candidate"))[
+        ["strategic", "management", "business", "information"]
+    ].sum_horizontal().to_list() == pytest.approx([1.0] * 3)
+    confirmation = pl.read_parquet(tmp_path / "run" / "confirmation.parquet")
+    assert confirmation["role"][0].startswith("pick") and any(
+        "equal_split" in r for r in confirmation["role"]
+    )
+    fresh = result.rows.filter(pl.col("replicate") % 5 >= 2)  # world blocks of 2 + 3 replicates
+    assert set(fresh["scenario"].str.split("/").list.get(1)) <= set(confirmation["policy"])
+    assert (tmp_path / "run" / "mix_front.png").is_file()
+    assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()
