@@ -277,17 +277,12 @@ def compare_jobs(jobs: list[ExperimentResult], sweep_dir: Path, console: Console
     write_parquet(summary, sweep_dir / "summary.parquet")
     title = f"multirun: {len(jobs)} jobs side by side" + (", paired (common seeds)" if paired else "")
     result = ExperimentResult(
-        sweep_dir,
-        rows,
-        summary,
-        [],
-        list(jobs[0].outcomes),
-        None,
-        0,
-        0,
-        effects=effects,
-        baseline=names[0] if paired else None,
+        run_dir=sweep_dir,
+        rows=rows,
+        outcomes=list(jobs[0].outcomes),
         headline=list(jobs[0].headline),
+        tables={"summary": summary} if effects is None else {"summary": summary, "effects": effects},
+        baseline=names[0] if paired else None,
         report=sweep_dir / "report.md" if paired else None,
     )
     if not paired:

@@ -1,7 +1,8 @@
 """Slow pure-Python twins of the Cowan-Jonard kernels, used only by tests.
 
-Written from MODEL.md section 2 with plain Python ints and lists, independently of the Numba
-code, so that agreement between the two is evidence that both implement the model.
+Written from the Cowan-Jonard rules (docs/ODD.md §8) with plain Python ints and lists,
+independently of the Numba code, so that agreement between the two is evidence that both
+implement the model.
 """
 
 from __future__ import annotations

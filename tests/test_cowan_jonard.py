@@ -1,4 +1,4 @@
-"""The Cowan-Jonard kernels: MODEL.md section 2 properties, and agreement with the twin."""
+"""The Cowan-Jonard kernels: the model's properties (docs/ODD.md §8), and agreement with the twin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cluster model `kibs` (MODEL.md s.3): kernels against their twin, invariants, the
+"""The cluster model `kibs` (docs/ODD.md): kernels against their twin, invariants, the
 docking property, lever signs on paired replicates, and bad configurations exiting 2."""
 
 from __future__ import annotations

@@ -215,3 +215,19 @@ def test_a_bad_job_does_not_stop_a_multirun(cli, tmp_path):
     assert "model.alpha=2.0 is not allowed" in proc.stderr
     for job in ("0", "2"):  # the jobs before and after the bad one both ran
         assert (tmp_path / "sweep" / job / "replicates.parquet").exists()
+
+
+def test_a_kind_whose_optional_dependency_is_missing_says_how_to_install_it():
+    from kibs_mc.errors import ConfigError
+    from kibs_mc.experiments.kind import ExperimentKind
+    from kibs_mc.experiments.registry import check_installed
+
+    class Lacking(ExperimentKind):
+        name = "sweep"
+        requires = ("no_such_module_of_kibs_mc",)
+
+    with pytest.raises(
+        ConfigError, match=r"no_such_module_of_kibs_mc is missing: pip install 'kibs-mc\[sweep\]'"
+    ):
+        check_installed(Lacking())
+    check_installed(ExperimentKind())  # the comparisons need nothing beyond the default install

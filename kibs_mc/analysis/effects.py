@@ -1,6 +1,6 @@
 """Paired effects of each scenario against the baseline, on common random numbers.
 
-Replicate r of every scenario uses the same seed (MODEL.md s.4), so the effect of a scenario
+Replicate r of every scenario uses the same seed (docs/ODD.md §4), so the effect of a scenario
 on an outcome is estimated from the per-replicate differences d_r = y_r(scenario) -
 y_r(baseline). Pairing removes the between-replicate variance that scenarios share (the
 random cluster and its initial knowledge), which is why paired intervals are much narrower

@@ -3,7 +3,7 @@
 What a decision rests on is a comparison, so every pair of scenarios is compared on every
 outcome that is reported, from the per-replicate differences d_r = y_r(a) - y_r(b) over every
 replicate r both scenarios have (replicate r of every scenario starts from the same seed,
-MODEL.md s.4; a scenario a selection stopped early is compared on the replicates it has):
+docs/ODD.md §4; a scenario a selection stopped early is compared on the replicates it has):
 
 - ``difference``: mean of d with its t interval, mean +- t_{n-1} s / sqrt(n) (:func:`t_interval`);
 - ``p_value``: the minimum-effect test of H0: |E d| <= ``margin`` (Murphy & Myors 1999; with

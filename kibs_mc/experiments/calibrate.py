@@ -10,8 +10,10 @@ do. The distance is the Euclidean norm of (simulated - observed) / scale over th
 Generations are run one at a time, each written to pyabc's database ``abc.db`` in the run
 directory, so a killed run continues with ``resume=true`` from its last finished generation.
 
-Unlike the other kinds this one is not a fixed plan of scenarios: :meth:`Calibrate.run`
-replaces the pipeline's plan -> execute -> analyse (it still reports and tracks the same way).
+Unlike the other kinds this one is not a fixed plan of scenarios: it runs itself
+(:meth:`Calibrate.run`, on the pipeline's executor) in place of the pipeline's plan -> execute
+-> analyse, and the pipeline writes its configuration, report and MLflow record as for any
+experiment.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ from kibs_mc.analysis.targets import (
     paired_effect,
     replicate_value,
 )
-from kibs_mc.config import CONF_DIR, Config, UncertainParameter, group_options
+from kibs_mc.config import CONF_DIR, SIMULATION, Config, UncertainParameter, group_options, keys_of
 from kibs_mc.errors import ConfigError, UserError
-from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult
+from kibs_mc.experiments.kind import ExperimentKind, KindOutput
 from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
 from kibs_mc.run.code import changed_code, code_inputs
-from kibs_mc.run.executor import Executor, make_executor
+from kibs_mc.run.executor import Executor
 from kibs_mc.run.executor.abc import seeded_sampler
 from kibs_mc.run.plan import build_scenarios
 from kibs_mc.run.store import refused_resume, write_parquet
@@ -70,8 +72,7 @@ def truth_of(config: Config) -> dict[str, float]:
 
 def parameters_of(config: Config) -> list[UncertainParameter]:
     """The calibrated parameters: ``calibration.parameters``, else the ``uncertainty`` space's."""
-    space = getattr(config, "uncertainty", None)  # the conf/uncertainty group (issue 12), when present
-    return list(config.calibration.parameters) or list(getattr(space, "parameters", []))
+    return list(config.calibration.parameters) or list(config.uncertainty.parameters)
 
 
 def _value(p: UncertainParameter, x: float) -> float:
@@ -261,8 +262,22 @@ def _ess(w: np.ndarray) -> float:
     return float(1.0 / np.sum(w**2))
 
 
+@dataclass(frozen=True)
+class Found:
+    """What a calibration found: its parameters and targets, every generation's weighted
+    particles, the predictive check's draws and each generation's statistics."""
+
+    parameters: Sequence[UncertainParameter]
+    targets: Sequence[Target]
+    posterior: pl.DataFrame
+    draws: pl.DataFrame
+    generations: pl.DataFrame
+
+
 class Calibrate(ExperimentKind):
     name = "calibrate"
+    runs_itself = True
+    requires = ("pyabc",)
 
     def check(self, config: Config) -> None:
         super().check(config)
@@ -282,37 +297,33 @@ class Calibrate(ExperimentKind):
         for i, p in enumerate(parameters_of(config)):
             set_values(config, {p.key: _value(p, p.low)}, f"calibration.parameters[{i}]")
 
-    def run(self, config: Config, overrides: Sequence[str], run_dir: Path, console: Console) -> Any:
+    def run(
+        self, config: Config, overrides: Sequence[str], run_dir: Path, executor: Executor, console: Console
+    ) -> KindOutput:
         started = time.monotonic()
-        self.check(config)
-        run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         parameters = parameters_of(config)
         cal = config.calibration
-        with make_executor(config.executor) as executor:
-            targets, arms = resolve_targets(config, overrides, executor)
-            spec = {
-                "parameters": [asdict(p) for p in parameters],
-                "targets": [asdict(t) for t in targets],
-                "population": cal.population,
-                "replicates": cal.replicates,
-                "seed": config.seed,
-                "model": asdict(config.model),
-                "cluster": asdict(config.cluster),
-                "governance": asdict(config.governance),
-                "code": code_inputs(config.model.name),  # generations of one code only
-            }
-            self._open(run_dir, spec, config.resume)
-            # the ABC fits the `fit: true` targets; the predictive check judges every target
-            fitted = tuple(t for t in targets if t.fit)
-            simulator = Simulator(config, tuple(parameters), fitted, cal.replicates, tuple(arms))
-            generations = self._smc(config, simulator, run_dir, executor, console)
-            posterior = self._posterior(run_dir, parameters)
-            checked = Simulator(config, tuple(parameters), tuple(targets), cal.replicates, tuple(arms))
-            ppc = self._ppc(config, checked, posterior, executor)
-        return self._finish(
-            config, run_dir, parameters, targets, posterior, ppc, generations, started, ExperimentResult
-        )
+        targets, arms = resolve_targets(config, overrides, executor)
+        spec = {
+            "parameters": [asdict(p) for p in parameters],
+            "targets": [asdict(t) for t in targets],
+            "population": cal.population,
+            "replicates": cal.replicates,
+            "seed": config.seed,
+            **{key: asdict(getattr(config, key)) for key in keys_of(SIMULATION)},
+            "code": code_inputs(config.model.name),  # generations of one code only
+        }
+        self._open(run_dir, spec, config.resume)
+        # the ABC fits the `fit: true` targets; the predictive check judges every target
+        fitted = tuple(t for t in targets if t.fit)
+        simulator = Simulator(config, tuple(parameters), fitted, cal.replicates, tuple(arms))
+        generations = self._smc(config, simulator, run_dir, executor, console)
+        posterior = self._posterior(run_dir, parameters)
+        checked = Simulator(config, tuple(parameters), tuple(targets), cal.replicates, tuple(arms))
+        draws = self._ppc(config, checked, posterior, executor)
+        found = Found(parameters, targets, posterior, draws, generations)
+        return self._output(config, run_dir, found, time.monotonic() - started)
 
     # --- stages -------------------------------------------------------------------------------
 
@@ -466,37 +477,68 @@ class Calibrate(ExperimentKind):
         ]
         return pl.DataFrame(rows)
 
-    def _finish(
-        self,
-        config: Config,
-        run_dir: Path,
-        parameters: Sequence[UncertainParameter],
-        targets: Sequence[Target],
-        posterior: pl.DataFrame,
-        draws: pl.DataFrame,
-        generations: pl.DataFrame,
-        started: float,
-        result_type: type,
-    ) -> Any:
-        from kibs_mc.analysis.calibration import (
-            calibration_summary,
-            check_verdict,
-            parameter_table,
-            posterior_plot,
-            ppc_plot,
-            ppc_table,
-            report_section,
-        )
-        from kibs_mc.analysis.report import write_report
+    def _output(self, config: Config, run_dir: Path, found: Found, seconds: float) -> KindOutput:
+        """Write the calibration's tables, point and figures; what the pipeline reports."""
+        from kibs_mc.analysis.calibration import calibration_summary, posterior_plot, ppc_plot, report_section
 
         cal = config.calibration
         truth = truth_of(config) if cal.targets == "synthetic" else {}
-        write_parquet(posterior, run_dir / "posterior.parquet")
-        write_parquet(generations, run_dir / "generations.parquet")
-        write_parquet(draws, run_dir / "ppc_draws.parquet")
-        params = parameter_table(posterior, parameters, cal.interval, truth)
+        params, ppc, passed = self._write_tables(config, run_dir, found, truth)
+        figures = [
+            posterior_plot(found.posterior, found.parameters, truth, run_dir / "posterior.png"),
+            ppc_plot(found.draws, ppc, run_dir / "ppc.png"),
+        ]
+        generations = found.generations
+        section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width)
+        samples = int(generations["samples"].sum()) if generations.height else 0
+        rate = samples / seconds if seconds > 0 else 0.0
+        lines.append(
+            f"simulations: {samples} in {seconds:.1f} s ({rate:.1f}/s); "
+            f"posterior point for other experiments: calibration.use={run_dir}"
+        )
+        metrics = {
+            "simulations_total": float(samples),
+            "simulations_per_second": rate,
+            "generations": float(generations.height),
+            "targets_reproduced": float(ppc["reproduced"].sum()),
+            "check_passes": float(passed),
+            "parameters_not_identified": float((~params["identified"]).sum()),
+            "targets_total": float(ppc.height),
+            **{f"posterior_mean.{r['parameter']}": float(r["mean"]) for r in params.iter_rows(named=True)},
+        }
+        steps = {
+            "epsilon": generations["epsilon"].to_list(),
+            "acceptance": generations["acceptance"].to_list(),
+            "ess": generations["ess"].to_list(),
+            "samples": [float(x) for x in generations["samples"]],
+        }
+        return KindOutput(
+            figures=figures,
+            sections=[section],
+            lines=lines,
+            summary=calibration_summary(params, ppc, cal.interval, run_dir, cal.max_width),
+            rows=found.draws,
+            title="ABC-SMC calibration",
+            metrics=metrics,
+            steps=steps,
+        )
+
+    @staticmethod
+    def _write_tables(
+        config: Config, run_dir: Path, found: Found, truth: dict[str, float]
+    ) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+        """posterior, generations, ppc_draws, parameters and ppc (Parquet) and the posterior
+        point for ``calibration.use``; returns the parameter and predictive-check tables and
+        whether the check passes."""
+        from kibs_mc.analysis.calibration import check_verdict, parameter_table, ppc_table
+
+        cal = config.calibration
+        write_parquet(found.posterior, run_dir / "posterior.parquet")
+        write_parquet(found.generations, run_dir / "generations.parquet")
+        write_parquet(found.draws, run_dir / "ppc_draws.parquet")
+        params = parameter_table(found.posterior, found.parameters, cal.interval, truth)
         write_parquet(params, run_dir / "parameters.parquet")
-        ppc = ppc_table(draws, targets, cal.interval, cal.max_width)
+        ppc = ppc_table(found.draws, found.targets, cal.interval, cal.max_width)
         write_parquet(ppc, run_dir / "ppc.parquet")
         passed, reasons = check_verdict(params, ppc)
         point = {
@@ -506,77 +548,7 @@ class Calibrate(ExperimentKind):
             "identified": {r["parameter"]: r["identified"] for r in params.iter_rows(named=True)},
             "check": {"passes": passed, "failures": reasons, "max_width": cal.max_width},
             "targets": cal.targets,
-            "generations": generations.height,
+            "generations": found.generations.height,
         }
         (run_dir / POINT_FILE).write_text(json.dumps(point, indent=2))
-        from omegaconf import OmegaConf
-
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-        figures = [
-            posterior_plot(posterior, parameters, truth, run_dir / "posterior.png"),
-            ppc_plot(draws, ppc, run_dir / "ppc.png"),
-        ]
-        section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width)
-        report_md, _ = write_report(
-            run_dir,
-            title=f"kibs-mc experiment `{config.experiment.name}`: ABC-SMC calibration",
-            figures=figures,
-            text={
-                "sections": [section],
-                "summary": calibration_summary(params, ppc, cal.interval, run_dir, cal.max_width),
-            },
-        )
-        samples = int(generations["samples"].sum()) if generations.height else 0
-        wall = time.monotonic() - started
-        result = result_type(
-            run_dir, draws, pl.DataFrame(), [], [], None, 0, 0, report=report_md, lines=lines
-        )
-        steps = {
-            "epsilon": generations["epsilon"].to_list(),
-            "acceptance": generations["acceptance"].to_list(),
-            "ess": generations["ess"].to_list(),
-            "samples": [float(x) for x in generations["samples"]],
-        }
-        (run_dir / "mlflow_steps.json").write_text(json.dumps(steps))
-        metrics = {
-            "wall_seconds": wall,
-            "simulations_total": float(samples),
-            "simulations_per_second": samples / wall if wall > 0 else 0.0,
-            "generations": float(generations.height),
-            "targets_reproduced": float(ppc["reproduced"].sum()),
-            "check_passes": float(passed),
-            "parameters_not_identified": float((~params["identified"]).sum()),
-            "targets_total": float(ppc.height),
-        }
-        metrics.update(
-            {
-                f"posterior_mean.{k}": float(r["mean"])
-                for r in params.iter_rows(named=True)
-                for k in [r["parameter"]]
-            }
-        )
-        result.mlflow_run_id = self._track(config, run_dir, metrics)
-        result.lines.append(
-            f"simulations: {samples} in {wall:.1f} s ({metrics['simulations_per_second']:.1f}/s); "
-            f"posterior point for other experiments: calibration.use={run_dir}"
-        )
-        return result
-
-    @staticmethod
-    def _track(config: Config, run_dir: Path, metrics: dict[str, float]) -> str | None:
-        if not config.tracking.enabled:
-            return None
-        import sys
-
-        from kibs_mc.errors import first_line
-        from kibs_mc.tracking.mlflow import log_experiment
-
-        try:
-            return log_experiment(config.tracking, config, [], pl.DataFrame(), run_dir, run_metrics=metrics)
-        except Exception as exc:  # noqa: BLE001 - tracking must never cost results
-            print(
-                f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed ({type(exc).__name__}: "
-                f"{first_line(exc)}). The results are safe in {run_dir}.",
-                file=sys.stderr,
-            )
-            return None
+        return params, ppc, passed

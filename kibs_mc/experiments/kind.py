@@ -9,16 +9,18 @@ A kind is chosen with ``experiment.kind``; adding one is a module with a subclas
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import polars as pl
+from rich.console import Console
 
 from kibs_mc.config import SIMULATION, Config, keys_of
 from kibs_mc.experiments.posterior import posterior_point
 from kibs_mc.experiments.rounds import OneRound, Round, Rounds
+from kibs_mc.run.executor import Executor
 from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
 
 __all__ = [
@@ -67,7 +69,10 @@ class Finished:
 @dataclass
 class KindOutput:
     """What a kind adds: files and figures it wrote, report sections (Markdown), and the
-    scenarios that are not listed one by one in tables and per-scenario figures."""
+    scenarios that are not listed one by one in tables and per-scenario figures. A kind that
+    runs itself (:attr:`ExperimentKind.runs_itself`) also gives what the pipeline reports for
+    it: the result's ``rows``, the report's ``title`` and executive ``summary``, and the
+    MLflow ``metrics`` and ``steps``."""
 
     figures: list[Path] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
@@ -79,31 +84,67 @@ class KindOutput:
     #: Lines the terminal prints after the tables (e.g. where a robustness answer flips).
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed by the terminal and in the report
+    #: The executive summary's bullets (Markdown) of a kind that decides without the
+    #: pipeline's findings; None: the findings', else the kind's ``lines``.
+    summary: list[str] | None = None
+    rows: pl.DataFrame | None = None  # the result's rows (a kind that runs itself)
+    title: str = ""  # what the report's title says the experiment is (a kind that runs itself)
+    metrics: dict[str, float] = field(default_factory=dict)  # MLflow metrics of the parent run
+    steps: dict[str, list[float]] = field(default_factory=dict)  # MLflow metrics by step
 
 
-@dataclass
+#: An empty table, for what an experiment does not have.
+NO_TABLE = pl.DataFrame()
+
+
+@dataclass(kw_only=True)
 class ExperimentResult:
-    """What an experiment leaves, for the terminal and the caller (files are in ``run_dir``)."""
+    """What an experiment leaves, for the terminal and the caller (files are in ``run_dir``).
+
+    ``tables`` holds the tables the experiment has, by name: ``summary`` (per scenario and
+    outcome), ``effects`` (paired, against the baseline), ``contrasts`` (every pair of listed
+    scenarios), ``ranks`` (each listed scenario's rank with its confidence set), ``selection``
+    (KN's candidates) and ``failed`` (replicates that raised); each is also an attribute (None
+    where absent; ``summary`` empty)."""
 
     run_dir: Path
     rows: pl.DataFrame
-    summary: pl.DataFrame
-    scenarios: list[Scenario]
-    outcomes: list[str]
-    mlflow_run_id: str | None
-    computed_chunks: int
-    reused_chunks: int
-    failed: pl.DataFrame | None = None  # replicates that raised: scenario, replicate, seed, error
-    effects: pl.DataFrame | None = None  # paired effects against the baseline
+    scenarios: list[Scenario] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
+    tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    computed_chunks: int = 0
+    reused_chunks: int = 0
     baseline: str | None = None
     report: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. adaptive stopping per scenario
     sampled: list[str] = field(default_factory=list)  # scenarios not listed one by one (sweep points)
-    headline: list[str] = field(default_factory=list)  # the model's headline outcomes, in order
-    contrasts: pl.DataFrame | None = None  # every pair of listed scenarios, adjusted as one family
-    ranks: pl.DataFrame | None = None  # rank of each listed scenario with its confidence set
-    selection: pl.DataFrame | None = None  # KN's candidates, with experiment.selection
     lines: list[str] = field(default_factory=list)  # the kind's own lines for the terminal
+    mlflow_run_id: str | None = None
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        return self.tables.get("summary", NO_TABLE)
+
+    @property
+    def effects(self) -> pl.DataFrame | None:
+        return self.tables.get("effects")
+
+    @property
+    def contrasts(self) -> pl.DataFrame | None:
+        return self.tables.get("contrasts")
+
+    @property
+    def ranks(self) -> pl.DataFrame | None:
+        return self.tables.get("ranks")
+
+    @property
+    def selection(self) -> pl.DataFrame | None:
+        return self.tables.get("selection")
+
+    @property
+    def failed(self) -> pl.DataFrame | None:
+        return self.tables.get("failed")
 
 
 class ExperimentKind:
@@ -117,6 +158,10 @@ class ExperimentKind:
     """
 
     name = "compare"
+    #: True for a kind that is no plan of scenarios and runs itself (:meth:`run`).
+    runs_itself: ClassVar[bool] = False
+    #: The modules this kind needs beyond the default install (the extra named after the kind).
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def check(self, config: Config) -> None:
         """Refuse settings this kind cannot run (ConfigError, exit 2)."""
@@ -173,9 +218,10 @@ class ExperimentKind:
         )
 
     def run(
-        self, config: Config, overrides: Sequence[str], run_dir: Path, console: Any
-    ) -> ExperimentResult | None:
-        """A kind that is no fixed plan of scenarios (``calibrate``: ABC-SMC generations) runs
-        itself here and returns its ``ExperimentResult``; None (the default): the pipeline
-        plans, executes and analyses the kind's scenarios."""
-        return None
+        self, config: Config, overrides: Sequence[str], run_dir: Path, executor: Executor, console: Console
+    ) -> KindOutput:
+        """A kind that runs itself (:attr:`runs_itself`: no fixed plan of scenarios, e.g.
+        ``calibrate``'s ABC-SMC generations) runs here on the pipeline's ``executor``, writes its
+        own files into ``run_dir`` and says what it found; the pipeline writes the resolved
+        configuration, the report, the MLflow record and the result."""
+        raise NotImplementedError(f"experiment.kind={self.name} is a plan of scenarios, not run by itself")

@@ -42,7 +42,7 @@ from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError, first_line
-from kibs_mc.experiments.kind import ExperimentKind, ExperimentResult, Finished, KindOutput
+from kibs_mc.experiments.kind import NO_TABLE, ExperimentKind, ExperimentResult, Finished, KindOutput
 from kibs_mc.experiments.registry import get_kind
 from kibs_mc.experiments.rounds import (
     PrecisionRounds,
@@ -126,22 +126,23 @@ def run_experiment(
     try:
         with deferred_interrupts():
             kind = get_kind(config)
-            own = kind.run(config, overrides, run_dir, console)
-            if own is not None:  # a kind that runs itself (calibrate)
-                return own
-            planned = plan(*kind.prepare(config, overrides), run_dir, kind)
-            executed = execute(planned, console)
-            result = analyse(planned, executed)
-            result.mlflow_run_id = track(
-                planned,
-                result,
-                run_metrics={
-                    "wall_seconds": time.monotonic() - started,
+            if kind.runs_itself:
+                result, ran = run_itself(kind, config, overrides, run_dir, console)
+                scenarios, summary, metrics = [], NO_TABLE, ran.metrics
+            else:
+                planned = plan(*kind.prepare(config, overrides), run_dir, kind)
+                executed = execute(planned, console)
+                result = analyse(planned, executed)
+                config, scenarios = planned.config, planned.scenarios
+                summary = with_verdict(result.summary, result.effects)
+                metrics = {
                     "replicates_total": float(result.rows.height),
                     "chunks_computed": float(executed.computed),
                     "chunks_reused": float(executed.reused),
-                },
-                period=(started_at, time.time()),
+                }
+            metrics = {"wall_seconds": time.monotonic() - started, **metrics}
+            result.mlflow_run_id = track(
+                config, scenarios, run_dir, summary, metrics, (started_at, time.time())
             )
             return result
     except Exception as exc:  # e.g. the disk filled up while figures or the report were written
@@ -151,6 +152,36 @@ def run_experiment(
     finally:
         if taken:
             unlock_run_dir(run_dir)
+
+
+def run_itself(
+    kind: ExperimentKind, config: Config, overrides: Sequence[str], run_dir: Path, console: Console
+) -> tuple[ExperimentResult, KindOutput]:
+    """A kind that is no plan of scenarios (``calibrate``) runs on the configured executor;
+    its configuration, report and MLflow steps are written here, as every experiment's are."""
+    # No announcer: the ABC sampler's tasks carry the executor, and a console does not pickle.
+    with make_executor(config.executor) as executor:
+        ran = kind.run(config, overrides, run_dir, executor, console)
+    write_config(config, run_dir)
+    report_md, _ = write_report(
+        run_dir,
+        title=f"kibs-mc experiment `{config.experiment.name}`: {ran.title}",
+        figures=ran.figures,
+        text={"sections": ran.sections, "notes": ran.notes, "summary": ran.summary or []},
+    )
+    if ran.steps:
+        from kibs_mc.tracking.mlflow import STEPS_FILE
+
+        write_text_atomic(run_dir / STEPS_FILE, json.dumps(ran.steps))
+    rows = ran.rows if ran.rows is not None else NO_TABLE
+    return ExperimentResult(
+        run_dir=run_dir, rows=rows, report=report_md, notes=ran.notes, lines=ran.lines
+    ), ran
+
+
+def write_config(config: Config, run_dir: Path) -> None:
+    """The resolved configuration, ``config.yaml``: what the report shows and a later logging reads."""
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
 
 
 def plan(
@@ -318,7 +349,7 @@ def _open(planned: Planned, store: ResultStore, executor: Executor) -> tuple[Pla
         [(sc.name, sc.overrides) for sc in scenarios],
         plan_inputs(config, chunk_size),
     )
-    write_text_atomic(planned.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
+    write_config(config, planned.run_dir)
     return run_plan, done
 
 
@@ -343,7 +374,67 @@ def _run_round(
 
 def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     """Summary, paired effects, the kind's own analysis, figures and the report."""
-    config, run_dir, rows, failed = planned.config, planned.run_dir, executed.rows, executed.failed
+    config, run_dir, rows, exp = planned.config, planned.run_dir, executed.rows, planned.config.experiment
+    _say_failed(executed.failed, run_dir)
+    shown = headline(planned.model)
+    names = [sc.name for sc in planned.scenarios]
+    effects = _effects(
+        rows,
+        planned.outcomes,
+        planned.kind.baselines(config, names),
+        confidence=1 - exp.alpha,
+        min_effect=exp.min_effect,
+        relative=exp.min_effect_relative,
+        cost=planned.model.cost,
+    )
+    extra: KindOutput = planned.kind.analyse(
+        Finished(config, run_dir, rows, planned.outcomes, shown, effects)
+    )
+    if extra.children is not None:
+        from kibs_mc.tracking.mlflow import CHILDREN_FILE
+
+        (run_dir / CHILDREN_FILE).write_text(json.dumps(extra.children))
+    listed = [n for n in names if n not in extra.unlisted]
+    decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
+    tables = _decide(planned, rows, effects, listed, decided, executed.selection)
+    figures = make_plots(run_dir, rows, tables["effects"], names, listed, planned.outcomes) + extra.figures
+    findings = _findings(planned, tables, listed, decided)
+    report_md, _ = write_report(
+        run_dir,
+        title=f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
+        headline=shown,
+        tables={
+            name: tables[name].filter(pl.col("scenario").is_in(listed)) for name in ("summary", "effects")
+        },
+        figures=figures,
+        text={
+            "notes": executed.notes,
+            "sections": extra.sections,
+            "summary": extra.summary if extra.summary is not None else [] if findings else extra.lines,
+        },
+        findings=findings,
+    )
+    if executed.failed.height:
+        tables["failed"] = executed.failed
+    return ExperimentResult(
+        run_dir=run_dir,
+        rows=rows,
+        scenarios=planned.scenarios,
+        outcomes=planned.outcomes,
+        headline=shown,
+        tables=tables,
+        computed_chunks=executed.computed,
+        reused_chunks=executed.reused,
+        baseline=planned.baseline,
+        report=report_md,
+        notes=[*executed.notes, *extra.notes],
+        sampled=sorted(extra.unlisted),
+        lines=extra.lines,
+    )
+
+
+def _say_failed(failed: pl.DataFrame, run_dir: Path) -> None:
+    """The first replicates that raised, and how many, on stderr (all in errors.parquet)."""
     for error in failed.head(10).iter_rows(named=True):
         print(
             f"kibs-mc: replicate failed: scenario={error['scenario']} replicate={error['replicate']} "
@@ -356,34 +447,26 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
             "the other results are kept.",
             file=sys.stderr,
         )
-    outcomes = planned.outcomes
-    shown = headline(planned.model)
-    exp = config.experiment
-    summary = summarize(rows, outcomes)
-    names = [sc.name for sc in planned.scenarios]
-    baseline = planned.baseline
-    effects = _effects(
-        rows,
-        outcomes,
-        planned.kind.baselines(config, names),
-        confidence=1 - exp.alpha,
-        min_effect=exp.min_effect,
-        relative=exp.min_effect_relative,
-        cost=planned.model.cost,
-    )
-    extra: KindOutput = planned.kind.analyse(Finished(config, run_dir, rows, outcomes, shown, effects))
-    if extra.children is not None:
-        from kibs_mc.tracking.mlflow import CHILDREN_FILE
 
-        (run_dir / CHILDREN_FILE).write_text(json.dumps(extra.children))
-    listed = [n for n in names if n not in extra.unlisted]
-    decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
-    lower = [o for o in outcomes if not larger_is_better(planned.model, o)]
+
+def _decide(
+    planned: Planned,
+    rows: pl.DataFrame,
+    effects: pl.DataFrame,
+    listed: Sequence[str],
+    decided: Sequence[str],
+    selection: Selection | None,
+) -> dict[str, pl.DataFrame]:
+    """The contrasts of every pair of listed scenarios and their ranks on the ``decided``
+    outcomes, the effects decided with them, the summary with both, and a selection's table;
+    each written into the run directory."""
+    run_dir, exp = planned.run_dir, planned.config.experiment
+    lower = [o for o in planned.outcomes if not larger_is_better(planned.model, o)]
     family = contrasts(
         rows,
         decided,
         listed,
-        baseline,
+        planned.baseline,
         exp.min_effect,
         exp.min_effect_relative,
         exp.alpha,
@@ -394,76 +477,47 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     write_parquet(effects, run_dir / "effects.parquet")
     write_parquet(family, run_dir / "contrasts.parquet")
     write_parquet(ranked, run_dir / "ranks.parquet")
-    chosen = None
-    if executed.selection is not None:
+    summary = summarize(rows, planned.outcomes)
+    tables = {"effects": effects, "contrasts": family, "ranks": ranked}
+    if selection is not None:
         means = {
             r["scenario"]: r["mean"]
-            for r in summary.filter(pl.col("outcome") == executed.selection.outcome).iter_rows(named=True)
+            for r in summary.filter(pl.col("outcome") == selection.outcome).iter_rows(named=True)
         }
-        chosen = executed.selection.frame(means)
-        write_parquet(chosen, run_dir / "selection.parquet")
-    summary = add_effects_to_summary(summary, effects)
-    summary = summary.join(
+        tables["selection"] = selection.frame(means)
+        write_parquet(tables["selection"], run_dir / "selection.parquet")
+    summary = add_effects_to_summary(summary, effects).join(
         ranked.select("scenario", "outcome", "rank", "rank_low", "rank_high"),
         on=["scenario", "outcome"],
         how="left",
         maintain_order="left",
     )
     write_summary(summary, run_dir)
-    figures = make_plots(run_dir, rows, effects, names, listed, outcomes) + extra.figures
+    return {"summary": summary, **tables}
+
+
+def _findings(
+    planned: Planned, tables: dict[str, pl.DataFrame], listed: Sequence[str], decided: Sequence[str]
+) -> Findings | None:
+    """What the report's executive summary reads: the contrasts and ranks on the objective
+    (the selection's outcome, else the first decided headline outcome); None without one."""
+    exp = planned.config.experiment
     objective = exp.selection.outcome or (decided[0] if decided else None)
-    findings = None
-    if objective is not None and ranked.height:
-        findings = Findings(
-            objective,
-            baseline,
-            family,
-            ranked,
-            effects.filter(pl.col("scenario").is_in(listed)),
-            exp.min_effect,
-            exp.min_effect_relative,
-            exp.alpha,
-            exp.adjust,
-            chosen,
-            planned.model.cost,
-            planned.kind.parameters(config),
-        )
-    report_md, _ = write_report(
-        run_dir,
-        title=f"kibs-mc experiment `{exp.name}`: {run_size(rows, listed or names)}",
-        headline=shown,
-        tables={
-            "summary": summary.filter(pl.col("scenario").is_in(listed)),
-            "effects": effects.filter(pl.col("scenario").is_in(listed)),
-        },
-        figures=figures,
-        text={
-            "notes": executed.notes,
-            "sections": extra.sections,
-            "summary": [] if findings is not None else extra.lines,
-        },
-        findings=findings,
-    )
-    return ExperimentResult(
-        run_dir,
-        rows,
-        summary,
-        planned.scenarios,
-        outcomes,
-        None,
-        executed.computed,
-        executed.reused,
-        failed if failed.height else None,
-        effects=effects,
-        baseline=baseline,
-        report=report_md,
-        notes=[*executed.notes, *extra.notes],
-        sampled=sorted(extra.unlisted),
-        headline=shown,
-        contrasts=family,
-        ranks=ranked,
-        selection=chosen,
-        lines=extra.lines,
+    if objective is None or not tables["ranks"].height:
+        return None
+    return Findings(
+        objective,
+        planned.baseline,
+        tables["contrasts"],
+        tables["ranks"],
+        tables["effects"].filter(pl.col("scenario").is_in(listed)),
+        exp.min_effect,
+        exp.min_effect_relative,
+        exp.alpha,
+        exp.adjust,
+        tables.get("selection"),
+        planned.model.cost,
+        planned.kind.parameters(planned.config),
     )
 
 
@@ -485,8 +539,10 @@ def _effects(
 
 
 def track(
-    planned: Planned,
-    result: ExperimentResult,
+    config: Config,
+    scenarios: Sequence[Scenario],
+    run_dir: Path,
+    summary: pl.DataFrame,
     run_metrics: dict[str, float],
     period: tuple[float, float] | None = None,
 ) -> str | None:
@@ -494,27 +550,20 @@ def track(
     ``period``: when the experiment started and ended (seconds since the epoch).
     A store that fails costs nothing: the results are on disk, and the message says how to
     log them later."""
-    config = planned.config
     if not config.tracking.enabled:
         return None
     from kibs_mc.tracking.mlflow import log_experiment
 
     try:
         return log_experiment(
-            config.tracking,
-            config,
-            planned.scenarios,
-            with_verdict(result.summary, result.effects),
-            planned.run_dir,
-            run_metrics=run_metrics,
-            period=period,
+            config.tracking, config, scenarios, summary, run_dir, run_metrics=run_metrics, period=period
         )
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(
             f"kibs-mc: warning: MLflow logging to {config.tracking.uri} failed "
             f"({type(exc).__name__}: {first_line(exc) if str(exc) else ''}). "
-            f"The results are safe in {planned.run_dir}; log them later with: "
-            f"python -m kibs_mc.tracking {planned.run_dir} tracking.uri={shlex.quote(config.tracking.uri)}",
+            f"The results are safe in {run_dir}; log them later with: "
+            f"python -m kibs_mc.tracking {run_dir} tracking.uri={shlex.quote(config.tracking.uri)}",
             file=sys.stderr,
         )
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from kibs_mc.config import Config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.calibrate import Calibrate
@@ -18,11 +20,25 @@ KINDS: dict[str, ExperimentKind] = {
 
 
 def get_kind(config: Config) -> ExperimentKind:
-    """The kind ``experiment.kind`` names, its settings checked (ConfigError otherwise)."""
+    """The kind ``experiment.kind`` names, installed and its settings checked (ConfigError
+    otherwise)."""
     kind = KINDS.get(config.experiment.kind)
     if kind is None:
         raise ConfigError(
             "experiment.kind", config.experiment.kind, "allowed: one of " + ", ".join(repr(k) for k in KINDS)
         )
+    check_installed(kind)
     kind.check(config)
     return kind
+
+
+def check_installed(kind: ExperimentKind) -> None:
+    """The optional dependencies ``kind`` needs are installed (ConfigError saying how, else)."""
+    missing = [m for m in kind.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            "experiment.kind",
+            kind.name,
+            f"allowed: a kind whose optional dependencies are installed ({', '.join(missing)} is "
+            f"missing: pip install 'kibs-mc[{kind.name}]')",
+        )

@@ -93,11 +93,29 @@ def check_parameter(config: Config, path: str, p: Any, set_by_policies: Collecti
 
 class Robustness(ExperimentKind):
     name = "robustness"
+    requires = ("ema_workbench",)
 
     # -- before any work
     def check(self, config: Config) -> None:
         super().check(config)
-        rob, space = config.robustness, config.uncertainty
+        space = self._checked_space(config)
+        policies = listed_scenarios(config)
+        if len(policies) < 2:
+            raise ConfigError(
+                "experiment.scenarios",
+                [n for n, _ in policies],
+                "allowed: at least two policies to compare with experiment.kind=robustness",
+            )
+        self._check_objective(config)
+        set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
+        for i, p in enumerate(space.parameters):
+            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
+
+    @staticmethod
+    def _checked_space(config: Config) -> UncertaintyConfig:
+        """The worlds' space (a calibration's with ``uncertainty.posterior``), refusing an
+        adaptive replicate rule and a space without parameters."""
+        space = config.uncertainty
         if space.posterior is not None:
             if space.parameters:
                 raise ConfigError(
@@ -107,20 +125,15 @@ class Robustness(ExperimentKind):
                     "take the calibration's parameters)",
                 )
             space = space_of(config)
-        if config.experiment.precision.outcome is not None:
-            raise ConfigError(
-                "experiment.precision.outcome",
-                config.experiment.precision.outcome,
-                "allowed: null with experiment.kind=robustness (every world x policy "
-                "runs `replicates` replicates)",
-            )
-        if config.experiment.selection.outcome is not None:
-            raise ConfigError(
-                "experiment.selection.outcome",
-                config.experiment.selection.outcome,
-                "allowed: null with experiment.kind=robustness (every world x policy "
-                "runs `replicates` replicates)",
-            )
+        for rule in ("precision", "selection"):
+            outcome = getattr(config.experiment, rule).outcome
+            if outcome is not None:
+                raise ConfigError(
+                    f"experiment.{rule}.outcome",
+                    outcome,
+                    "allowed: null with experiment.kind=robustness (every world x policy "
+                    "runs `replicates` replicates)",
+                )
         if not space.parameters and space.name == "posterior":  # conf/uncertainty/posterior.yaml
             raise ConfigError(
                 "uncertainty.posterior",
@@ -135,15 +148,13 @@ class Robustness(ExperimentKind):
                 "(choose a space, e.g. uncertainty=default; conf/uncertainty/; or "
                 "uncertainty=posterior uncertainty.posterior=<calibration run dir>)",
             )
-        policies = listed_scenarios(config)
-        if len(policies) < 2:
-            raise ConfigError(
-                "experiment.scenarios",
-                [n for n, _ in policies],
-                "allowed: at least two policies to compare with experiment.kind=robustness",
-            )
+        return space
+
+    @staticmethod
+    def _check_objective(config: Config) -> None:
+        """The objective and its cost are outcomes of the model."""
         outcomes = get_model(config.model.name).outcomes
-        objective = rob.objective
+        objective = config.robustness.objective
         if objective.outcome not in outcomes:
             raise ConfigError(
                 "robustness.objective.outcome", objective.outcome, "allowed: one of " + ", ".join(outcomes)
@@ -154,9 +165,6 @@ class Robustness(ExperimentKind):
                 objective.cost,
                 "allowed: one of " + ", ".join(outcomes) + " (or robustness.objective.per_money=false)",
             )
-        set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
-        for i, p in enumerate(space.parameters):
-            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
 
     # -- the plan
     def worlds(self, config: Config) -> pl.DataFrame:
@@ -264,28 +272,32 @@ class Robustness(ExperimentKind):
         )
         headline = across_summary(across)
         section = self._section(config, table, flips, order, baseline_name, value)
-        children = [
-            {
-                "name": p,
-                "params": {
-                    "policy": p,
-                    "overrides": " ".join(s.overrides) or "(none)",
-                    "worlds": rob.worlds,
-                    "replicates": config.replicates,
-                    "objective": self._objective_words(config, baseline_name),
-                },
-                "metrics": {
-                    f"{r['metric']}{suffix}": r[col]
-                    for r in table.filter(pl.col("policy") == p).iter_rows(named=True)
-                    for suffix, col in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))
-                },
-            }
-            for p, s in zip(policies, config.experiment.scenarios, strict=True)
-        ]
+        children = self._children(config, table, baseline_name)
         names = set(finished.rows["scenario"].unique().to_list())
         return KindOutput(
             figures=figures, sections=[section], unlisted=names, children=children, lines=[*headline, *flips]
         )
+
+    def _children(self, config: Config, table: pl.DataFrame, baseline: str) -> list[dict]:
+        """One MLflow child run per policy (not per world x policy), with its metrics."""
+        return [
+            {
+                "name": s.name,
+                "params": {
+                    "policy": s.name,
+                    "overrides": " ".join(s.overrides) or "(none)",
+                    "worlds": config.robustness.worlds,
+                    "replicates": config.replicates,
+                    "objective": self._objective_words(config, baseline),
+                },
+                "metrics": {
+                    f"{r['metric']}{suffix}": r[col]
+                    for r in table.filter(pl.col("policy") == s.name).iter_rows(named=True)
+                    for suffix, col in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))
+                },
+            }
+            for s in config.experiment.scenarios
+        ]
 
     @staticmethod
     def _with_effects(per_world: pl.DataFrame, effects: pl.DataFrame, outcome: str) -> pl.DataFrame:

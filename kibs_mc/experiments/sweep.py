@@ -75,6 +75,7 @@ def _factor_paths(config: Config) -> list[str]:
 
 class Sweep(ExperimentKind):
     name = "sweep"
+    requires = ("SALib",)
 
     def check(self, config: Config) -> None:
         sweep, space = config.experiment.sweep, config.uncertainty

@@ -53,7 +53,7 @@ class Model(Protocol):
         """One replicate of ``config`` (a scenario's whole validated configuration) from the
         64-bit ``seed``: the outcome row (each outcome a scalar) and the time series (column
         name -> equal-length arrays, ``step`` included), or None when the model has none.
-        Every random draw comes from ``seed`` (MODEL.md s.4)."""
+        Every random draw comes from ``seed`` (docs/ODD.md §4, stochasticity)."""
         ...
 
     def replicate_bytes(self, config: Any) -> int:

@@ -1,7 +1,7 @@
 """The Cowan-Jonard (2004) barter model: its schema, outcomes, and one replicate (build the
 network and knowledge, run to steady state, measure).
 
-MODEL.md section 2; the kernels are in ``kibs_mc.kernels.cowan_jonard``. The docking case of
+docs/ODD.md §8; the kernels are in ``kibs_mc.kernels.cowan_jonard``. The docking case of
 the cluster model, and the smallest example of a :class:`~kibs_mc.models.base.Model`.
 """
 
@@ -23,7 +23,7 @@ from kibs_mc.kernels.rng import new_state
 
 @dataclass(frozen=True)
 class CowanJonardConfig:
-    """The Cowan-Jonard (2004) barter model, MODEL.md section 2."""
+    """The Cowan-Jonard (2004) barter model, docs/ODD.md §8."""
 
     name: str = setting("cowan_jonard", choices=("cowan_jonard",))  # names the model: model=<name>
     agents: int = setting(500, ge=2, le=10_000_000)

@@ -3,7 +3,7 @@
 Replicate r of an experiment with root seed s uses the seed drawn from
 ``numpy.random.SeedSequence(s, spawn_key=(r,))`` (the r-th child of ``SeedSequence(s)``), so
 it depends on (s, r) alone. Every scenario reuses the same seeds: common random numbers make
-scenario differences paired (MODEL.md section 4).
+scenario differences paired (docs/ODD.md §4, stochasticity).
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def build_scenarios(
     return scenarios
 
 
-#: Driver seconds per task (Ray submit, wait and get, plus ingesting the rows), measured by
-#: ``scripts/bench.py pipeline`` at about 0.7 ms (docs/performance.md); rounded up.
+#: Driver seconds per task (Ray submit, wait and get, plus ingesting the rows): an upper bound
+#: of what ``scripts/bench.py pipeline`` measures (docs/performance.md).
 TASK_OVERHEAD_S = 0.001
 #: Share of the driver's time that per-task work may take when every worker is busy.
 DRIVER_SHARE = 0.05

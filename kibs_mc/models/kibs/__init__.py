@@ -1,6 +1,5 @@
 """The cluster model ``kibs``: a high-tech cluster with embedded KIBS firms, universities,
-intermediaries and banks, under the four governance interfaces of the seed paper (MODEL.md s.3,
-docs/ODD.md).
+intermediaries and banks, under the four governance interfaces of the seed paper (docs/ODD.md).
 
 - ``schema``: the config groups ``model`` (dynamics), ``cluster`` (who, where, the initial
   network) and ``governance`` (the levers);

@@ -1,5 +1,5 @@
 """Cluster generation: agents by type, positions around the park centre, initial knowledge,
-the initial network, platform membership and strategic partnerships (MODEL.md s.3).
+the initial network, platform membership and strategic partnerships (docs/ODD.md §5).
 
 The random stream of a replicate is drawn in this order: agents (type by type, in type
 order), the network, then who the governance instruments reach (``kernels.kibs.enrol``: one

@@ -1,4 +1,4 @@
-"""Governance instruments -> kernel parameters, in one place (MODEL.md s.3, docs/ODD.md s.7.6).
+"""Governance instruments -> kernel parameters, in one place (docs/ODD.md §7.6).
 
 A governance scenario spends money. ``governance.budget`` is money per initial HTE per step;
 each interface of the seed paper (section IV: strategic, management, business, information)

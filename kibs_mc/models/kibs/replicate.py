@@ -1,6 +1,6 @@
 """One replicate of the cluster model ``kibs``: build a cluster, run it, measure it.
 
-MODEL.md section 3; the kernels are in ``kibs_mc.kernels.kibs``, cluster generation in
+docs/ODD.md; the kernels are in ``kibs_mc.kernels.kibs``, cluster generation in
 ``kibs_mc.models.kibs.build``, the governance mapping in ``kibs_mc.models.kibs.governance``;
 ``docs/ODD.md`` is the full description. :func:`simulate_replicate` is the unit that
 ``scripts/bench.py kibs`` times (agent-steps = agents x steps per replicate).
@@ -23,7 +23,7 @@ from kibs_mc.models.kibs.build import ClusterState, build_cluster
 from kibs_mc.models.kibs.governance import kernel_parameters
 from kibs_mc.models.kibs.schema import ClusterConfig, GovernanceConfig, KibsConfig
 
-#: Outcome columns of ``replicates.parquet`` with their dtypes, in order (MODEL.md s.3).
+#: Outcome columns of ``replicates.parquet`` with their dtypes, in order (docs/ODD.md §9).
 OUTCOMES: dict[str, type] = {
     "innovations_total": np.int64,
     "innovations_per_hte": np.float64,
@@ -238,7 +238,7 @@ def young_exit_share(tally: np.ndarray) -> float:
 
 
 def outcomes(config: KibsScenario, result: Run) -> dict:
-    """The row of a finished replicate: its outcomes (MODEL.md s.3), then its records
+    """The row of a finished replicate: its outcomes (docs/ODD.md §9), then its records
     (:func:`accounts`)."""
     s = result.state.agents
     living = s.alive

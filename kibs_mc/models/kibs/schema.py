@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from kibs_mc.errors import ConfigError
 from kibs_mc.fields import setting
 
-#: Agent types in the order of every per-type list of ``cluster`` (MODEL.md s.3).
+#: Agent types in the order of every per-type list of ``cluster`` (docs/ODD.md §2).
 AGENT_TYPES = ("hte", "t_kibs", "p_kibs", "uni", "intermediaries", "fin")
 
 
@@ -45,7 +45,7 @@ def _check_per_type(
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Who is in the cluster, where, what they know, and the initial network (MODEL.md s.3)."""
+    """Who is in the cluster, where, what they know, and the initial network (docs/ODD.md §2, §5)."""
 
     name: str = "default"
     hte: int = setting(300, ge=1, le=10_000_000)
@@ -97,7 +97,7 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class KibsConfig:
-    """Dynamics of the cluster model (MODEL.md s.3); switches reduce it to Cowan-Jonard."""
+    """Dynamics of the cluster model (docs/ODD.md §3, §7); switches reduce it to Cowan-Jonard."""
 
     name: str = setting("kibs", choices=("kibs",))  # names the model: choose it with model=<name>
     steps: int = setting(120, ge=1, le=1_000_000)
@@ -209,7 +209,7 @@ class GovernanceConfig:
     """The four governance interfaces of the seed paper (s.IV) as instruments in money.
 
     ``budget`` is money per initial HTE per step; each interface's value in [0, 1] is the share
-    of that budget it spends (MODEL.md s.3 v2). Equal shares summed = equal money.
+    of that budget it spends (docs/ODD.md §7.6). Equal shares summed = equal money.
     """
 
     name: str = "baseline"
