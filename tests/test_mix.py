@@ -179,5 +179,5 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     )
     fresh = result.rows.filter(pl.col("replicate") % 5 >= 2)  # world blocks of 2 + 3 replicates
     assert set(fresh["scenario"].str.split("/").list.get(1)) <= set(confirmation["policy"])
-    assert (tmp_path / "run" / "mix_front.png").is_file()
+    assert (tmp_path / "run" / "mix_front.png").is_file() and (tmp_path / "run" / "voi.parquet").is_file()
     assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()

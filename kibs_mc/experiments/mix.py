@@ -27,6 +27,7 @@ from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
 from kibs_mc.analysis.report import markdown_table
 from kibs_mc.analysis.selection import next_count
+from kibs_mc.analysis.voi import MIN_WORLDS, voi_table
 from kibs_mc.config import Config, UncertainParameter
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import Finished, KindOutput
@@ -226,6 +227,7 @@ class Mix(Robustness):
         write_parquet(confirmation, run_dir / "confirmation.parquet")
         figures = [p for p in [front_figure(run_dir, table, objective.outcome)] if p is not None]
         lines = self.mix_lines(config, table, decision.confirmation)
+        lines.append(self.where_and_what_next(config, decision, worlds, run_dir))
         section = self.mix_section(config, table, confirmation, lines)
         children = [
             {
@@ -242,6 +244,42 @@ class Mix(Robustness):
         unlisted = set(finished.rows["scenario"].unique().to_list())
         return KindOutput(
             figures=figures, sections=[section], unlisted=unlisted, children=children, lines=lines
+        )
+
+    def where_and_what_next(
+        self, config: Config, decision: Decision, worlds: pl.DataFrame, run_dir: Path
+    ) -> str:
+        """Where the pick stops being the best split (PRIM over the worlds: discovery.parquet)
+        and what to measure next for the split decision (EVPPI among the splits: voi.parquet)."""
+        objective, rob = config.robustness.objective, config.robustness
+        names = [n for n, _ in self.policies(config)]
+        base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
+        among, _ = splits(config)
+        j = rb.world_objective(decision.data, names.index(base), objective.per_money)[0]
+        j = j[:, [names.index(p) for p in among]]
+        maximize = objective.direction == "max"
+        pick = decision.confirmation.systems[0]
+        score = np.where(np.isfinite(j), j if maximize else -j, -np.inf)
+        not_best = score.argmax(axis=1) != among.index(pick)
+        discovery, trajectory = rb.discover(
+            worlds, {(pick, "not_best"): not_best}, density=rob.density, seed=config.seed
+        )
+        write_parquet(discovery, run_dir / "discovery.parquet")
+        write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
+        value = voi_table(worlds, j, among, maximize, config.seed)
+        write_parquet(value, run_dir / "voi.parquet")
+        where = (
+            f"`{pick}` is the best split in every world"
+            if not not_best.any()
+            else f"`{pick}` is not the best split in {int(not_best.sum())} of {len(not_best)} worlds"
+            + rb.where_words(discovery, rb.ranges_of(worlds), pick, "not_best")
+        )
+        if value.height == 0:
+            return where + f" (EVPPI needs at least {MIN_WORLDS} worlds)."
+        top = value.row(0, named=True)
+        return (
+            where + f". Worth measuring first for the split: `{top['parameter']}` (EVPPI {top['evppi']:.3g} "
+            f"[{top['ci_low']:.3g}, {top['ci_high']:.3g}] in the objective's units; voi.parquet)."
         )
 
     @staticmethod
@@ -289,10 +327,20 @@ class Mix(Robustness):
             f"The search across {config.robustness.worlds} worlds puts split `{pick}` first: "
             f"{row['objective']:.3g} {units} [{row['objective_ci_low']:.3g}, {row['objective_ci_high']:.3g}] "
             "(95% t interval over the worlds)"
-            + (f", P(best) {row['p_best']:.2f} among all policies." if "p_best" in row else ".")
+            + (f", P(best) {row['p_best']:.2f} among all policies" if "p_best" in row else "")
         )
+        equal = next((s for s, r in zip(c.systems, c.roles, strict=True) if "equal_split" in r), None)
+        if equal is not None and equal != pick:
+            e = table.filter(pl.col("policy") == equal).row(0, named=True)
+            found += (
+                f"; the equal split `{equal}`: {e['objective']:.3g} [{e['objective_ci_low']:.3g}, "
+                f"{e['objective_ci_high']:.3g}]; paired effect on `{o.outcome}` against the baseline "
+                f"{row['effect']:.3g} [{row['effect_ci_low']:.3g}, {row['effect_ci_high']:.3g}] against "
+                f"{e['effect']:.3g} [{e['effect_ci_low']:.3g}, {e['effect_ci_high']:.3g}]"
+            )
+        found += "."
         others = ", ".join(f"`{s}` ({r})" for s, r in zip(c.systems[1:], c.roles[1:], strict=True)) or "none"
-        n = min(len(x) for x in c.observations) if c.observations else 0
+        n = max(len(x) for x in c.observations) if c.observations else 0
         against = (
             f"against {others} on fresh seeds (KN, delta = {c.delta:g} `{o.outcome}`, alpha = {c.alpha:g})"
         )
