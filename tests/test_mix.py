@@ -159,7 +159,8 @@ def test_bad_mix_settings_are_refused_naming_the_key(override, says):
 def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     overrides = [
         "experiment=mix",
-        *QUICK,
+        *[o for o in QUICK if o != "tracking=none"],
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         "replicates=2",
         "robustness.worlds=2",
         "robustness.bootstrap=100",
@@ -181,3 +182,15 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     assert set(fresh["scenario"].str.split("/").list.get(1)) <= set(confirmation["policy"])
     assert (tmp_path / "run" / "mix_front.png").is_file() and (tmp_path / "run" / "voi.parquet").is_file()
     assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()
+    # MLflow: one child per policy with its robust metrics, the tables as the parent's artifacts
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = client.search_runs(
+        [client.get_experiment_by_name("kibs-mc").experiment_id],
+        f"tags.mlflow.parentRunId = '{result.mlflow_run_id}'",
+    )
+    assert {r.info.run_name for r in children} == set(table["policy"])
+    assert all("objective" in r.data.metrics for r in children)
+    logged = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    assert {"mix.parquet", "confirmation.parquet", "mix_front.png"} <= logged

@@ -49,6 +49,8 @@ ARTIFACTS = (
     "discovery.parquet",
     "discovery_trajectory.parquet",
     "voi.parquet",
+    "mix.parquet",
+    "confirmation.parquet",
     "config.yaml",
     "report.md",
     "report.html",
