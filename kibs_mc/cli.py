@@ -204,11 +204,18 @@ def hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
-        config = to_config(cfg)
-        announce_compile(config.model.name, Console(stderr=True))
-        # A URI from a config file or an interpolation: no credentials in what is written.
-        config = replace(config, tracking=replace(config.tracking, uri=hide_credentials(config.tracking.uri)))
-        result = run_experiment(config, list(hc.overrides.task), run_dir)
+        try:
+            config = to_config(cfg)
+            announce_compile(config.model.name, Console(stderr=True))
+            # A URI from a config file or an interpolation: no credentials in what is written.
+            config = replace(
+                config, tracking=replace(config.tracking, uri=hide_credentials(config.tracking.uri))
+            )
+            result = run_experiment(config, list(hc.overrides.task), run_dir)
+            print_summary(result, console, full=bool(full_tables))
+        except Exception as exc:  # a stop that came out of a library (e.g. Polars) as its own error
+            interrupt.raise_if_stopping(exc)
+            raise
     except UserError as error:
         fail(error, str(OmegaConf.to_container(cfg, resolve=False)))
         return
@@ -228,7 +235,6 @@ def hydra_main(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
         sys.exit(143 if interrupt.by_sigterm() else 130)
-    print_summary(result, console, full=bool(full_tables))
     if hc.mode == RunMode.MULTIRUN:
         _multirun_jobs.append(result)
         _multirun_dir[:] = [Path(hc.sweep.dir)]
@@ -500,12 +506,20 @@ def main() -> None:
             sys.exit(_multirun_status)
     except SystemExit as done:
         exit_now(done.code)
-    except KeyboardInterrupt:  # before a run started or after it ended: nothing to resume
-        print(
-            f"kibs-mc: {'terminated (SIGTERM)' if interrupt.by_sigterm() else 'interrupted'}", file=sys.stderr
-        )
-        exit_now(143 if interrupt.by_sigterm() else 130)
+    except Exception:  # a stop that came out of a library as its own error is the stop
+        if not interrupt.stop_requested():
+            raise
+        stopped()
+    except KeyboardInterrupt:
+        stopped()
     exit_now(0)
+
+
+def stopped() -> NoReturn:
+    """End after a SIGINT or SIGTERM that came before a run started or after it ended (nothing
+    to resume)."""
+    print(f"kibs-mc: {'terminated (SIGTERM)' if interrupt.by_sigterm() else 'interrupted'}", file=sys.stderr)
+    exit_now(143 if interrupt.by_sigterm() else 130)
 
 
 def exit_now(status: object) -> NoReturn:

@@ -272,6 +272,11 @@ HOSTILE = {
     "very long value": Hostile((*SMALL, "experiment.name=" + "x/" * 3000), "... (cut)"),
     # a multirun: each swept value checked up front, a refusal said once
     "bad sweep value": Hostile(("-m", *CJ, "replicates=4,abc"), "replicates='abc'", cli=True),
+    "bad sweep value between good ones": Hostile(
+        ("-m", *CJ, "model.alpha=0.1,2,0.3", "hydra.sweep.dir={tmp}/sweep"),
+        "model.alpha=2.0 is not allowed",
+        cli=True,
+    ),
     "refusal common to every job": Hostile(
         ("-m", *CJ, "calibration.use={tmp}", "replicates=2,3"), "calibration.use", cli=True
     ),
@@ -302,6 +307,7 @@ def test_hostile_input_ends_in_one_line_naming_it_before_any_work(name, request,
     assert_clear(message)
     assert os.environ["PATH"] not in message
     assert not (tmp_path / "run" / "chunks").exists() or not any((tmp_path / "run" / "chunks").iterdir())
+    assert not (tmp_path / "sweep").exists()  # a multirun's jobs: none ran
 
 
 @pytest.mark.slow

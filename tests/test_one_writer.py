@@ -151,3 +151,34 @@ def test_ctrl_c_or_sigterm_stops_a_run_and_resume_completes_it(tmp_path, sig, ex
     assert not (run_dir / "errors.parquet").exists()
     clean = run_experiment(load_config(LONG), LONG, tmp_path / "clean").rows
     assert pl.read_parquet(run_dir / "replicates.parquet").equals(clean)
+
+
+def stop_inside_polars(signum: int) -> str:
+    """In a fresh interpreter (its own signal handlers): a run whose driver is inside a Polars
+    call when the signal's handler runs; what leaves the run. Polars calls the function below
+    back and reports the handler's KeyboardInterrupt as its own ComputeError."""
+    from kibs_mc.run import interrupt
+
+    def group_of(rows: pl.DataFrame) -> pl.DataFrame:
+        os.kill(os.getpid(), signum)  # the handler runs here, inside Polars' group_by
+        return rows
+
+    interrupt.terminate_as_interrupt()
+    try:
+        with interrupt.deferred_interrupts():
+            pl.DataFrame({"g": [1, 2], "x": [1.0, 2.0]}).group_by("g").map_groups(group_of)
+    except KeyboardInterrupt as stop:
+        return f"{type(stop).__name__} by_sigterm={interrupt.by_sigterm()}"
+    except Exception as exc:  # noqa: BLE001 - what the test is about
+        return f"leaked {type(exc).__name__}: {exc}"
+    return "not stopped"
+
+
+@pytest.mark.parametrize(
+    "sig,stop",
+    [(signal.SIGTERM, "Terminated by_sigterm=True"), (signal.SIGINT, "KeyboardInterrupt by_sigterm=False")],
+)
+def test_a_signal_that_lands_inside_a_polars_call_still_stops_the_run_as_that_signal(sig, stop):
+    from tests.fresh import call_fresh
+
+    assert call_fresh(stop_inside_polars, int(sig), timeout=120) == stop

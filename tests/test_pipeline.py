@@ -201,19 +201,30 @@ def test_a_cluster_too_big_for_the_machine_is_refused_up_front(cli, tmp_path):
     assert not list((tmp_path / "big").glob("chunks/*.parquet"))
 
 
-def test_a_bad_job_does_not_stop_a_multirun(cli, tmp_path):
-    proc = cli(
-        "-m",
-        *SMALL_CJ,
-        "replicates=2",
-        "executor=serial",
-        "model.alpha=0.1,2,0.3",
-        "hydra.sweep.dir=sweep",
-        timeout=240,
-    )
-    assert proc.returncode == 2  # the worst job's status
-    assert "model.alpha=2.0 is not allowed" in proc.stderr
-    for job in ("0", "2"):  # the jobs before and after the bad one both ran
+def test_a_job_that_fails_when_it_runs_does_not_stop_a_multirun(cli, tmp_path):
+    """Bad values of a sweep are refused before any job runs (tests/test_hostile.py); what only
+    a job's run can find (here: its run directory is in use by another run) fails that job, and
+    the jobs after it still run."""
+    from kibs_mc.run.lock import lock_run_dir, unlock_run_dir
+
+    busy = tmp_path / "sweep" / "1"
+    lock_run_dir(busy)  # this test process is the other run holding job 1's directory
+    try:
+        proc = cli(
+            "-m",
+            *SMALL_CJ,
+            "replicates=2",
+            "executor=serial",
+            "model.alpha=0.1,0.2,0.3",
+            "hydra.sweep.dir=sweep",
+            timeout=240,
+        )
+    finally:
+        unlock_run_dir(busy)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # the worst job's status
+    assert f"run directory {busy} is in use by another kibs-mc run" in proc.stderr
+    assert not (busy / "replicates.parquet").exists()
+    for job in ("0", "2"):  # the jobs before and after the failed one both ran
         assert (tmp_path / "sweep" / job / "replicates.parquet").exists()
 
 

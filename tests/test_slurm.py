@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from kibs_mc.run.lock import lock_run_dir, unlock_run_dir
 from kibs_mc.run.store import COMPACTED
 from tests import slurm
 from tests.conftest import run_cli
@@ -246,16 +247,21 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     for path in [*(sweep / "1").glob("*.parquet"), sweep / "1" / COMPACTED]:
         path.unlink()
     assert not (sweep / "1" / "chunks").exists()  # compacted: the final files were the record
-    # A third job that fails (bad input) fails the multirun: its status would otherwise stay in
-    # its array task. It is the last job, so the launcher has the other two's results first.
+    # A third job that fails when it runs (its run directory is in use by another run: nothing
+    # the up-front check of the overrides can see) fails the multirun: its status would
+    # otherwise stay in its array task. The other two jobs' results are there all the same.
     (sweep / ".submitit").rename(tmp_path / "first-submitit")
-    again = run_cli(
-        *[a.replace("=0,1", "=0,1,2") for a in multirun], "resume=true", cwd=tmp_path, env=cluster.env
-    )
+    lock_run_dir(sweep / "2")  # this test process is the other run
+    try:
+        again = run_cli(
+            *[a.replace("=0,1", "=0,1,0.5") for a in multirun], "resume=true", cwd=tmp_path, env=cluster.env
+        )
+    finally:
+        unlock_run_dir(sweep / "2")
     assert again.returncode != 0
     assert "ended with exit status 2" in again.stderr, again.stderr[-3000:]
     logs = array_task_logs(sweep)
-    assert "governance.information=2" in logs[2], logs[2][-3000:]
+    assert f"run directory {sweep / '2'} is in use by another kibs-mc run" in logs[2], logs[2][-3000:]
     assert "chunks: 0 computed, 4 reused" in logs[0], logs[0][-3000:]
     assert "chunks: 4 computed, 0 reused" in logs[1], logs[1][-3000:]
     for n in (0, 1):

@@ -11,6 +11,13 @@ SIGTERM (what ``kill``, Slurm's ``scancel`` and a job's time limit send) is hand
 way where the program asks for it (:func:`terminate_as_interrupt`, which the ``kibs-mc`` command
 calls), as :class:`Terminated`, a KeyboardInterrupt: completed chunks are written and the run
 ends with its resume hint instead of being killed mid-write.
+
+The handler's exception can land inside a library call that turns it into one of its own (Polars
+reports a KeyboardInterrupt raised in a function it calls back as a ``ComputeError``, or as a
+``TypeError`` about an "unprintable" object), or inside code that takes any exception as a damaged
+file. So the handlers also record that a stop was asked for (:func:`stop_requested`), and an
+exception that leaves a run after that is the stop (:func:`deferred_interrupts`,
+:func:`raise_if_stopping`), whatever its type.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from contextlib import contextmanager
 _requested = threading.Event()
 _computing = threading.Event()  # the main thread is inside a replicate
 _terminated = threading.Event()  # the signal that stops the run is SIGTERM
+_stopping = threading.Event()  # a SIGINT or SIGTERM arrived since the run began
 
 
 class Terminated(KeyboardInterrupt):
@@ -36,6 +44,7 @@ def _stop() -> KeyboardInterrupt:
 def _handler(signum: int, frame: object) -> None:
     if signum == signal.SIGTERM:
         _terminated.set()
+    _stopping.set()
     if _computing.is_set() and not _requested.is_set():
         _requested.set()
         return
@@ -44,7 +53,22 @@ def _handler(signum: int, frame: object) -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     _terminated.set()
+    _stopping.set()
     raise Terminated
+
+
+def stop_requested() -> bool:
+    """Whether a SIGINT or SIGTERM arrived since the last run began (or, outside a run, since
+    :func:`terminate_as_interrupt`), the first of them perhaps deferred to a replicate's end."""
+    return _stopping.is_set()
+
+
+def raise_if_stopping(exc: BaseException) -> None:
+    """Raise the stop (KeyboardInterrupt, :class:`Terminated` for SIGTERM) in place of ``exc``
+    where a signal asked for one: the exception a library made of the handler's, or any other
+    that came while the run was being stopped, is the stop; otherwise return."""
+    if _stopping.is_set() and not isinstance(exc, KeyboardInterrupt):
+        raise _stop() from exc
 
 
 def by_sigterm() -> bool:
@@ -77,7 +101,8 @@ def kept_sigterm() -> Iterator[None]:
 def deferred_interrupts() -> Iterator[None]:
     """Install the handler for the duration of a run (main thread, default handlers only: an
     ignored SIGINT, or one the embedding program handles, is left alone; SIGTERM only where
-    :func:`terminate_as_interrupt` asked for it)."""
+    :func:`terminate_as_interrupt` asked for it). An exception that leaves the run after a
+    signal asked it to stop leaves as that stop (:func:`raise_if_stopping`)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -86,12 +111,16 @@ def deferred_interrupts() -> Iterator[None]:
         return
     _requested.clear()
     _terminated.clear()
+    _stopping.clear()
     term = signal.getsignal(signal.SIGTERM) is _terminate
     signal.signal(signal.SIGINT, _handler)
     if term:
         signal.signal(signal.SIGTERM, _handler)
     try:
         yield
+    except Exception as exc:  # the stop, come out of a library as another exception
+        raise_if_stopping(exc)
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if term:
@@ -121,7 +150,9 @@ def check() -> None:
 
 def caused_by_interrupt(exc: BaseException) -> bool:
     """Whether ``exc`` is, or was raised because of, a KeyboardInterrupt (e.g. Numba's
-    SystemError that wraps one)."""
+    SystemError that wraps one), or came while a signal asked the run to stop."""
+    if _stopping.is_set():
+        return True
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

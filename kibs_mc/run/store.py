@@ -54,6 +54,7 @@ import polars as pl
 
 from kibs_mc.analysis.statistics import RunningSummary
 from kibs_mc.errors import ExecutionError, UserError
+from kibs_mc.run import interrupt
 from kibs_mc.run.chunk import ChunkResult
 from kibs_mc.run.code import CODE, changed_code
 
@@ -491,6 +492,7 @@ class ResultStore:
                 chunks = json.loads(meta[CHUNKS_KEY])
                 failed = json.loads(meta.get(FAILED_KEY, "[]"))
             except Exception as exc:  # noqa: BLE001 - any unreadable part is set aside alike
+                interrupt.raise_if_stopping(exc)  # a stop that came out of Polars is no damage
                 self._set_aside(stem, exc)
                 continue
             index[stem] = Part(stem, meta.get(PLAN_KEY), tuple(chunks), frozenset(failed))
@@ -563,6 +565,7 @@ class ResultStore:
             if sorted(needed) != sorted(present):
                 raise DamagedFile(f"the final files are {present}; a finished run has {needed}")
         except Exception as exc:  # noqa: BLE001 - whatever is wrong, the chunks are computed again
+            interrupt.raise_if_stopping(exc)
             self._set_aside_final(exc)
             return None
         return Part(stem, plan, tuple(chunks), frozenset(failed), final=True)
