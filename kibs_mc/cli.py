@@ -309,7 +309,7 @@ def analyse_jobs(
     Parquet, the figures, and report.md/report.html with the executive summary; returns the
     summary with the effects, and the effects."""
     from kibs_mc.analysis.effects import add_effects_to_summary, decide_effects, paired_effects
-    from kibs_mc.analysis.inference import contrasts, ranks
+    from kibs_mc.analysis.inference import ErrorRate, contrasts, ranks
     from kibs_mc.analysis.plots import make_plots
     from kibs_mc.analysis.report import Findings, write_report
     from kibs_mc.models import get_model
@@ -321,7 +321,7 @@ def analyse_jobs(
     decided = [o for o in shown if rows.schema[o] != pl.Boolean]
     margin, relative = exp.min_effect, exp.min_effect_relative
     effects = paired_effects(rows, outcomes, names[0], 1 - exp.alpha, margin, relative)
-    family = contrasts(rows, decided, names, names[0], margin, relative, exp.alpha, exp.adjust)
+    family = contrasts(rows, decided, names, names[0], margin, relative, ErrorRate(exp.alpha, exp.adjust))
     ranked = ranks(rows, decided, names, [o for o in outcomes if o in model.lower_is_better], exp.alpha)
     effects = decide_effects(effects, family, exp.alpha, exp.adjust)
     summary = add_effects_to_summary(summary, effects)

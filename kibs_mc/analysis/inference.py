@@ -32,6 +32,7 @@ scenario, or reordering columns, leaves every other cell unchanged.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -219,6 +220,18 @@ CONTRAST_SCHEMA = {
 }
 
 
+class ErrorRate(NamedTuple):
+    """The error rate a family of contrasts is decided at: ``alpha`` family-wise (``adjust``
+    ``"holm"``) or as the false discovery rate (``"bh"``)."""
+
+    alpha: float = 0.05
+    adjust: str = "holm"
+
+
+#: 5% family-wise, Holm's step-down.
+HOLM_5 = ErrorRate()
+
+
 def contrasts(
     rows: pl.DataFrame,
     outcomes: Sequence[str],
@@ -226,16 +239,16 @@ def contrasts(
     baseline: str,
     min_effect: float = 0.0,
     relative: bool = True,
-    alpha: float = 0.05,
-    adjust: str = "holm",
+    error: ErrorRate = HOLM_5,
 ) -> pl.DataFrame:
     """Every pair (a, b) of ``scenarios`` (a listed first) on every outcome, each on the
     replicates both have; each outcome's contrasts are one family.
 
     ``n``, the means and the difference are those of the pair's shared replicates; ``ci_low``
     and ``ci_high`` its (1 - alpha) t interval. ``clear``: the adjusted p-value (Holm, or BH
-    with ``adjust="bh"``, within the outcome) is below ``alpha``, i.e. the difference is
-    beyond ``margin`` (the outcome's smallest relevant difference)."""
+    with ``error.adjust="bh"``, within the outcome) is below ``error.alpha``, i.e. the
+    difference is beyond ``margin`` (the outcome's smallest relevant difference)."""
+    alpha, adjust = error
     records: list[dict] = []
     for outcome in outcomes:
         y = replicate_matrix(rows, outcome, scenarios)

@@ -36,7 +36,7 @@ from kibs_mc.analysis.effects import (
     decide_effects,
     paired_effects,
 )
-from kibs_mc.analysis.inference import contrasts, ranks
+from kibs_mc.analysis.inference import ErrorRate, contrasts, ranks
 from kibs_mc.analysis.plots import make_plots
 from kibs_mc.analysis.report import Findings, write_report
 from kibs_mc.analysis.statistics import summarize
@@ -52,7 +52,7 @@ from kibs_mc.experiments.rounds import (
     larger_is_better,
 )
 from kibs_mc.models import Model, get_model, headline
-from kibs_mc.run.adaptive import Selection, selection_first_round
+from kibs_mc.run.adaptive import Contest, Selection, selection_first_round
 from kibs_mc.run.chunk import run_chunk
 from kibs_mc.run.executor import Executor, local_workers, make_executor
 from kibs_mc.run.interrupt import deferred_interrupts
@@ -255,15 +255,9 @@ def choose_rounds(planned: Planned, chunk_size: int) -> Rounds:
     own = planned.kind.rounds(config, scenarios)
     if exp.selection.outcome is not None:
         better = larger_is_better(planned.model, exp.selection.outcome, exp.selection.larger_is_better)
-        return SelectionRounds(
-            selection_first_round(scenarios, exp.selection),
-            scenarios,
-            exp.selection,
-            planned.candidates,
-            better,
-            exp.max_replicates,
-            chunk_size,
-        )
+        contest = Contest(exp.selection, planned.candidates, better)
+        first = selection_first_round(scenarios, exp.selection)
+        return SelectionRounds(first, scenarios, contest, exp.max_replicates, chunk_size)
     if exp.precision.outcome is not None:
         return PrecisionRounds(
             own.first(), scenarios, exp.precision, exp.max_replicates, chunk_size, planned.baseline
@@ -462,16 +456,8 @@ def _decide(
     each written into the run directory."""
     run_dir, exp = planned.run_dir, planned.config.experiment
     lower = [o for o in planned.outcomes if not larger_is_better(planned.model, o)]
-    family = contrasts(
-        rows,
-        decided,
-        listed,
-        planned.baseline,
-        exp.min_effect,
-        exp.min_effect_relative,
-        exp.alpha,
-        exp.adjust,
-    )
+    margin, relative, error = exp.min_effect, exp.min_effect_relative, ErrorRate(exp.alpha, exp.adjust)
+    family = contrasts(rows, decided, listed, planned.baseline, margin, relative, error)
     ranked = ranks(rows, decided, listed, lower, exp.alpha)
     effects = decide_effects(effects, family, exp.alpha, exp.adjust)
     write_parquet(effects, run_dir / "effects.parquet")

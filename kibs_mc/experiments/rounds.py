@@ -26,9 +26,10 @@ from typing import Protocol
 
 import polars as pl
 
-from kibs_mc.config import PrecisionConfig, SelectionConfig
+from kibs_mc.config import PrecisionConfig
 from kibs_mc.models import Model
 from kibs_mc.run.adaptive import (
+    Contest,
     Selection,
     next_targets,
     precision_notes,
@@ -118,9 +119,7 @@ class SelectionRounds:
 
     targets: dict[int, int]  # the first round's
     scenarios: Sequence[Scenario]
-    selection: SelectionConfig
-    candidates: Sequence[str]
-    larger_is_better: bool
+    contest: Contest
     max_replicates: int
     chunk_size: int
 
@@ -132,9 +131,7 @@ class SelectionRounds:
             rows(),
             self.scenarios,
             dict(counts),
-            self.selection,
-            self.candidates,
-            self.larger_is_better,
+            self.contest,
             self.max_replicates,
             self.chunk_size,
         )

@@ -175,13 +175,20 @@ def selection_first_round(scenarios: Sequence[Scenario], selection: SelectionCon
     return {sc.index: selection.first_stage for sc in scenarios}
 
 
+@dataclass(frozen=True)
+class Contest:
+    """What KN selects among: ``candidates`` on ``selection.outcome``, larger or smaller better."""
+
+    selection: SelectionConfig
+    candidates: Sequence[str]
+    larger_is_better: bool
+
+
 def selection_targets(
     rows: pl.DataFrame,
     scenarios: Sequence[Scenario],
     counts: dict[int, int],
-    selection: SelectionConfig,
-    candidates: Sequence[str],
-    larger_is_better: bool,
+    contest: Contest,
     max_replicates: int,
     chunk_size: int,
 ) -> tuple[dict[int, int], Selection]:
@@ -191,6 +198,7 @@ def selection_targets(
     |mean| over the candidates' first ``first_stage`` replicates (fixed by those replicates, so
     a resumed run finds the same). Scenarios that do not compete (the baseline) run along with
     the contenders, so that the selected one's effect against them uses all its replicates."""
+    selection, candidates, larger_is_better = contest.selection, contest.candidates, contest.larger_is_better
     assert selection.outcome is not None
     rows = reached_rows(rows, scenarios, counts)
     index = {sc.name: sc.index for sc in scenarios}
