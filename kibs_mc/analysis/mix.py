@@ -82,17 +82,23 @@ def mix_table(
     return table.with_columns(pl.Series("rank", rank), pl.Series("on_front", front(table, maximize)))
 
 
-def front(table: pl.DataFrame, maximize: bool) -> np.ndarray:
-    """Which policies no other dominates on (less ``money``, better ``effect``): the Pareto
-    front of money against robust effect (a policy without a finite effect is off it)."""
+#: Spending within this share of another's counts as the same money for the front (splits of one
+#: budget differ only by what an interface leaves unspent).
+SAME_MONEY = 0.02
+
+
+def front(table: pl.DataFrame, maximize: bool, same_money: float = SAME_MONEY) -> np.ndarray:
+    """Which policies no other dominates: none spends at most as much (within ``same_money``
+    of it) and has a better ``effect``. The Pareto front of money against robust effect (a
+    policy without a finite effect is off it)."""
     money = table["money"].to_numpy()
     effect = table["effect"].to_numpy() * (1 if maximize else -1)
     ok = np.isfinite(money) & np.isfinite(effect)
     on = np.zeros(len(money), dtype=bool)
     for i in np.flatnonzero(ok):
-        no_worse = (money[ok] <= money[i]) & (effect[ok] >= effect[i])
-        better = (money[ok] < money[i]) | (effect[ok] > effect[i])
-        on[i] = not (no_worse & better).any()
+        cheaper = money[ok] <= money[i] + same_money * abs(money[i])
+        better = (effect[ok] > effect[i]) | ((effect[ok] == effect[i]) & (money[ok] < money[i]))
+        on[i] = not (cheaper & better).any()
     return on
 
 

@@ -48,9 +48,10 @@ class Candidate:
 
 
 def candidates(config: Config) -> list[Candidate]:
-    """``mix.candidates`` splits on the simplex at the configured budget (the equal split there
-    is the listed scenario ``mix.equal``) or, with ``mix.budgets``, the equal split and those
-    splits at each budget."""
+    """``mix.candidates`` splits on the simplex at the configured budget (the equal split and the
+    corners there are listed scenarios: ``mix.equal``) or, with ``mix.budgets``, the equal
+    split, the corners (one interface takes the budget: ``<interface>@<b>``) and those splits
+    at each budget."""
     mix = config.mix
     d = len(mix.shares)
     points = mx.simplex_design(mix.candidates, d, config.seed)
@@ -58,7 +59,10 @@ def candidates(config: Config) -> list[Candidate]:
     splits = [(f"split{i:0{width}d}", tuple(map(float, p))) for i, p in enumerate(points)]
     if not mix.budgets:
         return [Candidate(name, shares, None) for name, shares in splits]
-    splits = [(EQUAL, (1.0 / d,) * d), *splits]
+    corners = [
+        (k.rpartition(".")[2], tuple(float(i == j) for j in range(d))) for i, k in enumerate(mix.shares)
+    ]
+    splits = [(EQUAL, (1.0 / d,) * d), *corners, *splits]
     return [Candidate(f"{name}@{b:g}", shares, b) for b in mix.budgets for name, shares in splits]
 
 
