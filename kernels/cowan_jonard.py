@@ -31,7 +31,7 @@ def can_trade(knowledge: np.ndarray, i: int, j: int, tolerance: float) -> bool:
 
     Branch-free on purpose: the outcome of each comparison is close to a coin toss, so
     branches mispredict on most categories; OR-ing the comparisons lets LLVM emit compares
-    and selects instead (about 3x the meetings per second on the benchmark). The two flags
+    and selects instead (docs/bench/journal.md, the meeting loop against C and Mesa). The two flags
     are never both set in one category (``threshold >= 0`` for non-negative knowledge), so
     this is the ``if ... elif`` of the definition, bit for bit.
     """

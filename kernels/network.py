@@ -168,7 +168,7 @@ def spatial_typed(
     mean_degree: float,
     rng_state: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial, type-aware random graph (MODEL.md s.3, "Initial network").
+    """Spatial, type-aware random graph (docs/ODD.md s.5, "Initialisation").
 
     Each pair i < j gets the score
 

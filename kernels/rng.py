@@ -3,7 +3,7 @@ multiply-shift.
 
 Why not numba's ``np.random``: its per-thread global streams cannot be seeded reproducibly
 inside ``prange`` and are shared by every replicate of a worker. Here each replicate owns its
-state, a one-element ``uint64`` array seeded from ``numpy.random.SeedSequence`` (MODEL.md s.4),
+state, a one-element ``uint64`` array seeded from ``numpy.random.SeedSequence`` (docs/ODD.md s.4),
 so results depend on the replicate's seed alone, whatever executor, worker or thread runs it.
 
 SplitMix64 (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number generators",

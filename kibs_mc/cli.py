@@ -173,8 +173,8 @@ def say(console: Console, text: str, indent: str = "") -> None:
     console.print(wrapped, markup=False, highlight=False, soft_wrap=True)
 
 
-#: CPU seconds the first compilation of a model's kernels took (a tiny run with an empty
-#: NUMBA_CACHE_DIR: 46.5 s of CPU for the kibs model); models not measured say no number.
+#: CPU seconds the first compilation of a model's kernels takes (a tiny run with an empty
+#: NUMBA_CACHE_DIR; docs/bench/journal.md); models not measured say no number.
 COMPILE_SECONDS = {"kibs": 50}
 
 

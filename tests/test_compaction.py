@@ -1,4 +1,4 @@
-"""A finished run compacts its results (issue 15 item 4): ``chunks/`` is removed, the final files
+"""A finished run compacts its results: ``chunks/`` is removed, the final files
 carry the chunk record (``compacted.json`` names them), the rows equal those of a run that keeps
 its parts, resume on a compacted run computes nothing, and a process killed at any step of the
 compaction, or of uncompacting a run that has chunks to compute again, loses no chunk."""

@@ -1,4 +1,4 @@
-"""``kibs-mc-compare`` on a real MLflow store (issue 17 item 7): what differs between runs,
+"""``kibs-mc-compare`` on a real MLflow store: what differs between runs,
 CIs on differences, the verdicts of ``show`` in words, exit 2 for what cannot be compared."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Contrasts, multiplicity, relevance, rank sets, per-cell generators and KN selection, on
-synthetic data with planted truth (issue 13, item 7). NumPy only: seconds."""
+synthetic data with planted truth. NumPy only: seconds."""
 
 from __future__ import annotations
 

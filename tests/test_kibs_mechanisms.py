@@ -1,5 +1,5 @@
-"""Every governance interface works through what agents do with its money (MODEL.md s.3,
-docs/ODD.md s.7.6): one family of tests per interface, each able to fail.
+"""Every governance interface works through what agents do with its money (docs/ODD.md
+s.7.6): one family of tests per interface, each able to fail.
 
 - its money at 0 with its response coefficients kept (even doubled) is the baseline, bit for bit;
 - its coefficients at 0 with its money kept leave only the money's own accounting: the money is

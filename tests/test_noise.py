@@ -1,4 +1,4 @@
-"""No noise around the results (issue 17 item 8): no Ray token warning, no urllib3 retry
+"""No noise around the results: no Ray token warning, no urllib3 retry
 warnings and a log-later hint with the real URI, effect plots whose axis labels do not overlap."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A wheel carries the configuration: built from the sources and installed in a fresh
-environment, it runs an experiment in a directory far from the sources (issue 17 item 5).
+environment, it runs an experiment in a directory far from the sources.
 
 The fresh environment takes its dependencies (Ray, MLflow, ...) from the test environment
 through a .pth file, so no index is needed; only kibs_mc comes from the wheel."""

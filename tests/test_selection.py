@@ -1,5 +1,5 @@
 """``experiment.selection`` (KN through the pipeline: executor, chunks, resume) and the
-inference files and executive summary of a run (issue 13)."""
+inference files and executive summary of a run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sweeps that keep their points and check their convergence (issue 13 item 4, issue 17 item 2)."""
+"""Sweeps that keep their points and check their convergence."""
 
 from __future__ import annotations
 

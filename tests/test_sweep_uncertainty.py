@@ -1,4 +1,4 @@
-"""Sweep factors from the uncertainty space, sampled on their scales (issue 13 item 4): log
+"""Sweep factors from the uncertainty space, sampled on their scales: log
 factors uniform in log, integer factors whole and equally often, Sobol indices of a planted
 function recovered through the sweep's own sampling and analysis, bad spaces refused."""
 

@@ -1,7 +1,7 @@
 """The cluster model, version 3: HTEs, KIBS, universities, intermediaries and banks as firms
 with balance sheets, and the four governance interfaces as policy instruments in money.
 
-MODEL.md section 3; every equation is written out in ``docs/ODD.md`` (section 7, "Submodels"),
+Every equation is written out in ``docs/ODD.md`` (section 7, "Submodels"),
 which ties it to the paragraph of the seed paper it represents. One module per part of the
 model, every public name re-exported here:
 

@@ -57,7 +57,7 @@ def profile_distance(x: np.ndarray, y: np.ndarray) -> float:
 def cognitive_distance(knowledge: np.ndarray, i: int, j: int) -> float:
     """delta_ij = ||k_i - k_j||_1 / (||k_i||_1 + ||k_j||_1), in [0, 1].
 
-    Grows with differences in level as well as in profile (MODEL.md s.3), so a deeper expert in
+    Grows with differences in level as well as in profile (docs/ODD.md s.7.1), so a deeper expert in
     one's own field is distant, not identical (Nooteboom et al. 2007, Research Policy 36:1016).
     """
     num = 0.0

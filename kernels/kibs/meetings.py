@@ -153,8 +153,8 @@ def meetings_ahead(
                 # the present weights, its knowledge and state, and the mirror slot whose weight
                 # the meeting reinforces (for writing). A weight that changes before x's turn
                 # may change its draw; the meeting then fetches its own partner's data. (Written
-                # out here: as an inlined helper taking the state tuples it cost 150 ns a
-                # meeting, measured.)
+                # out here: an inlined helper taking the state tuples was slower,
+                # docs/bench/journal.md.)
                 p = choose_partner(ties, x, peek_uniform(rng_state, m))
                 j = ties.indices[p]
                 prefetch_write(ties.weights, ties.mirror[p], 0)
@@ -186,7 +186,7 @@ def meetings(
 
     :func:`run_replicate` runs a random-sequential step of a cluster of ``prm.prefetch_from``
     agents or more in :func:`meetings_ahead` instead: the same draws and values. (Calling it
-    from here cost the default cluster's meetings 6-15%, measured A/B.)
+    from here slowed the default cluster's meetings: docs/bench/journal.md.)
     """
     n = agents.agent_type.shape[0]
     alive = agents.alive

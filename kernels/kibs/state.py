@@ -267,8 +267,8 @@ class KibsParams(NamedTuple):
 
 #: Clusters from this many agents on fetch the data of meetings and tie decay a few agents
 #: ahead (:func:`meetings_ahead`, :func:`decay_ties`); below it everything sits in the caches
-#: anyway (measured for the meetings: no gain at 2000 agents, 1.8x at 5000, a cost of up to
-#: 15% at 389; with the partner foreseen as well, 1.8x at 50 000).
+#: anyway, and fetching ahead costs more than it saves (docs/bench/journal.md, the cluster
+#: kernel).
 PREFETCH_FROM = 2_000
 #: How many agents ahead of the meeting in progress the next agents' data is fetched (their
 #: state at twice this, their rows of ties at this).

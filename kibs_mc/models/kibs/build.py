@@ -147,8 +147,8 @@ def in_huge_pages(state: ClusterState) -> ClusterState:
 
     Why: in a large cluster a meeting reads and writes its partner's data anywhere in ~10 MB
     of arrays that are each too small for numpy to ask for huge pages, so with 4 KiB pages
-    nearly every such access also misses the TLB (measured at 50 000 agents, baseline: 13-24%
-    of a step's cost, docs/performance.md). Values, shapes and dtypes are unchanged, so the
+    nearly every such access also misses the TLB (a large share of a step's cost at 50 000
+    agents: docs/bench/journal.md). Values, shapes and dtypes are unchanged, so the
     run is the same; small states, and systems without MADV_HUGEPAGE, keep their arrays."""
     parts = (state.agents, state.ties, state.work)
 

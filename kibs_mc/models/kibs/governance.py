@@ -27,12 +27,6 @@ def instrument_money(governance: GovernanceConfig, cluster: ClusterConfig) -> di
     return {lever: float(getattr(governance, lever) * governance.budget * cluster.hte) for lever in LEVERS}
 
 
-def planned_cost(governance: GovernanceConfig, cluster: ClusterConfig, steps: int) -> float:
-    """The money a scenario plans to spend over the run (what it spends if every instrument
-    finds a recipient in every step; the outcome ``governance_cost`` is what it did spend)."""
-    return float(sum(instrument_money(governance, cluster).values()) * steps)
-
-
 def market_capacity(model: KibsConfig, cluster: ClusterConfig) -> float:
     """Q of the finite market (docs/ODD.md s.7.4): the launches per field over the market's
     memory that halve demand at elasticity 1, ``market_size`` launches per initial HTE per year."""

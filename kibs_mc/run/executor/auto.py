@@ -148,8 +148,8 @@ class AutoExecutor(Executor):
             return  # the same choice again: said once
         self.choice = choice
         if choice.kind == "ray":
-            # Imported only here: importing Ray costs ~0.5 s, which a serial run would pay for
-            # nothing (measured: auto 4-9% slower than serial on a 9 s Cowan-Jonard run).
+            # Imported only here: importing Ray takes a noticeable share of a short serial
+            # run, which would pay for it for nothing (docs/bench/journal.md).
             from kibs_mc.run.executor.ray import RayExecutor
 
             self._chosen = RayExecutor(self._cfg)

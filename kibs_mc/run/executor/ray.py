@@ -46,8 +46,8 @@ class RayExecutor(Executor):
     ``num_cpus`` CPUs (default: the cores this process may use), and shuts down only what it
     started.
 
-    A local cluster takes seconds to start (Ray's daemons, then its workers: about 3 s on a
-    laptop, mostly waiting), so it starts when the first chunks are asked for, and meanwhile
+    A local cluster takes seconds to start (Ray's daemons, then its workers, mostly waiting;
+    docs/bench/journal.md), so it starts when the first chunks are asked for, and meanwhile
     a helper thread of the driver runs chunks (the kernels release the GIL). With 2 to
     DRIVER_COMPUTES_UP_TO CPUs the helper goes on for the whole run, as one of the ``num_cpus``
     workers, and Ray gets the others. Ray is started
