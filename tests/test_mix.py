@@ -198,3 +198,13 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     assert all("objective" in r.data.metrics for r in children)
     logged = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"mix.parquet", "confirmation.parquet", "mix_front.png"} <= logged
+    # a search killed midway (here: world 0 after its first fresh round, world 1 not begun)
+    # resumes to the same rows, the same front and the same confirmation
+    from tests.conftest import cut_run
+
+    cut = cut_run(tmp_path / "run", tmp_path / "cut", below=4)
+    again = [*overrides, "resume=true"]
+    resumed = run_experiment(load_config(again), again, cut)
+    assert resumed.computed_chunks > 0 and resumed.rows.equals(result.rows)
+    for name in ("mix.parquet", "confirmation.parquet"):
+        assert pl.read_parquet(cut / name).equals(pl.read_parquet(tmp_path / "run" / name))
