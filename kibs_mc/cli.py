@@ -423,6 +423,7 @@ experiments (experiment=...):
   lever_sweep         Sobol sensitivity of the outcomes to the four levers
   calibrate           ABC-SMC fit of the model to a cluster's statistics (calibration.targets)
   robustness          which setting stays best across uncertain worlds (uncertainty=...)
+  mix                 the best split of the budget over the interfaces across uncertain worlds
   cj_docking          the Cowan-Jonard docking sweep (model=cowan_jonard)
 
 main keys:

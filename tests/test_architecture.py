@@ -1,9 +1,12 @@
 """The layers of docs/architecture.md hold: every import of the package goes to its own layer or
-one below it (never upwards), and no two packages import each other."""
+one below it (never upwards), and no two packages import each other. The recipe for adding an
+experiment kind holds too: every experiment file is in ``kibs-mc --help``, and a kind that
+needs a library beyond the default install has its extra."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -115,3 +118,36 @@ def test_no_module_of_the_package_imports_itself_back():
     # names (kibs_mc.experiments.kind), never through a package that imports them back.
     modules = {m: p for m, p in package_modules().items() if m != "kibs_mc"}
     assert module_cycles(modules) == []
+
+
+def test_kibs_mc_help_lists_every_experiment():
+    from kibs_mc.cli import HELP
+
+    listed = {
+        line.split()[0]
+        for line in HELP.split("experiments (experiment=...):")[1].split("\n\n")[0].splitlines()[1:]
+    }
+    files = {path.stem for path in (REPO / "conf" / "experiment").glob("*.yaml")}
+    assert files <= listed, f"experiments missing from cli.HELP: {sorted(files - listed)}"
+
+
+def _included(extras: dict[str, list[str]], name: str) -> set[str]:
+    """``name`` and the extras its requirements name as ``kibs-mc[a,b]``, recursively."""
+    found = {name}
+    for requirement in extras[name]:
+        if requirement.startswith("kibs-mc["):
+            for other in requirement.split("[")[1].split("]")[0].split(","):
+                found |= _included(extras, other.strip())
+    return found
+
+
+def test_a_kind_that_needs_more_than_the_default_install_has_its_extra():
+    from kibs_mc.experiments import KINDS
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    needing = {name for name, kind in KINDS.items() if kind.requires}
+    assert {"calibrate", "robustness", "sweep"} <= needing
+    assert needing <= set(extras), (
+        f"kinds without an extra in pyproject.toml: {sorted(needing - set(extras))}"
+    )
+    assert needing <= _included(extras, "test"), "the test extra installs every kind's"
