@@ -472,6 +472,25 @@ def did_you_mean(error: UserError) -> UserError:
     return ConfigError(error.key, error.value, error.allowed, f"Did you mean {named}?")
 
 
+def check_up_front(args: list[str]) -> None:
+    """Compose and validate the configuration of each job the command line asks for (a
+    multirun: every swept value, once) and check the run directory, so that bad input exits 2
+    with one line before Hydra starts (options Hydra handles itself are left to it)."""
+    try:
+        argv, search = config_dirs(args)
+        multirun = [a for a in argv if a in ("-m", "--multirun")]
+        argv = [a for a in argv if a not in multirun]
+        if any(a.startswith("-") for a in argv):
+            return
+        kept = [a for a in argv if not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
+        for overrides in sweep_checks(kept) if multirun else [kept]:
+            load_config(overrides + search)
+        if not multirun:
+            check_run_dir(argv)
+    except UserError as error:
+        fail(did_you_mean(error))
+
+
 def main() -> None:
     """Console entry point: check plain overrides up front so bad ones exit 2 (Hydra would
     exit 1), then hand over to Hydra (which also handles -m, --cfg, --help...)."""
@@ -488,18 +507,7 @@ def main() -> None:
             sys.argv.append("hydra.help.app_name=kibs-mc")
         full_tables[:] = [a for a in sys.argv[1:] if a == "--full"]
         sys.argv[1:] = [a for a in sys.argv[1:] if a != "--full"]
-        try:
-            argv, search = config_dirs(sys.argv[1:])
-            multirun = [a for a in argv if a in ("-m", "--multirun")]
-            argv = [a for a in argv if a not in multirun]
-            if all(not a.startswith("-") for a in argv):
-                kept = [a for a in argv if not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
-                for overrides in sweep_checks(kept) if multirun else [kept]:
-                    load_config(overrides + search)  # a multirun: every swept value, once
-                if not multirun:
-                    check_run_dir(argv)
-        except UserError as error:
-            fail(did_you_mean(error))
+        check_up_front(sys.argv[1:])
         hydra_main()
         if _multirun_dir:
             compare_jobs(_multirun_jobs, _multirun_dir[0], Console())
@@ -525,7 +533,7 @@ def stopped() -> NoReturn:
 
 def exit_now(status: object) -> NoReturn:
     """End the process as the interpreter would, without its teardown of every loaded module
-    (Ray, Numba, Polars, matplotlib: about half a second, docs/performance.md): the
+    (Ray, Numba, Polars, matplotlib; docs/performance.md): the
     interpreter's own thread shutdown runs (it stops idle thread pools, then joins the threads
     that keep it alive, e.g. the background shutdown of a local Ray cluster), then the atexit
     handlers (Ray, logging, MLflow), and the standard streams are flushed."""
