@@ -84,7 +84,7 @@ def find_trading_pair(
 
 
 @njit(cache=True, nogil=True)
-def run_replicate(
+def run_replicate(  # noqa: PLR0913 - a Numba kernel: plain arrays and scalars, no settings object
     indptr: np.ndarray,
     indices: np.ndarray,
     knowledge: np.ndarray,

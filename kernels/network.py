@@ -157,8 +157,10 @@ EXACT_NORMALISATION_PAIRS = 4_000_000
 NORMALISATION_SAMPLE = 1_000_000
 
 
+# One kernel on purpose: its passes (normalisation, grid of cells, thinned draws over cell pairs,
+# CSR fill) share their arrays and one random stream, whose order of draws fixes the network.
 @njit(cache=True, nogil=True)
-def spatial_typed(
+def spatial_typed(  # noqa: C901, PLR0912, PLR0913, PLR0915
     position: np.ndarray,
     knowledge: np.ndarray,
     agent_type: np.ndarray,
@@ -315,7 +317,7 @@ def _triangle_pair(t: int, m: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _spatial_score(
+def _spatial_score(  # noqa: PLR0913 - called per pair from spatial_typed: plain arrays
     position: np.ndarray,
     knowledge: np.ndarray,
     agent_type: np.ndarray,

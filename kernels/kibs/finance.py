@@ -89,8 +89,10 @@ def exit_firm(i: int, agents: Agents, ties: Ties, work: Workspace) -> None:
         remove_tie(ties, i, ties.indptr[i] + ties.row_len[i] - 1)
 
 
+# One pass over the firms in slot order, each firm's costs, interest, exit and entry booked in
+# the model's order (docs/ODD.md s.7.5), which reads in one place.
 @njit(cache=True, nogil=True)
-def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:
+def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> int:  # noqa: C901, PLR0912, PLR0915
     """Finance and selection of firms (HTE, T-KIBS, P-KIBS, banks); returns the exits.
 
     Each living firm in slot order: an HTE pays the fixed cost F, a KIBS its operating cost F_K

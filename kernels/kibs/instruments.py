@@ -183,8 +183,9 @@ def _has_room(ties: Ties, i: int, j: int) -> bool:
     return find_slot(ties, i, j) >= 0 or ties.row_len[j] < ties.indptr[j + 1] - ties.indptr[j]
 
 
+# One search: the deficits choose the partner type, then the best candidate of those i sees.
 @njit(cache=True, nogil=True)
-def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> int:
+def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> int:  # noqa: C901, PLR0912
     """Strategic partnership of HTE i with a KIBS chosen by what i lacks (paper s.IV.A-B).
 
     i's technical deficit d_T = 1 - kbar_i / kbar_T (kbar_T: mean knowledge of living T-KIBS)

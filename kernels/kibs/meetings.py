@@ -29,8 +29,9 @@ from kibs_mc.kernels.rng import integer, peek_uniform, shuffle, uniform
 from numba import njit
 
 
+# Inlined into the meeting loops (the innermost loop of a step): one meeting's steps in one body.
 @njit(cache=True, nogil=True, inline="always")
-def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> bool:
+def meet(i: int, p: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> bool:  # noqa: PLR0915
     """One meeting of i with the partner in slot p of its row; True if knowledge moved.
 
     1. Barter (docking only): no transfer without a double coincidence of wants.
