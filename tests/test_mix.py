@@ -114,7 +114,7 @@ def test_the_planted_best_split_and_the_diminishing_return_of_money_are_recovere
     assert np.sqrt(np.sum((shares[chosen] - best) ** 2)) <= 0.2  # stated tolerance
     # the effect doubles the money for sqrt(2) the effect: recovered within 5%
     effect = dict(zip(table["policy"], table["effect"], strict=True))
-    assert effect["equal@0.1"] / effect["equal@0.05"] == pytest.approx(np.sqrt(2), rel=0.05)
+    assert effect["equal@0.1"] / effect["all_four"] == pytest.approx(np.sqrt(2), rel=0.05)  # all_four: 0.05
     # the front: no money, then the best split of each budget (every other spends as much for less)
     front = set(table.filter(pl.col("on_front"))["policy"])
     best_at = {
@@ -122,6 +122,8 @@ def test_the_planted_best_split_and_the_diminishing_return_of_money_are_recovere
     }
     assert front == {"baseline", *best_at.values()}
     assert "strategic@0.1" in shares and shares["strategic@0.1"].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # at the configured budget (0.05) the equal split and the corners are the listed settings
+    assert not {"equal@0.05", "strategic@0.05"} & set(shares)
 
 
 def test_where_the_equal_split_is_best_confirmation_refuses_the_searchs_noisy_pick():
@@ -142,6 +144,24 @@ def test_where_the_equal_split_is_best_confirmation_refuses_the_searchs_noisy_pi
     assert kind.mix_lines(config, kind.decide(config, rows, scenarios, counts).table, confirmation)[
         1
     ].startswith("Not confirmed")
+
+
+def test_a_pick_within_noise_of_its_contenders_is_not_called_best():
+    overrides = [
+        "replicates=2",
+        "robustness.worlds=2",
+        "mix.candidates=16",
+        "mix.delta=0.1",
+        "mix.first_stage=5",
+        "mix.confirm_max=12",
+    ]
+    # a flat response: every split is as good as every other, the noise decides the search
+    kind, config, scenarios, counts, rows = planted_search(overrides, (0.25,) * 4, 0.0, 5.0, 20.0, seed=2)
+    decision = kind.decide(config, rows, scenarios, counts)
+    assert decision.confirmation.selected is None
+    assert max(len(x) for x in decision.confirmation.observations) == 12  # mix.confirm_max reached
+    verdict = kind.mix_lines(config, decision.table, decision.confirmation)[1]
+    assert verdict.startswith("Not certified") and "still in contention" in verdict
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,26 @@ def candidates(config: Config) -> list[Candidate]:
     corners = [
         (k.rpartition(".")[2], tuple(float(i == j) for j in range(d))) for i, k in enumerate(mix.shares)
     ]
-    splits = [(EQUAL, (1.0 / d,) * d), *corners, *splits]
-    return [Candidate(f"{name}@{b:g}", shares, b) for b in mix.budgets for name, shares in splits]
+    listed = configured_budget(config)
+    return [
+        Candidate(f"{name}@{b:g}", shares, b)
+        for b in mix.budgets
+        # at the configured budget the equal split and the corners are listed settings
+        for name, shares in (splits if b == listed else [(EQUAL, (1.0 / d,) * d), *corners, *splits])
+    ]
+
+
+def configured_budget(config: Config) -> float:
+    """The budget the listed settings spend: the value of ``mix.budget``."""
+    node: object = config
+    for part in config.mix.budget.split("."):
+        node = getattr(node, part)
+    return float(node)  # type: ignore[arg-type]  # a number: check() refuses other keys
+
+
+def _label(config: Config) -> str:
+    """The budget label of the listed settings ('' without ``mix.budgets``)."""
+    return f"{configured_budget(config):g}" if config.mix.budgets else ""
 
 
 def splits(config: Config) -> tuple[list[str], dict[str, str]]:
@@ -73,14 +91,14 @@ def splits(config: Config) -> tuple[list[str], dict[str, str]]:
     exp = config.experiment
     names = [s.name for s in exp.scenarios]
     base = choose_baseline(names, exp.baseline)
-    level = {n: "" for n in names if n != base}
+    level = {n: _label(config) for n in names if n != base}
     level.update({c.name: "" if c.budget is None else f"{c.budget:g}" for c in candidates(config)})
     return list(level), level
 
 
 def equal_split(config: Config, label: str) -> str:
     """The equal split's policy at a budget label."""
-    return config.mix.equal if label == "" else f"{EQUAL}@{label}"
+    return config.mix.equal if label == _label(config) else f"{EQUAL}@{label}"
 
 
 def _overrides(config: Config, c: Candidate) -> list[str]:
@@ -361,9 +379,13 @@ class Mix(Robustness):
         elif len(c.systems) == 1:
             verdict = f"`{pick}` had no contender at its money to confirm against."
         else:
+            alive = [c.systems[i] for i in c.result.survivors]
+            out = [f"`{s}` (eliminated at stage {r})" for s, r in _eliminated(c)]
             verdict = (
-                f"Not certified: {against}, none is best after {n} fresh replicates per world "
-                f"(mix.confirm_max = {config.mix.confirm_max}); they are within noise of each other."
+                f"Not certified: {against}, " + " and ".join(f"`{s}`" for s in alive) + " are still in "
+                f"contention after {n} fresh replicates per world (mix.confirm_max = "
+                f"{config.mix.confirm_max}): within noise of each other"
+                + (f"; out: {', '.join(out)}." if out else ".")
             )
         return [found, verdict]
 
@@ -413,6 +435,11 @@ class Mix(Robustness):
                 "",
             ]
         )
+
+
+def _eliminated(c: mx.Confirmation) -> list[tuple[str, int]]:
+    """The systems KN dropped, with the stage at which it dropped each."""
+    return [(c.systems[i], r) for i, r in sorted(c.result.eliminated_at.items())]
 
 
 def _format(value: float, integer: bool) -> str:
