@@ -262,6 +262,32 @@ def test_the_executive_summary_names_the_best_and_who_it_is_not_relevantly_ahead
     assert "6 pairwise contrasts" in text
 
 
+def test_the_cost_sentence_names_the_policies_that_cost_otherwise():
+    """Equal budgets but an instrument that leaves money unspent: the summary names the policy
+    that spent less instead of calling the budgets different; when the best one is the odd one
+    out, it gives the range."""
+    from kibs_mc.analysis.effects import decide_effects
+    from kibs_mc.analysis.report import Findings, executive_summary
+
+    names = ["baseline", "a", "b", "c"]
+    base = long_rows(
+        crn(np.random.default_rng(12), 300, [100.0, 109.0, 110.0, 100.5], shared=5.0, own=0.5), names
+    )
+    family = contrasts(base, ["y"], names, "baseline", min_effect=0.02)
+    effects = decide_effects(paired_effects(base, ["y"], "baseline", min_effect=0.02), family)
+
+    def summary(costs: list[float]) -> str:
+        rows = base.join(pl.DataFrame({"scenario": names, "cost": costs}), on="scenario")
+        ranked = ranks(rows, ["y", "cost"], names, lower_is_better=["cost"])
+        found = Findings("y", "baseline", family, ranked, effects, 0.02, True, 0.05, "holm", cost="cost")
+        return "\n".join(executive_summary(found, ["y"]))
+
+    text = summary([0.0, 1800.0, 1800.0, 1761.4])  # b is best
+    assert "Its cost (`cost`) is 1800, the same as every other policy's except `c` 1761" in text
+    text = summary([0.0, 1800.0, 1700.0, 1800.0])
+    assert "Its cost (`cost`) is 1700, not the same for every policy (1700 to 1800)" in text
+
+
 def test_the_summary_does_not_call_a_large_lead_small_when_the_adjustment_decides():
     """b leads every other scenario by ~10% (five times the 2% that matters), but with 4
     replicates and 15 contrasts Holm's adjustment leaves it unclear: the summary must say the

@@ -216,9 +216,13 @@ def lead_sentence(a: Answer) -> str | None:
     )
 
 
+#: Policies the cost sentence names when their cost differs from the best one's.
+COST_NAMED = 4
+
+
 def cost_sentence(a: Answer) -> str | None:
-    """What the best one costs, whether every policy had the same budget, and its effect per
-    unit of money."""
+    """What the best one costs, whether every policy cost the same (else the ones that did not:
+    an instrument may leave money it cannot place unspent), and its effect per unit of money."""
     f = a.findings
     if f.cost is None:
         return None
@@ -227,8 +231,16 @@ def cost_sentence(a: Answer) -> str | None:
     if cost.height == 0 or others.height == 0:
         return None
     spread = others["mean"].to_numpy()
-    equal = bool(spread.max() - spread.min() <= 1e-9 * max(abs(spread).max(), 1.0))
-    budget = "the same budget as every other policy" if equal else "a budget that differs from the others'"
+    tolerance = 1e-9 * max(abs(spread).max(), 1.0)
+    own = float(cost["mean"][0])
+    differ = others.filter((pl.col("mean") - own).abs() > tolerance)
+    if differ.height == 0:
+        budget = "the same budget as every other policy"
+    elif differ.height <= COST_NAMED and differ.height < others.height - 1:
+        named = ", ".join(f"`{r['scenario']}` {_num(r['mean'])}" for r in differ.iter_rows(named=True))
+        budget = f"the same as every other policy's except {named}"
+    else:
+        budget = f"not the same for every policy ({_num(float(spread.min()))} to {_num(float(spread.max()))})"
     e = a.effect(f.objective)
     per = ""
     if e is not None and e["effect_per_cost"] is not None:
