@@ -119,14 +119,29 @@ class Confirmation:
         chosen = self.result.selected
         return None if chosen is None else self.systems[chosen]
 
+    def lead(self, i: int, confidence: float = 0.95) -> tuple[float, float, float]:
+        """The pick's lead over system ``i`` on the fresh replicates both ran (paired: the same
+        seeds), with its t interval; NaN for the pick itself or below two shared replicates.
+        Fresh seeds: free of the search's winner's curse."""
+        n = min(len(self.observations[0]), len(self.observations[i]))
+        if i == 0 or n < 2:
+            return float("nan"), float("nan"), float("nan")
+        d = self.observations[0][:n] - self.observations[i][:n]
+        low, high = t_interval(d, confidence)
+        return float(d.mean()), low, high
+
     def frame(self) -> pl.DataFrame:
         """confirmation.parquet: one row per system."""
+        leads = [self.lead(i) for i in range(len(self.systems))]
         return pl.DataFrame(
             {
                 "policy": self.systems,
                 "role": self.roles,
                 "replicates": [len(x) for x in self.observations],
                 "mean": [float(np.mean(x)) if len(x) else None for x in self.observations],
+                "pick_lead": [x[0] for x in leads],
+                "pick_lead_ci_low": [x[1] for x in leads],
+                "pick_lead_ci_high": [x[2] for x in leads],
                 "eliminated_at": [self.result.eliminated_at.get(i) for i in range(len(self.systems))],
                 "selected": [self.selected == s for s in self.systems],
             },

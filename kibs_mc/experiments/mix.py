@@ -387,6 +387,13 @@ class Mix(Robustness):
                 f"{config.mix.confirm_max}): within noise of each other"
                 + (f"; out: {', '.join(out)}." if out else ".")
             )
+        if equal is not None and equal != pick:
+            lead, low, high = c.lead(c.systems.index(equal))
+            if np.isfinite(lead):
+                verdict += (
+                    f" On the fresh seeds `{pick}` leads the equal split by {lead:.3g} "
+                    f"[{low:.3g}, {high:.3g}] `{o.outcome}` (mean over the worlds, paired 95% t interval)."
+                )
         return [found, verdict]
 
     def mix_section(
