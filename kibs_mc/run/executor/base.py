@@ -37,7 +37,9 @@ class Executor(abc.ABC):
       caller's; results finished but not yet yielded are yielded before the error where the
       executor holds them (nothing computed is lost).
     - **Interruption**: a ``KeyboardInterrupt`` propagates out of the iteration after the
-      results finished locally have been yielded; work in flight elsewhere is cancelled.
+      results finished locally have been yielded; work in flight elsewhere stops when the
+      executor closes. A stream the caller abandons (closes) leaves the executor usable: the
+      next stream's items are each run once, as before.
     - **Close**: releases what this executor started (a local Ray cluster), never what it
       attached to; idempotent.
     - **Progress**: where the caller sets :attr:`on_computed`, it is called once per item as

@@ -208,8 +208,11 @@ class RayExecutor(Executor):
                     yield item, result
             if local is not None:
                 yield from local.drain()
+        except GeneratorExit:  # the caller abandoned the stream; the executor goes on
+            _forget(ray, pending, settle=not interrupt.stop_requested())  # a stop does not wait
+            raise
         finally:
-            _cancel(ray, pending)  # in a function: no object reference stays in this frame
+            _forget(ray, pending, settle=False)  # in a function: no reference stays in this frame
 
     def __exit__(self, *exc: object) -> None:
         self.close(background=exc[0] is None)
@@ -228,26 +231,25 @@ class RayExecutor(Executor):
         _closing.start()
 
 
-#: How long an abandoned stream waits for its cancelled tasks to settle.
+#: How long an abandoned stream waits for its tasks in flight to finish.
 SETTLE_SECONDS = 10.0
 
 
-def _cancel(ray: Any, pending: dict) -> None:
-    """Cancel the tasks still in flight, wait (briefly) until they have settled, and forget
-    their references.
+def _forget(ray: Any, pending: dict, settle: bool) -> None:
+    """Drop the tasks still in flight; with ``settle`` (an abandoned stream of an executor that
+    goes on), first wait up to SETTLE_SECONDS for them to finish, so that the next stream does
+    not share workers with them.
 
-    Cooperative cancellation (``force=False``: a KeyboardInterrupt in the task, which a chunk
-    meets between two replicates), not ``force=True``: a forced cancel kills the worker process,
-    and when the task has just finished, Ray may already have handed that worker the next task
-    of this driver, which then dies with a WorkerCrashedError (reproduced on an attached
-    cluster: every time in 5 abandoned streams). Waiting for the cancelled tasks to settle keeps
-    the next stream from sharing workers with them.
+    They are not cancelled: ``ray.cancel`` of a task Ray is about to start makes the task's
+    result arrive for a task Ray no longer holds, and the driver dies of Ray's internal check
+    ("Tried to complete task that was not pending", seen on an attached cluster with Ray 2.60),
+    and a forced cancel kills a worker Ray may have just handed the next task. Work left in
+    flight after an error or an interrupt stops when the executor closes: a local cluster is
+    shut down, and an attached cluster stops the tasks of a driver that disconnects.
     """
     refs = list(pending)
     pending.clear()
-    for ref in refs:
-        ray.cancel(ref, force=False)
-    if refs:
+    if refs and settle:
         ray.wait(refs, num_returns=len(refs), timeout=SETTLE_SECONDS)
 
 
