@@ -138,6 +138,7 @@ def read_posterior(run_dir: str | Path) -> tuple[list[UncertainParameter], pl.Da
         raise ConfigError(
             f"{path}: weight[{bad['particle'][0]}]", bad["weight"][0], "allowed: a finite number >= 0"
         )
-    if not last["weight"].sum() > 0:
-        raise ConfigError(f"{path}: weight", "all 0", "allowed: weights of positive total")
+    total = float(last["weight"].sum())
+    if not total > 0:
+        raise ConfigError(f"{path}: sum(weight)", total, "allowed: weights of positive total")
     return parameters, last
