@@ -426,6 +426,27 @@ class ResultStore:
                 self._drop_manifest()  # killed while uncompacting: the part holds every chunk
             else:
                 self._index[final.stem] = final
+        self._refuse_other_results(recorded, fingerprint, resume, inputs)
+        plan = {
+            "fingerprint": fingerprint,
+            "chunk_size": chunk_size,
+            "overrides": list(overrides),
+            "scenarios": [[name, list(own)] for name, own in scenarios],
+            "inputs": inputs or {},
+        }
+        try:
+            write_text_atomic(self.run_dir / PLAN_FILE, json.dumps(plan))
+        except OSError as exc:
+            if (code := refused_write(exc)) is not None:
+                raise out_of_space(code, self.run_dir) from None
+            raise
+        return self.completed()
+
+    def _refuse_other_results(
+        self, recorded: dict | None, fingerprint: str, resume: bool, inputs: dict | None
+    ) -> None:
+        """UserError when the parts on disk are not this plan's to continue: parts without a
+        ``plan.json``, parts while ``resume`` is off, another plan's ``plan.json`` or parts."""
         if self._index and recorded is None:
             where = (
                 f"{COMPACTED} and its files"
@@ -457,20 +478,6 @@ class ResultStore:
                     )
                     + f", this plan {fingerprint[:12]}); move it away, or pick another hydra.run.dir."
                 )
-        plan = {
-            "fingerprint": fingerprint,
-            "chunk_size": chunk_size,
-            "overrides": list(overrides),
-            "scenarios": [[name, list(own)] for name, own in scenarios],
-            "inputs": inputs or {},
-        }
-        try:
-            write_text_atomic(self.run_dir / PLAN_FILE, json.dumps(plan))
-        except OSError as exc:
-            if (code := refused_write(exc)) is not None:
-                raise out_of_space(code, self.run_dir) from None
-            raise
-        return self.completed()
 
     def recorded_chunk_size(self) -> int | None:
         plan = read_plan(self.run_dir)
