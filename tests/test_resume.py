@@ -134,6 +134,73 @@ def test_a_local_ray_cluster_that_cannot_start_ends_the_run_with_one_message_and
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
+def _raylet_of(proc, timeout: float):
+    """The raylet among ``proc``'s descendants, the moment it appears (polled every 5 ms)."""
+    import psutil
+
+    me, deadline = psutil.Process(proc.pid), time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for child in me.children(recursive=True):
+            try:
+                if child.name() == "raylet":
+                    return child
+            except psutil.Error:
+                pass
+        time.sleep(0.005)
+    return None
+
+
+def test_a_local_ray_cluster_whose_start_stalls_ends_the_run_within_a_bound(tmp_path):
+    """A raylet that stops answering while the local cluster starts (here: stopped with SIGSTOP
+    the moment it appears) ends the run with one line and the resume command within a bounded
+    time (Ray's own wait for its node, 30 s); the run does not hang. The chunks the driver
+    computed meanwhile are kept and resume completes the run."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    small = [a for a in SMALL_CJ if not a.startswith(("replicates=", "executor="))]
+    args = [
+        *small,
+        "model.agents=200",
+        "replicates=40",
+        "executor.chunk_size=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kibs_mc", *args, "executor=ray", "executor.num_cpus=2"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    raylet = None
+    try:
+        raylet = _raylet_of(proc, timeout=120)
+        assert raylet is not None, "the local cluster's raylet never appeared"
+        raylet.suspend()
+        stalled = time.monotonic()
+        _, err = proc.communicate(timeout=150)
+        ended = time.monotonic() - stalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if raylet is not None:
+            try:
+                raylet.resume()
+                raylet.kill()
+            except psutil.Error:
+                pass
+    assert proc.returncode == 1, err[-2000:]
+    message = [line for line in err.splitlines() if line.startswith("kibs-mc:")]
+    assert len(message) == 1 and "Traceback" not in err, err[-2000:]
+    assert "the local Ray cluster did not start" in message[0] and "resume=true" in message[0]
+    assert ended < 90, f"the run ended {ended:.0f} s after its raylet stalled"
+    resumed = run_cli(*args, "executor=serial", "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
 def test_a_calibration_resumed_across_a_change_of_the_model_code_is_refused_naming_the_module(tmp_path):
     """Its generations would mix simulations of two versions of the model otherwise."""
     import json
