@@ -167,6 +167,22 @@ def test_a_pick_within_noise_of_its_contenders_is_not_called_best():
     assert verdict.startswith("Not certified") and "still in contention" in verdict
 
 
+def test_a_relative_indifference_zone_is_a_share_of_the_picks_mean_outcome():
+    overrides = [
+        "replicates=2",
+        "robustness.worlds=2",
+        "mix.candidates=4",
+        "mix.first_stage=3",
+        "mix.confirm_max=6",
+    ]
+    relative = [*overrides, "mix.relative=true", "mix.delta=0.05"]
+    kind, config, scenarios, counts, rows = planted_search(relative, (0.25,) * 4, 100.0, 5.0, 5.0)
+    confirmation = kind.decide(config, rows, scenarios, counts).confirmation
+    pick = rows.filter(pl.col("scenario").str.ends_with("/" + confirmation.systems[0]))
+    search = pick.filter(pl.col("replicate") % (2 + 6) < 2)  # each world's block: 2 search + 6 fresh
+    assert confirmation.delta == pytest.approx(0.05 * abs(search["innovations_total"].mean()))
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [

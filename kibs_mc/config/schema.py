@@ -231,6 +231,7 @@ class MixConfig:
     equal: str = "all_four"  # the listed scenario that is the equal split at the configured budget
     candidates: int = setting(16, ge=1, le=4096)  # splits drawn on the simplex (scrambled Sobol)
     delta: float = setting(1.0, gt=0.0)  # KN's indifference zone, in the objective outcome's units
+    relative: bool = False  # delta is a share of the pick's mean outcome in the search
     alpha: float = setting(0.05, gt=0.0, lt=0.5)  # KN: P(correct selection) >= 1 - alpha
     first_stage: int = setting(10, ge=2)  # KN's n0: fresh replicates per world before screening
     confirm_max: int = setting(100, ge=2, le=1_000_000)  # most fresh replicates per world and system

@@ -217,9 +217,12 @@ class Mix(Robustness):
         fresh = rows.filter(pl.col("local") >= R)
         observations = [_fresh_means(fresh, s, len(worlds), objective.outcome) for s in systems]
         mix = config.mix
-        confirmation = mx.confirm(
-            systems, roles, observations, mix.delta, mix.alpha, mix.first_stage, maximize
-        )
+        delta = mix.delta
+        if mix.relative:  # a share of the pick's mean outcome in the search
+            with np.errstate(all="ignore"):
+                delta *= abs(float(np.nanmean(data.y[:, names.index(systems[0]), :])))
+            delta = delta if delta > 0 else mix.delta  # a pick without outcome: delta as given
+        confirmation = mx.confirm(systems, roles, observations, delta, mix.alpha, mix.first_stage, maximize)
         return Decision(data, table, confirmation)
 
     # -- after the run
