@@ -307,3 +307,37 @@ def test_simulation_based_calibration_runs_a_calibration_per_prior_truth(tmp_pat
     assert (tmp_path / "truth_000" / "parameters.parquet").stat().st_mtime_ns == stamp
     table = coverage_table(rows)
     assert table["truths"].to_list() == [3]
+
+
+def test_the_defensive_proposal_bounds_every_importance_weight():
+    """The ABC proposal mixes pyabc's kernel around the last generation with the prior: inside
+    the prior's box its density is at least share / volume, so prior / proposal is at most
+    1 / share however the last generation's weights are; outside it is the kernel's alone; a
+    share of 1 draws every proposal from the prior's box."""
+    import pandas as pd
+    from pyabc import MultivariateNormalTransition
+
+    from kibs_mc.experiments.proposal import DefensiveTransition
+
+    bounds = {"p0": (0.0, 1.0), "p1": (-3.0, 0.0)}
+    rng = np.random.default_rng(2)
+    # a degenerate last generation: one particle carries almost all the weight
+    particles = pd.DataFrame({"p0": rng.uniform(0.4, 0.5, 20), "p1": rng.uniform(-1.2, -1.0, 20)})
+    weights = np.full(20, 1e-6)
+    weights[0] = 1.0
+    weights /= weights.sum()
+    mixed, kernel = DefensiveTransition(bounds, share=0.2), MultivariateNormalTransition()
+    mixed.fit(particles, weights)
+    kernel.fit(particles, weights)
+    probe = pd.DataFrame({"p0": rng.uniform(0, 1, 500), "p1": rng.uniform(-3, 0, 500)})
+    prior = 1.0 / 3.0
+    assert (prior / mixed.pdf(probe)).max() <= 1 / 0.2 + 1e-9
+    assert kernel.pdf(probe).min() < prior * 1e-3  # the kernel alone: weights without bound
+    outside = pd.DataFrame({"p0": [1.5], "p1": [-1.0]})
+    assert mixed.pdf(outside)[0] == pytest.approx(0.8 * kernel.pdf(outside)[0])
+    np.random.seed(1)  # noqa: NPY002 - pyabc draws from the global generator
+    everywhere = DefensiveTransition(bounds, share=1.0)
+    everywhere.fit(particles, weights)
+    draws = everywhere.rvs(400)
+    assert draws["p0"].between(0, 1).all() and draws["p1"].between(-3, 0).all()
+    assert draws["p0"].std() > 0.25  # spread over the box, not around the heavy particle

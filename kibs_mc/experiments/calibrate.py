@@ -367,6 +367,12 @@ class Calibrate(ExperimentKind):
                 for i, p in enumerate(simulator.parameters)
             }
         )
+        from kibs_mc.experiments.proposal import DefensiveTransition
+
+        bounds = {
+            f"p{i}": (math.log(p.low), math.log(p.high)) if p.scale == "log" else (p.low, p.high)
+            for i, p in enumerate(simulator.parameters)
+        }
         distance = pyabc.PNormDistance(p=2, fixed_weights={t.name: 1.0 / t.scale for t in simulator.targets})
         db = f"sqlite:///{(run_dir / DB_FILE).resolve()}"
 
@@ -378,6 +384,7 @@ class Calibrate(ExperimentKind):
                 prior,
                 distance,
                 population_size=cal.population,
+                transitions=DefensiveTransition(bounds),
                 sampler=seeded_sampler(executor, config.seed),
                 eps=pyabc.QuantileEpsilon(alpha=cal.quantile),
             )
