@@ -182,3 +182,28 @@ def test_a_signal_that_lands_inside_a_polars_call_still_stops_the_run_as_that_si
     from tests.fresh import call_fresh
 
     assert call_fresh(stop_inside_polars, int(sig), timeout=120) == stop
+
+
+def sigterm_while_ray_init_holds_the_handler() -> str:
+    """In a fresh interpreter: a SIGTERM while a call inside ``kept_sigterm`` has installed the
+    handler ``ray.init`` installs while it starts a cluster (``sys.exit(signum)``,
+    ray/_private/worker.py); what leaves the run."""
+    from kibs_mc.run import interrupt
+
+    interrupt.terminate_as_interrupt()
+    try:
+        with interrupt.deferred_interrupts(), interrupt.kept_sigterm():
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # as ray.init does
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+    except KeyboardInterrupt as stop:
+        return f"{type(stop).__name__} by_sigterm={interrupt.by_sigterm()}"
+    except SystemExit as exc:
+        return f"SystemExit({exc.code})"
+    return "not stopped"
+
+
+def test_a_sigterm_while_ray_starts_its_cluster_stops_the_run_as_sigterm():
+    from tests.fresh import call_fresh
+
+    assert call_fresh(sigterm_while_ray_init_holds_the_handler, timeout=120) == "Terminated by_sigterm=True"

@@ -87,13 +87,21 @@ def terminate_as_interrupt() -> None:
 @contextmanager
 def kept_sigterm() -> Iterator[None]:
     """Around a call that installs its own SIGTERM handler (``ray.init`` makes SIGTERM a bare
-    ``sys.exit(15)``): this process's handler is put back afterwards."""
+    ``sys.exit(15)``): this process's handler is put back afterwards, and a SIGTERM that came
+    while the call's handler was in place stops the run as :class:`Terminated`."""
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM) if main else None
+    ours = main and before in (_terminate, _handler)
     try:
         yield
+    except SystemExit as exc:  # a SIGTERM met the call's own handler: it is this process's stop
+        if not (ours and exc.code == signal.SIGTERM):
+            raise
+        _terminated.set()
+        _stopping.set()
+        raise Terminated from exc
     finally:
-        if main and before in (_terminate, _handler):
+        if ours:
             signal.signal(signal.SIGTERM, before)
 
 
