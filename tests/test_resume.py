@@ -186,12 +186,17 @@ def test_a_local_ray_cluster_whose_start_stalls_ends_the_run_within_a_bound(tmp_
     finally:
         if proc.poll() is None:
             proc.kill()
-        if raylet is not None:
+        if raylet is not None:  # the raylet and its agents, which would outlive it
             try:
+                family = [raylet, *raylet.children(recursive=True)]
                 raylet.resume()
-                raylet.kill()
             except psutil.Error:
-                pass
+                family = [raylet]
+            for process in family:
+                try:
+                    process.kill()
+                except psutil.Error:
+                    pass
     assert proc.returncode == 1, err[-2000:]
     message = [line for line in err.splitlines() if line.startswith("kibs-mc:")]
     assert len(message) == 1 and "Traceback" not in err, err[-2000:]
