@@ -143,7 +143,7 @@ def robustness_cis(rng: np.random.Generator, means: np.ndarray, replicates: int,
         + rng.normal(0, 1, size=(w, p, replicates))
     )
     data = rb.Outcomes(list(range(w)), ["A", "B", "C", "D"], y, np.zeros_like(y))
-    table = rb.robustness_table(data, None, False, True, 0.0, seed, samples=200)
+    table = rb.robustness_table(data, rb.Scoring(None, False, True, 0.0), seed, samples=200)
     return {(r["policy"], r["metric"]): r for r in table.iter_rows(named=True)}
 
 

@@ -280,18 +280,33 @@ def satisfice_threshold(j: np.ndarray, baseline: int | None, value: float | None
     return j[:, :, baseline]
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How each policy is scored in each world: its objective (against the policy at index
+    ``baseline``, or alone with None; per unit of money with ``per_money``), better when larger
+    with ``maximize``, satisficing at ``satisfice`` (None: at the baseline's objective)."""
+
+    baseline: int | None
+    per_money: bool
+    maximize: bool
+    satisfice: float | None
+
+
 def robustness_table(
     data: Outcomes,
-    baseline: int | None,
-    per_money: bool,
-    maximize: bool,
-    satisfice: float | None,
+    scoring: Scoring,
     seed: int,
     samples: int = BOOTSTRAP_SAMPLES,
     confidence: float = 0.95,
 ) -> pl.DataFrame:
     """robustness.parquet: one row per (policy, metric): the estimate from the worlds' means
     and its CI from the per-world bounds (:func:`world_bounds`) over resampled worlds."""
+    baseline, per_money, maximize, satisfice = (
+        scoring.baseline,
+        scoring.per_money,
+        scoring.maximize,
+        scoring.satisfice,
+    )
     W = data.y.shape[0]
     alpha = 1 - confidence
     point_j = world_objective(data, baseline, per_money)
@@ -329,10 +344,7 @@ def robustness_table(
 
 def per_world_table(
     data: Outcomes,
-    baseline: int | None,
-    per_money: bool,
-    maximize: bool,
-    satisfice: float | None,
+    scoring: Scoring,
     seed: int,
     samples: int = BOOTSTRAP_SAMPLES,
     confidence: float = 0.95,
@@ -341,6 +353,12 @@ def per_world_table(
     policy is best in that world when only its replicates are resampled (``p_best_in_world``),
     and the bounds the world's replicates put on it (:func:`world_bounds`: ``surely_best``,
     ``possibly_best``, ``regret_low``, ``regret_high``)."""
+    baseline, per_money, maximize, satisfice = (
+        scoring.baseline,
+        scoring.per_money,
+        scoring.maximize,
+        scoring.satisfice,
+    )
     W, P, R = data.y.shape
     j = world_objective(data, baseline, per_money)[0]
     score = j if maximize else -j
@@ -839,27 +857,7 @@ def robustness_figures(
     if boxes.height:
         params = [c for c in points.columns if c != "world"]
         fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(params)))
-        owners = boxes["policy"].unique(maintain_order=True).to_list()
-        for k, p in enumerate(owners):
-            b = boxes.filter(pl.col("policy") == p)
-            for n, r in enumerate(b.iter_rows(named=True)):
-                j = params.index(r["parameter"])
-                lo, hi = float(points[r["parameter"]].min()), float(points[r["parameter"]].max())
-                span = hi - lo or 1.0
-                y = j + (k - (len(owners) - 1) / 2) * 0.8 / max(len(owners), 1)
-                ax.plot(
-                    [(r["low"] - lo) / span, (r["high"] - lo) / span],
-                    [y, y],
-                    lw=5,
-                    color=color[p],
-                    label=p if n == 0 else None,
-                )
-        ax.set_yticks(range(len(params)), params)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("share of each parameter's range")
-        handles, labels = ax.get_legend_handles_labels()
-        uniq = dict(zip(labels, handles, strict=True))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
+        _draw_boxes(ax, boxes, points, params, color)
         save(fig, "prim_boxes.png", "PRIM boxes where each policy is best (restricted parameters)")
 
     if len(importance) >= 2:
@@ -876,6 +874,32 @@ def robustness_figures(
         ax.legend(fontsize=8)
         save(fig, "world_map.png", "Best policy per world over the two most important parameters")
     return out
+
+
+def _draw_boxes(ax, boxes: pl.DataFrame, points: pl.DataFrame, params: list[str], color: dict) -> None:
+    """Each policy's PRIM box as one bar per restricted parameter, on the share of the
+    parameter's range the worlds span (one row per parameter, the policies side by side)."""
+    owners = boxes["policy"].unique(maintain_order=True).to_list()
+    for k, p in enumerate(owners):
+        b = boxes.filter(pl.col("policy") == p)
+        for n, r in enumerate(b.iter_rows(named=True)):
+            j = params.index(r["parameter"])
+            lo, hi = float(points[r["parameter"]].min()), float(points[r["parameter"]].max())
+            span = hi - lo or 1.0
+            y = j + (k - (len(owners) - 1) / 2) * 0.8 / max(len(owners), 1)
+            ax.plot(
+                [(r["low"] - lo) / span, (r["high"] - lo) / span],
+                [y, y],
+                lw=5,
+                color=color[p],
+                label=p if n == 0 else None,
+            )
+    ax.set_yticks(range(len(params)), params)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of each parameter's range")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
 
 
 def importance_order(points: pl.DataFrame, best: Sequence[str], seed: int) -> list[str]:

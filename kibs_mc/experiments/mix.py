@@ -236,15 +236,8 @@ class Mix(Robustness):
         maximize = objective.direction == "max"
         worlds = self.worlds(config)
         write_parquet(worlds, run_dir / "worlds.parquet")
-        robust = rb.robustness_table(
-            decision.data,
-            names.index(base),
-            objective.per_money,
-            maximize,
-            rob.satisfice,
-            config.seed,
-            samples=rob.bootstrap,
-        )
+        scoring = rb.Scoring(names.index(base), objective.per_money, maximize, rob.satisfice)
+        robust = rb.robustness_table(decision.data, scoring, config.seed, samples=rob.bootstrap)
         write_parquet(robust, run_dir / "robustness.parquet")
         table = self.mix_frame(config, decision.table, robust)
         write_parquet(table, run_dir / "mix.parquet")

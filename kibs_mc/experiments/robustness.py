@@ -225,15 +225,10 @@ class Robustness(ExperimentKind):
             objective.cost if objective.per_money else None,
             config.replicates,
         )
-        maximize = objective.direction == "max"
-        per_money = objective.per_money
-        table = rb.robustness_table(
-            data, baseline, per_money, maximize, rob.satisfice, config.seed, samples=rob.bootstrap
-        )
+        scoring = rb.Scoring(baseline, objective.per_money, objective.direction == "max", rob.satisfice)
+        table = rb.robustness_table(data, scoring, config.seed, samples=rob.bootstrap)
         write_parquet(table, run_dir / "robustness.parquet")
-        per_world = rb.per_world_table(
-            data, baseline, per_money, maximize, rob.satisfice, config.seed, samples=rob.bootstrap
-        )
+        per_world = rb.per_world_table(data, scoring, config.seed, samples=rob.bootstrap)
         assert finished.effects is not None  # the pipeline's per-world paired effects
         per_world = self._with_effects(per_world, finished.effects, objective.outcome)
         write_parquet(per_world, run_dir / "per_world.parquet")
@@ -255,8 +250,8 @@ class Robustness(ExperimentKind):
             config.seed,
         )
         figures = rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
-        objective_j = rb.world_objective(data, baseline, per_money)[0]
-        value = voi_table(worlds, objective_j, policies, maximize, config.seed)
+        objective_j = rb.world_objective(data, baseline, scoring.per_money)[0]
+        value = voi_table(worlds, objective_j, policies, scoring.maximize, config.seed)
         write_parquet(value, run_dir / "voi.parquet")
         words = self._satisfice_words(config, baseline_name)
         flips = rb.flip_sentences(table, discovery, worlds, words)
