@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -540,6 +541,20 @@ def _edge_cis(edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None, j: int) -
     return {k: float(v) for k, v in zip(keys, values, strict=True)}
 
 
+@contextmanager
+def _global_numpy_seed(seed: int):
+    """NumPy's global random state seeded from ``seed`` while the block runs, restored after:
+    EMA Workbench's CART builds scikit-learn's tree without a ``random_state``, which then
+    breaks ties between equally good splits with the global state: without this, the same
+    worlds could give different CART boxes in two processes."""
+    saved = np.random.get_state()  # noqa: NPY002 - the legacy global state is what scikit-learn reads
+    np.random.seed(np.random.SeedSequence(seed, spawn_key=(0xCA27,)).generate_state(1)[0])  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+
+
 def discover(
     points: pl.DataFrame,
     targets: dict[tuple[str, str], np.ndarray],
@@ -615,7 +630,7 @@ def discover(
                     **_edge_cis(edges, list(x.columns).index(param)),
                 }
             )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _global_numpy_seed(seed):
             warnings.simplefilter("ignore")
             tree = cart.CART(x, y, mass_min=mass_min)
             tree.build_tree()
