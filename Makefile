@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# .installed-run: what `make run` needs; .installed: that plus the test and lint tools.
+# .installed-run: what `make run` needs (kibs-mc and its robustness extra: experiment=decide);
+# .installed: that plus the calibration, the sweep and the test and lint tools.
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
+.PHONY: run posteriors test lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
 
 # First use: one line per step with its expected time (measured with pip's cache warm: about
 # 65 s of CPU; 5.5 min wall at load 3-12, 9 min at load 20 on 2 cores; a first download adds
@@ -17,7 +18,7 @@ $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "make: [2/2] installing kibs-mc and about 150 packages (NumPy, Numba, Polars, Ray, MLflow, ...; 5-9 min)"
-	@$(BIN)/python -m pip install --quiet -e .
+	@$(BIN)/python -m pip install --quiet -e '.[robustness]'
 	@touch $(RUN_STAMP)
 	@echo "make: installed; the first run also compiles the model's kernels (once, about 50 s)"
 
@@ -26,8 +27,16 @@ $(STAMP): $(RUN_STAMP)
 	@$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The answer across what is not known (conf/experiment/decide.yaml; docs/robustness.md).
 run: $(RUN_STAMP)
-	$(BIN)/kibs-mc experiment=compare_governance
+	$(BIN)/kibs-mc experiment=decide
+
+# The calibrated posteriors that ship in conf/posterior/ (one calibration per cluster preset the
+# experiments use by default; docs/calibration.md): run it after the model or the targets change
+# (tests/test_posteriors.py says when). POSTERIOR_BUDGET: the sampler settings of the shipped files.
+POSTERIOR_BUDGET ?= calibration.population=100 calibration.generations=8 calibration.min_acceptance=0.05 calibration.ppc_draws=60
+posteriors: $(STAMP)
+	$(BIN)/python scripts/ship_posterior.py small default -- $(POSTERIOR_BUDGET)
 
 # One pytest worker per core, each taking whole test files (a file's module fixtures, e.g. the
 # one-node Slurm or an attached Ray cluster, are set up once). TEST_WORKERS=0: one process.

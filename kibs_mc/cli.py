@@ -312,6 +312,7 @@ def analyse_jobs(
     from kibs_mc.analysis.inference import ErrorRate, contrasts, ranks
     from kibs_mc.analysis.plots import make_plots
     from kibs_mc.analysis.report import Findings, write_report
+    from kibs_mc.experiments.posterior import point_values
     from kibs_mc.models import get_model
     from kibs_mc.run.store import write_parquet
 
@@ -342,6 +343,7 @@ def analyse_jobs(
             exp.alpha,
             exp.adjust,
             cost=cost,
+            calibrated=point_values(config)[1] is not None,
         )
     jobs_text = "\n".join(f"- `{n}`: {job.run_dir}" for n, job in zip(names, jobs, strict=True))
     if (jobs[0].run_dir / "config.yaml").is_file():  # the configuration the report shows
@@ -419,7 +421,8 @@ usage: kibs-mc [key=value ...]          one experiment (Hydra overrides)
 
 experiments (experiment=...):
   single              the composed configuration as one scenario (the default)
-  compare_governance  the six governance settings, paired effects against the baseline (make run)
+  decide              the governance setting to choose across the calibrated posterior (make run)
+  compare_governance  the six governance settings, paired effects against the baseline
   lever_sweep         Sobol sensitivity of the outcomes to the four levers
   calibrate           ABC-SMC fit of the model to a cluster's statistics (calibration.targets)
   robustness          which setting stays best across uncertain worlds (uncertainty=...)
@@ -430,7 +433,7 @@ main keys:
   replicates=N (per scenario)  seed=N  cluster=small|default|large  executor=auto|ray|serial
   governance=baseline|strategic|management|business|information|all_four
   governance.<interface>=SHARE of the budget, governance.unit_cost.<interface>=MONEY per unit
-  calibration.use=RUN_DIR (compare at a calibration's posterior)  tracking=mlflow|none
+  calibration.use=hand_set|RUN_DIR (default: the shipped posterior)  tracking=mlflow|none
   resume=true hydra.run.dir=RUN_DIR (finish an interrupted run)
   --full: every table in the terminal, not only the answer (they are always in report.md)
 

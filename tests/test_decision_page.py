@@ -41,7 +41,7 @@ def runs(tmp_path_factory):
     """Four small real runs, in the order a user makes them (about 40 s on 2 cores)."""
     root = tmp_path_factory.mktemp("decision")
     plans = {
-        "hand": ["experiment=compare_governance", "replicates=4", *FAST],
+        "hand": ["experiment=compare_governance", "replicates=4", *FAST, "calibration.use=hand_set"],
         "cal": CALIBRATE,
         "calibrated": [
             "experiment=compare_governance",

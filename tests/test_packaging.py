@@ -48,7 +48,7 @@ def test_a_wheel_installed_in_a_fresh_environment_runs_an_experiment(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp_path / "dist").glob("kibs_mc-*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    for yaml in (REPO / "conf").rglob("*.yaml"):
+    for yaml in [*(REPO / "conf").rglob("*.yaml"), *(REPO / "conf").rglob("*.json")]:  # posteriors too
         assert f"kibs_mc/conf/{yaml.relative_to(REPO / 'conf')}" in shipped
 
     venv = tmp_path / "venv"

@@ -103,4 +103,4 @@ def test_a_run_writes_contrasts_ranks_and_an_executive_summary_at_the_top(tmp_pa
     text = result.report.read_text()
     assert text.index("## Executive summary") < text.index("## Figures") < text.index("## Pairwise contrasts")
     assert "Best for `knowledge_mean`" in text and "ranks" in text and "Uncertainty:" in text
-    assert "- Parameters: the model's default values (docs/ODD.md), not calibrated to data" in text
+    assert "- Parameters: the model's hand-set values (docs/ODD.md), not calibrated" in text

@@ -81,7 +81,9 @@ def describe(config: dict) -> str:
         return f"robustness ({uncertainty.get('name', 'uncertain worlds')})"
     if kind == "sweep":
         return "sweep"
-    if use:
+    if use == "shipped":
+        return "calibrated (shipped posterior)"
+    if use and use != "hand_set":
         return f"calibrated ({Path(str(use)).name})"
     return "hand-set"
 

@@ -93,6 +93,7 @@ class Findings:
     selection: pl.DataFrame | None = None  # kibs_mc.run.adaptive.Selection.frame
     cost: str | None = None  # the outcome that measures money, when the model has one
     parameters: str | None = None  # where the model's parameter values come from (hand-set or calibrated)
+    calibrated: bool = False  # the values come from a calibration (else the ranking is conditional on them)
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,18 @@ def best_sentence(a: Answer) -> str | None:
         )
     sure = top["rank_low"] == top["rank_high"] == 1
     tied = a.ranked.filter(pl.col("rank") == 1).height > 1
-    return (
+    at = "the calibrated values" if f.calibrated else "these hand-set values"
+    said = (
         f"- **{'Best (tied)' if tied else 'Best'} for `{f.objective}` ({a.ranked['better'][0]} is "
         f"better): `{a.best}`**, mean {_num(top['mean'])}{against}; it ranks "
         f"{_ordinal(top['rank'])} of {a.ranked.height} [{top['rank_low']}, {top['rank_high']}] "
-        f"(95% rank confidence set{': certainly first' if sure else ''})."
+        f"(95% rank confidence set over replicate noise{f': first at {at}' if sure else ''})."
+    )
+    if f.calibrated:
+        return said
+    return said + (
+        " The ranking is conditional on the model's hand-set parameter values (no calibration): "
+        "it can change once they are calibrated."
     )
 
 
@@ -262,7 +270,8 @@ def selection_sentence(a: Answer) -> str | None:
     delta, alpha = sel["delta"][0], sel["alpha"][0]
     if chosen.height:
         return (
-            f"- **Certified**: `{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
+            f"- **Certified{'' if a.findings.calibrated else ' at the hand-set values'}**: "
+            f"`{chosen['scenario'][0]}` is best on `{sel['outcome'][0]}` "
             f"with probability >= {1 - alpha:.2f} when it leads by at least delta = {_num(delta)} "
             f"(otherwise it is within delta of the best with that probability; "
             f"Kim & Nelson 2001 KN on common random numbers; replicates "

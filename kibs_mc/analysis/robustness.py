@@ -499,6 +499,23 @@ def _prim_box(prim, x, y: np.ndarray, density: float, mass_min: float):
     return box, choose_box(box.peeling_trajectory.reset_index(drop=True), density)
 
 
+@contextmanager
+def _without_quasi_p(prim):
+    """EMA Workbench's PRIM without its quasi-p values (a third of its time): a resampled box
+    needs only its limits (the choice of box reads coverage and density)."""
+
+    class Box(prim.PrimBox):
+        def _calculate_quasi_p(self, i, restricted_dims):
+            return {}
+
+    original = prim.PrimBox
+    prim.PrimBox = Box
+    try:
+        yield
+    finally:
+        prim.PrimBox = original
+
+
 def box_edges(
     x, y: np.ndarray, density: float, mass_min: float, draws: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -516,7 +533,8 @@ def box_edges(
         yb = y[rows]
         if yb.sum() == 0 or yb.sum() == len(yb):
             continue
-        box, chosen = _prim_box(prim, x.iloc[rows].reset_index(drop=True), yb, density, mass_min)
+        with _without_quasi_p(prim):
+            box, chosen = _prim_box(prim, x.iloc[rows].reset_index(drop=True), yb, density, mass_min)
         lims = box.box_lims[chosen]
         for j, c in enumerate(columns):
             lo, hi = float(lims[c].iloc[0]), float(lims[c].iloc[1])

@@ -217,6 +217,9 @@ class RobustnessConfig:
     satisfice: float | None = None  # threshold of the objective; None: the baseline's, world by world
     density: float = setting(0.8, gt=0.0, le=1.0)  # PRIM: the chosen box is at least this dense
     bootstrap: int = setting(1000, ge=100, le=100_000)  # draws for the metrics' CIs
+    box_bootstrap: int = setting(
+        50, ge=0, le=10_000
+    )  # PRIM reruns on resampled worlds per named box (0: none)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from kibs_mc.errors import ConfigError, UserError
 from kibs_mc.experiments.kind import ExperimentKind, KindOutput
 from kibs_mc.experiments.posterior import POINT_FILE, posterior_point, set_values
 from kibs_mc.models import get_model
+from kibs_mc.run import shipped
 from kibs_mc.run.code import changed_code, code_inputs
 from kibs_mc.run.executor import Executor
 from kibs_mc.run.executor.abc import seeded_sampler
@@ -288,7 +289,11 @@ class Calibrate(ExperimentKind):
                 "allowed: at least one parameter, here or in the "
                 "uncertainty space (uncertainty=<name>, conf/uncertainty)",
             )
-        if config.calibration.use is not None:
+        if config.calibration.use not in (
+            None,
+            shipped.SHIPPED,
+            shipped.HAND_SET,
+        ):  # the defaults: unused here
             raise ConfigError(
                 "calibration.use",
                 config.calibration.use,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from kibs_mc.config import Config
 from kibs_mc.experiments.kind import ExperimentKind, name_unnamed, overrides_name
+from kibs_mc.experiments.posterior import hand_set_words
 
 __all__ = ["Compare", "Single", "name_unnamed", "overrides_name"]
 
@@ -15,13 +16,9 @@ class Compare(ExperimentKind):
     name = "compare"
 
     def parameters(self, config: Config) -> str | None:
-        """The posterior point with ``calibration.use``, else the model's default values: a
+        """The posterior point with ``calibration.use``, else the model's hand-set values: a
         comparison rests on them (the other kinds vary or fit the parameters themselves)."""
-        return super().parameters(config) or (
-            "the model's default values (docs/ODD.md), not calibrated to data; the answer can "
-            "change once they are (`experiment=calibrate`, then `calibration.use=<run dir>`; "
-            "docs/calibration.md)"
-        )
+        return super().parameters(config) or hand_set_words(config)
 
 
 class Single(Compare):

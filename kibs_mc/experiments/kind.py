@@ -18,7 +18,7 @@ import polars as pl
 from rich.console import Console
 
 from kibs_mc.config import SIMULATION, Config, keys_of
-from kibs_mc.experiments.posterior import posterior_point
+from kibs_mc.experiments.posterior import point_overrides, point_values, posterior_point
 from kibs_mc.experiments.rounds import OneRound, Round, Rounds
 from kibs_mc.run.executor import Executor
 from kibs_mc.run.plan import Scenario, ScenarioSpec, listed_scenarios
@@ -182,8 +182,10 @@ class ExperimentKind:
 
     def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
         """The scenarios to run, before composition: ``experiment.scenarios``, the unnamed one
-        named after the invocation's ``overrides`` (:func:`name_unnamed`)."""
-        return name_unnamed(listed_scenarios(config), overrides)
+        named after the invocation's ``overrides`` (:func:`name_unnamed`; not after the
+        calibrated values :meth:`prepare` set)."""
+        calibrated = set(point_overrides(config))
+        return name_unnamed(listed_scenarios(config), [o for o in overrides if o not in calibrated])
 
     def rounds(self, config: Config, scenarios: Sequence[Scenario]) -> Rounds:
         """What to run next (:mod:`kibs_mc.experiments.rounds`) when no adaptive rule of the
@@ -210,12 +212,15 @@ class ExperimentKind:
     def parameters(self, config: Config) -> str | None:
         """Where the parameter values of the experiment come from, in words for the report's
         executive summary; None where the kind varies or fits them itself."""
-        if config.calibration.use is None:
+        _, source = point_values(config)
+        if source is None:
             return None
-        return (
-            f"the posterior {config.calibration.point} of the calibration in "
-            f"`{config.calibration.use}` (`calibration.use`)"
-        )
+        return f"the posterior {config.calibration.point} of {source} (`calibration.use`)"
+
+    def calibrated(self, config: Config) -> bool:
+        """Whether the run starts from a calibration's posterior (else from hand-set values,
+        and its answer is conditional on them)."""
+        return point_values(config)[1] is not None
 
     def run(
         self, config: Config, overrides: Sequence[str], run_dir: Path, executor: Executor, console: Console

@@ -504,6 +504,7 @@ def _findings(
         tables.get("selection"),
         planned.model.cost,
         planned.kind.parameters(planned.config),
+        calibrated=planned.kind.calibrated(planned.config),
     )
 
 

@@ -14,7 +14,9 @@ the seeds of ``compare_governance``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +27,83 @@ from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
 from kibs_mc.analysis.report import Across, across_summary, markdown_table, most_often_best
 from kibs_mc.analysis.voi import voi_table
-from kibs_mc.config import SIMULATION, Config, UncertaintyConfig, keys_of, replace_number
+from kibs_mc.config import SIMULATION, Config, UncertainParameter, UncertaintyConfig, keys_of, replace_number
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.kind import ExperimentKind, Finished, KindOutput
+from kibs_mc.experiments.posterior import point_values
 from kibs_mc.fields import validate
 from kibs_mc.models import get_model
-from kibs_mc.run import calibrated
+from kibs_mc.run import calibrated, shipped
 from kibs_mc.run.plan import ScenarioSpec, listed_scenarios
 from kibs_mc.run.store import write_parquet
 
 
-def read_posterior(run_dir: str) -> tuple[UncertaintyConfig, pl.DataFrame]:
-    """A finished calibration's space (its calibrated parameters and prior ranges, from its
-    ``config.yaml``) and its last generation's particles (``posterior.parquet``: one column per
-    parameter and ``weight``), each value checked (:func:`kibs_mc.run.calibrated.read_posterior`);
-    a ConfigError naming ``uncertainty.posterior`` or the file otherwise."""
-    parameters, last = calibrated.read_posterior(run_dir)
-    name = f"posterior of {Path(run_dir).expanduser().name}"
-    return UncertaintyConfig(name=name, parameters=parameters, posterior=run_dir), last
+@dataclass(frozen=True)
+class Posterior:
+    """The calibration the worlds draw from (``uncertainty.posterior``)."""
+
+    parameters: list[UncertainParameter]  # the calibrated parameters, with their priors
+    particles: pl.DataFrame  # the last generation: one column per parameter and ``weight``
+    identified: dict[str, bool]  # whether the targets identify each (else drawn over its prior)
+    words: str  # where it comes from, in words
+
+    @property
+    def drawn(self) -> list[UncertainParameter]:
+        """The identified parameters: drawn jointly from the particles."""
+        return [p for p in self.parameters if self.identified.get(p.key, True)]
+
+    @property
+    def unidentified(self) -> list[UncertainParameter]:
+        """The parameters the targets do not identify: drawn over their priors."""
+        return [p for p in self.parameters if not self.identified.get(p.key, True)]
+
+
+def _identified(run_dir: str, keys: Sequence[str]) -> dict[str, bool]:
+    """A calibration's identification flags (``calibration.json`` ``identified``; a calibration
+    that does not record them: every parameter identified)."""
+    try:
+        saved = json.loads((Path(run_dir).expanduser() / calibrated.POINT_FILE).read_text()).get("identified")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    saved = saved if isinstance(saved, dict) else {}
+    return {k: saved.get(k) is not False for k in keys}
+
+
+def read_posterior(config: Config) -> Posterior:
+    """The posterior ``uncertainty.posterior`` names: ``shipped`` (the shipped posterior of the
+    run's cluster preset, :mod:`kibs_mc.run.shipped`) or a finished calibration's run directory
+    (its calibrated parameters and priors, from its ``config.yaml``, and the last generation of
+    ``posterior.parquet``); every value checked, a ConfigError naming ``uncertainty.posterior``
+    or the file otherwise."""
+    source = str(config.uncertainty.posterior)
+    if source == shipped.SHIPPED:
+        found, why = shipped.usable(config)
+        if found is None:
+            raise ConfigError(
+                "uncertainty.posterior",
+                source,
+                f"allowed: a usable shipped posterior ({why}) or a calibration's run directory",
+            )
+        return Posterior(found.parameters, found.particles, found.identified, found.words())
+    parameters, last = calibrated.read_posterior(source)
+    identified = _identified(source, [p.key for p in parameters])
+    return Posterior(parameters, last, identified, f"the calibration in `{source}`")
 
 
 def space_of(config: Config) -> UncertaintyConfig:
-    """The uncertainty space the worlds come from: ``uncertainty``, or the calibrated
-    parameters of ``uncertainty.posterior``."""
-    if config.uncertainty.posterior is None:
-        return config.uncertainty
-    return read_posterior(config.uncertainty.posterior)[0]
+    """Every parameter the worlds vary, in the order of ``worlds.parquet``: with
+    ``uncertainty.posterior``, the calibrated parameters (with their priors) and then the
+    ranges of ``uncertainty.parameters`` that the calibration does not cover; without, the
+    ranges."""
+    space = config.uncertainty
+    if space.posterior is None:
+        return space
+    posterior = read_posterior(config)
+    calibrated_keys = {p.key for p in posterior.parameters}
+    ranged = [p for p in space.parameters if p.key not in calibrated_keys]
+    return UncertaintyConfig(
+        name=space.name, parameters=[*posterior.parameters, *ranged], posterior=space.posterior
+    )
 
 
 def _format(value: float, integer: bool) -> str:
@@ -108,8 +161,14 @@ class Robustness(ExperimentKind):
             )
         self._check_objective(config)
         set_by_policies = {o.partition("=")[0] for _, own in policies for o in own}
-        for i, p in enumerate(space.parameters):
-            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_policies)
+        listed = [p.key for p in config.uncertainty.parameters]
+        for p in space.parameters:
+            where = (
+                f"uncertainty.parameters[{listed.index(p.key)}]"
+                if p.key in listed
+                else "uncertainty.posterior"
+            )
+            check_parameter(config, where, p, set_by_policies)
 
     @staticmethod
     def _checked_space(config: Config) -> UncertaintyConfig:
@@ -117,13 +176,6 @@ class Robustness(ExperimentKind):
         adaptive replicate rule and a space without parameters."""
         space = config.uncertainty
         if space.posterior is not None:
-            if space.parameters:
-                raise ConfigError(
-                    "uncertainty.parameters",
-                    [p.key for p in space.parameters],
-                    "allowed: an empty list with uncertainty.posterior (the worlds "
-                    "take the calibration's parameters)",
-                )
             space = space_of(config)
         for rule in ("precision", "selection"):
             outcome = getattr(config.experiment, rule).outcome
@@ -170,13 +222,24 @@ class Robustness(ExperimentKind):
     def worlds(self, config: Config) -> pl.DataFrame:
         """worlds.parquet: the sampled worlds (deterministic in the config and seed)."""
         rob = config.robustness
-        if config.uncertainty.posterior is not None:
-            space, particles = read_posterior(config.uncertainty.posterior)
-            keys = [p.key for p in space.parameters]
-            values = rb.sample_posterior(particles, keys, rob.worlds, config.seed)
-            return rb.worlds_frame(space, values)
-        values = rb.sample_worlds(config.uncertainty, rob.worlds, rob.sampler, config.seed)
-        return rb.worlds_frame(config.uncertainty, values)
+        if config.uncertainty.posterior is None:
+            values = rb.sample_worlds(config.uncertainty, rob.worlds, rob.sampler, config.seed)
+            return rb.worlds_frame(config.uncertainty, values)
+        # the identified calibrated parameters from the particles (jointly); the unidentified
+        # ones over their priors and the ranges over theirs, on one design
+        posterior, space = read_posterior(config), space_of(config)
+        drawn = [p.key for p in posterior.drawn]
+        columns: dict[str, np.ndarray] = {}
+        if drawn:
+            values = rb.sample_posterior(posterior.particles, drawn, rob.worlds, config.seed)
+            columns.update(zip(drawn, values.T, strict=True))
+        ranged = [p for p in space.parameters if p.key not in columns]
+        if ranged:
+            values = rb.sample_worlds(
+                UncertaintyConfig(parameters=ranged), rob.worlds, rob.sampler, config.seed
+            )
+            columns.update(zip([p.key for p in ranged], values.T, strict=True))
+        return rb.worlds_frame(space, np.column_stack([columns[p.key] for p in space.parameters]))
 
     def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
         worlds = self.worlds(config)
@@ -240,7 +303,9 @@ class Robustness(ExperimentKind):
             targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
             if p == top:  # where the answer's policy stops being best
                 targets[(p, "not_best")] = ~mine["best"].to_numpy()
-        discovery, trajectory = rb.discover(worlds, targets, density=rob.density, seed=config.seed)
+        discovery, trajectory = rb.discover(
+            worlds, targets, density=rob.density, seed=config.seed, box_bootstrap=rob.box_bootstrap
+        )
         write_parquet(discovery, run_dir / "discovery.parquet")
         write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
         best = per_world.filter(pl.col("best")).unique("world", keep="first").sort("world")
@@ -328,10 +393,11 @@ class Robustness(ExperimentKind):
         from a calibration's posterior)."""
         if config.uncertainty.posterior is not None:
             return None
-        if config.calibration.use is not None:
+        _, source = point_values(config)
+        if source is not None:
             return (
-                f"the posterior {config.calibration.point} of the calibration in `{config.calibration.use}` "
-                "for the calibrated parameters (their spread is not drawn: `uncertainty.posterior`)"
+                f"the posterior {config.calibration.point} of {source} for the calibrated parameters "
+                "(their spread is not drawn: `uncertainty.posterior=shipped` draws it)"
             )
         return (
             "the hand-set values of the parameters the worlds do not vary (no calibration): it can "
@@ -343,9 +409,18 @@ class Robustness(ExperimentKind):
         space = space_of(config)
         keys = ", ".join(f"`{p.key}`" for p in space.parameters)
         if config.uncertainty.posterior is not None:
+            posterior = read_posterior(config)
+            calibrated_keys = {p.key for p in posterior.parameters}
+            ranged = [p for p in space.parameters if p.key not in calibrated_keys]
+
+            def named(params: Sequence[UncertainParameter]) -> str:
+                return ", ".join(f"`{p.key}`" for p in params) or "none"
+
             return (
-                f"{config.robustness.worlds} drawn from the weighted posterior of the calibration in "
-                f"`{config.uncertainty.posterior}` ({keys}); the policies share seeds within each world"
+                f"{config.robustness.worlds}, the calibrated parameters drawn from the posterior of "
+                f"{posterior.words} ({named(posterior.drawn)}), those its targets do not identify "
+                f"over their priors ({named(posterior.unidentified)}) and {len(ranged)} more over the "
+                f"ranges of `{space.name}` ({named(ranged)}); the policies share seeds within each world"
             )
         return (
             f"{config.robustness.worlds} drawn over the ranges of the uncertainty space `{space.name}` "
