@@ -165,3 +165,11 @@ def test_a_comparison_at_hand_set_values_says_its_ranking_is_conditional_on_them
     assert "conditional on the model's hand-set" not in said["shipped"]
     assert "conf/posterior/small.json" in said["shipped"]
     assert not any("certainly" in text for text in said.values())
+
+
+def test_a_calibration_finished_with_resume_may_be_shipped():
+    """A calibration stopped after a generation and completed with resume=true is the same
+    calibration: its recorded resume=true does not refuse it; a model setting still does."""
+    shipped.check_extra(["calibration.generations=5", "resume=true", "executor=ray"])
+    with pytest.raises(ConfigError, match="model.steps"):
+        shipped.check_extra(["model.steps=12"])

@@ -226,8 +226,10 @@ def usable(config: Config) -> tuple[Shipped | None, str]:
 
 
 #: Settings a shipped calibration may add to ``experiment=calibrate cluster=<preset>``: how, not
-#: what, it calibrates (the preset's model, cluster, governance, priors and targets stay).
-EXTRA = ("calibration.", "seed=", "executor")
+#: what, it calibrates (the preset's model, cluster, governance, priors and targets stay); a
+#: calibration finished with ``resume=true`` (stopped after a generation, then completed) is the
+#: same calibration.
+EXTRA = ("calibration.", "seed=", "executor", "resume=")
 #: Settings that would change what is calibrated, though under ``calibration.``.
 WHAT = ("calibration.parameters", "calibration.targets", "calibration.truth", "calibration.template")
 
@@ -241,7 +243,7 @@ def check_extra(extra: list[str]) -> None:
                 key,
                 value,
                 "allowed: calibration.* settings of the sampler (not its parameters, "
-                "targets or truth), seed, executor*",
+                "targets or truth), seed, executor*, resume",
             )
 
 
