@@ -88,6 +88,15 @@ def _from_particle(p: UncertainParameter, x: float) -> float:
     return _value(p, math.exp(x) if p.scale == "log" else x)
 
 
+def particle_bounds(parameters: Sequence[UncertainParameter]) -> dict[str, tuple[float, float]]:
+    """Each parameter's range as a particle's coordinate ``p<i>`` (:func:`_from_particle`):
+    on the log scale for a log-uniform parameter, where its prior is uniform."""
+    return {
+        f"p{i}": (math.log(p.low), math.log(p.high)) if p.scale == "log" else (p.low, p.high)
+        for i, p in enumerate(parameters)
+    }
+
+
 #: A simulated arm: the overrides it is composed with (empty: the calibration's own
 #: configuration) and its configuration.
 Arm = tuple[tuple[str, ...], Config]
@@ -361,23 +370,13 @@ class Calibrate(ExperimentKind):
 
         logging.getLogger("ABC").setLevel(logging.WARNING)
         logging.getLogger("pyabc").setLevel(logging.WARNING)
-        cal = config.calibration
-        prior = pyabc.Distribution(
-            **{
-                f"p{i}": (
-                    pyabc.RV("uniform", math.log(p.low), math.log(p.high) - math.log(p.low))
-                    if p.scale == "log"
-                    else pyabc.RV("uniform", p.low, p.high - p.low)
-                )
-                for i, p in enumerate(simulator.parameters)
-            }
-        )
         from kibs_mc.experiments.proposal import DefensiveTransition
 
-        bounds = {
-            f"p{i}": (math.log(p.low), math.log(p.high)) if p.scale == "log" else (p.low, p.high)
-            for i, p in enumerate(simulator.parameters)
-        }
+        cal = config.calibration
+        bounds = particle_bounds(simulator.parameters)
+        prior = pyabc.Distribution(
+            **{k: pyabc.RV("uniform", low, high - low) for k, (low, high) in bounds.items()}
+        )
         distance = pyabc.PNormDistance(p=2, fixed_weights={t.name: 1.0 / t.scale for t in simulator.targets})
         db = f"sqlite:///{(run_dir / DB_FILE).resolve()}"
 
