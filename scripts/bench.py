@@ -26,8 +26,8 @@ Subcommands (``all``, the default, runs each with its quick defaults):
   splits the latter by process). ``--replicates`` takes several counts. Also Ray's per-task
   overhead and the driver's cost per chunk, for scaling estimates. Default model: the default
   experiment's (``model=kibs``).
-- ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (the laptop default unless
-  overrides are given): simulations (particles tried) and accepted particles per second,
+- ``calibrate``: a whole ``kibs-mc experiment=calibrate`` run (its default, on the default
+  cluster, unless overrides are given): simulations (particles tried) and accepted particles per second,
   start-up, ABC-SMC generations and the predictive check included, and its efficiency (the
   simulations' compute seconds over wall seconds x cores, and over the run's CPU seconds).
 - ``robustness``: a whole ``kibs-mc experiment=robustness`` run (the laptop default unless
@@ -1132,7 +1132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal.add_argument(
         "overrides",
         nargs="*",
-        help="Hydra overrides after experiment=calibrate (default: none, the laptop default)",
+        help="Hydra overrides after experiment=calibrate (default: none, the experiment's default)",
     )
     rob = sub.add_parser("robustness", help="a whole robustness run: world x policy x replicate/s")
     rob.add_argument(
