@@ -275,19 +275,7 @@ class Robustness(ExperimentKind):
         baseline = policies.index(baseline_name)
         worlds = self.worlds(config)
         write_parquet(worlds, run_dir / "worlds.parquet")
-        split = pl.col("scenario").str.split_exact("/", 1)
-        rows = finished.rows.with_columns(
-            split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
-            split.struct.field("field_1").alias("policy"),
-        )
-        data = rb.to_arrays(
-            rows,
-            worlds["world"].to_list(),
-            policies,
-            objective.outcome,
-            objective.cost if objective.per_money else None,
-            config.replicates,
-        )
+        data = self._arrays(config, finished.rows, worlds, policies)
         scoring = rb.Scoring(baseline, objective.per_money, objective.direction == "max", rob.satisfice)
         table = rb.robustness_table(data, scoring, config.seed, samples=rob.bootstrap)
         write_parquet(table, run_dir / "robustness.parquet")
@@ -296,18 +284,7 @@ class Robustness(ExperimentKind):
         per_world = self._with_effects(per_world, finished.effects, objective.outcome)
         write_parquet(per_world, run_dir / "per_world.parquet")
         top = most_often_best(table)
-        targets: dict[tuple[str, str], np.ndarray] = {}
-        for p in policies:
-            mine = per_world.filter(pl.col("policy") == p).sort("world")
-            targets[(p, "best")] = mine["best"].to_numpy()
-            targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
-            if p == top:  # where the answer's policy stops being best
-                targets[(p, "not_best")] = ~mine["best"].to_numpy()
-        discovery, trajectory = rb.discover(
-            worlds, targets, density=rob.density, seed=config.seed, box_bootstrap=rob.box_bootstrap
-        )
-        write_parquet(discovery, run_dir / "discovery.parquet")
-        write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
+        discovery, trajectory = self._discover(config, run_dir, worlds, per_world, policies, top)
         best = per_world.filter(pl.col("best")).unique("world", keep="first").sort("world")
         order = rb.importance_order(
             worlds.filter(pl.col("world").is_in(best["world"].implode())),
@@ -337,6 +314,50 @@ class Robustness(ExperimentKind):
         return KindOutput(
             figures=figures, sections=[section], unlisted=names, children=children, lines=[*headline, *flips]
         )
+
+    @staticmethod
+    def _arrays(config: Config, rows: pl.DataFrame, worlds: pl.DataFrame, policies: list[str]) -> Any:
+        """The objective (and its cost) by world, policy and replicate (``rb.to_arrays``)."""
+        objective = config.robustness.objective
+        split = pl.col("scenario").str.split_exact("/", 1)
+        rows = rows.with_columns(
+            split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
+            split.struct.field("field_1").alias("policy"),
+        )
+        return rb.to_arrays(
+            rows,
+            worlds["world"].to_list(),
+            policies,
+            objective.outcome,
+            objective.cost if objective.per_money else None,
+            config.replicates,
+        )
+
+    @staticmethod
+    def _discover(
+        config: Config,
+        run_dir: Path,
+        worlds: pl.DataFrame,
+        per_world: pl.DataFrame,
+        policies: list[str],
+        top: str,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Scenario discovery: where each policy is best and where it fails, and where ``top``
+        (the answer's policy) stops being best; discovery.parquet and its trajectories."""
+        targets: dict[tuple[str, str], np.ndarray] = {}
+        for p in policies:
+            mine = per_world.filter(pl.col("policy") == p).sort("world")
+            targets[(p, "best")] = mine["best"].to_numpy()
+            targets[(p, "fails")] = ~mine["satisfices"].to_numpy()
+            if p == top:  # where the answer's policy stops being best
+                targets[(p, "not_best")] = ~mine["best"].to_numpy()
+        rob = config.robustness
+        discovery, trajectory = rb.discover(
+            worlds, targets, density=rob.density, seed=config.seed, box_bootstrap=rob.box_bootstrap
+        )
+        write_parquet(discovery, run_dir / "discovery.parquet")
+        write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
+        return discovery, trajectory
 
     def _children(self, config: Config, table: pl.DataFrame, baseline: str) -> list[dict]:
         """One MLflow child run per policy (not per world x policy), with its metrics."""
@@ -444,6 +465,15 @@ class Robustness(ExperimentKind):
         baseline: str,
         value: pl.DataFrame,
     ) -> str:
+        lines = [
+            *self._metrics_section(config, table, baseline),
+            *self._flips_section(flips, order),
+            *self._voi_section(config, value),
+        ]
+        return "\n".join(lines)
+
+    def _metrics_section(self, config: Config, table: pl.DataFrame, baseline: str) -> list[str]:
+        """The robustness metrics of each policy, with what they mean."""
         rob = config.robustness
         uncertain = space_of(config)
         space = ", ".join(f"`{p.key}` [{p.low:g}, {p.high:g}]" for p in uncertain.parameters)
@@ -452,7 +482,7 @@ class Robustness(ExperimentKind):
                 "{} [{}, {}]", *[pl.col(c).round_sig_figs(3) for c in ("value", "ci_low", "ci_high")]
             ).alias("text")
         ).pivot(on="metric", index="policy", values="text")
-        lines = [
+        return [
             f"## Robustness across {rob.worlds} worlds",
             "",
             f"Uncertainty space `{uncertain.name}`: {space}. {rob.worlds} worlds "
@@ -470,6 +500,12 @@ class Robustness(ExperimentKind):
             "",
             markdown_table(wide),
             "",
+        ]
+
+    @staticmethod
+    def _flips_section(flips: list[str], order: list[str]) -> list[str]:
+        """Where the answer flips (scenario discovery) and which parameters predict the best."""
+        return [
             "## Where the answer flips",
             "",
             "Scenario discovery on the worlds: PRIM boxes (Friedman & Fisher 1999; EMA Workbench) "
@@ -485,6 +521,11 @@ class Robustness(ExperimentKind):
             + ", ".join(f"`{k}`" for k in order)
             + ".",
             "",
+        ]
+
+    def _voi_section(self, config: Config, value: pl.DataFrame) -> list[str]:
+        """What to measure next: the EVPPI of each parameter."""
+        return [
             "## What to measure next",
             "",
             "Expected value of partial perfect information (EVPPI) of each parameter on the choice "
@@ -500,4 +541,3 @@ class Robustness(ExperimentKind):
             markdown_table(value.select("parameter", "evppi", "ci_low", "ci_high", "plug_in", "upward_bias")),
             "",
         ]
-        return "\n".join(lines)
