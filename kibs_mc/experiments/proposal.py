@@ -5,10 +5,10 @@ Hesterberg 1995, Technometrics 37:185-194).
 A particle's importance weight is prior / proposal. With the kernel alone, one generation's few
 heavy particles narrow the next proposal onto themselves, and a particle accepted where that
 proposal is thin gets a weight that dwarfs the others': with a dozen parameters on the default
-cluster the effective sample size fell from 27 to 5.6 to 1.4 of 100 particles in three
-generations. Drawing a share of the proposals from the prior bounds every weight by the
-prior's density over that share (1 / share times a prior draw's), so the proposal cannot
-collapse; the price is that share of proposals spent on the prior's tails.
+cluster the effective sample size collapsed within a few generations (docs/calibration.md).
+Drawing a share of the proposals from the prior bounds every weight by the prior's density over
+that share (1 / share times a prior draw's), so the proposal cannot collapse; the price is that
+share of proposals spent on the prior's tails.
 """
 
 from __future__ import annotations

@@ -3,9 +3,7 @@
 A local Ray cluster costs seconds before it computes anything (its daemons, then its workers
 importing the package and loading the kernels) and a few percent in the steady state; on two
 cores that is about 5 s more fixed cost than a serial run (docs/bench/journal.md, pipeline
-efficiency of 2026-11-27: the 10 000-replicate runs of the small cluster, the default cluster
-and Cowan-Jonard took 6-8.5 s longer than their ideal two-core time, the serial runs 2-5 s
-longer than their ideal one-core time). So Ray is worth starting only when the time its extra
+efficiency of 2026-11-27). So Ray is worth starting only when the time its extra
 cores save on the work left exceeds that cost.
 
 The work is measured, not guessed: the first item (chunk) runs in this process and is timed.
