@@ -68,6 +68,38 @@ def choose_baseline(scenarios: Sequence[str], requested: str | None = None) -> s
     return "baseline" if "baseline" in scenarios else scenarios[0]
 
 
+#: The columns of effects.parquet before :func:`decide_effects` adds its decisions.
+EFFECT_SCHEMA = {
+    "scenario": pl.String,
+    "outcome": pl.String,
+    "baseline": pl.String,
+    "n": pl.Int64,
+    "baseline_mean": pl.Float64,
+    "scenario_mean": pl.Float64,
+    "effect": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "sd_difference": pl.Float64,
+    "effect_size": pl.Float64,
+    "extra_cost": pl.Float64,
+    "effect_per_cost": pl.Float64,
+    "unpaired_ci_low": pl.Float64,
+    "unpaired_ci_high": pl.Float64,
+    "significant": pl.Boolean,
+    "margin": pl.Float64,
+    "p_value": pl.Float64,
+}
+
+
+def _extra_cost(paired: pl.DataFrame, cost: str | None) -> float | None:
+    """The scenario's mean extra ``cost`` over its paired baseline replicates (None without a
+    cost outcome)."""
+    if cost is None:
+        return None
+    gap = (paired[cost] - paired[f"{cost}__base"]).mean()
+    return float(gap) if isinstance(gap, int | float) else 0.0
+
+
 def paired_effects(
     rows: pl.DataFrame,
     outcomes: Sequence[str],
@@ -92,14 +124,11 @@ def paired_effects(
     if cost is None:
         cost = next((m.cost for m in MODELS.values() if m.cost in rows.columns), None)
     cost = cost if cost in rows.columns else None
-    has_cost = cost is not None
     records = []
     for scenario in scenarios:
         other = parts[(scenario,)]
         paired = other.join(base, on="replicate", suffix="__base").sort("replicate")
-        if cost is not None:
-            gap = (paired[cost] - paired[f"{cost}__base"]).mean()
-            extra_cost = float(gap) if isinstance(gap, int | float) else 0.0
+        extra_cost = _extra_cost(paired, cost)
         for outcome in outcomes:
             y = paired[outcome].cast(pl.Float64).to_numpy()
             y0 = paired[f"{outcome}__base"].cast(pl.Float64).to_numpy()
@@ -124,8 +153,10 @@ def paired_effects(
                     "ci_high": high,
                     "sd_difference": float(d.std(ddof=1)) if n > 1 else float("nan"),
                     "effect_size": effect / sd_base if sd_base > 0 else float("nan"),
-                    "extra_cost": extra_cost if has_cost else None,
-                    "effect_per_cost": effect / extra_cost if has_cost and extra_cost > 0 else None,
+                    "extra_cost": extra_cost,
+                    "effect_per_cost": effect / extra_cost
+                    if extra_cost is not None and extra_cost > 0
+                    else None,
                     "unpaired_ci_low": ulow,
                     "unpaired_ci_high": uhigh,
                     "significant": bool(low > 0 or high < 0),
@@ -133,27 +164,7 @@ def paired_effects(
                     "p_value": min_effect_p(d, m),
                 }
             )
-    schema = {
-        "scenario": pl.String,
-        "outcome": pl.String,
-        "baseline": pl.String,
-        "n": pl.Int64,
-        "baseline_mean": pl.Float64,
-        "scenario_mean": pl.Float64,
-        "effect": pl.Float64,
-        "ci_low": pl.Float64,
-        "ci_high": pl.Float64,
-        "sd_difference": pl.Float64,
-        "effect_size": pl.Float64,
-        "extra_cost": pl.Float64,
-        "effect_per_cost": pl.Float64,
-        "unpaired_ci_low": pl.Float64,
-        "unpaired_ci_high": pl.Float64,
-        "significant": pl.Boolean,
-        "margin": pl.Float64,
-        "p_value": pl.Float64,
-    }
-    return decide_effects(pl.DataFrame(records, schema=schema))
+    return decide_effects(pl.DataFrame(records, schema=EFFECT_SCHEMA))
 
 
 def decide_effects(
