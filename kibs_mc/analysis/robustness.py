@@ -834,7 +834,8 @@ def robustness_figures(
     points: pl.DataFrame,
     importance: list[str],
 ) -> list:
-    """rank_probability.png, regret.png, prim_tradeoff.png, prim_boxes.png, world_map.png."""
+    """rank_probability.png, regret.png, prim_tradeoff.png, prim_boxes.png, world_map.png
+    (the last three where there is something to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -844,15 +845,27 @@ def robustness_figures(
     colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
     policies = table["policy"].unique(maintain_order=True).to_list()
     color = {p: colors[i % len(colors)] for i, p in enumerate(policies)}
+    figures = {
+        "rank_probability.png": _rank_probability(plt, table, policies, color),
+        "regret.png": _regret(plt, per_world, policies),
+        "prim_tradeoff.png": _prim_tradeoff(plt, trajectory, color),
+        "prim_boxes.png": _prim_boxes(plt, discovery, points, color),
+        "world_map.png": _world_map(plt, per_world, points, importance, policies, color),
+    }
     out = []
-
-    def save(fig, name, title):
+    for name, made in figures.items():
+        if made is None:
+            continue
+        fig, title = made
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(run_dir / name, dpi=110)
         plt.close(fig)
         out.append(run_dir / name)
+    return out
 
+
+def _rank_probability(plt, table: pl.DataFrame, policies: list[str], color: dict) -> tuple:
     pb = table.filter(pl.col("metric") == "p_best")
     fig, ax = plt.subplots(figsize=(7, 3.6))
     v = pb["value"].to_numpy()
@@ -861,8 +874,10 @@ def robustness_figures(
     ax.set_ylabel("P(best) across worlds")
     ax.set_ylim(0, 1)
     ax.tick_params(axis="x", rotation=30)
-    save(fig, "rank_probability.png", "Probability of being the best policy (95% bootstrap CI)")
+    return fig, "Probability of being the best policy (95% bootstrap CI)"
 
+
+def _regret(plt, per_world: pl.DataFrame, policies: list[str]) -> tuple:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     data = [
         per_world.filter(pl.col("policy") == p)["regret"].drop_nans().drop_nulls().to_numpy()
@@ -871,42 +886,57 @@ def robustness_figures(
     ax.boxplot(data, tick_labels=policies, orientation="vertical")
     ax.set_ylabel("regret (best objective - policy's)")
     ax.tick_params(axis="x", rotation=30)
-    save(fig, "regret.png", "Regret across worlds")
+    return fig, "Regret across worlds"
 
+
+def _prim_tradeoff(plt, trajectory: pl.DataFrame, color: dict) -> tuple | None:
     best = trajectory.filter(pl.col("target") == "best")
-    if best.height:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        for p in best["policy"].unique(maintain_order=True).to_list():
-            t = best.filter(pl.col("policy") == p)
-            ax.plot(t["coverage"], t["density"], "-o", ms=3, color=color[p], label=p)
-            c = t.filter(pl.col("chosen"))
-            ax.plot(c["coverage"], c["density"], "*", ms=14, color=color[p], mec="k")
-        ax.set_xlabel("coverage")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
-        save(fig, "prim_tradeoff.png", "PRIM peeling trajectories, target: policy is best (star: chosen box)")
+    if not best.height:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for p in best["policy"].unique(maintain_order=True).to_list():
+        t = best.filter(pl.col("policy") == p)
+        ax.plot(t["coverage"], t["density"], "-o", ms=3, color=color[p], label=p)
+        c = t.filter(pl.col("chosen"))
+        ax.plot(c["coverage"], c["density"], "*", ms=14, color=color[p], mec="k")
+    ax.set_xlabel("coverage")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return fig, "PRIM peeling trajectories, target: policy is best (star: chosen box)"
 
+
+def _prim_boxes(plt, discovery: pl.DataFrame, points: pl.DataFrame, color: dict) -> tuple | None:
     boxes = discovery.filter((pl.col("method") == "prim") & (pl.col("target") == "best"))
-    if boxes.height:
-        params = [c for c in points.columns if c != "world"]
-        fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(params)))
-        _draw_boxes(ax, boxes, points, params, color)
-        save(fig, "prim_boxes.png", "PRIM boxes where each policy is best (restricted parameters)")
+    if not boxes.height:
+        return None
+    params = [c for c in points.columns if c != "world"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(params)))
+    _draw_boxes(ax, boxes, points, params, color)
+    return fig, "PRIM boxes where each policy is best (restricted parameters)"
 
-    if len(importance) >= 2:
-        first, second = importance[:2]
-        w = per_world.filter(pl.col("best")).unique("world", keep="first", maintain_order=True)
-        joined = points.join(w.select("world", "best_policy"), on="world", how="left")
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for p in policies:
-            s = joined.filter(pl.col("best_policy") == p)
-            if s.height:
-                ax.scatter(s[first], s[second], color=color[p], label=p, s=28, edgecolor="k", lw=0.3)
-        ax.set_xlabel(first)
-        ax.set_ylabel(second)
-        ax.legend(fontsize=8)
-        save(fig, "world_map.png", "Best policy per world over the two most important parameters")
-    return out
+
+def _world_map(
+    plt,
+    per_world: pl.DataFrame,
+    points: pl.DataFrame,
+    importance: list[str],
+    policies: list[str],
+    color: dict,
+) -> tuple | None:
+    if len(importance) < 2:
+        return None
+    first, second = importance[:2]
+    w = per_world.filter(pl.col("best")).unique("world", keep="first", maintain_order=True)
+    joined = points.join(w.select("world", "best_policy"), on="world", how="left")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for p in policies:
+        s = joined.filter(pl.col("best_policy") == p)
+        if s.height:
+            ax.scatter(s[first], s[second], color=color[p], label=p, s=28, edgecolor="k", lw=0.3)
+    ax.set_xlabel(first)
+    ax.set_ylabel(second)
+    ax.legend(fontsize=8)
+    return fig, "Best policy per world over the two most important parameters"
 
 
 def _draw_boxes(ax, boxes: pl.DataFrame, points: pl.DataFrame, params: list[str], color: dict) -> None:
