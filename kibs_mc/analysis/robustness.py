@@ -573,6 +573,85 @@ def _global_numpy_seed(seed: int):
         np.random.set_state(saved)  # noqa: NPY002
 
 
+#: discovery.parquet's and discovery_trajectory.parquet's columns (:func:`discover`).
+DISCOVERY_SCHEMA = {
+    "policy": pl.String,
+    "target": pl.String,
+    "method": pl.String,
+    "box": pl.Int64,
+    "parameter": pl.String,
+    "low": pl.Float64,
+    "high": pl.Float64,
+    "coverage": pl.Float64,
+    "density": pl.Float64,
+    "mass": pl.Float64,
+    "qp": pl.Float64,
+    "low_ci_low": pl.Float64,
+    "low_ci_high": pl.Float64,
+    "high_ci_low": pl.Float64,
+    "high_ci_high": pl.Float64,
+    "restricted_share": pl.Float64,
+}
+TRAJECTORY_SCHEMA = {
+    "policy": pl.String,
+    "target": pl.String,
+    "step": pl.Int64,
+    "coverage": pl.Float64,
+    "density": pl.Float64,
+    "mass": pl.Float64,
+    "restricted": pl.Int64,
+    "chosen": pl.Boolean,
+}
+
+
+def _trajectory_rows(tr, chosen: int, policy: str, target: str) -> list[dict]:
+    """discovery_trajectory.parquet's rows of one PRIM peeling trajectory."""
+    return [
+        {
+            "policy": policy,
+            "target": target,
+            "step": int(i),
+            "coverage": float(r["coverage"]),
+            "density": float(r["density"]),
+            "mass": float(r["mass"]),
+            "restricted": int(r["res_dim"]),
+            "chosen": int(i) == chosen,
+        }
+        for i, r in tr.iterrows()
+    ]
+
+
+def _cart_rows(tree, full: dict[str, tuple[float, float]], policy: str, target: str) -> list[dict]:
+    """discovery.parquet's rows of a built CART tree: each restriction of each leaf where the
+    target is the majority, clipped to the parameter's range ``full``."""
+    found: list[dict] = []
+    # a tree that did not split has one leaf and no box (ema_workbench's boxes fail on it)
+    leaves = zip(tree.boxes, tree.stats, strict=True) if tree.clf.tree_.node_count > 1 else []
+    for b, (lims, stats) in enumerate(leaves):
+        if stats["density"] <= 0.5 or stats["coverage"] == 0:
+            continue  # a leaf where the target is the minority
+        for param in full:
+            low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
+            if (low, high) == full[param] or (low <= full[param][0] and high >= full[param][1]):
+                continue
+            found.append(
+                {
+                    "policy": policy,
+                    "target": target,
+                    "method": "cart",
+                    "box": b,
+                    "parameter": param,
+                    "low": max(low, full[param][0]),
+                    "high": min(high, full[param][1]),
+                    "coverage": float(stats["coverage"]),
+                    "density": float(stats["density"]),
+                    "mass": float(stats["mass"]),
+                    "qp": None,
+                }
+            )
+    return found
+
+
 def discover(
     points: pl.DataFrame,
     targets: dict[tuple[str, str], np.ndarray],
@@ -609,19 +688,7 @@ def discover(
             continue  # nothing to separate
         box, chosen = _prim_box(prim, x, y, density, mass_min)
         tr = box.peeling_trajectory.reset_index(drop=True)
-        for i, r in tr.iterrows():
-            paths.append(
-                {
-                    "policy": policy,
-                    "target": target,
-                    "step": int(i),
-                    "coverage": float(r["coverage"]),
-                    "density": float(r["density"]),
-                    "mass": float(r["mass"]),
-                    "restricted": int(r["res_dim"]),
-                    "chosen": int(i) == chosen,
-                }
-            )
+        paths += _trajectory_rows(tr, chosen, policy, target)
         lims = box.box_lims[chosen]
         qp = box.qp[chosen] if chosen < len(box.qp) else {}
         r = tr.iloc[chosen]
@@ -652,59 +719,8 @@ def discover(
             warnings.simplefilter("ignore")
             tree = cart.CART(x, y, mass_min=mass_min)
             tree.build_tree()
-        # a tree that did not split has one leaf and no box (ema_workbench's boxes fail on it)
-        leaves = zip(tree.boxes, tree.stats, strict=True) if tree.clf.tree_.node_count > 1 else []
-        for b, (lims, stats) in enumerate(leaves):
-            if stats["density"] <= 0.5 or stats["coverage"] == 0:
-                continue  # a leaf where the target is the minority
-            for param in x.columns:
-                low, high = float(lims[param].iloc[0]), float(lims[param].iloc[1])
-                if (low, high) == full[param] or (low <= full[param][0] and high >= full[param][1]):
-                    continue
-                found.append(
-                    {
-                        "policy": policy,
-                        "target": target,
-                        "method": "cart",
-                        "box": b,
-                        "parameter": param,
-                        "low": max(low, full[param][0]),
-                        "high": min(high, full[param][1]),
-                        "coverage": float(stats["coverage"]),
-                        "density": float(stats["density"]),
-                        "mass": float(stats["mass"]),
-                        "qp": None,
-                    }
-                )
-    schema = {
-        "policy": pl.String,
-        "target": pl.String,
-        "method": pl.String,
-        "box": pl.Int64,
-        "parameter": pl.String,
-        "low": pl.Float64,
-        "high": pl.Float64,
-        "coverage": pl.Float64,
-        "density": pl.Float64,
-        "mass": pl.Float64,
-        "qp": pl.Float64,
-        "low_ci_low": pl.Float64,
-        "low_ci_high": pl.Float64,
-        "high_ci_low": pl.Float64,
-        "high_ci_high": pl.Float64,
-        "restricted_share": pl.Float64,
-    }
-    tschema = {
-        "policy": pl.String,
-        "target": pl.String,
-        "step": pl.Int64,
-        "coverage": pl.Float64,
-        "density": pl.Float64,
-        "mass": pl.Float64,
-        "restricted": pl.Int64,
-        "chosen": pl.Boolean,
-    }
-    return pl.DataFrame(found, schema=schema), pl.DataFrame(paths, schema=tschema)
+        found += _cart_rows(tree, full, policy, target)
+    return pl.DataFrame(found, schema=DISCOVERY_SCHEMA), pl.DataFrame(paths, schema=TRAJECTORY_SCHEMA)
 
 
 # --------------------------------------------------------------------------- words
