@@ -311,7 +311,12 @@ def write(run_dir: Path, date: str) -> Path:
     narrowing = dict(zip(table["parameter"], table["narrowing"], strict=True))
     identified = saved.get("identified") or {k: bool(v >= IDENTIFIED) for k, v in narrowing.items()}
     targets = targets_file(config.calibration.targets)
-    extra = [o for o in overrides if not o.startswith(("experiment=", "cluster=", "tracking=", "hydra."))]
+    # the regeneration command: how the preset was calibrated, run afresh (not resumed)
+    extra = [
+        o
+        for o in overrides
+        if not o.startswith(("experiment=", "cluster=", "tracking=", "hydra.", "resume="))
+    ]
     record = {
         "preset": preset,
         "model": config.model.name,
