@@ -271,6 +271,21 @@ def test_discovery_with_very_few_worlds_finds_no_box_rather_than_failing(worlds)
         assert found.height == 0
 
 
+def test_discovery_over_a_single_uncertain_parameter_finds_its_planted_edge():
+    """An uncertainty space of one parameter (ema_workbench's CART indexed the leaves' feature
+    -2 into a one-name list: IndexError): PRIM and CART both find the planted region x < 0.4."""
+    from kibs_mc.analysis.robustness import discover
+
+    x = np.random.default_rng(1).uniform(0, 1, 64)
+    found, _ = discover(
+        pl.DataFrame({"world": np.arange(64), "x": x}), {("p", "best"): x < 0.4}, box_bootstrap=0
+    )
+    assert sorted(found["method"]) == ["cart", "prim"]
+    for row in found.iter_rows(named=True):
+        assert row["parameter"] == "x" and row["low"] == pytest.approx(x.min())
+        assert abs(row["high"] - 0.4) < 0.05
+
+
 def test_cart_boxes_do_not_depend_on_numpy_s_global_random_state():
     """Two parameters that split the worlds equally well (copies of each other): CART must
     pick the same one whatever state NumPy's global generator is in when discovery runs."""

@@ -625,6 +625,9 @@ def _cart_rows(tree, full: dict[str, tuple[float, float]], policy: str, target: 
     """discovery.parquet's rows of a built CART tree: each restriction of each leaf where the
     target is the majority, clipped to the parameter's range ``full``."""
     found: list[dict] = []
+    # ema_workbench names every node's feature, leaves' too (scikit-learn's -2): over a single
+    # parameter that index is out of range; a name appended for it is never read for a leaf
+    tree.feature_names = [*tree.feature_names, "(leaf)"]
     # a tree that did not split has one leaf and no box (ema_workbench's boxes fail on it)
     leaves = zip(tree.boxes, tree.stats, strict=True) if tree.clf.tree_.node_count > 1 else []
     for b, (lims, stats) in enumerate(leaves):
