@@ -99,6 +99,23 @@ def test_runs_start_from_the_posterior_point_and_the_hand_set_values_stay_by_nam
     assert "no calibration of the `docking` preset" in get_kind(docking).parameters(docking)
 
 
+def test_a_key_the_user_sets_keeps_its_value_and_names_the_run():
+    """The posterior point fills in what the invocation leaves to it: a calibrated key given on
+    the command line keeps the given value (it was overwritten by the point, appended last), and
+    a single run is still named after it."""
+    point = shipped.load("small").point["mean"]
+    given = ["experiment=single", "cluster=small", "model.transfer_efficiency=0.31"]
+    config = load_config(given)
+    kind = get_kind(config)
+    prepared, overrides = kind.prepare(config, given[1:])
+    assert point["model.transfer_efficiency"] != 0.31
+    assert prepared.model.transfer_efficiency == 0.31
+    assert prepared.model.fixed_cost == point["model.fixed_cost"]  # the rest from the posterior
+    assert [name for name, _ in kind.scenario_specs(prepared, overrides)] == [
+        "cluster=small model.transfer_efficiency=0.31"
+    ]
+
+
 def test_a_shipped_posterior_is_read_like_a_file_from_elsewhere(tmp_path):
     data = json.loads(shipped.path_of("small").read_text())
     key = data["parameters"][0]["key"]

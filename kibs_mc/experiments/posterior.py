@@ -62,18 +62,22 @@ def hand_set_words(config: Config) -> str:
 
 def posterior_point(config: Config, overrides: Sequence[str]) -> tuple[Config, list[str]]:
     """``calibration.use``: the configuration and overrides with the calibration's posterior
-    mean or MAP (``calibration.point``) set, for any other experiment (:func:`point_values`)."""
-    values, _ = point_values(config)
+    mean or MAP (``calibration.point``) set, for any other experiment (:func:`point_values`).
+    A key the invocation sets itself keeps the value it was given: the calibration fills in
+    what the user left to it."""
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    values = {k: v for k, v in point_values(config)[0].items() if k not in given}
     if not values:
         return config, list(overrides)
     out = set_values(config, values, "calibration.use")
-    return out, list(overrides) + point_overrides(out)
+    return out, list(overrides) + [f"{k}={getattr_number(out, k)!r}" for k in values]
 
 
 def point_overrides(config: Config) -> list[str]:
     """The overrides :func:`posterior_point` adds to a configuration it prepared (``config``):
-    a scenario is not named after them."""
-    return [f"{k}={getattr_number(config, k)!r}" for k in point_values(config)[0]]
+    a scenario is not named after them (a key the invocation set to a value of its own is)."""
+    values, _ = point_values(config)
+    return [f"{k}={getattr_number(config, k)!r}" for k, v in values.items() if getattr_number(config, k) == v]
 
 
 def getattr_number(config: Any, key: str) -> float:
