@@ -59,6 +59,8 @@ class TestMix(PlannedKindContract):
             "robustness.worlds=2",
             "robustness.bootstrap=100",
             "mix.candidates=2",
+            "mix.generations=1",
+            "mix.resolution=2",
             "mix.first_stage=2",
             "mix.confirm_max=4",
         ]

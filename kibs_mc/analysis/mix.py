@@ -1,6 +1,7 @@
 """The best mix of budget shares (``experiment.kind=mix``, docs/mix.md): candidate splits on
-the simplex, their robust objective across the worlds, the front of money against robust
-effect, and the confirmation of the pick on fresh seeds by KN (:mod:`kibs_mc.analysis.selection`).
+a lattice of the simplex proposed in generations by NSGA-II (Optuna's sampler, ask and tell),
+their robust objective across the worlds, the front of money against robust effect, and the
+confirmation of the pick on fresh seeds by KN (:mod:`kibs_mc.analysis.selection`).
 
 Pure functions of arrays and frames; the kind (:mod:`kibs_mc.experiments.mix`) plans the
 scenarios and reads the rows.
@@ -8,9 +9,11 @@ scenarios and reads the rows.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,10 +25,14 @@ from kibs_mc.analysis.selection import KNResult, kn
 
 __all__ = [
     "Confirmation",
+    "Search",
     "confirm",
     "front",
+    "lattice",
     "mix_table",
+    "propose",
     "simplex_design",
+    "snap",
 ]
 
 
@@ -42,6 +49,94 @@ def simplex_design(count: int, dims: int, seed: int) -> np.ndarray:
         u = np.sort(sobol.random(count), axis=1)
     cuts = np.hstack([np.zeros((count, 1)), u, np.ones((count, 1))])
     return np.diff(cuts, axis=1)
+
+
+def lattice(dims: int, resolution: int) -> list[tuple[int, ...]]:
+    """Every split of a budget into ``dims`` shares in steps of 1/``resolution``: the counts
+    (non-negative, summing to ``resolution``), the first share's largest first."""
+    points = []
+    for bars in itertools.combinations(range(resolution + dims - 1), dims - 1):
+        edges = (-1, *bars, resolution + dims - 1)
+        points.append(tuple(edges[i + 1] - edges[i] - 1 for i in range(dims)))
+    return sorted(points, reverse=True)
+
+
+def snap(shares: Sequence[float] | np.ndarray, resolution: int) -> tuple[int, ...]:
+    """The lattice point (counts of 1/``resolution``) nearest ``shares`` (summing to 1):
+    largest remainders, ties to the earlier share."""
+    x = np.round(np.asarray(shares, dtype=float) * resolution, 9)
+    k = np.floor(x).astype(np.int64)
+    rest = resolution - int(k.sum())
+    if rest > 0:
+        k[np.argsort(-(x - k), kind="stable")[:rest]] += 1
+    while k.sum() > resolution:  # rounding pushed a share over: take from the largest
+        k[int(np.argmax(k))] -= 1
+    return tuple(int(v) for v in k)
+
+
+#: A candidate for the optimiser: its lattice counts and the index of its budget.
+Point = tuple[tuple[int, ...], int]
+
+
+@dataclass(frozen=True)
+class Search:
+    """NSGA-II over the splits (Deb et al. 2002; Optuna's ``NSGAIISampler``, ask and tell):
+    generation 0 is the points given, then ``generations`` more of as many proposals each. A
+    proposal is ``dims`` weights in [0, 1] (the shares are the weights over their sum, snapped
+    to the lattice of 1/``resolution``) and, with ``budgets`` > 1, the index of a budget."""
+
+    dims: int
+    resolution: int
+    budgets: int  # how many budgets the search chooses among
+    generations: int  # after generation 0
+    seed: int
+
+
+def _ask(study: Any, search: Search) -> tuple[Any, Point]:
+    trial = study.ask()
+    w = np.array([trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(search.dims)])
+    shares = w / w.sum() if w.sum() > 0 else np.full(search.dims, 1.0 / search.dims)
+    budget = trial.suggest_int("budget", 0, search.budgets - 1) if search.budgets > 1 else 0
+    return trial, (snap(shares, search.resolution), budget)
+
+
+def propose(
+    search: Search, first: Sequence[Point], value: Callable[[Point], Sequence[float] | None]
+) -> tuple[int, list[Point]]:
+    """The first generation not yet evaluated and its points: generation 0 is ``first``, each
+    later one NSGA-II's proposals once it has been told the values of every earlier one.
+
+    ``value``: a point's objectives (each larger is better; a NaN fails the point), None while
+    it has not been evaluated. The optimiser is replayed from its seed and the values every
+    time, so each generation is a function of the seed and the results alone: a resumed
+    search proposes what the search it continues proposed. Returns
+    (``search.generations + 1``, []) once every generation is evaluated."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study: Any = None
+    for g in range(search.generations + 1):
+        if g == 0:
+            asked: list[tuple[Any, Point]] = [(None, p) for p in first]
+        else:
+            asked = [_ask(study, search) for _ in first]
+        values = [value(p) for _, p in asked]
+        if any(v is None for v in values):
+            return g, [p for _, p in asked]
+        if study is None:  # generation 0: the given points, enqueued so the sampler counts them
+            sampler = optuna.samplers.NSGAIISampler(population_size=max(len(first), 2), seed=search.seed)
+            study = optuna.create_study(directions=["maximize"] * len(values[0] or [0.0]), sampler=sampler)
+            for counts, budget in first:
+                params = {f"w{i}": k / search.resolution for i, k in enumerate(counts)}
+                study.enqueue_trial({**params, "budget": budget} if search.budgets > 1 else params)
+            asked = [_ask(study, search) for _ in first]
+        for (trial, _), v in zip(asked, values, strict=True):
+            assert v is not None
+            if all(np.isfinite(v)):
+                study.tell(trial, list(v))
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return search.generations + 1, []
 
 
 def mix_table(

@@ -224,15 +224,18 @@ class RobustnessConfig:
 
 @dataclass(frozen=True)
 class MixConfig:
-    """``experiment.kind=mix``: splits of one budget over ``shares`` (points on the simplex)
-    and optionally several ``budgets``, each run across the robustness worlds; the pick is
-    confirmed on fresh seeds by KN against the runner-up and the equal split (docs/mix.md)."""
+    """``experiment.kind=mix``: splits of one budget over ``shares`` (points on a lattice of the
+    simplex, proposed in generations by NSGA-II) and optionally several ``budgets``, each run
+    across the robustness worlds; the pick is confirmed on fresh seeds by KN against the
+    runner-up and the equal split (docs/mix.md)."""
 
     shares: list[str] = field(default_factory=list)  # the keys whose values are the budget's shares
     budget: str = "governance.budget"  # the key of the budget the shares divide
     budgets: list[float] = field(default_factory=list)  # budgets tried; empty: the configured one
     equal: str = "all_four"  # the listed scenario that is the equal split at the configured budget
-    candidates: int = setting(16, ge=1, le=4096)  # splits drawn on the simplex (scrambled Sobol)
+    candidates: int = setting(16, ge=1, le=4096)  # splits per budget and generation (0: scrambled Sobol)
+    generations: int = setting(4, ge=0, le=1000)  # NSGA-II generations after the Sobol one
+    resolution: int = setting(10, ge=1, le=100)  # shares in steps of 1/resolution of the budget
     delta: float = setting(1.0, gt=0.0)  # KN's indifference zone, in the objective outcome's units
     relative: bool = False  # delta is a share of the pick's mean outcome in the search
     alpha: float = setting(0.05, gt=0.0, lt=0.5)  # KN: P(correct selection) >= 1 - alpha

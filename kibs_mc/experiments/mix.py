@@ -2,19 +2,23 @@
 money, across uncertain worlds (docs/mix.md).
 
 The policies are the experiment's scenarios (the six governance settings: the references) and
-candidate splits of one budget over ``mix.shares`` (a scrambled Sobol design on the simplex plus
-the equal split, at each of ``mix.budgets``), crossed with the robustness worlds
+every split of the budget over ``mix.shares`` in steps of 1/``mix.resolution`` (a lattice of
+the simplex, at each of ``mix.budgets``), crossed with the robustness worlds
 (:class:`~kibs_mc.experiments.robustness.Robustness`). Every (world, policy) is one scenario of
-the ordinary plan, so chunks, executors and resume are those of every experiment. World w owns
-the replicates [w B, (w + 1) B) of the root seed's stream, B = ``replicates + mix.confirm_max``:
-the first ``replicates`` are the search (every policy, common seeds within the world), the rest
-are fresh seeds for the confirmation, in which KN (Kim & Nelson 2001) adds replicates in every
-world to the pick, the runner-up and the equal split until one is certified best
-(:class:`MixRounds`: decided from the rows reached, so a resumed run takes the same decisions).
+the ordinary plan, so chunks, executors and resume are those of every experiment; a split runs
+only once the search proposes it (:class:`MixRounds`): generation 0 is a scrambled Sobol design,
+each later generation NSGA-II's proposals (Optuna's sampler, replayed from the seed and the
+results reached, so a resumed search proposes the same). World w owns the replicates
+[w B, (w + 1) B) of the root seed's stream, B = ``replicates + mix.confirm_max``: the first
+``replicates`` are the search (common seeds within the world), the rest are fresh seeds for the
+confirmation, in which KN (Kim & Nelson 2001) adds replicates in every world to the pick, the
+runner-up and the equal split until one is certified best (decided from the rows reached, so a
+resumed run takes the same decisions).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,28 +51,99 @@ class Candidate:
     budget: float | None  # None: the configured budget
 
 
+#: Most splits per budget the lattice may hold (each is a scenario in every world).
+MAX_LATTICE = 20_000
+
+
+def _budgets(config: Config) -> list[float | None]:
+    """The budgets the search chooses among (None: the configured one, without ``mix.budgets``)."""
+    return list(config.mix.budgets) or [None]
+
+
+def _interface(key: str) -> str:
+    return key.rpartition(".")[2]
+
+
+def lattice_name(config: Config, counts: Sequence[int], budget: float | None) -> str:
+    """A lattice split's name: its shares in percent (``s40-30-20-10``), ``@<budget>`` with
+    ``mix.budgets``."""
+    m = config.mix.resolution
+    own = "s" + "-".join(f"{100 * k / m:.3g}" for k in counts)
+    return own if budget is None else f"{own}@{budget:g}"
+
+
+def policy_name(config: Config, counts: Sequence[int], budget: float | None) -> str:
+    """The policy a lattice split is: at the configured budget the equal split and the corners
+    are listed settings (``mix.equal``; a corner by its interface's name); at another budget
+    they are ``equal@<budget>`` and ``<interface>@<budget>``; any other split its
+    :func:`lattice_name`."""
+    mix, m = config.mix, config.mix.resolution
+    listed = budget is None or budget == configured_budget(config)
+    names = {n for n, _ in listed_scenarios(config)}
+    at = "" if budget is None else f"@{budget:g}"
+    if m in counts:
+        corner = _interface(mix.shares[list(counts).index(m)])
+        if not listed:
+            return corner + at
+        if corner in names:
+            return corner
+    if len(set(counts)) == 1:
+        if not listed:
+            return EQUAL + at
+        if mix.equal in names:
+            return mix.equal
+    return lattice_name(config, counts, budget)
+
+
 def candidates(config: Config) -> list[Candidate]:
-    """``mix.candidates`` splits on the simplex at the configured budget (the equal split and the
-    corners there are listed scenarios: ``mix.equal``) or, with ``mix.budgets``, the equal
-    split, the corners (one interface takes the budget: ``<interface>@<b>``) and those splits
-    at each budget."""
+    """The splits the search may propose: every point of the lattice of 1/``mix.resolution`` of
+    the simplex at each budget but the listed settings (:func:`policy_name`), and with
+    ``mix.budgets`` the equal split at each budget where the lattice misses it."""
     mix = config.mix
-    d = len(mix.shares)
-    points = mx.simplex_design(mix.candidates, d, config.seed)
-    width = len(str(max(mix.candidates - 1, 0)))
-    splits = [(f"split{i:0{width}d}", tuple(map(float, p))) for i, p in enumerate(points)]
-    if not mix.budgets:
-        return [Candidate(name, shares, None) for name, shares in splits]
-    corners = [
-        (k.rpartition(".")[2], tuple(float(i == j) for j in range(d))) for i, k in enumerate(mix.shares)
-    ]
-    listed = configured_budget(config)
-    return [
-        Candidate(f"{name}@{b:g}", shares, b)
-        for b in mix.budgets
-        # at the configured budget the equal split and the corners are listed settings
-        for name, shares in (splits if b == listed else [(EQUAL, (1.0 / d,) * d), *corners, *splits])
-    ]
+    d, m = len(mix.shares), mix.resolution
+    names = {n for n, _ in listed_scenarios(config)}
+    out: list[Candidate] = []
+    for b in _budgets(config):
+        points = mx.lattice(d, m)
+        for counts in points:
+            name = policy_name(config, counts, b)
+            if name not in names:
+                out.append(Candidate(name, tuple(k / m for k in counts), b))
+        if b is not None and b != configured_budget(config) and m % d:
+            out.append(Candidate(f"{EQUAL}@{b:g}", (1.0 / d,) * d, b))
+    return out
+
+
+def search_of(config: Config) -> mx.Search:
+    """The optimiser's settings."""
+    mix = config.mix
+    return mx.Search(len(mix.shares), mix.resolution, len(_budgets(config)), mix.generations, config.seed)
+
+
+def first_generation(config: Config) -> list[mx.Point]:
+    """Generation 0: ``mix.candidates`` splits of a scrambled Sobol design on the simplex at
+    each budget, snapped to the lattice (each point once)."""
+    mix = config.mix
+    design = mx.simplex_design(mix.candidates, len(mix.shares), config.seed)
+    points = [(mx.snap(p, mix.resolution), b) for b in range(len(_budgets(config))) for p in design]
+    return list(dict.fromkeys(points))
+
+
+def point_policy(config: Config, point: mx.Point) -> str:
+    return policy_name(config, point[0], _budgets(config)[point[1]])
+
+
+def references(config: Config) -> list[str]:
+    """The policies every search runs: the listed settings and, with ``mix.budgets``, the equal
+    split and the corners at each budget."""
+    names = [n for n, _ in listed_scenarios(config)]
+    d, m = len(config.mix.shares), config.mix.resolution
+    for b in config.mix.budgets:
+        if b == configured_budget(config):
+            continue
+        corners = [tuple(m * (i == j) for j in range(d)) for i in range(d)]
+        names += [f"{EQUAL}@{b:g}", *[policy_name(config, c, b) for c in corners]]
+    return names
 
 
 def configured_budget(config: Config) -> float:
@@ -146,10 +221,20 @@ class Mix(Robustness):
                 mix.equal,
                 "allowed: one of the listed scenarios (" + ", ".join(sorted(names)) + ")",
             )
-        clash = sorted(names & {c.name for c in candidates(config)})
+        size = math.comb(mix.resolution + len(mix.shares) - 1, len(mix.shares) - 1)
+        if size > MAX_LATTICE:
+            raise ConfigError(
+                "mix.resolution",
+                mix.resolution,
+                f"allowed: a resolution whose lattice has at most {MAX_LATTICE} splits "
+                f"({len(mix.shares)} shares in steps of 1/{mix.resolution}: {size})",
+            )
+        clash = sorted(names & _candidate_names(config))
         if clash:
             raise ConfigError(
-                "experiment.scenarios", clash, "allowed: names other than the candidates' (equal, split<i>)"
+                "experiment.scenarios",
+                clash,
+                "allowed: names other than the candidates' (s<shares in percent>, equal@<budget>)",
             )
         set_by_mix = {*mix.shares, mix.budget}
         for i, p in enumerate(space_of(config).parameters):
@@ -157,7 +242,8 @@ class Mix(Robustness):
 
     # -- the plan
     def policies(self, config: Config) -> list[ScenarioSpec]:
-        """The references (``experiment.scenarios``) then the candidates."""
+        """The references (``experiment.scenarios``) then every split the search may propose
+        (run only once proposed: :class:`MixRounds`)."""
         return [*listed_scenarios(config), *[(c.name, _overrides(config, c)) for c in candidates(config)]]
 
     def scenario_specs(self, config: Config, overrides: Sequence[str]) -> list[ScenarioSpec]:
@@ -182,9 +268,9 @@ class Mix(Robustness):
     ) -> Decision:
         """The search's table and KN's state from the replicates each scenario had reached."""
         objective = config.robustness.objective
-        names = [n for n, _ in self.policies(config)]
         worlds = self.worlds(config)["world"].to_list()
         R = config.replicates
+        names = evaluated(self, config, scenarios, counts)
         reached = pl.DataFrame(
             {
                 "scenario": [sc.name for sc in scenarios],
@@ -203,7 +289,7 @@ class Mix(Robustness):
             )
             .filter(pl.col("local") < pl.col("count"))
         )
-        search = rows.filter(pl.col("local") < R).with_columns(
+        search = rows.filter((pl.col("local") < R) & pl.col("policy").is_in(names)).with_columns(
             (pl.col("world") * R + pl.col("local")).alias("replicate")
         )
         base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
@@ -231,7 +317,7 @@ class Mix(Robustness):
         scenarios, counts = _reached(self, config, finished.rows)
         decision = self.decide(config, finished.rows, scenarios, counts)
         objective, rob = config.robustness.objective, config.robustness
-        names = [n for n, _ in self.policies(config)]
+        names = decision.data.policies  # the policies evaluated
         base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
         maximize = objective.direction == "max"
         worlds = self.worlds(config)
@@ -270,9 +356,9 @@ class Mix(Robustness):
         """Where the pick stops being the best split (PRIM over the worlds: discovery.parquet)
         and what to measure next for the split decision (EVPPI among the splits: voi.parquet)."""
         objective, rob = config.robustness.objective, config.robustness
-        names = [n for n, _ in self.policies(config)]
+        names = decision.data.policies  # the policies evaluated
         base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
-        among, _ = splits(config)
+        among = [p for p in splits(config)[0] if p in names]
         j = rb.world_objective(decision.data, names.index(base), objective.per_money)[0]
         j = j[:, [names.index(p) for p in among]]
         maximize = objective.direction == "max"
@@ -413,10 +499,12 @@ class Mix(Robustness):
             [
                 "## Best mix",
                 "",
-                f"{config.mix.candidates} splits of the budget over "
+                f"{int(table['candidate'].sum())} splits of the budget over "
                 + ", ".join(f"`{k}`" for k in config.mix.shares)
-                + " "
-                "(a scrambled Sobol design on the simplex) and the equal split"
+                + f" in steps of 1/{config.mix.resolution}, proposed in generations: a scrambled Sobol "
+                f"design of {config.mix.candidates} points, then {config.mix.generations} generations "
+                "of as many NSGA-II proposals (Optuna), each told the robust results of the ones before; "
+                "and the equal split"
                 + (
                     f", at budgets {', '.join(f'{b:g}' for b in config.mix.budgets)}"
                     if config.mix.budgets
@@ -438,6 +526,17 @@ class Mix(Robustness):
                 "",
             ]
         )
+
+
+def _candidate_names(config: Config) -> set[str]:
+    """Every name a candidate may have, whether or not a listed setting stands for it."""
+    d, m = len(config.mix.shares), config.mix.resolution
+    names = set()
+    for b in _budgets(config):
+        names |= {lattice_name(config, c, b) for c in mx.lattice(d, m)}
+        if b is not None:
+            names |= {f"{EQUAL}@{b:g}", *[f"{_interface(k)}@{b:g}" for k in config.mix.shares]}
+    return names
 
 
 def _eliminated(c: mx.Confirmation) -> list[tuple[str, int]]:
@@ -468,6 +567,36 @@ def _fresh_means(fresh: pl.DataFrame, policy: str, worlds: int, outcome: str) ->
     return complete["m"].to_numpy()[:stop]
 
 
+def evaluated(
+    kind: Mix, config: Config, scenarios: Sequence[Scenario], counts: Mapping[int, int]
+) -> list[str]:
+    """The policies with the search's ``replicates`` in every world, in the plan's order."""
+    least: dict[str, int] = {}
+    for sc in scenarios:
+        policy = sc.name.partition("/")[2]
+        least[policy] = min(least.get(policy, counts[sc.index]), counts[sc.index])
+    return [n for n, _ in kind.policies(config) if least.get(n, 0) >= config.replicates]
+
+
+def objectives(config: Config, table: pl.DataFrame) -> dict[str, tuple[float, ...]]:
+    """What the optimiser maximises per evaluated policy: the robust objective, or with
+    ``mix.budgets`` the robust effect and less money (the front)."""
+    sign = 1.0 if config.robustness.objective.direction == "max" else -1.0
+    if config.mix.budgets:
+        return {r["policy"]: (sign * r["effect"], -r["money"]) for r in table.iter_rows(named=True)}
+    return {r["policy"]: (sign * r["objective"],) for r in table.iter_rows(named=True)}
+
+
+def generation(config: Config, table: pl.DataFrame) -> tuple[int, list[str]]:
+    """The search's first generation not yet evaluated and its policies (none when done), from
+    the table of the policies evaluated so far."""
+    values = objectives(config, table)
+    g, points = mx.propose(
+        search_of(config), first_generation(config), lambda p: values.get(point_policy(config, p))
+    )
+    return g, list(dict.fromkeys(point_policy(config, p) for p in points))
+
+
 def scenarios_of(kind: Mix, config: Config) -> list[Scenario]:
     """The scenarios as the decisions see them (index, name, overrides, first replicate), not
     composed: each carries ``config`` itself."""
@@ -496,12 +625,25 @@ class MixRounds:
     config: Config
     scenarios: tuple[Scenario, ...]
 
+    def _with(self, counts: Mapping[int, int], policies: set[str]) -> dict[int, int]:
+        """``counts`` with the search's replicates for every scenario of ``policies``."""
+        R = self.config.replicates
+        return {
+            sc.index: max(counts.get(sc.index, 0), R if sc.name.partition("/")[2] in policies else 0)
+            for sc in self.scenarios
+        }
+
     def first(self) -> dict[int, int]:
-        return {sc.index: self.config.replicates for sc in self.scenarios}
+        config = self.config
+        zero = set(references(config)) | {point_policy(config, p) for p in first_generation(config)}
+        return self._with({}, zero)
 
     def after(self, rows: Rows, counts: Mapping[int, int]) -> Round:
         mix, R = self.config.mix, self.config.replicates
         decision = self.kind.decide(self.config, rows(), self.scenarios, counts)
+        _, proposed = generation(self.config, decision.table)
+        if proposed:  # the optimiser's next generation
+            return Round(self._with(counts, set(proposed)))
         c = decision.confirmation
         reached = min(len(c.observations[i]) for i in c.result.survivors)
         if c.result.done or reached >= mix.confirm_max:
