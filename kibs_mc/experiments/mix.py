@@ -197,6 +197,7 @@ class Decision:
 
 class Mix(Robustness):
     name = "mix"
+    requires = (*Robustness.requires, "optuna")  # type: ignore[assignment]  # Robustness: tuple[str]
 
     # -- before any work
     def check(self, config: Config) -> None:
