@@ -61,6 +61,7 @@ class TestMix(PlannedKindContract):
             "mix.candidates=2",
             "mix.generations=1",
             "mix.resolution=2",
+            "mix.search_max=3",
             "mix.first_stage=2",
             "mix.confirm_max=4",
         ]

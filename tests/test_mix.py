@@ -15,7 +15,15 @@ from kibs_mc.analysis.mix import simplex_design
 from kibs_mc.config import load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments import get_kind, run_experiment
-from kibs_mc.experiments.mix import candidates, first_generation, point_policy, scenarios_of
+from kibs_mc.experiments.mix import (
+    block,
+    candidates,
+    first_generation,
+    point_policy,
+    scenarios_of,
+    screening_lines,
+    search_size,
+)
 from kibs_mc.experiments.rounds import Round
 
 QUICK = ["cluster=small", "model.steps=12", "executor=serial", "tracking=none"]
@@ -43,7 +51,7 @@ def planted_search(overrides, best, scale, common_sd, own_sd, seed=1):
     split_of = {c.name: (c.shares, c.budget or 0.05) for c in candidates(config)}
     split_of.update({n: (s, 0.05) for n, s in SETTINGS.items()})
     rng = np.random.default_rng(seed)
-    total = config.replicates + config.mix.confirm_max
+    total = block(config)
     worlds = config.robustness.worlds
     common = rng.normal(0, common_sd, size=(worlds, total))
     own = {sc.name: rng.normal(0, own_sd, size=total) for sc in scenarios}
@@ -173,6 +181,38 @@ def test_a_pick_within_noise_of_its_contenders_is_not_called_best():
     assert verdict.startswith("Not certified") and "still in contention" in verdict
 
 
+def test_search_replicates_grow_only_where_the_best_splits_are_close():
+    overrides = [
+        "replicates=3",
+        "robustness.worlds=2",
+        "mix.candidates=16",
+        "mix.generations=2",
+        "mix.screen=6",
+        "mix.search_max=15",
+        "mix.delta=1.0",
+        "mix.first_stage=5",
+        "mix.confirm_max=10",
+    ]
+    best = (0.4, 0.3, 0.2, 0.1)  # its lattice neighbours tie: 4 * (1 - 2 * 0.02) * 100
+    kind, config, scenarios, counts, rows = planted_search(overrides, best, 400.0, 5.0, 3.0, seed=3)
+    decision = kind.decide(config, rows, scenarios, counts)
+    shares = {c.name: np.array(c.shares) for c in candidates(config)}
+    shares.update({n: np.array(s) for n, s in SETTINGS.items() if n != "baseline"})
+    true = {n: 400 * (1 - 2 * np.sum((shares[n] - best) ** 2)) for n in shares}
+    ran = dict(zip(decision.table["policy"], decision.table["replicates"], strict=True))
+    six = decision.first.filter(pl.col("policy").is_in(list(shares))).sort("rank")["policy"].to_list()[:6]
+    top = max(true[p] for p in six)
+    tied = [p for p in six if true[p] == pytest.approx(top)]
+    far = [p for p in six if top - true[p] >= 16]  # 16 innovations: 5 sd of a paired difference
+    assert len(tied) >= 2 and far, "the planted response was meant to give both"
+    assert all(ran[p] > 3 for p in tied) and all(ran[p] == 3 for p in far)
+    assert set(decision.screening.systems) == {p for p, n in ran.items() if n > 3}
+    assert max(ran.values()) <= 15 and all(n == 3 for p, n in ran.items() if p not in six)
+    # the baseline ran along, so a grown split's effect uses all its replicates
+    assert counts[next(sc.index for sc in scenarios if sc.name == "w0/baseline")] >= max(ran.values())
+    assert "Search replicates grew" in screening_lines(config, decision.screening)[0]
+
+
 def test_a_relative_indifference_zone_is_a_share_of_the_picks_mean_outcome():
     overrides = [
         "replicates=2",
@@ -185,7 +225,7 @@ def test_a_relative_indifference_zone_is_a_share_of_the_picks_mean_outcome():
     kind, config, scenarios, counts, rows = planted_search(relative, (0.25,) * 4, 100.0, 5.0, 5.0)
     confirmation = kind.decide(config, rows, scenarios, counts).confirmation
     pick = rows.filter(pl.col("scenario").str.ends_with("/" + confirmation.systems[0]))
-    search = pick.filter(pl.col("replicate") % (2 + 6) < 2)  # each world's block: 2 search + 6 fresh
+    search = pick.filter(pl.col("replicate") % block(config) < 2)  # each world's block: search, then fresh
     assert confirmation.delta == pytest.approx(0.05 * abs(search["innovations_total"].mean()))
 
 
@@ -216,6 +256,8 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
         "mix.candidates=3",
         "mix.generations=1",
         "mix.resolution=4",
+        "mix.screen=3",
+        "mix.search_max=4",
         "mix.first_stage=2",
         "mix.confirm_max=3",
     ]
@@ -233,7 +275,7 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     assert confirmation["role"][0].startswith("pick") and any(
         "equal_split" in r for r in confirmation["role"]
     )
-    fresh = result.rows.filter(pl.col("replicate") % 5 >= 2)  # world blocks of 2 + 3 replicates
+    fresh = result.rows.filter(pl.col("replicate") % block(config) >= search_size(config))  # 4 + 3 per world
     assert set(fresh["scenario"].str.split("/").list.get(1)) <= set(confirmation["policy"])
     assert (tmp_path / "run" / "mix_front.png").is_file() and (tmp_path / "run" / "voi.parquet").is_file()
     assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()

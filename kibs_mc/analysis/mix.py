@@ -169,7 +169,12 @@ def mix_table(
                 "money": float(np.nanmean(money[:, p])),
             }
         )
-    table = pl.DataFrame(records)
+    return ranked(pl.DataFrame(records), maximize)
+
+
+def ranked(table: pl.DataFrame, maximize: bool) -> pl.DataFrame:
+    """``table`` with each policy's ``rank`` by ``objective`` and whether it is ``on_front``."""
+    table = table.drop("rank", "on_front", strict=False)
     score = table["objective"].to_numpy() * (1 if maximize else -1)
     order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
     rank = np.empty(len(order), dtype=np.int64)

@@ -236,6 +236,8 @@ class MixConfig:
     candidates: int = setting(16, ge=1, le=4096)  # splits per budget and generation (0: scrambled Sobol)
     generations: int = setting(4, ge=0, le=1000)  # NSGA-II generations after the Sobol one
     resolution: int = setting(10, ge=1, le=100)  # shares in steps of 1/resolution of the budget
+    screen: int = setting(6, ge=2, le=1000)  # best splits at the pick's money screened on the search seeds
+    search_max: int = setting(10, ge=1, le=1_000_000)  # most search replicates per world of a screened split
     delta: float = setting(1.0, gt=0.0)  # KN's indifference zone, in the objective outcome's units
     relative: bool = False  # delta is a share of the pick's mean outcome in the search
     alpha: float = setting(0.05, gt=0.0, lt=0.5)  # KN: P(correct selection) >= 1 - alpha

@@ -29,8 +29,9 @@ import polars as pl
 from kibs_mc.analysis import mix as mx
 from kibs_mc.analysis import robustness as rb
 from kibs_mc.analysis.effects import choose_baseline
+from kibs_mc.analysis.inference import t_interval
 from kibs_mc.analysis.report import markdown_table
-from kibs_mc.analysis.selection import next_count
+from kibs_mc.analysis.selection import KNResult, next_count
 from kibs_mc.analysis.voi import MIN_WORLDS, voi_table
 from kibs_mc.config import Config, UncertainParameter
 from kibs_mc.errors import ConfigError
@@ -181,18 +182,26 @@ def _overrides(config: Config, c: Candidate) -> list[str]:
     return own if c.budget is None else [*own, f"{config.mix.budget}={c.budget!r}"]
 
 
+def search_size(config: Config) -> int:
+    """Search replicates each world holds for a policy: ``mix.search_max`` (at least
+    ``replicates``, which every policy runs)."""
+    return max(config.replicates, config.mix.search_max)
+
+
 def block(config: Config) -> int:
     """Replicates each world owns in the root seed's stream: the search's and the fresh ones."""
-    return config.replicates + config.mix.confirm_max
+    return search_size(config) + config.mix.confirm_max
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What the rows reached say: the search's table and the confirmation so far."""
+    """What the rows reached say: the search's tables, its screening and the confirmation."""
 
-    data: rb.Outcomes  # the search's replicates
-    table: pl.DataFrame  # mix_table of every policy
-    confirmation: mx.Confirmation
+    data: rb.Outcomes  # the search's first ``replicates`` of every policy run
+    first: pl.DataFrame  # mix_table from them: what the optimiser is told
+    table: pl.DataFrame  # ``first`` with the screened splits' rows from all their search replicates
+    screening: mx.Confirmation  # KN among the best splits at the leader's money, on the search seeds
+    confirmation: mx.Confirmation  # KN among the pick, the runner-up and the equal split, fresh seeds
 
 
 class Mix(Robustness):
@@ -267,50 +276,68 @@ class Mix(Robustness):
     def decide(
         self, config: Config, rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: Mapping[int, int]
     ) -> Decision:
-        """The search's table and KN's state from the replicates each scenario had reached."""
-        objective = config.robustness.objective
+        """The search's tables, its screening and KN's confirmation from the replicates each
+        scenario had reached."""
+        objective, mix = config.robustness.objective, config.mix
         worlds = self.worlds(config)["world"].to_list()
-        R = config.replicates
+        R, S = config.replicates, search_size(config)
         names = evaluated(self, config, scenarios, counts)
-        reached = pl.DataFrame(
-            {
-                "scenario": [sc.name for sc in scenarios],
-                "first": [sc.first_replicate for sc in scenarios],
-                "count": [counts[sc.index] for sc in scenarios],
-            },
-            schema={"scenario": pl.String, "first": pl.Int64, "count": pl.Int64},
-        )
-        split = pl.col("scenario").str.split_exact("/", 1)
-        rows = (
-            rows.join(reached, on="scenario")
-            .with_columns(
-                (pl.col("replicate") - pl.col("first")).alias("local"),
-                split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
-                split.struct.field("field_1").alias("policy"),
-            )
-            .filter(pl.col("local") < pl.col("count"))
-        )
-        search = rows.filter((pl.col("local") < R) & pl.col("policy").is_in(names)).with_columns(
+        frame = _local(rows, scenarios, counts)
+        search = frame.filter((pl.col("local") < S) & pl.col("policy").is_in(names))
+        first_rows = search.filter(pl.col("local") < R).with_columns(
             (pl.col("world") * R + pl.col("local")).alias("replicate")
         )
-        base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
-        data = rb.to_arrays(
-            search, worlds, names, objective.outcome, objective.cost if objective.per_money else None, R
-        )
+        cost = objective.cost if objective.per_money else None
+        data = rb.to_arrays(first_rows, worlds, names, objective.outcome, cost, R)
         maximize = objective.direction == "max"
-        table = mx.mix_table(data, names.index(base), objective.per_money, maximize)
-        chosen_among, level = splits(config)
-        systems, roles = mx.contenders(table, chosen_among, lambda label: equal_split(config, label), level)
-        fresh = rows.filter(pl.col("local") >= R)
+        base = choose_baseline([s.name for s in config.experiment.scenarios], config.experiment.baseline)
+        first = mx.mix_table(data, names.index(base), objective.per_money, maximize)
+        among, level = splits(config)
+        ranked = first.filter(pl.col("policy").is_in(among)).sort("rank")["policy"].to_list()
+        at = [p for p in ranked if level[p] == level[ranked[0]]][: mix.screen]
+        delta = _delta(config, data, at[0])
+        screened = close(
+            at, [_fresh_means(search, p, len(worlds), objective.outcome) for p in at], R, delta, maximize
+        )
+        observed = [_fresh_means(search, p, len(worlds), objective.outcome) for p in screened]
+        if S > R >= 2:
+            screening = mx.confirm(
+                screened, ["screened"] * len(screened), observed, delta, mix.alpha, R, maximize
+            )
+        else:  # nothing to screen: every split keeps its search replicates
+            done = KNResult(survivors=list(range(len(screened))), done=True)
+            screening = mx.Confirmation(
+                screened, ["screened"] * len(screened), observed, done, delta, mix.alpha
+            )
+        table = self.widened(config, first, search, screening, base)
+        systems, roles = mx.contenders(table, among, lambda label: equal_split(config, label), level)
+        fresh = frame.filter(pl.col("local") >= S)
         observations = [_fresh_means(fresh, s, len(worlds), objective.outcome) for s in systems]
-        mix = config.mix
-        delta = mix.delta
-        if mix.relative:  # a share of the pick's mean outcome in the search
-            with np.errstate(all="ignore"):
-                delta *= abs(float(np.nanmean(data.y[:, names.index(systems[0]), :])))
-            delta = delta if delta > 0 else mix.delta  # a pick without outcome: delta as given
+        delta = _delta(config, data, systems[0])
         confirmation = mx.confirm(systems, roles, observations, delta, mix.alpha, mix.first_stage, maximize)
-        return Decision(data, table, confirmation)
+        return Decision(data, first, table, screening, confirmation)
+
+    def widened(
+        self, config: Config, first: pl.DataFrame, search: pl.DataFrame, screening: mx.Confirmation, base: str
+    ) -> pl.DataFrame:
+        """``first`` with each screened split's row from all the search replicates it ran
+        (paired with the baseline's, which runs along), ``replicates`` per world, re-ranked."""
+        objective, S, R = config.robustness.objective, search_size(config), config.replicates
+        worlds = self.worlds(config)["world"].to_list()
+        ran = dict(zip(screening.systems, (len(x) for x in screening.observations), strict=True))
+        table = first.with_columns(pl.lit(R, dtype=pl.Int64).alias("replicates"))
+        for policy in [p for p, n in ran.items() if n > R]:
+            pair = search.filter(pl.col("policy").is_in([base, policy])).with_columns(
+                (pl.col("world") * S + pl.col("local")).alias("replicate")
+            )
+            cost = objective.cost if objective.per_money else None
+            data = rb.to_arrays(pair, worlds, [base, policy], objective.outcome, cost, S)
+            row = mx.mix_table(data, 0, objective.per_money, objective.direction == "max")
+            row = row.filter(pl.col("policy") == policy).drop("rank", "on_front")
+            table = table.update(
+                row.with_columns(pl.lit(ran[policy], dtype=pl.Int64).alias("replicates")), on="policy"
+            )
+        return mx.ranked(table, objective.direction == "max")
 
     # -- after the run
     def analyse(self, finished: Finished) -> KindOutput:
@@ -332,6 +359,7 @@ class Mix(Robustness):
         write_parquet(confirmation, run_dir / "confirmation.parquet")
         figures = [p for p in [front_figure(run_dir, table, objective.outcome)] if p is not None]
         lines = self.mix_lines(config, table, decision.confirmation)
+        lines[1:1] = screening_lines(config, decision.screening)
         lines.append(self.where_and_what_next(config, decision, worlds, run_dir))
         section = self.mix_section(config, table, confirmation, lines)
         children = [
@@ -494,6 +522,7 @@ class Mix(Robustness):
             "effect",
             "p_best",
             "regret_mean",
+            "replicates",
             "on_front",
         )
         return "\n".join(
@@ -529,6 +558,20 @@ class Mix(Robustness):
         )
 
 
+def screening_lines(config: Config, s: mx.Confirmation) -> list[str]:
+    """Where the search's replicates grew (none when ``mix.search_max`` adds none)."""
+    R, S = config.replicates, search_size(config)
+    if S <= R or len(s.systems) < 2:
+        return []
+    ran = ", ".join(f"`{p}` {len(x)}" for p, x in zip(s.systems, s.observations, strict=True))
+    out = ", ".join(f"`{p}` at stage {r}" for p, r in _eliminated(s)) or "none"
+    return [
+        f"Search replicates grew where splits were close: KN (delta = {s.delta:g}, alpha = {s.alpha:g}) on "
+        f"the search seeds among the {len(s.systems)} best splits at the leader's money, from {R} up to "
+        f"mix.search_max = {S} replicates per world; each ran {ran}; dropped: {out}."
+    ]
+
+
 def _candidate_names(config: Config) -> set[str]:
     """Every name a candidate may have, whether or not a listed setting stands for it."""
     d, m = len(config.mix.shares), config.mix.resolution
@@ -547,6 +590,56 @@ def _eliminated(c: mx.Confirmation) -> list[tuple[str, int]]:
 
 def _format(value: float, integer: bool) -> str:
     return str(int(value)) if integer else repr(float(value))
+
+
+def _local(rows: pl.DataFrame, scenarios: Sequence[Scenario], counts: Mapping[int, int]) -> pl.DataFrame:
+    """The rows reached, each with its ``world``, ``policy`` and ``local`` replicate number in
+    its world's block."""
+    reached = pl.DataFrame(
+        {
+            "scenario": [sc.name for sc in scenarios],
+            "first": [sc.first_replicate for sc in scenarios],
+            "count": [counts[sc.index] for sc in scenarios],
+        },
+        schema={"scenario": pl.String, "first": pl.Int64, "count": pl.Int64},
+    )
+    split = pl.col("scenario").str.split_exact("/", 1)
+    return (
+        rows.join(reached, on="scenario")
+        .with_columns(
+            (pl.col("replicate") - pl.col("first")).alias("local"),
+            split.struct.field("field_0").str.slice(1).cast(pl.Int64).alias("world"),
+            split.struct.field("field_1").alias("policy"),
+        )
+        .filter(pl.col("local") < pl.col("count"))
+    )
+
+
+def close(policies: list[str], observed: list[np.ndarray], n: int, delta: float, maximize: bool) -> list[str]:
+    """The first policy (the leader) and those within noise of it: the paired 95% t interval
+    of the leader's lead over the first ``n`` observations (common seeds) reaches down to
+    ``delta`` or below."""
+    if n < 2:
+        return policies[:1]
+    sign = 1.0 if maximize else -1.0
+    lead = observed[0][:n]
+    kept = policies[:1]
+    for p, x in zip(policies[1:], observed[1:], strict=True):
+        d = sign * (lead - x[:n])
+        if len(d) == n and (not np.isfinite(d).all() or t_interval(d, 0.95)[0] <= delta):
+            kept.append(p)
+    return kept
+
+
+def _delta(config: Config, data: rb.Outcomes, pick: str) -> float:
+    """KN's indifference zone: ``mix.delta``, or with ``mix.relative`` that share of the pick's
+    mean outcome over the search's first replicates."""
+    mix = config.mix
+    if not mix.relative:
+        return mix.delta
+    with np.errstate(all="ignore"):
+        delta = mix.delta * abs(float(np.nanmean(data.y[:, data.policies.index(pick), :])))
+    return delta if delta > 0 else mix.delta  # a pick without outcome: delta as given
 
 
 def _fresh_means(fresh: pl.DataFrame, policy: str, worlds: int, outcome: str) -> np.ndarray:
@@ -640,25 +733,36 @@ class MixRounds:
         return self._with({}, zero)
 
     def after(self, rows: Rows, counts: Mapping[int, int]) -> Round:
-        mix, R = self.config.mix, self.config.replicates
-        decision = self.kind.decide(self.config, rows(), self.scenarios, counts)
-        _, proposed = generation(self.config, decision.table)
+        config = self.config
+        mix, S = config.mix, search_size(config)
+        decision = self.kind.decide(config, rows(), self.scenarios, counts)
+        _, proposed = generation(config, decision.first)
         if proposed:  # the optimiser's next generation
             return Round(self._with(counts, set(proposed)))
+        s = decision.screening
+        reached = min(len(s.observations[i]) for i in s.result.survivors)
+        if not s.result.done and reached < S:  # more search replicates where splits are close
+            want = next_count(s.result, reached, max(2, config.replicates // 2), S)
+            base = choose_baseline([x.name for x in config.experiment.scenarios], config.experiment.baseline)
+            return Round(self._upto(counts, {s.systems[i] for i in s.result.survivors} | {base}, want))
         c = decision.confirmation
         reached = min(len(c.observations[i]) for i in c.result.survivors)
         if c.result.done or reached >= mix.confirm_max:
-            return Round(dict(counts), self.kind.mix_lines(self.config, decision.table, c)[1:])
+            return Round(dict(counts), self.kind.mix_lines(config, decision.table, c)[1:])
         if reached < mix.first_stage:
             want = mix.first_stage
         else:
             want = next_count(c.result, reached, max(2, mix.first_stage // 2), mix.confirm_max)
-        alive = {c.systems[i] for i in c.result.survivors}
-        targets = dict(counts)
-        for sc in self.scenarios:
-            if sc.name.partition("/")[2] in alive:
-                targets[sc.index] = max(counts[sc.index], R + want)
-        return Round(targets)
+        return Round(self._upto(counts, {c.systems[i] for i in c.result.survivors}, S + want))
+
+    def _upto(self, counts: Mapping[int, int], policies: set[str], count: int) -> dict[int, int]:
+        """``counts`` with at least ``count`` replicates for every scenario of ``policies``."""
+        return {
+            sc.index: max(counts[sc.index], count)
+            if sc.name.partition("/")[2] in policies
+            else counts[sc.index]
+            for sc in self.scenarios
+        }
 
 
 def front_figure(run_dir: Path, table: pl.DataFrame, outcome: str) -> Path | None:
