@@ -27,6 +27,9 @@ from kibs_mc.experiments.mix import (
 from kibs_mc.experiments.rounds import Round
 
 QUICK = ["cluster=small", "model.steps=12", "executor=serial", "tracking=none"]
+#: Worlds of a space of hand-set ranges, not the shipped posterior (planted responses need no
+#: calibration, and a refusal's key must not depend on the shipped file being current).
+HAND_WORLDS = ["uncertainty=default", "uncertainty.posterior=null"]
 
 #: The listed settings' shares (strategic, management, business, information).
 SETTINGS = {
@@ -45,7 +48,7 @@ def planted_search(overrides, best, scale, common_sd, own_sd, seed=1):
     (1 - 2 |shares - best|^2) for a split (0 for the baseline), plus noise common to a world's
     policies at a replicate and noise of each policy's own. Returns the kind, the config, the
     scenarios, the final counts and the rows."""
-    config = load_config(["experiment=mix", *overrides])
+    config = load_config(["experiment=mix", *HAND_WORLDS, *overrides])
     kind = get_kind(config)
     scenarios = scenarios_of(kind, config)
     split_of = {c.name: (c.shares, c.budget or 0.05) for c in candidates(config)}
@@ -229,6 +232,17 @@ def test_a_relative_indifference_zone_is_a_share_of_the_picks_mean_outcome():
     assert confirmation.delta == pytest.approx(0.05 * abs(search["innovations_total"].mean()))
 
 
+def test_the_worlds_vary_what_is_not_known_and_the_search_what_is_chosen():
+    overrides = ["experiment=mix", *QUICK, "uncertainty=policy", "uncertainty.posterior=null"]
+    config = load_config(overrides)
+    kind = get_kind(config)  # governance.budget is in the policy space and the search's: not refused
+    prepared, _ = kind.prepare(config, overrides)
+    keys = [p.key for p in prepared.uncertainty.parameters]
+    assert "governance.budget" not in keys and "governance.unit_cost.strategic" in keys
+    worlds = kind.worlds(prepared)
+    assert "governance.budget" not in worlds.columns and "governance.unit_cost.strategic" in worlds.columns
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [
@@ -241,7 +255,7 @@ def test_a_relative_indifference_zone_is_a_share_of_the_picks_mean_outcome():
 )
 def test_bad_mix_settings_are_refused_naming_the_key(override, says):
     with pytest.raises(ConfigError) as refused:
-        get_kind(load_config(["experiment=mix", *QUICK, override]))
+        get_kind(load_config(["experiment=mix", *QUICK, *HAND_WORLDS, override]))
     assert says in str(refused.value)
 
 
@@ -278,6 +292,9 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     fresh = result.rows.filter(pl.col("replicate") % block(config) >= search_size(config))  # 4 + 3 per world
     assert set(fresh["scenario"].str.split("/").list.get(1)) <= set(confirmation["policy"])
     assert (tmp_path / "run" / "mix_front.png").is_file() and (tmp_path / "run" / "voi.parquet").is_file()
+    # the default worlds: the shipped posterior and the policy-response ranges but the budget
+    worlds = pl.read_parquet(tmp_path / "run" / "worlds.parquet")
+    assert "governance.budget" not in worlds.columns and "governance.unit_cost.business" in worlds.columns
     assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()
     # MLflow: one child per policy with its robust metrics, the tables as the parent's artifacts
     import mlflow

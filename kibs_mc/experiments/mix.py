@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +182,18 @@ def _overrides(config: Config, c: Candidate) -> list[str]:
     return own if c.budget is None else [*own, f"{config.mix.budget}={c.budget!r}"]
 
 
+def without_decisions(config: Config) -> Config:
+    """``config`` whose uncertainty space leaves out the keys the search decides (``mix.shares``
+    and ``mix.budget``: e.g. ``governance.budget`` of ``uncertainty=policy``), so the worlds
+    vary what is not known and the search what is chosen."""
+    decided = {*config.mix.shares, config.mix.budget}
+    space = config.uncertainty
+    kept = [p for p in space.parameters if p.key not in decided]
+    if len(kept) == len(space.parameters):
+        return config
+    return replace(config, uncertainty=replace(space, parameters=kept))
+
+
 def search_size(config: Config) -> int:
     """Search replicates each world holds for a policy: ``mix.search_max`` (at least
     ``replicates``, which every policy runs)."""
@@ -210,6 +222,7 @@ class Mix(Robustness):
 
     # -- before any work
     def check(self, config: Config) -> None:
+        config = without_decisions(config)
         super().check(config)
         mix = config.mix
         if len(mix.shares) < 2:
@@ -246,9 +259,11 @@ class Mix(Robustness):
                 clash,
                 "allowed: names other than the candidates' (s<shares in percent>, equal@<budget>)",
             )
-        set_by_mix = {*mix.shares, mix.budget}
-        for i, p in enumerate(space_of(config).parameters):
-            check_parameter(config, f"uncertainty.parameters[{i}]", p, set_by_mix)
+
+    def prepare(self, config: Config, overrides: Sequence[str]) -> tuple[Config, list[str]]:
+        """As every kind's, the worlds' space without the keys the search decides."""
+        config, overrides = super().prepare(config, overrides)
+        return without_decisions(config), list(overrides)
 
     # -- the plan
     def policies(self, config: Config) -> list[ScenarioSpec]:
@@ -395,7 +410,11 @@ class Mix(Robustness):
         score = np.where(np.isfinite(j), j if maximize else -j, -np.inf)
         not_best = score.argmax(axis=1) != among.index(pick)
         discovery, trajectory = rb.discover(
-            worlds, {(pick, "not_best"): not_best}, density=rob.density, seed=config.seed
+            worlds,
+            {(pick, "not_best"): not_best},
+            density=rob.density,
+            seed=config.seed,
+            box_bootstrap=rob.box_bootstrap,
         )
         write_parquet(discovery, run_dir / "discovery.parquet")
         write_parquet(trajectory, run_dir / "discovery_trajectory.parquet")
