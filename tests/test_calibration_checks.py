@@ -16,6 +16,8 @@ import yaml
 
 from kibs_mc.analysis.calibration import (
     COVERAGE_RANGE,
+    MIN_ESS,
+    calibration_summary,
     check_verdict,
     coverage_table,
     crps,
@@ -27,7 +29,8 @@ from kibs_mc.analysis.calibration import (
 from kibs_mc.analysis.targets import Target, parse_targets
 from kibs_mc.config import UncertainParameter, load_config
 from kibs_mc.errors import ConfigError
-from kibs_mc.experiments.calibrate import Simulator, resolve_targets
+from kibs_mc.experiments.calibrate import Calibrate, Found, Simulator, _ess, resolve_targets
+from kibs_mc.experiments.posterior import POINT_FILE
 from kibs_mc.models import get_model
 
 
@@ -341,3 +344,70 @@ def test_the_defensive_proposal_bounds_every_importance_weight():
     draws = everywhere.rvs(400)
     assert draws["p0"].between(0, 1).all() and draws["p1"].between(-3, 0).all()
     assert draws["p0"].std() > 0.25  # spread over the box, not around the heavy particle
+
+
+def _generation(weights: np.ndarray) -> pl.DataFrame:
+    """A one-generation table whose ESS is that of ``weights`` (the calibration's own _ess)."""
+    return pl.DataFrame(
+        {
+            "generation": [3],
+            "epsilon": [0.5],
+            "samples": [400],
+            "particles": [weights.size],
+            "acceptance": [weights.size / 400],
+            "ess": [_ess(weights)],
+        }
+    )
+
+
+def test_the_check_fails_a_collapsed_posterior_however_good_its_predictions_look(tmp_path):
+    """Two planted last generations of 100 particles with the same narrow, centred predictive
+    draws (every target reproduced) and an identified parameter: one carried by a single
+    particle's weight (ESS ~1.2, a collapsed importance sampler), one with even weights (ESS
+    ~100). The collapsed one fails the check, and says why (its ESS against 20% of its
+    particles) in calibration.json, the terminal's lines and the report's section and summary;
+    the even one passes. With the gate off (min_ess 0) the collapsed one would pass: the gate
+    alone decides."""
+    rng = np.random.default_rng(7)
+    params = [UncertainParameter("model.transfer_efficiency", 0.0, 1.0)]
+    target = [Target("y", "y", 10.0, 1.0)]
+    draws = _draws({"y": rng.normal(10.0, 0.5, 100)})
+    ppc = ppc_table(draws, target, 0.9)
+    collapsed = np.r_[0.9, np.full(99, 0.1 / 99)]
+    even = rng.uniform(0.9, 1.1, 100)
+    config = load_config(["experiment=calibrate", "cluster=small", "tracking=none"])
+    assert config.calibration.min_ess == MIN_ESS == 0.2
+    said = {}
+    for name, w in (("collapsed", collapsed), ("even", even)):
+        x = rng.normal(0.5, 0.02, 100)
+        posterior = pl.DataFrame(
+            {"model.transfer_efficiency": x, "weight": w / w.sum(), "generation": np.full(100, 3)}
+        )
+        generations = _generation(w)
+        table = parameter_table(posterior, params, 0.9, {})
+        assert table["identified"].all()
+        found = Found(params, target, posterior, draws, generations)
+        (tmp_path / name).mkdir()
+        Calibrate._write_tables(config, tmp_path / name, found, {})
+        said[name] = json.loads((tmp_path / name / POINT_FILE).read_text())["check"]
+        section, lines = report_section(table, ppc, generations, 0.9, 4.0, MIN_ESS)
+        summary = calibration_summary(
+            table, ppc, 0.9, tmp_path / name, 4.0, generations=generations, min_ess=MIN_ESS
+        )
+        if name == "collapsed":
+            assert generations["ess"][0] < 1.5
+            assert check_verdict(table, ppc, generations, 0.0) == (True, [])  # the gate off
+            ok, reasons = check_verdict(table, ppc, generations, MIN_ESS)
+            assert not ok and len(reasons) == 1 and "effective sample size 1.2 of 100" in reasons[0]
+            assert "below 20% of them (20)" in reasons[0]
+            for text in (section, lines[-1], summary[1]):
+                assert "FAILS" in text and "effective sample size 1.2 of 100" in text
+        else:
+            assert generations["ess"][0] > 95
+            assert check_verdict(table, ppc, generations, MIN_ESS) == (True, [])
+            for text in (section, lines[-1], summary[1]):
+                assert "passes" in text and "FAILS" not in text
+    assert said["collapsed"]["passes"] is False and said["collapsed"]["ess"] < 1.5
+    assert "effective sample size" in said["collapsed"]["failures"][0]
+    assert said["collapsed"]["min_ess"] == 0.2
+    assert said["even"]["passes"] is True and said["even"]["failures"] == [] and said["even"]["ess"] > 95

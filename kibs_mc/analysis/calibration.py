@@ -14,7 +14,10 @@ Two judgements here can fail a calibration:
   unconverged or unidentified fit, or a statistic too noisy for its scale) could reproduce
   anything and is reported as *too wide*; each target is also scored by its continuous ranked
   probability score (CRPS, a proper score; Gneiting & Raftery 2007, J. Am. Stat. Assoc.
-  102:359-378, eq. 21) in units of its scale.
+  102:359-378, eq. 21) in units of its scale. The check also fails a posterior whose last
+  generation's effective sample size is below ``min_ess`` (:data:`MIN_ESS`) of its particles:
+  a posterior of a few heavy particles (a collapsed importance sampler) says little whatever
+  its predictive intervals look like.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ IDENTIFIED = 2.0
 #: observation has a central 90% interval 3.3 scales wide; 4 scales leaves room for the
 #: posterior's own uncertainty. A wider interval says the target could be almost anything.
 MAX_WIDTH = 4.0
+#: The smallest effective sample size of the last generation, as a share of its particles,
+#: that passes the check (the default of ``calibration.min_ess``): below it a few heavy
+#: particles carry the posterior; with 100 particles, 20 effective ones put about one in each
+#: 5% tail of a 90% interval.
+MIN_ESS = 0.2
 #: The verdicts of the predictive check.
 REPRODUCED, NOT_REPRODUCED, TOO_WIDE = "reproduced", "not reproduced", "too wide"
 
@@ -227,16 +235,36 @@ def ppc_table(
     return pl.DataFrame(rows)
 
 
-def check_verdict(params: pl.DataFrame, ppc: pl.DataFrame) -> tuple[bool, list[str]]:
+def ess_shortfall(generations: pl.DataFrame | None, min_ess: float) -> str | None:
+    """Why the last generation rests on too few particles, or None: its effective sample size
+    (ESS) below ``min_ess`` times its particles. A few heavy particles make a posterior whose
+    intervals and predictive check say little (a 90% interval needs effective particles in
+    both 5% tails)."""
+    if generations is None or not generations.height or min_ess <= 0:
+        return None
+    ess, particles = float(generations["ess"][-1]), int(generations["particles"][-1])
+    if ess >= min_ess * particles:
+        return None
+    return (
+        f"the last generation's effective sample size {ess:.1f} of {particles} particles is below "
+        f"{min_ess:.0%} of them ({min_ess * particles:.4g}): the posterior rests on too few particles"
+    )
+
+
+def check_verdict(
+    params: pl.DataFrame, ppc: pl.DataFrame, generations: pl.DataFrame | None = None, min_ess: float = 0.0
+) -> tuple[bool, list[str]]:
     """Whether the calibration passes its checks, and why not: every target (fitted and held
-    out) reproduced, with an interval at most ``max_width`` scales wide. Parameters that are not
-    identified do not fail it; they are named so that a decision keeps them uncertain."""
+    out) reproduced, with an interval at most ``max_width`` scales wide, and (``generations``
+    given) the last generation's ESS at least ``min_ess`` of its particles. Parameters that are
+    not identified do not fail it; they are named so that a decision keeps them uncertain."""
     reasons = [
         f"`{r['target']}` {r['verdict']}" + (" (held out)" if not r["fitted"] else "")
         for r in ppc.iter_rows(named=True)
         if not r["reproduced"]
     ]
-    return not reasons, reasons
+    short = ess_shortfall(generations, min_ess)
+    return not reasons and short is None, reasons + ([short] if short else [])
 
 
 def not_identified(params: pl.DataFrame) -> list[str]:
@@ -394,14 +422,21 @@ def _target_line(r: dict[str, Any]) -> str:
     )
 
 
-def check_sentence(params: pl.DataFrame, ppc: pl.DataFrame, max_width: float) -> str:
-    """One sentence: does the calibration pass its checks, and which parameters it leaves
-    unidentified."""
-    passed, reasons = check_verdict(params, ppc)
+def check_sentence(
+    params: pl.DataFrame,
+    ppc: pl.DataFrame,
+    max_width: float,
+    generations: pl.DataFrame | None = None,
+    min_ess: float = 0.0,
+) -> str:
+    """One sentence: does the calibration pass its checks (``check_verdict``), and which
+    parameters it leaves unidentified."""
+    passed, reasons = check_verdict(params, ppc, generations, min_ess)
     loose = not_identified(params)
     said = (
         f"The predictive check passes: every target reproduced by an interval at most {max_width:g} "
-        "scales wide."
+        "scales wide"
+        + (f", the last generation's ESS at least {min_ess:.0%} of its particles." if min_ess > 0 else ".")
         if passed
         else f"The predictive check FAILS ({'; '.join(reasons)}; an interval wider than {max_width:g} "
         "scales reproduces almost anything)."
@@ -421,6 +456,7 @@ def report_section(
     generations: pl.DataFrame,
     interval: float,
     max_width: float = MAX_WIDTH,
+    min_ess: float = 0.0,
 ) -> tuple[str, list[str]]:
     """The report's calibration section and the terminal's lines."""
     pct = f"{100 * interval:.0f}%"
@@ -435,7 +471,7 @@ def report_section(
         f"{int(ppc['reproduced'].sum())} of {ppc.height} reproduced"
     )
     lines += [_target_line(r) for r in ppc.iter_rows(named=True)]
-    lines.append(check_sentence(params, ppc, max_width))
+    lines.append(check_sentence(params, ppc, max_width, generations, min_ess))
     text = [
         "## Calibration (ABC-SMC)",
         "",
@@ -451,9 +487,15 @@ def report_section(
         f"predictive interval is at most {max_width:g} target scales wide (`width`; wider: too wide to "
         "tell). `inside`: the observed value lies in the predictive interval; `crps`: the continuous "
         "ranked probability score in target scales (`fitted`: false for a held-out target, not part "
-        "of the ABC distance; `draws`: the draws where it is defined).",
+        "of the ABC distance; `draws`: the draws where it is defined)"
+        + (
+            f"; the check also fails a posterior whose last generation's ESS is below {min_ess:.0%} "
+            "of its particles."
+            if min_ess > 0
+            else "."
+        ),
         "",
-        check_sentence(params, ppc, max_width),
+        check_sentence(params, ppc, max_width, generations, min_ess),
         "",
         markdown_table(ppc.drop("source")),
         "",
@@ -466,7 +508,14 @@ def report_section(
 
 
 def calibration_summary(
-    params: pl.DataFrame, ppc: pl.DataFrame, interval: float, run_dir: Path, max_width: float = MAX_WIDTH
+    params: pl.DataFrame,
+    ppc: pl.DataFrame,
+    interval: float,
+    run_dir: Path,
+    max_width: float = MAX_WIDTH,
+    *,
+    generations: pl.DataFrame | None = None,
+    min_ess: float = 0.0,
 ) -> list[str]:
     """The calibration's executive summary (Markdown bullets): which targets it reproduced,
     whether it passes its checks, how well the data pin the parameters down, and the commands
@@ -483,7 +532,7 @@ def calibration_summary(
             else ""
         )
         + ".",
-        check_sentence(params, ppc, max_width),
+        check_sentence(params, ppc, max_width, generations, min_ess),
     ]
     narrow = ", ".join(
         f"`{r['parameter']}` {r['mean']:.4g} [{r['interval_low']:.4g}, {r['interval_high']:.4g}], "

@@ -265,6 +265,7 @@ class CalibrationConfig:
     ppc_draws: int = setting(100, ge=2, le=100_000)  # posterior draws of the predictive check
     interval: float = setting(0.9, gt=0.0, lt=1.0)  # predictive and posterior interval
     max_width: float = setting(4.0, gt=0.0)  # widest predictive interval (target scales) that reproduces
+    min_ess: float = setting(0.2, ge=0.0, lt=1.0)  # the check fails below this ESS / particles at the end
     use: str | None = None  # a calibration run directory: other experiments run at its point
     point: str = setting("mean", choices=("mean", "map"))  # which point `use` takes
 

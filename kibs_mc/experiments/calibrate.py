@@ -500,7 +500,7 @@ class Calibrate(ExperimentKind):
             ppc_plot(found.draws, ppc, run_dir / "ppc.png"),
         ]
         generations = found.generations
-        section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width)
+        section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width, cal.min_ess)
         samples = int(generations["samples"].sum()) if generations.height else 0
         rate = samples / seconds if seconds > 0 else 0.0
         lines.append(
@@ -527,7 +527,15 @@ class Calibrate(ExperimentKind):
             figures=figures,
             sections=[section],
             lines=lines,
-            summary=calibration_summary(params, ppc, cal.interval, run_dir, cal.max_width),
+            summary=calibration_summary(
+                params,
+                ppc,
+                cal.interval,
+                run_dir,
+                cal.max_width,
+                generations=generations,
+                min_ess=cal.min_ess,
+            ),
             rows=found.draws,
             title="ABC-SMC calibration",
             metrics=metrics,
@@ -551,13 +559,19 @@ class Calibrate(ExperimentKind):
         write_parquet(params, run_dir / "parameters.parquet")
         ppc = ppc_table(found.draws, found.targets, cal.interval, cal.max_width)
         write_parquet(ppc, run_dir / "ppc.parquet")
-        passed, reasons = check_verdict(params, ppc)
+        passed, reasons = check_verdict(params, ppc, found.generations, cal.min_ess)
         point = {
             "mean": {r["parameter"]: r["mean"] for r in params.iter_rows(named=True)},
             "map": {r["parameter"]: r["map"] for r in params.iter_rows(named=True)},
             # what a decision should keep uncertain over its prior (docs/calibration.md)
             "identified": {r["parameter"]: r["identified"] for r in params.iter_rows(named=True)},
-            "check": {"passes": passed, "failures": reasons, "max_width": cal.max_width},
+            "check": {
+                "passes": passed,
+                "failures": reasons,
+                "max_width": cal.max_width,
+                "min_ess": cal.min_ess,
+                "ess": float(found.generations["ess"][-1]) if found.generations.height else None,
+            },
             "targets": cal.targets,
             "generations": found.generations.height,
         }
