@@ -296,6 +296,13 @@ def test_the_cluster_model_runs_the_search_and_its_confirmation(tmp_path):
     worlds = pl.read_parquet(tmp_path / "run" / "worlds.parquet")
     assert "governance.budget" not in worlds.columns and "governance.unit_cost.business" in worlds.columns
     assert "## Best mix" in (tmp_path / "run" / "report.md").read_text()
+    # the decision page (kibs-mc report) shows the pick's confirmation and the front
+    from kibs_mc.analysis.decision import page_markdown, read_run
+
+    page = page_markdown([read_run(tmp_path / "run", "mix")])
+    best = page[page.index("## Best mix: mix") :]
+    assert f"The search's pick: `{confirmation['policy'][0]}`" in best and "front of money" in best
+    assert all(f"| {p} |" in best for p in table.filter(pl.col("on_front"))["policy"])
     # MLflow: one child per policy with its robust metrics, the tables as the parent's artifacts
     import mlflow
 

@@ -29,7 +29,7 @@ import yaml
 from kibs_mc.analysis.report import markdown_table, read_summary
 
 #: The figure of each kind shown first (open) on the page; the others are folded.
-FIRST_FIGURE = ("effects.png", "robustness.png", "ppc.png")
+FIRST_FIGURE = ("effects.png", "robustness.png", "ppc.png", "mix_front.png")
 
 
 class NotARun(Exception):
@@ -49,6 +49,8 @@ class RunView:
     ranking: pl.DataFrame | None = None  # scenario, rank, rank_low, rank_high, value
     per_money: pl.DataFrame | None = None  # scenario, per_money (objective per unit of money)
     targets: pl.DataFrame | None = None  # a calibration's predictive check (ppc.parquet)
+    mix: pl.DataFrame | None = None  # a best-mix search's splits (mix.parquet)
+    confirmation: pl.DataFrame | None = None  # its pick's confirmation (confirmation.parquet)
     figures: list[Path] = field(default_factory=list)
 
 
@@ -157,6 +159,9 @@ def read_run(run_dir: Path, label: str | None = None) -> RunView:
         _compare_ranking(view, config)
     if (run_dir / "ppc.parquet").is_file():
         view.targets = pl.read_parquet(run_dir / "ppc.parquet")
+    if (run_dir / "mix.parquet").is_file() and (run_dir / "confirmation.parquet").is_file():
+        view.mix = pl.read_parquet(run_dir / "mix.parquet")
+        view.confirmation = pl.read_parquet(run_dir / "confirmation.parquet")
     pngs = sorted(run_dir.glob("*.png"))
     view.figures = sorted(pngs, key=lambda p: (p.name not in FIRST_FIGURE, pngs.index(p)))
     return view
@@ -278,6 +283,53 @@ def _unique_labels(views: list[RunView]) -> None:
             v.label = f"{v.label} #{counts[v.label]}"
 
 
+def _mix_part(views: Sequence[RunView]) -> list[str]:
+    """A best-mix search's answer (``experiment.kind=mix``): its pick against the contenders on
+    fresh seeds, and the front of money against robust effect with each split's shares."""
+    parts: list[str] = []
+    for v in views:
+        if v.mix is None or v.confirmation is None:
+            continue
+        parts += [f"## Best mix: {v.label}", ""]
+        c = v.confirmation
+        selected = c.filter(pl.col("selected"))["policy"].to_list()
+        verdict = (
+            f"certified best on fresh seeds: `{selected[0]}`"
+            if selected
+            else "not certified: the contenders are within noise of each other on fresh seeds"
+        )
+        parts += [
+            f"The search's pick: `{c['policy'][0]}`; {verdict} (KN; `confirmation.parquet`).",
+            "",
+            markdown_table(
+                c.select(
+                    "policy",
+                    "role",
+                    "replicates",
+                    "mean",
+                    "pick_lead",
+                    "pick_lead_ci_low",
+                    "pick_lead_ci_high",
+                ).with_columns(pl.selectors.float().round_sig_figs(3))
+            ),
+            "",
+        ]
+        keys = [k for k in v.mix.columns if k in ("strategic", "management", "business", "information")]
+        shown = ["policy", *keys, "budget", "money", "effect", "effect_ci_low", "effect_ci_high", "objective"]
+        front = (
+            v.mix.filter(pl.col("on_front")).sort("money").select([k for k in shown if k in v.mix.columns])
+        )
+        parts += [
+            "The front of money against robust effect (no policy spends as much or less and does "
+            "better; shares of the budget, effect against the baseline with its 95% interval over "
+            "the worlds):",
+            "",
+            markdown_table(front.with_columns(pl.selectors.float().round_sig_figs(3))),
+            "",
+        ]
+    return parts
+
+
 def page_markdown(views: Sequence[RunView]) -> str:
     """The decision page's text (Markdown with embedded HTML for the answers and figures)."""
     import markdown
@@ -317,6 +369,7 @@ def page_markdown(views: Sequence[RunView]) -> str:
             markdown_table(_side_by_side(money, "per_money")),
             "",
         ]
+    parts += _mix_part(views)
     if any(v.targets is not None for v in views):
         parts += ["## Targets the calibration reproduced", ""]
         for v in views:
