@@ -286,8 +286,19 @@ class Twin:
         else:
             self.per_unit[INFORMATION] = min(1.0, money / (prm.unit_cost[INFORMATION] * members))
 
-    def room(self, i: int, j: int) -> bool:
-        return self.slot(i, j) >= 0 or len(self.rows[j]) < self.capacity[j]
+    def untied_partners(self) -> dict[int, int]:
+        """Per KIBS, its current partnerships that joint work has not tied yet."""
+        held: dict[int, int] = {}
+        for h in range(len(self.t)):
+            if self.alive[h] and self.t[h] == HTE:
+                j = self.partner_of(h)
+                if j >= 0 and self.slot(h, j) < 0:
+                    held[j] = held.get(j, 0) + 1
+        return held
+
+    def partner_room(self, i: int, j: int, held: dict[int, int]) -> bool:
+        need = 0 if self.slot(i, j) >= 0 else 1
+        return len(self.rows[j]) + held.get(j, 0) + need <= self.capacity[j]
 
     def partnership(self, i: int) -> None:
         d = len(self.k[i])
@@ -311,9 +322,10 @@ class Twin:
             candidates = [j for j, _, _ in self.rows[i] if self.t[j] == want]
             if slots:
                 candidates += [slots[self.policy.integer(len(slots))] for _ in range(self.prm.search_draws)]
+        held = self.untied_partners()
         best, best_value = -1, 0.0
         for j in candidates:
-            if not self.alive[j] or not self.room(i, j):
+            if not self.alive[j] or not self.partner_room(i, j, held):
                 continue
             value = self.m[j] - self.m[i] if want == P_KIBS else self.learning_value(i, j)
             if value > best_value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from kibs_mc.kernels.kibs.dynamics import proximity_accept
-from kibs_mc.kernels.kibs.instruments import form_partnership
+from kibs_mc.kernels.kibs.instruments import form_partnership, untied_partners
 from kibs_mc.kernels.kibs.state import (
     COSTS_OUT,
     DEFAULTS,
@@ -119,6 +119,7 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
     last = work.clock[1]
     exits = 0
     u_enrol = np.empty(N_INSTRUMENTS)  # an entrant's draws, one per instrument (ENROL_ORDER)
+    held = np.empty(n, dtype=np.int64)  # KIBS slots held by partnerships (instruments.untied_partners)
     for i in range(n):
         if not alive[i]:
             continue
@@ -191,5 +192,6 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
             ):
                 add_tie(ties, i, j, prm.new_tie_weight, False)
         if agents.enrolled[i, STRATEGIC]:
-            form_partnership(i, agents, ties, work, prm)
+            untied_partners(agents, ties, held)
+            form_partnership(i, agents, ties, work, prm, held)
     return exits

@@ -88,16 +88,18 @@ def _reached(agents: Agents, rng_state: np.ndarray, share: float, hte_only: bool
 def enrol(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
     """Who the instruments reach at the start (:func:`_reached`), instrument by instrument in
     ``ENROL_ORDER``; then the information platform opens (:func:`platform_capacity`) and each
-    HTE of the strategic programme looks for its partner, in slot order."""
+    HTE of the strategic programme looks for its partner, in slot order (no partnership yet, so
+    none holds a slot: ``held`` starts at zero)."""
     enrolled = agents.enrolled
     for k in ENROL_ORDER:
         reached = _reached(agents, rng_state, prm.reach[k], HTE_ONLY[k])
         for i in range(agents.agent_type.shape[0]):
             enrolled[i, k] = reached[i]
     platform_capacity(agents, work, prm)
+    held = np.zeros(agents.agent_type.shape[0], dtype=np.int64)
     for i in range(agents.agent_type.shape[0]):
         if enrolled[i, STRATEGIC]:
-            form_partnership(i, agents, ties, work, prm)
+            form_partnership(i, agents, ties, work, prm, held)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -176,16 +178,31 @@ def _book(work: Workspace, k: int, t: int, money: float, unit_cost: float) -> No
 # --------------------------------------------------------------------------- whom the money buys
 
 
+@njit(cache=True, nogil=True)
+def untied_partners(agents: Agents, ties: Ties, held: np.ndarray) -> None:
+    """``held[j]`` becomes the number of KIBS j's current partnerships that joint work has not
+    tied yet: each holds one of j's tie slots, the one its tie will fill."""
+    held[:] = 0
+    for i in range(agents.agent_type.shape[0]):
+        if agents.alive[i] and agents.agent_type[i] == HTE:
+            j = partner_of(agents, i)
+            if j >= 0 and find_slot(ties, i, j) < 0:
+                held[j] += 1
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _has_room(ties: Ties, i: int, j: int) -> bool:
-    """i and j are tied, or j's row has a free slot (a KIBS serves as many firms as it has room
-    for ties)."""
-    return find_slot(ties, i, j) >= 0 or ties.row_len[j] < ties.indptr[j + 1] - ties.indptr[j]
+def _room_for_partner(ties: Ties, held: np.ndarray, i: int, j: int) -> bool:
+    """j's ties, its partnerships not yet tied (``held``) and i's partnership fit in j's room
+    (i's tie to j, if any, already holds its slot)."""
+    need = 0 if find_slot(ties, i, j) >= 0 else 1
+    return ties.row_len[j] + held[j] + need <= ties.indptr[j + 1] - ties.indptr[j]
 
 
 # One search: the deficits choose the partner type, then the best candidate of those i sees.
 @njit(cache=True, nogil=True)
-def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> int:  # noqa: C901, PLR0912
+def form_partnership(  # noqa: C901, PLR0912
+    i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams, held: np.ndarray
+) -> int:
     """Strategic partnership of HTE i with a KIBS chosen by what i lacks (paper s.IV.A-B).
 
     i's technical deficit d_T = 1 - kbar_i / kbar_T (kbar_T: mean knowledge of living T-KIBS)
@@ -194,8 +211,11 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
     the highest complementarity (``knowledge.learning_value``). A member of the information
     platform sees every living KIBS of the type (the platform's directory); any other HTE sees
     its tied ones and ``search_draws`` drawn uniformly from the type (the policy stream). Only a
-    KIBS with room for i counts. The partnership starts with alignment g_0 and an empty project;
-    its tie is made by joint work (``projects.joint_projects``). Returns the partner, or -1.
+    KIBS with room for i's partnership counts (:func:`_room_for_partner`: its ties plus its
+    partnerships not yet tied, ``held`` (:func:`untied_partners`), leave a slot, or i is tied to
+    it). The partnership starts with alignment g_0 and an empty project and holds its slot of
+    the KIBS (``held``) until joint work makes its tie (``projects.joint_projects``). Returns
+    the partner, or -1.
     """
     knowledge = agents.knowledge
     alive = agents.alive
@@ -240,7 +260,7 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
                 continue
         else:
             j = by_type[lo + integer(work.policy, count)]
-        if not alive[j] or not _has_room(ties, i, j):
+        if not alive[j] or not _room_for_partner(ties, held, i, j):
             continue
         if want == P_KIBS:
             value = agents.manage[j] - agents.manage[i]
@@ -251,6 +271,8 @@ def form_partnership(i: int, agents: Agents, ties: Ties, work: Workspace, prm: K
             best = j
     if best < 0:
         return -1
+    if find_slot(ties, i, best) < 0:
+        held[best] += 1
     agents.partner[i] = best
     agents.partner_firm[i] = agents.firm[best]
     agents.alignment[i] = prm.alignment_start
@@ -345,6 +367,8 @@ def contract_with(
 def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
     """Strategic (s.IV.A): a contracted HTE without a partner (its partner left) looks for a
     new one (:func:`form_partnership`); the matching grant is spent in the joint projects."""
+    held = np.empty(agents.agent_type.shape[0], dtype=np.int64)
+    untied_partners(agents, ties, held)
     for i in range(agents.agent_type.shape[0]):
         if (
             agents.alive[i]
@@ -352,7 +376,7 @@ def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) 
             and agents.agent_type[i] == HTE
             and partner_of(agents, i) < 0
         ):
-            form_partnership(i, agents, ties, work, prm)
+            form_partnership(i, agents, ties, work, prm, held)
 
 
 @njit(cache=True, nogil=True)

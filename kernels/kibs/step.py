@@ -84,7 +84,8 @@ def run_replicate(
     """Run ``steps`` steps (months) on the cluster state, in place; money and counts accumulate
     in ``work``.
 
-    Each step: meetings; the governance instruments; knowledge production and platform
+    Each step: meetings; the governance instruments (strategic partners chosen within the
+    KIBS's room, ``instruments.form_partnership``); knowledge production and platform
     transfer; the market's launch counts fade; joint projects; innovation; finance and
     selection; network dynamics (decay, then formation). A process switched off in ``prm``
     draws nothing from the stream; the instruments draw only from ``work.policy``.
