@@ -450,11 +450,15 @@ class Mix(Robustness):
         )
         shares = {c.name: c for c in candidates(config)}
         keys = [k.rpartition(".")[2] for k in config.mix.shares]
+        d = len(keys)
+        split = {p: c.shares for p, c in shares.items()}  # the listed equal split and corners too
+        split.update({config.mix.equal: (1.0 / d,) * d})
+        split.update({k: tuple(float(i == j) for j in range(d)) for i, k in enumerate(keys)})
         extra = pl.DataFrame(
             {
                 "policy": table["policy"],
                 **{
-                    k: [shares[p].shares[i] if p in shares else None for p in table["policy"]]
+                    k: [split[p][i] if p in split else None for p in table["policy"]]
                     for i, k in enumerate(keys)
                 },
                 "budget": [
