@@ -19,6 +19,7 @@ from kibs_mc.analysis.calibration import (
     MIN_ESS,
     calibration_summary,
     check_verdict,
+    coverage_rule,
     coverage_table,
     crps,
     parameter_table,
@@ -411,3 +412,56 @@ def test_the_check_fails_a_collapsed_posterior_however_good_its_predictions_look
     assert "effective sample size" in said["collapsed"]["failures"][0]
     assert said["collapsed"]["min_ess"] == 0.2
     assert said["even"]["passes"] is True and said["even"]["failures"] == [] and said["even"]["ess"] > 95
+
+
+def _toy_sbc(shrink: float, truths: int = 100) -> pl.DataFrame:
+    """Simulation-based calibration of a toy simulator: two parameters with uniform priors on
+    [0, 1], `model.a` observed through y ~ N(a, 0.05), `model.b` not observed at all. Each
+    truth's posterior is 400 draws of its exact posterior (a normal around y truncated to the
+    prior; b's prior), as a converged ABC generation would hold; ``shrink`` < 1 plants an
+    overconfident posterior (its sd times ``shrink``). Rows through the same functions as
+    scripts/sbc.py: parameter_table, posterior_rows."""
+    from scipy.stats import truncnorm
+
+    from kibs_mc.experiments.sbc import posterior_rows
+
+    rng = np.random.default_rng(11)
+    params = [UncertainParameter("model.a", 0.0, 1.0), UncertainParameter("model.b", 0.0, 1.0)]
+    rows = []
+    for i in range(truths):
+        truth = {"model.a": float(rng.uniform()), "model.b": float(rng.uniform())}
+        y, sd = truth["model.a"] + 0.05 * rng.normal(), 0.05 * shrink
+        a = truncnorm.rvs(-y / sd, (1 - y) / sd, loc=y, scale=sd, size=400, random_state=rng)
+        posterior = pl.DataFrame(
+            {
+                "model.a": a,
+                "model.b": rng.uniform(size=400),
+                "weight": np.full(400, 1 / 400),
+                "generation": np.zeros(400, dtype=np.int64),
+            }
+        )
+        rows += posterior_rows(i, truth, parameter_table(posterior, params, 0.9, {}), posterior)
+    return pl.DataFrame(rows)
+
+
+def test_the_coverage_rule_fails_an_overconfident_posterior_of_an_identified_parameter():
+    """SBC's rule (every identified parameter covers its truth in [0.80, 0.97] of the truths)
+    on a toy simulator over 100 prior truths: with the exact posterior, `model.a` (identified)
+    covers within the range and the rule holds; with a posterior three times too narrow it
+    covers far less and the rule fails, naming `model.a` and its coverage. `model.b`, which no
+    data inform, is not identified either way and is left out of the rule (its interval is the
+    prior's whatever it covers)."""
+    exact = coverage_table(_toy_sbc(1.0))
+    over = coverage_table(_toy_sbc(1 / 3))
+    for table in (exact, over):
+        verdicts = dict(zip(table["parameter"], table["verdict"], strict=True))
+        assert verdicts["model.b"] == "not identified"
+    a = exact.filter(pl.col("parameter") == "model.a").row(0, named=True)
+    assert COVERAGE_RANGE[0] <= a["coverage"] <= COVERAGE_RANGE[1] and a["identified_share"] == 1.0
+    assert coverage_rule(exact) == (True, [], ["model.a"])
+    passes, failures, tested = coverage_rule(over)
+    low = over.filter(pl.col("parameter") == "model.a")["coverage"][0]
+    assert not passes and tested == ["model.a"] and low < 0.6
+    assert len(failures) == 1 and failures[0].startswith(f"`model.a` covers the truth in {low:.2f} of 100")
+    # no identified parameter: the rule has nothing to test and says so by an empty list
+    assert coverage_rule(exact.filter(pl.col("parameter") == "model.b")) == (True, [], [])

@@ -105,6 +105,23 @@ def coverage_table(rows: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame
     return pl.DataFrame(out)
 
 
+def coverage_rule(table: pl.DataFrame) -> tuple[bool, list[str], list[str]]:
+    """Simulation-based calibration's rule on a :func:`coverage_table`: every identified
+    parameter's coverage lies within COVERAGE_RANGE. Returns whether it holds, why not (one
+    line per miscalibrated parameter: its coverage, confidence interval and truths) and the
+    parameters it was tested on (those identified at half the truths or more; with none, the
+    rule holds vacuously and says nothing)."""
+    low, high = COVERAGE_RANGE
+    tested = table.filter(pl.col("verdict") != "not identified")
+    failures = [
+        f"`{r['parameter']}` covers the truth in {r['coverage']:.2f} of {r['truths']} truths "
+        f"[95% CI {r['coverage_low']:.2f}, {r['coverage_high']:.2f}], outside [{low}, {high}]"
+        for r in tested.iter_rows(named=True)
+        if r["verdict"] == "miscalibrated"
+    ]
+    return not failures, failures, tested["parameter"].to_list()
+
+
 def _map(values: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The particle where a weighted Gaussian KDE of the population is highest (the MAP)."""
     from scipy.stats import gaussian_kde

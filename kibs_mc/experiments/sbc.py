@@ -97,12 +97,22 @@ def _calibrate_one(item: tuple[int, list[str], str]) -> tuple[int, str]:
 
 
 def truth_rows(index: int, truth: dict[str, float], run_dir: Path) -> list[dict[str, Any]]:
-    """Per parameter: the truth, the posterior interval and narrowing, and the posterior CDF at
-    the truth (Talts et al.'s rank statistic, normalised: uniform on [0, 1] when calibrated)."""
-    from kibs_mc.analysis.calibration import weighted_cdf
-
+    """:func:`posterior_rows` of the calibration in ``run_dir`` (its parameters.parquet and the
+    last generation of its posterior.parquet)."""
     params = pl.read_parquet(run_dir / "parameters.parquet")
     posterior = pl.read_parquet(run_dir / "posterior.parquet")
+    return posterior_rows(index, truth, params, posterior)
+
+
+def posterior_rows(
+    index: int, truth: dict[str, float], params: pl.DataFrame, posterior: pl.DataFrame
+) -> list[dict[str, Any]]:
+    """Per parameter: the truth, the posterior interval and narrowing (``params``, a
+    parameter table), and the posterior CDF at the truth over the last generation of
+    ``posterior`` (Talts et al.'s rank statistic, normalised: uniform on [0, 1] when
+    calibrated)."""
+    from kibs_mc.analysis.calibration import weighted_cdf
+
     last = posterior.filter(pl.col("generation") == posterior["generation"].max())
     w = last["weight"].to_numpy().astype(float)
     rows = []
