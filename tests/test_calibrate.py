@@ -400,3 +400,24 @@ def test_the_first_year_responses_average_enough_paired_replicates_for_the_check
         effects = x[scen][picks].mean(axis=1) / x[base][picks].mean(axis=1) - 1
         width = (np.quantile(effects, 0.95) - np.quantile(effects, 0.05)) / t.scale
         assert width <= MAX_WIDTH, (t.name, t.replicates, width)
+
+
+def test_a_target_file_may_extend_another_and_the_hsinchu_variant_only_adds_a_held_out_check(tmp_path):
+    """conf/targets/hsinchu.yaml extends the default file: the default targets in their order,
+    then one held-out science-park target; a file extending itself (a cycle) or naming no file
+    is refused with exit-2 errors naming `extends`."""
+    from kibs_mc.analysis.targets import load_targets
+
+    default, hsinchu = load_targets("default", CONF_DIR), load_targets("hsinchu", CONF_DIR)
+    assert hsinchu[:-1] == default
+    extra = hsinchu[-1]
+    assert extra.name == "hsinchu_exit_rate" and not extra.fit and extra.assumed and extra.source
+    one = "targets:\n  - {name: x, statistic: hte_exits, observed: 1, scale: 1}\n"
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"name: loop\nextends: {loop}\n" + one)
+    with pytest.raises(ConfigError, match="extends"):
+        load_targets(str(loop), CONF_DIR)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nextends: [default]\n" + one)
+    with pytest.raises(ConfigError, match="extends"):
+        load_targets(str(bad), CONF_DIR)

@@ -133,8 +133,9 @@ def _key(path: str, index: int, name: str) -> str:
     return f"{path}: targets[{index}].{name}"
 
 
-def parse_targets(data: Any, path: str) -> list[Target]:
-    """Targets from the parsed YAML of a target file (``{name, targets: [...]}``)."""
+def parse_targets(data: Any, path: str, base: Sequence[Target] = ()) -> list[Target]:
+    """Targets from the parsed YAML of a target file (``{name, targets: [...]}``), after
+    ``base`` (the targets of the file it ``extends``)."""
     if (
         not isinstance(data, Mapping)
         or not isinstance(data.get("targets"), Sequence)
@@ -147,7 +148,7 @@ def parse_targets(data: Any, path: str) -> list[Target]:
             "allowed: a YAML mapping with a non-empty list `targets` of "
             "{name, statistic, observed, scale, source}",
         )
-    out = [_parse_target(item, path, i) for i, item in enumerate(data["targets"])]
+    out = [*base, *(_parse_target(item, path, i) for i, item in enumerate(data["targets"]))]
     names = [t.name for t in out]
     for name in names:
         if names.count(name) > 1:
@@ -295,10 +296,21 @@ def target_file(spec: str, conf_dir: Path) -> Path:
     )
 
 
-def load_targets(spec: str, conf_dir: Path) -> list[Target]:
-    """Read and check the target file ``spec`` names (ConfigError naming the file otherwise)."""
+def load_targets(spec: str, conf_dir: Path, _seen: tuple[str, ...] = ()) -> list[Target]:
+    """Read and check the target file ``spec`` names (ConfigError naming the file otherwise).
+    A file may say ``extends: <name or path>``: its targets come after that file's (a variant
+    of the default targets that adds held-out checks, without copying them)."""
     path = target_file(spec, conf_dir)
-    return parse_targets(read_yaml(path, "calibration.targets"), str(path))
+    data = read_yaml(path, "calibration.targets")
+    base: list[Target] = []
+    parent = data.get("extends") if isinstance(data, Mapping) else None
+    if parent is not None:
+        if not isinstance(parent, str) or str(path.resolve()) in _seen:
+            raise ConfigError(
+                f"{path}: extends", parent, "allowed: the name or path of another target file (no cycle)"
+            )
+        base = load_targets(parent, conf_dir, (*_seen, str(path.resolve())))
+    return parse_targets(data, str(path), base)
 
 
 # --- statistics of one replicate ---------------------------------------------------------------
