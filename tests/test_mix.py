@@ -7,11 +7,13 @@ does, from the rows reached after each round; the cluster model runs the kind en
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
 
-from kibs_mc.analysis.mix import simplex_design
+from kibs_mc.analysis.mix import Search, lattice, propose, simplex_design, snap
 from kibs_mc.config import load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments import get_kind, run_experiment
@@ -99,6 +101,31 @@ def test_a_split_is_a_point_of_the_simplex_and_the_design_spreads_over_it():
     assert (points.max(axis=0) > 0.6).all()  # every interface gets most of the budget somewhere
     assert np.array_equal(points, simplex_design(64, 4, seed=3))
     assert not np.array_equal(points, simplex_design(64, 4, seed=4))
+
+
+def test_the_optimisers_generations_are_a_function_of_the_seed_and_the_results():
+    assert len(lattice(4, 10)) == 286 and all(sum(p) == 10 for p in lattice(4, 10))
+    assert snap([0.44, 0.31, 0.17, 0.08], 10) == (4, 3, 2, 1) and sum(snap([1 / 3] * 3, 10)) == 10
+    search = Search(dims=4, resolution=10, budgets=1, generations=3, seed=5)
+    first = list(dict.fromkeys((snap(p, 10), 0) for p in simplex_design(8, 4, seed=5)))
+    target = np.array([0.1, 0.2, 0.3, 0.4])
+
+    def run(seed):
+        told: dict = {}
+        generations = []
+        while True:
+            g, points = propose(replace(search, seed=seed), first, told.get)
+            if not points:
+                return generations, told
+            generations.append(points)
+            for p in points:  # a smooth response: the closer to target, the better
+                told.setdefault(p, (-float(np.sum((np.array(p[0]) / 10 - target) ** 2)),))
+
+    generations, told = run(5)
+    assert len(generations) == 4 and generations[0] == first
+    assert generations == run(5)[0]  # replayed from the seed and the values: the same proposals
+    assert generations[1:] != run(6)[0][1:]
+    assert max(told.values()) > max(told[p] for p in first)  # later generations improve on the first
 
 
 def test_the_planted_best_split_and_the_diminishing_return_of_money_are_recovered():
