@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kibs_mc.kernel_cache import key_the_cache
+
+# Before any kernel is imported: Numba then caches them under a directory named after their sources.
+key_the_cache()
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_config", "run_experiment"]
 
