@@ -368,7 +368,7 @@ def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) 
     """Strategic (s.IV.A): a contracted HTE without a partner (its partner left) looks for a
     new one (:func:`form_partnership`); the matching grant is spent in the joint projects."""
     held = np.empty(agents.agent_type.shape[0], dtype=np.int64)
-    untied_partners(agents, ties, held)
+    counted = False  # most months nobody seeks: count the slots held only when one does
     for i in range(agents.agent_type.shape[0]):
         if (
             agents.alive[i]
@@ -376,6 +376,9 @@ def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) 
             and agents.agent_type[i] == HTE
             and partner_of(agents, i) < 0
         ):
+            if not counted:
+                untied_partners(agents, ties, held)
+                counted = True
             form_partnership(i, agents, ties, work, prm, held)
 
 
