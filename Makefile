@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run posteriors test lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
+.PHONY: run posteriors test test-quick lint bench ui clean slurm-deps slurm-up slurm-down browser-deps
 
 # First use: one line per step with its expected time (measured with pip's cache warm: about
 # 65 s of CPU; 5.5 min wall at load 3-12, 9 min at load 20 on 2 cores; a first download adds
@@ -43,6 +43,12 @@ posteriors: $(STAMP)
 TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The everyday set: every test not marked `slow` (pyproject.toml's markers: no Slurm jobs, no Ray
+# clusters, no runs killed and resumed, no end-to-end experiments of many runs). `make test`
+# runs them all, as CI does.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

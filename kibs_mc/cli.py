@@ -155,7 +155,10 @@ def print_summary(result: ExperimentResult, console: Console, full: bool = False
     console.print(f"results: {result.run_dir}", markup=False, highlight=False, soft_wrap=True)
     if result.report is not None:
         more = "" if full else "; every table in the terminal: add --full"
-        say(console, f"  report.html, report.md, figures and Parquet tables{more}", indent="  ")
+        files = "report.html, report.md, figures and Parquet tables"
+        if not any(Path(result.run_dir).glob("*.png")):  # figures=false
+            files = "report.html, report.md and Parquet tables"
+        say(console, f"  {files}{more}", indent="  ")
     done = [f"chunks: {result.computed_chunks} computed, {result.reused_chunks} reused"]
     if not (result.computed_chunks or result.reused_chunks):  # a calibration runs no chunks
         done = []
@@ -328,7 +331,7 @@ def analyse_jobs(
     summary = add_effects_to_summary(summary, effects)
     for name, frame in (("effects", effects), ("contrasts", family), ("ranks", ranked)):
         write_parquet(frame, sweep_dir / f"{name}.parquet")
-    figures = make_plots(sweep_dir, rows, effects, names, names, outcomes)
+    figures = make_plots(sweep_dir, rows, effects, names, names, outcomes) if config.figures else []
     findings = None
     if decided:
         cost = "governance_cost" if "governance_cost" in outcomes else None

@@ -117,13 +117,6 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "slow: starts real Ray clusters or processes (seconds to a minute); still part of `make test`",
-    )
-
-
 def cut_run(run_dir: Path, dest: Path, below: int) -> Path:
     """A copy of a finished run directory as if the run had been killed once replicates
     ``0..below-1`` of each scenario were written: later rows leave the chunk parts, whose

@@ -59,8 +59,10 @@ def _ray_running() -> bool:
 
 
 def executor_streams(settings: dict) -> dict:
-    """The stream checks, one after another on ONE executor (as a pipeline uses it: many
-    streams, some abandoned, one failing); the failing stream comes last."""
+    """The contract's checks in one fresh interpreter: an executor given nothing to do, then
+    the stream checks one after another on ONE executor (as a pipeline uses it: many streams,
+    some abandoned, one failing; the failing stream comes last), then that executor closed
+    (twice): what it started must be gone."""
     taken: list[int] = []
 
     def items():
@@ -69,6 +71,11 @@ def executor_streams(settings: dict) -> dict:
             yield i
 
     got: dict[str, Any] = {}
+    with executor_from(settings) as ex:  # first, in a process where nothing has started yet
+        got["empty"] = list(ex.map_unordered(square, []))
+        got["empty_started"] = settings["kind"] != "serial" and _ray_running()
+    got["attaching"] = "RAY_ADDRESS" in os.environ
+
     with executor_from(settings) as ex:
         computed: list[int] = []
         ex.on_computed = computed.append  # may be called from another thread: list.append is atomic
@@ -103,26 +110,13 @@ def executor_streams(settings: dict) -> dict:
         except ValueError as exc:
             error = ["ValueError", str(exc)]
         got.update(seen=seen, error=error)
-    return got
-
-
-def executor_empty(settings: dict) -> dict:
-    with executor_from(settings) as ex:
-        pairs = list(ex.map_unordered(square, []))
-        started = settings["kind"] != "serial" and _ray_running()
-    return {"pairs": pairs, "started": started, "attaching": "RAY_ADDRESS" in os.environ}
-
-
-def executor_closed(settings: dict) -> dict:
-    ex = executor_from(settings)
-    list(ex.map_unordered(square, range(10)))
-    ex.close()
-    ex.close()  # idempotent
+    ex.close()  # again: closing is idempotent
     if settings["kind"] != "serial":
         from kibs_mc.run.executor.ray import wait_for_shutdown
 
         wait_for_shutdown()
-    return {"running": settings["kind"] != "serial" and _ray_running()}
+    got["running"] = settings["kind"] != "serial" and _ray_running()
+    return got
 
 
 class ExecutorContract:
@@ -130,8 +124,8 @@ class ExecutorContract:
     promises and the serial oracle's results. A subclass gives ``settings``; ``env`` (the fresh
     interpreter's environment) and ``cluster`` (a cluster it attaches to) where needed.
 
-    Each check runs in a fresh interpreter: Ray can be started once per process, and a local
-    cluster only where none runs."""
+    The checks run in one fresh interpreter per executor (:func:`executor_streams`), where no
+    Ray cluster runs before the executor starts one."""
 
     #: Where ``fn``'s own exception surfaces: ``ValueError`` as is (the item ran in this
     #: process), or ``ExecutionError`` naming the cause (it ran, or may run, elsewhere).
@@ -186,14 +180,13 @@ class ExecutorContract:
         else:  # remote (or driver-side) failures are the executor's error, naming the cause
             assert streams["error"][0] == "ExecutionError" and "item 7 is bad" in streams["error"][1]
 
-    def test_an_empty_iterable_yields_nothing_and_starts_nothing(self, settings, env):
-        got = call_fresh(executor_empty, settings, env=env)
-        assert got["pairs"] == []
+    def test_an_empty_iterable_yields_nothing_and_starts_nothing(self, streams):
+        assert streams["empty"] == []
         # A local cluster is not started for nothing (attaching connects at construction).
-        assert not got["started"] or got["attaching"]
+        assert not streams["empty_started"] or streams["attaching"]
 
-    def test_close_releases_only_what_the_executor_started(self, settings, env, cluster):
-        assert not call_fresh(executor_closed, settings, env=env)["running"]
+    def test_close_releases_only_what_the_executor_started(self, streams, cluster):
+        assert not streams["running"], "the cluster the executor started still runs after close"
         if cluster is not None:  # the cluster it attached to still runs, with all its CPUs
             cluster.wait_for_cpus(2, timeout=30)
 

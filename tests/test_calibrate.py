@@ -117,12 +117,22 @@ def test_the_check_fails_the_same_calibration_stopped_after_one_generation(recov
     assert all(good["identified"].values())
 
 
-def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_path):
+#: The recovery on executor=auto with 2 CPUs: it cuts each generation into twice as many items as
+#: serial does (seeded_sampler: PARTICLE_ITEMS_PER_WORKER per worker), whichever executor it uses.
+AUTO = [*(o for o in RECOVERY if o != "executor=serial"), "executor=auto", "executor.num_cpus=2"]
+
+
+def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one_however_particles_are_batched(
+    recovered, tmp_path
+):
+    """Killed once generation 0 is in abc.db, then resumed: the posterior, the generations and
+    the predictive draws equal the uninterrupted serial run's, though this run cut its
+    generations into other batches (executor=auto)."""
     run_dir = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kibs_mc", *RECOVERY, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "kibs_mc", *AUTO, f"hydra.run.dir={run_dir}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -143,18 +153,9 @@ def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one(recovered, tmp_p
     finally:
         proc.wait()
     assert not (run_dir / "posterior.parquet").exists()
-    calibrate([*RECOVERY, "resume=true"], run_dir)
-    resumed = pl.read_parquet(run_dir / "posterior.parquet")
-    assert resumed.equals(pl.read_parquet(recovered / "posterior.parquet"))
-
-
-def test_the_posterior_does_not_depend_on_how_particles_are_batched(recovered, tmp_path):
-    # executor=auto on 2 CPUs cuts each generation into twice as many items as serial does
-    # (seeded_sampler: PARTICLE_ITEMS_PER_WORKER per worker), whichever executor it then uses
-    overrides = [*(o for o in RECOVERY if o != "executor=serial"), "executor=auto", "executor.num_cpus=2"]
-    calibrate(overrides, tmp_path / "auto")
+    calibrate([*AUTO, "resume=true"], run_dir)
     for name in ("posterior", "generations", "ppc_draws"):
-        got = pl.read_parquet(tmp_path / "auto" / f"{name}.parquet")
+        got = pl.read_parquet(run_dir / f"{name}.parquet")
         assert got.equals(pl.read_parquet(recovered / f"{name}.parquet")), name
 
 

@@ -33,6 +33,7 @@ RUN = [
     "experiment=cj_docking",
     "replicates=4",
     "executor.chunk_size=2",
+    "figures=false",
 ]
 CHUNKS = 12  # 6 scenarios x 2 chunks
 

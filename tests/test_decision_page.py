@@ -69,11 +69,18 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-@pytest.mark.slow
-def test_the_decision_page_puts_the_runs_side_by_side(runs, tmp_path):
-    page = tmp_path / "decision.html"
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    """``kibs-mc report`` of the four runs: the finished process and the page it wrote."""
+    page = tmp_path_factory.mktemp("page") / "decision.html"
     proc = run_cli("report", "hand", "cal", "calibrated", "posterior", "-o", str(page), cwd=runs, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc, page
+
+
+@pytest.mark.slow
+def test_the_decision_page_puts_the_runs_side_by_side(runs, report):
+    proc, page = report
     assert f"decision page: {page}" in proc.stdout
     html = page.read_text()
     assert "src='http" not in html and 'src="http' not in html  # self-contained: figures embedded
@@ -96,11 +103,8 @@ def test_the_decision_page_puts_the_runs_side_by_side(runs, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(BROWSER is None, reason="no headless Chromium: make browser-deps installs it")
-def test_the_decision_page_renders_in_a_browser(runs, tmp_path):
-    page = tmp_path / "decision.html"
-    assert (
-        run_cli("report", "hand", "cal", "calibrated", "posterior", "-o", str(page), cwd=runs).returncode == 0
-    )
+def test_the_decision_page_renders_in_a_browser(report, tmp_path):
+    _, page = report
     shot = tmp_path / "page.png"
     browser = [str(BROWSER), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     subprocess.run(

@@ -165,7 +165,7 @@ KIBS_SMALL = ["model=kibs", "cluster=small", "executor=serial", "tracking=none",
 
 
 def test_common_random_numbers_pair_governance_effects(tmp_path):
-    overrides = [*KIBS_SMALL, "experiment=compare_governance", "replicates=16"]
+    overrides = [*KIBS_SMALL, "experiment=compare_governance", "replicates=16", "figures=false"]
     result = run_experiment(load_config(overrides), overrides, tmp_path / "crn")
     effects = result.effects.filter(pl.col("outcome").is_in(["hte_knowledge_mean", "innovations_total"]))
     assert effects.height == 10

@@ -87,6 +87,17 @@ def test_summary_has_a_confidence_interval_per_scenario_and_outcome(tmp_path):
     assert row["ci_high"] - row["mean"] == pytest.approx(2.201 * values.std(ddof=1) / np.sqrt(12), rel=1e-3)
 
 
+def test_without_figures_a_run_writes_the_same_tables_and_a_report_but_no_png(tmp_path):
+    common = ["experiment=cj_docking", "replicates=3", "executor=serial"]
+    drawn = run(tmp_path, "drawn", *common)
+    bare = run(tmp_path, "bare", *common, "figures=false")
+    assert {"effects.png", "distributions.png"} <= {p.name for p in drawn.run_dir.glob("*.png")}
+    assert not list(bare.run_dir.glob("*.png"))
+    assert "## Figures" in drawn.report.read_text() and "## Figures" not in bare.report.read_text()
+    for name in ("replicates.parquet", "summary.parquet", "effects.parquet"):
+        assert pl.read_parquet(bare.run_dir / name).equals(pl.read_parquet(drawn.run_dir / name)), name
+
+
 # ------------------------------------------------------------------ CLI and MLflow
 
 

@@ -172,7 +172,7 @@ def test_a_comparison_at_hand_set_values_says_its_ranking_is_conditional_on_them
     from kibs_mc.experiments.pipeline import run_experiment
 
     quick = ["experiment=compare_governance", "cluster=small", "model.steps=12", "replicates=3"]
-    quick += ["executor=serial", "tracking=none"]
+    quick += ["executor=serial", "tracking=none", "figures=false"]
     said = {}
     for use in ("shipped", "hand_set"):
         overrides = [*quick, f"calibration.use={use}"]

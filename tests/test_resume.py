@@ -23,6 +23,7 @@ SLOW = [
     "replicates=80",
     "executor.chunk_size=4",
     "executor=serial",
+    "figures=false",
 ]
 
 
@@ -34,6 +35,7 @@ SMALL_CJ = [
     "executor=serial",
     "replicates=4",
     "executor.chunk_size=2",
+    "figures=false",
 ]
 
 

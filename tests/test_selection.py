@@ -20,6 +20,7 @@ SMALL = [
     "executor=serial",
     "tracking=none",
     "executor.chunk_size=5",
+    "figures=false",
 ]
 SELECT = [
     "replicates=10",
@@ -87,7 +88,7 @@ def test_selection_and_precision_together_are_refused(tmp_path):
 
 
 def test_a_run_writes_contrasts_ranks_and_an_executive_summary_at_the_top(tmp_path):
-    result = run(tmp_path / "r", "replicates=12")
+    result = run(tmp_path / "r", "replicates=12", "figures=true")  # the report's sections in order
     contrasts = pl.read_parquet(result.run_dir / "contrasts.parquet")
     headline = ["knowledge_mean", "knowledge_cv", "meetings"]  # converged is boolean: not compared
     assert contrasts.height == 15 * len(headline)  # every pair of 6 scenarios, each headline outcome

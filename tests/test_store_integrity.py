@@ -28,6 +28,7 @@ SMALL = [
     "executor=serial",
     "replicates=6",
     "executor.chunk_size=2",
+    "figures=false",
 ]
 KIBS = [
     "cluster=small",
@@ -36,6 +37,7 @@ KIBS = [
     "executor=serial",
     "replicates=4",
     "executor.chunk_size=2",
+    "figures=false",
 ]
 
 

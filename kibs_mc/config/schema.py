@@ -355,6 +355,8 @@ class Sections:
     resume: bool = _role(RUN, field(default=False))
     # keep chunks/ as written (else removed once the final files hold every chunk)
     keep_parts: bool = _role(RUN, field(default=False))
+    # the PNG figures in the run directory (false: tables and report only, e.g. for many small runs)
+    figures: bool = _role(RUN, field(default=True))
 
 
 def _copy(f: Field) -> Any:

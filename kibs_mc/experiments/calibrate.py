@@ -495,10 +495,14 @@ class Calibrate(ExperimentKind):
         cal = config.calibration
         truth = truth_of(config) if cal.targets == "synthetic" else {}
         params, ppc, passed = self._write_tables(config, run_dir, found, truth)
-        figures = [
-            posterior_plot(found.posterior, found.parameters, truth, run_dir / "posterior.png"),
-            ppc_plot(found.draws, ppc, run_dir / "ppc.png"),
-        ]
+        figures = (
+            [
+                posterior_plot(found.posterior, found.parameters, truth, run_dir / "posterior.png"),
+                ppc_plot(found.draws, ppc, run_dir / "ppc.png"),
+            ]
+            if config.figures
+            else []
+        )
         generations = found.generations
         section, lines = report_section(params, ppc, generations, cal.interval, cal.max_width, cal.min_ess)
         samples = int(generations["samples"].sum()) if generations.height else 0

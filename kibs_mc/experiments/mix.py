@@ -372,7 +372,8 @@ class Mix(Robustness):
         write_parquet(table, run_dir / "mix.parquet")
         confirmation = decision.confirmation.frame()
         write_parquet(confirmation, run_dir / "confirmation.parquet")
-        figures = [p for p in [front_figure(run_dir, table, objective.outcome)] if p is not None]
+        front = front_figure(run_dir, table, objective.outcome) if config.figures else None
+        figures = [front] if front is not None else []
         lines = self.mix_lines(config, table, decision.confirmation)
         lines[1:1] = screening_lines(config, decision.screening)
         lines.append(self.where_and_what_next(config, decision, worlds, run_dir))

@@ -391,7 +391,9 @@ def analyse(planned: Planned, executed: Executed) -> ExperimentResult:
     listed = [n for n in names if n not in extra.unlisted]
     decided = [o for o in shown if rows.height and rows.schema[o] != pl.Boolean]
     tables = _decide(planned, rows, effects, listed, decided, executed.selection)
-    figures = make_plots(run_dir, rows, tables["effects"], names, listed, planned.outcomes) + extra.figures
+    figures = [*extra.figures]
+    if config.figures:
+        figures[:0] = make_plots(run_dir, rows, tables["effects"], names, listed, planned.outcomes)
     findings = _findings(planned, tables, listed, decided)
     report_md, _ = write_report(
         run_dir,

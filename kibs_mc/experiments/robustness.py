@@ -291,7 +291,11 @@ class Robustness(ExperimentKind):
             best["best_policy"].to_list(),
             config.seed,
         )
-        figures = rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
+        figures = (
+            rb.robustness_figures(run_dir, table, per_world, trajectory, discovery, worlds, order)
+            if config.figures
+            else []
+        )
         objective_j = rb.world_objective(data, baseline, scoring.per_money)[0]
         value = voi_table(worlds, objective_j, policies, scoring.maximize, config.seed)
         write_parquet(value, run_dir / "voi.parquet")

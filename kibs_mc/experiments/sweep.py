@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
@@ -71,6 +72,34 @@ def _factor_paths(config: Config) -> list[str]:
     listed = [f"experiment.sweep.factors[{i}]" for i in range(len(sweep.factors))]
     space = [f"uncertainty.parameters[{i}]" for i in range(len(config.uncertainty.parameters))]
     return {"factors": listed, "uncertainty": space, "both": [*listed, *space]}[sweep.factors_from]
+
+
+def _figures(
+    finished: Finished,
+    points: pl.DataFrame,
+    ran: set,
+    indices: pl.DataFrame,
+    convergence: pl.DataFrame,
+    shown: list,
+) -> list[Path | None]:
+    """The sweep's figures: the points that ran, the Sobol indices and their convergence."""
+    sweep, run_dir = sweep_of(finished.config), finished.run_dir
+    figures = []
+    if points.height:
+        log_factors = [f.key for f in sweep.factors if f.scale == "log"]
+        figures.append(
+            sweep_plot(
+                finished.rows,
+                points.filter(pl.col("scenario").is_in(ran)),
+                shown[:4],
+                run_dir / "sweep.png",
+                log_factors=log_factors,
+            )
+        )
+    figures.append(sensitivity_plot(indices, run_dir / "sensitivity.png"))
+    if convergence.height:
+        figures.append(convergence_plot(convergence, run_dir / "sensitivity_convergence.png"))
+    return figures
 
 
 class Sweep(ExperimentKind):
@@ -148,22 +177,12 @@ class Sweep(ExperimentKind):
         indices = sensitivity(rows, sweep, config.seed, numeric)
         write_parquet(indices, finished.run_dir / "sensitivity.parquet")
         shown = [o for o in finished.headline if o in numeric] or numeric
-        figures = []
-        if points.height:
-            figures.append(
-                sweep_plot(
-                    rows,
-                    points.filter(pl.col("scenario").is_in(ran)),
-                    shown[:4],
-                    finished.run_dir / "sweep.png",
-                    log_factors=[f.key for f in sweep.factors if f.scale == "log"],
-                )
-            )
-        figures.append(sensitivity_plot(indices, finished.run_dir / "sensitivity.png"))
         convergence = sobol_convergence(rows, sweep, config.seed, shown[:4])
         if convergence.height:
             write_parquet(convergence, finished.run_dir / "sensitivity_convergence.parquet")
-            figures.append(convergence_plot(convergence, finished.run_dir / "sensitivity_convergence.png"))
+        figures = []
+        if config.figures:
+            figures = _figures(finished, points, ran, indices, convergence, shown)
         warnings = index_warnings(indices, shown[:4])
         section = (
             report_section(indices, finished.headline, warnings=warnings, factors=sweep.factors)

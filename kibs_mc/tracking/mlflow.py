@@ -216,7 +216,7 @@ def scenario_tags(scenario: Scenario) -> dict[str, str]:
 
 #: Keys (their first part) of overrides that do not change what a run simulates, or that the
 #: name says already: left out of its MLflow run name.
-NOT_NAMED = {"hydra", "tracking", "executor", "experiment", "resume", "keep_parts", "seed"}
+NOT_NAMED = {"hydra", "tracking", "executor", "experiment", "resume", "keep_parts", "figures", "seed"}
 
 #: The experiment view MLflow opens on: its runs table ("Model training"), not the GenAI views.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
