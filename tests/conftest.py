@@ -73,22 +73,35 @@ def cli(tmp_path):
     return _run
 
 
-#: The slowest files (``pytest --durations``: Slurm jobs, Ray clusters, multi-process runs),
-#: scheduled first: `make test` hands whole files to its workers as they free up
-#: (`--dist loadfile --no-loadscope-reorder`), so a long file started last would leave one
-#: worker running alone at the end.
+#: The slowest files (``pytest --durations``: Slurm jobs, Ray clusters, runs killed and resumed,
+#: multi-process runs), slowest first and scheduled first: `make test` hands whole files to its
+#: workers as they free up (`--dist loadfile --no-loadscope-reorder`; a worker takes its next
+#: file when two tests of its current one are left), so a long file started last would leave
+#: one worker running alone at the end.
 SLOWEST_FIRST = [
     "test_slurm.py",
-    "test_distributed.py",
-    "test_executor_contract.py",
-    "test_kind_contract.py",
-    "test_robustness.py",
-    "test_executor.py",
-    "test_pipeline.py",
-    "test_calibrate.py",
-    "test_mlflow_server.py",
-    "test_kibs_model.py",
+    "test_resume.py",
     "test_hostile.py",
+    "test_terminal.py",
+    "test_distributed.py",
+    "test_one_writer.py",
+    "test_executor.py",
+    "test_calibrate.py",
+    "test_robustness.py",
+    "test_kind_contract.py",
+    "test_executor_contract.py",
+    "test_user_guide.py",
+    "test_kibs_model.py",
+    "test_pipeline.py",
+    "test_decision_page.py",
+    "test_mlflow_server.py",
+    "test_executor_auto.py",
+    "test_tracking_store.py",
+    "test_disk.py",
+    "test_figures.py",
+    "test_compare.py",
+    "test_compaction.py",
+    "test_kibs_mechanisms.py",
 ]
 
 

@@ -122,6 +122,7 @@ def test_the_check_fails_the_same_calibration_stopped_after_one_generation(recov
 AUTO = [*(o for o in RECOVERY if o != "executor=serial"), "executor=auto", "executor.num_cpus=2"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_repeats_the_uninterrupted_one_however_particles_are_batched(
     recovered, tmp_path
 ):
@@ -164,6 +165,7 @@ def test_a_finished_calibration_is_not_overwritten_without_resume(recovered):
         calibrate(RECOVERY, recovered)
 
 
+@pytest.mark.slow
 def test_an_unreachable_target_is_reported_as_not_reproduced(tmp_path, capsys):
     fitted = """
   - {name: clustering, statistic: network_clustering, observed: 3.0, scale: 0.1,
@@ -335,6 +337,7 @@ def test_the_derived_mean_degree_is_the_final_networks_and_needs_a_recorded_last
         check_targets([target], row, ts, config, "t.yaml")
 
 
+@pytest.mark.slow
 def test_targets_at_given_values_says_which_are_reproduced(tmp_path):
     """scripts/targets_at.py: a target at the model's own median is reproduced, one far outside
     every replicate is not; a bad override exits 2 naming it."""

@@ -119,6 +119,7 @@ def killed(where: str, run_dir: Path, *extra: str, fail: int | None = None) -> l
     return sorted(p.name for p in (run_dir / "chunks").glob("*.parquet"))
 
 
+@pytest.mark.slow
 def test_compaction_killed_anywhere_loses_no_chunk_and_resume_reuses_all(tmp_path):
     """Killed before compacted.json (an ordinary run with its parts), during the removal of
     chunks/ (compacted, leftover parts), then, resumed to recompute the chunk with a failed

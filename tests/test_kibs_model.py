@@ -496,6 +496,7 @@ def test_cli_exits_2_on_bad_values(override, tmp_path):
     assert "Traceback" not in message and "\n\n" not in message
 
 
+@pytest.mark.slow
 def test_compare_governance_runs_end_to_end(tmp_path):
     proc = subprocess.run(
         [

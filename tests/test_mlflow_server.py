@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.slow  # an MLflow server of its own, runs through the CLI
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -47,6 +47,7 @@ def test_auto_chunk_size_covers_every_replicate(replicates, scenarios, workers):
 # ------------------------------------------------------------------ executors
 
 
+@pytest.mark.slow
 def test_serial_and_ray_give_identical_replicates_whatever_the_chunking(tmp_path, ray_local, cli):
     common = ["experiment=cj_docking", "replicates=9"]
     serial = run(tmp_path, "serial", *common, "executor=serial", "executor.chunk_size=4")
@@ -101,6 +102,7 @@ def test_without_figures_a_run_writes_the_same_tables_and_a_report_but_no_png(tm
 # ------------------------------------------------------------------ CLI and MLflow
 
 
+@pytest.mark.slow
 def test_cli_docking_writes_parquet_and_logs_parent_and_child_runs(tmp_path, cli):
     db = tmp_path / "mlflow.db"
     proc = cli(
@@ -212,6 +214,7 @@ def test_a_cluster_too_big_for_the_machine_is_refused_up_front(cli, tmp_path):
     assert not list((tmp_path / "big").glob("chunks/*.parquet"))
 
 
+@pytest.mark.slow
 def test_a_job_that_fails_when_it_runs_does_not_stop_a_multirun(cli, tmp_path):
     """Bad values of a sweep are refused before any job runs (tests/test_hostile.py); what only
     a job's run can find (here: its run directory is in use by another run) fails that job, and

@@ -199,7 +199,13 @@ def test_hydra_multirun_with_the_submitit_launcher_runs_each_job_as_an_array_tas
     import mlflow
 
     sweep, db = tmp_path / "sweep", tmp_path / "mlflow.db"
-    jobs = ["cluster=small", "replicates=4", "executor=serial", f"tracking.uri=sqlite:///{db}"]
+    jobs = [
+        "cluster=small",
+        "replicates=4",
+        "figures=false",
+        "executor=serial",
+        f"tracking.uri=sqlite:///{db}",
+    ]
     multirun = [
         "-m",
         "hydra/launcher=submitit_slurm",

@@ -55,7 +55,12 @@ def test_a_doubling_sweep_runs_nested_rounds_to_its_cap_and_keeps_its_points(tmp
 
 
 def test_a_sweep_that_is_precise_after_the_first_round_stops_there(tmp_path):
-    result = run(tmp_path / "loose", "experiment.sweep.tolerance=100", "experiment.sweep.max_samples=16")
+    result = run(
+        tmp_path / "loose",
+        "experiment.sweep.tolerance=100",
+        "experiment.sweep.max_samples=16",
+        "figures=false",
+    )
     points = pl.read_parquet(result.run_dir / "points.parquet")
     assert points.filter(pl.col("replicates") > 0).height == 8 * 6
     assert points.filter(pl.col("replicates") == 0).height == 8 * 6
