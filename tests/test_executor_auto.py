@@ -127,7 +127,7 @@ def test_many_short_calls_move_to_ray_once_the_time_lost_serially_pays_for_it():
 
 @pytest.mark.slow
 def test_the_default_executor_is_auto_and_gives_the_serial_results(tmp_path):
-    args = ["cluster=small", "replicates=3", "tracking=none"]
+    args = ["cluster=small", "model.steps=24", "replicates=3", "tracking=none", "figures=false"]
     auto = run_cli(*args, f"hydra.run.dir={tmp_path / 'auto'}", cwd=tmp_path)
     assert auto.returncode == 0, auto.stderr[-2000:]
     chosen = [line for line in auto.stderr.splitlines() if line.startswith("executor=auto:")]

@@ -295,7 +295,8 @@ def test_mlflow_says_nothing_between_the_progress_bar_and_the_answer(tmp_path):
     """A first run creates the MLflow store and its experiment: MLflow's INFO lines about it
     stay out of the terminal."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("replicates=2", *KIBS_FAST[:2], "executor=serial", f"tracking.uri={uri}", cwd=tmp_path)
+    quiet = ["replicates=2", *KIBS_FAST[:2], "executor=serial", "figures=false"]
+    proc = run_cli(*quiet, f"tracking.uri={uri}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "mlflow.db").is_file() and "MLflow run " in proc.stdout
     assert " INFO " not in proc.stdout + proc.stderr

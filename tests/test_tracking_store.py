@@ -22,6 +22,7 @@ SMALL = [
     "tracking=none",
     "executor=serial",
     "replicates=2",
+    "figures=false",
 ]
 
 
