@@ -305,6 +305,19 @@ def test_cart_boxes_do_not_depend_on_numpy_s_global_random_state():
     assert all(f.equals(frames[0]) for f in frames[1:])
 
 
+@pytest.mark.parametrize("columns", [["a"], ["a", "b"], ["a", "b", "c", "d"]])
+def test_the_parameter_that_decides_the_best_policy_comes_first(columns):
+    """Worlds whose best policy flips at a = 0.5: `a` leads the importance order, whatever the
+    number of uncertain parameters (one or two give extra-trees under one feature per split)."""
+    from kibs_mc.analysis.robustness import importance_order
+
+    rng = np.random.default_rng(5)
+    points = pl.DataFrame({"world": np.arange(40), **{c: rng.uniform(0, 1, 40) for c in columns}})
+    best = np.where(points["a"].to_numpy() < 0.5, "strategic", "business").tolist()
+    order = importance_order(points, best, seed=1)
+    assert sorted(order) == sorted(columns) and order[0] == "a"
+
+
 def test_identical_policies_are_best_equally_often(tmp_path):
     twins = (
         "experiment.scenarios=[{name: baseline, overrides: ['governance=baseline']},"

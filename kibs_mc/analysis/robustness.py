@@ -996,7 +996,13 @@ def importance_order(points: pl.DataFrame, best: Sequence[str], seed: int) -> li
     if len(set(y.tolist())) < 2:
         return list(x.columns)
     codes = np.unique(y, return_inverse=True)[1]
+    # EMA Workbench's rule, a third of the parameters per split, is 0 below two parameters,
+    # which scikit-learn refuses: at least one.
     scores, _ = feature_scoring.get_ex_feature_scores(
-        x, codes, mode=RuleInductionType.CLASSIFICATION, random_state=seed % 2**32
+        x,
+        codes,
+        mode=RuleInductionType.CLASSIFICATION,
+        max_features=max(1, round(x.shape[1] / 3)),
+        random_state=seed % 2**32,
     )
     return [str(i) for i in scores.sort_values(by=scores.columns[0], ascending=False).index]
