@@ -12,6 +12,7 @@ neither reads nor writes ``~/.ray/auth_token``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -142,14 +143,48 @@ class RayNodes:
             f"node{len(self.nodes)}",
         )
 
-    def wait_for_cpus(self, cpus: int, timeout: float = 120) -> None:
-        """Wait until the cluster reports ``cpus`` CPUs in total."""
+    def join_node(self, num_cpus: int = 1, attempts: int = 3, timeout: float = 90) -> subprocess.Popen:
+        """Start a worker node and wait until the cluster counts its CPUs. A node that exits or
+        has not registered after ``timeout`` s is killed and started again, up to ``attempts``
+        times: on a loaded machine where other tests start Ray clusters at the same moment, a
+        port handed out by :func:`free_port` can be taken before the node binds it, or a start
+        can stall. The error names every attempt with the end of its log."""
+        want = self.cpus() + num_cpus
+        failures = []
+        for attempt in range(1, attempts + 1):
+            node = self.add_node(num_cpus)
+            log = self.log_dir / f"node{len(self.nodes) - 1}.log"
+            try:
+                self.wait_for_cpus(want, timeout=timeout, node=node)
+                return node
+            except (TimeoutError, RuntimeError) as error:
+                self.kill_node(node)
+                self.nodes.remove(node)  # the next attempt takes its place (and its log's name)
+                failures.append(f"attempt {attempt}: {error}; node log: {log.read_text()[-1500:]}")
+        raise TimeoutError(f"a worker node did not join in {attempts} attempts: " + " | ".join(failures))
+
+    def cpus(self) -> int:
+        """CPUs the cluster reports now (0 before it answers)."""
+        proc = subprocess.run(
+            [RAY, "status", f"--address={self.address}"],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        found = re.search(r"/(\d+)\.0 CPU", proc.stdout) if proc.returncode == 0 else None
+        return int(found.group(1)) if found else 0
+
+    def wait_for_cpus(self, cpus: int, timeout: float = 120, node: subprocess.Popen | None = None) -> None:
+        """Wait until the cluster reports ``cpus`` CPUs in total; fail at once if the head (or
+        ``node``, the worker node being waited for) has exited."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.poll() is not None and node is self.nodes[0]:
-                    raise RuntimeError(f"ray head exited: {(self.log_dir / 'head.log').read_text()[-2000:]}")
+            if self.nodes[0].poll() is not None:
+                raise RuntimeError(f"ray head exited: {(self.log_dir / 'head.log').read_text()[-2000:]}")
+            if node is not None and node.poll() is not None:
+                raise RuntimeError(f"the worker node exited with status {node.returncode}")
             proc = subprocess.run(
                 [RAY, "status", f"--address={self.address}"],
                 env=self.client_env(),
@@ -161,7 +196,7 @@ class RayNodes:
             if proc.returncode == 0 and f"/{cpus}.0 CPU" in proc.stdout:
                 return
             time.sleep(1)
-        raise TimeoutError(f"cluster did not reach {cpus} CPUs: {last[-2000:]}")
+        raise TimeoutError(f"cluster did not reach {cpus} CPUs in {timeout:.0f} s: {last[-2000:]}")
 
     def wait_for_dashboard(self, timeout: float = 120) -> None:
         """Wait until the job submission API answers (the dashboard starts after the nodes)."""

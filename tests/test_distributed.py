@@ -44,8 +44,7 @@ def ray_nodes():
     try:
         c.start_head(num_cpus=1)
         c.wait_for_cpus(1)
-        c.add_node(num_cpus=1)
-        c.wait_for_cpus(2)
+        c.join_node(num_cpus=1)
         yield c
     finally:
         c.stop()
