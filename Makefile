@@ -33,8 +33,9 @@ run: $(RUN_STAMP)
 
 # The calibrated posteriors that ship in conf/posterior/ (one calibration per cluster preset the
 # experiments use by default; docs/calibration.md): run it after the model or the targets change
-# (tests/test_posteriors.py says when). POSTERIOR_BUDGET: the sampler settings of the shipped files.
-POSTERIOR_BUDGET ?= calibration.population=150 calibration.generations=5 calibration.min_acceptance=0.05 calibration.ppc_draws=60 executor=ray executor.num_cpus=2
+# (tests/test_posteriors.py says when). The sampler settings are experiment=calibrate's own
+# (conf/experiment/calibrate.yaml); POSTERIOR_BUDGET adds the executor (or overrides the sampler).
+POSTERIOR_BUDGET ?= executor=ray executor.num_cpus=2
 posteriors: $(STAMP)
 	$(BIN)/python scripts/ship_posterior.py small default -- $(POSTERIOR_BUDGET)
 
