@@ -22,7 +22,7 @@ from kibs_mc.errors import ConfigError
 __all__ = ["setting", "validate"]
 
 
-def setting(
+def setting(  # noqa: PLR0913 - keyword-only options of one declaration
     default: Any = MISSING,
     *,
     ge: float | None = None,
@@ -31,9 +31,11 @@ def setting(
     lt: float | None = None,
     choices: Sequence[Any] | None = None,
     default_factory: Any = None,
+    hint: str | None = None,
 ) -> Any:
-    """A dataclass field with its allowed range or choices, checked by :func:`validate`."""
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    """A dataclass field with its allowed range or choices, checked by :func:`validate`;
+    ``hint`` ends the refusal's "allowed" text (where the allowed value lies elsewhere)."""
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "hint": hint}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -41,7 +43,8 @@ def setting(
 
 def _allowed_text(meta: dict[str, Any], integer: bool = False) -> str:
     if meta.get("choices") is not None:
-        return "allowed: one of " + ", ".join(repr(c) for c in meta["choices"])
+        hint = f" ({meta['hint']})" if meta.get("hint") else ""
+        return "allowed: one of " + ", ".join(repr(c) for c in meta["choices"]) + hint
 
     def fmt(x: float) -> str:
         return str(int(x)) if integer else f"{x:g}"

@@ -214,6 +214,9 @@ HOSTILE = {
     "agents 1e400": Hostile((*SMALL, "model.agents=1e400"), "model.agents", cli=True),
     "unknown group": Hostile((*SMALL, "nosuchgroup=x"), "nosuchgroup", cli=True),
     "unknown executor": Hostile((*SMALL, "executor=nosuch"), "executor", cli=True),
+    "executor kind of another option": Hostile(
+        (*SMALL, "executor=serial", "executor.kind=ray"), "executor=ray or executor=serial", cli=True
+    ),
     "run dir below a file": Hostile((*SMALL, "hydra.run.dir=/etc/hostname/run"), "hydra.run.dir", cli=True),
     "too many replicates": Hostile(
         (*SMALL, "experiment=cj_docking", "replicates=100000000"), "GiB", cli=True

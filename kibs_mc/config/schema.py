@@ -273,12 +273,18 @@ class CalibrationConfig:
         check_each_key_once(self.parameters, f"{path}.parameters")
 
 
+#: An executor's kind is fixed by its option of the ``executor`` group: another kind is another option.
+ANOTHER_EXECUTOR = (
+    "another executor is another option of the group: executor=auto, executor=ray or executor=serial"
+)
+
+
 @dataclass(frozen=True)
 class SerialConfig:
     """``executor=serial``: every chunk in this process, in order (for debugging, and the oracle
     the other executors must match)."""
 
-    kind: str = setting("serial", choices=("serial",))
+    kind: str = setting("serial", choices=("serial",), hint=ANOTHER_EXECUTOR)
     chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
 
 
@@ -287,7 +293,7 @@ class RayConfig:
     """``executor=ray``: a new local cluster of ``num_cpus`` CPUs, or the cluster at
     ``address`` (or ``$RAY_ADDRESS``)."""
 
-    kind: str = setting("ray", choices=("ray",))
+    kind: str = setting("ray", choices=("ray",), hint=ANOTHER_EXECUTOR)
     num_cpus: int | None = setting(None, ge=1)  # None: all cores of this machine
     address: str | None = None  # Ray cluster to attach to; None: RAY_ADDRESS or a new local one
     chunk_size: int = setting(0, ge=0)  # replicates per task; 0: chosen from the plan
@@ -300,7 +306,7 @@ class AutoConfig(RayConfig):
     """``executor=auto`` (the default): serial when a local Ray cluster would not pay off,
     measured on the first chunks, else Ray with these settings."""
 
-    kind: str = setting("auto", choices=("auto",))
+    kind: str = setting("auto", choices=("auto",), hint=ANOTHER_EXECUTOR)
 
 
 #: Each executor's settings, by ``executor.kind``: the schema of its option of the ``executor``
