@@ -8,18 +8,25 @@ whole ``kernels/`` package makes an edit of any kernel file start from an empty 
 compilation, docs/bench/journal.md), so no run mixes two versions of the model.
 
 ``NUMBA_CACHE_DIR``, if set, is the base under which the keyed directory is made; otherwise the
-kernels' own ``__pycache__`` (or ``~/.cache/kibs-mc`` where that cannot be written).
+kernels' own ``__pycache__`` (or ``~/.cache/kibs-mc`` where that cannot be written). There, a
+new keyed directory removes all but the :data:`KEEP` newest others (each holds ~9 MB of
+compiled code for sources this checkout no longer has); a base the user names is left as it is,
+since checkouts of other versions may share it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from importlib.util import find_spec
 from pathlib import Path
 
 PREFIX = "numba-kernels-"
+#: Keyed directories of earlier sources kept in the default base (switching between a few
+#: versions of the kernels, e.g. with ``git checkout``, compiles nothing twice).
+KEEP = 3
 
 
 def source_key(sources: Path) -> str:
@@ -40,11 +47,22 @@ def _writable(directory: Path) -> bool:
 
 def cache_dir(sources: Path, base: Path | None = None) -> Path:
     """The directory Numba caches the kernels under ``sources`` in (under ``base`` if given)."""
+    own = base is None
     if base is None:
         base = sources / "__pycache__"
         if not _writable(base):
             base = Path.home() / ".cache" / "kibs-mc"
-    return base / f"{PREFIX}{source_key(sources)}"
+    directory = base / f"{PREFIX}{source_key(sources)}"
+    if own and not directory.exists():
+        prune(base, KEEP)
+    return directory
+
+
+def prune(base: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently modified keyed directories under ``base``."""
+    keyed = sorted(base.glob(f"{PREFIX}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in keyed[keep:]:
+        shutil.rmtree(old, ignore_errors=True)  # another process may be removing it too
 
 
 def key_the_cache() -> None:

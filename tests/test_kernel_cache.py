@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kibs_mc.kernel_cache import PREFIX, cache_dir, source_key
+from kibs_mc.kernel_cache import KEEP, PREFIX, cache_dir, source_key
 
 # Two kernel files: `outer` (a.py) calls `inner` (b.py), both cached on disk.
 CALLER = """
@@ -98,3 +98,19 @@ def test_a_child_process_keeps_the_parents_directory(tmp_path):
         check=True,
     )
     assert second.stdout.strip() == keyed
+
+
+def test_the_default_cache_keeps_a_few_earlier_versions_and_a_named_base_all(tmp_path):
+    sources = tmp_path / "kernels"
+    sources.mkdir()
+    own, named = sources / "__pycache__", tmp_path / "named"
+    for i in range(KEEP + 3):  # directories of earlier sources, oldest first
+        for base in (own, named):
+            (base / f"{PREFIX}old{i}").mkdir(parents=True)
+            os.utime(base / f"{PREFIX}old{i}", (1_000_000 + i, 1_000_000 + i))
+    (sources / "b.py").write_text(CALLEE.format(value=1))
+    cache_dir(sources, named)
+    assert len(list(named.glob(f"{PREFIX}*"))) == KEEP + 3
+    new = cache_dir(sources)
+    assert new.parent == own
+    assert sorted(p.name for p in own.glob(f"{PREFIX}*")) == [f"{PREFIX}old{i}" for i in range(3, KEEP + 3)]
