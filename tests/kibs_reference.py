@@ -286,19 +286,28 @@ class Twin:
         else:
             self.per_unit[INFORMATION] = min(1.0, money / (prm.unit_cost[INFORMATION] * members))
 
-    def untied_partners(self) -> dict[int, int]:
-        """Per KIBS, its current partnerships that joint work has not tied yet."""
+    def partner_load(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Per KIBS, its current partnerships that joint work has not tied yet, and all of them."""
         held: dict[int, int] = {}
+        partners: dict[int, int] = {}
         for h in range(len(self.t)):
             if self.alive[h] and self.t[h] == HTE:
                 j = self.partner_of(h)
-                if j >= 0 and self.slot(h, j) < 0:
-                    held[j] = held.get(j, 0) + 1
-        return held
+                if j >= 0:
+                    partners[j] = partners.get(j, 0) + 1
+                    if self.slot(h, j) < 0:
+                        held[j] = held.get(j, 0) + 1
+        return held, partners
 
     def partner_room(self, i: int, j: int, held: dict[int, int]) -> bool:
         need = 0 if self.slot(i, j) >= 0 else 1
         return len(self.rows[j]) + held.get(j, 0) + need <= self.capacity[j]
+
+    def covers_partner(self, j: int, partners: dict[int, int]) -> bool:
+        """j's capital covers H months of its outlay share for its partnerships and one more."""
+        prm = self.prm
+        need = prm.partner_cover * (partners.get(j, 0) + 1) * prm.risk_share * prm.project_outlay
+        return need <= 0 or self.cap[j] >= need
 
     def partnership(self, i: int) -> None:
         d = len(self.k[i])
@@ -322,10 +331,12 @@ class Twin:
             candidates = [j for j, _, _ in self.rows[i] if self.t[j] == want]
             if slots:
                 candidates += [slots[self.policy.integer(len(slots))] for _ in range(self.prm.search_draws)]
-        held = self.untied_partners()
+        held, partners = self.partner_load()
         best, best_value = -1, 0.0
         for j in candidates:
             if not self.alive[j] or not self.partner_room(i, j, held):
+                continue
+            if not self.covers_partner(j, partners):
                 continue
             value = self.m[j] - self.m[i] if want == P_KIBS else self.learning_value(i, j)
             if value > best_value:

@@ -99,8 +99,16 @@ def run_both(overrides: list[str], seed: int, steps: int):
         ["model.schedule=random_draw", "model.barter=true", "model.absorption=fixed"] + ALL_LEVERS,
         ["cluster.network=barabasi_albert", "model.distance_learning=false"] + TURBULENT,
         ALL_LEVERS + TURBULENT + ["cluster.max_ties=[40,4,4,200,150,200]"],
+        ALL_LEVERS + TURBULENT + ["governance.effects.partner_cover=200"],
     ],
-    ids=["all-levers-turbulent", "all_four", "random-draw-barter", "ba-no-phi", "partner-room"],
+    ids=[
+        "all-levers-turbulent",
+        "all_four",
+        "random-draw-barter",
+        "ba-no-phi",
+        "partner-room",
+        "partner-load",
+    ],
 )
 def test_step_kernels_match_python_twin(overrides):
     cluster, twin, cumulative, rng = run_both(overrides, seed=7, steps=12)
@@ -651,14 +659,19 @@ def test_partners_are_chosen_by_what_the_hte_lacks():
     assert np.mean(by_type[kernel.P_KIBS]) < np.mean(by_type[kernel.T_KIBS])
 
 
-#: The default cluster with strategic and information money and a KIBS room (30 ties) that binds:
-#: through the platform's directory about 70 HTEs would choose the same most capable P-KIBS.
-SMALL_ROOM = [
+#: The default cluster with strategic and information money: through the platform's directory
+#: about 70 HTEs would choose the same most capable P-KIBS.
+STRATEGIC_INFORMATION = [
     "tracking=none",
     "executor=serial",
     "governance.strategic=0.5",
     "governance.information=0.5",
+]
+#: ... with a KIBS room (30 ties) that binds, and no capital rule (``partner_cover=0``).
+SMALL_ROOM = [
+    *STRATEGIC_INFORMATION,
     "cluster.max_ties=[40,30,30,200,150,200]",
+    "governance.effects.partner_cover=0",
 ]
 
 
@@ -707,6 +720,58 @@ def test_partners_do_not_move_together_from_one_failing_kibs_to_the_next(small_r
     for _, start, formed in small_room_runs:
         assert start > 50
         assert formed <= 2 * start
+
+
+def test_a_kibs_takes_strategic_partners_only_while_its_capital_covers_their_outlays():
+    """A KIBS takes a strategic partner only while its capital covers ``partner_cover`` months
+    of its share of a project's outlay for each of its partnerships, the new one included
+    (docs/ODD.md s.7.8). At the start every HTE of the programme chooses through the platform's
+    directory, yet no KIBS holds more partnerships than its capital covers, and the rule binds:
+    some KIBS could take no more."""
+    cfg = load_config(STRATEGIC_INFORMATION)
+    prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+    fx = cfg.governance.effects
+    per_partner = fx.partner_cover * fx.risk_share * fx.project_outlay
+    assert per_partner > 0
+    for seed in (1, 2, 3):
+        s = build_cluster(cfg.cluster, prm, new_state(seed))
+        a = s.agents
+        kibs = (a.agent_type == kernel.T_KIBS) | (a.agent_type == kernel.P_KIBS)
+        partners = strategic_partners(a)[kibs]
+        capital = a.capital[kibs]
+        assert partners.sum() > 50
+        assert (partners * per_partner <= capital * (1 + 1e-12)).all()
+        assert ((partners + 1) * per_partner > capital).any()
+
+
+@pytest.fixture(scope="module")
+def chain_runs():
+    """Seeds 1-3, 120 months, default cluster: (P-KIBS partnerships formed at the start, in all,
+    KIBS exits) under strategic + information, and the KIBS exits of the baseline."""
+    runs = []
+    for overrides in (STRATEGIC_INFORMATION, ["tracking=none", "executor=serial"]):
+        cfg = load_config(overrides)
+        prm = kernel_parameters(cfg.model, cfg.cluster, cfg.governance)
+        for seed in (1, 2, 3):
+            rng = new_state(seed)
+            s = build_cluster(cfg.cluster, prm, rng)
+            start = int(s.work.tally[kernel.P_PARTNERS])
+            kernel.run_replicate(s.agents, s.ties, s.work, rng, prm, 120)
+            runs.append((start, int(s.work.tally[kernel.P_PARTNERS]), int(s.work.tally[kernel.KIBS_EXITS])))
+    return runs[:3], runs[3:]
+
+
+def test_partners_do_not_exhaust_one_kibs_after_another_on_the_default_cluster(chain_runs):
+    """Without the capital rule the most chosen P-KIBS held ~70 partnerships it could not pay its
+    share of, exited, and all its partners moved to the next one (hundreds of partnerships formed
+    in 120 months, KIBS exits far above the baseline's). With it the partnerships formed stay near
+    those formed at the start and KIBS exits near the baseline's."""
+    chosen, baseline = chain_runs
+    for start, formed, _ in chosen:
+        assert start > 50
+        assert formed <= 1.25 * start
+    exits = np.mean([e for _, _, e in chosen])
+    assert exits <= 1.2 * np.mean([e for _, _, e in baseline])
 
 
 def test_goal_alignment_raises_joint_innovation_through_the_resources_it_saves():

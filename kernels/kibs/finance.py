@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from kibs_mc.kernels.kibs.dynamics import proximity_accept
-from kibs_mc.kernels.kibs.instruments import form_partnership, untied_partners
+from kibs_mc.kernels.kibs.instruments import form_partnership, partner_load
 from kibs_mc.kernels.kibs.state import (
     COSTS_OUT,
     DEFAULTS,
@@ -119,7 +119,7 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
     last = work.clock[1]
     exits = 0
     u_enrol = np.empty(N_INSTRUMENTS)  # an entrant's draws, one per instrument (ENROL_ORDER)
-    held = np.empty(n, dtype=np.int64)  # KIBS slots held by partnerships (instruments.untied_partners)
+    load = np.empty((2, n), dtype=np.int64)  # the KIBS's partnerships (instruments.partner_load)
     for i in range(n):
         if not alive[i]:
             continue
@@ -192,6 +192,6 @@ def finance(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, 
             ):
                 add_tie(ties, i, j, prm.new_tie_weight, False)
         if agents.enrolled[i, STRATEGIC]:
-            untied_partners(agents, ties, held)
-            form_partnership(i, agents, ties, work, prm, held)
+            partner_load(agents, ties, load)
+            form_partnership(i, agents, ties, work, prm, load)
     return exits

@@ -88,18 +88,18 @@ def _reached(agents: Agents, rng_state: np.ndarray, share: float, hte_only: bool
 def enrol(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, prm: KibsParams) -> None:
     """Who the instruments reach at the start (:func:`_reached`), instrument by instrument in
     ``ENROL_ORDER``; then the information platform opens (:func:`platform_capacity`) and each
-    HTE of the strategic programme looks for its partner, in slot order (no partnership yet, so
-    none holds a slot: ``held`` starts at zero)."""
+    HTE of the strategic programme looks for its partner, in slot order (no partnership yet:
+    ``load`` starts at zero)."""
     enrolled = agents.enrolled
     for k in ENROL_ORDER:
         reached = _reached(agents, rng_state, prm.reach[k], HTE_ONLY[k])
         for i in range(agents.agent_type.shape[0]):
             enrolled[i, k] = reached[i]
     platform_capacity(agents, work, prm)
-    held = np.zeros(agents.agent_type.shape[0], dtype=np.int64)
+    load = np.zeros((2, agents.agent_type.shape[0]), dtype=np.int64)
     for i in range(agents.agent_type.shape[0]):
         if enrolled[i, STRATEGIC]:
-            form_partnership(i, agents, ties, work, prm, held)
+            form_partnership(i, agents, ties, work, prm, load)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -179,29 +179,42 @@ def _book(work: Workspace, k: int, t: int, money: float, unit_cost: float) -> No
 
 
 @njit(cache=True, nogil=True)
-def untied_partners(agents: Agents, ties: Ties, held: np.ndarray) -> None:
-    """``held[j]`` becomes the number of KIBS j's current partnerships that joint work has not
-    tied yet: each holds one of j's tie slots, the one its tie will fill."""
-    held[:] = 0
+def partner_load(agents: Agents, ties: Ties, load: np.ndarray) -> None:
+    """Each KIBS j's load of strategic partnerships: ``load[0, j]`` its current partnerships that
+    joint work has not tied yet (each holds one of j's tie slots, the one its tie will fill),
+    ``load[1, j]`` all its current partnerships (each costs j its share of a project's outlay a
+    month)."""
+    load[:] = 0
     for i in range(agents.agent_type.shape[0]):
         if agents.alive[i] and agents.agent_type[i] == HTE:
             j = partner_of(agents, i)
-            if j >= 0 and find_slot(ties, i, j) < 0:
-                held[j] += 1
+            if j >= 0:
+                load[1, j] += 1
+                if find_slot(ties, i, j) < 0:
+                    load[0, j] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _room_for_partner(ties: Ties, held: np.ndarray, i: int, j: int) -> bool:
-    """j's ties, its partnerships not yet tied (``held``) and i's partnership fit in j's room
+def _room_for_partner(ties: Ties, load: np.ndarray, i: int, j: int) -> bool:
+    """j's ties, its partnerships not yet tied (``load[0]``) and i's partnership fit in j's room
     (i's tie to j, if any, already holds its slot)."""
     need = 0 if find_slot(ties, i, j) >= 0 else 1
-    return ties.row_len[j] + held[j] + need <= ties.indptr[j + 1] - ties.indptr[j]
+    return ties.row_len[j] + load[0, j] + need <= ties.indptr[j + 1] - ties.indptr[j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _covers_partner(agents: Agents, prm: KibsParams, load: np.ndarray, j: int) -> bool:
+    """j's capital covers ``partner_cover`` months of its share s_r C_o of a project's monthly
+    outlay for each of its partnerships (``load[1]``) and the new one: K_j >= H (n_j + 1) s_r C_o
+    (always, when that is 0)."""
+    need = prm.partner_cover * (load[1, j] + 1) * prm.risk_share * prm.project_outlay
+    return need <= 0.0 or agents.capital[j] >= need
 
 
 # One search: the deficits choose the partner type, then the best candidate of those i sees.
 @njit(cache=True, nogil=True)
 def form_partnership(  # noqa: C901, PLR0912
-    i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams, held: np.ndarray
+    i: int, agents: Agents, ties: Ties, work: Workspace, prm: KibsParams, load: np.ndarray
 ) -> int:
     """Strategic partnership of HTE i with a KIBS chosen by what i lacks (paper s.IV.A-B).
 
@@ -212,10 +225,11 @@ def form_partnership(  # noqa: C901, PLR0912
     platform sees every living KIBS of the type (the platform's directory); any other HTE sees
     its tied ones and ``search_draws`` drawn uniformly from the type (the policy stream). Only a
     KIBS with room for i's partnership counts (:func:`_room_for_partner`: its ties plus its
-    partnerships not yet tied, ``held`` (:func:`untied_partners`), leave a slot, or i is tied to
-    it). The partnership starts with alignment g_0 and an empty project and holds its slot of
-    the KIBS (``held``) until joint work makes its tie (``projects.joint_projects``). Returns
-    the partner, or -1.
+    partnerships not yet tied, ``load[0]`` (:func:`partner_load`), leave a slot, or i is tied to
+    it) whose capital covers the outlays of its partnerships and i's (:func:`_covers_partner`).
+    The partnership starts with alignment g_0 and an empty project, adds to the KIBS's load and
+    holds its slot of the KIBS until joint work makes its tie (``projects.joint_projects``).
+    Returns the partner, or -1.
     """
     knowledge = agents.knowledge
     alive = agents.alive
@@ -260,7 +274,9 @@ def form_partnership(  # noqa: C901, PLR0912
                 continue
         else:
             j = by_type[lo + integer(work.policy, count)]
-        if not alive[j] or not _room_for_partner(ties, held, i, j):
+        if not alive[j] or not _room_for_partner(ties, load, i, j):
+            continue
+        if not _covers_partner(agents, prm, load, j):
             continue
         if want == P_KIBS:
             value = agents.manage[j] - agents.manage[i]
@@ -272,7 +288,8 @@ def form_partnership(  # noqa: C901, PLR0912
     if best < 0:
         return -1
     if find_slot(ties, i, best) < 0:
-        held[best] += 1
+        load[0, best] += 1
+    load[1, best] += 1
     agents.partner[i] = best
     agents.partner_firm[i] = agents.firm[best]
     agents.alignment[i] = prm.alignment_start
@@ -367,8 +384,8 @@ def contract_with(
 def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> None:
     """Strategic (s.IV.A): a contracted HTE without a partner (its partner left) looks for a
     new one (:func:`form_partnership`); the matching grant is spent in the joint projects."""
-    held = np.empty(agents.agent_type.shape[0], dtype=np.int64)
-    counted = False  # most months nobody seeks: count the slots held only when one does
+    load = np.empty((2, agents.agent_type.shape[0]), dtype=np.int64)
+    counted = False  # most months nobody seeks: count the KIBS's load only when one does
     for i in range(agents.agent_type.shape[0]):
         if (
             agents.alive[i]
@@ -377,9 +394,9 @@ def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) 
             and partner_of(agents, i) < 0
         ):
             if not counted:
-                untied_partners(agents, ties, held)
+                partner_load(agents, ties, load)
                 counted = True
-            form_partnership(i, agents, ties, work, prm, held)
+            form_partnership(i, agents, ties, work, prm, load)
 
 
 @njit(cache=True, nogil=True)

@@ -248,6 +248,7 @@ class KibsParams(NamedTuple):
     joint_value: float  # v_J: market value per unit of knowledge of a joint innovation
     benefit_share: float  # beta: the KIBS partner's share of the value
     risk_share: float  # s_r: the KIBS partner's share of the outlay
+    partner_cover: float  # H: months of its partnerships' outlays a KIBS's capital covers to take one
     opportunism: float  # o: share of the resources a misaligned partnership wastes
     alignment_start: float  # g_0: a new partnership's goal alignment
     alignment_gain: float  # a success closes this share of 1 - g

@@ -85,10 +85,11 @@ def run_replicate(
     in ``work``.
 
     Each step: meetings; the governance instruments (strategic partners chosen within the
-    KIBS's room, ``instruments.form_partnership``); knowledge production and platform
-    transfer; the market's launch counts fade; joint projects; innovation; finance and
-    selection; network dynamics (decay, then formation). A process switched off in ``prm``
-    draws nothing from the stream; the instruments draw only from ``work.policy``.
+    KIBS's room and what its capital covers, ``instruments.form_partnership``); knowledge
+    production and platform transfer; the market's launch counts fade; joint projects;
+    innovation; finance and selection; network dynamics (decay, then formation). A process
+    switched off in ``prm`` draws nothing from the stream; the instruments draw only from
+    ``work.policy``.
 
     ``work.clock`` holds the month (advanced once per step), the run's last month, which
     :func:`finance` reads to date entries and to count only entrants observed for

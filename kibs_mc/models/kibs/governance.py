@@ -113,6 +113,7 @@ def kernel_parameters(model: KibsConfig, cluster: ClusterConfig, governance: Gov
         joint_value=float(fx.joint_value),
         benefit_share=float(fx.benefit_share),
         risk_share=float(fx.risk_share),
+        partner_cover=float(fx.partner_cover),
         opportunism=float(fx.opportunism),
         alignment_start=float(fx.alignment_start),
         alignment_gain=float(fx.alignment_gain),

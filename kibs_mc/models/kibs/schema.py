@@ -185,6 +185,7 @@ class LeverEffects:
     joint_value: float = setting(4.0, ge=0.0)  # v_J: value per unit of knowledge launched
     benefit_share: float = setting(0.3, ge=0.0, le=1.0)  # beta: the KIBS partner's share of it
     risk_share: float = setting(0.3, ge=0.0, le=1.0)  # s_r: the KIBS partner's share of the outlay
+    partner_cover: float = setting(24.0, ge=0.0)  # H: months of outlays a KIBS covers to take a partner
     opportunism: float = setting(0.4, ge=0.0, le=1.0)  # o: resources a misaligned partnership wastes
     alignment_start: float = setting(0.5, ge=0.0, le=1.0)  # g_0: a new partnership's alignment
     alignment_gain: float = setting(0.3, ge=0.0, le=1.0)  # a_g: share of 1 - g a launch closes
