@@ -4,6 +4,14 @@ over truths drawn from the prior, per parameter, with its Clopper-Pearson 95% in
 
     python scripts/sbc.py --truths 30 --out outputs/sbc            # the default calibration
     python scripts/sbc.py --truths 30 --out outputs/sbc cluster=default calibration.population=100
+    python scripts/sbc.py --amortised 2000 --truths 100 --epsilon 3.9 --out outputs/sbc_table executor=serial
+
+``--amortised N``: one reference table of N prior draws of the calibration's fitted targets
+(the particle's own simulation, seeds and arms), cached in ``--out``/table and grown or resumed
+there, then a posterior per truth (a row of the table, left out of it) by rejection with the
+calibration's distance: the rows within ``--epsilon`` (default: none), at least the ``--accept``
+nearest (default 50), with ``--adjust`` Beaumont et al.'s (2002) regression adjustment
+(docs/calibration.md, "Does the calibration cover the truth?"). Each truth costs no simulation.
 
 Prints one line per parameter and, last, one JSON line per parameter
 ({"name": "sbc_coverage/<parameter>", "value", "unit", "low", "high", ...}) as scripts/bench.py does.
@@ -22,26 +30,59 @@ from pathlib import Path
 
 from kibs_mc.analysis.calibration import COVERAGE_RANGE, coverage_rule, coverage_table
 from kibs_mc.errors import UserError
-from kibs_mc.experiments.sbc import simulation_based_calibration
+from kibs_mc.experiments.sbc import Rejection, amortised_sbc, simulation_based_calibration
+
+
+def _refused(args: argparse.Namespace) -> str | None:
+    """The first option out of its range, as the one line kibs-mc prints; None if all are in."""
+    if args.truths < 2:
+        return f"--truths={args.truths}: allowed: 2 or more"
+    if args.amortised is not None and args.amortised <= args.truths:
+        return f"--amortised={args.amortised}: allowed: more rows than --truths ({args.truths})"
+    if args.accept < 1:
+        return f"--accept={args.accept}: allowed: 1 or more"
+    if args.epsilon is not None and not args.epsilon > 0:
+        return f"--epsilon={args.epsilon}: allowed: a distance above 0"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truths", type=int, default=30, help="truths drawn from the prior (default 30)")
     parser.add_argument("--out", type=Path, default=Path("outputs/sbc"), help="run directory of the truths")
+    parser.add_argument("--amortised", type=int, metavar="N", help="a reference table of N prior draws")
+    parser.add_argument("--epsilon", type=float, help="--amortised: accept the rows within this distance")
+    parser.add_argument("--accept", type=int, default=50, help="--amortised: at least this many nearest rows")
+    parser.add_argument(
+        "--adjust", action="store_true", help="--amortised: regression-adjust the accepted rows"
+    )
     parser.add_argument("overrides", nargs="*", help="kibs-mc overrides (on top of experiment=calibrate)")
     args = parser.parse_args(argv)
-    if args.truths < 2:
-        print(f"--truths={args.truths}: allowed: 2 or more", file=sys.stderr)
+    refused = _refused(args)
+    if refused:
+        print(refused, file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
-        rows = simulation_based_calibration(args.overrides, args.truths, args.out)
+        if args.amortised is None:
+            rows = simulation_based_calibration(args.overrides, args.truths, args.out)
+        else:
+            how = Rejection(epsilon=args.epsilon, accept=args.accept, adjust=args.adjust)
+            rows = amortised_sbc(args.overrides, args.amortised, args.truths, args.out, how)
     except UserError as error:
         print(error, file=sys.stderr)
         return 2
     wall = time.monotonic() - started
     table = coverage_table(rows)
+    if args.amortised is not None:
+        per_truth = rows.unique("truth_index")
+        accepted, tolerance = per_truth["accepted"], per_truth["tolerance"]
+        print(
+            f"reference table of {args.amortised} prior draws; per truth {accepted.median():.0f} rows "
+            f"accepted (min {accepted.min()}), tolerance median {tolerance.median():.3g} "
+            f"[{tolerance.min():.3g}, {tolerance.max():.3g}]"
+            + ("; regression-adjusted" if args.adjust else "")
+        )
     low, high = COVERAGE_RANGE
     for r in table.iter_rows(named=True):
         print(

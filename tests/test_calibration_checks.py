@@ -465,3 +465,102 @@ def test_the_coverage_rule_fails_an_overconfident_posterior_of_an_identified_par
     assert len(failures) == 1 and failures[0].startswith(f"`model.a` covers the truth in {low:.2f} of 100")
     # no identified parameter: the rule has nothing to test and says so by an empty list
     assert coverage_rule(exact.filter(pl.col("parameter") == "model.b")) == (True, [], [])
+
+
+def _toy_table(rng: np.random.Generator, n: int, noise: float) -> pl.DataFrame:
+    """Prior draws of the toy simulator (`model.a`, `model.b` uniform on [0, 1]; y ~ N(a, noise))."""
+    a, b = rng.uniform(size=n), rng.uniform(size=n)
+    return pl.DataFrame(
+        {"row": np.arange(n), "model.a": a, "model.b": b, "y": a + noise * rng.normal(size=n)}
+    )
+
+
+@pytest.mark.parametrize("adjust", [False, True], ids=["rejection", "regression-adjusted"])
+def test_the_amortised_sbc_passes_a_near_exact_posterior_and_fails_an_overconfident_one(adjust):
+    """The amortised path of scripts/sbc.py (one reference table, a posterior per truth by
+    rejection at a tolerance, optionally regression-adjusted) on the toy simulator of the SBC
+    tests: 8 000 prior draws with y ~ N(a, 0.05) and 100 fresh truths. Truths simulated as the
+    table was: `model.a` is identified and covers within [0.80, 0.97], the rule holds; truths
+    observed three times as noisily as the table simulates (a planted overconfident posterior:
+    the reference model is surer than the data) cover far less and the rule fails naming
+    `model.a`. `model.b`, which y does not inform, is not identified and is left out. A truth
+    left out of the table by its row is not among its own accepted draws."""
+    from kibs_mc.experiments.sbc import Rejection, amortised_rows
+
+    rng = np.random.default_rng(5)
+    params = [UncertainParameter("model.a", 0.0, 1.0), UncertainParameter("model.b", 0.0, 1.0)]
+    target = [Target("y", "y", 0.0, 0.05)]
+    table = _toy_table(rng, 8_000, 0.05)
+    how = Rejection(epsilon=0.5, accept=20, adjust=adjust)  # within half a scale: ~400 rows
+    verdicts = {}
+    for name, noise in (("near exact", 0.05), ("overconfident", 0.15)):
+        truths = _toy_table(rng, 100, noise).drop("row")
+        rows = amortised_rows(params, table, target, truths, how)
+        if noise == 0.05:
+            assert rows["accepted"].min() > 150 and rows["tolerance"].max() <= 0.5
+        coverage = coverage_table(rows)
+        by = {r["parameter"]: r for r in coverage.iter_rows(named=True)}
+        assert by["model.b"]["verdict"] == "not identified"
+        verdicts[name] = (by["model.a"], coverage_rule(coverage))
+    a, (passes, failures, tested) = verdicts["near exact"]
+    assert COVERAGE_RANGE[0] <= a["coverage"] <= COVERAGE_RANGE[1] and a["identified_share"] == 1.0
+    assert passes and tested == ["model.a"] and failures == []
+    a, (passes, failures, tested) = verdicts["overconfident"]
+    assert a["coverage"] < 0.6 and not passes and failures[0].startswith("`model.a` covers the truth in")
+    # leave-one-out: a truth that is row 7 of the table is not its own nearest draw
+    own = amortised_rows(params, table, target, table.slice(7, 1), Rejection(epsilon=None, accept=1))
+    alone = table.filter(pl.col("row") != 7)
+    nearest = alone.row(int(np.argmin(np.abs(alone["y"].to_numpy() - table["y"][7]))), named=True)
+    assert own.filter(pl.col("parameter") == "model.a")["interval_low"][0] == pytest.approx(
+        nearest["model.a"]
+    )
+
+
+def test_the_reference_table_is_the_calibrations_own_simulation_and_grows_without_recomputing(tmp_path):
+    """scripts/sbc.py --amortised's reference table on a tiny calibration (small cluster, 24
+    months, the recovery targets): each row is a prior draw with the fitted targets simulated as
+    a particle simulates them (Simulator.statistics at its values and seeds); growing the table
+    from 4 to 7 rows keeps the finished part files and gives the same rows as a fresh table of
+    7; a table of other settings in the same folder is refused. The amortised SBC reads it with
+    each truth left out of the table."""
+    from kibs_mc.errors import UserError
+    from kibs_mc.experiments.sbc import (
+        AMORTISED,
+        TABLE,
+        Rejection,
+        _row_draw,
+        amortised_sbc,
+        reference_table,
+    )
+
+    overrides = [
+        "experiment=calibrate",
+        "cluster=small",
+        "model.steps=24",
+        "executor=serial",
+        "calibration.targets=recovery",
+        "calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8}]",
+    ]
+    config = load_config(overrides)
+    first = reference_table(config, overrides, 4, tmp_path / "a")
+    parts = sorted((tmp_path / "a" / TABLE).glob("part_*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in parts]
+    grown = reference_table(config, overrides, 7, tmp_path / "a")
+    assert [f.stat().st_mtime_ns for f in parts] == stamps and grown.head(4).equals(first)
+    assert grown.equals(reference_table(config, overrides, 7, tmp_path / "b"))
+    targets, arms = resolve_targets(config, overrides)
+    fitted = tuple(t for t in targets if t.fit)
+    params = tuple(config.calibration.parameters)
+    simulator = Simulator(config, params, fitted, 1, tuple(arms))
+    values, seeds = _row_draw(config.seed, 5, params, simulator.seeds_needed)
+    row = grown.row(5, named=True)
+    assert (
+        0.3 <= values["model.transfer_efficiency"] <= 0.8
+        and row["model.transfer_efficiency"] == values["model.transfer_efficiency"]
+    )
+    assert {t.name: row[t.name] for t in fitted} == simulator.statistics(values, seeds)
+    with pytest.raises(UserError, match="other parameters, targets or settings"):
+        reference_table(load_config([*overrides, "model.steps=36"]), overrides, 7, tmp_path / "a")
+    rows = amortised_sbc(overrides[1:], 7, 3, tmp_path / "a", Rejection(accept=3))
+    assert rows["truth"].to_list() == grown["model.transfer_efficiency"].head(3).to_list()
+    assert (rows["accepted"] == 3).all() and pl.read_parquet(tmp_path / "a" / AMORTISED).equals(rows)

@@ -122,6 +122,53 @@ def coverage_rule(table: pl.DataFrame) -> tuple[bool, list[str], list[str]]:
     return not failures, failures, tested["parameter"].to_list()
 
 
+def abc_rejection(
+    particles: np.ndarray,
+    stats: np.ndarray,
+    observed: np.ndarray,
+    scales: np.ndarray,
+    *,
+    epsilon: float | None,
+    accept: int,
+    bounds: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rejection ABC from a reference table (Pritchard et al. 1999; Beaumont, Zhang & Balding
+    2002, Genetics 162:2025-2035): the table's ``particles`` (n x parameters, drawn from the
+    prior) whose ``stats`` (n x targets) lie within ``epsilon`` of ``observed`` by the
+    calibration's distance, the Euclidean norm of (simulated - observed) / ``scales``; the
+    ``accept`` nearest when fewer lie within it (or without ``epsilon``). A row with an
+    undefined statistic is never accepted, as in the ABC. Returns the accepted particles, their
+    weights and the tolerance used.
+
+    Without ``bounds`` the weights are equal (plain rejection). With ``bounds`` (parameters x
+    2, the prior's box on the particle scale) Beaumont et al.'s local-linear regression
+    adjustment: each accepted particle, on the logit scale of its box, is moved by the weighted
+    least-squares regression of the parameters on the statistics' distances to ``observed``,
+    ``theta - beta^T (s - observed)``, with Epanechnikov weights ``1 - (d / epsilon)^2``, and
+    mapped back inside the box; with no more accepted rows than regressors it is not adjusted."""
+    z = (stats - observed) / scales
+    d = np.sqrt(np.sum(z**2, axis=1))
+    d = np.where(np.isfinite(d), d, np.inf)
+    order = np.argsort(d, kind="stable")
+    k = max(int(np.sum(d <= epsilon)) if epsilon is not None else 0, min(accept, int(np.isfinite(d).sum())))
+    chosen = order[:k]
+    tolerance = float(d[chosen[-1]]) if k else float("nan")
+    theta = particles[chosen]
+    if bounds is None or k <= z.shape[1] + 1:
+        return theta, np.ones(k), tolerance
+    # the farthest accepted row sets the kernel's width; nudge it so that row keeps some weight
+    width = tolerance * (1 + 1e-6) if tolerance > 0 else 1.0
+    w = 1.0 - (d[chosen] / width) ** 2
+    low, high = bounds[:, 0], bounds[:, 1]
+    u = np.clip((theta - low) / (high - low), 1e-9, 1 - 1e-9)
+    logit = np.log(u / (1 - u))
+    x = np.column_stack([np.ones(k), z[chosen]])
+    root = np.sqrt(w)[:, None]
+    beta = np.linalg.lstsq(x * root, logit * root, rcond=None)[0]
+    adjusted = logit - z[chosen] @ beta[1:]
+    return low + (high - low) / (1 + np.exp(-adjusted)), w, tolerance
+
+
 def _map(values: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The particle where a weighted Gaussian KDE of the population is highest (the MAP)."""
     from scipy.stats import gaussian_kde

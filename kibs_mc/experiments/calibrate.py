@@ -267,6 +267,19 @@ def resolve_targets(
     return targets, arms
 
 
+def same_spec(recorded: Path, spec: dict, holds: str) -> None:
+    """Refuse to continue work whose spec (a JSON file written when it started; missing counts
+    as other code) is not ``spec``: by the model's code, module by module (the store's refusal),
+    else as "<folder> holds ``holds``"."""
+    text = json.dumps(spec, sort_keys=True, default=str)
+    if recorded.exists() and recorded.read_text() == text:
+        return
+    before = json.loads(recorded.read_text()) if recorded.exists() else {}
+    if changed_code(before.get("code") or {}, spec["code"]):
+        raise refused_resume(recorded.parent, before.get("code"), spec["code"])
+    raise UserError(f"{recorded.parent} holds {holds}")
+
+
 def _ess(w: np.ndarray) -> float:
     w = w / w.sum()
     return float(1.0 / np.sum(w**2))
@@ -351,14 +364,12 @@ class Calibrate(ExperimentKind):
                     f"{run_dir} already holds a calibration ({DB_FILE}); rerun with resume=true to "
                     "continue it, or pick another hydra.run.dir."
                 )
-            if not recorded.exists() or recorded.read_text() != text:
-                before = json.loads(recorded.read_text()) if recorded.exists() else {}
-                if changed_code(before.get("code") or {}, spec["code"]):
-                    raise refused_resume(run_dir, before.get("code"), spec["code"])
-                raise UserError(
-                    f"{run_dir} holds a calibration of other targets, parameters or settings; "
-                    "resume it with its own overrides, or pick another hydra.run.dir."
-                )
+            same_spec(
+                recorded,
+                spec,
+                "a calibration of other targets, parameters or settings; "
+                "resume it with its own overrides, or pick another hydra.run.dir.",
+            )
         recorded.write_text(text)
 
     def _smc(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ import polars as pl
 
 from kibs_mc.analysis.robustness import scale_unit
 from kibs_mc.analysis.targets import Target
-from kibs_mc.config import Config, load_config
-from kibs_mc.errors import ConfigError
-from kibs_mc.experiments.calibrate import Simulator, parameters_of, resolve_targets
+from kibs_mc.config import SIMULATION, Config, keys_of, load_config
+from kibs_mc.errors import ConfigError, UserError
+from kibs_mc.experiments.calibrate import Simulator, parameters_of, resolve_targets, same_spec
 from kibs_mc.run.executor import make_executor
 from kibs_mc.run.store import write_parquet
 
@@ -181,3 +181,183 @@ def simulation_based_calibration(overrides: Sequence[str], truths: int, out_dir:
     frame = pl.DataFrame(rows)
     write_parquet(frame, out_dir / RESULTS)
     return frame
+
+
+# --- amortised: one reference table, a posterior per truth by rejection ---------------------
+
+#: The reference table's folder under the output directory: spec.json and part_<k>.parquet.
+TABLE = "table"
+#: Rows simulated per executor item (and per part file): what an interruption can lose.
+CHUNK = 25
+#: The file of an amortised run's rows (one per truth and parameter).
+AMORTISED = "sbc_amortised.parquet"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """How a truth's posterior is taken from the reference table
+    (:func:`kibs_mc.analysis.calibration.abc_rejection`): the rows within ``epsilon`` of the
+    truth's statistics by the calibration's distance (None: no tolerance), at least the
+    ``accept`` nearest, with Beaumont et al.'s regression adjustment if ``adjust``."""
+
+    epsilon: float | None = None
+    accept: int = 50
+    adjust: bool = False
+
+
+def _row_draw(
+    seed: int, index: int, params: Sequence[Any], seeds_needed: int
+) -> tuple[dict[str, float], list[int]]:
+    """Row ``index`` of the reference table: its parameter values, drawn from the prior, and its
+    replicate seeds; a function of the root seed and the index alone (a table grows or resumes
+    to the same rows)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xAB5, index)))
+    values = scale_unit(params, rng.random((1, len(params))))[0]
+    seeds = [int(s) for s in rng.integers(0, 2**63 - 1, size=seeds_needed)]
+    return {p.key: float(v) for p, v in zip(params, values, strict=True)}, seeds
+
+
+def _table_chunk(item: tuple[int, Simulator, int, list[int]]) -> list[dict[str, Any]]:
+    """Rows of the reference table (an executor's item): each row's values and statistics."""
+    _, simulator, seed, indices = item
+    rows = []
+    for i in indices:
+        values, seeds = _row_draw(seed, i, simulator.parameters, simulator.seeds_needed)
+        rows.append({"row": i, **values, **simulator.statistics(values, seeds)})
+    return rows
+
+
+def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir: Path) -> pl.DataFrame:
+    """``size`` prior draws of the calibration ``config`` with its fitted targets simulated as a
+    particle simulates them (:class:`Simulator`, its replicates, arms and seeds), one row each,
+    in ``out_dir/table``: rows already there are kept, the missing ones are simulated on the
+    configured executor, ``CHUNK`` at a time, each chunk written as it finishes. A table of
+    other parameters, targets, settings or model code is refused."""
+    from kibs_mc.run.code import code_inputs
+
+    targets, arms = resolve_targets(config, overrides)
+    params = parameters_of(config)
+    fitted = tuple(t for t in targets if t.fit)
+    simulator = Simulator(config, tuple(params), fitted, config.calibration.replicates, tuple(arms))
+    folder = out_dir / TABLE
+    folder.mkdir(parents=True, exist_ok=True)
+    spec: dict[str, Any] = {
+        "parameters": [asdict(p) for p in params],
+        "targets": [asdict(t) for t in fitted],
+        "replicates": config.calibration.replicates,
+        "seed": config.seed,
+        **{key: asdict(getattr(config, key)) for key in keys_of(SIMULATION)},
+        "code": code_inputs(config.model.name),
+    }
+    recorded = folder / "spec.json"
+    if recorded.exists():
+        same_spec(
+            recorded,
+            spec,
+            "a reference table of other parameters, targets or settings; use another --out for this "
+            "calibration.",
+        )
+    recorded.write_text(json.dumps(spec, sort_keys=True, default=str))
+    parts = sorted(folder.glob("part_*.parquet"))
+    have = pl.concat([pl.read_parquet(f) for f in parts]) if parts else None
+    done = set(have["row"].to_list()) if have is not None else set()
+    missing = [i for i in range(size) if i not in done]
+    chunks = [missing[k : k + CHUNK] for k in range(0, len(missing), CHUNK)]
+    first = len(parts)
+    items = [(first + n, simulator, config.seed, chunk) for n, chunk in enumerate(chunks)]
+    with make_executor(config.executor) as executor:
+        for item, rows in executor.map_unordered(_table_chunk, items):
+            write_parquet(pl.DataFrame(rows), folder / f"part_{item[0]:05d}.parquet")
+    table = pl.concat(
+        [pl.read_parquet(f) for f in sorted(folder.glob("part_*.parquet"))], how="vertical_relaxed"
+    )
+    return table.filter(pl.col("row") < size).sort("row")
+
+
+def amortised_rows(
+    params: Sequence[Any],
+    table: pl.DataFrame,
+    targets: Sequence[Target],
+    truths: pl.DataFrame,
+    how: Rejection,
+    interval: float = 0.9,
+) -> pl.DataFrame:
+    """Simulation-based calibration from a reference table (the amortised path of
+    :func:`simulation_based_calibration`): per truth (a row of ``truths``: the parameters' values
+    and the targets' statistics; a truth with a ``row`` of the table is left out of it), the
+    posterior from ``table`` by rejection (``how``) with the targets' scales, then :func:`posterior_rows`
+    (one row per parameter) plus the rows accepted (``accepted``) and the tolerance used
+    (``tolerance``). Parameters on the ABC's particle scale: the log for a log-uniform one."""
+    from kibs_mc.analysis.calibration import abc_rejection, parameter_table
+
+    keys, names = [p.key for p in params], [t.name for t in targets]
+    logs = np.array([p.scale == "log" for p in params])
+
+    def particles(frame: pl.DataFrame) -> np.ndarray:
+        x = frame.select(keys).to_numpy().astype(float)
+        return np.where(logs, np.log(np.where(logs, x, 1.0)), x)
+
+    box = np.array([(np.log(p.low), np.log(p.high)) if p.scale == "log" else (p.low, p.high) for p in params])
+    theta, stats = particles(table), table.select(names).to_numpy().astype(float)
+    scales = np.array([t.scale for t in targets], dtype=float)
+    rows_of = table["row"].to_numpy() if "row" in table.columns else np.full(table.height, -1)
+    out = []
+    for j, truth in enumerate(truths.iter_rows(named=True)):
+        keep = rows_of != truth.get("row", -2)
+        observed = np.array([truth[n] for n in names], dtype=float)
+        found, w, tolerance = abc_rejection(
+            theta[keep],
+            stats[keep],
+            observed,
+            scales,
+            epsilon=how.epsilon,
+            accept=how.accept,
+            bounds=box if how.adjust else None,
+        )
+        values = np.where(logs, np.exp(found), found)
+        posterior = pl.DataFrame(
+            {
+                **{k: values[:, i] for i, k in enumerate(keys)},
+                "weight": w,
+                "generation": np.zeros(len(w), np.int64),
+            }
+        )
+        table_j = parameter_table(posterior, params, interval, {})
+        for r in posterior_rows(j, {k: float(truth[k]) for k in keys}, table_j, posterior):
+            out.append({**r, "accepted": len(w), "tolerance": tolerance})
+    return pl.DataFrame(out)
+
+
+def amortised_sbc(
+    overrides: Sequence[str],
+    size: int,
+    truths: int,
+    out_dir: Path,
+    how: Rejection,
+) -> pl.DataFrame:
+    """The amortised simulation-based calibration of the calibration ``overrides`` compose
+    (``experiment=calibrate`` first): the reference table of ``size`` prior draws
+    (:func:`reference_table`, in ``out_dir``), its first ``truths`` rows whose fitted targets
+    are all defined as the truths, each left out of the table for its own posterior
+    (:func:`amortised_rows`); writes and returns the rows (``sbc_amortised.parquet``)."""
+    overrides = ["experiment=calibrate", *overrides]
+    config = load_config(overrides)
+    table = reference_table(config, overrides, size, out_dir)
+    targets, _ = resolve_targets(config, overrides)
+    fitted = [t for t in targets if t.fit]
+    defined = table.filter(pl.all_horizontal(pl.col(t.name).is_not_nan() for t in fitted))
+    if defined.height < truths + 1:
+        raise UserError(
+            f"--truths={truths}: allowed: fewer than the {defined.height} rows of the reference table "
+            "whose fitted targets are all defined"
+        )
+    rows = amortised_rows(
+        parameters_of(config),
+        table,
+        fitted,
+        defined.head(truths),
+        how,
+        interval=config.calibration.interval,
+    )
+    write_parquet(rows, out_dir / AMORTISED)
+    return rows
