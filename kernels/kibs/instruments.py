@@ -44,6 +44,7 @@ from kibs_mc.kernels.kibs.state import (
     KIBS_GROSS,
     MANAGEMENT,
     MATCHES,
+    N_INSTRUMENTS,
     N_TYPES,
     P_KIBS,
     P_PARTNERS,
@@ -106,8 +107,18 @@ def enrol(agents: Agents, ties: Ties, work: Workspace, rng_state: np.ndarray, pr
 def partner_of(agents: Agents, i: int) -> int:
     """HTE i's strategic partner, or -1 (none, or it left: its slot is empty or holds another
     firm)."""
-    j = agents.partner[i]
-    if j >= 0 and agents.alive[j] and agents.firm[j] == agents.partner_firm[i]:
+    return _partner(agents.partner, agents.partner_firm, agents.alive, agents.firm, i)
+
+
+# A loop over many agents reads the arrays once and calls this: passing ``Agents`` to a
+# function costs a reference count of each of its arrays per call.
+@njit(cache=True, nogil=True, inline="always")
+def _partner(
+    partner: np.ndarray, partner_firm: np.ndarray, alive: np.ndarray, firm: np.ndarray, i: int
+) -> int:
+    """:func:`partner_of` on the arrays of ``Agents``."""
+    j = partner[i]
+    if j >= 0 and alive[j] and firm[j] == partner_firm[i]:
         return j
     return -1
 
@@ -145,23 +156,39 @@ def platform_capacity(agents: Agents, work: Workspace, prm: KibsParams) -> int:
 
 
 @njit(cache=True, nogil=True)
+def list_members(agents: Agents, work: Workspace) -> None:
+    """Each instrument's living members this step, in slot order: ``work.members[k]``'s first
+    ``work.member_count[k]`` slots (HTEs only for an HTE programme). Alive and enrolled change
+    only in ``finance.finance``, so the lists hold through the instruments step and the joint
+    projects, and the instruments visit only their members."""
+    enrolled = agents.enrolled
+    members = work.members
+    count = work.member_count
+    count[:] = 0
+    for i in range(agents.agent_type.shape[0]):
+        if not agents.alive[i]:
+            continue
+        hte = agents.agent_type[i] == HTE
+        for k in range(N_INSTRUMENTS):
+            if enrolled[i, k] and (hte or not HTE_ONLY[k]):
+                members[k, count[k]] = i
+                count[k] += 1
+
+
+@njit(cache=True, nogil=True)
 def count_recipients(agents: Agents, work: Workspace) -> None:
     """HTEs reached by the strategic (with a partner), management and business instruments this
-    step (the information platform's count is :func:`platform_capacity`'s)."""
+    step (the information platform's count is :func:`platform_capacity`'s), from the members
+    (:func:`list_members`)."""
     r = work.recipients
     r[STRATEGIC] = 0
-    r[MANAGEMENT] = 0
-    r[BUSINESS] = 0
-    enrolled = agents.enrolled
-    for i in range(agents.agent_type.shape[0]):
-        if not agents.alive[i] or agents.agent_type[i] != HTE:
-            continue
-        if enrolled[i, STRATEGIC] and partner_of(agents, i) >= 0:
+    members = work.members
+    partner, partner_firm, alive, firm = agents.partner, agents.partner_firm, agents.alive, agents.firm
+    for m in range(work.member_count[STRATEGIC]):
+        if _partner(partner, partner_firm, alive, firm, members[STRATEGIC, m]) >= 0:
             r[STRATEGIC] += 1
-        if enrolled[i, MANAGEMENT]:
-            r[MANAGEMENT] += 1
-        if enrolled[i, BUSINESS]:
-            r[BUSINESS] += 1
+    r[MANAGEMENT] = work.member_count[MANAGEMENT]
+    r[BUSINESS] = work.member_count[BUSINESS]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -185,12 +212,20 @@ def partner_load(agents: Agents, ties: Ties, load: np.ndarray) -> None:
     ``load[1, j]`` all its current partnerships (each costs j its share of a project's outlay a
     month)."""
     load[:] = 0
-    for i in range(agents.agent_type.shape[0]):
-        if agents.alive[i] and agents.agent_type[i] == HTE:
-            j = partner_of(agents, i)
+    partner, partner_firm, alive, firm = agents.partner, agents.partner_firm, agents.alive, agents.firm
+    agent_type = agents.agent_type
+    indptr, row_len, indices = ties.indptr, ties.row_len, ties.indices
+    for i in range(agent_type.shape[0]):
+        if alive[i] and agent_type[i] == HTE:
+            j = _partner(partner, partner_firm, alive, firm, i)
             if j >= 0:
                 load[1, j] += 1
-                if find_slot(ties, i, j) < 0:
+                tied = False  # ties.find_slot(ties, i, j) >= 0
+                for p in range(indptr[i], indptr[i] + row_len[i]):
+                    if indices[p] == j:
+                        tied = True
+                        break
+                if not tied:
                     load[0, j] += 1
 
 
@@ -386,13 +421,11 @@ def seek_partners(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) 
     new one (:func:`form_partnership`); the matching grant is spent in the joint projects."""
     load = np.empty((2, agents.agent_type.shape[0]), dtype=np.int64)
     counted = False  # most months nobody seeks: count the KIBS's load only when one does
-    for i in range(agents.agent_type.shape[0]):
-        if (
-            agents.alive[i]
-            and agents.enrolled[i, STRATEGIC]
-            and agents.agent_type[i] == HTE
-            and partner_of(agents, i) < 0
-        ):
+    members = work.members
+    partner, partner_firm, alive, firm = agents.partner, agents.partner_firm, agents.alive, agents.firm
+    for m in range(work.member_count[STRATEGIC]):
+        i = members[STRATEGIC, m]
+        if _partner(partner, partner_firm, alive, firm, i) < 0:
             if not counted:
                 partner_load(agents, ties, load)
                 counted = True
@@ -408,9 +441,8 @@ def consulting(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> 
     money = prm.money[MANAGEMENT] / work.recipients[MANAGEMENT]
     work.per_unit[MANAGEMENT] = money
     cursor = np.array([0, rank_kibs(agents, work, P_KIBS)])
-    for i in range(agents.agent_type.shape[0]):
-        if not (agents.alive[i] and agents.enrolled[i, MANAGEMENT] and agents.agent_type[i] == HTE):
-            continue
+    for m in range(work.member_count[MANAGEMENT]):
+        i = work.members[MANAGEMENT, m]
         j = contract_with(agents, ties, work, prm, i, P_KIBS, cursor)
         if j < 0:
             work.ledger[GOV_UNSPENT + MANAGEMENT] += money
@@ -450,9 +482,8 @@ def vouchers(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> No
     cursor = np.array([0, rank_kibs(agents, work, T_KIBS)])
     cost = prm.unit_cost[BUSINESS]
     fees = 0.0
-    for i in range(agents.agent_type.shape[0]):
-        if not (agents.alive[i] and agents.enrolled[i, BUSINESS] and agents.agent_type[i] == HTE):
-            continue
+    for m in range(work.member_count[BUSINESS]):
+        i = work.members[BUSINESS, m]
         j = contract_with(agents, ties, work, prm, i, T_KIBS, cursor) if service > 0.0 else -1
         if j >= 0:
             agents.capital[j] += service
@@ -529,12 +560,11 @@ def information_platform(agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     d = knowledge.shape[1]
     pool = work.codified
     pool[:] = 0.0
-    members = 0
-    for i in range(agents.agent_type.shape[0]):
-        if agents.alive[i] and agents.enrolled[i, INFORMATION]:
-            members += 1
-            for f in range(d):
-                pool[f] += knowledge[i, f]
+    members = work.member_count[INFORMATION]
+    for m in range(members):
+        i = work.members[INFORMATION, m]
+        for f in range(d):
+            pool[f] += knowledge[i, f]
     for f in range(d):
         pool[f] /= members
     upkeep = share * prm.unit_cost[INFORMATION] * members
@@ -542,9 +572,8 @@ def information_platform(agents: Agents, ties: Ties, work: Workspace, prm: KibsP
     q = min(1.0, budget / (prm.match_cost * members)) if prm.match_cost > 0.0 else 0.0
     matches = 0
     intensity = prm.codified_transfer * share * prm.transfer_efficiency
-    for i in range(agents.agent_type.shape[0]):
-        if not (agents.alive[i] and agents.enrolled[i, INFORMATION]):
-            continue
+    for m in range(members):
+        i = work.members[INFORMATION, m]
         if intensity > 0.0:
             rate = intensity * _learning_rate(agents, i, profile_distance(knowledge[i], pool), prm)
             moved = 0.0
@@ -573,8 +602,10 @@ def instruments(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) ->
     directory is open to its members' searches this step), then strategic re-partnering
     (:func:`seek_partners`; its grant is spent in ``projects.joint_projects``), consulting
     (:func:`consulting`), service vouchers (:func:`vouchers`) and the information platform
-    (:func:`information_platform`). No recipient, no money spent."""
+    (:func:`information_platform`), each over its members (:func:`list_members`). No recipient,
+    no money spent."""
     work.per_unit[:] = 0.0
+    list_members(agents, work)
     if prm.money[INFORMATION] > 0.0:
         platform_capacity(agents, work, prm)
     if prm.money[STRATEGIC] > 0.0:

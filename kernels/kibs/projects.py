@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from kibs_mc.kernels.kibs.innovation import demand_factor, launch
-from kibs_mc.kernels.kibs.instruments import _book, partner_of
+from kibs_mc.kernels.kibs.instruments import _book, _partner
 from kibs_mc.kernels.kibs.knowledge import _absorption, cognitive_distance, learning
 from kibs_mc.kernels.kibs.state import (
     COSTS_OUT,
@@ -50,11 +50,12 @@ def joint_projects(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams)
     """Joint innovation projects of strategic partners (paper s.III.B-C, IV.A); returns the
     joint innovations launched this step.
 
-    Each living HTE i of the programme with a partner j (``instruments.partner_of``) runs one
-    project month. Resources: the matching grant g = M_S / n_S plus the partners' outlays,
-    (1 - s_r) C_o from i and s_r C_o from j, each paid only from positive capital (projects are
-    not financed by debt), all spent on the project (costs out). Opportunism wastes a share
-    o (1 - g_ij) of them, g_ij the partnership's goal alignment. The project builds knowledge
+    Each living HTE i of the programme (``instruments.list_members``) with a partner j
+    (``instruments.partner_of``) runs one project month. Resources: the matching grant
+    g = M_S / n_S plus the partners' outlays, (1 - s_r) C_o from i and s_r C_o from j, each paid
+    only from positive capital (projects are not financed by debt), all spent on the project
+    (costs out). Opportunism wastes a share o (1 - g_ij) of them, g_ij the partnership's goal
+    alignment. The project builds knowledge
 
         J_i += y_P phi_i(delta_ij) (1 - omega + omega max(m_i, m_j)) R^gamma,
 
@@ -79,10 +80,10 @@ def joint_projects(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams)
     knowledge = agents.knowledge
     launched = 0
     w_m = prm.conversion_management_weight
-    for i in range(agents.agent_type.shape[0]):
-        if not (agents.alive[i] and agents.enrolled[i, STRATEGIC] and agents.agent_type[i] == HTE):
-            continue
-        j = partner_of(agents, i)
+    partner, partner_firm, alive, firm = agents.partner, agents.partner_firm, agents.alive, agents.firm
+    for m in range(work.member_count[STRATEGIC]):  # the programme's members (instruments step)
+        i = work.members[STRATEGIC, m]
+        j = _partner(partner, partner_firm, alive, firm, i)
         if j < 0:
             continue
         work.tally[PROJECTS] += 1

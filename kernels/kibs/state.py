@@ -169,6 +169,9 @@ class Workspace(NamedTuple):
     codified: np.ndarray  # float64 (D): the information platform's codified knowledge
     delivered: np.ndarray  # float64 (N_INSTRUMENTS): what each instrument's mechanism added (s.9)
     policy: np.ndarray  # uint64 (1): the random stream of the instruments' own draws
+    members: np.ndarray  # int64 (N_INSTRUMENTS, n): each instrument's living members this step,
+    # in slot order (the first member_count[k] of row k; ``instruments.list_members``)
+    member_count: np.ndarray  # int64 (N_INSTRUMENTS)
 
 
 class TypeTraits(NamedTuple):
@@ -359,4 +362,6 @@ def workspace(agents: Agents) -> Workspace:
         np.zeros(agents.knowledge.shape[1]),
         np.zeros(N_INSTRUMENTS),
         np.zeros(1, dtype=np.uint64),
+        np.zeros((N_INSTRUMENTS, n), dtype=np.int64),
+        np.zeros(N_INSTRUMENTS, dtype=np.int64),
     )
