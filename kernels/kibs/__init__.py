@@ -164,7 +164,6 @@ from kibs_mc.kernels.kibs.step import (
 )
 from kibs_mc.kernels.kibs.ties import (
     add_tie,
-    best_tied,
     find_slot,
     mirror_slots,
     remove_tie,
@@ -292,5 +291,4 @@ __all__ = [
     "add_tie",
     "remove_tie",
     "set_weight",
-    "best_tied",
 ]

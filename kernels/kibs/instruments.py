@@ -58,7 +58,7 @@ from kibs_mc.kernels.kibs.state import (
     Ties,
     Workspace,
 )
-from kibs_mc.kernels.kibs.ties import add_tie, best_tied, find_slot
+from kibs_mc.kernels.kibs.ties import add_tie, find_slot
 from kibs_mc.kernels.rng import integer, uniform
 from numba import njit
 
@@ -375,7 +375,8 @@ def _kibs_value(agents: Agents, k: int, t: int) -> float:
 def contract_with(
     agents: Agents, ties: Ties, work: Workspace, prm: KibsParams, i: int, t: int, cursor: np.ndarray
 ) -> int:
-    """The KIBS of type t that serves i: its best tied one (``ties.best_tied``); else, for a
+    """The KIBS of type t that serves i: its best tied one (by capability for a P-KIBS, total
+    knowledge for a T-KIBS, the first in slot order on ties among equals); else, for a
     member of the information platform, the best living one with a free slot (the platform's
     directory); else the best with a free slot of ``search_draws`` drawn uniformly from the type
     (the policy stream); -1 if none.
@@ -383,33 +384,85 @@ def contract_with(
     The directory's best with a free slot is the first in ``work.ranking[:cursor[1]]``
     (:func:`rank_kibs`) at or after ``cursor[0]`` whose row is not full; slots only fill during
     the instruments step, so the cursor only moves forward (O(1) amortised)."""
-    j = best_tied(agents, ties, i, t, t == P_KIBS)
-    if j >= 0:
-        return j
-    if on_platform(agents, work, i):
-        ranking = work.ranking
+    return _contract(
+        _firms(agents), ties, _directory(work, cursor), on_platform(agents, work, i), prm.search_draws, i, t
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _firms(agents: Agents) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays of ``Agents`` that :func:`_contract` reads (a loop over members passes these,
+    not ``Agents``: a call costs a reference count of each array it is passed)."""
+    return agents.agent_type, agents.alive, agents.manage, agents.knowledge
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _directory(
+    work: Workspace, cursor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays of ``Workspace`` that :func:`_contract` reads, and the directory's cursor."""
+    return work.ranking, work.type_start, work.by_type, work.policy, cursor
+
+
+@njit(cache=True, nogil=True)
+def _contract(
+    firms: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ties: Ties,
+    directory: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    listed: bool,
+    search_draws: int,
+    i: int,
+    t: int,
+) -> int:
+    """:func:`contract_with` on the arrays it reads (``listed``: i sees the platform's
+    directory)."""
+    agent_type, alive, manage, knowledge = firms
+    ranking, type_start, by_type, policy, cursor = directory
+    indptr, row_len, indices = ties.indptr, ties.row_len, ties.indices
+    best = -1  # the best tied: capability (P-KIBS) or total knowledge (T-KIBS), first on ties
+    best_value = -1.0
+    for p in range(indptr[i], indptr[i] + row_len[i]):
+        j = indices[p]
+        if agent_type[j] != t or not alive[j]:
+            continue
+        value = _value(manage, knowledge, j, t)
+        if value > best_value:
+            best_value = value
+            best = j
+    if best >= 0:
+        return best
+    if listed:
         ranked = cursor[1]
         while cursor[0] < ranked:
             k = ranking[cursor[0]]
-            if ties.row_len[k] < ties.indptr[k + 1] - ties.indptr[k]:
+            if row_len[k] < indptr[k + 1] - indptr[k]:
                 return k
             cursor[0] += 1
         return -1
-    lo = work.type_start[t]
-    count = work.type_start[t + 1] - lo
-    best = -1
-    best_value = -1.0
+    lo = type_start[t]
+    count = type_start[t + 1] - lo
     if count == 0:
         return -1
-    for _ in range(prm.search_draws):
-        k = work.by_type[lo + integer(work.policy, count)]
-        if not agents.alive[k] or ties.row_len[k] >= ties.indptr[k + 1] - ties.indptr[k]:
+    for _ in range(search_draws):
+        k = by_type[lo + integer(policy, count)]
+        if not alive[k] or row_len[k] >= indptr[k + 1] - indptr[k]:
             continue
-        value = _kibs_value(agents, k, t)
+        value = _value(manage, knowledge, k, t)
         if value > best_value:
             best_value = value
             best = k
     return best
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _value(manage: np.ndarray, knowledge: np.ndarray, k: int, t: int) -> float:
+    """:func:`_kibs_value` on the arrays."""
+    if t == P_KIBS:
+        return manage[k]
+    value = 0.0
+    for f in range(knowledge.shape[1]):
+        value += knowledge[k, f]
+    return value
 
 
 # --------------------------------------------------------------------------- one function per instrument
@@ -441,9 +494,12 @@ def consulting(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> 
     money = prm.money[MANAGEMENT] / work.recipients[MANAGEMENT]
     work.per_unit[MANAGEMENT] = money
     cursor = np.array([0, rank_kibs(agents, work, P_KIBS)])
+    firms, directory = _firms(agents), _directory(work, cursor)
+    platform_open = work.per_unit[INFORMATION] > 0.0
     for m in range(work.member_count[MANAGEMENT]):
         i = work.members[MANAGEMENT, m]
-        j = contract_with(agents, ties, work, prm, i, P_KIBS, cursor)
+        listed = agents.enrolled[i, INFORMATION] and platform_open  # on_platform
+        j = _contract(firms, ties, directory, listed, prm.search_draws, i, P_KIBS)  # contract_with
         if j < 0:
             work.ledger[GOV_UNSPENT + MANAGEMENT] += money
             continue
@@ -482,9 +538,14 @@ def vouchers(agents: Agents, ties: Ties, work: Workspace, prm: KibsParams) -> No
     cursor = np.array([0, rank_kibs(agents, work, T_KIBS)])
     cost = prm.unit_cost[BUSINESS]
     fees = 0.0
+    firms, directory = _firms(agents), _directory(work, cursor)
+    platform_open = work.per_unit[INFORMATION] > 0.0
     for m in range(work.member_count[BUSINESS]):
         i = work.members[BUSINESS, m]
-        j = contract_with(agents, ties, work, prm, i, T_KIBS, cursor) if service > 0.0 else -1
+        listed = agents.enrolled[i, INFORMATION] and platform_open  # on_platform
+        j = -1
+        if service > 0.0:  # contract_with
+            j = _contract(firms, ties, directory, listed, prm.search_draws, i, T_KIBS)
         if j >= 0:
             agents.capital[j] += service
             _book(work, BUSINESS, T_KIBS, service, cost * (1.0 - prm.platform_fee_share))

@@ -4,7 +4,7 @@ both copies at once through the mirror slots."""
 from __future__ import annotations
 
 import numpy as np
-from kibs_mc.kernels.kibs.state import Agents, Ties
+from kibs_mc.kernels.kibs.state import Ties
 from numba import njit
 
 
@@ -88,27 +88,3 @@ def set_weight(ties: Ties, i: int, p: int, w: float) -> None:
     """Set the weight of the tie in slot p of i's row and of its mirror."""
     ties.weights[p] = w
     ties.weights[ties.mirror[p]] = w
-
-
-@njit(cache=True, nogil=True)
-def best_tied(agents: Agents, ties: Ties, i: int, t: int, by_management: bool) -> int:
-    """The living neighbour of type t with the highest managerial capability (by_management)
-    or the highest mean knowledge, first in slot order on ties; -1 if none."""
-    best = -1
-    best_value = -1.0
-    knowledge = agents.knowledge
-    start = ties.indptr[i]
-    for p in range(start, start + ties.row_len[i]):
-        j = ties.indices[p]
-        if agents.agent_type[j] != t or not agents.alive[j]:
-            continue
-        if by_management:
-            value = agents.manage[j]
-        else:
-            value = 0.0
-            for f in range(knowledge.shape[1]):
-                value += knowledge[j, f]
-        if value > best_value:
-            best_value = value
-            best = j
-    return best
