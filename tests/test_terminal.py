@@ -274,7 +274,10 @@ def test_a_multirun_names_its_jobs_and_compares_them_paired(tmp_path):
     for name in ("report.md", "report.html", "effects.png", "distributions.png", "ranks.parquet"):
         assert (sweep / name).is_file(), name
     report = (sweep / "report.md").read_text()
-    assert "## Executive summary" in report and "Best for `innovations_total`" in report
+    # the answer's first line names the best job, or says that the jobs are tied (with 3
+    # replicates the information interface's effect on this tiny cluster can be within chance)
+    assert "## Executive summary" in report
+    assert re.search(r"\*\*Best( \(tied\))? for `innovations_total`", report), report[:600]
     assert proc.stdout.index("Answer") < proc.stdout.index(f"results: {sweep.relative_to(tmp_path)}")
 
 
