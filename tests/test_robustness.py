@@ -403,8 +403,17 @@ def test_one_world_gives_compare_governances_answer(tmp_path):
 
 @pytest.mark.slow
 def test_ray_and_a_killed_then_resumed_run_equal_the_serial_one(tmp_path, ray_local):
-    # 30 months: long enough for the run to be killed after its first parts
-    common = ["robustness.worlds=4", "replicates=3", "executor.chunk_size=1", "model.steps=30"]
+    # 288 replicates of 120 months at the hand-set values (so the run's length does not move
+    # with the shipped posterior): about 4 s of simulation on 2 idle cores, while the store
+    # writes its first parts (replicates and time series) after 1 s, so the kill after them finds
+    # the run running
+    common = [
+        "robustness.worlds=4",
+        "replicates=12",
+        "executor.chunk_size=1",
+        "model.steps=120",
+        "calibration.use=hand_set",
+    ]
     serial = run(tmp_path, "serial", *common)
     on_ray = run(tmp_path, "ray", *common, "executor=ray")
     run_dir = tmp_path / "killed"
