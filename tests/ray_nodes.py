@@ -163,15 +163,19 @@ class RayNodes:
                 failures.append(f"attempt {attempt}: {error}; node log: {log.read_text()[-1500:]}")
         raise TimeoutError(f"a worker node did not join in {attempts} attempts: " + " | ".join(failures))
 
-    def cpus(self) -> int:
-        """CPUs the cluster reports now (0 before it answers)."""
-        proc = subprocess.run(
+    def status(self) -> subprocess.CompletedProcess:
+        """``ray status`` of this cluster."""
+        return subprocess.run(
             [RAY, "status", f"--address={self.address}"],
             env=self.client_env(),
             capture_output=True,
             text=True,
             timeout=60,
         )
+
+    def cpus(self) -> int:
+        """CPUs the cluster reports now (0 before it answers)."""
+        proc = self.status()
         found = re.search(r"/(\d+)\.0 CPU", proc.stdout) if proc.returncode == 0 else None
         return int(found.group(1)) if found else 0
 
@@ -185,13 +189,7 @@ class RayNodes:
                 raise RuntimeError(f"ray head exited: {(self.log_dir / 'head.log').read_text()[-2000:]}")
             if node is not None and node.poll() is not None:
                 raise RuntimeError(f"the worker node exited with status {node.returncode}")
-            proc = subprocess.run(
-                [RAY, "status", f"--address={self.address}"],
-                env=self.client_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            proc = self.status()
             last = proc.stdout + proc.stderr
             if proc.returncode == 0 and f"/{cpus}.0 CPU" in proc.stdout:
                 return
