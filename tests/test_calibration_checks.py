@@ -564,3 +564,27 @@ def test_the_reference_table_is_the_calibrations_own_simulation_and_grows_withou
     rows = amortised_sbc(overrides[1:], 7, 3, tmp_path / "a", Rejection(accept=3))
     assert rows["truth"].to_list() == grown["model.transfer_efficiency"].head(3).to_list()
     assert (rows["accepted"] == 3).all() and pl.read_parquet(tmp_path / "a" / AMORTISED).equals(rows)
+
+
+def test_a_reference_table_with_a_gap_in_its_parts_resumes_without_overwriting_one(tmp_path, monkeypatch):
+    """An interrupted table's parts need not be contiguous (chunks finish in any order): resuming
+    one whose middle part is missing keeps the later part and ends equal to a fresh table."""
+    from kibs_mc.experiments import sbc
+
+    monkeypatch.setattr(sbc, "CHUNK", 2)
+    overrides = [
+        "experiment=calibrate",
+        "cluster=small",
+        "model.steps=12",
+        "executor=serial",
+        "calibration.targets=recovery",
+        "calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8}]",
+    ]
+    config = load_config(overrides)
+    sbc.reference_table(config, overrides, 6, tmp_path / "a")
+    folder = tmp_path / "a" / sbc.TABLE
+    (folder / "part_00001.parquet").unlink()  # rows 2-3 were in flight when the run stopped
+    later = (folder / "part_00002.parquet").stat().st_mtime_ns
+    resumed = sbc.reference_table(config, overrides, 8, tmp_path / "a")
+    assert (folder / "part_00002.parquet").stat().st_mtime_ns == later
+    assert resumed.equals(sbc.reference_table(config, overrides, 8, tmp_path / "b"))

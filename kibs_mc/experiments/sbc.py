@@ -263,7 +263,9 @@ def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir
     done = set(have["row"].to_list()) if have is not None else set()
     missing = [i for i in range(size) if i not in done]
     chunks = [missing[k : k + CHUNK] for k in range(0, len(missing), CHUNK)]
-    first = len(parts)
+    # after the highest part: an interrupted run's parts need not be contiguous (chunks finish
+    # in any order), and numbering from their count would overwrite one of them
+    first = max((int(f.stem.split("_")[1]) for f in parts), default=-1) + 1
     items = [(first + n, simulator, config.seed, chunk) for n, chunk in enumerate(chunks)]
     with make_executor(config.executor) as executor:
         for item, rows in executor.map_unordered(_table_chunk, items):
