@@ -49,6 +49,7 @@ OUTCOMES: dict[str, type] = {
     "innovations_top10_share": np.float64,
     "innovation_tail_exponent": np.float64,
     "hte_young_exit_share": np.float64,
+    "hte_innovator_share": np.float64,
     "kibs_fee_share": np.float64,
 }
 
@@ -230,6 +231,17 @@ def power_law_exponent(counts: np.ndarray, min_tail: int = TAIL_MIN) -> tuple[fl
     return best
 
 
+def innovator_share(state: ClusterState) -> float:
+    """Share of the HTEs that existed during the run (the living since their entry and the
+    exited ones) with at least one innovation; exact even where an exited firm's count reached
+    the open last bin of ``Workspace.exit_innovations``, which still counts as an innovator."""
+    s = state.agents
+    hist = state.work.exit_innovations
+    living = s.innovations[s.alive & (s.agent_type == HTE)]
+    firms = living.size + int(hist.sum())
+    return float((living > 0).sum() + hist[1:].sum()) / firms if firms else float("nan")
+
+
 def young_exit_share(tally: np.ndarray) -> float:
     """Share of HTE entrants observed for ``kernel.YOUNG_WINDOW`` steps before the run ended
     that exited within that window; NaN without such entrants."""
@@ -278,6 +290,7 @@ def outcomes(config: KibsScenario, result: Run) -> dict:
         "innovations_top10_share": top_share(counts) if counts is not None else float("nan"),
         "innovation_tail_exponent": power_law_exponent(counts)[0] if counts is not None else float("nan"),
         "hte_young_exit_share": young_exit_share(tally),
+        "hte_innovator_share": innovator_share(result.state),
         "kibs_fee_share": fee_share,
         **accounts(result),
     }
