@@ -28,7 +28,7 @@ from kibs_mc.analysis.calibration import (
     weighted_cdf,
 )
 from kibs_mc.analysis.targets import Target, parse_targets
-from kibs_mc.config import UncertainParameter, load_config
+from kibs_mc.config import CONF_DIR, UncertainParameter, load_config
 from kibs_mc.errors import ConfigError
 from kibs_mc.experiments.calibrate import Calibrate, Found, Simulator, _ess, resolve_targets
 from kibs_mc.experiments.posterior import POINT_FILE
@@ -588,3 +588,96 @@ def test_a_reference_table_with_a_gap_in_its_parts_resumes_without_overwriting_o
     resumed = sbc.reference_table(config, overrides, 8, tmp_path / "a")
     assert (folder / "part_00002.parquet").stat().st_mtime_ns == later
     assert resumed.equals(sbc.reference_table(config, overrides, 8, tmp_path / "b"))
+
+
+def test_a_reference_table_of_more_fitted_targets_is_reused_for_a_calibration_holding_some_out(tmp_path):
+    """A calibration that holds out a target it once fitted reads the same prior draws and seeds:
+    its reference table is the one recorded with every target fitted (descriptive fields such as
+    a note may differ). Growing it simulates the held-out statistic as before (equal to a fresh
+    table of the first file), and the finished parts are kept; a file with a fitted target the
+    table lacks, or with another observed value, is refused."""
+    from kibs_mc.errors import UserError
+    from kibs_mc.experiments.sbc import TABLE, reference_table
+
+    base = [
+        "experiment=calibrate",
+        "cluster=small",
+        "model.steps=12",
+        "executor=serial",
+        "calibration.parameters=[{key: model.transfer_efficiency, low: 0.3, high: 0.8}]",
+    ]
+    full = [*base, "calibration.targets=recovery"]
+    reference_table(load_config(full), full, 4, tmp_path / "a")
+    parts = sorted((tmp_path / "a" / TABLE).glob("part_*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in parts]
+    text = (CONF_DIR / "targets" / "recovery.yaml").read_text()
+    held = text.replace(
+        "{name: knowledge_gini, statistic: hte_knowledge_gini, observed: 0, scale: 1, source: synthetic}",
+        "{name: knowledge_gini, statistic: hte_knowledge_gini, observed: 0, scale: 1, source: synthetic,"
+        " fit: false, note: held out now}",
+    )
+    assert held != text
+    (tmp_path / "held.yaml").write_text(held)
+    fewer = [*base, f"calibration.targets={tmp_path / 'held.yaml'}"]
+    grown = reference_table(load_config(fewer), fewer, 6, tmp_path / "a")
+    assert [f.stat().st_mtime_ns for f in parts] == stamps
+    assert grown.equals(reference_table(load_config(full), full, 6, tmp_path / "b"))
+    assert grown["knowledge_gini"].is_not_nan().all()
+    for name, changed in (
+        (
+            "extra",
+            text.rstrip()
+            + "\n  - {name: degree, statistic: network_density, observed: 0, scale: 1, source: synthetic}\n",
+        ),
+        (
+            "observed",
+            held.replace("innovations_per_hte, observed: 0,", "innovations_per_hte, observed: 0.5,"),
+        ),
+    ):
+        (tmp_path / f"{name}.yaml").write_text(changed)
+        other = [*base, f"calibration.targets={tmp_path / f'{name}.yaml'}"]
+        with pytest.raises(UserError, match="other parameters, targets or settings"):
+            reference_table(load_config(other), other, 6, tmp_path / "a")
+
+
+def test_leaving_one_target_out_finds_the_informative_target_and_whether_the_others_predict_it():
+    """The leave-one-target-out analysis of a reference table (scripts/sbc.py --leave-one-out) on
+    a toy simulator with a planted truth: y1 ~ N(a, 0.05) informs `model.a`; y2 = y1 plus noise
+    of sd 0.05 is a second reading of it; y3 ~ N(0, 1) is pure noise, informing nothing. Left
+    out, y3 costs no narrowing and y1 little (y2 still reads `model.a`); `model.b` is never
+    read. The others predict y2 observed where y1 is (reproduced), not a y2 observed far from
+    it (not reproduced)."""
+    from kibs_mc.experiments.sbc import Rejection, leave_one_target_out
+
+    rng = np.random.default_rng(11)
+    n = 20_000
+    a, b = rng.uniform(size=n), rng.uniform(size=n)
+    y1 = a + 0.05 * rng.normal(size=n)
+    table = pl.DataFrame(
+        {
+            "row": np.arange(n),
+            "model.a": a,
+            "model.b": b,
+            "y1": y1,
+            "y2": y1 + 0.05 * rng.normal(size=n),
+            "y3": rng.normal(size=n),
+        }
+    )
+    params = [UncertainParameter("model.a", 0.0, 1.0), UncertainParameter("model.b", 0.0, 1.0)]
+
+    def left_out(y2: float) -> dict:
+        targets = [Target("y1", "y1", 0.4, 0.05), Target("y2", "y2", y2, 0.07), Target("y3", "y3", 0.0, 1.0)]
+        rows = leave_one_target_out(params, table, targets, Rejection(accept=300))
+        assert (rows["accepted"] == 300).all()
+        return {(r["left_out"], r["parameter"]): r for r in rows.iter_rows(named=True)}
+
+    at = left_out(0.4)
+    with_all = at[("y3", "model.a")]["narrowing_all"]
+    assert with_all > 3  # every target: `model.a` read closely
+    assert at[("y3", "model.a")]["narrowing_without"] > 0.8 * with_all  # the noise told nothing
+    assert at[("y1", "model.a")]["narrowing_without"] > 2  # y2 still reads `model.a`
+    assert all(at[(t, "model.b")]["narrowing_without"] < 1.5 for t in ("y1", "y2", "y3"))
+    y2 = at[("y2", "model.a")]
+    assert y2["verdict"] == "reproduced" and abs(y2["median"] - 0.4) < 0.05
+    far = left_out(0.9)[("y2", "model.a")]
+    assert far["verdict"] == "not reproduced" and far["z"] < -3

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,39 @@ def _row_draw(
     return {p.key: float(v) for p, v in zip(params, values, strict=True)}, seeds
 
 
+#: A target's fields that describe it without changing what is simulated or how it is scored.
+DESCRIPTIVE = ("source", "assumed", "note", "mapping")
+
+
+def _simulated(target: dict[str, Any]) -> dict[str, Any]:
+    """A target as a table's spec records it (JSON types), without its descriptive fields and
+    its ``fit`` flag: what the table simulates for it and how it is scored."""
+    plain = json.loads(json.dumps(target, sort_keys=True, default=str))
+    return {k: v for k, v in plain.items() if k not in (*DESCRIPTIVE, "fit")}
+
+
+def _superset(
+    recorded: dict[str, Any], spec: dict[str, Any], targets: Sequence[Target], fitted: tuple[Target, ...]
+) -> tuple[dict[str, Any], tuple[Target, ...]]:
+    """The spec and targets of a reference table to reuse: a table recorded with every target
+    fitted now and more (a calibration that holds out targets it once fitted), of the same
+    parameters, settings and code, is the same prior draws and seeds with more statistics, so it
+    is reused and grown as recorded (its targets, taken from today's file, simulated as before;
+    their descriptive fields may have changed); anything else is returned unchanged, for
+    :func:`same_spec` to judge."""
+    rest = {k: v for k, v in spec.items() if k != "targets"}
+    before_rest = {k: v for k, v in recorded.items() if k != "targets"}
+    if json.loads(json.dumps(rest, sort_keys=True, default=str)) != before_rest:
+        return spec, fitted
+    now = {t.name: _simulated(asdict(t)) for t in targets}
+    kept = [d for d in recorded.get("targets", []) if now.get(d.get("name")) == _simulated(d)]
+    names = {d["name"] for d in kept}
+    if len(kept) != len(recorded.get("targets", [])) or not all(t.name in names for t in fitted):
+        return spec, fitted
+    by_name = {t.name: replace(t, fit=True) for t in targets}
+    return recorded, tuple(by_name[d["name"]] for d in kept)
+
+
 def _table_chunk(item: tuple[int, Simulator, int, list[int]]) -> list[dict[str, Any]]:
     """Rows of the reference table (an executor's item): each row's values and statistics."""
     _, simulator, seed, indices = item
@@ -232,13 +265,13 @@ def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir
     particle simulates them (:class:`Simulator`, its replicates, arms and seeds), one row each,
     in ``out_dir/table``: rows already there are kept, the missing ones are simulated on the
     configured executor, ``CHUNK`` at a time, each chunk written as it finishes. A table of
-    other parameters, targets, settings or model code is refused."""
+    other parameters, targets, settings or model code is refused, except one recorded with more
+    fitted targets than now (:func:`_superset`): it is reused, its extra statistics unread."""
     from kibs_mc.run.code import code_inputs
 
     targets, arms = resolve_targets(config, overrides)
     params = parameters_of(config)
     fitted = tuple(t for t in targets if t.fit)
-    simulator = Simulator(config, tuple(params), fitted, config.calibration.replicates, tuple(arms))
     folder = out_dir / TABLE
     folder.mkdir(parents=True, exist_ok=True)
     spec: dict[str, Any] = {
@@ -251,6 +284,7 @@ def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir
     }
     recorded = folder / "spec.json"
     if recorded.exists():
+        spec, fitted = _superset(json.loads(recorded.read_text()), spec, targets, fitted)
         same_spec(
             recorded,
             spec,
@@ -258,6 +292,7 @@ def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir
             "calibration.",
         )
     recorded.write_text(json.dumps(spec, sort_keys=True, default=str))
+    simulator = Simulator(config, tuple(params), fitted, config.calibration.replicates, tuple(arms))
     parts = sorted(folder.glob("part_*.parquet"))
     have = pl.concat([pl.read_parquet(f) for f in parts]) if parts else None
     done = set(have["row"].to_list()) if have is not None else set()
@@ -362,4 +397,104 @@ def amortised_sbc(
         interval=config.calibration.interval,
     )
     write_parquet(rows, out_dir / AMORTISED)
+    return rows
+
+
+#: The file of an amortised leave-one-target-out analysis: one row per (fitted target, parameter).
+LEAVE_ONE_OUT = "leave_one_out.parquet"
+
+
+def leave_one_target_out(
+    params: Sequence[Any],
+    table: pl.DataFrame,
+    targets: Sequence[Target],
+    how: Rejection,
+    interval: float = 0.9,
+    max_width: float | None = None,
+) -> pl.DataFrame:
+    """What each fitted target adds to the posterior, from a reference table at the targets'
+    observed values: the rejection posterior (``how``, by the calibration's distance) on every
+    target in ``targets``, and for each target ``k`` the posterior on the others with as many
+    rows accepted. One row per (target left out, parameter): the parameter's narrowing with
+    every target (``narrowing_all``) and without ``k`` (``narrowing_without``) - a target whose
+    absence narrows nothing less tells the ABC nothing about the parameters - and ``k``'s own
+    predictive from the rows accepted without it, judged as the predictive check judges a held-out
+    target (:func:`kibs_mc.analysis.calibration.ppc_table`: ``median``, ``low``, ``high``, ``z``,
+    ``width``, ``verdict``): whether the other targets predict it."""
+    from kibs_mc.analysis.calibration import MAX_WIDTH, abc_rejection, parameter_table, ppc_table
+
+    keys, names = [p.key for p in params], [t.name for t in targets]
+    values = table.select(keys).to_numpy().astype(float)
+    stats = table.select(names).to_numpy().astype(float)
+    observed = np.array([t.observed for t in targets], dtype=float)
+    scales = np.array([t.scale for t in targets], dtype=float)
+    index = np.arange(table.height, dtype=float)[:, None]
+
+    def accepted(use: list[int], epsilon: float | None, accept: int) -> np.ndarray:
+        rows, _, _ = abc_rejection(
+            index, stats[:, use], observed[use], scales[use], epsilon=epsilon, accept=accept
+        )
+        return rows[:, 0].astype(np.int64)
+
+    def narrowing(rows: np.ndarray) -> dict[str, float]:
+        posterior = pl.DataFrame(
+            {
+                **{k: values[rows, i] for i, k in enumerate(keys)},
+                "weight": np.ones(len(rows)),
+                "generation": 0,
+            }
+        )
+        frame = parameter_table(posterior, params, interval, {})
+        return dict(zip(frame["parameter"].to_list(), frame["narrowing"].to_list(), strict=True))
+
+    every = list(range(len(targets)))
+    rows_all = accepted(every, how.epsilon, how.accept)
+    with_all = narrowing(rows_all)
+    out = []
+    for k, target in enumerate(targets):
+        rows = accepted([j for j in every if j != k], None, len(rows_all))
+        without = narrowing(rows)
+        draws = pl.DataFrame({"target": [target.name] * len(rows), "value": stats[rows, k]})
+        check = ppc_table(draws, [target], interval, MAX_WIDTH if max_width is None else max_width).row(
+            0, named=True
+        )
+        for p in params:
+            out.append(
+                {
+                    "left_out": target.name,
+                    "parameter": p.key,
+                    "narrowing_all": with_all[p.key],
+                    "narrowing_without": without[p.key],
+                    "accepted": len(rows),
+                    **{
+                        c: check[c]
+                        for c in ("observed", "scale", "median", "low", "high", "z", "width", "verdict")
+                    },
+                }
+            )
+    return pl.DataFrame(out)
+
+
+def amortised_leave_one_out(
+    overrides: Sequence[str], size: int, out_dir: Path, how: Rejection
+) -> pl.DataFrame:
+    """:func:`leave_one_target_out` of the calibration ``overrides`` compose, on its reference
+    table of ``size`` prior draws (:func:`reference_table`, in ``out_dir``); writes and returns
+    the rows (``leave_one_out.parquet``)."""
+    overrides = ["experiment=calibrate", *overrides]
+    config = load_config(overrides)
+    table = reference_table(config, overrides, size, out_dir)
+    targets, _ = resolve_targets(config, overrides)
+    fitted = [t for t in targets if t.fit]
+    if len(fitted) < 2:
+        raise UserError(f"calibration.targets: {len(fitted)} fitted: allowed: 2 or more to leave one out")
+    rows = leave_one_target_out(
+        parameters_of(config),
+        table,
+        fitted,
+        how,
+        interval=config.calibration.interval,
+        max_width=config.calibration.max_width,
+    )
+    write_parquet(rows, out_dir / LEAVE_ONE_OUT)
     return rows
