@@ -52,6 +52,8 @@ def _refused(args: argparse.Namespace) -> str | None:
         return f"--truths={args.truths}: allowed: 2 or more"
     if args.leave_one_out and args.amortised is None:
         return "--leave-one-out: allowed: with --amortised N (it reads a reference table)"
+    if args.leave_one_out and args.adjust:
+        return "--adjust: allowed: without --leave-one-out (it compares plain rejection posteriors)"
     if args.amortised is not None and args.amortised <= args.truths:
         return f"--amortised={args.amortised}: allowed: more rows than --truths ({args.truths})"
     if args.accept < 1:

@@ -681,3 +681,29 @@ def test_leaving_one_target_out_finds_the_informative_target_and_whether_the_oth
     assert y2["verdict"] == "reproduced" and abs(y2["median"] - 0.4) < 0.05
     far = left_out(0.9)[("y2", "model.a")]
     assert far["verdict"] == "not reproduced" and far["z"] < -3
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--leave-one-out"], "--leave-one-out: allowed: with --amortised N"),
+        (["--amortised", "100", "--leave-one-out", "--adjust"], "--adjust: allowed: without --leave-one-out"),
+        (["--amortised", "20", "--truths", "30"], "--amortised=20: allowed: more rows than --truths (30)"),
+    ],
+)
+def test_scripts_sbc_refuses_options_that_do_not_go_together_in_one_line(argv, says):
+    """scripts/sbc.py checks its options before any simulation: exit 2 and one line naming the
+    option, the value and what is allowed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "sbc.py"), *argv], capture_output=True, text=True
+    )
+    assert (
+        out.returncode == 2
+        and out.stderr.strip().startswith(says)
+        and len(out.stderr.strip().splitlines()) == 1
+    )

@@ -417,7 +417,7 @@ def leave_one_target_out(
     target in ``targets``, and for each target ``k`` the posterior on the others with as many
     rows accepted. One row per (target left out, parameter): the parameter's narrowing with
     every target (``narrowing_all``) and without ``k`` (``narrowing_without``) - a target whose
-    absence narrows nothing less tells the ABC nothing about the parameters - and ``k``'s own
+    absence leaves every parameter as narrow tells the ABC nothing about them - and ``k``'s own
     predictive from the rows accepted without it, judged as the predictive check judges a held-out
     target (:func:`kibs_mc.analysis.calibration.ppc_table`: ``median``, ``low``, ``high``, ``z``,
     ``width``, ``verdict``): whether the other targets predict it."""
