@@ -260,16 +260,24 @@ def _table_chunk(item: tuple[int, Simulator, int, list[int]]) -> list[dict[str, 
     return rows
 
 
-def reference_table(config: Config, overrides: Sequence[str], size: int, out_dir: Path) -> pl.DataFrame:
+def reference_table(
+    config: Config,
+    overrides: Sequence[str],
+    size: int,
+    out_dir: Path,
+    resolved: tuple[list[Target], list[Any]] | None = None,
+) -> pl.DataFrame:
     """``size`` prior draws of the calibration ``config`` with its fitted targets simulated as a
     particle simulates them (:class:`Simulator`, its replicates, arms and seeds), one row each,
     in ``out_dir/table``: rows already there are kept, the missing ones are simulated on the
     configured executor, ``CHUNK`` at a time, each chunk written as it finishes. A table of
     other parameters, targets, settings or model code is refused, except one recorded with more
-    fitted targets than now (:func:`_superset`): it is reused, its extra statistics unread."""
+    fitted targets than now (:func:`_superset`): it is reused, its extra statistics unread.
+    ``resolved``: the targets and arms of :func:`resolve_targets`, when the caller has them
+    (resolving simulates a probe replicate of every arm)."""
     from kibs_mc.run.code import code_inputs
 
-    targets, arms = resolve_targets(config, overrides)
+    targets, arms = resolved if resolved is not None else resolve_targets(config, overrides)
     params = parameters_of(config)
     fitted = tuple(t for t in targets if t.fit)
     folder = out_dir / TABLE
@@ -365,6 +373,18 @@ def amortised_rows(
     return pl.DataFrame(out)
 
 
+def _table_of(
+    overrides: Sequence[str], size: int, out_dir: Path
+) -> tuple[Config, pl.DataFrame, list[Target]]:
+    """The calibration ``overrides`` compose (``experiment=calibrate`` first), its reference
+    table of ``size`` prior draws in ``out_dir`` and its fitted targets, resolved once."""
+    overrides = ["experiment=calibrate", *overrides]
+    config = load_config(overrides)
+    resolved = resolve_targets(config, overrides)
+    table = reference_table(config, overrides, size, out_dir, resolved)
+    return config, table, [t for t in resolved[0] if t.fit]
+
+
 def amortised_sbc(
     overrides: Sequence[str],
     size: int,
@@ -377,11 +397,7 @@ def amortised_sbc(
     (:func:`reference_table`, in ``out_dir``), its first ``truths`` rows whose fitted targets
     are all defined as the truths, each left out of the table for its own posterior
     (:func:`amortised_rows`); writes and returns the rows (``sbc_amortised.parquet``)."""
-    overrides = ["experiment=calibrate", *overrides]
-    config = load_config(overrides)
-    table = reference_table(config, overrides, size, out_dir)
-    targets, _ = resolve_targets(config, overrides)
-    fitted = [t for t in targets if t.fit]
+    config, table, fitted = _table_of(overrides, size, out_dir)
     defined = table.filter(pl.all_horizontal(pl.col(t.name).is_not_nan() for t in fitted))
     if defined.height < truths + 1:
         raise UserError(
@@ -481,11 +497,7 @@ def amortised_leave_one_out(
     """:func:`leave_one_target_out` of the calibration ``overrides`` compose, on its reference
     table of ``size`` prior draws (:func:`reference_table`, in ``out_dir``); writes and returns
     the rows (``leave_one_out.parquet``)."""
-    overrides = ["experiment=calibrate", *overrides]
-    config = load_config(overrides)
-    table = reference_table(config, overrides, size, out_dir)
-    targets, _ = resolve_targets(config, overrides)
-    fitted = [t for t in targets if t.fit]
+    config, table, fitted = _table_of(overrides, size, out_dir)
     if len(fitted) < 2:
         raise UserError(f"calibration.targets: {len(fitted)} fitted: allowed: 2 or more to leave one out")
     rows = leave_one_target_out(
